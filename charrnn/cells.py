@@ -1,0 +1,201 @@
+"""The compiled LSTM / GRU / RNN kernels behind a checked Python API.
+
+Same signatures and semantics as charrnn.reference (the specification; read its docstring
+for the maths and shapes): forward returns (y, hT[, cT], cache); backward *adds* into the
+gradient arrays it is given. Everything is validated here, before the kernels release
+the GIL: wrong shape, dtype, memory layout or a read-only gradient raises ShapeError (a
+ValueError) with a message naming the argument; nothing reaches C that could fail there.
+
+Speed: pass `workspace=Workspace()` to reuse buffers between calls of the same shape
+(the training loop keeps one per layer). A cache then lives in the workspace, so call
+backward before the next forward on the same workspace.
+"""
+import numpy as np
+
+from . import _gru, _lstm, _rnn
+from .errors import ShapeError
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_INT_MAX = 2**31 - 1  # BLAS takes 32-bit sizes
+
+
+class Workspace:
+    """Named buffers reused across calls while their shape and dtype stay the same."""
+
+    def __init__(self):
+        self._bufs = {}
+
+    def get(self, name, shape, dtype, zero=False):
+        a = self._bufs.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+            self._bufs[name] = a
+        elif zero:
+            a.fill(0)
+        return a
+
+
+def _empty(ws, name, shape, dtype, zero=False):
+    if ws is None:
+        return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+    return ws.get(name, shape, dtype, zero)
+
+
+def _check(name, a, shape, dtype, writable=False):
+    if not isinstance(a, np.ndarray):
+        raise ShapeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise ShapeError(f"{name} has dtype {a.dtype}, expected {dtype} (the dtype of x)")
+    if a.shape != shape:
+        raise ShapeError(f"{name} has shape {a.shape}, expected {shape}")
+    if not a.flags.c_contiguous:
+        raise ShapeError(f"{name} is not C-contiguous: pass np.ascontiguousarray({name})")
+    if writable and not a.flags.writeable:
+        raise ShapeError(f"{name} is read-only: gradients are accumulated into it")
+
+
+def _sizes(cell, G, x, h0, W_ih):
+    """Validate x, h0 and W_ih enough to read T, N, D, H and the dtype."""
+    if not isinstance(x, np.ndarray) or x.ndim != 3:
+        got = f"shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise ShapeError(f"{cell}: x must be a 3-d array (T, N, D), got {got}")
+    if x.dtype not in DTYPES:
+        raise ShapeError(f"{cell}: x has dtype {x.dtype}; the kernels take float32 or float64")
+    T, N, D = x.shape
+    if not isinstance(h0, np.ndarray) or h0.ndim != 2:
+        got = f"shape {h0.shape}" if isinstance(h0, np.ndarray) else type(h0).__name__
+        raise ShapeError(f"{cell}: h0 must be a 2-d array (N, H), got {got}")
+    H = h0.shape[1]
+    if min(T, N, D, H) < 1:
+        raise ShapeError(f"{cell}: every size must be >= 1, got T={T} N={N} D={D} H={H}")
+    if max(T * N * max(D, G * H), G * H * max(D, H)) > _INT_MAX:
+        raise ShapeError(f"{cell}: arrays too large for 32-bit BLAS sizes (T={T} N={N} D={D} H={H})")
+    return T, N, D, H, x.dtype
+
+
+def _check_weights(G, H, D, dt, W_ih, W_hh, b_ih, b_hh, prefix=""):
+    _check(prefix + "W_ih", W_ih, (G * H, D), dt, writable=bool(prefix))
+    _check(prefix + "W_hh", W_hh, (G * H, H), dt, writable=bool(prefix))
+    _check(prefix + "b_ih", b_ih, (G * H,), dt, writable=bool(prefix))
+    _check(prefix + "b_hh", b_hh, (G * H,), dt, writable=bool(prefix))
+
+
+def _state_grad(name, d, N, H, dt):
+    if d is None:
+        return np.zeros((N, H), dt)
+    _check(name, d, (N, H), dt)
+    return d
+
+
+class _Cache:
+    """What backward needs; opaque to callers."""
+    __slots__ = ("cell", "x", "W_ih", "W_hh", "saved", "ws")
+
+    def __init__(self, cell, x, W_ih, W_hh, saved, ws):
+        self.cell, self.x, self.W_ih, self.W_hh, self.saved, self.ws = cell, x, W_ih, W_hh, saved, ws
+
+
+def _open_cache(cell, cache, dy):
+    if not isinstance(cache, _Cache) or cache.cell != cell:
+        raise ShapeError(f"{cell}_backward: cache must come from charrnn.cells.{cell}_forward")
+    T, N, _ = cache.x.shape
+    H = cache.W_hh.shape[1]
+    _check("dy", dy, (T, N, H), cache.x.dtype)
+    return T, N, cache.x.shape[2], H, cache.x.dtype
+
+
+# ---- LSTM ------------------------------------------------------------------------------
+
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, workspace=None):
+    T, N, D, H, dt = _sizes("lstm", 4, x, h0, W_ih)
+    _check("x", x, (T, N, D), dt)
+    _check("h0", h0, (N, H), dt)
+    _check("c0", c0, (N, H), dt)
+    _check_weights(4, H, D, dt, W_ih, W_hh, b_ih, b_hh)
+    ws = workspace
+    hs = _empty(ws, "hs", (T + 1, N, H), dt)
+    cs = _empty(ws, "cs", (T + 1, N, H), dt)
+    act = _empty(ws, "act", (T, N, 4 * H), dt)
+    tc = _empty(ws, "tc", (T, N, H), dt)
+    _lstm.forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, hs, cs, act, tc)
+    cache = _Cache("lstm", x, W_ih, W_hh, (hs, cs, act, tc), ws)
+    return hs[1:], hs[T].copy(), cs[T].copy(), cache
+
+
+def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh):
+    T, N, D, H, dt = _open_cache("lstm", cache, dy)
+    dhT = _state_grad("dhT", dhT, N, H, dt)
+    dcT = _state_grad("dcT", dcT, N, H, dt)
+    _check("dx", dx, (T, N, D), dt, writable=True)
+    _check("dh0", dh0, (N, H), dt, writable=True)
+    _check("dc0", dc0, (N, H), dt, writable=True)
+    _check_weights(4, H, D, dt, dW_ih, dW_hh, db_ih, db_hh, prefix="d")
+    hs, cs, act, tc = cache.saved
+    ws = cache.ws
+    dact = _empty(ws, "dact", (T, N, 4 * H), dt)
+    dh = _empty(ws, "dh", (N, H), dt)
+    dc = _empty(ws, "dc", (N, H), dt)
+    _lstm.backward(dy, dhT, dcT, cache.x, cache.W_ih, cache.W_hh, hs, cs, act, tc,
+                   dact, dh, dc, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh)
+
+
+# ---- GRU -------------------------------------------------------------------------------
+
+def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None):
+    T, N, D, H, dt = _sizes("gru", 3, x, h0, W_ih)
+    _check("x", x, (T, N, D), dt)
+    _check("h0", h0, (N, H), dt)
+    _check_weights(3, H, D, dt, W_ih, W_hh, b_ih, b_hh)
+    ws = workspace
+    hs = _empty(ws, "hs", (T + 1, N, H), dt)
+    act = _empty(ws, "act", (T, N, 3 * H), dt)
+    ghn = _empty(ws, "ghn", (T, N, H), dt)
+    gh = _empty(ws, "gh", (N, 3 * H), dt)
+    _gru.forward(x, h0, W_ih, W_hh, b_ih, b_hh, hs, act, ghn, gh)
+    cache = _Cache("gru", x, W_ih, W_hh, (hs, act, ghn), ws)
+    return hs[1:], hs[T].copy(), cache
+
+
+def gru_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh):
+    T, N, D, H, dt = _open_cache("gru", cache, dy)
+    dhT = _state_grad("dhT", dhT, N, H, dt)
+    _check("dx", dx, (T, N, D), dt, writable=True)
+    _check("dh0", dh0, (N, H), dt, writable=True)
+    _check_weights(3, H, D, dt, dW_ih, dW_hh, db_ih, db_hh, prefix="d")
+    hs, act, ghn = cache.saved
+    ws = cache.ws
+    dgx = _empty(ws, "dgx", (T, N, 3 * H), dt)
+    dgh = _empty(ws, "dgh", (T, N, 3 * H), dt)
+    dh_a = _empty(ws, "dh_a", (N, H), dt)
+    dh_b = _empty(ws, "dh_b", (N, H), dt)
+    _gru.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, hs, act, ghn,
+                  dgx, dgh, dh_a, dh_b, dx, dh0, dW_ih, dW_hh, db_ih, db_hh)
+
+
+# ---- RNN -------------------------------------------------------------------------------
+
+def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None):
+    T, N, D, H, dt = _sizes("rnn", 1, x, h0, W_ih)
+    _check("x", x, (T, N, D), dt)
+    _check("h0", h0, (N, H), dt)
+    _check_weights(1, H, D, dt, W_ih, W_hh, b_ih, b_hh)
+    ws = workspace
+    hs = _empty(ws, "hs", (T + 1, N, H), dt)
+    pre = _empty(ws, "pre", (T, N, H), dt)
+    _rnn.forward(x, h0, W_ih, W_hh, b_ih, b_hh, hs, pre)
+    cache = _Cache("rnn", x, W_ih, W_hh, (hs,), ws)
+    return hs[1:], hs[T].copy(), cache
+
+
+def rnn_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh):
+    T, N, D, H, dt = _open_cache("rnn", cache, dy)
+    dhT = _state_grad("dhT", dhT, N, H, dt)
+    _check("dx", dx, (T, N, D), dt, writable=True)
+    _check("dh0", dh0, (N, H), dt, writable=True)
+    _check_weights(1, H, D, dt, dW_ih, dW_hh, db_ih, db_hh, prefix="d")
+    (hs,) = cache.saved
+    ws = cache.ws
+    da = _empty(ws, "da", (T, N, H), dt)
+    dh = _empty(ws, "dh", (N, H), dt)
+    _rnn.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, hs, da, dh,
+                  dx, dh0, dW_ih, dW_hh, db_ih, db_hh)

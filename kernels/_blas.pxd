@@ -1,0 +1,47 @@
+# Row-major BLAS over scipy.linalg.cython_blas (the scikit-learn approach): SciPy exports
+# its BLAS as C function pointers, so we link nothing and work wherever SciPy has wheels.
+#
+# BLAS is column-major. A row-major (M, N) matrix is the column-major (N, M) matrix of its
+# transpose, so the row-major C = op(A) @ op(B) is computed as the column-major
+# C^T = op(B)^T @ op(A)^T: swap the operands and the sizes, keep the leading dimensions.
+# `floating` picks sgemm for float32 and dgemm for float64.
+from cython cimport floating
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
+
+
+cdef inline void gemm(bint trans_a, bint trans_b, int M, int N, int K,
+                      floating alpha, const floating *A, int lda,
+                      const floating *B, int ldb,
+                      floating beta, floating *C, int ldc) noexcept nogil:
+    """C (M, N) := alpha * op(A) @ op(B) + beta * C, all row-major.
+
+    op(A) is (M, K): A is stored (M, K) with row stride lda, or (K, M) if trans_a.
+    op(B) is (K, N): B is stored (K, N) with row stride ldb, or (N, K) if trans_b.
+    """
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    if M <= 0 or N <= 0:
+        return
+    if floating is float:
+        sgemm(&tb, &ta, &N, &M, &K, &alpha, <float *> B, &ldb, <float *> A, &lda,
+              &beta, C, &ldc)
+    else:
+        dgemm(&tb, &ta, &N, &M, &K, &alpha, <double *> B, &ldb, <double *> A, &lda,
+              &beta, C, &ldc)
+
+
+cdef inline void gemv(bint trans_a, int M, int N, floating alpha, const floating *A, int lda,
+                      const floating *x, floating beta, floating *y) noexcept nogil:
+    """y := alpha * op(A) @ x + beta * y, A row-major (M, N) with row stride lda.
+
+    y has M entries (N if trans_a); x has N entries (M if trans_a).
+    """
+    # Row-major A is column-major A^T (N, M): flip the transpose flag.
+    cdef char t = b'N' if trans_a else b'T'
+    cdef int one = 1
+    if M <= 0 or N <= 0:
+        return
+    if floating is float:
+        sgemv(&t, &N, &M, &alpha, <float *> A, &lda, <float *> x, &one, &beta, y, &one)
+    else:
+        dgemv(&t, &N, &M, &alpha, <double *> A, &lda, <double *> x, &one, &beta, y, &one)

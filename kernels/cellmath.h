@@ -1,0 +1,104 @@
+/* Element-wise math of the recurrent cells, one time step at a time, fused into as few
+ * passes as possible. The Cython kernels (_lstm.pyx, _gru.pyx, _rnn.pyx) do the GEMMs
+ * and call these for everything between them.
+ *
+ * Why C and not Cython: these loops must vectorise, and gcc vectorises them only when
+ * they are simple, use a signed pointer-sized index, and the pointers are __restrict;
+ * Cython emits none of that reliably.
+ *
+ * float32 uses a fast exp (range reduction + degree-7 polynomial, max abs error of
+ * sigmoid/tanh ~2e-7); float64 uses libm so gradient checks stay exact.
+ * No -ffast-math anywhere: NaN must propagate (the trainer's divergence check relies on it).
+ */
+#ifndef CHARRNN_CELLMATH_H
+#define CHARRNN_CELLMATH_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef ptrdiff_t idx_t;
+
+/* exp(x), float32, branch-free so it vectorises. exp(x) = 2^n * exp(r) with
+ * n = round(x / ln2), r = x - n ln2 in [-ln2/2, ln2/2]; exp(r) by its Taylor polynomial
+ * (degree 7: truncation error < 6e-9 relative). The clamp keeps 2^n a normal float;
+ * comparisons are false for NaN, so NaN passes through. */
+static inline float cr_expf(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    const float shifter = 12582912.0f;            /* 1.5 * 2^23: x + shifter rounds x */
+    float n = (x * 1.44269504088896341f + shifter) - shifter;
+    float r = x - n * 0.693359375f;               /* ln2 = hi + lo, hi exact in few bits */
+    r = r - n * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;      /* 2^n as float bits */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float cr_sigmoidf(float x) { return 1.0f / (1.0f + cr_expf(-x)); }
+
+static inline float cr_tanhf(float x)
+{
+    float ax = x < 0.0f ? -x : x;
+    float e = cr_expf(-2.0f * ax);
+    float t = (1.0f - e) / (1.0f + e);
+    t = x < 0.0f ? -t : t;
+    /* Near 0, 1 - e cancels: use the odd Taylor series there (error < 1e-9). */
+    float x2 = x * x;
+    float s = x * (1.0f + x2 * (-1.0f / 3.0f + x2 * (2.0f / 15.0f + x2 * (-17.0f / 315.0f))));
+    return ax < 0.15625f ? s : t;
+}
+
+static inline double cr_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+static inline double cr_tanh(double x) { return tanh(x); }
+
+/* Flush denormals to zero while a kernel runs: a gradient decaying through many steps
+ * otherwise hits denormal floats, which cost 10-100x per operation on x86. MXCSR is
+ * per-thread and restored afterwards, so the caller's floating-point mode is untouched. */
+#if defined(__x86_64__) || defined(__SSE2__)
+#include <xmmintrin.h>
+static inline unsigned int cr_ftz_begin(void)
+{
+    unsigned int old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040);                     /* FTZ (bit 15) | DAZ (bit 6) */
+    return old;
+}
+static inline void cr_ftz_end(unsigned int old) { _mm_setcsr(old); }
+#else
+static inline unsigned int cr_ftz_begin(void) { return 0; }
+static inline void cr_ftz_end(unsigned int old) { (void)old; }
+#endif
+
+/* Instantiate the step functions for float (suffix _f32) and double (_f64). */
+#define REAL float
+#define SFX(name) name##_f32
+#define SIGM cr_sigmoidf
+#define TANH cr_tanhf
+#include "cellmath_impl.h"
+#undef REAL
+#undef SFX
+#undef SIGM
+#undef TANH
+
+#define REAL double
+#define SFX(name) name##_f64
+#define SIGM cr_sigmoid
+#define TANH cr_tanh
+#include "cellmath_impl.h"
+#undef REAL
+#undef SFX
+#undef SIGM
+#undef TANH
+
+#endif

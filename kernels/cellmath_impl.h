@@ -1,0 +1,161 @@
+/* Templated by cellmath.h over REAL (float/double), SFX (name suffix), SIGM, TANH.
+ * Layout: every per-step array is row-major (N, width); gate blocks sit side by side in
+ * a row in PyTorch's order. "act" arrays hold pre-activations on the way in and
+ * activations on the way out. Sizes: N batch, H hidden. */
+
+/* ---- shared helpers ---------------------------------------------------------------- */
+
+/* out[r, :] = b1 + b2 for every row r: the bias, laid down before a GEMM with beta = 1. */
+static void SFX(fill_bias)(REAL *out, const REAL *b1, const REAL *b2, idx_t rows, idx_t cols)
+{
+    for (idx_t r = 0; r < rows; r++) {
+        REAL *__restrict o = out + r * cols;
+        if (b2)
+            for (idx_t j = 0; j < cols; j++) o[j] = b1[j] + b2[j];
+        else
+            for (idx_t j = 0; j < cols; j++) o[j] = b1[j];
+    }
+}
+
+/* out[j] += sum_r A[r, j]: bias gradients. */
+static void SFX(colsum_add)(REAL *__restrict out, const REAL *A, idx_t rows, idx_t cols)
+{
+    for (idx_t r = 0; r < rows; r++) {
+        const REAL *__restrict a = A + r * cols;
+        for (idx_t j = 0; j < cols; j++) out[j] += a[j];
+    }
+}
+
+static void SFX(add_inplace)(REAL *__restrict out, const REAL *__restrict a, idx_t n)
+{
+    for (idx_t j = 0; j < n; j++) out[j] += a[j];
+}
+
+/* ---- LSTM (gates i, f, g, o) --------------------------------------------------------- */
+
+/* act (N, 4H): in a = x W_ih^T + h W_hh^T + b, out [σ(a_i) σ(a_f) tanh(a_g) σ(a_o)].
+ * c_prev (N, H) -> c (N, H), tc = tanh(c) (N, H), h = o * tc (N, H). */
+static void SFX(lstm_fwd_step)(REAL *act, const REAL *c_prev, REAL *c, REAL *tc, REAL *h,
+                               idx_t N, idx_t H)
+{
+    for (idx_t n = 0; n < N; n++) {
+        REAL *a = act + n * 4 * H;
+        /* separate simple passes vectorise; one loop with a branch per gate would not */
+        for (idx_t j = 0; j < 2 * H; j++) a[j] = SIGM(a[j]);
+        for (idx_t j = 2 * H; j < 3 * H; j++) a[j] = TANH(a[j]);
+        for (idx_t j = 3 * H; j < 4 * H; j++) a[j] = SIGM(a[j]);
+        const REAL *__restrict gi = a, *__restrict gf = a + H;
+        const REAL *__restrict gg = a + 2 * H, *__restrict go = a + 3 * H;
+        const REAL *__restrict cp = c_prev + n * H;
+        REAL *__restrict cn = c + n * H, *__restrict tn = tc + n * H, *__restrict hn = h + n * H;
+        for (idx_t j = 0; j < H; j++) {
+            REAL cv = gf[j] * cp[j] + gi[j] * gg[j];
+            REAL tv = TANH(cv);
+            cn[j] = cv;
+            tn[j] = tv;
+            hn[j] = go[j] * tv;
+        }
+    }
+}
+
+/* Backward of one step. act (N, 4H) activations, c_prev, tc (N, H) as saved by forward;
+ * dy (N, H) gradient reaching h_t from above, dh_next (N, H) from step t+1 through W_hh;
+ * dc (N, H) in: gradient of c_t from step t+1, out: gradient of c_{t-1}.
+ * dact (N, 4H) out: gradient of the pre-activations a. */
+static void SFX(lstm_bwd_step)(const REAL *act, const REAL *c_prev, const REAL *tc,
+                               const REAL *dy, const REAL *dh_next, REAL *dc, REAL *dact,
+                               idx_t N, idx_t H)
+{
+    for (idx_t n = 0; n < N; n++) {
+        const REAL *__restrict gi = act + n * 4 * H, *__restrict gf = gi + H;
+        const REAL *__restrict gg = gi + 2 * H, *__restrict go = gi + 3 * H;
+        const REAL *__restrict cp = c_prev + n * H, *__restrict tn = tc + n * H;
+        const REAL *__restrict dyn = dy + n * H, *__restrict dhn = dh_next + n * H;
+        REAL *__restrict dcn = dc + n * H;
+        REAL *__restrict di = dact + n * 4 * H, *__restrict df = di + H;
+        REAL *__restrict dg = di + 2 * H, *__restrict dout = di + 3 * H;
+        for (idx_t j = 0; j < H; j++) {
+            REAL dh = dyn[j] + dhn[j];
+            REAL i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tn[j];
+            REAL dcv = dcn[j] + dh * o * (1 - t * t);
+            di[j] = dcv * g * i * (1 - i);
+            df[j] = dcv * cp[j] * f * (1 - f);
+            dg[j] = dcv * i * (1 - g * g);
+            dout[j] = dh * t * o * (1 - o);
+            dcn[j] = dcv * f;
+        }
+    }
+}
+
+/* ---- GRU (gates r, z, n) ------------------------------------------------------------- */
+
+/* act (N, 3H): in x W_ih^T + b_ih, out [r z n]; gh (N, 3H) = h_prev W_hh^T + b_hh;
+ * ghn (N, H) out: gh's n block (W_hn h + b_hn), which backward needs;
+ * h = (1 - z) * n + z * h_prev. */
+static void SFX(gru_fwd_step)(REAL *act, const REAL *gh, REAL *ghn, const REAL *h_prev, REAL *h,
+                              idx_t N, idx_t H)
+{
+    for (idx_t n = 0; n < N; n++) {
+        REAL *a = act + n * 3 * H;
+        const REAL *b = gh + n * 3 * H;
+        for (idx_t j = 0; j < 2 * H; j++) a[j] = SIGM(a[j] + b[j]);
+        const REAL *__restrict gr = a, *__restrict gz = a + H, *__restrict bn = b + 2 * H;
+        REAL *__restrict gn = a + 2 * H, *__restrict sn = ghn + n * H;
+        const REAL *__restrict hp = h_prev + n * H;
+        REAL *__restrict hn = h + n * H;
+        for (idx_t j = 0; j < H; j++) {
+            REAL nv = TANH(gn[j] + gr[j] * bn[j]);
+            REAL z = gz[j];
+            sn[j] = bn[j];
+            gn[j] = nv;
+            hn[j] = (1 - z) * nv + z * hp[j];
+        }
+    }
+}
+
+/* Backward of one step. dgx (N, 3H): gradient of x W_ih^T + b_ih; dgh (N, 3H): gradient of
+ * h_prev W_hh^T + b_hh; dh_prev (N, H) gets the direct part dh * z (assigned, or added if
+ * accumulate) -- the caller adds dgh W_hh with a GEMM. */
+static void SFX(gru_bwd_step)(const REAL *act, const REAL *ghn, const REAL *h_prev,
+                              const REAL *dy, const REAL *dh_next,
+                              REAL *dgx, REAL *dgh, REAL *dh_prev, int accumulate,
+                              idx_t N, idx_t H)
+{
+    for (idx_t n = 0; n < N; n++) {
+        const REAL *__restrict gr = act + n * 3 * H, *__restrict gz = gr + H, *__restrict gn = gr + 2 * H;
+        const REAL *__restrict sn = ghn + n * H, *__restrict hp = h_prev + n * H;
+        const REAL *__restrict dyn = dy + n * H, *__restrict dhn = dh_next + n * H;
+        REAL *__restrict xr = dgx + n * 3 * H, *__restrict xz = xr + H, *__restrict xn = xr + 2 * H;
+        REAL *__restrict hr = dgh + n * 3 * H, *__restrict hz = hr + H, *__restrict hnn = hr + 2 * H;
+        REAL *__restrict dp = dh_prev + n * H;
+        for (idx_t j = 0; j < H; j++) {
+            REAL dh = dyn[j] + dhn[j];
+            REAL r = gr[j], z = gz[j], nv = gn[j];
+            REAL dan = dh * (1 - z) * (1 - nv * nv);      /* d pre-tanh of n */
+            REAL dar = dan * sn[j] * r * (1 - r);
+            REAL daz = dh * (hp[j] - nv) * z * (1 - z);
+            xr[j] = dar;
+            xz[j] = daz;
+            xn[j] = dan;
+            hr[j] = dar;
+            hz[j] = daz;
+            hnn[j] = dan * r;
+            dp[j] = accumulate ? dp[j] + dh * z : dh * z;
+        }
+    }
+}
+
+/* ---- vanilla RNN (tanh) -------------------------------------------------------------- */
+
+/* h = tanh(pre), pre (N, H) = x W_ih^T + h_prev W_hh^T + b. */
+static void SFX(rnn_fwd_step)(const REAL *__restrict pre, REAL *__restrict h, idx_t NH)
+{
+    for (idx_t j = 0; j < NH; j++) h[j] = TANH(pre[j]);
+}
+
+/* da (N, H) = (dy + dh_next) * (1 - h^2): gradient of the pre-activation. */
+static void SFX(rnn_bwd_step)(const REAL *__restrict h, const REAL *__restrict dy,
+                              const REAL *__restrict dh_next, REAL *__restrict da, idx_t NH)
+{
+    for (idx_t j = 0; j < NH; j++) da[j] = (dy[j] + dh_next[j]) * (1 - h[j] * h[j]);
+}

@@ -1,0 +1,59 @@
+"""Build: kernels/*.pyx -> charrnn._<name> extension modules; data/ -> charrnn._data.
+
+Environment switches (source builds only):
+  CHARRNN_DEBUG=1   Cython bounds/initialisation checks on, -O0 -g (for tests/debugging).
+  CHARRNN_NATIVE=1  add -march=native (faster on the build machine, not portable).
+"""
+import os
+import sys
+
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
+NATIVE = os.environ.get("CHARRNN_NATIVE", "") not in ("", "0")
+
+
+def extensions():
+    from Cython.Build import cythonize
+
+    # Never -ffast-math: it lets the compiler delete NaN checks (the divergence guard).
+    if DEBUG:
+        cflags = ["-O0", "-g"]
+    else:
+        cflags = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+    if NATIVE:
+        cflags.append("-march=native")
+    if sys.platform == "win32":
+        cflags = ["/O2"]
+    names = ["_blas_ops", "_lstm", "_gru", "_rnn", "_sample"]
+    exts = [
+        Extension(
+            f"charrnn.{name}",
+            [f"kernels/{name}.pyx"],
+            include_dirs=["kernels"],
+            extra_compile_args=cflags,
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        )
+        for name in names
+        if os.path.exists(f"kernels/{name}.pyx")
+    ]
+    directives = {
+        "language_level": 3,
+        "boundscheck": DEBUG,
+        "wraparound": False,
+        "initializedcheck": DEBUG,
+        "cdivision": True,
+        "embedsignature": True,
+    }
+    return cythonize(exts, compiler_directives=directives, include_path=["kernels"])
+
+
+setup(
+    packages=["charrnn", "charrnn._data"],
+    # The bundled corpora live in data/ at the top of the repository and install as the
+    # package charrnn._data, so `charrnn train` finds them after a non-editable install.
+    package_dir={"charrnn._data": "data"},
+    package_data={"charrnn._data": ["*.txt"]},
+    ext_modules=extensions(),
+    zip_safe=False,
+)
