@@ -5,8 +5,8 @@ from _blas cimport gemm as _gemm
 from _cellmath cimport cr_expf, cr_sigmoidf, cr_tanhf
 
 
-def gemm(bint trans_a, bint trans_b, floating alpha, const floating[:, ::1] A,
-         const floating[:, ::1] B, floating beta, floating[:, ::1] C):
+def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
+         const floating[:, ::1] B, double beta, floating[:, ::1] C):
     """C := alpha * op(A) @ op(B) + beta * C (row-major, through scipy's BLAS)."""
     cdef int M = C.shape[0], N = C.shape[1]
     cdef int K = A.shape[0] if trans_a else A.shape[1]
@@ -17,8 +17,8 @@ def gemm(bint trans_a, bint trans_b, floating alpha, const floating[:, ::1] A,
     if M == 0 or N == 0:
         return
     with nogil:
-        _gemm(trans_a, trans_b, M, N, K, alpha, &A[0, 0], <int>A.shape[1],
-              &B[0, 0], <int>B.shape[1], beta, &C[0, 0], N)
+        _gemm(trans_a, trans_b, M, N, K, <floating>alpha, &A[0, 0], <int>A.shape[1],
+              &B[0, 0], <int>B.shape[1], <floating>beta, &C[0, 0], N)
 
 
 def fast_math_f32(const float[::1] x, float[::1] exp_out, float[::1] sig_out, float[::1] tanh_out):

@@ -23,10 +23,10 @@ cdef extern from "cellmath.h" nogil:
     void gru_fwd_step_f32(float *act, const float *gh, float *ghn, const float *h_prev, float *h, Py_ssize_t N, Py_ssize_t H)
     void gru_fwd_step_f64(double *act, const double *gh, double *ghn, const double *h_prev, double *h, Py_ssize_t N, Py_ssize_t H)
     void gru_bwd_step_f32(const float *act, const float *ghn, const float *h_prev, const float *dy,
-                          const float *dh_next, float *dgx, float *dgh, float *dh_prev, int accumulate,
+                          const float *dh_next, float *dgx, float *dgh, float *dh_prev,
                           Py_ssize_t N, Py_ssize_t H)
     void gru_bwd_step_f64(const double *act, const double *ghn, const double *h_prev, const double *dy,
-                          const double *dh_next, double *dgx, double *dgh, double *dh_prev, int accumulate,
+                          const double *dh_next, double *dgx, double *dgh, double *dh_prev,
                           Py_ssize_t N, Py_ssize_t H)
 
     void rnn_fwd_step_f32(const float *pre, float *h, Py_ssize_t NH)

@@ -21,7 +21,7 @@ from cython cimport floating
 from libc.string cimport memcpy
 
 from _blas cimport gemm
-from _cellmath cimport (need, shape2, shape3, cr_ftz_begin, cr_ftz_end, fill_bias, colsum_add,
+from _cellmath cimport (need, shape2, shape3, cr_ftz_begin, cr_ftz_end, fill_bias, colsum_add, add_inplace,
                         gru_fwd_step_f32, gru_fwd_step_f64,
                         gru_bwd_step_f32, gru_bwd_step_f64)
 
@@ -98,17 +98,19 @@ def backward(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
         fpmode = cr_ftz_begin()
         memcpy(dh_next, &dhT[0, 0], N * H * sizeof(floating))
         for t in range(T - 1, -1, -1):
-            # At t = 0 the gradient of h_{t-1} is the gradient of h0: add it there.
-            dh_prev = &dh0[0, 0] if t == 0 else (&dh_b[0, 0] if dh_next == &dh_a[0, 0] else &dh_a[0, 0])
+            dh_prev = &dh_b[0, 0] if dh_next == &dh_a[0, 0] else &dh_a[0, 0]
             if floating is float:
                 gru_bwd_step_f32(&act[t, 0, 0], &ghn[t, 0, 0], &hs[t, 0, 0], &dy[t, 0, 0],
-                                 dh_next, dX + t * N * G, dH + t * N * G, dh_prev, t == 0, N, H)
+                                 dh_next, dX + t * N * G, dH + t * N * G, dh_prev, N, H)
             else:
                 gru_bwd_step_f64(&act[t, 0, 0], &ghn[t, 0, 0], &hs[t, 0, 0], &dy[t, 0, 0],
-                                 dh_next, dX + t * N * G, dH + t * N * G, dh_prev, t == 0, N, H)
+                                 dh_next, dX + t * N * G, dH + t * N * G, dh_prev, N, H)
             gemm(False, False, <int>N, <int>H, <int>G, 1, dH + t * N * G, <int>G,
                  &W_hh[0, 0], <int>H, 1, dh_prev, <int>H)
             dh_next = dh_prev
+        # The gradient of h_{-1} is the gradient of h0. Formed in full, then added once, so
+        # that repeated calls accumulate exactly.
+        add_inplace(&dh0[0, 0], dh_next, N * H)
         gemm(True, False, <int>G, <int>D, <int>(T * N), 1, dX, <int>G,
              &x[0, 0, 0], <int>D, 1, &dW_ih[0, 0], <int>D)
         gemm(True, False, <int>G, <int>H, <int>(T * N), 1, dH, <int>G,

@@ -17,12 +17,20 @@ static void SFX(fill_bias)(REAL *out, const REAL *b1, const REAL *b2, idx_t rows
     }
 }
 
-/* out[j] += sum_r A[r, j]: bias gradients. */
+/* out[j] += sum_r A[r, j]: bias gradients. The sum is formed first and added once, like
+ * BLAS with beta = 1, so that two backward calls accumulate exactly twice the gradient. */
 static void SFX(colsum_add)(REAL *__restrict out, const REAL *A, idx_t rows, idx_t cols)
 {
-    for (idx_t r = 0; r < rows; r++) {
-        const REAL *__restrict a = A + r * cols;
-        for (idx_t j = 0; j < cols; j++) out[j] += a[j];
+    enum { BLOCK = 256 };
+    REAL acc[BLOCK];
+    for (idx_t j0 = 0; j0 < cols; j0 += BLOCK) {
+        idx_t w = cols - j0 < BLOCK ? cols - j0 : BLOCK;
+        for (idx_t j = 0; j < w; j++) acc[j] = 0;
+        for (idx_t r = 0; r < rows; r++) {
+            const REAL *__restrict a = A + r * cols + j0;
+            for (idx_t j = 0; j < w; j++) acc[j] += a[j];
+        }
+        for (idx_t j = 0; j < w; j++) out[j0 + j] += acc[j];
     }
 }
 
@@ -114,11 +122,11 @@ static void SFX(gru_fwd_step)(REAL *act, const REAL *gh, REAL *ghn, const REAL *
 }
 
 /* Backward of one step. dgx (N, 3H): gradient of x W_ih^T + b_ih; dgh (N, 3H): gradient of
- * h_prev W_hh^T + b_hh; dh_prev (N, H) gets the direct part dh * z (assigned, or added if
- * accumulate) -- the caller adds dgh W_hh with a GEMM. */
+ * h_prev W_hh^T + b_hh; dh_prev (N, H) gets the direct part dh * z -- the caller adds
+ * dgh W_hh with a GEMM. */
 static void SFX(gru_bwd_step)(const REAL *act, const REAL *ghn, const REAL *h_prev,
                               const REAL *dy, const REAL *dh_next,
-                              REAL *dgx, REAL *dgh, REAL *dh_prev, int accumulate,
+                              REAL *dgx, REAL *dgh, REAL *dh_prev,
                               idx_t N, idx_t H)
 {
     for (idx_t n = 0; n < N; n++) {
@@ -140,7 +148,7 @@ static void SFX(gru_bwd_step)(const REAL *act, const REAL *ghn, const REAL *h_pr
             hr[j] = dar;
             hz[j] = daz;
             hnn[j] = dan * r;
-            dp[j] = accumulate ? dp[j] + dh * z : dh * z;
+            dp[j] = dh * z;
         }
     }
 }

@@ -1,0 +1,475 @@
+"""The data layer: text file -> vocabulary + compact id array -> batches.
+
+    corpus.txt --(decode in chunks, 2 passes)--> vocab: sorted list of distinct characters
+                                                 ids:   (N,) uint8/16/32, id i <-> vocab[i]
+    ids --split_train_val--> train = ids[:N - n_val], val = ids[N - n_val:] (last val_frac)
+    train --Batches(B, T)--> B parallel contiguous streams (B, L), L = len // B;
+                             window k: x = streams[:, kT : kT+T].T      (T, B)
+                                       y = streams[:, kT+1 : kT+T+1].T  (T, B): x shifted
+
+Memory: the file is decoded chunk_size bytes at a time, so no Python object per
+character ever exists; the result is 1, 2 or 4 bytes per character, in RAM or (with
+cache_dir) in a .npy file opened with np.load(mmap_mode="r").
+
+Characters are Unicode code points, NUL included: "\\x00" is an ordinary character
+(binary-ish corpora then train instead of failing). With encoding="bytes" the model is
+byte-level: byte b is the character chr(b), so the vocabulary is still a list of 1-char
+strings, and decode_ids() turns ids back into bytes.
+"""
+import codecs
+import json
+import operator
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Optional, Union
+
+import numpy as np
+
+from .errors import CheckpointError, ConfigError, CorpusError, RunDirError
+
+DEFAULT_CHUNK_SIZE = 8 << 20  # bytes read per step: big enough for NumPy, small next to RAM
+CACHE_FORMAT = 1              # bump when the cache layout or the id mapping changes
+BYTES = "bytes"               # the encoding name of byte-level models
+
+
+# ----------------------------------------------------------------------------------------
+# Finding and naming things
+
+
+def bundled_corpus(name: str = "tinyshakespeare.txt") -> Path:
+    """Path of a corpus shipped with charrnn (data/ installs as the package charrnn._data)."""
+    try:
+        from importlib.resources import files
+
+        candidate = Path(str(files("charrnn._data") / name))
+        if candidate.is_file():
+            return candidate
+    except (ImportError, TypeError):
+        pass  # running from a source tree without install: charrnn._data does not exist
+    candidate = Path(__file__).resolve().parent.parent / "data" / name
+    if candidate.is_file():
+        return candidate
+    raise CorpusError(f"the bundled corpus {name} is missing from this installation; "
+                      "reinstall charrnn or pass the path of a text file")
+
+
+def id_dtype(vocab_size: int) -> np.dtype:
+    """Smallest unsigned integer type that holds ids 0..vocab_size-1."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if vocab_size <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    raise CorpusError(f"vocabulary of {vocab_size:,} characters is too large")  # > 2**32
+
+
+def normalize_encoding(encoding: str) -> str:
+    """Canonical codec name ("latin-1" -> "iso8859-1"), or "bytes"; ConfigError if unknown."""
+    if encoding == BYTES:
+        return BYTES
+    try:
+        info = codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        raise ConfigError(f"unknown encoding {encoding!r}; use utf-8, latin-1, bytes or "
+                          "another Python codec name") from None
+    if not getattr(info, "_is_text_encoding", True):  # e.g. "base64", "zlib": bytes->bytes
+        raise ConfigError(f"{encoding!r} is not a text encoding; use utf-8, latin-1 or bytes")
+    return info.name
+
+
+def _show(chars) -> str:
+    """'a' (U+0061), '\\x00' (U+0000): readable even for control characters."""
+    return ", ".join(f"{c!r} (U+{ord(c):04X})" for c in chars)
+
+
+# ----------------------------------------------------------------------------------------
+# Reading the corpus: two streaming passes over the file
+
+
+@dataclass
+class Corpus:
+    ids: np.ndarray   # (N,) uint8/uint16/uint32, a read-only memmap when cached
+    vocab: list       # sorted distinct characters (1-char strings); id i is vocab[i]
+    encoding: str     # codec the file was read with, or "bytes" (byte-level model)
+    path: Path        # the text file it came from
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _code_points(path: Path, encoding: str, chunk_size: int):
+    """Yield the file's characters chunk by chunk: uint32 code points (uint8 for bytes)."""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise CorpusError(f"cannot read the corpus {path}: {e.strerror}") from None
+    with f:
+        if encoding == BYTES:
+            while chunk := f.read(chunk_size):
+                yield np.frombuffer(chunk, np.uint8)
+            return
+        # The incremental decoder keeps a multi-byte sequence cut by a chunk boundary
+        # until the next chunk completes it.
+        decoder = codecs.getincrementaldecoder(encoding)()
+        offset = 0  # bytes of the file before `chunk`
+        while True:
+            chunk = f.read(chunk_size)
+            final = not chunk
+            try:
+                text = decoder.decode(chunk, final=final)
+            except UnicodeDecodeError as e:
+                # e.start counts from the start of e.object, which is the bytes the decoder
+                # held back from earlier chunks followed by this chunk.
+                held_back = len(e.object) - len(chunk)
+                raise CorpusError(_decode_message(path, encoding, offset - held_back + e.start,
+                                                  e)) from None
+            if text:
+                # UTF-32 is one uint32 per character: code points without a per-char object.
+                # surrogatepass: codecs like unicode_escape can produce lone surrogates.
+                yield np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+            if final:
+                return
+            offset += len(chunk)
+
+
+def _decode_message(path, encoding, offset, e: UnicodeDecodeError) -> str:
+    bad = e.object[e.start:e.start + 1].hex()
+    if encoding == "utf-8":
+        fix = ("if the file is in another encoding pass it, e.g. --encoding latin-1, "
+               "or train on raw bytes with --encoding bytes")
+    else:
+        fix = "pass the file's actual encoding with --encoding, or use --encoding bytes"
+    return (f"{path} is not valid {encoding}: byte 0x{bad} at byte offset {offset:,} "
+            f"({e.reason}); {fix}")
+
+
+def _stat(path: Path):
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise CorpusError(f"corpus file not found: {path}; check the path") from None
+    except OSError as e:
+        raise CorpusError(f"cannot read the corpus {path}: {e.strerror}") from None
+    if path.is_dir():
+        raise CorpusError(f"{path} is a directory; pass a text file inside it instead")
+    if st.st_size == 0:
+        raise CorpusError(f"{path} is empty (0 bytes); pass a text file with some content "
+                          "(a few hundred kB or more trains well)")
+    return st.st_size, st.st_mtime_ns
+
+
+def _check_content(path, vocab, n, encoding):
+    """Refuse texts with nothing to learn; vocab is the sorted list of characters."""
+    if n == 0:  # e.g. only a byte-order mark
+        raise CorpusError(f"{path} contains no characters; pass a text file with some content")
+    if encoding == BYTES:
+        blank = bytes(ord(c) for c in vocab).isspace()
+    else:
+        blank = all(c.isspace() for c in vocab)
+    if blank:
+        raise CorpusError(f"{path} contains only whitespace ({_show(vocab)}); "
+                          "pass a file with actual text")
+    if len(vocab) == 1:
+        raise CorpusError(f"{path} contains a single distinct character, {_show(vocab)}, "
+                          f"repeated {n:,} times: there is nothing to learn; "
+                          "pass a text with varied characters")
+
+
+def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
+                chunk_size: int = DEFAULT_CHUNK_SIZE) -> Corpus:
+    """Read a text file into a vocabulary and an id array.
+
+    encoding: "utf-8", any Python codec name, or "bytes" for a byte-level model.
+    cache_dir: if given (the run directory), the ids are written to cache_dir/corpus.npy
+    (+ corpus.json) and memory-mapped; a later call with the same, unchanged file and
+    encoding reuses them without reading the file again. Without it the ids live in RAM
+    (1-4 bytes per character).
+    """
+    path = Path(path)
+    encoding = normalize_encoding(encoding)
+    chunk_size = operator.index(chunk_size)
+    if chunk_size < 1:
+        raise ConfigError(f"chunk_size must be at least 1 byte, got {chunk_size}")
+    fingerprint = _stat(path)
+
+    if cache_dir is not None:
+        cached = _open_cache(Path(cache_dir), path, encoding, fingerprint)
+        if cached is not None:
+            return cached
+
+    # Pass 1: which characters occur, and how many characters there are. A presence
+    # table over all code points (1.1 MB) is O(n), unlike sorting every chunk.
+    seen = np.zeros(256 if encoding == BYTES else sys.maxunicode + 1, dtype=bool)
+    n = 0
+    for cps in _code_points(path, encoding, chunk_size):
+        seen[cps] = True
+        n += len(cps)
+    codes = np.flatnonzero(seen)  # sorted: the vocabulary, as code points
+    vocab = [chr(c) for c in codes]
+    _check_content(path, vocab, n, encoding)
+
+    # Pass 2: code point -> id through a lookup table (4.5 MB at most), into a compact array.
+    dtype = id_dtype(len(vocab))
+    to_id = np.zeros(len(seen), dtype=dtype)
+    to_id[codes] = np.arange(len(codes))
+    if cache_dir is None:
+        ids = np.empty(n, dtype=dtype)
+    else:
+        ids, tmp = _create_cache(Path(cache_dir), n, dtype)
+    pos = 0
+    for cps in _code_points(path, encoding, chunk_size):
+        if pos + len(cps) > n:
+            break  # the file grew: caught below
+        ids[pos:pos + len(cps)] = to_id[cps]
+        pos += len(cps)
+    if pos != n or _stat(path) != fingerprint:
+        raise CorpusError(f"{path} changed while it was being read; run again once it is "
+                          "complete")
+
+    if cache_dir is None:
+        return Corpus(ids, vocab, encoding, path)
+    ids.flush()
+    del ids  # close the writable map before renaming the file
+    return _finish_cache(Path(cache_dir), tmp, path, encoding, fingerprint, vocab, n, dtype)
+
+
+# The cache: corpus.npy holds the ids, corpus.json says which file and encoding they
+# came from. corpus.json is removed before and written after corpus.npy, so a crash
+# half-way leaves no cache that claims to be valid.
+
+
+def _cache_paths(cache_dir: Path):
+    return cache_dir / "corpus.npy", cache_dir / "corpus.json"
+
+
+def _open_cache(cache_dir, path, encoding, fingerprint) -> Optional[Corpus]:
+    npy, meta_path = _cache_paths(cache_dir)
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if (meta.get("format") != CACHE_FORMAT or meta.get("source") != str(path.resolve())
+                or meta.get("encoding") != encoding
+                or [meta.get("size"), meta.get("mtime_ns")] != list(fingerprint)):
+            return None
+        ids = np.load(npy, mmap_mode="r")
+        if ids.shape != (meta["length"],) or ids.dtype != np.dtype(meta["dtype"]):
+            return None
+        return Corpus(ids, meta["vocab"], encoding, path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # missing or damaged: rebuild it
+
+
+def _create_cache(cache_dir, n, dtype):
+    npy, meta_path = _cache_paths(cache_dir)
+    tmp = npy.with_name("corpus.npy.tmp")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        meta_path.unlink(missing_ok=True)
+        ids = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n,))
+    except OSError as e:
+        raise RunDirError(f"cannot write the encoded corpus into {cache_dir}: {e.strerror}; "
+                          "check that the directory is writable and has free space") from None
+    return ids, tmp
+
+
+def _finish_cache(cache_dir, tmp, path, encoding, fingerprint, vocab, n, dtype) -> Corpus:
+    npy, meta_path = _cache_paths(cache_dir)
+    meta = {"format": CACHE_FORMAT, "source": str(path.resolve()), "encoding": encoding,
+            "size": fingerprint[0], "mtime_ns": fingerprint[1], "length": n,
+            "dtype": np.dtype(dtype).name, "vocab": vocab}
+    try:
+        os.replace(tmp, npy)
+        meta_tmp = meta_path.with_name("corpus.json.tmp")
+        meta_tmp.write_text(json.dumps(meta), encoding="utf-8")
+        os.replace(meta_tmp, meta_path)
+    except OSError as e:
+        raise RunDirError(f"cannot write the encoded corpus into {cache_dir}: {e.strerror}; "
+                          "check that the directory is writable and has free space") from None
+    return Corpus(np.load(npy, mmap_mode="r"), vocab, encoding, path)
+
+
+# ----------------------------------------------------------------------------------------
+# Text <-> ids for priming and sampling
+
+
+def encode_text(text: Union[str, bytes], vocab, encoding: str = "utf-8",
+                what: str = "text") -> np.ndarray:
+    """Ids of text, (len,) int64. For byte-level models a str is taken as its UTF-8 bytes.
+
+    what names the text in the error message, e.g. "the --prime text".
+    """
+    if normalize_encoding(encoding) == BYTES:
+        if isinstance(text, str):
+            text = text.encode("utf-8")
+        text = bytes(text).decode("latin-1")  # byte b -> chr(b), as in the vocabulary
+    elif isinstance(text, bytes):
+        text = text.decode(encoding)
+    index = {c: i for i, c in enumerate(vocab)}
+    missing = sorted(set(text) - index.keys())
+    if missing:
+        shown = _show(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10
+                                       else "")
+        raise ConfigError(f"{what} contains characters the model never saw in training: "
+                          f"{shown}; remove or replace them")
+    return np.array([index[c] for c in text], dtype=np.int64)
+
+
+def decode_ids(ids, vocab, encoding: str = "utf-8") -> Union[str, bytes]:
+    """Text of ids: a str, or bytes for a byte-level model (encoding "bytes")."""
+    text = "".join(vocab[i] for i in np.asarray(ids, dtype=np.int64).ravel())
+    return text.encode("latin-1") if normalize_encoding(encoding) == BYTES else text
+
+
+# ----------------------------------------------------------------------------------------
+# Train/validation split and batches for truncated backpropagation through time
+
+
+def _positive_int(value, option: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{option} must be a positive integer, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ConfigError(f"{option} must be a positive integer, got {value!r}") from None
+    if value < 1:
+        raise ConfigError(f"{option} must be a positive integer, got {value}")
+    return value
+
+
+def _check_val_frac(val_frac) -> float:
+    try:
+        val_frac = float(val_frac)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--val-frac must be a number between 0 and 1, got {val_frac!r}") \
+            from None
+    if not 0.0 < val_frac < 1.0:  # also refuses NaN
+        raise ConfigError(f"--val-frac must be strictly between 0 and 1 (e.g. 0.05), "
+                          f"got {val_frac}")
+    return val_frac
+
+
+def split_train_val(ids: np.ndarray, val_frac: float):
+    """(train, val) views: val is the last floor(len * val_frac) ids, train the rest.
+
+    Contiguous rather than shuffled: a random split would let the model see the text
+    around every validation character, and the streams need contiguous text anyway.
+    """
+    val_frac = _check_val_frac(val_frac)
+    n_val = int(len(ids) * val_frac)
+    return ids[:len(ids) - n_val], ids[len(ids) - n_val:]
+
+
+class Batch(NamedTuple):
+    x: np.ndarray  # (T, B) input ids
+    y: np.ndarray  # (T, B) targets: the character after each input
+    epoch: int     # which pass over the data this window belongs to
+    index: int     # window number within the epoch; 0 means: reset the hidden state
+
+
+class Batches:
+    """Windows of seq_len characters over batch_size parallel streams, walked in order.
+
+    The ids are cut into B contiguous streams of L = len // B characters (the remainder
+    is dropped). Window k covers characters kT .. kT+T of every stream, so the hidden
+    state at the end of window k is the right start for window k+1 (truncated BPTT).
+    There are (L - 1) // T windows per epoch; a last partial window is dropped so every
+    step has the same shape. Window k+1 starts where window k's targets end: its x[0] is
+    window k's y[-1].
+
+    The cursor (epoch, index) names the next window next() returns; state_dict() and
+    load_state_dict() save and restore it so a resumed run sees the same batches.
+    """
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, *,
+                 dtype=np.int64, part: str = "the corpus"):
+        self.batch_size = B = _positive_int(batch_size, "--batch-size")
+        self.seq_len = T = _positive_int(seq_len, "--seq-len")
+        need = B * (T + 1)
+        if len(ids) < need:
+            raise CorpusError(
+                f"{part} has {len(ids):,} characters, but --batch-size {B} with --seq-len {T} "
+                f"needs at least {need:,} ({B} streams of seq_len + 1 = {T + 1}); use a "
+                "smaller --batch-size or --seq-len, or a longer corpus")
+        L = len(ids) // B
+        self.streams = ids[:B * L].reshape(B, L)  # (B, L) a view: nothing is copied
+        self.dtype = np.dtype(dtype)
+        self.epoch = 0
+        self.index = 0
+
+    def __len__(self) -> int:
+        """Windows per epoch."""
+        return (self.streams.shape[1] - 1) // self.seq_len
+
+    def window(self, k: int):
+        """(x, y) of window k, each (T, B) C-contiguous; only this window is read."""
+        k = operator.index(k)
+        if not 0 <= k < len(self):
+            raise IndexError(f"window {k} out of range: an epoch has {len(self)} windows")
+        T = self.seq_len
+        chunk = self.streams[:, k * T:k * T + T + 1]  # (B, T+1)
+        # Separate copies (not two views of one buffer) so writing to x cannot change y.
+        x = np.ascontiguousarray(chunk[:, :-1].T, dtype=self.dtype)  # (T, B)
+        y = np.ascontiguousarray(chunk[:, 1:].T, dtype=self.dtype)   # (T, B)
+        return x, y
+
+    def __iter__(self):
+        """(x, y) of every window of one epoch, in order; the cursor does not move."""
+        for k in range(len(self)):
+            yield self.window(k)
+
+    def next(self) -> Batch:
+        """The window at the cursor; then advance it (past the last: next epoch, window 0)."""
+        x, y = self.window(self.index)
+        batch = Batch(x, y, self.epoch, self.index)
+        self.index += 1
+        if self.index == len(self):
+            self.epoch, self.index = self.epoch + 1, 0
+        return batch
+
+    def state_dict(self) -> dict:
+        """The cursor plus the geometry it is only meaningful for (JSON-serialisable)."""
+        return {"epoch": self.epoch, "index": self.index, "batch_size": self.batch_size,
+                "seq_len": self.seq_len, "windows": len(self)}
+
+    def load_state_dict(self, state: dict) -> None:
+        try:
+            epoch, index = int(state["epoch"]), int(state["index"])
+            saved = (int(state["batch_size"]), int(state["seq_len"]), int(state["windows"]))
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"the saved batch cursor is damaged: {state!r}; start a new "
+                                  "run") from None
+        here = (self.batch_size, self.seq_len, len(self))
+        if saved != here:
+            raise CheckpointError(
+                f"the run was saved with batch_size={saved[0]}, seq_len={saved[1]} and "
+                f"{saved[2]} windows per epoch, but now has batch_size={here[0]}, "
+                f"seq_len={here[1]} and {here[2]}; resume with the same options and corpus, "
+                "or start a new run")
+        if epoch < 0 or not 0 <= index < len(self):
+            raise CheckpointError(f"the saved batch cursor (epoch {epoch}, window {index}) is "
+                                  f"out of range; start a new run")
+        self.epoch, self.index = epoch, index
+
+
+def make_batches(ids: np.ndarray, *, batch_size: int, seq_len: int, val_frac: float,
+                 dtype=np.int64):
+    """(train, val) Batches over the split of ids, with messages that name the options."""
+    batch_size = _positive_int(batch_size, "--batch-size")
+    seq_len = _positive_int(seq_len, "--seq-len")
+    val_frac = _check_val_frac(val_frac)
+    train_ids, val_ids = split_train_val(ids, val_frac)
+    train = Batches(train_ids, batch_size, seq_len, dtype=dtype,
+                    part=f"the training part (all but the last {val_frac:g} of the corpus's "
+                         f"{len(ids):,} characters)")
+    need = batch_size * (seq_len + 1)
+    if len(val_ids) < need:
+        # The smallest val_frac that gives one window, if the training part can spare it.
+        frac = -(-need * 100 // len(ids)) / 100  # need / len, rounded up to 0.01
+        fix = (f"raise --val-frac to at least {frac:g}, or use a smaller --batch-size or "
+               "--seq-len" if (1 - frac) * len(ids) >= need and frac < 1 else
+               "use a smaller --batch-size or --seq-len, or a longer corpus")
+        raise CorpusError(
+            f"the validation part (the last {val_frac:g} of the corpus) has {len(val_ids):,} "
+            f"characters, too few for one window: --batch-size {batch_size} with --seq-len "
+            f"{seq_len} needs {need:,}; {fix}")
+    val = Batches(val_ids, batch_size, seq_len, dtype=dtype, part="the validation part")
+    return train, val

@@ -1,0 +1,255 @@
+"""Compiled kernels (charrnn.cells) against the NumPy specification (charrnn.reference)."""
+import numpy as np
+import pytest
+
+from charrnn import _blas_ops, _gru, _lstm, _rnn, cells
+from charrnn import reference as ref
+from charrnn.errors import ShapeError
+
+from test_reference import (backward, forward, input_names, make_inputs, numerical_grad,
+                            random_dout, rel_error, zero_grads)
+
+CELLS = ["lstm", "gru", "rnn"]
+# (T, N, D, H): includes T=1, N=1, D=1, H=1 and a size where the vectorised loops matter
+SIZES = [(1, 1, 2, 3), (5, 3, 4, 6), (7, 1, 1, 5), (3, 4, 9, 17), (2, 2, 3, 1), (4, 8, 32, 64)]
+TOL = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+def cast(d, dtype):
+    return {k: v.astype(dtype) for k, v in d.items()}
+
+
+def max_rel(a, b):
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-30))
+
+
+def run_both(cell, size, dtype, seed=0):
+    """Forward+backward through the reference (float64) and the kernels (dtype)."""
+    T, N, D, H = size
+    inp = make_inputs(cell, T, N, D, H, seed)
+    dout = random_dout(cell, T, N, H, seed + 1)
+    out_r, cache_r = forward(cell, inp, impl=ref)
+    g_r = zero_grads(inp)
+    backward(cell, dout, cache_r, g_r, impl=ref)
+    inp_k = cast(inp, dtype)
+    out_k, cache_k = forward(cell, inp_k, impl=cells)
+    g_k = zero_grads(inp_k)
+    backward(cell, cast(dout, dtype), cache_k, g_k, impl=cells)
+    return out_r, g_r, out_k, g_k
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("cell", CELLS)
+def test_kernels_match_reference(cell, size, dtype):
+    out_r, g_r, out_k, g_k = run_both(cell, size, dtype)
+    for k in out_r:
+        assert out_k[k].dtype == dtype
+        assert max_rel(out_k[k], out_r[k]) <= TOL[dtype], k
+    for k in g_r:
+        assert g_k[k].dtype == dtype
+        assert max_rel(g_k[k], g_r[k]) <= TOL[dtype], k
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_kernel_gradients_match_finite_differences(cell):
+    T, N, D, H = 3, 2, 3, 4
+    inp = make_inputs(cell, T, N, D, H, 5)
+    dout = random_dout(cell, T, N, H, 6)
+    _, cache = forward(cell, inp, impl=cells)
+    g = zero_grads(inp)
+    backward(cell, dout, cache, g, impl=cells)
+    for name in input_names(cell):
+        assert rel_error(g[name], numerical_grad(cell, inp, dout, name)) <= 1e-6, name
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_twice_accumulates_exactly_double(cell, dtype):
+    T, N, D, H = 4, 3, 5, 8
+    inp = cast(make_inputs(cell, T, N, D, H, 2), dtype)
+    dout = cast(random_dout(cell, T, N, H, 3), dtype)
+    _, cache = forward(cell, inp, impl=cells)
+    once = zero_grads(inp)
+    backward(cell, dout, cache, once, impl=cells)
+    twice = zero_grads(inp)
+    backward(cell, dout, cache, twice, impl=cells)
+    backward(cell, dout, cache, twice, impl=cells)
+    for k in once:
+        assert np.any(once[k] != 0), k
+        np.testing.assert_array_equal(twice[k], 2 * once[k], err_msg=k)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", CELLS)
+def test_two_chunks_with_carried_state_equal_one_sequence(cell, dtype):
+    T, N, D, H, split = 9, 3, 4, 6, 4
+    inp = cast(make_inputs(cell, T, N, D, H, 7), dtype)
+    dout = cast(random_dout(cell, T, N, H, 8), dtype)
+    out, cache = forward(cell, inp, impl=cells)
+    g = zero_grads(inp)
+    backward(cell, dout, cache, g, impl=cells)
+
+    first = dict(inp, x=np.ascontiguousarray(inp["x"][:split]))
+    out1, cache1 = forward(cell, first, impl=cells)
+    second = dict(inp, x=np.ascontiguousarray(inp["x"][split:]), h0=out1["hT"])
+    if cell == "lstm":
+        second["c0"] = out1["cT"]
+    out2, cache2 = forward(cell, second, impl=cells)
+    tol = TOL[dtype]
+    assert max_rel(np.concatenate([out1["y"], out2["y"]]), out["y"]) <= tol
+    assert max_rel(out2["hT"], out["hT"]) <= tol
+
+    g2 = zero_grads(second)
+    backward(cell, dict(dout, y=np.ascontiguousarray(dout["y"][split:])), cache2, g2, impl=cells)
+    d1 = dict(y=np.ascontiguousarray(dout["y"][:split]), hT=g2["h0"])
+    if cell == "lstm":
+        d1["cT"] = g2["c0"]
+    g1 = zero_grads(first)
+    backward(cell, d1, cache1, g1, impl=cells)
+    assert max_rel(np.concatenate([g1["x"], g2["x"]]), g["x"]) <= tol
+    for k in ["W_ih", "W_hh", "b_ih", "b_hh"]:
+        assert max_rel(g1[k] + g2[k], g[k]) <= tol, k
+    assert max_rel(g1["h0"], g["h0"]) <= tol
+
+
+def test_workspace_reuse_gives_identical_results():
+    inp = make_inputs("lstm", 4, 2, 3, 5, 11)
+    ws = cells.Workspace()
+    a, _ = forward("lstm", inp, impl=cells)
+    for _ in range(2):
+        y, hT, cT, _ = cells.lstm_forward(inp["x"], inp["h0"], inp["c0"], inp["W_ih"],
+                                          inp["W_hh"], inp["b_ih"], inp["b_hh"], workspace=ws)
+        np.testing.assert_array_equal(y, a["y"])
+
+
+# ---- bad input: a clear ValueError, never a crash ---------------------------------------
+
+def call_forward(cell, inp):
+    return forward(cell, inp, impl=cells)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_bad_forward_inputs_raise_value_error(cell):
+    T, N, D, H = 3, 2, 4, 5
+    good = make_inputs(cell, T, N, D, H, 0)
+    bad_cases = {
+        "x 2-d": dict(x=good["x"][0]),
+        "x int": dict(x=good["x"].astype(np.int64)),
+        "x list": dict(x=good["x"].tolist()),
+        "x float16": dict(x=good["x"].astype(np.float16)),
+        "x non-contiguous": dict(x=good["x"][:, :, ::2].copy()[:, :, :].repeat(2, axis=2)[:, :, ::2]),
+        "h0 wrong N": dict(h0=np.zeros((N + 1, H))),
+        "h0 1-d": dict(h0=np.zeros(H)),
+        "W_ih wrong D": dict(W_ih=np.zeros((good["W_ih"].shape[0], D + 1))),
+        "W_hh wrong H": dict(W_hh=np.zeros((good["W_hh"].shape[0], H + 1))),
+        "b_ih short": dict(b_ih=good["b_ih"][:-1].copy()),
+        "b_hh float32": dict(b_hh=good["b_hh"].astype(np.float32)),
+        "W_ih Fortran": dict(W_ih=np.asfortranarray(good["W_ih"])),
+        "empty T": dict(x=np.zeros((0, N, D))),
+        "empty H": dict(h0=np.zeros((N, 0))),
+    }
+    if cell != "rnn":  # (G*H, H) transposed is a wrong shape unless G = 1
+        bad_cases["W_hh transposed"] = dict(W_hh=np.ascontiguousarray(good["W_hh"].T))
+    if cell == "lstm":
+        bad_cases["c0 wrong H"] = dict(c0=np.zeros((N, H + 2)))
+    for what, change in bad_cases.items():
+        with pytest.raises(ValueError):
+            call_forward(cell, dict(good, **change))
+
+
+def test_non_contiguous_message_names_argument():
+    good = make_inputs("lstm", 3, 2, 4, 5, 0)
+    x = np.zeros((3, 2, 8))[:, :, ::2]
+    with pytest.raises(ShapeError, match="x is not C-contiguous"):
+        call_forward("lstm", dict(good, x=x))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_bad_backward_inputs_raise_value_error(cell):
+    T, N, D, H = 3, 2, 4, 5
+    inp = make_inputs(cell, T, N, D, H, 0)
+    dout = random_dout(cell, T, N, H, 1)
+    _, cache = forward(cell, inp, impl=cells)
+    good = zero_grads(inp)
+    bad_cases = [
+        ("grads", dict(W_ih=np.zeros((1, 1)))),
+        ("grads", dict(x=np.zeros((T, N, D), np.float32))),
+        ("grads", dict(h0=np.zeros((N, H + 1)))),
+        ("dout", dict(y=np.zeros((T + 1, N, H)))),
+        ("dout", dict(hT=np.zeros((N + 1, H)))),
+    ]
+    ro = np.zeros_like(inp["W_hh"])
+    ro.flags.writeable = False
+    bad_cases.append(("grads", dict(W_hh=ro)))
+    for which, change in bad_cases:
+        grads = dict(good, **change) if which == "grads" else good
+        d = dict(dout, **change) if which == "dout" else dout
+        with pytest.raises(ValueError):
+            backward(cell, d, cache, grads, impl=cells)
+    with pytest.raises(ValueError, match="cache"):
+        backward(cell, dout, {"not": "a cache"}, good, impl=cells)
+
+
+def test_raw_kernels_check_shapes_themselves():
+    """Called directly, bypassing charrnn.cells, the extensions still refuse bad shapes."""
+    T, N, D, H = 3, 2, 4, 5
+    f = np.zeros
+    x, h0 = f((T, N, D)), f((N, H))
+    with pytest.raises(ValueError):  # hs one step too short
+        _lstm.forward(x, h0, h0, f((4 * H, D)), f((4 * H, H)), f(4 * H), f(4 * H),
+                      f((T, N, H)), f((T + 1, N, H)), f((T, N, 4 * H)), f((T, N, H)))
+    with pytest.raises(ValueError):  # W_hh has the wrong number of gates
+        _gru.forward(x, h0, f((3 * H, D)), f((2 * H, H)), f(3 * H), f(3 * H),
+                     f((T + 1, N, H)), f((T, N, 3 * H)), f((T, N, H)), f((N, 3 * H)))
+    with pytest.raises(ValueError):  # mixed dtypes
+        _rnn.forward(x.astype(np.float32), h0, f((H, D)), f((H, H)), f(H), f(H),
+                     f((T + 1, N, H)), f((T, N, H)))
+    with pytest.raises(ValueError):  # dx has the wrong D
+        _rnn.backward(f((T, N, H)), h0, x, f((H, D)), f((H, H)), f((T + 1, N, H)),
+                      f((T, N, H)), f((N, H)), f((T, N, D + 1)), f((N, H)),
+                      f((H, D)), f((H, H)), f(H), f(H))
+
+
+# ---- the pieces underneath ----------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_row_major_gemm(ta, tb, dtype):
+    rng = np.random.default_rng(0)
+    M, N, K = 5, 7, 3
+    A = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+    B = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
+    C = rng.standard_normal((M, N)).astype(dtype)
+    want = 2.0 * (A.T if ta else A) @ (B.T if tb else B) + 0.5 * C
+    _blas_ops.gemm(ta, tb, dtype(2.0), A, B, dtype(0.5), C)
+    np.testing.assert_allclose(C, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_fast_float32_math_accuracy_and_nan():
+    x = np.concatenate([np.linspace(-100, 100, 200001), np.linspace(-1e-3, 1e-3, 2001),
+                        [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-30]]).astype(np.float32)
+    e, s, t = (np.empty_like(x) for _ in range(3))
+    _blas_ops.fast_math_f32(x, e, s, t)
+    xd = x.astype(np.float64)
+    with np.errstate(over="ignore"):
+        exact_s = 0.5 * (1 + np.tanh(0.5 * xd))
+    exact_t = np.tanh(xd)
+    finite = np.isfinite(x)
+    assert np.max(np.abs(s - exact_s)[finite]) <= 3e-7
+    assert np.max(np.abs(t - exact_t)[finite]) <= 3e-7
+    small = finite & (np.abs(xd) < 0.1) & (xd != 0)
+    assert np.max(np.abs(t - exact_t)[small] / np.abs(exact_t[small])) <= 1e-6
+    mid = finite & (np.abs(xd) < 80)
+    assert np.max(np.abs(e - np.exp(xd))[mid] / np.exp(xd[mid])) <= 5e-7
+    assert np.isnan(s[np.isnan(x)]).all() and np.isnan(t[np.isnan(x)]).all()
+    assert s[x == np.inf][0] == 1.0 and s[x == -np.inf][0] < 1e-37
+    assert t[x == np.inf][0] == 1.0 and t[x == -np.inf][0] == -1.0
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_nan_propagates_through_kernels(cell):
+    inp = cast(make_inputs(cell, 3, 2, 4, 5, 0), np.float32)
+    inp["x"][1, 0, 2] = np.nan
+    out, _ = forward(cell, inp, impl=cells)
+    assert np.isnan(out["y"][1:, 0]).any() and np.isfinite(out["y"][0]).all()
