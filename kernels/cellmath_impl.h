@@ -41,6 +41,21 @@ static void SFX(add_inplace)(REAL *__restrict out, const REAL *__restrict a, idx
 
 /* ---- LSTM (gates i, f, g, o) --------------------------------------------------------- */
 
+/* c = f * c_prev + i * g, tc = tanh(c), h = o * tc over one row of H units. */
+static inline void SFX(lstm_fwd_row)(const REAL *__restrict gi, const REAL *__restrict gf,
+                                     const REAL *__restrict gg, const REAL *__restrict go,
+                                     const REAL *__restrict cp, REAL *__restrict cn,
+                                     REAL *__restrict tn, REAL *__restrict hn, idx_t H)
+{
+    for (idx_t j = 0; j < H; j++) {
+        REAL cv = gf[j] * cp[j] + gi[j] * gg[j];
+        REAL tv = TANH(cv);
+        cn[j] = cv;
+        tn[j] = tv;
+        hn[j] = go[j] * tv;
+    }
+}
+
 /* act (N, 4H): in a = x W_ih^T + h W_hh^T + b, out [σ(a_i) σ(a_f) tanh(a_g) σ(a_o)].
  * c_prev (N, H) -> c (N, H), tc = tanh(c) (N, H), h = o * tc (N, H). */
 static void SFX(lstm_fwd_step)(REAL *act, const REAL *c_prev, REAL *c, REAL *tc, REAL *h,
@@ -52,17 +67,29 @@ static void SFX(lstm_fwd_step)(REAL *act, const REAL *c_prev, REAL *c, REAL *tc,
         for (idx_t j = 0; j < 2 * H; j++) a[j] = SIGM(a[j]);
         for (idx_t j = 2 * H; j < 3 * H; j++) a[j] = TANH(a[j]);
         for (idx_t j = 3 * H; j < 4 * H; j++) a[j] = SIGM(a[j]);
-        const REAL *__restrict gi = a, *__restrict gf = a + H;
-        const REAL *__restrict gg = a + 2 * H, *__restrict go = a + 3 * H;
-        const REAL *__restrict cp = c_prev + n * H;
-        REAL *__restrict cn = c + n * H, *__restrict tn = tc + n * H, *__restrict hn = h + n * H;
-        for (idx_t j = 0; j < H; j++) {
-            REAL cv = gf[j] * cp[j] + gi[j] * gg[j];
-            REAL tv = TANH(cv);
-            cn[j] = cv;
-            tn[j] = tv;
-            hn[j] = go[j] * tv;
-        }
+        SFX(lstm_fwd_row)(a, a + H, a + 2 * H, a + 3 * H, c_prev + n * H, c + n * H,
+                          tc + n * H, h + n * H, H);
+    }
+}
+
+/* Gate gradients over one row of H units (see lstm_bwd_step). */
+static inline void SFX(lstm_bwd_row)(const REAL *__restrict gi, const REAL *__restrict gf,
+                                     const REAL *__restrict gg, const REAL *__restrict go,
+                                     const REAL *__restrict cp, const REAL *__restrict tn,
+                                     const REAL *__restrict dyn, const REAL *__restrict dhn,
+                                     REAL *__restrict dcn, REAL *__restrict di,
+                                     REAL *__restrict df, REAL *__restrict dg,
+                                     REAL *__restrict dout, idx_t H)
+{
+    for (idx_t j = 0; j < H; j++) {
+        REAL dh = dyn[j] + dhn[j];
+        REAL i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tn[j];
+        REAL dcv = dcn[j] + dh * o * (1 - t * t);
+        di[j] = dcv * g * i * (1 - i);
+        df[j] = dcv * cp[j] * f * (1 - f);
+        dg[j] = dcv * i * (1 - g * g);
+        dout[j] = dh * t * o * (1 - o);
+        dcn[j] = dcv * f;
     }
 }
 
@@ -75,27 +102,31 @@ static void SFX(lstm_bwd_step)(const REAL *act, const REAL *c_prev, const REAL *
                                idx_t N, idx_t H)
 {
     for (idx_t n = 0; n < N; n++) {
-        const REAL *__restrict gi = act + n * 4 * H, *__restrict gf = gi + H;
-        const REAL *__restrict gg = gi + 2 * H, *__restrict go = gi + 3 * H;
-        const REAL *__restrict cp = c_prev + n * H, *__restrict tn = tc + n * H;
-        const REAL *__restrict dyn = dy + n * H, *__restrict dhn = dh_next + n * H;
-        REAL *__restrict dcn = dc + n * H;
-        REAL *__restrict di = dact + n * 4 * H, *__restrict df = di + H;
-        REAL *__restrict dg = di + 2 * H, *__restrict dout = di + 3 * H;
-        for (idx_t j = 0; j < H; j++) {
-            REAL dh = dyn[j] + dhn[j];
-            REAL i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tn[j];
-            REAL dcv = dcn[j] + dh * o * (1 - t * t);
-            di[j] = dcv * g * i * (1 - i);
-            df[j] = dcv * cp[j] * f * (1 - f);
-            dg[j] = dcv * i * (1 - g * g);
-            dout[j] = dh * t * o * (1 - o);
-            dcn[j] = dcv * f;
-        }
+        const REAL *a = act + n * 4 * H;
+        REAL *d = dact + n * 4 * H;
+        SFX(lstm_bwd_row)(a, a + H, a + 2 * H, a + 3 * H, c_prev + n * H, tc + n * H,
+                          dy + n * H, dh_next + n * H, dc + n * H,
+                          d, d + H, d + 2 * H, d + 3 * H, H);
     }
 }
 
 /* ---- GRU (gates r, z, n) ------------------------------------------------------------- */
+
+/* n = tanh(gx_n + r * gh_n), h = (1 - z) * n + z * h_prev over one row of H units;
+ * gh_n is kept for backward. */
+static inline void SFX(gru_fwd_row)(const REAL *__restrict gr, const REAL *__restrict gz,
+                                    REAL *__restrict gn, const REAL *__restrict bn,
+                                    REAL *__restrict sn, const REAL *__restrict hp,
+                                    REAL *__restrict hn, idx_t H)
+{
+    for (idx_t j = 0; j < H; j++) {
+        REAL nv = TANH(gn[j] + gr[j] * bn[j]);
+        REAL z = gz[j];
+        sn[j] = bn[j];
+        gn[j] = nv;
+        hn[j] = (1 - z) * nv + z * hp[j];
+    }
+}
 
 /* act (N, 3H): in x W_ih^T + b_ih, out [r z n]; gh (N, 3H) = h_prev W_hh^T + b_hh;
  * ghn (N, H) out: gh's n block (W_hn h + b_hn), which backward needs;
@@ -107,17 +138,32 @@ static void SFX(gru_fwd_step)(REAL *act, const REAL *gh, REAL *ghn, const REAL *
         REAL *a = act + n * 3 * H;
         const REAL *b = gh + n * 3 * H;
         for (idx_t j = 0; j < 2 * H; j++) a[j] = SIGM(a[j] + b[j]);
-        const REAL *__restrict gr = a, *__restrict gz = a + H, *__restrict bn = b + 2 * H;
-        REAL *__restrict gn = a + 2 * H, *__restrict sn = ghn + n * H;
-        const REAL *__restrict hp = h_prev + n * H;
-        REAL *__restrict hn = h + n * H;
-        for (idx_t j = 0; j < H; j++) {
-            REAL nv = TANH(gn[j] + gr[j] * bn[j]);
-            REAL z = gz[j];
-            sn[j] = bn[j];
-            gn[j] = nv;
-            hn[j] = (1 - z) * nv + z * hp[j];
-        }
+        SFX(gru_fwd_row)(a, a + H, a + 2 * H, b + 2 * H, ghn + n * H, h_prev + n * H,
+                         h + n * H, H);
+    }
+}
+
+static inline void SFX(gru_bwd_row)(const REAL *__restrict gr, const REAL *__restrict gz,
+                                    const REAL *__restrict gn, const REAL *__restrict sn,
+                                    const REAL *__restrict hp, const REAL *__restrict dyn,
+                                    const REAL *__restrict dhn,
+                                    REAL *__restrict xr, REAL *__restrict xz, REAL *__restrict xn,
+                                    REAL *__restrict hr, REAL *__restrict hz, REAL *__restrict hnn,
+                                    REAL *__restrict dp, idx_t H)
+{
+    for (idx_t j = 0; j < H; j++) {
+        REAL dh = dyn[j] + dhn[j];
+        REAL r = gr[j], z = gz[j], nv = gn[j];
+        REAL dan = dh * (1 - z) * (1 - nv * nv);      /* d pre-tanh of n */
+        REAL dar = dan * sn[j] * r * (1 - r);
+        REAL daz = dh * (hp[j] - nv) * z * (1 - z);
+        xr[j] = dar;
+        xz[j] = daz;
+        xn[j] = dan;
+        hr[j] = dar;
+        hz[j] = daz;
+        hnn[j] = dan * r;
+        dp[j] = dh * z;
     }
 }
 
@@ -130,26 +176,11 @@ static void SFX(gru_bwd_step)(const REAL *act, const REAL *ghn, const REAL *h_pr
                               idx_t N, idx_t H)
 {
     for (idx_t n = 0; n < N; n++) {
-        const REAL *__restrict gr = act + n * 3 * H, *__restrict gz = gr + H, *__restrict gn = gr + 2 * H;
-        const REAL *__restrict sn = ghn + n * H, *__restrict hp = h_prev + n * H;
-        const REAL *__restrict dyn = dy + n * H, *__restrict dhn = dh_next + n * H;
-        REAL *__restrict xr = dgx + n * 3 * H, *__restrict xz = xr + H, *__restrict xn = xr + 2 * H;
-        REAL *__restrict hr = dgh + n * 3 * H, *__restrict hz = hr + H, *__restrict hnn = hr + 2 * H;
-        REAL *__restrict dp = dh_prev + n * H;
-        for (idx_t j = 0; j < H; j++) {
-            REAL dh = dyn[j] + dhn[j];
-            REAL r = gr[j], z = gz[j], nv = gn[j];
-            REAL dan = dh * (1 - z) * (1 - nv * nv);      /* d pre-tanh of n */
-            REAL dar = dan * sn[j] * r * (1 - r);
-            REAL daz = dh * (hp[j] - nv) * z * (1 - z);
-            xr[j] = dar;
-            xz[j] = daz;
-            xn[j] = dan;
-            hr[j] = dar;
-            hz[j] = daz;
-            hnn[j] = dan * r;
-            dp[j] = dh * z;
-        }
+        const REAL *a = act + n * 3 * H;
+        REAL *x = dgx + n * 3 * H, *g = dgh + n * 3 * H;
+        SFX(gru_bwd_row)(a, a + H, a + 2 * H, ghn + n * H, h_prev + n * H, dy + n * H,
+                         dh_next + n * H, x, x + H, x + 2 * H, g, g + H, g + 2 * H,
+                         dh_prev + n * H, H);
     }
 }
 
