@@ -1,0 +1,750 @@
+"""Checkpoint I/O: PyTorch-compatible names, exact round trips, a loader that turns any
+bytes into either a model or a CheckpointError, atomic writes, the run-directory
+lock."""
+import errno
+import functools
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.numpy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from charrnn import checkpoint as ck
+from charrnn.errors import CheckpointError, RunDirError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_config(cell="lstm", layers=2, embed=3, hidden=5, vocab_size=7, **extra):
+    return dict(cell=cell, hidden=hidden, layers=layers, embed=embed,
+                vocab_size=vocab_size, **extra)
+
+
+def make_params(config, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    return {name: rng.standard_normal(shape).astype(dtype)
+            for name, shape in ck.expected_shapes(config).items()}
+
+
+def vocab_of(n):
+    return [chr(ord("a") + i) for i in range(n)]
+
+
+def save_small(path, seed=0, info=None):
+    """A valid little model; returns what load_model should give back."""
+    config = make_config(dropout=0.25, encoding="utf-8")
+    params = make_params(config, seed)
+    vocab = ["\n", " ", "é", "a", "b", "\u4e2d", "Z"]
+    info = {"step": 100 + seed, "val_loss": 1.25} if info is None else info
+    ck.save_model(path, params, config, vocab, info)
+    return params, config, vocab, info
+
+
+def write_raw(path, tensors, config=None, vocab=None, info=None, **meta):
+    """A model file built by hand, without checksum, so that each test can break one
+    thing. Keywords set raw metadata strings; None removes an entry."""
+    metadata = {"format": "charrnn", "format_version": "1"}
+    if config is not None:
+        metadata["config"] = json.dumps(config)
+    if vocab is not None:
+        metadata["vocab"] = json.dumps(vocab)
+    if info is not None:
+        metadata["info"] = json.dumps(info)
+    metadata.update(meta)
+    metadata = {k: v for k, v in metadata.items() if v is not None}
+    safetensors.numpy.save_file(tensors, str(path), metadata=metadata)
+
+
+def write_header(path, header, data=b""):
+    """A file with exactly this header (a dict, or raw bytes) and data."""
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    Path(path).write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+
+
+def assert_same_model(loaded, params, config, vocab, info):
+    assert list(loaded.params) == list(ck.expected_shapes(config))
+    for name, value in params.items():
+        assert loaded.params[name].dtype == np.float32
+        np.testing.assert_array_equal(loaded.params[name], value.astype(np.float32))
+    assert (loaded.config, loaded.vocab, loaded.info) == (config, vocab, info)
+
+
+def rejects(path, match=None):
+    with pytest.raises(CheckpointError, match=match) as e:
+        ck.load_model(path)
+    message = str(e.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+# ---------------------------------------------------------------- names and round trip
+
+def test_expected_shapes_literal_pytorch_names():
+    # nn.Embedding(7, 3), nn.LSTM(3, 5, num_layers=2), nn.Linear(5, 7)
+    assert ck.expected_shapes(make_config()) == {
+        "encoder.weight": (7, 3),
+        "rnn.weight_ih_l0": (20, 3), "rnn.weight_hh_l0": (20, 5),
+        "rnn.bias_ih_l0": (20,), "rnn.bias_hh_l0": (20,),
+        "rnn.weight_ih_l1": (20, 5), "rnn.weight_hh_l1": (20, 5),
+        "rnn.bias_ih_l1": (20,), "rnn.bias_hh_l1": (20,),
+        "decoder.weight": (7, 5), "decoder.bias": (7,),
+    }
+
+
+@pytest.mark.parametrize("cell,G", [("lstm", 4), ("gru", 3), ("rnn", 1)])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_saved_file_has_pytorch_names_and_shapes(tmp_path, cell, G, layers):
+    config = make_config(cell=cell, layers=layers, embed=3, hidden=5, vocab_size=7)
+    torch_state_dict = {"encoder.weight": (7, 3), "decoder.weight": (7, 5),
+                        "decoder.bias": (7,)}
+    for k in range(layers):   # torch.nn.RNNBase parameter names and shapes
+        torch_state_dict.update({
+            f"rnn.weight_ih_l{k}": (G * 5, 3 if k == 0 else 5),
+            f"rnn.weight_hh_l{k}": (G * 5, 5),
+            f"rnn.bias_ih_l{k}": (G * 5,), f"rnn.bias_hh_l{k}": (G * 5,)})
+    assert ck.expected_shapes(config) == torch_state_dict
+    path = tmp_path / "model.safetensors"
+    ck.save_model(path, make_params(config), config, vocab_of(7))
+    plain = safetensors.numpy.load_file(str(path))   # what safetensors.torch reads
+    assert {n: a.shape for n, a in plain.items()} == torch_state_dict
+    assert all(a.dtype == np.float32 for a in plain.values())
+
+
+def test_round_trip_is_exact(tmp_path):
+    path = tmp_path / "model.safetensors"
+    params, config, vocab, info = save_small(path)
+    loaded = ck.load_model(path)
+    assert_same_model(loaded, params, config, vocab, info)
+    p, c, v, i = loaded   # a plain tuple too
+    assert c == config and i == info
+
+
+def test_round_trip_without_info_and_numpy_scalars_in_info(tmp_path):
+    config = make_config(cell="gru", layers=1)
+    params = make_params(config)
+    ck.save_model(tmp_path / "a.safetensors", params, config, vocab_of(7))
+    assert ck.load_model(tmp_path / "a.safetensors").info is None
+    ck.save_model(tmp_path / "b.safetensors", params, config, vocab_of(7),
+                  {"val_loss": np.float32(0.5), "step": np.int64(3)})
+    info = ck.load_model(tmp_path / "b.safetensors").info
+    assert info == {"val_loss": 0.5, "step": 3}
+
+
+def test_float64_params_are_stored_float32_unless_asked(tmp_path):
+    config = make_config(cell="rnn")
+    params = make_params(config, dtype=np.float64)
+    path = tmp_path / "m.safetensors"
+    ck.save_model(path, params, config, vocab_of(7))
+    loaded = ck.load_model(path)
+    for name, value in params.items():
+        np.testing.assert_array_equal(loaded.params[name], value.astype(np.float32))
+    ck.save_model(path, params, config, vocab_of(7), dtype=np.float64)
+    exact = ck.load_model(path, dtype=np.float64)
+    for name, value in params.items():
+        np.testing.assert_array_equal(exact.params[name], value)
+
+
+def test_save_rejects_bad_arguments_and_writes_nothing(tmp_path):
+    config = make_config()
+    params = make_params(config)
+    path = tmp_path / "m.safetensors"
+    bad_nan = dict(params, **{"decoder.bias": np.full(7, np.nan, np.float32)})
+    bad_shape = dict(params, **{"decoder.bias": np.zeros(8, np.float32)})
+    missing = {k: v for k, v in params.items() if k != "decoder.bias"}
+    for args in [(params, dict(config, cell="transformer"), vocab_of(7)),
+                 (params, dict(config, hidden=0), vocab_of(7)),
+                 (params, config, vocab_of(6)),
+                 (params, config, ["a"] * 7),
+                 (params, config, 7),
+                 (params, dict(config, cell={"lstm": 1}), vocab_of(7)),
+                 (missing, config, vocab_of(7)),
+                 (dict(params, extra=np.zeros(1)), config, vocab_of(7)),
+                 (bad_shape, config, vocab_of(7)),
+                 (bad_nan, config, vocab_of(7)),
+                 (dict(params, **{"decoder.bias": np.zeros(7, np.int64)}), config,
+                  vocab_of(7))]:
+        with pytest.raises(CheckpointError, match="cannot save"):
+            ck.save_model(path, *args)
+    with pytest.raises(CheckpointError, match="info"):
+        ck.save_model(path, params, config, vocab_of(7), {"x": object()})
+    with pytest.raises(CheckpointError, match="NaN or Inf"):   # overflows float32
+        ck.save_model(path, dict(params, **{"decoder.bias": np.full(7, 1e300)}),
+                      config, vocab_of(7))
+    assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------- rejections
+
+def test_missing_file_and_directory(tmp_path):
+    assert "no such file" in rejects(tmp_path / "nope.safetensors")
+    assert "directory" in rejects(tmp_path)
+
+
+def test_truncated_at_any_offset(tmp_path):
+    path = tmp_path / "model.safetensors"
+    save_small(path)
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    cuts = [0, 1, 7, 8, 9, 8 + n // 2, 8 + n - 1, 8 + n, 8 + n + 1,
+            (8 + n + len(data)) // 2, len(data) - 4, len(data) - 1]
+    for cut in cuts:
+        path.write_bytes(data[:cut])
+        rejects(path)
+    for cut in range(0, len(data), 13):   # and a sweep
+        path.write_bytes(data[:cut])
+        rejects(path)
+
+
+def test_random_bytes(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "junk.safetensors"
+    for size in [1, 8, 9, 64, 1000, 100_000]:
+        path.write_bytes(rng.bytes(size))
+        rejects(path)
+    # random bytes behind a plausible header length
+    path.write_bytes(struct.pack("<Q", 500) + rng.bytes(800))
+    rejects(path)
+
+
+@pytest.mark.parametrize("header,match", [
+    (b"{not json at all}", "not valid JSON"),
+    (b"[1, 2, 3]", "no JSON header"),
+    (b"{\"a\": \xff\xfe}", "not UTF-8"),
+    (b"{\"__metadata__\": {\"format\": 1}}", "map of strings"),
+    (b"{" + b"[" * 100_000 + b"}", "not valid JSON"),
+    (b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},'
+     b' "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', "repeated key"),
+])
+def test_header_not_usable(tmp_path, header, match):
+    path = tmp_path / "m.safetensors"
+    write_header(path, header, b"\0" * 4)
+    rejects(path, match)
+
+
+def test_header_length_field_bounded(tmp_path):
+    path = tmp_path / "m.safetensors"
+    for n in [2**63 - 1, 2**40, 200 * 2**20, 1000]:
+        path.write_bytes(struct.pack("<Q", n) + b"{}" + b" " * 100)
+        assert "header length" in rejects(path)
+
+
+def test_terabyte_tensor_claims_are_rejected_without_allocating(tmp_path):
+    path = tmp_path / "m.safetensors"
+    claims = [  # offsets that run past the file; a shape larger than its offsets
+        {"encoder.weight": {"dtype": "F32", "shape": [2**38],
+                            "data_offsets": [0, 2**40]}},
+        {"encoder.weight": {"dtype": "F32", "shape": [2**38], "data_offsets": [0, 16]}},
+        {"encoder.weight": {"dtype": "F64", "shape": [2**40] * 100_000,
+                            "data_offsets": [0, 16]}},
+    ]
+    for header in claims:
+        header["__metadata__"] = {"format": "charrnn", "format_version": "1"}
+        write_header(path, header, b"\0" * 16)
+        tracemalloc.start()
+        start = time.perf_counter()
+        rejects(path, "past the end|more bytes than")
+        elapsed = time.perf_counter() - start
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert elapsed < 2 and peak < 50 * 2**20
+
+
+def test_layout_gaps_overlaps_and_stray_bytes(tmp_path):
+    path = tmp_path / "m.safetensors"
+    meta = {"format": "charrnn", "format_version": "1"}
+    gap = {"__metadata__": meta,
+           "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+           "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}}
+    write_header(path, gap, b"\0" * 12)
+    rejects(path, "gaps")
+    overlap = dict(gap, b={"dtype": "F32", "shape": [1], "data_offsets": [0, 4]})
+    write_header(path, overlap, b"\0" * 4)
+    rejects(path, "overlaps")
+    save_small(path)
+    path.write_bytes(path.read_bytes() + b"extra")
+    rejects(path, "stray bytes")
+
+
+@pytest.mark.parametrize("entry,match", [
+    ({"dtype": "BF16", "shape": [1], "data_offsets": [0, 4]}, "unsupported dtype"),
+    ({"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}, "bad shape"),
+    ({"dtype": "F32", "shape": [1.0], "data_offsets": [0, 4]}, "bad shape"),
+    ({"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}, "bad data offsets"),
+    ({"dtype": "F32", "shape": [1], "data_offsets": [0]}, "bad data offsets"),
+    ({"dtype": "F32", "shape": [1]}, "bad header entry"),
+    ({"dtype": "F16", "shape": [1], "data_offsets": [0, 4]},
+     r"2 bytes\) but occupies 4"),
+])
+def test_bad_tensor_entries(tmp_path, entry, match):
+    path = tmp_path / "m.safetensors"
+    write_header(path, {"__metadata__": {"format": "charrnn", "format_version": "1"},
+                        "w": entry}, b"\0" * 4)
+    rejects(path, match)
+
+
+def test_safetensors_file_from_another_program(tmp_path):
+    path = tmp_path / "other.safetensors"
+    safetensors.numpy.save_file({"w": np.zeros(3, np.float32)}, str(path))
+    assert "another program" in rejects(path)
+    safetensors.numpy.save_file({"w": np.zeros(3, np.float32)}, str(path),
+                                metadata={"format": "pt"})
+    assert "format 'pt'" in rejects(path)
+
+
+@pytest.mark.parametrize("version,match", [
+    ("2", r"newer charrnn \(format version 2\); this charrnn reads format version 1"),
+    ("0", r"older charrnn \(format version 0\)"),
+    ("1.0", "bad format_version '1.0'"), (None, "lacks format_version"),
+])
+def test_format_version(tmp_path, version, match):
+    config = make_config()
+    path = tmp_path / "m.safetensors"
+    write_raw(path, make_params(config), config, vocab_of(7), format_version=version)
+    rejects(path, match)
+
+
+def test_model_and_state_files_are_told_apart(tmp_path):
+    save_small(tmp_path / "model.safetensors")
+    ck.save_state(tmp_path / "state.safetensors", {"x": np.zeros(2)}, {"step": 1})
+    rejects(tmp_path / "state.safetensors", "training state, not a model")
+    with pytest.raises(CheckpointError, match="model checkpoint, not a training state"):
+        ck.load_state(tmp_path / "model.safetensors")
+
+
+def test_missing_extra_misshapen_and_mistyped_tensors(tmp_path):
+    config = make_config()
+    params = make_params(config)
+    path = tmp_path / "m.safetensors"
+    ok = lambda tensors: write_raw(path, tensors, config, vocab_of(7))  # noqa: E731
+
+    ok({k: v for k, v in params.items() if k != "decoder.bias"})
+    rejects(path, "layers")   # the tensor count no longer fits the config
+    ok({k: v for k, v in params.items() if k != "decoder.bias"}
+       | {"decoder.bais": params["decoder.bias"]})
+    rejects(path, "missing tensors 'decoder.bias'")
+    ok(dict(params, **{"decoder.weight": params["decoder.weight"].T.copy()}))
+    rejects(path, r"decoder.weight has shape \[5, 7\]")
+    ok(dict(params, **{"decoder.bias": params["decoder.bias"].astype(np.float16)}))
+    rejects(path, "dtype F16")
+    ok(dict(params, **{"decoder.bias": np.arange(7, dtype=np.int32)}))
+    rejects(path, "dtype I32")
+    ok({k: v.astype(np.float64) for k, v in params.items()})   # F64 is fine
+    assert ck.load_model(path).params["decoder.bias"].dtype == np.float32
+    for bad in [np.nan, np.inf, -np.inf]:
+        w = params["rnn.weight_hh_l1"].copy()
+        w[1, 2] = bad
+        ok(dict(params, **{"rnn.weight_hh_l1": w}))
+        rejects(path, "rnn.weight_hh_l1 has NaN or Inf")
+
+
+def test_extra_tensor_rejected(tmp_path):
+    config = make_config(layers=1)
+    params = make_params(config)
+    del params["rnn.bias_hh_l0"]
+    path = tmp_path / "m.safetensors"
+    write_raw(path, dict(params, junk=np.zeros(1, np.float32)), config, vocab_of(7))
+    rejects(path, "missing tensors 'rnn.bias_hh_l0'")
+    params = make_params(config)
+    write_raw(path, dict(params, junk=np.zeros(1, np.float32)), config, vocab_of(7))
+    rejects(path, "holds 8 tensors")
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"cell": "transformer"}, "config cell is 'transformer'"),
+    ({"hidden": 0}, "config hidden is 0"),
+    ({"embed": -3}, "config embed is -3"),
+    ({"layers": "2"}, "config layers is '2'"),
+    ({"vocab_size": 7.0}, "config vocab_size is 7.0"),
+    ({"hidden": True}, "config hidden is True"),
+    ({"layers": 10**12}, "tensors"),
+    ({"dropout": 1.5}, "dropout"),
+    ({"cell": None}, "config cell is None"),
+    ({"cell": ["lstm"]}, r"config cell is \['lstm'\]"),
+])
+def test_bad_config_values(tmp_path, change, match):
+    config = make_config()
+    path = tmp_path / "m.safetensors"
+    write_raw(path, make_params(config), dict(config, **change), vocab_of(7))
+    rejects(path, match)
+
+
+def test_bad_config_json(tmp_path):
+    config = make_config()
+    params = make_params(config)
+    path = tmp_path / "m.safetensors"
+    write_raw(path, params, None, vocab_of(7))
+    rejects(path, "metadata lacks 'config'")
+    write_raw(path, params, config={}, vocab=vocab_of(7))
+    rejects(path, "config lacks cell, hidden, layers, embed, vocab_size")
+    safetensors.numpy.save_file(params, str(path), metadata={
+        "format": "charrnn", "format_version": "1", "config": "{oops",
+        "vocab": json.dumps(vocab_of(7))})
+    rejects(path, "'config' is not valid JSON")
+    write_raw(path, params, [1, 2], vocab_of(7))
+    rejects(path, "config must be a JSON object")
+    write_raw(path, params, {k: v for k, v in config.items() if k != "embed"},
+              vocab_of(7))
+    rejects(path, "config lacks embed")
+
+
+@pytest.mark.parametrize("vocab,match", [
+    ("abcdefg", "list of one-character"),
+    (["ab", "c", "d", "e", "f", "g", "h"], "list of one-character"),
+    (["a", "b", "c", "d", "e", "f", 7], "list of one-character"),
+    (["a", "b", "c", "d", "e", "f", "a"], "repeated"),
+    (vocab_of(6), "6 characters but config vocab_size is 7"),
+    (None, "lacks 'vocab'"),
+])
+def test_bad_vocab(tmp_path, vocab, match):
+    config = make_config()
+    path = tmp_path / "m.safetensors"
+    write_raw(path, make_params(config), config, vocab)
+    rejects(path, match)
+
+
+def test_vocab_size_must_match_encoder_rows(tmp_path):
+    config = make_config()
+    path = tmp_path / "m.safetensors"
+    write_raw(path, make_params(config), dict(config, vocab_size=8), vocab_of(8))
+    rejects(path, r"encoder.weight has shape \[7, 3\]")
+
+
+def test_unknown_metadata_rejected(tmp_path):
+    config = make_config()
+    path = tmp_path / "m.safetensors"
+    write_raw(path, make_params(config), config, vocab_of(7), sha25x="0" * 64)
+    rejects(path, "unexpected metadata 'sha25x'")
+
+
+def test_info_must_be_an_object(tmp_path):
+    config = make_config()
+    path = tmp_path / "m.safetensors"
+    write_raw(path, make_params(config), config, vocab_of(7), info=[1])
+    rejects(path, "info is not a JSON object")
+
+
+def test_checksum_catches_silent_corruption(tmp_path):
+    path = tmp_path / "model.safetensors"
+    save_small(path)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01   # a low mantissa bit of decoder.bias: still a finite float
+    path.write_bytes(bytes(data))
+    rejects(path, "checksum mismatch")
+    save_small(path)
+    data = path.read_bytes()
+    assert data.count(b'\\"Z\\"') == 1
+    path.write_bytes(data.replace(b'\\"Z\\"', b'\\"Y\\"'))   # still a valid vocab
+    rejects(path, "checksum mismatch")
+
+
+# ---------------------------------------------------------------- fuzzing
+
+def _mutate(data, mutations):
+    data = bytearray(data)
+    for kind, position, byte in mutations:
+        i = position % (len(data) + 1)
+        if kind == "flip" and i < len(data):
+            data[i] ^= byte
+        elif kind == "insert":
+            data[i:i] = bytes([byte])
+        elif kind == "delete" and i < len(data):
+            del data[i]
+        elif kind == "truncate":
+            del data[i:]
+    return bytes(data)
+
+
+_MUTATION = st.tuples(st.sampled_from(["flip", "insert", "delete", "truncate"]),
+                      st.one_of(st.integers(0, 600), st.integers(0, 10**6)),
+                      st.integers(1, 255))
+_FUZZ = settings(max_examples=250, deadline=None,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+_STATE_ARRAYS = {"adam.m.encoder.weight": np.linspace(-1, 1, 12, dtype=np.float32),
+                 "hidden.h": np.ones((2, 3)), "cursor": np.arange(4, dtype=np.int64)}
+_STATE_META = {"step": 7, "lr": 0.002}
+
+
+@functools.lru_cache(maxsize=None)
+def _pristine(kind):
+    """The bytes of one valid file, made once: safetensors orders the metadata
+    differently on every save, and hypothesis needs the same input on replay."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "file.safetensors"
+        if kind == "model":
+            original = save_small(path)
+        else:
+            ck.save_state(path, _STATE_ARRAYS, _STATE_META)
+            original = None
+        return path.read_bytes(), original
+
+
+@_FUZZ
+@given(mutations=st.lists(_MUTATION, min_size=1, max_size=3))
+def test_mutated_model_loads_unchanged_or_raises_checkpoint_error(tmp_path, mutations):
+    path = tmp_path / "model.safetensors"
+    data, original = _pristine("model")
+    path.write_bytes(_mutate(data, mutations))
+    try:
+        loaded = ck.load_model(path)
+    except CheckpointError:
+        return
+    assert_same_model(loaded, *original)   # e.g. header padding changed: no harm done
+
+
+@_FUZZ
+@given(mutations=st.lists(_MUTATION, min_size=1, max_size=3))
+def test_mutated_state_loads_unchanged_or_raises_checkpoint_error(tmp_path, mutations):
+    path = tmp_path / "state.safetensors"
+    path.write_bytes(_mutate(_pristine("state")[0], mutations))
+    try:
+        state = ck.load_state(path)
+    except CheckpointError:
+        return
+    assert state.meta == _STATE_META and state.arrays.keys() == _STATE_ARRAYS.keys()
+    for name, value in _STATE_ARRAYS.items():
+        np.testing.assert_array_equal(state.arrays[name], value)
+
+
+# ---------------------------------------------------------------- atomic writes
+
+@pytest.mark.parametrize("fail_in", ["fsync", "replace", "write"])
+def test_failed_write_keeps_previous_file_and_no_temp(tmp_path, monkeypatch, fail_in):
+    path = tmp_path / "model.safetensors"
+    old = save_small(path, seed=1)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if fail_in == "write":
+        real_fdopen = os.fdopen
+
+        class FullFile:
+            def __init__(self, f):
+                self.f = f
+
+            def write(self, data):
+                self.f.write(data[: len(data) // 2])
+                disk_full()
+
+            def __getattr__(self, name):
+                return getattr(self.f, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.f.close()
+        monkeypatch.setattr(os, "fdopen",
+                            lambda *a, **k: FullFile(real_fdopen(*a, **k)))
+    else:
+        monkeypatch.setattr(os, fail_in, disk_full)
+    with pytest.raises(RunDirError, match="No space left on device.*previous file"):
+        save_small(path, seed=2)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["model.safetensors"]
+    assert_same_model(ck.load_model(path), *old)
+
+
+def test_unwritable_directory_and_interrupt(tmp_path, monkeypatch):
+    path = tmp_path / "model.safetensors"
+    old = save_small(path, seed=1)
+    real_open = os.open
+
+    def denied(p, *args, **kwargs):
+        if str(p).endswith(".charrnn-tmp"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return real_open(p, *args, **kwargs)
+    monkeypatch.setattr(os, "open", denied)
+    with pytest.raises(RunDirError, match="cannot write .*Permission denied"):
+        save_small(path, seed=2)
+    monkeypatch.undo()
+
+    def interrupt(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, "replace", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        save_small(path, seed=3)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["model.safetensors"]
+    assert_same_model(ck.load_model(path), *old)
+
+
+def test_missing_directory_is_a_run_dir_error(tmp_path):
+    with pytest.raises(RunDirError, match="cannot write"):
+        save_small(tmp_path / "nope" / "model.safetensors")
+
+
+_SAVE_FOREVER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from charrnn import checkpoint as ck
+    config = dict(cell="lstm", hidden=128, layers=2, embed=64, vocab_size=64)
+    shapes = ck.expected_shapes(config)
+    vocab = [chr(32 + i) for i in range(64)]
+    step = 0
+    while True:
+        params = {n: np.full(s, step, np.float32) for n, s in shapes.items()}
+        ck.save_model(sys.argv[1], params, config, vocab, {"step": step})
+        if step == 0:
+            print("ready", flush=True)
+        step += 1
+""")
+
+
+def _spawn(script, *args):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
+                            stdout=subprocess.PIPE, text=True, env=env)
+
+
+def test_sigkill_while_saving_always_leaves_a_loadable_file(tmp_path):
+    path = tmp_path / "model.safetensors"
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        proc = _spawn(_SAVE_FOREVER, path)
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            time.sleep(rng.uniform(0, 0.05))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            proc.stdout.close()
+        loaded = ck.load_model(path)
+        step = loaded.info["step"]
+        assert all((p == step).all() for p in loaded.params.values())
+    ck.remove_stale_temps(tmp_path)   # temp files of the killed writers
+    assert os.listdir(tmp_path) == ["model.safetensors"]
+
+
+# ---------------------------------------------------------------- training state, RNG
+
+def test_state_round_trip(tmp_path):
+    path = tmp_path / "state.safetensors"
+    rng = np.random.default_rng(123)
+    rng.random(5)
+    arrays = {"adam.m.encoder.weight": np.ones((3, 2), np.float32),
+              "adam.v.encoder.weight": np.full((3, 2), 1e-8, np.float32),
+              "hidden.h": np.zeros((2, 4, 5)), "cursor": np.array(17, np.int64),
+              "perm": np.arange(5, dtype=np.uint32), "mask": np.array([True, False]),
+              "big_endian": np.arange(3, dtype=">i4"),
+              "strided": np.arange(12, dtype=np.float64).reshape(3, 4)[:, ::2]}
+    meta = {"step": 5, "epoch": 0.25, "lr": 2e-3, "seed": 123,
+            "best_val_loss": float("inf"), "rng": ck.rng_state_to_json(rng)}
+    ck.save_state(path, arrays, meta)
+    state = ck.load_state(path)
+    assert state.meta == meta and set(state.arrays) == set(arrays)
+    for name, value in arrays.items():
+        got = state.arrays[name]
+        assert got.shape == value.shape and got.dtype == value.dtype.newbyteorder("=")
+        np.testing.assert_array_equal(got, value)
+        assert got.flags.writeable
+    restored = ck.rng_from_json(state.meta["rng"])
+    np.testing.assert_array_equal(restored.random(4), rng.random(4))
+
+
+def test_state_rejections(tmp_path):
+    path = tmp_path / "state.safetensors"
+    for arrays, meta in [({"x": np.array(["a"])}, {}),
+                         ({"x": np.zeros(2, np.complex128)}, {}),
+                         ({"__metadata__": np.zeros(1)}, {}),
+                         ({}, {"x": {1, 2}}), ({}, [1])]:
+        with pytest.raises(CheckpointError, match="cannot save"):
+            ck.save_state(path, arrays, meta)
+    ck.save_state(path, {"x": np.array([np.nan])}, {})   # saving is not judging...
+    with pytest.raises(CheckpointError, match="NaN or Inf"):   # ...loading is
+        ck.load_state(path)
+    safetensors.numpy.save_file({"x": np.zeros(1)}, str(path), metadata={
+        "format": "charrnn-state", "format_version": "1", "meta": "[]"})
+    with pytest.raises(CheckpointError, match="meta is not a JSON object"):
+        ck.load_state(path)
+    with pytest.raises(CheckpointError, match="no such file"):
+        ck.load_state(tmp_path / "nope")
+
+
+def test_rng_helpers():
+    for bit_generator in [np.random.PCG64(5), np.random.MT19937(5),
+                          np.random.Philox(5)]:
+        rng = np.random.Generator(bit_generator)
+        text = ck.rng_state_to_json(rng)
+        json.loads(text)
+        restored = ck.rng_from_json(text)
+        from_dict = ck.rng_from_json(json.loads(text))
+        expected = rng.integers(0, 2**62, 8)
+        np.testing.assert_array_equal(restored.integers(0, 2**62, 8), expected)
+        np.testing.assert_array_equal(from_dict.integers(0, 2**62, 8), expected)
+    bad = ["{", "[]", '{"bit_generator": "os.system"}',
+           '{"bit_generator": "PCG64", "state": {"state": "x", "inc": 1}}', "null"]
+    for text in bad:
+        with pytest.raises(CheckpointError, match="random-generator state"):
+            ck.rng_from_json(text)
+
+
+# ---------------------------------------------------------------- finding checkpoints
+
+def test_find_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(CheckpointError, match="no checkpoint in .*run `charrnn train`"):
+        ck.find_checkpoint(run)
+    save_small(run / "model.safetensors")
+    assert ck.find_checkpoint(run) == run / "model.safetensors"
+    with pytest.raises(CheckpointError, match="no best.safetensors"):
+        ck.find_checkpoint(run, best=True)
+    save_small(run / "best.safetensors")
+    assert ck.find_checkpoint(str(run), best=True) == run / "best.safetensors"
+    assert ck.find_checkpoint(run / "best.safetensors") == run / "best.safetensors"
+    (tmp_path / "input.txt").write_text("hello")
+    with pytest.raises(CheckpointError, match="not a .safetensors checkpoint"):
+        ck.find_checkpoint(tmp_path / "input.txt")
+    with pytest.raises(CheckpointError, match="no such checkpoint or run directory"):
+        ck.find_checkpoint(tmp_path / "missing")
+
+
+# ---------------------------------------------------------------- run lock
+
+_HOLD_LOCK = textwrap.dedent("""
+    import sys, time
+    from charrnn.checkpoint import RunLock
+    with RunLock(sys.argv[1]):
+        print("locked", flush=True)
+        time.sleep(60)
+""")
+
+
+def test_run_lock_excludes_other_processes_until_holder_dies(tmp_path):
+    proc = _spawn(_HOLD_LOCK, tmp_path)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirError, match=rf"{tmp_path} is in use by another "
+                                              rf"charrnn train \(pid {proc.pid}\)"):
+            ck.RunLock(tmp_path).acquire()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    assert (tmp_path / ck.LOCK_FILE).read_text().strip() == str(proc.pid)   # stale
+    with ck.RunLock(tmp_path) as lock:
+        assert lock.path.read_text().strip() == str(os.getpid())
+
+
+def test_run_lock_in_one_process(tmp_path):
+    (tmp_path / ".model.safetensors.999999999.0badcafe.charrnn-tmp").write_bytes(b"x")
+    with ck.RunLock(tmp_path):
+        assert sorted(os.listdir(tmp_path)) == [ck.LOCK_FILE]   # dead writer's temp
+        with pytest.raises(RunDirError, match="in use by another charrnn train"):
+            ck.RunLock(tmp_path).acquire()
+    with ck.RunLock(tmp_path):   # released on exit
+        pass
+    with pytest.raises(RunDirError, match="does not exist"):
+        ck.RunLock(tmp_path / "missing").acquire()
