@@ -3,6 +3,7 @@
 Environment switches (source builds only):
   CHARRNN_DEBUG=1   Cython bounds/initialisation checks on, -O0 -g (for tests/debugging).
   CHARRNN_NATIVE=1  add -march=native (faster on the build machine, not portable).
+  CHARRNN_ONLY=_lstm,_ops   build only these extensions (quick rebuilds while developing).
 """
 import os
 import sys
@@ -11,6 +12,7 @@ from setuptools import Extension, setup
 
 DEBUG = os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
 NATIVE = os.environ.get("CHARRNN_NATIVE", "") not in ("", "0")
+ONLY = [n for n in os.environ.get("CHARRNN_ONLY", "").split(",") if n]
 
 
 def extensions():
@@ -25,7 +27,7 @@ def extensions():
         cflags.append("-march=native")
     if sys.platform == "win32":
         cflags = ["/O2"]
-    names = ["_blas_ops", "_lstm", "_gru", "_rnn", "_sample"]
+    names = ["_ops", "_lstm", "_gru", "_rnn", "_sample"]
     exts = [
         Extension(
             f"charrnn.{name}",
@@ -35,7 +37,7 @@ def extensions():
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
         for name in names
-        if os.path.exists(f"kernels/{name}.pyx")
+        if os.path.exists(f"kernels/{name}.pyx") and (not ONLY or name in ONLY)
     ]
     directives = {
         "language_level": 3,

@@ -1,9 +1,177 @@
-"""Python-callable twins of the C-level helpers, so tests can reach them directly."""
+"""Everything in a training step that is not a recurrent cell: embedding, decoder,
+softmax cross-entropy, optimizers, gradient norm. Compiled so that nothing in the step
+is per-element Python and every matmul goes through the same BLAS as the cells.
+
+Sizes: R rows (= T*N characters), V vocabulary, E embedding, H hidden.
+Character ids are int32; every id is checked against V before the GIL is released.
+"""
 from cython cimport floating
+from libc.math cimport exp, log, sqrt
+from libc.stdint cimport int32_t
+from libc.string cimport memcpy
 
 from _blas cimport gemm as _gemm
-from _cellmath cimport cr_expf, cr_sigmoidf, cr_tanhf
+from _cellmath cimport cr_expf, cr_sigmoidf, cr_tanhf, fill_bias
 
+
+cdef int _check_ids(const int32_t[::1] ids, Py_ssize_t V) except -1:
+    cdef Py_ssize_t i, bad = -1
+    with nogil:
+        for i in range(ids.shape[0]):
+            if ids[i] < 0 or ids[i] >= V:
+                bad = i
+                break
+    if bad >= 0:
+        raise ValueError(f"character id {ids[bad]} at position {bad} is outside the vocabulary (size {V})")
+    return 0
+
+
+def _need(bint ok, str what):
+    if not ok:
+        raise ValueError(f"shape mismatch: {what}")
+
+
+# ---- embedding: out[r] = E[ids[r]] ---------------------------------------------------
+
+def embedding_forward(const int32_t[::1] ids, const floating[:, ::1] E, floating[:, ::1] out):
+    cdef Py_ssize_t r, R = ids.shape[0], D = E.shape[1]
+    _need(out.shape[0] == R and out.shape[1] == D, "embedding out")
+    _check_ids(ids, E.shape[0])
+    with nogil:
+        for r in range(R):
+            memcpy(&out[r, 0], &E[ids[r], 0], D * sizeof(floating))
+
+
+def embedding_backward(const int32_t[::1] ids, const floating[:, ::1] dout, floating[:, ::1] dE):
+    """dE[ids[r]] += dout[r]"""
+    cdef Py_ssize_t r, j, R = ids.shape[0], D = dE.shape[1]
+    _need(dout.shape[0] == R and dout.shape[1] == D, "embedding dout")
+    _check_ids(ids, dE.shape[0])
+    with nogil:
+        for r in range(R):
+            for j in range(D):
+                dE[ids[r], j] += dout[r, j]
+
+
+# ---- decoder: logits = x W^T + b ---------------------------------------------------
+
+def linear_forward(const floating[:, ::1] x, const floating[:, ::1] W, const floating[::1] b,
+                   floating[:, ::1] out):
+    """out (R, V) = x (R, H) @ W (V, H)^T + b (V)"""
+    cdef Py_ssize_t R = x.shape[0], H = x.shape[1], V = W.shape[0]
+    _need(W.shape[1] == H and b.shape[0] == V and out.shape[0] == R and out.shape[1] == V, "linear")
+    if R == 0:
+        return
+    with nogil:
+        fill_bias(&out[0, 0], &b[0], <floating *> NULL, R, V)
+        _gemm(False, True, <int>R, <int>V, <int>H, 1, &x[0, 0], <int>H, &W[0, 0], <int>H,
+              1, &out[0, 0], <int>V)
+
+
+def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x, const floating[:, ::1] W,
+                    floating[:, ::1] dx, floating[:, ::1] dW, floating[::1] db):
+    """dx (R, H) = dout @ W (assigned); dW (V, H) += dout^T @ x; db (V) += column sums."""
+    cdef Py_ssize_t R = x.shape[0], H = x.shape[1], V = W.shape[0], r, j
+    _need(dout.shape[0] == R and dout.shape[1] == V and W.shape[1] == H and dx.shape[0] == R
+          and dx.shape[1] == H and dW.shape[0] == V and dW.shape[1] == H and db.shape[0] == V,
+          "linear backward")
+    if R == 0:
+        return
+    with nogil:
+        _gemm(False, False, <int>R, <int>H, <int>V, 1, &dout[0, 0], <int>V, &W[0, 0], <int>H,
+              0, &dx[0, 0], <int>H)
+        _gemm(True, False, <int>V, <int>H, <int>R, 1, &dout[0, 0], <int>V, &x[0, 0], <int>H,
+              1, &dW[0, 0], <int>H)
+        for r in range(R):
+            for j in range(V):
+                db[j] += dout[r, j]
+
+
+# ---- softmax cross-entropy ---------------------------------------------------------
+
+def softmax_xent(floating[:, ::1] logits, const int32_t[::1] targets, double scale):
+    """Sum over rows of -log softmax(logits)[target], in float64.
+
+    If scale != 0, logits is overwritten with its gradient times scale:
+    (softmax - onehot(target)) * scale -- scale = 1/R gives the gradient of the mean.
+    """
+    cdef Py_ssize_t R = logits.shape[0], V = logits.shape[1], r, j
+    _need(targets.shape[0] == R, "targets")
+    _check_ids(targets, V)
+    cdef double total = 0, s, lse
+    cdef floating m, e
+    cdef floating *row
+    with nogil:
+        for r in range(R):
+            row = &logits[r, 0]
+            m = row[0]
+            for j in range(1, V):
+                if row[j] > m:
+                    m = row[j]
+            s = 0
+            if scale != 0:
+                for j in range(V):
+                    e = cr_expf(row[j] - m) if floating is float else exp(row[j] - m)
+                    row[j] = e
+                    s += e
+            else:
+                for j in range(V):
+                    s += cr_expf(row[j] - m) if floating is float else exp(row[j] - m)
+            lse = log(s)
+            if scale != 0:
+                # loss uses the raw logit, already overwritten: log p_target = log(e_t / s)
+                total += lse - log(<double> row[targets[r]])
+                for j in range(V):
+                    row[j] = <floating> (row[j] / s * scale)
+                row[targets[r]] -= <floating> scale
+            else:
+                total += lse + m - logits[r, targets[r]]
+    return total
+
+
+# ---- optimizers, over the flat parameter buffer ------------------------------------
+
+def sum_squares(const float[::1] g):
+    cdef double s = 0
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(g.shape[0]):
+            s += <double> g[i] * g[i]
+    return s
+
+
+def adam_update(float[::1] p, const float[::1] g, float[::1] m, float[::1] v,
+                double lr, double beta1, double beta2, double eps, long step, double gscale):
+    """Adam (Kingma & Ba) with bias correction; g is multiplied by gscale (clipping) first."""
+    cdef Py_ssize_t i, n = p.shape[0]
+    _need(g.shape[0] == n and m.shape[0] == n and v.shape[0] == n, "adam buffers")
+    if step < 1:
+        raise ValueError("adam step must be >= 1")
+    cdef float b1 = beta1, b2 = beta2, c1 = 1 - beta1, c2 = 1 - beta2, gs = gscale, ep = eps
+    cdef float a = lr * sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+    cdef float gi
+    with nogil:
+        for i in range(n):
+            gi = g[i] * gs
+            m[i] = b1 * m[i] + c1 * gi
+            v[i] = b2 * v[i] + c2 * gi * gi
+            p[i] -= a * m[i] / (sqrt(v[i]) + ep)
+
+
+def rmsprop_update(float[::1] p, const float[::1] g, float[::1] v,
+                   double lr, double alpha, double eps, double gscale):
+    """RMSprop (Hinton): v = alpha v + (1 - alpha) g^2; p -= lr g / (sqrt(v) + eps)."""
+    cdef Py_ssize_t i, n = p.shape[0]
+    _need(g.shape[0] == n and v.shape[0] == n, "rmsprop buffers")
+    cdef float al = alpha, c = 1 - alpha, gs = gscale, ep = eps, lrf = lr, gi
+    with nogil:
+        for i in range(n):
+            gi = g[i] * gs
+            v[i] = al * v[i] + c * gi * gi
+            p[i] -= lrf * gi / (sqrt(v[i]) + ep)
+
+
+# ---- Python-callable twins for tests ----------------------------------------------
 
 def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
          const floating[:, ::1] B, double beta, floating[:, ::1] C):

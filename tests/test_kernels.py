@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from charrnn import _blas_ops, _gru, _lstm, _rnn, cells
+from charrnn import _ops, _gru, _lstm, _rnn, cells
 from charrnn import reference as ref
 from charrnn.errors import ShapeError
 
@@ -222,7 +222,7 @@ def test_row_major_gemm(ta, tb, dtype):
     B = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
     C = rng.standard_normal((M, N)).astype(dtype)
     want = 2.0 * (A.T if ta else A) @ (B.T if tb else B) + 0.5 * C
-    _blas_ops.gemm(ta, tb, dtype(2.0), A, B, dtype(0.5), C)
+    _ops.gemm(ta, tb, dtype(2.0), A, B, dtype(0.5), C)
     np.testing.assert_allclose(C, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
@@ -230,7 +230,7 @@ def test_fast_float32_math_accuracy_and_nan():
     x = np.concatenate([np.linspace(-100, 100, 200001), np.linspace(-1e-3, 1e-3, 2001),
                         [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-30]]).astype(np.float32)
     e, s, t = (np.empty_like(x) for _ in range(3))
-    _blas_ops.fast_math_f32(x, e, s, t)
+    _ops.fast_math_f32(x, e, s, t)
     xd = x.astype(np.float64)
     with np.errstate(over="ignore"):
         exact_s = 0.5 * (1 + np.tanh(0.5 * xd))
