@@ -1,0 +1,55 @@
+"""Optimizers over the model's flat parameter buffer: one compiled loop each.
+
+Both take `gscale`, the global-norm clipping factor, so clipping costs no extra pass.
+Their state is a dict of flat arrays, saved in the training state for exact resumes.
+"""
+import numpy as np
+
+from . import _ops
+from .errors import ConfigError
+
+
+class Adam:
+    name = "adam"
+
+    def __init__(self, n, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.state = {"m": np.zeros(n, np.float32), "v": np.zeros(n, np.float32)}
+        self.t = 0
+
+    def step(self, params, grads, lr, gscale=1.0):
+        self.t += 1
+        _ops.adam_update(params, grads, self.state["m"], self.state["v"], lr,
+                         self.beta1, self.beta2, self.eps, self.t, gscale)
+
+
+class RMSprop:
+    name = "rmsprop"
+
+    def __init__(self, n, alpha=0.95, eps=1e-8):
+        # alpha 0.95 as in Karpathy's char-rnn (PyTorch's default is 0.99).
+        self.alpha, self.eps = alpha, eps
+        self.state = {"v": np.zeros(n, np.float32)}
+        self.t = 0
+
+    def step(self, params, grads, lr, gscale=1.0):
+        self.t += 1
+        _ops.rmsprop_update(params, grads, self.state["v"], lr, self.alpha, self.eps, gscale)
+
+
+OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop}
+
+
+def make(name, n):
+    try:
+        return OPTIMIZERS[name](n)
+    except KeyError:
+        raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {name!r}") from None
+
+
+def clip_scale(grads, max_norm):
+    """(global L2 norm of grads, factor that brings it down to max_norm; 1 if disabled)."""
+    norm = float(np.sqrt(_ops.sum_squares(grads)))
+    if max_norm and max_norm > 0 and norm > max_norm:
+        return norm, max_norm / (norm + 1e-6)
+    return norm, 1.0

@@ -1,0 +1,446 @@
+"""The training loop: truncated BPTT over parallel streams, crash-safe and resumable.
+
+A run directory holds everything about one run:
+
+    model.safetensors   latest weights (PyTorch names; what `charrnn sample` loads)
+    best.safetensors    weights with the best validation loss so far
+    state.safetensors   everything needed to continue exactly: weights, optimizer
+                        moments, step, data cursor, carried hidden state, RNG state
+    metrics.jsonl       one JSON line per step (val_loss on evaluation steps)
+    corpus.npy/.json    the encoded corpus, memory-mapped (reused on --resume)
+    charrnn.lock        held while a `charrnn train` runs in the directory
+
+Every file is written atomically, so killing the process at any instant leaves the
+previous checkpoint loadable. A resumed run produces the same per-step losses as an
+uninterrupted one (same seed, same thread count): the state file is written as a
+whole at a step boundary and holds every bit of state the next step reads.
+"""
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from . import data, optim
+from .errors import CheckpointError, ConfigError, DivergenceError, RunDirError
+from .model import CharRNN, ModelConfig
+
+RUNS_ENV = "CHARRNN_RUNS"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    # model (see ModelConfig)
+    cell: str = "lstm"
+    hidden: int = 256
+    layers: int = 2
+    embed: int = 64
+    dropout: float = 0.0       # short runs on ~1 MB underfit; raise it for long runs
+    forget_bias: float = 1.0   # LSTM only: added to the forget gate's input bias at init
+    # data
+    encoding: str = "utf-8"
+    seq_len: int = 64          # truncated BPTT window
+    batch_size: int = 32       # parallel streams
+    val_frac: float = 0.05     # the last 5% of the corpus is held out for validation
+    # optimisation
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    lr_decay: float = 0.9      # lr multiplier per epoch, applied smoothly every step
+    grad_clip: float = 5.0     # global L2 norm; 0 disables
+    seed: int = 1337
+    # schedule
+    eval_every: int = 200      # steps between validations (and checkpoints)
+    max_steps: int = 0         # 0: no limit
+    max_epochs: float = 0      # 0: no limit
+    max_minutes: float = 5.0   # wall-clock budget across resumes; 0: no limit
+
+    def validate(self):
+        ModelConfig(self.cell, self.hidden, self.layers, self.embed, self.dropout, 1,
+                    self.encoding).validate()
+        checks = [
+            (self.seq_len >= 1, "--seq-len must be at least 1"),
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (0 < self.val_frac < 1, "--val-frac must be between 0 and 1 (exclusive)"),
+            (self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number"),
+            (0 < self.lr_decay <= 1, "--lr-decay must be in (0, 1]"),
+            (self.grad_clip >= 0, "--grad-clip must be >= 0 (0 disables clipping)"),
+            (self.eval_every >= 1, "--eval-every must be at least 1"),
+            (self.max_steps >= 0, "--max-steps must be >= 0 (0: no limit)"),
+            (self.max_epochs >= 0, "--max-epochs must be >= 0 (0: no limit)"),
+            (self.max_minutes >= 0, "--max-minutes must be >= 0 (0: no limit)"),
+            (self.optimizer in optim.OPTIMIZERS, f"--optimizer must be one of {', '.join(optim.OPTIMIZERS)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+
+# Options that may change on --resume without changing the run's results.
+RESUME_OVERRIDABLE = {"eval_every", "max_steps", "max_epochs", "max_minutes"}
+
+
+def runs_root():
+    return Path(os.environ.get(RUNS_ENV, "charrnn-runs"))
+
+
+def default_run_dir(corpus_path):
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return runs_root() / f"{Path(corpus_path).stem}-{stamp}"
+
+
+def latest_run(root=None):
+    """The run directory under root whose model.safetensors is newest, or None."""
+    root = Path(root) if root is not None else runs_root()
+    if not root.is_dir():
+        return None
+    runs = [p for p in root.iterdir() if (p / ckpt.MODEL_FILE).is_file()]
+    return max(runs, key=lambda p: (p / ckpt.MODEL_FILE).stat().st_mtime, default=None)
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; the loop saved and stopped. .signum says which."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Signals:
+    """Turn SIGINT/SIGTERM into a flag the loop checks between steps (a second Ctrl-C
+    still interrupts at once, but never while a checkpoint is being written)."""
+
+    def __init__(self):
+        self.received = None
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log=None,
+          progress=None, **options):
+    """Train a model; returns a summary dict. What `charrnn train` calls.
+
+    corpus: a text file (default: the bundled Tiny Shakespeare). out: the run directory
+    (default: charrnn-runs/<corpus>-<time>; $CHARRNN_RUNS changes the root). resume:
+    continue the run in `out` (or, without `out`, the newest run). options: the fields
+    of TrainConfig. threads: BLAS threads (default: all cores). log: a function taking
+    one line of text (default: stderr, silent when quiet).
+    """
+    from threadpoolctl import threadpool_limits
+
+    if log is None:
+        log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    unknown = set(options) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    if threads is not None and threads < 1:
+        raise ConfigError("--threads must be at least 1")
+
+    run_dir, saved = _open_run(corpus, out, resume)
+    if saved is not None:
+        meta = saved.meta
+        cfg_dict = dict(meta["train_config"])
+        for k, v in options.items():
+            if k in RESUME_OVERRIDABLE:
+                cfg_dict[k] = v
+            elif v != cfg_dict.get(k):
+                log(f"note: --{k.replace('_', '-')} ignored on --resume (the run uses {cfg_dict.get(k)!r})")
+        cfg = TrainConfig(**cfg_dict).validate()
+        corpus = meta["corpus"]
+    else:
+        cfg = TrainConfig(**options).validate()
+        corpus = str(corpus if corpus is not None else data.bundled_corpus())
+
+    with ckpt.RunLock(run_dir), threadpool_limits(limits=threads), _Signals() as sig:
+        trainer = _Trainer(cfg, corpus, run_dir, saved, log, quiet, progress)
+        return trainer.run(sig)
+
+
+def _open_run(corpus, out, resume):
+    """-> (run directory, saved TrainingState or None), refusing to overwrite a run."""
+    if resume:
+        run_dir = Path(out) if out is not None else latest_run()
+        if run_dir is None:
+            raise RunDirError(f"--resume: no run found under {runs_root()}; pass --out DIR")
+        state_path = run_dir / ckpt.STATE_FILE
+        if not state_path.is_file():
+            raise RunDirError(f"--resume: {run_dir} holds no training state ({ckpt.STATE_FILE}); "
+                              "start a new run instead")
+        saved = ckpt.load_state(state_path)
+        if "train_config" not in saved.meta or "corpus" not in saved.meta:
+            raise CheckpointError(f"cannot resume from {state_path}: it lacks the run's options")
+        if corpus is not None and Path(corpus).resolve() != Path(saved.meta["corpus"]).resolve():
+            raise RunDirError(f"--resume: {run_dir} was trained on {saved.meta['corpus']}, not {corpus}")
+        return run_dir, saved
+    if corpus is not None:
+        p = Path(corpus)
+        if not p.exists():
+            raise data.CorpusError(f"no such file: {p}")
+    run_dir = Path(out) if out is not None else default_run_dir(corpus or "tinyshakespeare")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"--out {run_dir} exists and is not a directory")
+    if run_dir.is_dir() and any((run_dir / f).exists() for f in (ckpt.STATE_FILE, ckpt.MODEL_FILE)):
+        raise RunDirError(f"{run_dir} already holds a run: pass --resume to continue it, "
+                          "or choose another --out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise RunDirError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from None
+    return run_dir, None
+
+
+class _Trainer:
+    def __init__(self, cfg, corpus, run_dir, saved, log, quiet, progress):
+        self.cfg, self.run_dir, self.log, self.quiet = cfg, Path(run_dir), log, quiet
+        self.corpus_path = str(Path(corpus).resolve())
+        self.corpus = data.load_corpus(corpus, encoding=cfg.encoding, cache_dir=run_dir)
+        self.train_batches, self.val_batches = data.make_batches(
+            self.corpus.ids, batch_size=cfg.batch_size, seq_len=cfg.seq_len,
+            val_frac=cfg.val_frac, dtype=np.int32)
+        vocab = self.corpus.vocab
+        mcfg = ModelConfig(cfg.cell, cfg.hidden, cfg.layers, cfg.embed, cfg.dropout,
+                           len(vocab), self.corpus.encoding)
+        self.model = CharRNN(mcfg, vocab, seed=cfg.seed, forget_bias=cfg.forget_bias)
+        self.opt = optim.make(cfg.optimizer, self.model.flat.size)
+        self.rng = np.random.default_rng(cfg.seed + 1)   # dropout masks only
+        self.state = self.model.init_state(cfg.batch_size)
+        self.step, self.elapsed_before, self.best_val = 0, 0.0, math.inf
+        self.last_val = None
+        self.saved_step = 0
+        if saved is not None:
+            self._restore(saved)
+        self.progress = progress
+        self.metrics_path = self.run_dir / METRICS_FILE
+        self._trim_metrics()
+
+    # ---- state -----------------------------------------------------------------------
+
+    def _state_arrays(self):
+        a = {f"param.{k}": v for k, v in self.model.params.items()}
+        a.update({f"opt.{k}": v for k, v in self.opt.state.items()})
+        for k, layer in enumerate(self.state):
+            for name, s in zip("hc", layer):
+                a[f"hidden.l{k}.{name}"] = s
+        return a
+
+    def _restore(self, saved):
+        arrays, meta = saved.arrays, saved.meta
+        if meta.get("vocab") != self.corpus.vocab:
+            raise CheckpointError(f"cannot resume: the vocabulary of {self.corpus_path} changed "
+                                  "since the run started; start a new run")
+        try:
+            for k, v in self.model.params.items():
+                v[...] = arrays[f"param.{k}"]
+            for k, v in self.opt.state.items():
+                v[...] = arrays[f"opt.{k}"]
+            for k, layer in enumerate(self.state):
+                for name, s in zip("hc", layer):
+                    s[...] = arrays[f"hidden.l{k}.{name}"]
+            self.opt.t = int(meta["opt_t"])
+            self.step = int(meta["step"])
+            self.elapsed_before = float(meta["elapsed"])
+            self.best_val = float(meta["best_val"])
+            self.last_val = meta.get("last_val")
+        except (KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"cannot resume: training state is incomplete or damaged ({e})") from None
+        self.train_batches.load_state_dict(meta["cursor"])
+        self.rng = ckpt.rng_from_json(meta["rng"])
+        self.saved_step = self.step
+
+    def _meta(self, elapsed):
+        return {
+            "step": self.step, "opt_t": self.opt.t, "elapsed": elapsed,
+            "best_val": self.best_val, "last_val": self.last_val,
+            "cursor": self.train_batches.state_dict(), "rng": ckpt.rng_state_to_json(self.rng),
+            "train_config": asdict(self.cfg), "corpus": self.corpus_path,
+            "vocab": self.corpus.vocab,
+        }
+
+    def save(self, elapsed, improved):
+        """State first: it alone is enough to resume; then the exported weights."""
+        ckpt.save_state(self.run_dir / ckpt.STATE_FILE, self._state_arrays(), self._meta(elapsed))
+        info = {"step": self.step, "epoch": self._epoch_float(), "val_loss": self.last_val,
+                "best_val_loss": self.best_val if math.isfinite(self.best_val) else None}
+        args = (self.model.params, self.model.config, self.model.vocab, info)
+        ckpt.save_model(self.run_dir / ckpt.MODEL_FILE, *args)
+        if improved:
+            ckpt.save_model(self.run_dir / ckpt.BEST_FILE, *args)
+        self.saved_step = self.step
+
+    def _trim_metrics(self):
+        """On resume, drop lines past the saved step (written by the run that died)."""
+        if not self.metrics_path.exists():
+            return
+        keep = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= self.saved_step:
+                    keep.append(line)
+            except (ValueError, KeyError, TypeError):
+                pass
+        ckpt.atomic_write_bytes(self.metrics_path, "".join(l + "\n" for l in keep).encode())
+
+    # ---- loop ------------------------------------------------------------------------
+
+    def _epoch_float(self):
+        return self.step / len(self.train_batches)
+
+    def lr(self):
+        return self.cfg.lr * self.cfg.lr_decay ** self._epoch_float()
+
+    def evaluate(self):
+        """Mean val loss over every val window, state carried from zero (no dropout)."""
+        state, total, n = None, 0.0, 0
+        for x, y in self.val_batches:
+            loss, state = self.model.loss(x, y, state)
+            total += loss
+            n += 1
+        return total / n
+
+    def sample_preview(self, length=200):
+        from .sample import generate
+        m = self.model
+        return generate(m.params, m.config, m.vocab, prime="", length=length,
+                        temperature=0.8, seed=self.step)
+
+    def _done(self, elapsed, eval_cost):
+        c = self.cfg
+        if c.max_steps and self.step >= c.max_steps:
+            return "max-steps"
+        if c.max_epochs and self._epoch_float() >= c.max_epochs:
+            return "max-epochs"
+        if c.max_minutes and elapsed + eval_cost >= c.max_minutes * 60:
+            return "max-minutes"
+        return None
+
+    def run(self, sig):
+        from tqdm import tqdm
+
+        cfg, model, log = self.cfg, self.model, self.log
+        chars_per_step = cfg.batch_size * cfg.seq_len
+        spe = len(self.train_batches)
+        log(f"charrnn: training a {cfg.layers}x{cfg.hidden} {cfg.cell.upper()} "
+            f"({model.flat.size:,} parameters, vocabulary {len(model.vocab)}) on "
+            f"{self.corpus_path}: {len(self.corpus.ids):,} characters, {spe} steps per epoch")
+        log(f"charrnn: run directory {self.run_dir}")
+        total = None
+        if cfg.max_steps:
+            total = cfg.max_steps
+        if cfg.max_epochs:
+            total = min(total or 10**12, math.ceil(cfg.max_epochs * spe))
+        bar = tqdm(total=total, initial=self.step, file=sys.stderr, disable=self.quiet,
+                   unit="step", dynamic_ncols=True, leave=True, mininterval=0.5)
+        write = bar.write if not self.quiet else log
+        t_start = time.perf_counter()
+        elapsed = lambda: self.elapsed_before + time.perf_counter() - t_start
+        eval_cost, rate, train_loss, stop = 0.0, None, None, None
+        metrics = open(self.metrics_path, "a")
+        try:
+            while True:
+                stop = self._done(elapsed(), eval_cost)
+                if stop or sig.received:
+                    break
+                t0 = time.perf_counter()
+                batch = self.train_batches.next()
+                if batch.index == 0:
+                    self.state = model.init_state(cfg.batch_size)   # new epoch: fresh state
+                model.grad_flat.fill(0)
+                loss, new_state = model.forward_backward(
+                    batch.x, batch.y, self.state, rng=self.rng if cfg.dropout > 0 else None)
+                norm, gscale = optim.clip_scale(model.grad_flat, cfg.grad_clip)
+                if not (math.isfinite(loss) and math.isfinite(norm)):
+                    raise DivergenceError(
+                        f"training diverged at step {self.step + 1}: loss {loss}, gradient norm {norm}; "
+                        f"the last good checkpoint (step {self.saved_step}) is in {self.run_dir}. "
+                        "Try a lower --lr or --grad-clip")
+                lr = self.lr()
+                self.opt.step(model.flat, model.grad_flat, lr, gscale)
+                self.state = new_state
+                self.step += 1
+                dt = time.perf_counter() - t0
+                rate = chars_per_step / dt if rate is None else 0.9 * rate + 0.1 * chars_per_step / dt
+                train_loss = loss
+                record = {"step": self.step, "epoch": round(self._epoch_float(), 4),
+                          "train_loss": round(loss, 5), "lr": lr, "grad_norm": round(norm, 4),
+                          "chars_per_sec": round(rate), "wall_time": round(elapsed(), 2)}
+                if self.step % cfg.eval_every == 0:
+                    eval_cost = self._evaluate_and_save(record, elapsed, write)
+                metrics.write(json.dumps(record) + "\n")
+                bar.update(1)
+                post = {"ep": f"{self._epoch_float():.2f}", "loss": f"{loss:.3f}",
+                        "val": f"{self.last_val:.3f}" if self.last_val is not None else "-",
+                        "ch/s": f"{rate / 1000:.1f}k"}
+                if cfg.max_minutes:
+                    post["left"] = _mmss(cfg.max_minutes * 60 - elapsed())
+                bar.set_postfix(post, refresh=False)
+            if self.step > self.saved_step or self.last_val is None:
+                record = {"step": self.step, "epoch": round(self._epoch_float(), 4),
+                          "train_loss": train_loss, "wall_time": round(elapsed(), 2), "final": True}
+                self._evaluate_and_save(record, elapsed, write)
+                metrics.write(json.dumps(record) + "\n")
+        finally:
+            metrics.close()
+            bar.close()
+        summary = {"run_dir": str(self.run_dir), "steps": self.step,
+                   "epochs": round(self._epoch_float(), 3), "train_loss": train_loss,
+                   "val_loss": self.last_val, "best_val_loss": self.best_val,
+                   "minutes": round(elapsed() / 60, 2), "chars_per_sec": rate, "stopped_by": stop}
+        if sig.received:
+            log(f"charrnn: interrupted at step {self.step}; checkpoint saved in {self.run_dir}")
+            log(f"charrnn: resume with: charrnn train --out {self.run_dir} --resume")
+            raise Interrupted(sig.received)
+        log(f"charrnn: done after {self.step} steps ({summary['epochs']} epochs, "
+            f"{summary['minutes']} min): val loss {self.last_val:.4f} nats/char "
+            f"({self.last_val / math.log(2):.3f} bits/char), best {self.best_val:.4f}")
+        log(f"charrnn: sample with: charrnn sample {self.run_dir}")
+        return summary
+
+    def _evaluate_and_save(self, record, elapsed, write):
+        t0 = time.perf_counter()
+        val = self.evaluate()
+        self.last_val = val
+        improved = val < self.best_val
+        if improved:
+            self.best_val = val
+        record["val_loss"] = round(val, 5)
+        record["val_bpc"] = round(val / math.log(2), 4)
+        self.save(elapsed(), improved)
+        write(f"step {self.step} (epoch {self._epoch_float():.2f}): val loss {val:.4f} nats/char "
+              f"= {val / math.log(2):.3f} bits/char{' (best)' if improved else ''}")
+        if not self.quiet:
+            try:
+                text = self.sample_preview()
+                write("  | " + text.replace("\n", "\n  | "))
+            except ImportError:
+                pass
+        return time.perf_counter() - t0
+
+
+def _mmss(seconds):
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
