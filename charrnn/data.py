@@ -313,6 +313,21 @@ def encode_text(text: Union[str, bytes], vocab, encoding: str = "utf-8",
     return np.array([index[c] for c in text], dtype=np.int64)
 
 
+def remap_ids(corpus: "Corpus", vocab) -> np.ndarray:
+    """corpus.ids re-expressed in another vocabulary (a model's), as int32.
+
+    CorpusError listing the characters of the corpus that vocab lacks."""
+    index = {c: i for i, c in enumerate(vocab)}
+    missing = [c for c in corpus.vocab if c not in index]
+    if missing:
+        shown = _show(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10
+                                       else "")
+        raise CorpusError(f"{corpus.path} contains characters the model never saw in "
+                          f"training: {shown}")
+    table = np.array([index[c] for c in corpus.vocab], dtype=np.int32)
+    return table[corpus.ids]
+
+
 def decode_ids(ids, vocab, encoding: str = "utf-8") -> Union[str, bytes]:
     """Text of ids: a str, or bytes for a byte-level model (encoding "bytes")."""
     text = "".join(vocab[i] for i in np.asarray(ids, dtype=np.int64).ravel())

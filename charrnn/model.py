@@ -222,3 +222,61 @@ class CharRNN:
     def loss(self, x, y, state=None):
         """Mean cross-entropy (nats/char) without gradients or dropout, and the final state."""
         return self.forward_backward(x, y, state, rng=None, grad=False)
+
+    # ---- generation (charrnn.sample runs the per-character loop in C) ----------------
+
+    def generate(self, prime="", length=500, temperature=1.0, top_k=None, top_p=None,
+                 seed=None, num_samples=1, stop=()):
+        """Text continuing `prime` (which it starts with): a str, or a list of
+        num_samples strs generated together as one batch."""
+        from .sample import generate
+        return generate(self.params, self.config, self.vocab, prime=prime, length=length,
+                        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                        num_samples=num_samples, stop=stop)
+
+    def stream(self, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,
+               length=None, stop=()):
+        """An iterator of text chunks as they are generated (unbounded if length is None)."""
+        from .sample import stream
+        return stream(self.params, self.config, self.vocab, prime=prime,
+                      temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                      length=length, stop=stop)
+
+
+def load(path, best=False):
+    """A CharRNN from a run directory (its model.safetensors, or best.safetensors if
+    best) or a .safetensors file. Raises CheckpointError with a one-line reason."""
+    from . import checkpoint
+    ck = checkpoint.load_model(checkpoint.find_checkpoint(path, best=best))
+    return CharRNN(ck.config, ck.vocab, params=ck.params)
+
+
+def evaluate(model, path, encoding=None, seq_len=64, batch_size=32):
+    """Loss of `model` on a text file: dict(loss nats/char, bpc, chars scored).
+
+    Every character after the first is scored. The text is cut into up to batch_size
+    parallel streams, each read in windows of seq_len with its state carried (as in
+    validation); the few characters left over (fewer than the streams) are scored as
+    one more stream from a zero state.
+    """
+    from . import data
+    from .errors import CorpusError
+    corpus = data.load_corpus(path, encoding=encoding or model.cfg.encoding)
+    ids = data.remap_ids(corpus, model.vocab) if corpus.vocab != model.vocab else corpus.ids
+    targets = len(ids) - 1
+    if targets < 1:
+        raise CorpusError(f"{path} is too short to score (at least 2 characters are needed)")
+    B = max(1, min(batch_size, targets // seq_len))
+    L = targets // B
+    X = np.asarray(ids[:B * L], np.int32).reshape(B, L)          # (B, L) streams
+    Y = np.asarray(ids[1:B * L + 1], np.int32).reshape(B, L)
+    pieces = [(X[:, t:t + seq_len].T, Y[:, t:t + seq_len].T) for t in range(0, L, seq_len)]
+    state, total = None, 0.0
+    for x, y in pieces:
+        loss, state = model.loss(np.ascontiguousarray(x), np.ascontiguousarray(y), state)
+        total += loss * x.size
+    if targets > B * L:
+        rest = np.asarray(ids[B * L:], np.int32)
+        loss, _ = model.loss(rest[:-1, None], rest[1:, None])
+        total += loss * (len(rest) - 1)
+    return {"loss": total / targets, "bpc": total / targets / np.log(2), "chars": targets}

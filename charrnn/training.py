@@ -107,10 +107,11 @@ def latest_run(root=None):
 
 
 class Interrupted(Exception):
-    """SIGINT/SIGTERM arrived; the loop saved and stopped. .signum says which."""
+    """SIGINT/SIGTERM arrived; the loop saved and stopped. .signum says which; the
+    message says where the checkpoint is and how to resume."""
 
-    def __init__(self, signum):
-        super().__init__(signum)
+    def __init__(self, signum, message):
+        super().__init__(message)
         self.signum = signum
 
 
@@ -411,9 +412,9 @@ class _Trainer:
                    "val_loss": self.last_val, "best_val_loss": self.best_val,
                    "minutes": round(elapsed() / 60, 2), "chars_per_sec": rate, "stopped_by": stop}
         if sig.received:
-            log(f"charrnn: interrupted at step {self.step}; checkpoint saved in {self.run_dir}")
-            log(f"charrnn: resume with: charrnn train --out {self.run_dir} --resume")
-            raise Interrupted(sig.received)
+            raise Interrupted(sig.received,
+                              f"interrupted at step {self.step}; checkpoint saved in {self.run_dir}\n"
+                              f"resume with: charrnn train --out {self.run_dir} --resume")
         log(f"charrnn: done after {self.step} steps ({summary['epochs']} epochs, "
             f"{summary['minutes']} min): val loss {self.last_val:.4f} nats/char "
             f"({self.last_val / math.log(2):.3f} bits/char), best {self.best_val:.4f}")

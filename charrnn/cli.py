@@ -1,0 +1,207 @@
+"""The `charrnn` command: Click only, thin over the Python API.
+
+Bad option values fail in Click itself (exit 2); charrnn's own errors become a one-line
+message (exit 1); an interrupted training run saves and exits 130 (SIGINT) or 143
+(SIGTERM). Nothing here imports NumPy at start-up, so `charrnn --help` is instant.
+"""
+import sys
+
+import click
+
+from .errors import CharRNNError
+
+# Defaults shown in --help; the values themselves live in charrnn.training.TrainConfig
+# (kept in sync by tests/test_cli.py).
+TRAIN_DEFAULTS = dict(cell="lstm", hidden=256, layers=2, embed=64, dropout=0.0,
+                      forget_bias=1.0, encoding="utf-8", seq_len=64, batch_size=32,
+                      val_frac=0.05, optimizer="adam", lr=2e-3, lr_decay=0.9, grad_clip=5.0,
+                      seed=1337, eval_every=200, max_steps=0, max_epochs=0, max_minutes=5.0)
+
+
+def _fail(e):
+    raise click.ClickException(str(e)) from None
+
+
+def _run(fn, *args, **kwargs):
+    """Call into the library, turning its errors into one-line messages."""
+    try:
+        return fn(*args, **kwargs)
+    except CharRNNError as e:
+        _fail(e)
+    except MemoryError:
+        _fail("out of memory: use a smaller model (--hidden, --layers) or --batch-size")
+    except OSError as e:
+        _fail(f"{e.strerror or e}{': ' + str(e.filename) if e.filename else ''}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="charrnn-fast", prog_name="charrnn")
+def main():
+    """Character-level RNN text generator: train on your text, then sample from it.
+
+    \b
+      charrnn train corpus.txt      # trains; writes checkpoints to charrnn-runs/
+      charrnn sample --temp 0.8     # streams text from the latest run
+    """
+
+
+def _default(name):
+    return f"(default: {TRAIN_DEFAULTS[name]})"
+
+
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), help=f"Recurrent cell {_default('cell')}.")
+@click.option("--hidden", type=click.IntRange(min=1), help=f"Hidden units per layer {_default('hidden')}.")
+@click.option("--layers", type=click.IntRange(min=1), help=f"Stacked layers {_default('layers')}.")
+@click.option("--embed", type=click.IntRange(min=1), help=f"Embedding size {_default('embed')}.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help=f"Dropout probability {_default('dropout')}.")
+@click.option("--forget-bias", type=float, help=f"LSTM forget-gate bias at init {_default('forget_bias')}.")
+@click.option("--encoding", help="Text encoding: utf-8, latin-1 or any Python codec, or 'bytes' "
+              f"for a byte-level model {_default('encoding')}.")
+@click.option("--seq-len", type=click.IntRange(min=1), help=f"Characters per BPTT window {_default('seq_len')}.")
+@click.option("--batch-size", type=click.IntRange(min=1), help=f"Parallel streams {_default('batch_size')}.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), help=f"Learning rate {_default('lr')}.")
+@click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), help=f"Learning-rate factor per epoch {_default('lr_decay')}.")
+@click.option("--optimizer", type=click.Choice(["adam", "rmsprop"]), help=f"Optimizer {_default('optimizer')}.")
+@click.option("--grad-clip", type=click.FloatRange(0), help=f"Global gradient-norm limit, 0 disables {_default('grad_clip')}.")
+@click.option("--val-frac", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help=f"Fraction at the end of the corpus held out for validation {_default('val_frac')}.")
+@click.option("--eval-every", type=click.IntRange(min=1), help=f"Steps between validations and checkpoints {_default('eval_every')}.")
+@click.option("--max-steps", type=click.IntRange(min=0), help="Stop after this many steps (0: no limit).")
+@click.option("--max-epochs", type=click.FloatRange(0), help="Stop after this many epochs (0: no limit).")
+@click.option("--max-minutes", type=click.FloatRange(0), help=f"Wall-clock budget in minutes, 0: none {_default('max_minutes')}.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=str),
+              help="Run directory (default: charrnn-runs/<file>-<time>; $CHARRNN_RUNS sets the root).")
+@click.option("--seed", type=int, help=f"Random seed {_default('seed')}.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out (default: the newest run).")
+@click.option("--threads", type=click.IntRange(min=1), help="BLAS threads (default: all cores).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar, samples or log lines.")
+def train(file, out, resume, threads, quiet, **options):
+    """Train a model on FILE (default: the bundled Tiny Shakespeare).
+
+    Shows a progress bar; every --eval-every steps it validates, prints a sample and
+    writes model.safetensors, best.safetensors, state.safetensors and metrics.jsonl to
+    the run directory. Ctrl-C saves and tells you how to resume.
+
+    \b
+    Example:
+      charrnn train corpus.txt --hidden 512 --max-minutes 30 --out runs/big
+      charrnn train corpus.txt --out runs/big --resume
+    """
+    from .training import Interrupted, train as train_fn
+
+    options = {k: v for k, v in options.items() if v is not None}
+    try:
+        summary = _run(train_fn, file, out=out, resume=resume, threads=threads, quiet=quiet, **options)
+    except Interrupted as e:
+        import signal
+        for line in str(e).splitlines():
+            click.echo(f"charrnn: {line}", err=True)
+        sys.exit(130 if e.signum == signal.SIGINT else 143)
+    except KeyboardInterrupt:  # a second Ctrl-C: the last checkpoint stays as it was
+        click.echo("charrnn: interrupted", err=True)
+        sys.exit(130)
+    if quiet:
+        click.echo(f"{summary['run_dir']}\tval_loss={summary['val_loss']:.4f}")
+
+
+@main.command()
+@click.argument("checkpoint", required=False, type=click.Path(path_type=str))
+@click.option("--temp", "--temperature", "temperature", default=1.0, show_default=True,
+              type=click.FloatRange(0), help="Sampling temperature; 0 is greedy (argmax).")
+@click.option("--prime", default="", help="Text to start from: the state is warmed up on it "
+              "and the output starts with it.")
+@click.option("--length", default=2000, show_default=True, type=click.IntRange(min=1),
+              help="Characters to generate (after the prime).")
+@click.option("--top-k", type=click.IntRange(min=1), help="Sample only among the K likeliest characters.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
+              help="Nucleus sampling: the smallest set of characters with probability >= P.")
+@click.option("--seed", type=int, help="Random seed: same seed and checkpoint, same text.")
+@click.option("--num-samples", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Generate K samples together (one batch); printed one after another.")
+@click.option("--stop", multiple=True, help="End a sample when it emits this string (repeatable).")
+@click.option("--best", is_flag=True, help="Use best.safetensors (best validation loss).")
+def sample(checkpoint, temperature, prime, length, top_k, top_p, seed, num_samples, stop, best):
+    """Generate text from CHECKPOINT (a run directory or .safetensors file; default: the
+    most recent run under charrnn-runs/). Text streams to stdout as it is made.
+
+    \b
+    Example:
+      charrnn sample --temp 0.8 --prime "ROMEO:" --length 500
+      charrnn sample runs/big --top-p 0.9 --num-samples 4 --stop "\\n\\n"
+    """
+    model = _load(checkpoint, best)
+    out = sys.stdout
+    try:
+        if num_samples == 1:
+            chunks = _run(model.stream, prime=prime, temperature=temperature, top_k=top_k,
+                          top_p=top_p, seed=seed, length=length, stop=stop)
+            it = iter(chunks)
+            while True:
+                chunk = _run(next, it, None)
+                if chunk is None:
+                    break
+                out.write(chunk)
+                out.flush()
+            out.write("\n")
+        else:
+            texts = _run(model.generate, prime=prime, length=length, temperature=temperature,
+                         top_k=top_k, top_p=top_p, seed=seed, num_samples=num_samples, stop=stop)
+            for i, text in enumerate(texts):
+                if i:
+                    out.write("\n\n")
+                out.write(text)
+            out.write("\n")
+        out.flush()
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _quiet_broken_pipe():
+    """The reader went away (`| head`): stop quietly, as Unix tools do."""
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())   # so the interpreter's final flush is silent
+    except OSError:
+        pass
+    sys.exit(0)
+
+
+def _load(checkpoint, best):
+    from .model import load
+    from .training import latest_run, runs_root
+
+    if checkpoint is None:
+        run = latest_run()
+        if run is None:
+            _fail(f"no trained model under {runs_root()}/: run `charrnn train` first, "
+                  "or pass a checkpoint")
+        click.echo(f"charrnn: using {run}", err=True)
+        checkpoint = run
+    return _run(load, checkpoint, best=best)
+
+
+@main.command(name="eval")
+@click.argument("checkpoint", type=click.Path(path_type=str))
+@click.argument("file", type=click.Path(path_type=str))
+@click.option("--best", is_flag=True, help="Use best.safetensors (best validation loss).")
+@click.option("--encoding", help="Encoding of FILE (default: the model's).")
+def eval_(checkpoint, file, best, encoding):
+    """Loss of a model on a text file, in nats/char and bits/char.
+
+    \b
+    Example:
+      charrnn eval charrnn-runs/tinyshakespeare-20260101-120000 other.txt
+    """
+    from .model import evaluate
+    model = _load(checkpoint, best)
+    r = _run(evaluate, model, file, encoding=encoding)
+    click.echo(f"loss {r['loss']:.4f} nats/char, {r['bpc']:.4f} bits/char over {r['chars']:,} characters")
+
+
+if __name__ == "__main__":
+    main()

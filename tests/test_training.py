@@ -1,0 +1,251 @@
+"""The model, the training loop, checkpoints of a run, resume, and the Python API."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import charrnn
+from charrnn import checkpoint as ckpt
+from charrnn.errors import CheckpointError, DivergenceError, RunDirError, ShapeError
+from charrnn.model import CharRNN
+from charrnn.training import TrainConfig, train
+
+TINY = dict(hidden=16, layers=2, embed=8, seq_len=8, batch_size=4, eval_every=5,
+            max_minutes=0, val_frac=0.1)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    p = tmp_path / "corpus.txt"
+    rng = np.random.default_rng(0)
+    words = ["the ", "cat ", "sat ", "on ", "mat.\n", "a ", "dog "]
+    p.write_text("".join(rng.choice(words) for _ in range(800)))
+    return p
+
+
+def metrics(run_dir):
+    return [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+# ---- model ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_loss_and_grad_matches_finite_differences(cell):
+    cfg = dict(cell=cell, hidden=5, layers=2, embed=3, vocab_size=7)
+    model = CharRNN(cfg, list("abcdefg"), dtype=np.float64, seed=1)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 7, (4, 3)), rng.integers(0, 7, (4, 3))
+    state = [tuple(0.3 * rng.standard_normal((3, 5)) for _ in s) for s in model.init_state(3)]
+    loss, grads, _ = model.loss_and_grad(x, y, state)
+    assert set(grads) == set(model.params)
+    eps = 1e-4
+    for name, p in model.params.items():
+        num = np.zeros_like(p)
+        for idx in np.ndindex(p.shape):
+            orig = p[idx]
+            p[idx] = orig + eps
+            plus, _ = model.loss(x, y, state)
+            p[idx] = orig - eps
+            minus, _ = model.loss(x, y, state)
+            p[idx] = orig
+            num[idx] = (plus - minus) / (2 * eps)
+        err = np.max(np.abs(num - grads[name])) / max(np.max(np.abs(num)), 1e-12)
+        assert err < 1e-6, (name, err)
+
+
+def test_loss_matches_numpy_reference():
+    """Embedding -> reference cells -> decoder -> log-softmax, all in NumPy float64."""
+    from charrnn import reference as ref
+    cfg = dict(cell="lstm", hidden=6, layers=2, embed=4, vocab_size=5)
+    model = CharRNN(cfg, list("abcde"), dtype=np.float64, seed=3)
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 5, (7, 2)), rng.integers(0, 5, (7, 2))
+    p = model.params
+    h = p["encoder.weight"][x]
+    for k in range(2):
+        z = np.zeros((2, 6))
+        h, _, _, _ = ref.lstm_forward(h, z, z, *model.layer_weights(k))
+    logits = h @ p["decoder.weight"].T + p["decoder.bias"]
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    want = -np.take_along_axis(logp, y[..., None], -1).mean()
+    loss, _ = model.loss(x, y)
+    assert abs(loss - want) < 1e-12
+
+
+def test_model_rejects_bad_batches():
+    model = CharRNN(dict(cell="gru", hidden=4, layers=1, embed=3, vocab_size=5), list("abcde"))
+    with pytest.raises(ShapeError):
+        model.loss(np.zeros(5, int), np.zeros(5, int))
+    with pytest.raises(ShapeError):
+        model.loss(np.zeros((3, 2), float), np.zeros((3, 2), int))
+    with pytest.raises(ShapeError):
+        model.loss(np.zeros((3, 2), int), np.zeros((3, 3), int))
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model.loss(np.full((3, 2), 5), np.zeros((3, 2), int))
+    with pytest.raises(ShapeError):
+        model.loss(np.zeros((3, 2), int), np.zeros((3, 2), int), state=[(np.zeros((3, 4)),)])
+
+
+# ---- training -------------------------------------------------------------------------
+
+def test_loss_decreases_on_learnable_corpus(tmp_path):
+    p = tmp_path / "abc.txt"
+    p.write_text("abcdefgh" * 500)
+    s = train(str(p), out=str(tmp_path / "run"), quiet=True, cell="lstm", hidden=32,
+              layers=1, embed=8, seq_len=16, batch_size=8, lr=1e-2, max_steps=150,
+              eval_every=50, max_minutes=0, val_frac=0.1)
+    first = metrics(tmp_path / "run")[0]["train_loss"]
+    assert first > 1.9                       # about log(8): knows nothing yet
+    assert s["val_loss"] < 0.05              # a cycle of 8 is fully predictable
+
+
+def test_run_directory_contents_and_pytorch_names(corpus, tmp_path):
+    run = tmp_path / "run"
+    s = train(str(corpus), out=str(run), quiet=True, max_steps=7, **TINY)
+    assert s["steps"] == 7 and math.isfinite(s["val_loss"])
+    for f in ["model.safetensors", "best.safetensors", "state.safetensors", "metrics.jsonl"]:
+        assert (run / f).is_file(), f
+    m = metrics(run)
+    assert [r["step"] for r in m] == [1, 2, 3, 4, 5, 6, 7, 7]
+    assert "val_loss" in m[4] and m[-1].get("final")
+    for key in ["epoch", "train_loss", "lr", "grad_norm", "chars_per_sec", "wall_time"]:
+        assert key in m[0]
+    model = charrnn.load(run)
+    assert model.config["cell"] == "lstm" and model.config["layers"] == 2
+    assert list(model.params) == list(ckpt.expected_shapes(model.config))
+    assert model.params["rnn.weight_ih_l0"].shape == (64, 8)
+    assert model.params["rnn.weight_ih_l1"].shape == (64, 16)
+    assert model.params["decoder.weight"].shape == (len(model.vocab), 16)
+    assert model.vocab == sorted(set(corpus.read_text()))
+
+
+@pytest.mark.parametrize("cell,dropout,optimizer", [("lstm", 0.0, "adam"), ("gru", 0.3, "rmsprop"),
+                                                    ("rnn", 0.2, "adam")])
+def test_resume_equals_uninterrupted(corpus, tmp_path, cell, dropout, optimizer):
+    opts = dict(TINY, cell=cell, dropout=dropout, optimizer=optimizer)
+    train(str(corpus), out=str(tmp_path / "a"), quiet=True, max_steps=23, **opts)
+    train(str(corpus), out=str(tmp_path / "b"), quiet=True, max_steps=11, **opts)
+    train(str(corpus), out=str(tmp_path / "b"), quiet=True, max_steps=23, resume=True,
+          **opts)
+    a = [(r["step"], r["train_loss"]) for r in metrics(tmp_path / "a") if "final" not in r]
+    b = [(r["step"], r["train_loss"]) for r in metrics(tmp_path / "b") if "final" not in r]
+    assert a == b and len(a) == 23
+    pa = ckpt.load_model(tmp_path / "a" / "model.safetensors").params
+    pb = ckpt.load_model(tmp_path / "b" / "model.safetensors").params
+    for k in pa:
+        np.testing.assert_array_equal(pa[k], pb[k])
+
+
+def test_resume_crosses_epoch_boundary(tmp_path):
+    p = tmp_path / "small.txt"
+    p.write_text("to be or not to be, that is the question\n" * 12)
+    opts = dict(TINY, batch_size=2)
+    s = train(str(p), out=str(tmp_path / "a"), quiet=True, max_steps=70, **opts)
+    assert s["epochs"] > 2
+    train(str(p), out=str(tmp_path / "b"), quiet=True, max_steps=31, **opts)
+    train(str(p), out=str(tmp_path / "b"), quiet=True, max_steps=70, resume=True)
+    a = [r["train_loss"] for r in metrics(tmp_path / "a") if "final" not in r]
+    b = [r["train_loss"] for r in metrics(tmp_path / "b") if "final" not in r]
+    assert a == b
+
+
+def test_existing_run_is_never_overwritten(corpus, tmp_path):
+    run = tmp_path / "run"
+    train(str(corpus), out=str(run), quiet=True, max_steps=2, **TINY)
+    before = (run / "model.safetensors").read_bytes()
+    with pytest.raises(RunDirError, match="--resume"):
+        train(str(corpus), out=str(run), quiet=True, max_steps=2, **TINY)
+    assert (run / "model.safetensors").read_bytes() == before
+
+
+def test_resume_without_a_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHARRNN_RUNS", str(tmp_path / "none"))
+    with pytest.raises(RunDirError, match="no run found"):
+        train(resume=True, quiet=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunDirError, match="no training state"):
+        train(out=str(tmp_path / "empty"), resume=True, quiet=True)
+
+
+def test_divergence_stops_with_step_and_keeps_last_good_checkpoint(corpus, tmp_path):
+    run = tmp_path / "run"
+    opts = dict(TINY, cell="rnn", grad_clip=0, lr=1e37, eval_every=1)
+    with pytest.raises(DivergenceError, match=r"diverged at step \d+.*last good checkpoint"):
+        train(str(corpus), out=str(run), quiet=True, max_steps=200, **opts)
+    ck = ckpt.load_model(run / "model.safetensors")   # loadable, and finite by construction
+    assert all(np.isfinite(v).all() for v in ck.params.values())
+
+
+def test_train_config_defaults_match_cli_help():
+    from charrnn.cli import TRAIN_DEFAULTS
+    from dataclasses import asdict
+    assert TRAIN_DEFAULTS == asdict(TrainConfig())
+
+
+def test_evaluate_api(corpus, tmp_path):
+    run = tmp_path / "run"
+    train(str(corpus), out=str(run), quiet=True, max_steps=3, **TINY)
+    model = charrnn.load(run)
+    r = charrnn.evaluate(model, corpus)
+    assert 0 < r["loss"] < 10 and r["bpc"] == pytest.approx(r["loss"] / math.log(2))
+    assert r["chars"] == len(corpus.read_text()) - 1
+
+
+# ---- processes: signals and kills -------------------------------------------------------
+
+def _train_process(corpus, run, extra=()):
+    code = ("import sys; from charrnn.cli import main; sys.exit(main())")
+    args = [sys.executable, "-c", code, "train", str(corpus), "--out", str(run), "--quiet",
+            "--hidden", "16", "--layers", "1", "--embed", "8", "--seq-len", "8",
+            "--batch-size", "4", "--eval-every", "3", "--max-minutes", "0", "--val-frac", "0.1",
+            *extra]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path, timeout=60):
+    t0 = time.time()
+    while not path.exists():
+        if time.time() - t0 > timeout:
+            raise TimeoutError(path)
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_and_exits(corpus, tmp_path, signum, code):
+    run = tmp_path / "run"
+    proc = _train_process(corpus, run, ["--max-steps", "100000"])
+    _wait_for(run / "model.safetensors")
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "--resume" in err or "resume" in err
+    st = ckpt.load_state(run / "state.safetensors")
+    step = st.meta["step"]
+    assert step >= 3
+    # and the run continues from there
+    s = train(out=str(run), resume=True, quiet=True, max_steps=step + 2)
+    assert s["steps"] == step + 2
+
+
+def test_sigkill_at_random_moments_leaves_loadable_checkpoint(corpus, tmp_path):
+    run = tmp_path / "run"
+    rng = np.random.default_rng(0)
+    proc = _train_process(corpus, run, ["--max-steps", "100000", "--eval-every", "1"])
+    _wait_for(run / "model.safetensors")
+    proc.kill()
+    proc.wait()
+    for i in range(5):
+        proc = _train_process(corpus, run, ["--max-steps", "100000", "--eval-every", "1", "--resume"])
+        time.sleep(float(rng.uniform(0.5, 2.0)))
+        proc.kill()
+        proc.wait()
+        charrnn.load(run)                                  # latest weights load
+        ckpt.load_state(run / "state.safetensors")          # and the state resumes
+    s = train(out=str(run), resume=True, quiet=True, max_steps=ckpt.load_state(run / "state.safetensors").meta["step"] + 1)
+    assert math.isfinite(s["val_loss"])
