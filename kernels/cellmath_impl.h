@@ -1,4 +1,4 @@
-/* Templated by cellmath.h over REAL (float/double), SFX (name suffix), SIGM, TANH.
+/* Templated by cellmath.h over REAL (float/double), SFX (name suffix), SIGM, TANH, CLONES.
  * Layout: every per-step array is row-major (N, width); gate blocks sit side by side in
  * a row in PyTorch's order. "act" arrays hold pre-activations on the way in and
  * activations on the way out. Sizes: N batch, H hidden. */
@@ -6,7 +6,7 @@
 /* ---- shared helpers ---------------------------------------------------------------- */
 
 /* out[r, :] = b1 + b2 for every row r: the bias, laid down before a GEMM with beta = 1. */
-static void SFX(fill_bias)(REAL *out, const REAL *b1, const REAL *b2, idx_t rows, idx_t cols)
+CR_UNUSED CLONES static void SFX(fill_bias)(REAL *out, const REAL *b1, const REAL *b2, idx_t rows, idx_t cols)
 {
     for (idx_t r = 0; r < rows; r++) {
         REAL *__restrict o = out + r * cols;
@@ -19,7 +19,7 @@ static void SFX(fill_bias)(REAL *out, const REAL *b1, const REAL *b2, idx_t rows
 
 /* out[j] += sum_r A[r, j]: bias gradients. The sum is formed first and added once, like
  * BLAS with beta = 1, so that two backward calls accumulate exactly twice the gradient. */
-static void SFX(colsum_add)(REAL *__restrict out, const REAL *A, idx_t rows, idx_t cols)
+CR_UNUSED CLONES static void SFX(colsum_add)(REAL *__restrict out, const REAL *A, idx_t rows, idx_t cols)
 {
     enum { BLOCK = 256 };
     REAL acc[BLOCK];
@@ -34,7 +34,7 @@ static void SFX(colsum_add)(REAL *__restrict out, const REAL *A, idx_t rows, idx
     }
 }
 
-static void SFX(add_inplace)(REAL *__restrict out, const REAL *__restrict a, idx_t n)
+CR_UNUSED CLONES static void SFX(add_inplace)(REAL *__restrict out, const REAL *__restrict a, idx_t n)
 {
     for (idx_t j = 0; j < n; j++) out[j] += a[j];
 }
@@ -58,7 +58,7 @@ static inline void SFX(lstm_fwd_row)(const REAL *__restrict gi, const REAL *__re
 
 /* act (N, 4H): in a = x W_ih^T + h W_hh^T + b, out [σ(a_i) σ(a_f) tanh(a_g) σ(a_o)].
  * c_prev (N, H) -> c (N, H), tc = tanh(c) (N, H), h = o * tc (N, H). */
-static void SFX(lstm_fwd_step)(REAL *act, const REAL *c_prev, REAL *c, REAL *tc, REAL *h,
+CR_UNUSED CLONES static void SFX(lstm_fwd_step)(REAL *act, const REAL *c_prev, REAL *c, REAL *tc, REAL *h,
                                idx_t N, idx_t H)
 {
     for (idx_t n = 0; n < N; n++) {
@@ -97,7 +97,7 @@ static inline void SFX(lstm_bwd_row)(const REAL *__restrict gi, const REAL *__re
  * dy (N, H) gradient reaching h_t from above, dh_next (N, H) from step t+1 through W_hh;
  * dc (N, H) in: gradient of c_t from step t+1, out: gradient of c_{t-1}.
  * dact (N, 4H) out: gradient of the pre-activations a. */
-static void SFX(lstm_bwd_step)(const REAL *act, const REAL *c_prev, const REAL *tc,
+CR_UNUSED CLONES static void SFX(lstm_bwd_step)(const REAL *act, const REAL *c_prev, const REAL *tc,
                                const REAL *dy, const REAL *dh_next, REAL *dc, REAL *dact,
                                idx_t N, idx_t H)
 {
@@ -131,7 +131,7 @@ static inline void SFX(gru_fwd_row)(const REAL *__restrict gr, const REAL *__res
 /* act (N, 3H): in x W_ih^T + b_ih, out [r z n]; gh (N, 3H) = h_prev W_hh^T + b_hh;
  * ghn (N, H) out: gh's n block (W_hn h + b_hn), which backward needs;
  * h = (1 - z) * n + z * h_prev. */
-static void SFX(gru_fwd_step)(REAL *act, const REAL *gh, REAL *ghn, const REAL *h_prev, REAL *h,
+CR_UNUSED CLONES static void SFX(gru_fwd_step)(REAL *act, const REAL *gh, REAL *ghn, const REAL *h_prev, REAL *h,
                               idx_t N, idx_t H)
 {
     for (idx_t n = 0; n < N; n++) {
@@ -170,7 +170,7 @@ static inline void SFX(gru_bwd_row)(const REAL *__restrict gr, const REAL *__res
 /* Backward of one step. dgx (N, 3H): gradient of x W_ih^T + b_ih; dgh (N, 3H): gradient of
  * h_prev W_hh^T + b_hh; dh_prev (N, H) gets the direct part dh * z -- the caller adds
  * dgh W_hh with a GEMM. */
-static void SFX(gru_bwd_step)(const REAL *act, const REAL *ghn, const REAL *h_prev,
+CR_UNUSED CLONES static void SFX(gru_bwd_step)(const REAL *act, const REAL *ghn, const REAL *h_prev,
                               const REAL *dy, const REAL *dh_next,
                               REAL *dgx, REAL *dgh, REAL *dh_prev,
                               idx_t N, idx_t H)
@@ -187,13 +187,13 @@ static void SFX(gru_bwd_step)(const REAL *act, const REAL *ghn, const REAL *h_pr
 /* ---- vanilla RNN (tanh) -------------------------------------------------------------- */
 
 /* h = tanh(pre), pre (N, H) = x W_ih^T + h_prev W_hh^T + b. */
-static void SFX(rnn_fwd_step)(const REAL *__restrict pre, REAL *__restrict h, idx_t NH)
+CR_UNUSED CLONES static void SFX(rnn_fwd_step)(const REAL *__restrict pre, REAL *__restrict h, idx_t NH)
 {
     for (idx_t j = 0; j < NH; j++) h[j] = TANH(pre[j]);
 }
 
 /* da (N, H) = (dy + dh_next) * (1 - h^2): gradient of the pre-activation. */
-static void SFX(rnn_bwd_step)(const REAL *__restrict h, const REAL *__restrict dy,
+CR_UNUSED CLONES static void SFX(rnn_bwd_step)(const REAL *__restrict h, const REAL *__restrict dy,
                               const REAL *__restrict dh_next, REAL *__restrict da, idx_t NH)
 {
     for (idx_t j = 0; j < NH; j++) da[j] = (dy[j] + dh_next[j]) * (1 - h[j] * h[j]);
