@@ -8,8 +8,13 @@ ValueError) with a message naming the argument; nothing reaches C that could fai
 
 Speed: pass `workspace=Workspace()` to reuse buffers between calls of the same shape
 (the training loop keeps one per layer). A cache then lives in the workspace, so call
-backward before the next forward on the same workspace.
+backward before the next forward on the same workspace. Pass `parallel=Parallel(k)` to
+split each pass over k threads (batch rows for the recurrence, output rows for the
+whole-sequence GEMMs); BLAS must then be limited to one thread (threadpoolctl), which
+the training loop does.
 """
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from . import _gru, _lstm, _rnn
@@ -33,6 +38,37 @@ class Workspace:
         elif zero:
             a.fill(0)
         return a
+
+
+class Parallel:
+    """Runs independent pieces of a kernel pass on `threads` threads. The kernels release
+    the GIL, so plain Python threads run them truly in parallel."""
+
+    def __init__(self, threads):
+        self.threads = max(1, int(threads))
+        self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
+
+    def split(self, n):
+        """[(lo, hi), ...]: n items cut into `threads` nearly equal ranges (some may be
+        empty when n < threads; the kernels accept empty ranges)."""
+        k = self.threads
+        cuts = [n * i // k for i in range(k + 1)]
+        return list(zip(cuts[:-1], cuts[1:]))
+
+    def run(self, fn, arg_lists):
+        """fn(*args) for every args in arg_lists; the first runs on the calling thread."""
+        futures = [self._pool.submit(fn, *a) for a in arg_lists[1:]]
+        fn(*arg_lists[0])
+        for f in futures:
+            f.result()
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
+def _serial(parallel):
+    return parallel is None or parallel.threads == 1
 
 
 def _empty(ws, name, shape, dtype, zero=False):
@@ -89,10 +125,11 @@ def _state_grad(name, d, N, H, dt):
 
 class _Cache:
     """What backward needs; opaque to callers."""
-    __slots__ = ("cell", "x", "W_ih", "W_hh", "saved", "ws")
+    __slots__ = ("cell", "x", "W_ih", "W_hh", "saved", "ws", "parallel")
 
-    def __init__(self, cell, x, W_ih, W_hh, saved, ws):
-        self.cell, self.x, self.W_ih, self.W_hh, self.saved, self.ws = cell, x, W_ih, W_hh, saved, ws
+    def __init__(self, cell, x, W_ih, W_hh, saved, ws, parallel=None):
+        self.cell, self.x, self.W_ih, self.W_hh = cell, x, W_ih, W_hh
+        self.saved, self.ws, self.parallel = saved, ws, parallel
 
 
 def _open_cache(cell, cache, dy):
@@ -106,7 +143,7 @@ def _open_cache(cell, cache, dy):
 
 # ---- LSTM ------------------------------------------------------------------------------
 
-def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, workspace=None):
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
     T, N, D, H, dt = _sizes("lstm", 4, x, h0, W_ih)
     _check("x", x, (T, N, D), dt)
     _check("h0", h0, (N, H), dt)
@@ -117,8 +154,13 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, workspace=None):
     cs = _empty(ws, "cs", (T + 1, N, H), dt)
     act = _empty(ws, "act", (T, N, 4 * H), dt)
     tc = _empty(ws, "tc", (T, N, H), dt)
-    _lstm.forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, hs, cs, act, tc)
-    cache = _Cache("lstm", x, W_ih, W_hh, (hs, cs, act, tc), ws)
+    if _serial(parallel):
+        _lstm.forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, hs, cs, act, tc)
+    else:
+        P = parallel
+        P.run(_lstm.forward_input, [(x, W_ih, b_ih, b_hh, act, r0, r1) for r0, r1 in P.split(T * N)])
+        P.run(_lstm.forward_recur, [(h0, c0, W_hh, hs, cs, act, tc, n0, n1) for n0, n1 in P.split(N)])
+    cache = _Cache("lstm", x, W_ih, W_hh, (hs, cs, act, tc), ws, parallel)
     return hs[1:], hs[T].copy(), cs[T].copy(), cache
 
 
@@ -135,13 +177,20 @@ def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh)
     dact = _empty(ws, "dact", (T, N, 4 * H), dt)
     dh = _empty(ws, "dh", (N, H), dt)
     dc = _empty(ws, "dc", (N, H), dt)
-    _lstm.backward(dy, dhT, dcT, cache.x, cache.W_ih, cache.W_hh, hs, cs, act, tc,
-                   dact, dh, dc, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh)
+    P = cache.parallel
+    if _serial(P):
+        _lstm.backward(dy, dhT, dcT, cache.x, cache.W_ih, cache.W_hh, hs, cs, act, tc,
+                       dact, dh, dc, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh)
+        return
+    P.run(_lstm.backward_recur, [(dy, dhT, dcT, cache.W_hh, cs, act, tc, dact, dh, dc, dh0, dc0, n0, n1)
+                                 for n0, n1 in P.split(N)])
+    P.run(_lstm.backward_weights, [(cache.x, cache.W_ih, hs, dact, dx, dW_ih, dW_hh, db_ih, db_hh, g0, g1, r0, r1)
+                                   for (g0, g1), (r0, r1) in zip(P.split(4 * H), P.split(T * N))])
 
 
 # ---- GRU -------------------------------------------------------------------------------
 
-def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None):
+def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
     T, N, D, H, dt = _sizes("gru", 3, x, h0, W_ih)
     _check("x", x, (T, N, D), dt)
     _check("h0", h0, (N, H), dt)
@@ -151,8 +200,13 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None):
     act = _empty(ws, "act", (T, N, 3 * H), dt)
     ghn = _empty(ws, "ghn", (T, N, H), dt)
     gh = _empty(ws, "gh", (N, 3 * H), dt)
-    _gru.forward(x, h0, W_ih, W_hh, b_ih, b_hh, hs, act, ghn, gh)
-    cache = _Cache("gru", x, W_ih, W_hh, (hs, act, ghn), ws)
+    if _serial(parallel):
+        _gru.forward(x, h0, W_ih, W_hh, b_ih, b_hh, hs, act, ghn, gh)
+    else:
+        P = parallel
+        P.run(_gru.forward_input, [(x, W_ih, b_ih, act, r0, r1) for r0, r1 in P.split(T * N)])
+        P.run(_gru.forward_recur, [(h0, W_hh, b_hh, hs, act, ghn, gh, n0, n1) for n0, n1 in P.split(N)])
+    cache = _Cache("gru", x, W_ih, W_hh, (hs, act, ghn), ws, parallel)
     return hs[1:], hs[T].copy(), cache
 
 
@@ -168,13 +222,20 @@ def gru_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh):
     dgh = _empty(ws, "dgh", (T, N, 3 * H), dt)
     dh_a = _empty(ws, "dh_a", (N, H), dt)
     dh_b = _empty(ws, "dh_b", (N, H), dt)
-    _gru.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, hs, act, ghn,
-                  dgx, dgh, dh_a, dh_b, dx, dh0, dW_ih, dW_hh, db_ih, db_hh)
+    P = cache.parallel
+    if _serial(P):
+        _gru.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, hs, act, ghn,
+                      dgx, dgh, dh_a, dh_b, dx, dh0, dW_ih, dW_hh, db_ih, db_hh)
+        return
+    P.run(_gru.backward_recur, [(dy, dhT, cache.W_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, n0, n1)
+                                for n0, n1 in P.split(N)])
+    P.run(_gru.backward_weights, [(cache.x, cache.W_ih, hs, dgx, dgh, dx, dW_ih, dW_hh, db_ih, db_hh, g0, g1, r0, r1)
+                                  for (g0, g1), (r0, r1) in zip(P.split(3 * H), P.split(T * N))])
 
 
 # ---- RNN -------------------------------------------------------------------------------
 
-def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None):
+def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
     T, N, D, H, dt = _sizes("rnn", 1, x, h0, W_ih)
     _check("x", x, (T, N, D), dt)
     _check("h0", h0, (N, H), dt)
@@ -182,8 +243,13 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None):
     ws = workspace
     hs = _empty(ws, "hs", (T + 1, N, H), dt)
     pre = _empty(ws, "pre", (T, N, H), dt)
-    _rnn.forward(x, h0, W_ih, W_hh, b_ih, b_hh, hs, pre)
-    cache = _Cache("rnn", x, W_ih, W_hh, (hs,), ws)
+    if _serial(parallel):
+        _rnn.forward(x, h0, W_ih, W_hh, b_ih, b_hh, hs, pre)
+    else:
+        P = parallel
+        P.run(_rnn.forward_input, [(x, W_ih, b_ih, b_hh, pre, r0, r1) for r0, r1 in P.split(T * N)])
+        P.run(_rnn.forward_recur, [(h0, W_hh, hs, pre, n0, n1) for n0, n1 in P.split(N)])
+    cache = _Cache("rnn", x, W_ih, W_hh, (hs,), ws, parallel)
     return hs[1:], hs[T].copy(), cache
 
 
@@ -197,5 +263,11 @@ def rnn_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh):
     ws = cache.ws
     da = _empty(ws, "da", (T, N, H), dt)
     dh = _empty(ws, "dh", (N, H), dt)
-    _rnn.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, hs, da, dh,
-                  dx, dh0, dW_ih, dW_hh, db_ih, db_hh)
+    P = cache.parallel
+    if _serial(P):
+        _rnn.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, hs, da, dh,
+                      dx, dh0, dW_ih, dW_hh, db_ih, db_hh)
+        return
+    P.run(_rnn.backward_recur, [(dy, dhT, cache.W_hh, hs, da, dh, dh0, n0, n1) for n0, n1 in P.split(N)])
+    P.run(_rnn.backward_weights, [(cache.x, cache.W_ih, hs, da, dx, dW_ih, dW_hh, db_ih, db_hh, g0, g1, r0, r1)
+                                  for (g0, g1), (r0, r1) in zip(P.split(H), P.split(T * N))])

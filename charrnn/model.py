@@ -74,6 +74,7 @@ class CharRNN:
                     raise ShapeError(f"parameter {name} with shape {np.shape(a)} does not fit this model")
                 self.params[name][...] = a
         self._ws = [cells.Workspace() for _ in range(self.cfg.layers)]
+        self.parallel = None   # a cells.Parallel to split each kernel pass over threads
 
     @property
     def config(self):
@@ -162,7 +163,8 @@ class CharRNN:
         caches, new_state = [], []
         for k in range(cfg.layers):
             inp = inp.reshape(T, N, -1)                                 # (T, N, E or H)
-            out = _FORWARD[cfg.cell](inp, *state[k], *self.layer_weights(k), workspace=self._ws[k])
+            out = _FORWARD[cfg.cell](inp, *state[k], *self.layer_weights(k),
+                                     workspace=self._ws[k], parallel=self.parallel)
             y_k, final, cache = out[0], out[1:-1], out[-1]
             caches.append(cache)
             new_state.append(tuple(final))

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
-from . import data, optim
+from . import cells, data, optim
 from .errors import CheckpointError, ConfigError, DivergenceError, RunDirError
 from .model import CharRNN, ModelConfig
 
@@ -174,9 +174,20 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
         cfg = TrainConfig(**options).validate()
         corpus = str(corpus if corpus is not None else data.bundled_corpus())
 
-    with ckpt.RunLock(run_dir), threadpool_limits(limits=threads), _Signals() as sig:
+    threads = threads or os.cpu_count() or 1
+    split = threads > 1 and os.environ.get("CHARRNN_THREADING", "split") == "split"
+    # Either our threads split every kernel pass (BLAS single-threaded), or BLAS threads
+    # each GEMM; see bench/ for which is faster.
+    with ckpt.RunLock(run_dir), threadpool_limits(limits=1 if split else threads), \
+            _Signals() as sig:
         trainer = _Trainer(cfg, corpus, run_dir, saved, log, quiet, progress)
-        return trainer.run(sig)
+        if split:
+            trainer.model.parallel = cells.Parallel(threads)
+        try:
+            return trainer.run(sig)
+        finally:
+            if trainer.model.parallel is not None:
+                trainer.model.parallel.close()
 
 
 def _open_run(corpus, out, resume):

@@ -8,8 +8,8 @@ cdef extern from "cellmath.h" nogil:
 
     void fill_bias_f32(float *out, const float *b1, const float *b2, Py_ssize_t rows, Py_ssize_t cols)
     void fill_bias_f64(double *out, const double *b1, const double *b2, Py_ssize_t rows, Py_ssize_t cols)
-    void colsum_add_f32(float *out, const float *A, Py_ssize_t rows, Py_ssize_t cols)
-    void colsum_add_f64(double *out, const double *A, Py_ssize_t rows, Py_ssize_t cols)
+    void colsum_add_f32(float *out, const float *A, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld)
+    void colsum_add_f64(double *out, const double *A, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld)
     void add_inplace_f32(float *out, const float *a, Py_ssize_t n)
     void add_inplace_f64(double *out, const double *a, Py_ssize_t n)
 
@@ -45,11 +45,12 @@ cdef inline void fill_bias(floating *out, const floating *b1, const floating *b2
     else:
         fill_bias_f64(out, b1, b2, rows, cols)
 
-cdef inline void colsum_add(floating *out, const floating *A, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+cdef inline void colsum_add(floating *out, const floating *A, Py_ssize_t rows, Py_ssize_t cols,
+                            Py_ssize_t ld) noexcept nogil:
     if floating is float:
-        colsum_add_f32(out, A, rows, cols)
+        colsum_add_f32(out, A, rows, cols, ld)
     else:
-        colsum_add_f64(out, A, rows, cols)
+        colsum_add_f64(out, A, rows, cols, ld)
 
 cdef inline void add_inplace(floating *out, const floating *a, Py_ssize_t n) noexcept nogil:
     if floating is float:

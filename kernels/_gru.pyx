@@ -16,12 +16,16 @@ Saved for backward (allocated by the caller, charrnn.cells):
     ghn (T, N, H)     gh_n = W_hn h_{t-1} + b_hn
 Scratch: gh (N, 3H) in forward; dgx, dgh (T, N, 3H), dh_a, dh_b (N, H) in backward.
 Backward adds (+=) into every gradient it is given.
+
+As in _lstm.pyx, each pass has two phases that charrnn.cells can spread over threads:
+recurrences over batch rows [n0, n1), whole-sequence GEMMs over output rows.
 """
 from cython cimport floating
 from libc.string cimport memcpy
 
 from _blas cimport gemm
-from _cellmath cimport (need, shape2, shape3, cr_ftz_begin, cr_ftz_end, fill_bias, colsum_add, add_inplace,
+from _cellmath cimport (need, shape2, shape3, cr_ftz_begin, cr_ftz_end, fill_bias,
+                        colsum_add, add_inplace,
                         gru_fwd_step_f32, gru_fwd_step_f64,
                         gru_bwd_step_f32, gru_bwd_step_f64)
 
@@ -30,39 +34,155 @@ cdef inline int _need(bint ok, str what) except -1:
     return need(ok, "gru", what)
 
 
+cdef int _range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n, str what) except -1:
+    return _need(0 <= lo <= hi <= n, f"{what} range [{lo}, {hi}) outside [0, {n})")
+
+
+# ---- forward --------------------------------------------------------------------------
+
+def forward_input(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
+                  const floating[::1] b_ih, floating[:, :, ::1] act,
+                  Py_ssize_t r0, Py_ssize_t r1):
+    """act rows [r0, r1) of (T*N, 3H) := x W_ih^T + b_ih."""
+    cdef Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2], G = W_ih.shape[0]
+    _need(T >= 1 and N >= 1 and D >= 1 and G >= 3 and G % 3 == 0, "empty dimension")
+    _need(W_ih.shape[1] == D and b_ih.shape[0] == G, "weights")
+    _need(shape3(act.shape, T, N, G), "act")
+    _range(r0, r1, T * N, "row")
+    if r1 == r0:
+        return
+    cdef floating *A = &act[0, 0, 0] + r0 * G
+    with nogil:
+        fill_bias(A, &b_ih[0], <floating *> NULL, r1 - r0, G)
+        gemm(False, True, <int>(r1 - r0), <int>G, <int>D, 1, &x[0, 0, 0] + r0 * D, <int>D,
+             &W_ih[0, 0], <int>D, 1, A, <int>G)
+
+
+def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
+                  const floating[::1] b_hh, floating[:, :, ::1] hs,
+                  floating[:, :, ::1] act, floating[:, :, ::1] ghn, floating[:, ::1] gh,
+                  Py_ssize_t n0, Py_ssize_t n1):
+    """The recurrence for batch rows [n0, n1)."""
+    cdef Py_ssize_t T = act.shape[0], N = act.shape[1], H = h0.shape[1], G = 3 * H
+    cdef Py_ssize_t t, M = n1 - n0
+    _need(T >= 1 and N >= 1 and H >= 1, "empty dimension")
+    _need(shape2(h0.shape, N, H), "h0")
+    _need(shape2(W_hh.shape, G, H) and b_hh.shape[0] == G, "W_hh/b_hh")
+    _need(shape3(hs.shape, T + 1, N, H), "hs")
+    _need(shape3(act.shape, T, N, G) and shape3(ghn.shape, T, N, H), "act/ghn")
+    _need(shape2(gh.shape, N, G), "gh")
+    _range(n0, n1, N, "batch")
+    if M == 0:
+        return
+    cdef floating *A = &act[0, 0, 0]
+    cdef unsigned int fpmode
+    with nogil:
+        fpmode = cr_ftz_begin()
+        memcpy(&hs[0, n0, 0], &h0[n0, 0], M * H * sizeof(floating))
+        for t in range(T):
+            fill_bias(&gh[n0, 0], &b_hh[0], <floating *> NULL, M, G)
+            gemm(False, True, <int>M, <int>G, <int>H, 1, &hs[t, n0, 0], <int>H,
+                 &W_hh[0, 0], <int>H, 1, &gh[n0, 0], <int>G)
+            if floating is float:
+                gru_fwd_step_f32(A + (t * N + n0) * G, &gh[n0, 0], &ghn[t, n0, 0],
+                                 &hs[t, n0, 0], &hs[t + 1, n0, 0], M, H)
+            else:
+                gru_fwd_step_f64(A + (t * N + n0) * G, &gh[n0, 0], &ghn[t, n0, 0],
+                                 &hs[t, n0, 0], &hs[t + 1, n0, 0], M, H)
+        cr_ftz_end(fpmode)
+
+
 def forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
             const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
             const floating[::1] b_ih, const floating[::1] b_hh,
             floating[:, :, ::1] hs, floating[:, :, ::1] act, floating[:, :, ::1] ghn,
             floating[:, ::1] gh):
-    cdef Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2], H = h0.shape[1]
-    cdef Py_ssize_t G = 3 * H, t
-    _need(T >= 1 and N >= 1 and D >= 1 and H >= 1, "empty dimension")
-    _need(h0.shape[0] == N, "h0")
-    _need(W_ih.shape[0] == G and W_ih.shape[1] == D and W_hh.shape[0] == G
-          and W_hh.shape[1] == H and b_ih.shape[0] == G and b_hh.shape[0] == G, "weights")
-    _need(hs.shape[0] == T + 1 and hs.shape[1] == N and hs.shape[2] == H, "hs")
-    _need(act.shape[0] == T and act.shape[1] == N and act.shape[2] == G, "act")
-    _need(ghn.shape[0] == T and ghn.shape[1] == N and ghn.shape[2] == H, "ghn")
-    _need(gh.shape[0] == N and gh.shape[1] == G, "gh")
-    cdef floating *A = &act[0, 0, 0]
+    _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh gates")
+    forward_input(x, W_ih, b_ih, act, 0, x.shape[0] * x.shape[1])
+    forward_recur(h0, W_hh, b_hh, hs, act, ghn, gh, 0, x.shape[1])
+
+
+# ---- backward -------------------------------------------------------------------------
+
+def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
+                   const floating[:, ::1] W_hh, const floating[:, :, ::1] hs,
+                   const floating[:, :, ::1] act, const floating[:, :, ::1] ghn,
+                   floating[:, :, ::1] dgx, floating[:, :, ::1] dgh,
+                   floating[:, ::1] dh_a, floating[:, ::1] dh_b, floating[:, ::1] dh0,
+                   Py_ssize_t n0, Py_ssize_t n1):
+    """dgx, dgh (T, N, 3H) for batch rows [n0, n1); adds the gradient of h0."""
+    cdef Py_ssize_t T = act.shape[0], N = act.shape[1], H = W_hh.shape[1], G = 3 * H
+    cdef Py_ssize_t t, M = n1 - n0
+    _need(T >= 1 and N >= 1 and H >= 1, "empty dimension")
+    _need(shape2(W_hh.shape, G, H), "W_hh")
+    _need(shape3(hs.shape, T + 1, N, H), "hs")
+    _need(shape3(act.shape, T, N, G) and shape3(dgx.shape, T, N, G)
+          and shape3(dgh.shape, T, N, G), "act/dgx/dgh")
+    _need(shape3(ghn.shape, T, N, H) and shape3(dy.shape, T, N, H), "ghn/dy")
+    _need(shape2(dhT.shape, N, H) and shape2(dh_a.shape, N, H) and shape2(dh_b.shape, N, H)
+          and shape2(dh0.shape, N, H), "state gradients")
+    _range(n0, n1, N, "batch")
+    if M == 0:
+        return
+    cdef floating *dX = &dgx[0, 0, 0]
+    cdef floating *dH = &dgh[0, 0, 0]
+    cdef floating *dh_next = &dh_a[n0, 0]
+    cdef floating *dh_prev
     cdef unsigned int fpmode
     with nogil:
         fpmode = cr_ftz_begin()
-        memcpy(&hs[0, 0, 0], &h0[0, 0], N * H * sizeof(floating))
-        fill_bias(A, &b_ih[0], <floating *> NULL, T * N, G)
-        gemm(False, True, <int>(T * N), <int>G, <int>D, 1, &x[0, 0, 0], <int>D,
-             &W_ih[0, 0], <int>D, 1, A, <int>G)
-        for t in range(T):
-            fill_bias(&gh[0, 0], &b_hh[0], <floating *> NULL, N, G)
-            gemm(False, True, <int>N, <int>G, <int>H, 1, &hs[t, 0, 0], <int>H,
-                 &W_hh[0, 0], <int>H, 1, &gh[0, 0], <int>G)
+        memcpy(dh_next, &dhT[n0, 0], M * H * sizeof(floating))
+        for t in range(T - 1, -1, -1):
+            dh_prev = &dh_b[n0, 0] if dh_next == &dh_a[n0, 0] else &dh_a[n0, 0]
             if floating is float:
-                gru_fwd_step_f32(A + t * N * G, &gh[0, 0], &ghn[t, 0, 0], &hs[t, 0, 0],
-                                 &hs[t + 1, 0, 0], N, H)
+                gru_bwd_step_f32(&act[t, n0, 0], &ghn[t, n0, 0], &hs[t, n0, 0], &dy[t, n0, 0],
+                                 dh_next, dX + (t * N + n0) * G, dH + (t * N + n0) * G,
+                                 dh_prev, M, H)
             else:
-                gru_fwd_step_f64(A + t * N * G, &gh[0, 0], &ghn[t, 0, 0], &hs[t, 0, 0],
-                                 &hs[t + 1, 0, 0], N, H)
+                gru_bwd_step_f64(&act[t, n0, 0], &ghn[t, n0, 0], &hs[t, n0, 0], &dy[t, n0, 0],
+                                 dh_next, dX + (t * N + n0) * G, dH + (t * N + n0) * G,
+                                 dh_prev, M, H)
+            gemm(False, False, <int>M, <int>H, <int>G, 1, dH + (t * N + n0) * G, <int>G,
+                 &W_hh[0, 0], <int>H, 1, dh_prev, <int>H)
+            dh_next = dh_prev
+        # The gradient of h_{-1} is the gradient of h0. Formed in full, then added once, so
+        # that repeated calls accumulate exactly.
+        add_inplace(&dh0[n0, 0], dh_next, M * H)
+        cr_ftz_end(fpmode)
+
+
+def backward_weights(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
+                     const floating[:, :, ::1] hs,
+                     const floating[:, :, ::1] dgx, const floating[:, :, ::1] dgh,
+                     floating[:, :, ::1] dx, floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
+                     floating[::1] db_ih, floating[::1] db_hh,
+                     Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t r0, Py_ssize_t r1):
+    """Weight and bias gradients for gate rows [g0, g1) of the 3H, dx for rows [r0, r1)."""
+    cdef Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2], G = W_ih.shape[0]
+    cdef Py_ssize_t H = G // 3, R = T * N
+    _need(T >= 1 and N >= 1 and D >= 1 and H >= 1 and G == 3 * H, "empty dimension")
+    _need(W_ih.shape[1] == D, "W_ih")
+    _need(shape3(hs.shape, T + 1, N, H) and shape3(dgx.shape, T, N, G)
+          and shape3(dgh.shape, T, N, G) and shape3(dx.shape, T, N, D), "hs/dgx/dgh/dx")
+    _need(shape2(dW_ih.shape, G, D) and shape2(dW_hh.shape, G, H) and db_ih.shape[0] == G
+          and db_hh.shape[0] == G, "weight gradients")
+    _range(g0, g1, G, "gate")
+    _range(r0, r1, R, "row")
+    cdef floating *dX = &dgx[0, 0, 0]
+    cdef floating *dH = &dgh[0, 0, 0]
+    cdef unsigned int fpmode
+    with nogil:
+        fpmode = cr_ftz_begin()
+        if g1 > g0:
+            gemm(True, False, <int>(g1 - g0), <int>D, <int>R, 1, dX + g0, <int>G,
+                 &x[0, 0, 0], <int>D, 1, &dW_ih[g0, 0], <int>D)
+            gemm(True, False, <int>(g1 - g0), <int>H, <int>R, 1, dH + g0, <int>G,
+                 &hs[0, 0, 0], <int>H, 1, &dW_hh[g0, 0], <int>H)
+            colsum_add(&db_ih[g0], dX + g0, R, g1 - g0, G)
+            colsum_add(&db_hh[g0], dH + g0, R, g1 - g0, G)
+        if r1 > r0:
+            gemm(False, False, <int>(r1 - r0), <int>D, <int>G, 1, dX + r0 * G, <int>G,
+                 &W_ih[0, 0], <int>D, 1, &dx[0, 0, 0] + r0 * D, <int>D)
         cr_ftz_end(fpmode)
 
 
@@ -75,48 +195,8 @@ def backward(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
              floating[:, :, ::1] dx, floating[:, ::1] dh0,
              floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
              floating[::1] db_ih, floating[::1] db_hh):
-    cdef Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2], H = W_hh.shape[1]
-    cdef Py_ssize_t G = 3 * H, t
-    _need(T >= 1 and N >= 1 and D >= 1 and H >= 1, "empty dimension")
-    _need(W_ih.shape[0] == G and W_ih.shape[1] == D and W_hh.shape[0] == G, "weights")
-    _need(hs.shape[0] == T + 1 and hs.shape[1] == N and hs.shape[2] == H, "hs")
-    _need(shape3(act.shape, T, N, G) and shape3(dgx.shape, T, N, G)
-          and shape3(dgh.shape, T, N, G), "act/dgx/dgh")
-    _need(shape3(ghn.shape, T, N, H) and shape3(dy.shape, T, N, H)
-          and shape3(dx.shape, T, N, D), "ghn/dy/dx")
-    _need(shape2(dhT.shape, N, H) and shape2(dh_a.shape, N, H) and shape2(dh_b.shape, N, H)
-          and shape2(dh0.shape, N, H), "state gradients")
-    _need(dW_ih.shape[0] == G and dW_ih.shape[1] == D and dW_hh.shape[0] == G
-          and dW_hh.shape[1] == H and db_ih.shape[0] == G and db_hh.shape[0] == G, "weight gradients")
-    cdef floating *dX = &dgx[0, 0, 0]
-    cdef floating *dH = &dgh[0, 0, 0]
-    cdef floating *dh_next = &dh_a[0, 0]
-    cdef floating *dh_prev
-    cdef floating *swap
-    cdef unsigned int fpmode
-    with nogil:
-        fpmode = cr_ftz_begin()
-        memcpy(dh_next, &dhT[0, 0], N * H * sizeof(floating))
-        for t in range(T - 1, -1, -1):
-            dh_prev = &dh_b[0, 0] if dh_next == &dh_a[0, 0] else &dh_a[0, 0]
-            if floating is float:
-                gru_bwd_step_f32(&act[t, 0, 0], &ghn[t, 0, 0], &hs[t, 0, 0], &dy[t, 0, 0],
-                                 dh_next, dX + t * N * G, dH + t * N * G, dh_prev, N, H)
-            else:
-                gru_bwd_step_f64(&act[t, 0, 0], &ghn[t, 0, 0], &hs[t, 0, 0], &dy[t, 0, 0],
-                                 dh_next, dX + t * N * G, dH + t * N * G, dh_prev, N, H)
-            gemm(False, False, <int>N, <int>H, <int>G, 1, dH + t * N * G, <int>G,
-                 &W_hh[0, 0], <int>H, 1, dh_prev, <int>H)
-            dh_next = dh_prev
-        # The gradient of h_{-1} is the gradient of h0. Formed in full, then added once, so
-        # that repeated calls accumulate exactly.
-        add_inplace(&dh0[0, 0], dh_next, N * H)
-        gemm(True, False, <int>G, <int>D, <int>(T * N), 1, dX, <int>G,
-             &x[0, 0, 0], <int>D, 1, &dW_ih[0, 0], <int>D)
-        gemm(True, False, <int>G, <int>H, <int>(T * N), 1, dH, <int>G,
-             &hs[0, 0, 0], <int>H, 1, &dW_hh[0, 0], <int>H)
-        colsum_add(&db_ih[0], dX, T * N, G)
-        colsum_add(&db_hh[0], dH, T * N, G)
-        gemm(False, False, <int>(T * N), <int>D, <int>G, 1, dX, <int>G,
-             &W_ih[0, 0], <int>D, 1, &dx[0, 0, 0], <int>D)
-        cr_ftz_end(fpmode)
+    _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh gates")
+    _need(shape3(act.shape, x.shape[0], x.shape[1], W_hh.shape[0]), "act")
+    backward_recur(dy, dhT, W_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, 0, x.shape[1])
+    backward_weights(x, W_ih, hs, dgx, dgh, dx, dW_ih, dW_hh, db_ih, db_hh,
+                     0, W_ih.shape[0], 0, x.shape[0] * x.shape[1])

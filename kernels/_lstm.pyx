@@ -13,15 +13,22 @@ Saved for backward (allocated by the caller, charrnn.cells):
     cs  (T+1, N, H)   cs[0] = c0
     act (T, N, 4H)    gate activations
     tc  (T, N, H)     tanh(c_t)
-Backward adds (+=) into every gradient it is given. Shapes are checked by charrnn.cells;
-the checks here are the last line of defence so that no call can touch memory out of
-bounds.
+Backward adds (+=) into every gradient it is given.
+
+Each pass is split in two phases so that charrnn.cells can run them on several threads
+with single-threaded BLAS: the recurrences touch only batch rows [n0, n1) (streams are
+independent), the whole-sequence GEMMs only output rows [r0, r1) or gate rows [g0, g1).
+`forward` and `backward` run all phases on the calling thread.
+
+Shapes are checked by charrnn.cells; the checks here are the last line of defence so
+that no call can touch memory out of bounds.
 """
 from cython cimport floating
 from libc.string cimport memcpy
 
 from _blas cimport gemm
-from _cellmath cimport (need, shape2, shape3, cr_ftz_begin, cr_ftz_end, fill_bias, colsum_add, add_inplace,
+from _cellmath cimport (need, shape2, shape3, cr_ftz_begin, cr_ftz_end, fill_bias,
+                        colsum_add, add_inplace,
                         lstm_fwd_step_f32, lstm_fwd_step_f64,
                         lstm_bwd_step_f32, lstm_bwd_step_f64)
 
@@ -30,39 +37,149 @@ cdef inline int _need(bint ok, str what) except -1:
     return need(ok, "lstm", what)
 
 
+cdef int _range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n, str what) except -1:
+    return _need(0 <= lo <= hi <= n, f"{what} range [{lo}, {hi}) outside [0, {n})")
+
+
+# ---- forward --------------------------------------------------------------------------
+
+def forward_input(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
+                  const floating[::1] b_ih, const floating[::1] b_hh,
+                  floating[:, :, ::1] act, Py_ssize_t r0, Py_ssize_t r1):
+    """act rows [r0, r1) of (T*N, 4H) := x W_ih^T + b_ih + b_hh (input part of all steps)."""
+    cdef Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2], G = W_ih.shape[0]
+    _need(T >= 1 and N >= 1 and D >= 1 and G >= 4 and G % 4 == 0, "empty dimension")
+    _need(W_ih.shape[1] == D and b_ih.shape[0] == G and b_hh.shape[0] == G, "weights")
+    _need(shape3(act.shape, T, N, G), "act")
+    _range(r0, r1, T * N, "row")
+    if r1 == r0:
+        return
+    cdef floating *A = &act[0, 0, 0] + r0 * G
+    with nogil:
+        fill_bias(A, &b_ih[0], &b_hh[0], r1 - r0, G)
+        gemm(False, True, <int>(r1 - r0), <int>G, <int>D, 1, &x[0, 0, 0] + r0 * D, <int>D,
+             &W_ih[0, 0], <int>D, 1, A, <int>G)
+
+
+def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] c0,
+                  const floating[:, ::1] W_hh,
+                  floating[:, :, ::1] hs, floating[:, :, ::1] cs,
+                  floating[:, :, ::1] act, floating[:, :, ::1] tc,
+                  Py_ssize_t n0, Py_ssize_t n1):
+    """The recurrence for batch rows [n0, n1): act[t] += h_{t-1} W_hh^T, then gate math."""
+    cdef Py_ssize_t T = act.shape[0], N = act.shape[1], H = h0.shape[1], G = 4 * H
+    cdef Py_ssize_t t, M = n1 - n0
+    _need(T >= 1 and N >= 1 and H >= 1, "empty dimension")
+    _need(shape2(h0.shape, N, H) and shape2(c0.shape, N, H), "h0/c0")
+    _need(shape2(W_hh.shape, G, H), "W_hh")
+    _need(shape3(hs.shape, T + 1, N, H) and shape3(cs.shape, T + 1, N, H), "hs/cs")
+    _need(shape3(act.shape, T, N, G) and shape3(tc.shape, T, N, H), "act/tc")
+    _range(n0, n1, N, "batch")
+    if M == 0:
+        return
+    cdef floating *A = &act[0, 0, 0]
+    cdef unsigned int fpmode
+    with nogil:
+        fpmode = cr_ftz_begin()
+        memcpy(&hs[0, n0, 0], &h0[n0, 0], M * H * sizeof(floating))
+        memcpy(&cs[0, n0, 0], &c0[n0, 0], M * H * sizeof(floating))
+        for t in range(T):
+            gemm(False, True, <int>M, <int>G, <int>H, 1, &hs[t, n0, 0], <int>H,
+                 &W_hh[0, 0], <int>H, 1, A + (t * N + n0) * G, <int>G)
+            if floating is float:
+                lstm_fwd_step_f32(A + (t * N + n0) * G, &cs[t, n0, 0], &cs[t + 1, n0, 0],
+                                  &tc[t, n0, 0], &hs[t + 1, n0, 0], M, H)
+            else:
+                lstm_fwd_step_f64(A + (t * N + n0) * G, &cs[t, n0, 0], &cs[t + 1, n0, 0],
+                                  &tc[t, n0, 0], &hs[t + 1, n0, 0], M, H)
+        cr_ftz_end(fpmode)
+
+
 def forward(const floating[:, :, ::1] x, const floating[:, ::1] h0, const floating[:, ::1] c0,
             const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
             const floating[::1] b_ih, const floating[::1] b_hh,
             floating[:, :, ::1] hs, floating[:, :, ::1] cs,
             floating[:, :, ::1] act, floating[:, :, ::1] tc):
-    cdef Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2], H = h0.shape[1]
-    cdef Py_ssize_t G = 4 * H, t
-    _need(T >= 1 and N >= 1 and D >= 1 and H >= 1, "empty dimension")
-    _need(h0.shape[0] == N and c0.shape[0] == N and c0.shape[1] == H, "h0/c0")
-    _need(W_ih.shape[0] == G and W_ih.shape[1] == D and W_hh.shape[0] == G
-          and W_hh.shape[1] == H and b_ih.shape[0] == G and b_hh.shape[0] == G, "weights")
-    _need(shape3(hs.shape, T + 1, N, H) and shape3(cs.shape, T + 1, N, H), "hs/cs")
-    _need(shape3(act.shape, T, N, G) and shape3(tc.shape, T, N, H), "act/tc")
-    cdef floating *A = &act[0, 0, 0]
+    _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh gates")
+    forward_input(x, W_ih, b_ih, b_hh, act, 0, x.shape[0] * x.shape[1])
+    forward_recur(h0, c0, W_hh, hs, cs, act, tc, 0, x.shape[1])
+
+
+# ---- backward -------------------------------------------------------------------------
+
+def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
+                   const floating[:, ::1] dcT, const floating[:, ::1] W_hh,
+                   const floating[:, :, ::1] cs, const floating[:, :, ::1] act,
+                   const floating[:, :, ::1] tc,
+                   floating[:, :, ::1] dact, floating[:, ::1] dh, floating[:, ::1] dc,
+                   floating[:, ::1] dh0, floating[:, ::1] dc0, Py_ssize_t n0, Py_ssize_t n1):
+    """Gate gradients dact (T, N, 4H) for batch rows [n0, n1), walking t = T-1 .. 0;
+    adds the gradients of h0 and c0. dh, dc (N, H) are scratch."""
+    cdef Py_ssize_t T = act.shape[0], N = act.shape[1], H = W_hh.shape[1], G = 4 * H
+    cdef Py_ssize_t t, M = n1 - n0
+    _need(T >= 1 and N >= 1 and H >= 1, "empty dimension")
+    _need(shape2(W_hh.shape, G, H), "W_hh")
+    _need(shape3(cs.shape, T + 1, N, H), "cs")
+    _need(shape3(act.shape, T, N, G) and shape3(dact.shape, T, N, G), "act/dact")
+    _need(shape3(tc.shape, T, N, H) and shape3(dy.shape, T, N, H), "tc/dy")
+    _need(shape2(dhT.shape, N, H) and shape2(dcT.shape, N, H) and shape2(dh.shape, N, H)
+          and shape2(dc.shape, N, H) and shape2(dh0.shape, N, H) and shape2(dc0.shape, N, H),
+          "state gradients")
+    _range(n0, n1, N, "batch")
+    if M == 0:
+        return
+    cdef floating *dA = &dact[0, 0, 0]
     cdef unsigned int fpmode
     with nogil:
         fpmode = cr_ftz_begin()
-        memcpy(&hs[0, 0, 0], &h0[0, 0], N * H * sizeof(floating))
-        memcpy(&cs[0, 0, 0], &c0[0, 0], N * H * sizeof(floating))
-        # Input projection of all T steps in one GEMM, on top of both biases.
-        fill_bias(A, &b_ih[0], &b_hh[0], T * N, G)
-        gemm(False, True, <int>(T * N), <int>G, <int>D, 1, &x[0, 0, 0], <int>D,
-             &W_ih[0, 0], <int>D, 1, A, <int>G)
-        for t in range(T):
-            # Recurrent part: act[t] += h_{t-1} W_hh^T, then the fused gate math.
-            gemm(False, True, <int>N, <int>G, <int>H, 1, &hs[t, 0, 0], <int>H,
-                 &W_hh[0, 0], <int>H, 1, A + t * N * G, <int>G)
+        memcpy(&dh[n0, 0], &dhT[n0, 0], M * H * sizeof(floating))
+        memcpy(&dc[n0, 0], &dcT[n0, 0], M * H * sizeof(floating))
+        for t in range(T - 1, -1, -1):
             if floating is float:
-                lstm_fwd_step_f32(A + t * N * G, &cs[t, 0, 0], &cs[t + 1, 0, 0],
-                                  &tc[t, 0, 0], &hs[t + 1, 0, 0], N, H)
+                lstm_bwd_step_f32(&act[t, n0, 0], &cs[t, n0, 0], &tc[t, n0, 0], &dy[t, n0, 0],
+                                  &dh[n0, 0], &dc[n0, 0], dA + (t * N + n0) * G, M, H)
             else:
-                lstm_fwd_step_f64(A + t * N * G, &cs[t, 0, 0], &cs[t + 1, 0, 0],
-                                  &tc[t, 0, 0], &hs[t + 1, 0, 0], N, H)
+                lstm_bwd_step_f64(&act[t, n0, 0], &cs[t, n0, 0], &tc[t, n0, 0], &dy[t, n0, 0],
+                                  &dh[n0, 0], &dc[n0, 0], dA + (t * N + n0) * G, M, H)
+            # dh_{t-1} = dact[t] W_hh; at t = 0 it is the gradient of h0: add it there.
+            gemm(False, False, <int>M, <int>H, <int>G, 1, dA + (t * N + n0) * G, <int>G,
+                 &W_hh[0, 0], <int>H, 0 if t > 0 else 1,
+                 &dh[n0, 0] if t > 0 else &dh0[n0, 0], <int>H)
+        add_inplace(&dc0[n0, 0], &dc[n0, 0], M * H)
+        cr_ftz_end(fpmode)
+
+
+def backward_weights(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
+                     const floating[:, :, ::1] hs, const floating[:, :, ::1] dact,
+                     floating[:, :, ::1] dx, floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
+                     floating[::1] db_ih, floating[::1] db_hh,
+                     Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t r0, Py_ssize_t r1):
+    """Weight and bias gradients for gate rows [g0, g1) of the 4H, and dx for input rows
+    [r0, r1) of the T*N: each one GEMM over the whole sequence."""
+    cdef Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2], G = W_ih.shape[0]
+    cdef Py_ssize_t H = G // 4, R = T * N
+    _need(T >= 1 and N >= 1 and D >= 1 and H >= 1 and G == 4 * H, "empty dimension")
+    _need(W_ih.shape[1] == D, "W_ih")
+    _need(shape3(hs.shape, T + 1, N, H) and shape3(dact.shape, T, N, G)
+          and shape3(dx.shape, T, N, D), "hs/dact/dx")
+    _need(shape2(dW_ih.shape, G, D) and shape2(dW_hh.shape, G, H) and db_ih.shape[0] == G
+          and db_hh.shape[0] == G, "weight gradients")
+    _range(g0, g1, G, "gate")
+    _range(r0, r1, R, "row")
+    cdef floating *dA = &dact[0, 0, 0]
+    cdef unsigned int fpmode
+    with nogil:
+        fpmode = cr_ftz_begin()
+        if g1 > g0:
+            gemm(True, False, <int>(g1 - g0), <int>D, <int>R, 1, dA + g0, <int>G,
+                 &x[0, 0, 0], <int>D, 1, &dW_ih[g0, 0], <int>D)
+            gemm(True, False, <int>(g1 - g0), <int>H, <int>R, 1, dA + g0, <int>G,
+                 &hs[0, 0, 0], <int>H, 1, &dW_hh[g0, 0], <int>H)
+            colsum_add(&db_ih[g0], dA + g0, R, g1 - g0, G)
+            colsum_add(&db_hh[g0], dA + g0, R, g1 - g0, G)
+        if r1 > r0:
+            gemm(False, False, <int>(r1 - r0), <int>D, <int>G, 1, dA + r0 * G, <int>G,
+                 &W_ih[0, 0], <int>D, 1, &dx[0, 0, 0] + r0 * D, <int>D)
         cr_ftz_end(fpmode)
 
 
@@ -75,47 +192,8 @@ def backward(const floating[:, :, ::1] dy, const floating[:, ::1] dhT, const flo
              floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
              floating[::1] db_ih, floating[::1] db_hh):
     """dact (T, N, 4H), dh (N, H), dc (N, H) are scratch; the rest as in forward."""
-    cdef Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2], H = W_hh.shape[1]
-    cdef Py_ssize_t G = 4 * H, t
-    _need(T >= 1 and N >= 1 and D >= 1 and H >= 1, "empty dimension")
-    _need(W_ih.shape[0] == G and W_ih.shape[1] == D and W_hh.shape[0] == G, "weights")
-    _need(shape3(hs.shape, T + 1, N, H) and shape3(cs.shape, T + 1, N, H), "hs/cs")
-    _need(shape3(act.shape, T, N, G) and shape3(dact.shape, T, N, G), "act/dact")
-    _need(shape3(tc.shape, T, N, H) and shape3(dy.shape, T, N, H)
-          and shape3(dx.shape, T, N, D), "tc/dy/dx")
-    _need(shape2(dhT.shape, N, H) and shape2(dcT.shape, N, H) and shape2(dh.shape, N, H)
-          and shape2(dc.shape, N, H) and shape2(dh0.shape, N, H) and shape2(dc0.shape, N, H),
-          "state gradients")
-    _need(dW_ih.shape[0] == G and dW_ih.shape[1] == D and dW_hh.shape[0] == G
-          and dW_hh.shape[1] == H and db_ih.shape[0] == G and db_hh.shape[0] == G, "weight gradients")
-    cdef floating *dA = &dact[0, 0, 0]
-    cdef unsigned int fpmode
-    with nogil:
-        fpmode = cr_ftz_begin()
-        memcpy(&dh[0, 0], &dhT[0, 0], N * H * sizeof(floating))
-        memcpy(&dc[0, 0], &dcT[0, 0], N * H * sizeof(floating))
-        for t in range(T - 1, -1, -1):
-            if floating is float:
-                lstm_bwd_step_f32(&act[t, 0, 0], &cs[t, 0, 0], &tc[t, 0, 0], &dy[t, 0, 0],
-                                  &dh[0, 0], &dc[0, 0], dA + t * N * G, N, H)
-            else:
-                lstm_bwd_step_f64(&act[t, 0, 0], &cs[t, 0, 0], &tc[t, 0, 0], &dy[t, 0, 0],
-                                  &dh[0, 0], &dc[0, 0], dA + t * N * G, N, H)
-            # dh_{t-1} = dact[t] W_hh; at t = 0 it is the gradient of h0: add it there.
-            if t > 0:
-                gemm(False, False, <int>N, <int>H, <int>G, 1, dA + t * N * G, <int>G,
-                     &W_hh[0, 0], <int>H, 0, &dh[0, 0], <int>H)
-            else:
-                gemm(False, False, <int>N, <int>H, <int>G, 1, dA, <int>G,
-                     &W_hh[0, 0], <int>H, 1, &dh0[0, 0], <int>H)
-        add_inplace(&dc0[0, 0], &dc[0, 0], N * H)
-        # Weight gradients: one GEMM each over all T*N rows.
-        gemm(True, False, <int>G, <int>D, <int>(T * N), 1, dA, <int>G,
-             &x[0, 0, 0], <int>D, 1, &dW_ih[0, 0], <int>D)
-        gemm(True, False, <int>G, <int>H, <int>(T * N), 1, dA, <int>G,
-             &hs[0, 0, 0], <int>H, 1, &dW_hh[0, 0], <int>H)
-        colsum_add(&db_ih[0], dA, T * N, G)
-        colsum_add(&db_hh[0], dA, T * N, G)
-        gemm(False, False, <int>(T * N), <int>D, <int>G, 1, dA, <int>G,
-             &W_ih[0, 0], <int>D, 1, &dx[0, 0, 0], <int>D)
-        cr_ftz_end(fpmode)
+    _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh gates")
+    _need(shape3(hs.shape, x.shape[0] + 1, x.shape[1], W_hh.shape[1]), "hs")
+    backward_recur(dy, dhT, dcT, W_hh, cs, act, tc, dact, dh, dc, dh0, dc0, 0, x.shape[1])
+    backward_weights(x, W_ih, hs, dact, dx, dW_ih, dW_hh, db_ih, db_hh,
+                     0, W_ih.shape[0], 0, x.shape[0] * x.shape[1])

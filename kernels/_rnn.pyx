@@ -9,12 +9,16 @@ Saved for backward (allocated by the caller, charrnn.cells):
     hs  (T+1, N, H)   hs[0] = h0, hs[1:] = the output y  (tanh' = 1 - h^2 needs only h)
 Scratch: pre (T, N, H) in forward; da (T, N, H), dh (N, H) in backward.
 Backward adds (+=) into every gradient it is given.
+
+As in _lstm.pyx, each pass has two phases that charrnn.cells can spread over threads:
+recurrences over batch rows [n0, n1), whole-sequence GEMMs over output rows.
 """
 from cython cimport floating
 from libc.string cimport memcpy
 
 from _blas cimport gemm
-from _cellmath cimport (need, shape2, shape3, cr_ftz_begin, cr_ftz_end, fill_bias, colsum_add,
+from _cellmath cimport (need, shape2, shape3, cr_ftz_begin, cr_ftz_end, fill_bias,
+                        colsum_add,
                         rnn_fwd_step_f32, rnn_fwd_step_f64,
                         rnn_bwd_step_f32, rnn_bwd_step_f64)
 
@@ -23,32 +27,130 @@ cdef inline int _need(bint ok, str what) except -1:
     return need(ok, "rnn", what)
 
 
-def forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
-            const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
-            const floating[::1] b_ih, const floating[::1] b_hh,
-            floating[:, :, ::1] hs, floating[:, :, ::1] pre):
-    cdef Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2], H = h0.shape[1], t
+cdef int _range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n, str what) except -1:
+    return _need(0 <= lo <= hi <= n, f"{what} range [{lo}, {hi}) outside [0, {n})")
+
+
+# ---- forward --------------------------------------------------------------------------
+
+def forward_input(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
+                  const floating[::1] b_ih, const floating[::1] b_hh,
+                  floating[:, :, ::1] pre, Py_ssize_t r0, Py_ssize_t r1):
+    """pre rows [r0, r1) of (T*N, H) := x W_ih^T + b_ih + b_hh."""
+    cdef Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2], H = W_ih.shape[0]
     _need(T >= 1 and N >= 1 and D >= 1 and H >= 1, "empty dimension")
-    _need(h0.shape[0] == N, "h0")
-    _need(W_ih.shape[0] == H and W_ih.shape[1] == D and W_hh.shape[0] == H
-          and W_hh.shape[1] == H and b_ih.shape[0] == H and b_hh.shape[0] == H, "weights")
-    _need(hs.shape[0] == T + 1 and hs.shape[1] == N and hs.shape[2] == H, "hs")
-    _need(pre.shape[0] == T and pre.shape[1] == N and pre.shape[2] == H, "pre")
+    _need(W_ih.shape[1] == D and b_ih.shape[0] == H and b_hh.shape[0] == H, "weights")
+    _need(shape3(pre.shape, T, N, H), "pre")
+    _range(r0, r1, T * N, "row")
+    if r1 == r0:
+        return
+    cdef floating *P = &pre[0, 0, 0] + r0 * H
+    with nogil:
+        fill_bias(P, &b_ih[0], &b_hh[0], r1 - r0, H)
+        gemm(False, True, <int>(r1 - r0), <int>H, <int>D, 1, &x[0, 0, 0] + r0 * D, <int>D,
+             &W_ih[0, 0], <int>D, 1, P, <int>H)
+
+
+def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
+                  floating[:, :, ::1] hs, floating[:, :, ::1] pre,
+                  Py_ssize_t n0, Py_ssize_t n1):
+    """The recurrence for batch rows [n0, n1)."""
+    cdef Py_ssize_t T = pre.shape[0], N = pre.shape[1], H = h0.shape[1], t, M = n1 - n0
+    _need(T >= 1 and N >= 1 and H >= 1, "empty dimension")
+    _need(shape2(h0.shape, N, H) and shape2(W_hh.shape, H, H), "h0/W_hh")
+    _need(shape3(hs.shape, T + 1, N, H) and shape3(pre.shape, T, N, H), "hs/pre")
+    _range(n0, n1, N, "batch")
+    if M == 0:
+        return
     cdef floating *P = &pre[0, 0, 0]
     cdef unsigned int fpmode
     with nogil:
         fpmode = cr_ftz_begin()
-        memcpy(&hs[0, 0, 0], &h0[0, 0], N * H * sizeof(floating))
-        fill_bias(P, &b_ih[0], &b_hh[0], T * N, H)
-        gemm(False, True, <int>(T * N), <int>H, <int>D, 1, &x[0, 0, 0], <int>D,
-             &W_ih[0, 0], <int>D, 1, P, <int>H)
+        memcpy(&hs[0, n0, 0], &h0[n0, 0], M * H * sizeof(floating))
         for t in range(T):
-            gemm(False, True, <int>N, <int>H, <int>H, 1, &hs[t, 0, 0], <int>H,
-                 &W_hh[0, 0], <int>H, 1, P + t * N * H, <int>H)
+            gemm(False, True, <int>M, <int>H, <int>H, 1, &hs[t, n0, 0], <int>H,
+                 &W_hh[0, 0], <int>H, 1, P + (t * N + n0) * H, <int>H)
             if floating is float:
-                rnn_fwd_step_f32(P + t * N * H, &hs[t + 1, 0, 0], N * H)
+                rnn_fwd_step_f32(P + (t * N + n0) * H, &hs[t + 1, n0, 0], M * H)
             else:
-                rnn_fwd_step_f64(P + t * N * H, &hs[t + 1, 0, 0], N * H)
+                rnn_fwd_step_f64(P + (t * N + n0) * H, &hs[t + 1, n0, 0], M * H)
+        cr_ftz_end(fpmode)
+
+
+def forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
+            const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+            const floating[::1] b_ih, const floating[::1] b_hh,
+            floating[:, :, ::1] hs, floating[:, :, ::1] pre):
+    _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh")
+    forward_input(x, W_ih, b_ih, b_hh, pre, 0, x.shape[0] * x.shape[1])
+    forward_recur(h0, W_hh, hs, pre, 0, x.shape[1])
+
+
+# ---- backward -------------------------------------------------------------------------
+
+def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
+                   const floating[:, ::1] W_hh, const floating[:, :, ::1] hs,
+                   floating[:, :, ::1] da, floating[:, ::1] dh, floating[:, ::1] dh0,
+                   Py_ssize_t n0, Py_ssize_t n1):
+    """da (T, N, H), the gradient of the pre-activations, for batch rows [n0, n1);
+    adds the gradient of h0."""
+    cdef Py_ssize_t T = da.shape[0], N = da.shape[1], H = W_hh.shape[1], t, M = n1 - n0
+    _need(T >= 1 and N >= 1 and H >= 1, "empty dimension")
+    _need(shape2(W_hh.shape, H, H), "W_hh")
+    _need(shape3(hs.shape, T + 1, N, H) and shape3(dy.shape, T, N, H), "hs/dy")
+    _need(shape2(dhT.shape, N, H) and shape2(dh.shape, N, H) and shape2(dh0.shape, N, H),
+          "state gradients")
+    _range(n0, n1, N, "batch")
+    if M == 0:
+        return
+    cdef floating *dA = &da[0, 0, 0]
+    cdef unsigned int fpmode
+    with nogil:
+        fpmode = cr_ftz_begin()
+        memcpy(&dh[n0, 0], &dhT[n0, 0], M * H * sizeof(floating))
+        for t in range(T - 1, -1, -1):
+            if floating is float:
+                rnn_bwd_step_f32(&hs[t + 1, n0, 0], &dy[t, n0, 0], &dh[n0, 0],
+                                 dA + (t * N + n0) * H, M * H)
+            else:
+                rnn_bwd_step_f64(&hs[t + 1, n0, 0], &dy[t, n0, 0], &dh[n0, 0],
+                                 dA + (t * N + n0) * H, M * H)
+            gemm(False, False, <int>M, <int>H, <int>H, 1, dA + (t * N + n0) * H, <int>H,
+                 &W_hh[0, 0], <int>H, 0 if t > 0 else 1,
+                 &dh[n0, 0] if t > 0 else &dh0[n0, 0], <int>H)
+        cr_ftz_end(fpmode)
+
+
+def backward_weights(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
+                     const floating[:, :, ::1] hs, const floating[:, :, ::1] da,
+                     floating[:, :, ::1] dx, floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
+                     floating[::1] db_ih, floating[::1] db_hh,
+                     Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t r0, Py_ssize_t r1):
+    """Weight and bias gradients for hidden rows [g0, g1), dx for input rows [r0, r1)."""
+    cdef Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2], H = W_ih.shape[0]
+    cdef Py_ssize_t R = T * N
+    _need(T >= 1 and N >= 1 and D >= 1 and H >= 1, "empty dimension")
+    _need(W_ih.shape[1] == D, "W_ih")
+    _need(shape3(hs.shape, T + 1, N, H) and shape3(da.shape, T, N, H)
+          and shape3(dx.shape, T, N, D), "hs/da/dx")
+    _need(shape2(dW_ih.shape, H, D) and shape2(dW_hh.shape, H, H) and db_ih.shape[0] == H
+          and db_hh.shape[0] == H, "weight gradients")
+    _range(g0, g1, H, "hidden")
+    _range(r0, r1, R, "row")
+    cdef floating *dA = &da[0, 0, 0]
+    cdef unsigned int fpmode
+    with nogil:
+        fpmode = cr_ftz_begin()
+        if g1 > g0:
+            gemm(True, False, <int>(g1 - g0), <int>D, <int>R, 1, dA + g0, <int>H,
+                 &x[0, 0, 0], <int>D, 1, &dW_ih[g0, 0], <int>D)
+            gemm(True, False, <int>(g1 - g0), <int>H, <int>R, 1, dA + g0, <int>H,
+                 &hs[0, 0, 0], <int>H, 1, &dW_hh[g0, 0], <int>H)
+            colsum_add(&db_ih[g0], dA + g0, R, g1 - g0, H)
+            colsum_add(&db_hh[g0], dA + g0, R, g1 - g0, H)
+        if r1 > r0:
+            gemm(False, False, <int>(r1 - r0), <int>D, <int>H, 1, dA + r0 * H, <int>H,
+                 &W_ih[0, 0], <int>D, 1, &dx[0, 0, 0] + r0 * D, <int>D)
         cr_ftz_end(fpmode)
 
 
@@ -59,38 +161,8 @@ def backward(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
              floating[:, :, ::1] dx, floating[:, ::1] dh0,
              floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
              floating[::1] db_ih, floating[::1] db_hh):
-    cdef Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2], H = W_hh.shape[1], t
-    _need(T >= 1 and N >= 1 and D >= 1 and H >= 1, "empty dimension")
-    _need(W_ih.shape[0] == H and W_ih.shape[1] == D and W_hh.shape[0] == H, "weights")
-    _need(hs.shape[0] == T + 1 and hs.shape[1] == N and hs.shape[2] == H, "hs")
-    _need(shape3(da.shape, T, N, H) and shape3(dy.shape, T, N, H)
-          and shape3(dx.shape, T, N, D), "da/dy/dx")
-    _need(shape2(dhT.shape, N, H) and shape2(dh.shape, N, H) and shape2(dh0.shape, N, H),
-          "state gradients")
-    _need(dW_ih.shape[0] == H and dW_ih.shape[1] == D and dW_hh.shape[0] == H
-          and dW_hh.shape[1] == H and db_ih.shape[0] == H and db_hh.shape[0] == H, "weight gradients")
-    cdef floating *dA = &da[0, 0, 0]
-    cdef unsigned int fpmode
-    with nogil:
-        fpmode = cr_ftz_begin()
-        memcpy(&dh[0, 0], &dhT[0, 0], N * H * sizeof(floating))
-        for t in range(T - 1, -1, -1):
-            if floating is float:
-                rnn_bwd_step_f32(&hs[t + 1, 0, 0], &dy[t, 0, 0], &dh[0, 0], dA + t * N * H, N * H)
-            else:
-                rnn_bwd_step_f64(&hs[t + 1, 0, 0], &dy[t, 0, 0], &dh[0, 0], dA + t * N * H, N * H)
-            if t > 0:
-                gemm(False, False, <int>N, <int>H, <int>H, 1, dA + t * N * H, <int>H,
-                     &W_hh[0, 0], <int>H, 0, &dh[0, 0], <int>H)
-            else:
-                gemm(False, False, <int>N, <int>H, <int>H, 1, dA, <int>H,
-                     &W_hh[0, 0], <int>H, 1, &dh0[0, 0], <int>H)
-        gemm(True, False, <int>H, <int>D, <int>(T * N), 1, dA, <int>H,
-             &x[0, 0, 0], <int>D, 1, &dW_ih[0, 0], <int>D)
-        gemm(True, False, <int>H, <int>H, <int>(T * N), 1, dA, <int>H,
-             &hs[0, 0, 0], <int>H, 1, &dW_hh[0, 0], <int>H)
-        colsum_add(&db_ih[0], dA, T * N, H)
-        colsum_add(&db_hh[0], dA, T * N, H)
-        gemm(False, False, <int>(T * N), <int>D, <int>H, 1, dA, <int>H,
-             &W_ih[0, 0], <int>D, 1, &dx[0, 0, 0], <int>D)
-        cr_ftz_end(fpmode)
+    _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh")
+    _need(shape3(da.shape, x.shape[0], x.shape[1], W_hh.shape[1]), "da")
+    backward_recur(dy, dhT, W_hh, hs, da, dh, dh0, 0, x.shape[1])
+    backward_weights(x, W_ih, hs, da, dx, dW_ih, dW_hh, db_ih, db_hh,
+                     0, W_ih.shape[0], 0, x.shape[0] * x.shape[1])

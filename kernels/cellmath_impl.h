@@ -17,9 +17,11 @@ CR_UNUSED CLONES static void SFX(fill_bias)(REAL *out, const REAL *b1, const REA
     }
 }
 
-/* out[j] += sum_r A[r, j]: bias gradients. The sum is formed first and added once, like
- * BLAS with beta = 1, so that two backward calls accumulate exactly twice the gradient. */
-CR_UNUSED CLONES static void SFX(colsum_add)(REAL *__restrict out, const REAL *A, idx_t rows, idx_t cols)
+/* out[j] += sum_r A[r, j] for r < rows, j < cols; A has row stride ld: bias gradients.
+ * The sum is formed first and added once, like BLAS with beta = 1, so that two backward
+ * calls accumulate exactly twice the gradient. */
+CR_UNUSED CLONES static void SFX(colsum_add)(REAL *__restrict out, const REAL *A, idx_t rows,
+                                             idx_t cols, idx_t ld)
 {
     enum { BLOCK = 256 };
     REAL acc[BLOCK];
@@ -27,7 +29,7 @@ CR_UNUSED CLONES static void SFX(colsum_add)(REAL *__restrict out, const REAL *A
         idx_t w = cols - j0 < BLOCK ? cols - j0 : BLOCK;
         for (idx_t j = 0; j < w; j++) acc[j] = 0;
         for (idx_t r = 0; r < rows; r++) {
-            const REAL *__restrict a = A + r * cols + j0;
+            const REAL *__restrict a = A + r * ld + j0;
             for (idx_t j = 0; j < w; j++) acc[j] += a[j];
         }
         for (idx_t j = 0; j < w; j++) out[j0 + j] += acc[j];

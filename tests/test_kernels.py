@@ -113,6 +113,38 @@ def test_two_chunks_with_carried_state_equal_one_sequence(cell, dtype):
     assert max_rel(g1["h0"], g["h0"]) <= tol
 
 
+class _Threaded:
+    """charrnn.cells with every pass split over k threads (and a workspace)."""
+
+    def __init__(self, k):
+        self.par = cells.Parallel(k)
+
+    def __getattr__(self, name):
+        fn = getattr(cells, name)
+        if name.endswith("_forward"):
+            return lambda *a: fn(*a, workspace=cells.Workspace(), parallel=self.par)
+        return fn
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("size", [(1, 1, 2, 3), (5, 3, 4, 6), (4, 8, 32, 64), (3, 2, 2, 1)])
+@pytest.mark.parametrize("cell", CELLS)
+def test_threaded_passes_match_serial(cell, size, threads):
+    T, N, D, H = size
+    inp = make_inputs(cell, T, N, D, H, 4)
+    dout = random_dout(cell, T, N, H, 5)
+    out_s, cache_s = forward(cell, inp, impl=cells)
+    g_s = zero_grads(inp)
+    backward(cell, dout, cache_s, g_s, impl=cells)
+    out_p, cache_p = forward(cell, inp, impl=_Threaded(threads))
+    g_p = zero_grads(inp)
+    backward(cell, dout, cache_p, g_p, impl=cells)
+    for k in out_s:
+        assert max_rel(out_p[k], out_s[k]) <= 1e-12, k
+    for k in g_s:
+        assert max_rel(g_p[k], g_s[k]) <= 1e-12, k
+
+
 def test_workspace_reuse_gives_identical_results():
     inp = make_inputs("lstm", 4, 2, 3, 5, 11)
     ws = cells.Workspace()
