@@ -8,6 +8,41 @@
 Heavy modules (NumPy, the kernels) are imported on first use, so `charrnn --help`
 starts fast.
 """
+import os as _os
+import sys as _sys
+
+
+def _prefer_avx512_blas():
+    """Ask SciPy's OpenBLAS for its AVX-512 kernels on AMD CPUs that have AVX-512.
+
+    OpenBLAS (0.3.30, in SciPy's wheels) detects AMD Zen 4 as "Zen" and runs its AVX2
+    (Haswell) kernels there; its AVX-512 (SkylakeX) kernels run every GEMM of ours about
+    twice as fast on such CPUs (sgemm 2048^2, 1 thread: 119 -> 225 GFLOP/s measured on
+    a Zen 4 EPYC). OPENBLAS_CORETYPE is read when the library loads, so this must run
+    before SciPy's BLAS is imported. A core type the user chose is left alone, and
+    CHARRNN_NO_AVX512_BLAS=1 turns this off.
+    """
+    if "OPENBLAS_CORETYPE" in _os.environ or _os.environ.get("CHARRNN_NO_AVX512_BLAS"):
+        return
+    if not _sys.platform.startswith("linux"):
+        return
+    try:
+        with open("/proc/cpuinfo") as f:
+            head = f.read(8192)
+    except OSError:
+        return
+    flags = set()
+    for line in head.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    needed = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
+    if "AuthenticAMD" in head and needed <= flags:
+        _os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+
+
+_prefer_avx512_blas()
+
 from .errors import (CharRNNError, CheckpointError, ConfigError, CorpusError,
                      DivergenceError, RunDirError, ShapeError)
 
