@@ -1,0 +1,384 @@
+"""Training speed: charrnn against PyTorch on the same model, data and optimiser.
+
+    PYTHONPATH=. python bench/train.py                       # configs A-E, threads 1,2
+    PYTHONPATH=. python bench/train.py --configs B --threads 2 --repeat 7
+
+Configs (embedding size = hidden size, Tiny Shakespeare, no dropout):
+
+    A  LSTM 2x128, batch 50, seq 50        D  GRU  2x256, batch 32, seq 64
+    B  LSTM 2x256, batch 32, seq 64        E  RNN  1x256 (tanh), batch 32, seq 64
+    C  LSTM 3x512, batch 32, seq 64
+
+Both sides run the same training step: the corpus cut into `batch` parallel contiguous
+streams read in time-major (seq, batch) windows, hidden state carried (detached) from
+window to window, mean cross-entropy, global gradient-norm clipping at 5, Adam with
+lr 2e-3. Every measurement is a fresh process, with OMP/OPENBLAS/MKL_NUM_THREADS set
+to the thread count:
+
+- charrnn: charrnn.train(..., threads=t, quiet=True) for warm-up + steps steps; the
+  speed is steps * batch * seq / (wall_time[warm-up + steps] - wall_time[warm-up])
+  from the run's metrics.jsonl, so start-up, the warm-up steps and the final
+  validation (its "final" record) are all excluded. The run holds out only a sliver
+  (--val-frac below) so that untimed final validation stays short.
+- PyTorch: nn.Embedding -> nn.LSTM/GRU/RNN(num_layers=L) -> nn.Linear, F.cross_entropy,
+  clip_grad_norm_, torch.optim.Adam, torch.set_num_threads(t); the same windows of the
+  same training part, timed with perf_counter over the same steps after the same
+  warm-up (loss.item() every step, as charrnn logs every loss).
+
+charrnn and PyTorch measurements alternate (c, p, c, p, ...) --repeat times per config
+and thread count; the table gives medians and the ratio of the medians, so both sides
+saw the same machine conditions. Use --repeat 5 or more with 2 threads.
+
+Also reported:
+- charrnn GFLOP/s: 3 x forward FLOPs per character (forward: per layer 2*G*H*(D+H),
+  G gates, D its input size; decoder 2*H*V) x characters per second, against the peak
+  of a 2048x2048 float32 GEMM through charrnn._ops.gemm (scipy's BLAS, the one the
+  kernels use) with threadpoolctl limited to each thread count (best of 5).
+- peak RSS (VmHWM, read by the training process itself at exit) of each side.
+
+The Markdown output goes to stdout (progress to stderr), followed by the command line.
+Run it on a quiet machine: anything else running skews both sides.
+"""
+import argparse
+import json
+import math
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+# name: cell, hidden, layers, batch, seq, default timed steps (~10-20 s at 1 thread on a
+# recent x86 core; about half that with 2 threads)
+CONFIGS = {
+    "A": ("lstm", 128, 2, 50, 50, 250),
+    "B": ("lstm", 256, 2, 32, 64, 100),
+    "C": ("lstm", 512, 3, 32, 64, 20),
+    "D": ("gru", 256, 2, 32, 64, 80),
+    "E": ("rnn", 256, 1, 32, 64, 500),
+}
+CELL_NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN (tanh)"}
+LR, CLIP = 2e-3, 5.0
+
+
+def val_frac_for(batch, seq, n_chars):
+    """A small held-out part (one or two windows): the final validation is not timed, so
+    keep it short. Both sides then train on the same first (1 - val_frac) of the text."""
+    need = batch * (seq + 1)
+    return round(max(0.005, 1.5 * need / n_chars), 4)
+
+
+def forward_flops_per_char(cell, H, L, V):
+    G = GATES[cell]
+    return sum(2 * G * H * (H + H) for _ in range(L)) + 2 * H * V   # embed = H
+
+
+def peak_rss_mib():
+    """Peak resident set size of this process, in MiB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 2**20 if sys.platform == "darwin" else r / 1024
+
+
+# ---- children: each prints one JSON line ------------------------------------------------
+
+def child_charrnn(a):
+    import tempfile
+    import charrnn
+
+    cell, H, L, B, T, _ = CONFIGS[a.config]
+    total = a.warmup + a.steps
+    with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
+        out = os.path.join(tmp, "run")
+        charrnn.train(a.corpus, out=out, cell=cell, hidden=H, layers=L, embed=H,
+                      batch_size=B, seq_len=T, lr=LR, grad_clip=CLIP, dropout=0,
+                      val_frac=a.val_frac, max_steps=total, eval_every=10**9,
+                      max_minutes=0, threads=a.threads, quiet=True)
+        with open(os.path.join(out, "metrics.jsonl")) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+    wall = {r["step"]: r["wall_time"] for r in records if not r.get("final")}
+    seconds = wall[total] - wall[a.warmup]     # cumulative seconds at the end of each step
+    return {"chars_per_sec": a.steps * B * T / seconds, "seconds": seconds,
+            "rss_mib": peak_rss_mib()}
+
+
+def child_torch(a):
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    cell, H, L, B, T, _ = CONFIGS[a.config]
+    with open(a.corpus, encoding="utf-8") as f:
+        text = f.read()
+    vocab = sorted(set(text))
+    index = {c: i for i, c in enumerate(vocab)}
+    ids = np.fromiter((index[c] for c in text), np.int64, len(text))
+    ids = ids[:len(ids) - int(len(ids) * a.val_frac)]          # the training part
+    n = len(ids) // B
+    streams = ids[:B * n].reshape(B, n)                         # (B, n) contiguous streams
+    windows = (n - 1) // T
+    V = len(vocab)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Embedding(V, H)
+            self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](H, H, num_layers=L)
+            self.decoder = nn.Linear(H, V)
+
+        def forward(self, x, h):                                # x (T, B)
+            y, h = self.rnn(self.encoder(x), h)                 # (T, B, H)
+            return self.decoder(y), h                           # (T, B, V)
+
+    model = Model()
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    state = None
+
+    def step(k):
+        nonlocal state
+        k %= windows
+        chunk = streams[:, k * T:k * T + T + 1]                 # (B, T+1)
+        x = torch.from_numpy(np.ascontiguousarray(chunk[:, :-1].T))    # (T, B)
+        y = torch.from_numpy(np.ascontiguousarray(chunk[:, 1:].T))
+        if k == 0:
+            state = None                                         # new epoch: fresh state
+        logits, h = model(x, state)
+        loss = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+        opt.step()
+        state = tuple(s.detach() for s in h) if isinstance(h, tuple) else h.detach()
+        return loss.item()
+
+    for k in range(a.warmup):
+        step(k)
+    t0 = time.perf_counter()
+    for k in range(a.warmup, a.warmup + a.steps):
+        step(k)
+    seconds = time.perf_counter() - t0
+    return {"chars_per_sec": a.steps * B * T / seconds, "seconds": seconds,
+            "rss_mib": peak_rss_mib()}
+
+
+def child_peak(a):
+    """sgemm GFLOP/s per thread count through charrnn's own BLAS entry, plus versions."""
+    import platform
+    import numpy as np
+    import scipy
+    from threadpoolctl import threadpool_info, threadpool_limits
+    import charrnn
+    from charrnn import _ops
+
+    n = a.gemm_size
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((n, n), np.float32)
+    Bm = rng.standard_normal((n, n), np.float32)
+    C = np.zeros((n, n), np.float32)
+    peaks = {}
+    for t in a.thread_list:
+        with threadpool_limits(limits=t):
+            _ops.gemm(False, False, 1.0, A, Bm, 0.0, C)        # warm-up
+            best = math.inf
+            for _ in range(5):
+                t0 = time.perf_counter()
+                _ops.gemm(False, False, 1.0, A, Bm, 0.0, C)
+                best = min(best, time.perf_counter() - t0)
+        peaks[str(t)] = 2 * n**3 / best / 1e9
+    blas = [f"{_owner(i['filepath'])}: {i.get('internal_api')} {i.get('version')} "
+            f"{i.get('architecture', '')}".rstrip()
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"peak_gflops": peaks, "cpu": cpu, "cores": os.cpu_count(),
+            "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "charrnn": charrnn.__version__,
+            "charrnn_path": os.path.dirname(charrnn.__file__), "blas": sorted(set(blas))}
+
+
+def _owner(path):
+    """Which package ships a shared library: numpy, scipy... (from its directory)."""
+    for part in reversed(os.path.normpath(path).split(os.sep)[:-1]):
+        if part not in ("lib", "lib64", ".libs"):
+            return part.removesuffix(".libs")
+    return path
+
+
+# ---- parent -------------------------------------------------------------------------
+
+def run_child(kind, env_threads, **args):
+    """Run `kind` in a fresh process (thread-count variables set to env_threads unless
+    None) and return its JSON result."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind]
+    for k, v in args.items():
+        cmd += [f"--{k.replace('_', '-')}", str(v)]
+    env = dict(os.environ)
+    if env_threads is not None:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(env_threads)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        sys.exit(f"bench/train.py: {kind} child failed ({shlex.join(cmd)}):\n{p.stderr}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def torch_version():
+    p = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
+                       capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def plural(n, word):
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def fmt_int(x):
+    return f"{x:,.0f}" if x is not None else "–"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default="A,B,C,D,E", help="comma-separated (default: A,B,C,D,E)")
+    ap.add_argument("--threads", default="1,2", help="thread counts to measure (default: 1,2)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="measurements per side, config and thread count (default: 3; "
+                         "use >= 5 with 2 threads)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="timed steps per measurement, after the warm-up (default per "
+                         "config: " + ", ".join(f"{k} {v[5]}" for k, v in CONFIGS.items()) + ")")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: 3)")
+    ap.add_argument("--no-torch", action="store_true", help="measure charrnn only")
+    ap.add_argument("--corpus", default=os.path.join(REPO, "data", "tinyshakespeare.txt"),
+                    help="training text (default: data/tinyshakespeare.txt)")
+    ap.add_argument("--gemm-size", type=int, default=2048, help="sgemm size for the peak (default: 2048)")
+    ap.add_argument("--json", metavar="FILE", help="also write every measurement to FILE")
+    # internal: one measurement in this process
+    ap.add_argument("--child", choices=["charrnn", "torch", "peak"], help=argparse.SUPPRESS)
+    ap.add_argument("--config", help=argparse.SUPPRESS)
+    ap.add_argument("--val-frac", type=float, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+
+    if a.child:
+        if a.child == "peak":
+            a.thread_list = [int(t) for t in a.threads.split(",")]
+        else:
+            a.threads = int(a.threads)
+        fn = {"charrnn": child_charrnn, "torch": child_torch, "peak": child_peak}[a.child]
+        print(json.dumps(fn(a)))
+        return
+
+    configs = [c.strip().upper() for c in a.configs.split(",") if c.strip()]
+    bad = [c for c in configs if c not in CONFIGS]
+    if bad:
+        ap.error(f"unknown config(s) {', '.join(bad)}; choose from {', '.join(CONFIGS)}")
+    threads = [int(t) for t in a.threads.split(",")]
+    if a.repeat < 1 or a.warmup < 1 or (a.steps is not None and a.steps < 1) or min(threads) < 1:
+        ap.error("--repeat, --warmup, --steps and --threads must be at least 1")
+    with open(a.corpus, encoding="utf-8") as f:
+        text = f.read()
+    n_chars, V = len(text), len(set(text))
+    del text
+
+    tv = None if a.no_torch else torch_version()
+    if not a.no_torch and tv is None:
+        log("note: `import torch` fails here; measuring charrnn only")
+    log(f"sgemm {a.gemm_size}^3 peak, threads {a.threads} ...")
+    env = run_child("peak", None, threads=",".join(map(str, threads)), gemm_size=a.gemm_size)
+    peak = {int(k): v for k, v in env["peak_gflops"].items()}
+
+    results = []       # one dict per (config, threads)
+    for name in configs:
+        cell, H, L, B, T, default_steps = CONFIGS[name]
+        steps = a.steps or default_steps
+        vf = val_frac_for(B, T, n_chars)
+        flops = 3 * forward_flops_per_char(cell, H, L, V)
+        for t in threads:
+            runs = {"charrnn": [], "torch": []}
+            for r in range(a.repeat):
+                for side in ("charrnn", "torch") if tv else ("charrnn",):
+                    m = run_child(side, t, threads=t, config=name, steps=steps, warmup=a.warmup,
+                                  corpus=a.corpus, val_frac=vf)
+                    runs[side].append(m)
+                    log(f"{name} threads={t} run {r + 1}/{a.repeat} {side:7}: "
+                        f"{m['chars_per_sec']:9,.0f} chars/s ({m['seconds']:.1f} s, "
+                        f"RSS {m['rss_mib']:.0f} MiB)")
+            med = {s: statistics.median(m["chars_per_sec"] for m in v) if v else None
+                   for s, v in runs.items()}
+            rss = {s: statistics.median(m["rss_mib"] for m in v) if v else None
+                   for s, v in runs.items()}
+            gflops = flops * med["charrnn"] / 1e9
+            results.append({"config": name, "cell": cell, "hidden": H, "layers": L,
+                            "batch": B, "seq": T, "threads": t, "steps": steps,
+                            "warmup": a.warmup, "charrnn": med["charrnn"], "torch": med["torch"],
+                            "ratio": med["charrnn"] / med["torch"] if med["torch"] else None,
+                            "gflops": gflops, "peak_gflops": peak[t],
+                            "rss_charrnn": rss["charrnn"], "rss_torch": rss["torch"],
+                            "runs": runs})
+
+    print(report(results, env, tv, a, configs, threads))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"machine": env, "torch": tv, "command": sys.argv, "results": results},
+                      f, indent=1)
+
+
+def report(results, env, tv, a, configs, threads):
+    out = []
+    torch_col = f"PyTorch {tv} chars/s" if tv else "PyTorch chars/s"
+    out.append(f"Training speed in characters per second (median of {plural(a.repeat, 'run')}; "
+               f"{plural(a.warmup, 'warm-up step')}, then the steps shown, timed):\n")
+    out.append(f"| Config | Model | Batch × seq | Threads | Steps | charrnn chars/s | {torch_col} "
+               "| charrnn / PyTorch | charrnn GFLOP/s | % of sgemm peak |")
+    out.append("|---|---|---|--:|--:|--:|--:|--:|--:|--:|")
+    for r in results:
+        ratio = f"{r['ratio']:.2f}×" if r["ratio"] else "–"
+        out.append(f"| {r['config']} | {CELL_NAMES[r['cell']]} {r['layers']}×{r['hidden']} "
+                   f"| {r['batch']} × {r['seq']} | {r['threads']} | {r['steps']} "
+                   f"| {fmt_int(r['charrnn'])} | {fmt_int(r['torch'])} | {ratio} "
+                   f"| {r['gflops']:.1f} | {100 * r['gflops'] / r['peak_gflops']:.0f}% |")
+    out.append("")
+    out.append(f"Peak memory of the training process (VmHWM, median; {plural(threads[0], 'thread')}):\n")
+    out.append("| Config | charrnn | PyTorch |")
+    out.append("|---|--:|--:|")
+    for r in results:
+        if r["threads"] == threads[0]:
+            pt = f"{r['rss_torch']:.0f} MiB" if r["rss_torch"] else "–"
+            out.append(f"| {r['config']} | {r['rss_charrnn']:.0f} MiB | {pt} |")
+    out.append("")
+    peaks = ", ".join(f"{plural(t, 'thread')} {g:.0f} GFLOP/s"
+                      for t, g in sorted((int(k), v) for k, v in env["peak_gflops"].items()))
+    out.append(f"sgemm peak ({a.gemm_size}×{a.gemm_size}, charrnn._ops.gemm, best of 5): {peaks}. "
+               "GFLOP/s counts 3× the forward FLOPs (matrix products only).")
+    out.append(f"Machine: {env['cpu']}, {env['cores']} cores; Python {env['python']}, "
+               f"NumPy {env['numpy']}, SciPy {env['scipy']} ({'; '.join(env['blas'])}), "
+               f"charrnn {env['charrnn']}" + (f", PyTorch {tv}" if tv else "") + ".")
+    script = os.path.relpath(os.path.abspath(__file__), REPO)
+    out.append(f"\nCommand: `python {script} {shlex.join(sys.argv[1:])}`")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()

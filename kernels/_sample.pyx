@@ -1,0 +1,417 @@
+"""The sampling engine: the per-character generation loop, in C with the GIL released.
+
+Sizes: K streams generated together (num_samples), L layers, H hidden, E embedding,
+V vocabulary, G gates (lstm 4, gru 3, rnn 1), GH = G*H.
+
+One step advances every stream n by one character; all K rows go through each matmul
+together (one GEMM, or a GEMV when K = 1):
+
+    layer 0   a = table[id_n] + h_0 W_hh0^T            table (V, GH) = emb W_ih0^T + bias,
+              precomputed: the input part depends on the character only
+              (without a table: a = emb[id_n] W_ih0^T + bias + h_0 W_hh0^T)
+    layer k   lstm/rnn: a = [h_{k-1} | h_k] [W_ih | W_hh]^T + (b_ih + b_hh)    one GEMM
+              gru:      gx = h_{k-1} W_ih^T + bx,  gh = h_k W_hh^T + bh     two GEMMs
+    cells     the fused step functions of cellmath.h, one row at a time
+    decoder   logits = h_{L-1} W_dec^T + b_dec                             (K, V)
+    pick      greedy, or temperature / top-k / top-p and one uniform from the stream's own
+              xoshiro256** generator (sampling.h)
+
+For the GRU the biases are split so that b_hr, b_hz ride with the input part
+(bx = b_ih + [b_hr, b_hz, 0]) and only b_hn stays with the recurrent part
+(bh = [0, 0, b_hn]), because PyTorch's n gate multiplies (h W_hn^T + b_hn) by r.
+charrnn.sample prepares all of these arrays; Net only checks shapes and keeps pointers.
+
+State: S (K, L*H) holds [h_0 | h_1 | ... | h_{L-1}] of each stream, so that layer k's
+fused input [h_{k-1}(t) | h_k(t-1)] is one contiguous slice of a row (row stride L*H);
+C (L, K, H) holds the LSTM cell states. Everything is float32.
+"""
+import numpy as np
+
+from libc.stdint cimport int32_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memset
+
+from _blas cimport gemm, gemv
+from _cellmath cimport (cr_ftz_begin, cr_ftz_end, fill_bias_f32,
+                        lstm_fwd_step_f32, gru_fwd_step_f32, rnn_fwd_step_f32)
+
+
+cdef extern from "sampling.h" nogil:
+    void cr_rng_seed(uint64_t *states, Py_ssize_t K, uint64_t seed)
+    double cr_rng_uniform(uint64_t *s)
+    Py_ssize_t cr_argmax(const float *z, Py_ssize_t V)
+    Py_ssize_t cr_pick(const float *z, Py_ssize_t V, float inv_temp, Py_ssize_t top_k,
+                       double top_p, double u, float *w, int32_t *order)
+
+
+cdef enum:
+    LSTM = 0
+    GRU = 1
+    RNN = 2
+_KINDS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+_INT_MAX = 2**31 - 1  # BLAS takes 32-bit sizes
+
+# 1/T is capped so that (z - max z) / T stays finite: the largest logit then gets weight
+# exactly 1 and the others at most e^-87 (a temperature below 1e-30 is greedy anyway).
+_MAX_INV_TEMP = 1e30
+
+
+cdef struct Model:
+    int kind
+    Py_ssize_t L, H, E, V, G
+    const float *table       # (V, GH), or NULL: layer 0's input part from emb and Wi[0]
+    const float *emb         # (V, E)
+    const float **Wi         # [L] input weights: (GH, E) layer 0; (GH, 2H) fused; (GH, H) gru
+    const float **Wr         # [L] recurrent weights (GH, H); NULL for fused layers k >= 1
+    const float **bi         # [L] (GH) bias of the input part
+    const float **br         # [L] (GH) bias of the recurrent part (gru), else NULL
+    const float *Wd          # (V, H)
+    const float *bd          # (V)
+
+
+cdef int _need(bint ok, str what) except -1:
+    if not ok:
+        raise ValueError(f"sample kernel: inconsistent shapes ({what})")
+    return 0
+
+
+cdef const float *_ptr2(object a, Py_ssize_t rows, Py_ssize_t cols, str what) except? NULL:
+    cdef const float[:, ::1] v = a
+    _need(v.shape[0] == rows and v.shape[1] == cols, what)
+    return &v[0, 0]
+
+
+cdef const float *_ptr1(object a, Py_ssize_t n, str what) except? NULL:
+    cdef const float[::1] v = a
+    _need(v.shape[0] == n, what)
+    return &v[0]
+
+
+cdef float *_fptr(object a) except NULL:
+    cdef float[::1] v = a.reshape(-1)
+    return &v[0]
+
+
+cdef class Net:
+    """A model's weights, prepared by charrnn.sample (see the module docstring).
+
+    Net(cell, emb, table, layers, Wd, bd): emb (V, E); table (V, GH) or None; layers a
+    list of L tuples (Wi, Wr, bi, br) with None where a layer has no such array; all
+    float32 C-contiguous. The arrays are kept alive and never written to.
+    """
+    cdef Model m
+    cdef readonly str cell
+    cdef object _keep
+
+    def __cinit__(self):
+        self.m.Wi = self.m.Wr = self.m.bi = self.m.br = NULL
+
+    def __init__(self, str cell, emb, table, list layers, Wd, bd):
+        if self.m.Wi != NULL:
+            raise RuntimeError("a Net is initialised once (Runs point into its arrays)")
+        _need(cell in _KINDS, "cell")
+        cdef Py_ssize_t L = len(layers), V = np.shape(emb)[0], E = np.shape(emb)[1]
+        cdef Py_ssize_t H = np.shape(Wd)[1], G = _GATES[cell], GH, k
+        GH = G * H
+        _need(L >= 1 and V >= 1 and E >= 1 and H >= 1, "empty dimension")
+        _need(GH * max(E, 2 * H, V) <= _INT_MAX and V * GH <= _INT_MAX, "too large for BLAS")
+        self.cell = cell
+        self._keep = (emb, table, layers, Wd, bd)
+        self.m.kind = _KINDS[cell]
+        self.m.L, self.m.H, self.m.E, self.m.V, self.m.G = L, H, E, V, G
+        self.m.emb = _ptr2(emb, V, E, "emb")
+        self.m.table = NULL if table is None else _ptr2(table, V, GH, "table")
+        self.m.Wd = _ptr2(Wd, V, H, "Wd")
+        self.m.bd = _ptr1(bd, V, "bd")
+        self.m.Wi = <const float **> calloc(L, sizeof(float *))
+        self.m.Wr = <const float **> calloc(L, sizeof(float *))
+        self.m.bi = <const float **> calloc(L, sizeof(float *))
+        self.m.br = <const float **> calloc(L, sizeof(float *))
+        if not (self.m.Wi and self.m.Wr and self.m.bi and self.m.br):
+            raise MemoryError()
+        fused = cell != "gru"
+        for k in range(L):
+            Wi, Wr, bi, br = layers[k]
+            D = E if k == 0 else (2 * H if fused else H)
+            self.m.Wi[k] = _ptr2(Wi, GH, D, f"Wi[{k}]")
+            self.m.bi[k] = _ptr1(bi, GH, f"bi[{k}]")
+            if k == 0 or not fused:
+                self.m.Wr[k] = _ptr2(Wr, GH, H, f"Wr[{k}]")
+            else:
+                _need(Wr is None, f"Wr[{k}] (fused into Wi)")
+            if not fused:
+                self.m.br[k] = _ptr1(br, GH, f"br[{k}]")
+            else:
+                _need(br is None, f"br[{k}] (folded into bi)")
+
+    def __dealloc__(self):
+        free(self.m.Wi)
+        free(self.m.Wr)
+        free(self.m.bi)
+        free(self.m.br)
+
+    @property
+    def sizes(self):
+        """dict(L, H, E, V, G)"""
+        return dict(L=self.m.L, H=self.m.H, E=self.m.E, V=self.m.V, G=self.m.G)
+
+    @property
+    def has_table(self):
+        return self.m.table != NULL
+
+
+cdef inline void _mm(Py_ssize_t K, Py_ssize_t M, Py_ssize_t D, const float *X, Py_ssize_t ldx,
+                     const float *W, float *out) noexcept nogil:
+    """out (K, M) += X (K, D; row stride ldx) @ W^T, W (M, D) row-major."""
+    if K == 1:
+        gemv(False, <int>M, <int>D, <float>1, W, <int>D, X, <float>1, out)
+    else:
+        gemm(False, True, <int>K, <int>M, <int>D, <float>1, X, <int>ldx, W, <int>D,
+             <float>1, out, <int>M)
+
+
+cdef class Run:
+    """The state of K streams of one generation: hidden state, scratch, RNGs, options.
+
+    Run(net, K, seed): K streams, stream j drawing from xoshiro256** stream j of `seed`
+    (0 <= seed < 2**64). Then set_options(), prime(ids) once, and run() for each chunk.
+    Not thread-safe: one thread at a time per Run (the GIL is released inside run()).
+    """
+    cdef Model m
+    cdef readonly Net net
+    cdef readonly Py_ssize_t K
+    cdef object _bufs
+    cdef float *S          # (K, L*H)  hidden states [h_0 | ... | h_{L-1}]
+    cdef float *C          # (L, K, H) LSTM cell states
+    cdef float *act        # (K, GH)   pre-activations -> activations
+    cdef float *gh         # (K, GH)   GRU recurrent part
+    cdef float *xe         # (K, E)    gathered embeddings (no-table path)
+    cdef float *tmp        # (2H)      per-row scratch of the step functions
+    cdef float *logits     # (K, V)
+    cdef float *w          # (V)       pick scratch
+    cdef int32_t *order    # (V)       pick scratch
+    cdef uint64_t *rng     # (K, 4)    one xoshiro256** state per stream
+    cdef int32_t *cur      # (K)       the next input id of each stream
+    cdef bint primed, greedy
+    cdef float inv_temp
+    cdef Py_ssize_t top_k
+    cdef double top_p
+
+    def __init__(self, Net net, Py_ssize_t K, seed):
+        cdef Py_ssize_t L = net.m.L, H = net.m.H, E = net.m.E, V = net.m.V
+        cdef Py_ssize_t GH = net.m.G * H
+        _need(K >= 1, "K >= 1")
+        _need(K * max(L * H, GH, E, V) <= _INT_MAX, "K too large for BLAS")
+        seed = int(seed)
+        _need(0 <= seed < 2**64, "seed in [0, 2**64)")
+        self.net, self.m, self.K = net, net.m, K
+        f32 = np.float32
+        bufs = dict(S=np.zeros((K, L * H), f32), C=np.zeros((L, K, H), f32),
+                    act=np.zeros((K, GH), f32), gh=np.zeros((K, GH), f32),
+                    xe=np.zeros((K, E), f32), tmp=np.zeros(2 * H, f32),
+                    logits=np.zeros((K, V), f32), w=np.zeros(V, f32),
+                    order=np.zeros(V, np.int32), rng=np.zeros((K, 4), np.uint64),
+                    cur=np.zeros(K, np.int32))
+        self._bufs = bufs
+        self.S = _fptr(bufs["S"])
+        self.C = _fptr(bufs["C"])
+        self.act = _fptr(bufs["act"])
+        self.gh = _fptr(bufs["gh"])
+        self.xe = _fptr(bufs["xe"])
+        self.tmp = _fptr(bufs["tmp"])
+        self.logits = _fptr(bufs["logits"])
+        self.w = _fptr(bufs["w"])
+        cdef int32_t[::1] order = bufs["order"]
+        cdef int32_t[::1] cur = bufs["cur"]
+        cdef uint64_t[:, ::1] rng = bufs["rng"]
+        self.order, self.cur, self.rng = &order[0], &cur[0], &rng[0, 0]
+        cr_rng_seed(self.rng, K, <uint64_t> seed)
+        self.set_options(1.0, None, None)
+
+    def set_options(self, double temperature, top_k, top_p):
+        """temperature >= 0 (0: greedy), top_k None or >= 1, top_p None or in (0, 1].
+
+        charrnn.sample validates these with friendly messages; this is the last check."""
+        _need(temperature >= 0, "temperature >= 0")
+        _need(top_k is None or top_k >= 1, "top_k >= 1")
+        _need(top_p is None or 0 < top_p <= 1, "0 < top_p <= 1")
+        self.greedy = temperature == 0
+        self.inv_temp = min(1.0 / temperature, _MAX_INV_TEMP) if temperature > 0 else 0
+        self.top_k = self.m.V if top_k is None else min(<Py_ssize_t> top_k, self.m.V)
+        self.top_p = 1.0 if top_p is None else top_p
+
+    def prime(self, const int32_t[::1] ids):
+        """Reset to the zero state, feed ids[:-1] (stream 0, then copied to all K), and make
+        ids[-1] every stream's next input: the next run() predicts what follows ids."""
+        cdef Py_ssize_t P = ids.shape[0], i, n, L = self.m.L, H = self.m.H, V = self.m.V
+        _need(P >= 1, "prime needs at least one id")
+        for i in range(P):
+            if ids[i] < 0 or ids[i] >= V:
+                raise ValueError(f"character id {ids[i]} at position {i} is outside the "
+                                 f"vocabulary (size {V})")
+        cdef unsigned int fpmode
+        with nogil:
+            fpmode = cr_ftz_begin()
+            memset(self.S, 0, self.K * L * H * sizeof(float))
+            memset(self.C, 0, L * self.K * H * sizeof(float))
+            for i in range(P - 1):
+                self.cur[0] = ids[i]
+                self._forward(1)
+            for n in range(1, self.K):
+                memcpy(self.S + n * L * H, self.S, L * H * sizeof(float))
+                for i in range(L):
+                    memcpy(self.C + (i * self.K + n) * H, self.C + i * self.K * H,
+                           H * sizeof(float))
+            for n in range(self.K):
+                self.cur[n] = ids[P - 1]
+            cr_ftz_end(fpmode)
+        self.primed = True
+
+    def run(self, int32_t[:, ::1] out, Py_ssize_t n, int break_id=-1):
+        """Generate up to n characters per stream into out[:, :n] (out is (K, >= n)).
+
+        If break_id >= 0 and K == 1, stop early right after emitting break_id (a newline,
+        for streaming line by line). Returns the number of characters generated."""
+        _need(self.primed, "prime() before run()")
+        _need(out.shape[0] == self.K and 0 <= n <= out.shape[1], "out (K, >= n)")
+        cdef Py_ssize_t t, done = 0, ldo = out.shape[1]
+        cdef bint stop_on = break_id >= 0 and self.K == 1
+        if n == 0:
+            return 0
+        cdef int32_t *o = &out[0, 0]
+        cdef unsigned int fpmode
+        with nogil:
+            fpmode = cr_ftz_begin()
+            for t in range(n):
+                self._forward(self.K)
+                self._decode(self.K)
+                self._pick(o + t, ldo)
+                done = t + 1
+                if stop_on and self.cur[0] == break_id:
+                    break
+            cr_ftz_end(fpmode)
+        return done
+
+    # ---- the step, GIL-free ------------------------------------------------------------
+
+    cdef void _forward(self, Py_ssize_t K) noexcept nogil:
+        """Advance streams 0..K-1 by one step on the inputs cur[0..K-1]."""
+        cdef Py_ssize_t L = self.m.L, H = self.m.H, E = self.m.E, G = self.m.G
+        cdef Py_ssize_t GH = G * H, LH = L * H, k, n
+        cdef int kind = self.m.kind
+        cdef float *A = self.act
+        cdef float *h
+        cdef float *c
+        for k in range(L):
+            if k == 0:
+                if self.m.table != NULL:
+                    for n in range(K):
+                        memcpy(A + n * GH, self.m.table + self.cur[n] * GH, GH * sizeof(float))
+                else:
+                    fill_bias_f32(A, self.m.bi[0], NULL, K, GH)
+                    for n in range(K):
+                        memcpy(self.xe + n * E, self.m.emb + self.cur[n] * E, E * sizeof(float))
+                    _mm(K, GH, E, self.xe, E, self.m.Wi[0], A)
+                if kind != GRU:
+                    _mm(K, GH, H, self.S, LH, self.m.Wr[0], A)
+            else:
+                fill_bias_f32(A, self.m.bi[k], NULL, K, GH)
+                if kind != GRU:   # [h_{k-1} | h_k] @ [W_ih | W_hh]^T
+                    _mm(K, GH, 2 * H, self.S + (k - 1) * H, LH, self.m.Wi[k], A)
+                else:
+                    _mm(K, GH, H, self.S + (k - 1) * H, LH, self.m.Wi[k], A)
+            if kind == GRU:
+                fill_bias_f32(self.gh, self.m.br[k], NULL, K, GH)
+                _mm(K, GH, H, self.S + k * H, LH, self.m.Wr[k], self.gh)
+            # Row by row: h_k sits at a stride of L*H in S, the step functions want (N, H).
+            for n in range(K):
+                h = self.S + n * LH + k * H
+                if kind == LSTM:
+                    c = self.C + (k * self.K + n) * H
+                    lstm_fwd_step_f32(A + n * GH, c, self.tmp, self.tmp + H, h, 1, H)
+                    memcpy(c, self.tmp, H * sizeof(float))
+                elif kind == GRU:
+                    gru_fwd_step_f32(A + n * GH, self.gh + n * GH, self.tmp, h, self.tmp + H,
+                                     1, H)
+                    memcpy(h, self.tmp + H, H * sizeof(float))
+                else:
+                    rnn_fwd_step_f32(A + n * GH, h, H)
+
+    cdef void _decode(self, Py_ssize_t K) noexcept nogil:
+        """logits[0..K-1] = h_{L-1} W_dec^T + b_dec."""
+        cdef Py_ssize_t L = self.m.L, H = self.m.H, V = self.m.V
+        fill_bias_f32(self.logits, self.m.bd, NULL, K, V)
+        _mm(K, V, H, self.S + (L - 1) * H, L * H, self.m.Wd, self.logits)
+
+    cdef void _pick(self, int32_t *out, Py_ssize_t ldo) noexcept nogil:
+        """Choose every stream's next id from its logits: out[n * ldo] and cur[n]."""
+        cdef Py_ssize_t n, i, V = self.m.V
+        cdef const float *z
+        for n in range(self.K):
+            z = self.logits + n * V
+            if self.greedy:
+                i = cr_argmax(z, V)
+            else:
+                i = cr_pick(z, V, self.inv_temp, self.top_k, self.top_p,
+                            cr_rng_uniform(self.rng + 4 * n), self.w, self.order)
+            out[n * ldo] = <int32_t> i
+            self.cur[n] = <int32_t> i
+
+    # ---- views for tests -----------------------------------------------------------------
+
+    def state(self):
+        """Copies of (h (L, K, H), c (L, K, H) or None for gru/rnn)."""
+        L, H = self.m.L, self.m.H
+        h = self._bufs["S"].reshape(self.K, L, H).transpose(1, 0, 2).copy()
+        c = self._bufs["C"].copy() if self.m.kind == LSTM else None
+        return h, c
+
+    def last_logits(self):
+        """Copy of the logits (K, V) of the last run() step."""
+        return self._bufs["logits"].copy()
+
+    def rng_states(self):
+        """Copy of the K generator states (K, 4) uint64."""
+        return self._bufs["rng"].copy()
+
+
+# ---- Python-callable twins of sampling.h, for tests ------------------------------------
+
+def rng_seed(seed, Py_ssize_t K):
+    """(K, 4) uint64: the xoshiro256** states of streams 0..K-1 for `seed`."""
+    seed = int(seed)
+    _need(K >= 1 and 0 <= seed < 2**64, "K >= 1 and seed in [0, 2**64)")
+    states = np.zeros((K, 4), np.uint64)
+    cdef uint64_t[:, ::1] s = states
+    cr_rng_seed(&s[0, 0], K, <uint64_t> seed)
+    return states
+
+
+def rng_uniform(uint64_t[::1] state, Py_ssize_t n):
+    """n uniforms in [0, 1) from one generator state (4,) uint64, advanced in place."""
+    _need(state.shape[0] == 4 and n >= 0, "state (4,), n >= 0")
+    out = np.empty(n, np.float64)
+    cdef double[::1] o = out
+    cdef Py_ssize_t i
+    for i in range(n):
+        o[i] = cr_rng_uniform(&state[0])
+    return out
+
+
+def pick(const float[::1] logits, double temperature, top_k, top_p, double u):
+    """The id the engine chooses from logits (V,) for a uniform u in [0, 1)."""
+    cdef Py_ssize_t V = logits.shape[0]
+    _need(V >= 1 and 0 <= u < 1 and temperature >= 0, "logits, u, temperature")
+    if temperature == 0:
+        return cr_argmax(&logits[0], V)
+    w = np.empty(V, np.float32)
+    order = np.empty(V, np.int32)
+    cdef float[::1] wv = w
+    cdef int32_t[::1] ov = order
+    cdef Py_ssize_t k = V if top_k is None else min(<Py_ssize_t> top_k, V)
+    _need(k >= 1, "top_k >= 1")
+    cdef double p = 1.0 if top_p is None else top_p
+    _need(0 < p <= 1, "0 < top_p <= 1")
+    cdef float inv = min(1.0 / temperature, _MAX_INV_TEMP)
+    return cr_pick(&logits[0], V, inv, k, p, u, &wv[0], &ov[0])
