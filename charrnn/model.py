@@ -20,6 +20,7 @@ from .checkpoint import expected_shapes
 from .errors import ConfigError, ShapeError
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+LOGITS_BYTES = 64 << 20   # the decoder works on this much of the (R, V) logits at a time
 
 
 @dataclass
@@ -170,13 +171,30 @@ class CharRNN:
             new_state.append(tuple(final))
             inp = self._dropout(y_k.reshape(R, cfg.hidden), p, rng, masks)
         top = np.ascontiguousarray(inp.reshape(R, cfg.hidden))         # (R, H)
-        logits = np.empty((R, cfg.vocab_size), dt)                      # (R, V)
-        _ops.linear_forward(top, self.params["decoder.weight"], self.params["decoder.bias"], logits)
-        # softmax_xent overwrites logits with d(mean loss)/d(logits) when scale != 0
-        loss = _ops.softmax_xent(logits, tgt, 1.0 / R if grad else 0.0) / R
+        loss, dtop = self._decode(top, tgt, grad)
         if grad:
-            self._backward(logits, top, ids, caches, masks, T, N)
+            self._backward(dtop, ids, caches, masks, T, N)
         return loss, new_state
+
+    def _decode(self, top, tgt, grad):
+        """Decoder, softmax and cross-entropy (and their backward), in blocks of rows so
+        that the (rows, V) logits stay under LOGITS_BYTES even for a huge vocabulary."""
+        R, V, dt = top.shape[0], self.cfg.vocab_size, self.dtype
+        W, b = self.params["decoder.weight"], self.params["decoder.bias"]
+        block = max(1, min(R, LOGITS_BYTES // (V * dt.itemsize)))
+        logits = np.empty((block, V), dt)                               # (block, V)
+        dtop = np.empty_like(top) if grad else None                     # (R, H)
+        total = 0.0
+        for r0 in range(0, R, block):
+            r1 = min(R, r0 + block)
+            lg = logits[:r1 - r0]
+            _ops.linear_forward(top[r0:r1], W, b, lg)
+            # softmax_xent overwrites lg with d(mean loss)/d(logits) when scale != 0
+            total += _ops.softmax_xent(lg, tgt[r0:r1], 1.0 / R if grad else 0.0)
+            if grad:
+                _ops.linear_backward(lg, top[r0:r1], W, dtop[r0:r1],
+                                     self.grads["decoder.weight"], self.grads["decoder.bias"])
+        return total / R, dtop
 
     def _dropout(self, a, p, rng, masks):
         if p <= 0:
@@ -186,12 +204,9 @@ class CharRNN:
         masks.append(mask)
         return a * mask
 
-    def _backward(self, dlogits, top, ids, caches, masks, T, N):
+    def _backward(self, dtop, ids, caches, masks, T, N):
         cfg, dt, g = self.cfg, self.dtype, self.grads
         R = T * N
-        dtop = np.empty((R, cfg.hidden), dt)
-        _ops.linear_backward(dlogits, top, self.params["decoder.weight"], dtop,
-                             g["decoder.weight"], g["decoder.bias"])
         d = dtop
         for k in reversed(range(cfg.layers)):
             if masks:
