@@ -45,6 +45,13 @@ def main():
     """
 
 
+def _finite(ctx, param, value):
+    """FloatRange lets NaN through (every comparison with NaN is false)."""
+    if value is not None and value != value:
+        raise click.BadParameter("must be a number, not nan")
+    return value
+
+
 def _default(name):
     return f"(default: {TRAIN_DEFAULTS[name]})"
 
@@ -55,22 +62,22 @@ def _default(name):
 @click.option("--hidden", type=click.IntRange(min=1), help=f"Hidden units per layer {_default('hidden')}.")
 @click.option("--layers", type=click.IntRange(min=1), help=f"Stacked layers {_default('layers')}.")
 @click.option("--embed", type=click.IntRange(min=1), help=f"Embedding size {_default('embed')}.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help=f"Dropout probability {_default('dropout')}.")
-@click.option("--forget-bias", type=float, help=f"LSTM forget-gate bias at init {_default('forget_bias')}.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), callback=_finite, help=f"Dropout probability {_default('dropout')}.")
+@click.option("--forget-bias", type=float, callback=_finite, help=f"LSTM forget-gate bias at init {_default('forget_bias')}.")
 @click.option("--encoding", help="Text encoding: utf-8, latin-1 or any Python codec, or 'bytes' "
               f"for a byte-level model {_default('encoding')}.")
 @click.option("--seq-len", type=click.IntRange(min=1), help=f"Characters per BPTT window {_default('seq_len')}.")
 @click.option("--batch-size", type=click.IntRange(min=1), help=f"Parallel streams {_default('batch_size')}.")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), help=f"Learning rate {_default('lr')}.")
-@click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), help=f"Learning-rate factor per epoch {_default('lr_decay')}.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), callback=_finite, help=f"Learning rate {_default('lr')}.")
+@click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), callback=_finite, help=f"Learning-rate factor per epoch {_default('lr_decay')}.")
 @click.option("--optimizer", type=click.Choice(["adam", "rmsprop"]), help=f"Optimizer {_default('optimizer')}.")
-@click.option("--grad-clip", type=click.FloatRange(0), help=f"Global gradient-norm limit, 0 disables {_default('grad_clip')}.")
-@click.option("--val-frac", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--grad-clip", type=click.FloatRange(0), callback=_finite, help=f"Global gradient-norm limit, 0 disables {_default('grad_clip')}.")
+@click.option("--val-frac", type=click.FloatRange(0, 1, min_open=True, max_open=True), callback=_finite,
               help=f"Fraction at the end of the corpus held out for validation {_default('val_frac')}.")
 @click.option("--eval-every", type=click.IntRange(min=1), help=f"Steps between validations and checkpoints {_default('eval_every')}.")
 @click.option("--max-steps", type=click.IntRange(min=0), help="Stop after this many steps (0: no limit).")
-@click.option("--max-epochs", type=click.FloatRange(0), help="Stop after this many epochs (0: no limit).")
-@click.option("--max-minutes", type=click.FloatRange(0), help=f"Wall-clock budget in minutes, 0: none {_default('max_minutes')}.")
+@click.option("--max-epochs", type=click.FloatRange(0), callback=_finite, help="Stop after this many epochs (0: no limit).")
+@click.option("--max-minutes", type=click.FloatRange(0), callback=_finite, help=f"Wall-clock budget in minutes, 0: none {_default('max_minutes')}.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str),
               help="Run directory (default: charrnn-runs/<file>-<time>; $CHARRNN_RUNS sets the root).")
 @click.option("--seed", type=int, help=f"Random seed {_default('seed')}.")
@@ -109,13 +116,13 @@ def train(file, out, resume, threads, quiet, **options):
 @main.command()
 @click.argument("checkpoint", required=False, type=click.Path(path_type=str))
 @click.option("--temp", "--temperature", "temperature", default=1.0, show_default=True,
-              type=click.FloatRange(0), help="Sampling temperature; 0 is greedy (argmax).")
+              type=click.FloatRange(0), callback=_finite, help="Sampling temperature; 0 is greedy (argmax).")
 @click.option("--prime", default="", help="Text to start from: the state is warmed up on it "
               "and the output starts with it.")
 @click.option("--length", default=2000, show_default=True, type=click.IntRange(min=1),
               help="Characters to generate (after the prime).")
 @click.option("--top-k", type=click.IntRange(min=1), help="Sample only among the K likeliest characters.")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), callback=_finite,
               help="Nucleus sampling: the smallest set of characters with probability >= P.")
 @click.option("--seed", type=int, help="Random seed: same seed and checkpoint, same text.")
 @click.option("--num-samples", default=1, show_default=True, type=click.IntRange(min=1),

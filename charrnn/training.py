@@ -294,6 +294,15 @@ class _Trainer:
         }
 
     def save(self, elapsed, improved):
+        try:
+            self._save(elapsed, improved)
+        except RunDirError as e:
+            raise RunDirError(
+                f"{e}; training stopped at step {self.step}, the checkpoint of step "
+                f"{self.saved_step} in {self.run_dir} is intact: fix this, then run "
+                f"`charrnn train --out {self.run_dir} --resume`") from None
+
+    def _save(self, elapsed, improved):
         """State first: it alone is enough to resume; then the exported weights."""
         ckpt.save_state(self.run_dir / ckpt.STATE_FILE, self._state_arrays(), self._meta(elapsed))
         info = {"step": self.step, "epoch": self._epoch_float(), "val_loss": self.last_val,

@@ -1,0 +1,219 @@
+"""Bad input, full disks, locks and kills: a clear one-line error, never a traceback,
+never a lost run. (Corrupt checkpoint files: tests/test_checkpoint.py; kernels with bad
+shapes: tests/test_kernels.py; the CLI's corpus and option errors: tests/test_cli.py.)"""
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import charrnn
+from charrnn import checkpoint as ckpt
+from charrnn.cli import main
+from charrnn.errors import RunDirError
+from charrnn.training import train
+
+TINY = dict(hidden=16, layers=1, embed=8, seq_len=8, batch_size=4, eval_every=2,
+            max_minutes=0, val_frac=0.1)
+TINY_ARGS = ["--hidden", "16", "--layers", "1", "--embed", "8", "--seq-len", "8",
+             "--batch-size", "4", "--max-minutes", "0", "--val-frac", "0.1"]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    p = tmp_path / "corpus.txt"
+    p.write_text("It is a truth universally acknowledged, that a single man\n" * 40)
+    return p
+
+
+@pytest.fixture
+def run(corpus, tmp_path):
+    r = tmp_path / "run"
+    train(str(corpus), out=str(r), quiet=True, max_steps=2, **TINY)
+    return r
+
+
+def cli(*args, cwd=None):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_line_error(r, code=1):
+    assert r.exit_code == code, r.output
+    assert r.output.startswith("Error: ") and r.output.count("\n") == 1, r.output
+    assert "Traceback" not in r.output
+    return r.output
+
+
+# ---- corpus -------------------------------------------------------------------------
+
+def test_nul_bytes_are_ordinary_characters(tmp_path):
+    p = tmp_path / "nul.txt"
+    p.write_bytes(b"abc\x00def\x00ghi\n" * 60)
+    s = train(str(p), out=str(tmp_path / "r"), quiet=True, max_steps=2, **TINY)
+    assert np.isfinite(s["val_loss"])
+    assert "\x00" in charrnn.load(tmp_path / "r").vocab
+
+
+def test_batch_size_larger_than_corpus_allows(corpus):
+    out = one_line_error(cli("train", corpus, "--batch-size", "5000", "--seq-len", "8"))
+    assert "--batch-size" in out and "characters" in out
+
+
+# ---- sampling options -------------------------------------------------------------
+
+@pytest.mark.parametrize("args,needle", [
+    (["--temp", "-1"], "--temp"), (["--top-p", "0"], "--top-p"), (["--top-p", "1.5"], "--top-p"),
+    (["--top-k", "0"], "--top-k"), (["--length", "0"], "--length"),
+    (["--num-samples", "0"], "--num-samples"), (["--temp", "nan"], "--temp"),
+])
+def test_sample_bad_options_are_usage_errors(run, args, needle):
+    r = cli("sample", run, *args)
+    assert r.exit_code == 2 and needle in r.output
+
+
+def test_sample_unknown_prime_characters_are_listed(run):
+    out = one_line_error(cli("sample", run, "--prime", "Zq§", "--length", "5"))
+    assert "'Z'" in out and "'q'" in out and "'§'" in out
+
+
+# ---- checkpoints, through the CLI ---------------------------------------------------
+
+def corruptions(model_bytes, tmp_path):
+    import json
+    import struct
+    n = struct.unpack("<Q", model_bytes[:8])[0]
+    header = json.loads(model_bytes[8:8 + n])
+    header["__metadata__"]["format_version"] = "99"
+    bumped = json.dumps(header).encode()
+    from safetensors.numpy import save
+    return {
+        "truncated-header": model_bytes[:20],
+        "truncated-data": model_bytes[:-7],
+        "random": np.random.default_rng(0).bytes(4096),
+        "empty": b"",
+        "foreign": save({"weight": np.zeros((3, 3), np.float32)}, metadata={"framework": "x"}),
+        "version-99": struct.pack("<Q", len(bumped)) + bumped + model_bytes[8 + n:],
+        "huge-shape": model_bytes[:8] + model_bytes[8:8 + n].replace(b'"shape":[', b'"shape":[99999999999,', 1) + model_bytes[8 + n:],
+    }
+
+
+@pytest.mark.parametrize("kind", ["truncated-header", "truncated-data", "random", "empty",
+                                  "foreign", "version-99", "huge-shape"])
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_corrupt_checkpoint_is_a_one_line_error(run, corpus, tmp_path, kind, command):
+    bad = tmp_path / f"{kind}.safetensors"
+    bad.write_bytes(corruptions((run / "model.safetensors").read_bytes(), tmp_path)[kind])
+    args = ["sample", bad, "--length", "5"] if command == "sample" else ["eval", bad, corpus]
+    out = one_line_error(cli(*args))
+    assert "cannot load" in out and bad.name in out
+
+
+def test_resume_from_corrupt_state_is_a_one_line_error(run):
+    (run / "state.safetensors").write_bytes(b"\x00" * 100)
+    out = one_line_error(cli("train", "--out", run, "--resume", "--max-steps", "3"))
+    assert "state.safetensors" in out
+
+
+# ---- run directory ------------------------------------------------------------------
+
+def test_run_directory_not_writable(corpus, tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = one_line_error(cli("train", corpus, "--out", blocker / "sub", *TINY_ARGS))
+    assert "run directory" in out
+    # root ignores permission bits, so simulate EACCES on creating the probe file
+    real_open = os.open
+
+    def deny(path, *a, **k):
+        if str(path).startswith(str(tmp_path / "ro")):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *a, **k)
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(os, "open", deny)
+    monkeypatch.setattr("pathlib.Path.write_bytes",
+                        lambda self, data: deny(self, os.O_WRONLY))
+    out = one_line_error(cli("train", corpus, "--out", tmp_path / "ro", *TINY_ARGS))
+    assert "Permission denied" in out
+
+
+def test_disk_full_during_a_save_keeps_the_last_checkpoint(corpus, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    real_fsync = os.fsync
+    calls = {"n": 0}
+
+    def fsync(fd):
+        calls["n"] += 1
+        if calls["n"] > 8:     # the first checkpoints succeed, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
+    r = cli("train", corpus, "--out", run, "--max-steps", "50", "--eval-every", "2", "-q", *TINY_ARGS)
+    out = one_line_error(r)
+    assert "No space left on device" in out and "--resume" in out
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    saved = ckpt.load_state(run / "state.safetensors").meta["step"]
+    assert saved >= 2
+    charrnn.load(run)
+    assert not [p for p in run.iterdir() if p.name.endswith(".charrnn-tmp")]
+    s = train(out=str(run), resume=True, quiet=True, max_steps=saved + 2)
+    assert s["steps"] == saved + 2
+
+
+def _train_process(corpus, run, *extra):
+    args = [sys.executable, "-c", "import sys; from charrnn.cli import main; sys.exit(main())",
+            "train", str(corpus), "--out", str(run), "--quiet", *TINY_ARGS, *extra]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path, timeout=60):
+    t0 = time.time()
+    while not path.exists():
+        assert time.time() - t0 < timeout, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def test_second_trainer_on_the_same_directory_refuses(corpus, tmp_path):
+    run = tmp_path / "run"
+    first = _train_process(corpus, run, "--max-steps", "100000", "--eval-every", "2")
+    try:
+        _wait_for(run / "state.safetensors")
+        second = _train_process(corpus, run, "--resume", "--max-steps", "100000")
+        out, err = second.communicate(timeout=60)
+        assert second.returncode == 1
+        assert "in use by another charrnn train" in err and str(first.pid) in err
+        assert err.count("\n") == 1
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
+    assert first.returncode == 130
+    with pytest.raises(RunDirError):   # still a run: no silent overwrite
+        train(str(corpus), out=str(run), quiet=True, max_steps=1, **TINY)
+
+
+def test_twenty_sigkills_at_random_moments(corpus, tmp_path):
+    """Kill -9 a training run 20 times at random instants (mostly mid-step or mid-save,
+    as it checkpoints every step); each time the checkpoint loads and the run resumes."""
+    run = tmp_path / "run"
+    rng = np.random.default_rng(1)
+    proc = _train_process(corpus, run, "--max-steps", "100000", "--eval-every", "1")
+    _wait_for(run / "state.safetensors")
+    steps = []
+    for i in range(20):
+        time.sleep(float(rng.uniform(0.05, 0.6)))
+        proc.kill()
+        proc.wait()
+        charrnn.load(run)
+        steps.append(ckpt.load_state(run / "state.safetensors").meta["step"])
+        proc = _train_process(corpus, run, "--resume", "--max-steps", "100000", "--eval-every", "1")
+        time.sleep(0.4)   # let it start (python + imports) before the next kill
+    proc.kill()
+    proc.wait()
+    assert steps == sorted(steps) and steps[-1] > steps[0]
+    last = ckpt.load_state(run / "state.safetensors").meta["step"]
+    s = train(out=str(run), resume=True, quiet=True, max_steps=last + 1)
+    assert s["steps"] == last + 1
