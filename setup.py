@@ -34,7 +34,8 @@ def extensions():
             [f"kernels/{name}.pyx"],
             include_dirs=["kernels"],
             extra_compile_args=cflags,
-            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+            + ([("CHARRNN_DEBUG_BUILD", "1")] if DEBUG else []),
         )
         for name in names
         if os.path.exists(f"kernels/{name}.pyx") and (not ONLY or name in ONLY)

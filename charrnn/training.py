@@ -149,8 +149,6 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
     of TrainConfig. threads: BLAS threads (default: all cores). log: a function taking
     one line of text (default: stderr, silent when quiet).
     """
-    from threadpoolctl import threadpool_limits
-
     if log is None:
         log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     unknown = set(options) - {f.name for f in fields(TrainConfig)}
@@ -159,7 +157,35 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
     if threads is not None and threads < 1:
         raise ConfigError("--threads must be at least 1")
 
+    created = out is None or not Path(out).exists()
     run_dir, saved = _open_run(corpus, out, resume)
+    try:
+        return _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress)
+    except BaseException:
+        if created and saved is None:
+            _remove_if_unused(run_dir)
+        raise
+
+
+def _remove_if_unused(run_dir):
+    """A run that failed before its first checkpoint leaves no directory behind (only
+    one that this run created, and only the files a run writes)."""
+    if (run_dir / ckpt.STATE_FILE).exists():
+        return
+    for name in ("corpus.npy", "corpus.json", METRICS_FILE, ckpt.LOCK_FILE):
+        try:
+            (run_dir / name).unlink()
+        except OSError:
+            pass
+    try:
+        run_dir.rmdir()   # fails, harmlessly, if anything else is in it
+    except OSError:
+        pass
+
+
+def _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress):
+    from threadpoolctl import threadpool_limits
+
     if saved is not None:
         meta = saved.meta
         cfg_dict = dict(meta["train_config"])

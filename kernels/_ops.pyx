@@ -13,6 +13,19 @@ from libc.string cimport memcpy
 from _blas cimport gemm as _gemm
 from _cellmath cimport cr_expf, cr_sigmoidf, cr_tanhf, fill_bias
 
+cdef extern from *:
+    """
+    #ifndef CHARRNN_DEBUG_BUILD
+    #define CHARRNN_DEBUG_BUILD 0
+    #endif
+    """
+    const int CHARRNN_DEBUG_BUILD
+
+# True iff this extension was compiled by `CHARRNN_DEBUG=1 python setup.py ...` (setup.py
+# then defines the C macro CHARRNN_DEBUG_BUILD): bounds and initialisation checks on, -O0.
+# Lets a test prove that it really runs the checked build.
+DEBUG_BUILD = bool(CHARRNN_DEBUG_BUILD)
+
 
 cdef int _check_ids(const int32_t[::1] ids, Py_ssize_t V) except -1:
     cdef Py_ssize_t i, bad = -1

@@ -24,6 +24,12 @@ TINY_ARGS = ["--hidden", "16", "--layers", "1", "--embed", "8", "--seq-len", "8"
              "--batch-size", "4", "--max-minutes", "0", "--val-frac", "0.1"]
 
 
+@pytest.fixture(autouse=True)
+def scratch_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)          # default run directories land here
+    monkeypatch.delenv("CHARRNN_RUNS", raising=False)
+
+
 @pytest.fixture
 def corpus(tmp_path):
     p = tmp_path / "corpus.txt"
@@ -59,9 +65,18 @@ def test_nul_bytes_are_ordinary_characters(tmp_path):
     assert "\x00" in charrnn.load(tmp_path / "r").vocab
 
 
-def test_batch_size_larger_than_corpus_allows(corpus):
+def test_batch_size_larger_than_corpus_allows(corpus, tmp_path):
     out = one_line_error(cli("train", corpus, "--batch-size", "5000", "--seq-len", "8"))
     assert "--batch-size" in out and "characters" in out
+    assert not (tmp_path / "charrnn-runs").exists() or not any((tmp_path / "charrnn-runs").iterdir())
+
+
+def test_failed_start_leaves_user_directory_alone(corpus, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    one_line_error(cli("train", corpus, "--out", mine, "--batch-size", "5000"))
+    assert (mine / "notes.txt").read_text() == "keep me"
 
 
 # ---- sampling options -------------------------------------------------------------
