@@ -14,7 +14,7 @@ from .errors import CharRNNError
 # (kept in sync by tests/test_cli.py).
 TRAIN_DEFAULTS = dict(cell="lstm", hidden=256, layers=2, embed=64, dropout=0.0,
                       forget_bias=1.0, encoding="utf-8", seq_len=64, batch_size=32,
-                      val_frac=0.05, optimizer="adam", lr=2e-3, lr_decay=0.9, grad_clip=5.0,
+                      val_frac=0.05, optimizer="adam", lr=2e-3, lr_decay=0.9, anneal=0.2, grad_clip=5.0,
                       seed=1337, eval_every=200, max_steps=0, max_epochs=0, max_minutes=5.0)
 
 
@@ -70,6 +70,9 @@ def _default(name):
 @click.option("--batch-size", type=click.IntRange(min=1), help=f"Parallel streams {_default('batch_size')}.")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), callback=_finite, help=f"Learning rate {_default('lr')}.")
 @click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), callback=_finite, help=f"Learning-rate factor per epoch {_default('lr_decay')}.")
+@click.option("--anneal", type=click.FloatRange(0, 1, max_open=True), callback=_finite,
+              help="Final fraction of a run with a budget in which the learning rate falls "
+              f"linearly to 10% {_default('anneal')}.")
 @click.option("--optimizer", type=click.Choice(["adam", "rmsprop"]), help=f"Optimizer {_default('optimizer')}.")
 @click.option("--grad-clip", type=click.FloatRange(0), callback=_finite, help=f"Global gradient-norm limit, 0 disables {_default('grad_clip')}.")
 @click.option("--val-frac", type=click.FloatRange(0, 1, min_open=True, max_open=True), callback=_finite,

@@ -54,6 +54,7 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 2e-3
     lr_decay: float = 0.9      # lr multiplier per epoch, applied smoothly every step
+    anneal: float = 0.2        # last fraction of a budgeted run: lr falls linearly to 10%
     grad_clip: float = 5.0     # global L2 norm; 0 disables
     seed: int = 1337
     # schedule
@@ -71,6 +72,7 @@ class TrainConfig:
             (0 < self.val_frac < 1, "--val-frac must be between 0 and 1 (exclusive)"),
             (self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number"),
             (0 < self.lr_decay <= 1, "--lr-decay must be in (0, 1]"),
+            (0 <= self.anneal < 1, "--anneal must be in [0, 1)"),
             (self.grad_clip >= 0, "--grad-clip must be >= 0 (0 disables clipping)"),
             (self.eval_every >= 1, "--eval-every must be at least 1"),
             (self.max_steps >= 0, "--max-steps must be >= 0 (0: no limit)"),
@@ -147,7 +149,8 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
     (default: charrnn-runs/<corpus>-<time>; $CHARRNN_RUNS changes the root). resume:
     continue the run in `out` (or, without `out`, the newest run). options: the fields
     of TrainConfig. threads: BLAS threads (default: all cores). log: a function taking
-    one line of text (default: stderr, silent when quiet).
+    one line of text (default: stderr, silent when quiet). progress: a function called
+    after every step with that step's metrics dict (as written to metrics.jsonl).
     """
     if log is None:
         log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
@@ -191,6 +194,8 @@ def _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress):
         cfg_dict = dict(meta["train_config"])
         for k, v in options.items():
             if k in RESUME_OVERRIDABLE:
+                if k != "eval_every" and v != cfg_dict.get(k):
+                    meta["anneal_steps"] = None   # a new budget: plan the lr anneal anew
                 cfg_dict[k] = v
             elif v != cfg_dict.get(k):
                 log(f"note: --{k.replace('_', '-')} ignored on --resume (the run uses {cfg_dict.get(k)!r})")
@@ -268,6 +273,7 @@ class _Trainer:
         self.rng = np.random.default_rng(cfg.seed + 1)   # dropout masks only
         self.state = self.model.init_state(cfg.batch_size)
         self.step, self.elapsed_before, self.best_val = 0, 0.0, math.inf
+        self.anneal_steps = None   # (first, last) step of the final lr decay, once fixed
         self.last_val = None
         self.saved_step = 0
         if saved is not None:
@@ -302,6 +308,7 @@ class _Trainer:
             self.opt.t = int(meta["opt_t"])
             self.step = int(meta["step"])
             self.elapsed_before = float(meta["elapsed"])
+            self.anneal_steps = meta.get("anneal_steps")
             self.best_val = float(meta["best_val"])
             self.last_val = meta.get("last_val")
         except (KeyError, ValueError, TypeError) as e:
@@ -313,6 +320,7 @@ class _Trainer:
     def _meta(self, elapsed):
         return {
             "step": self.step, "opt_t": self.opt.t, "elapsed": elapsed,
+            "anneal_steps": self.anneal_steps,
             "best_val": self.best_val, "last_val": self.last_val,
             "cursor": self.train_batches.state_dict(), "rng": ckpt.rng_state_to_json(self.rng),
             "train_config": asdict(self.cfg), "corpus": self.corpus_path,
@@ -358,7 +366,37 @@ class _Trainer:
         return self.step / len(self.train_batches)
 
     def lr(self):
-        return self.cfg.lr * self.cfg.lr_decay ** self._epoch_float()
+        """lr * lr_decay^epoch, times the anneal factor once annealing has started."""
+        lr = self.cfg.lr * self.cfg.lr_decay ** self._epoch_float()
+        if self.anneal_steps is not None:
+            start, end = self.anneal_steps
+            frac = min(1.0, (self.step - start) / max(1, end - start))
+            lr *= 1.0 - 0.9 * frac
+        return lr
+
+    def _plan(self, elapsed, step_time, eval_cost):
+        """Fix the anneal window [start, end) once the run is (1 - anneal) done.
+
+        The end is the step at which the first budget runs out: --max-steps and
+        --max-epochs are exact; --max-minutes is estimated from the measured speed. Once
+        fixed, the window is saved with the run, so a resumed run anneals identically."""
+        c = self.cfg
+        if not c.anneal or self.anneal_steps is not None:
+            return
+        ends = []
+        if c.max_steps:
+            ends.append(c.max_steps)
+        if c.max_epochs:
+            ends.append(math.ceil(c.max_epochs * len(self.train_batches)))
+        if c.max_minutes and step_time:
+            left = c.max_minutes * 60 - elapsed - eval_cost
+            evals = left / step_time / c.eval_every               # evaluations still to come
+            ends.append(self.step + int(max(0.0, left - evals * eval_cost) / step_time))
+        if not ends:
+            return
+        end = min(ends)
+        if self.step >= (1 - c.anneal) * end:
+            self.anneal_steps = (self.step, max(end, self.step + 1))
 
     def evaluate(self):
         """Mean val loss over every val window, state carried from zero (no dropout)."""
@@ -405,13 +443,14 @@ class _Trainer:
         write = bar.write if not self.quiet else log
         t_start = time.perf_counter()
         elapsed = lambda: self.elapsed_before + time.perf_counter() - t_start
-        eval_cost, rate, train_loss, stop = 0.0, None, None, None
+        eval_cost, rate, train_loss, stop, step_time = 0.0, None, None, None, None
         metrics = open(self.metrics_path, "a")
         try:
             while True:
                 stop = self._done(elapsed(), eval_cost)
                 if stop or sig.received:
                     break
+                self._plan(elapsed(), step_time, eval_cost)
                 t0 = time.perf_counter()
                 batch = self.train_batches.next()
                 if batch.index == 0:
@@ -430,6 +469,7 @@ class _Trainer:
                 self.state = new_state
                 self.step += 1
                 dt = time.perf_counter() - t0
+                step_time = dt if step_time is None else 0.95 * step_time + 0.05 * dt
                 rate = chars_per_step / dt if rate is None else 0.9 * rate + 0.1 * chars_per_step / dt
                 train_loss = loss
                 record = {"step": self.step, "epoch": round(self._epoch_float(), 4),
@@ -438,6 +478,8 @@ class _Trainer:
                 if self.step % cfg.eval_every == 0:
                     eval_cost = self._evaluate_and_save(record, elapsed, write)
                 metrics.write(json.dumps(record) + "\n")
+                if self.progress is not None:
+                    self.progress(record)
                 bar.update(1)
                 post = {"ep": f"{self._epoch_float():.2f}", "loss": f"{loss:.3f}",
                         "val": f"{self.last_val:.3f}" if self.last_val is not None else "-",

@@ -125,31 +125,54 @@ def test_run_directory_contents_and_pytorch_names(corpus, tmp_path):
     assert model.vocab == sorted(set(corpus.read_text()))
 
 
+def interrupt_at(step):
+    """A progress callback that sends this process SIGINT after `step`: an interruption
+    exactly like Ctrl-C, at a known step."""
+    def progress(record):
+        if record["step"] == step:
+            os.kill(os.getpid(), signal.SIGINT)
+    return progress
+
+
 @pytest.mark.parametrize("cell,dropout,optimizer", [("lstm", 0.0, "adam"), ("gru", 0.3, "rmsprop"),
                                                     ("rnn", 0.2, "adam")])
 def test_resume_equals_uninterrupted(corpus, tmp_path, cell, dropout, optimizer):
-    opts = dict(TINY, cell=cell, dropout=dropout, optimizer=optimizer)
-    train(str(corpus), out=str(tmp_path / "a"), quiet=True, max_steps=23, **opts)
-    train(str(corpus), out=str(tmp_path / "b"), quiet=True, max_steps=11, **opts)
-    train(str(corpus), out=str(tmp_path / "b"), quiet=True, max_steps=23, resume=True,
-          **opts)
-    a = [(r["step"], r["train_loss"]) for r in metrics(tmp_path / "a") if "final" not in r]
-    b = [(r["step"], r["train_loss"]) for r in metrics(tmp_path / "b") if "final" not in r]
+    from charrnn.training import Interrupted
+    opts = dict(TINY, cell=cell, dropout=dropout, optimizer=optimizer, max_steps=23)
+    train(str(corpus), out=str(tmp_path / "a"), quiet=True, **opts)
+    with pytest.raises(Interrupted):
+        train(str(corpus), out=str(tmp_path / "b"), quiet=True, progress=interrupt_at(19), **opts)
+    train(str(corpus), out=str(tmp_path / "b"), quiet=True, resume=True)
+    a = [(r["step"], r["train_loss"], r["lr"]) for r in metrics(tmp_path / "a") if "final" not in r]
+    b = [(r["step"], r["train_loss"], r["lr"]) for r in metrics(tmp_path / "b") if "final" not in r]
     assert a == b and len(a) == 23
+    assert a[-1][2] < 0.4 * a[0][2]          # the last 20% of the steps annealed the lr
     pa = ckpt.load_model(tmp_path / "a" / "model.safetensors").params
     pb = ckpt.load_model(tmp_path / "b" / "model.safetensors").params
     for k in pa:
         np.testing.assert_array_equal(pa[k], pb[k])
 
 
+def test_resume_with_a_larger_budget_continues(corpus, tmp_path):
+    run = tmp_path / "run"
+    train(str(corpus), out=str(run), quiet=True, max_steps=10, **TINY)
+    s = train(str(corpus), out=str(run), quiet=True, max_steps=20, resume=True)
+    assert s["steps"] == 20
+    lrs = [r["lr"] for r in metrics(run) if "lr" in r]
+    assert lrs[10] > 1.5 * lrs[9]            # the lr comes back up, then anneals again
+    assert lrs[-1] < 0.4 * lrs[10]
+
+
 def test_resume_crosses_epoch_boundary(tmp_path):
+    from charrnn.training import Interrupted
     p = tmp_path / "small.txt"
     p.write_text("to be or not to be, that is the question\n" * 12)
-    opts = dict(TINY, batch_size=2)
-    s = train(str(p), out=str(tmp_path / "a"), quiet=True, max_steps=70, **opts)
+    opts = dict(TINY, batch_size=2, max_steps=70)
+    s = train(str(p), out=str(tmp_path / "a"), quiet=True, **opts)
     assert s["epochs"] > 2
-    train(str(p), out=str(tmp_path / "b"), quiet=True, max_steps=31, **opts)
-    train(str(p), out=str(tmp_path / "b"), quiet=True, max_steps=70, resume=True)
+    with pytest.raises(Interrupted):
+        train(str(p), out=str(tmp_path / "b"), quiet=True, progress=interrupt_at(31), **opts)
+    train(str(p), out=str(tmp_path / "b"), quiet=True, resume=True)
     a = [r["train_loss"] for r in metrics(tmp_path / "a") if "final" not in r]
     b = [r["train_loss"] for r in metrics(tmp_path / "b") if "final" not in r]
     assert a == b
