@@ -177,24 +177,52 @@ class CharRNN:
         return loss, new_state
 
     def _decode(self, top, tgt, grad):
-        """Decoder, softmax and cross-entropy (and their backward), in blocks of rows so
-        that the (rows, V) logits stay under LOGITS_BYTES even for a huge vocabulary."""
-        R, V, dt = top.shape[0], self.cfg.vocab_size, self.dtype
-        W, b = self.params["decoder.weight"], self.params["decoder.bias"]
-        block = max(1, min(R, LOGITS_BYTES // (V * dt.itemsize)))
-        logits = np.empty((block, V), dt)                               # (block, V)
+        """Decoder, softmax and cross-entropy (and their backward) -> (mean loss, dtop).
+
+        Rows are split over the threads of self.parallel, each accumulating its own
+        decoder gradient (summed afterwards), and each thread works through its rows in
+        blocks so the (rows, V) logits stay under LOGITS_BYTES even for a huge vocabulary.
+        """
+        R = top.shape[0]
         dtop = np.empty_like(top) if grad else None                     # (R, H)
-        total = 0.0
-        for r0 in range(0, R, block):
-            r1 = min(R, r0 + block)
-            lg = logits[:r1 - r0]
-            _ops.linear_forward(top[r0:r1], W, b, lg)
-            # softmax_xent overwrites lg with d(mean loss)/d(logits) when scale != 0
-            total += _ops.softmax_xent(lg, tgt[r0:r1], 1.0 / R if grad else 0.0)
+        P = self.parallel
+        if P is None or P.threads == 1 or R < 2 * P.threads:
+            total = self._decode_rows(top, tgt, dtop, 0, R, R, grad,
+                                      self.grads["decoder.weight"], self.grads["decoder.bias"])
+            return total / R, dtop
+        parts = P.split(R)
+        if grad:
+            dWs = [self.grads["decoder.weight"]] + [np.zeros_like(self.grads["decoder.weight"]) for _ in parts[1:]]
+            dbs = [self.grads["decoder.bias"]] + [np.zeros_like(self.grads["decoder.bias"]) for _ in parts[1:]]
+        else:
+            dWs = dbs = [None] * len(parts)
+        totals = [0.0] * len(parts)
+
+        def work(i, r0, r1):
+            totals[i] = self._decode_rows(top, tgt, dtop, r0, r1, R, grad, dWs[i], dbs[i])
+        P.run(work, [(i, r0, r1) for i, (r0, r1) in enumerate(parts)])
+        for dW, db in zip(dWs[1:], dbs[1:]):
             if grad:
-                _ops.linear_backward(lg, top[r0:r1], W, dtop[r0:r1],
-                                     self.grads["decoder.weight"], self.grads["decoder.bias"])
-        return total / R, dtop
+                dWs[0] += dW
+                dbs[0] += db
+        return sum(totals) / R, dtop
+
+    def _decode_rows(self, top, tgt, dtop, r0, r1, R, grad, dW, db):
+        """Rows [r0, r1) of the decoder: the summed loss; dtop rows and dW, db (+=)."""
+        V, dt = self.cfg.vocab_size, self.dtype
+        W, b = self.params["decoder.weight"], self.params["decoder.bias"]
+        block = max(1, min(r1 - r0, LOGITS_BYTES // (V * dt.itemsize)))
+        logits = np.empty((block, V), dt)                               # (block, V)
+        total = 0.0
+        for a in range(r0, r1, block):
+            z = min(r1, a + block)
+            lg = logits[:z - a]
+            _ops.linear_forward(top[a:z], W, b, lg)
+            # softmax_xent overwrites lg with d(mean loss)/d(logits) when scale != 0
+            total += _ops.softmax_xent(lg, tgt[a:z], 1.0 / R if grad else 0.0)
+            if grad:
+                _ops.linear_backward(lg, top[a:z], W, dtop[a:z], dW, db)
+        return total
 
     def _dropout(self, a, p, rng, masks):
         if p <= 0:

@@ -306,3 +306,21 @@ def test_huge_vocabulary_trains_in_bounded_memory(tmp_path):
     # the point is that it trains and samples at all with V = 100k
     assert len(model.generate(length=20, seed=1)) == 20
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 4 * 1024 * 1024  # KiB: < 4 GiB
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_threaded_model_matches_serial(cell):
+    from charrnn import cells
+    cfg = dict(cell=cell, hidden=7, layers=2, embed=5, vocab_size=9, dropout=0.3)
+    serial = CharRNN(cfg, list("abcdefghi"), dtype=np.float64, seed=4)
+    threaded = CharRNN(cfg, list("abcdefghi"), dtype=np.float64, seed=4)
+    threaded.parallel = cells.Parallel(3)
+    rng = np.random.default_rng(5)
+    x, y = rng.integers(0, 9, (6, 5)), rng.integers(0, 9, (6, 5))
+    for model in (serial, threaded):
+        model.grad_flat.fill(0)
+        model.loss_value, model.state = model.forward_backward(
+            x, y, rng=np.random.default_rng(6))                 # with dropout masks
+    assert abs(serial.loss_value - threaded.loss_value) < 1e-12
+    np.testing.assert_allclose(threaded.grad_flat, serial.grad_flat, rtol=1e-10, atol=1e-14)
+    threaded.parallel.close()
