@@ -12,7 +12,7 @@ from .errors import CharRNNError
 
 # Defaults shown in --help; the values themselves live in charrnn.training.TrainConfig
 # (kept in sync by tests/test_cli.py).
-TRAIN_DEFAULTS = dict(cell="lstm", hidden=256, layers=2, embed=64, dropout=0.1,
+TRAIN_DEFAULTS = dict(cell="gru", hidden=256, layers=2, embed=64, dropout=0.1,
                       forget_bias=1.0, encoding="utf-8", seq_len=64, batch_size=32,
                       val_frac=0.1, optimizer="adam", lr=3e-3, lr_decay=0.85, anneal=0.2,
                       grad_clip=5.0, seed=1337, eval_every=500, max_steps=0, max_epochs=0, max_minutes=5.0)

@@ -39,7 +39,7 @@ METRICS_FILE = "metrics.jsonl"
 @dataclass
 class TrainConfig:
     # model (see ModelConfig)
-    cell: str = "lstm"
+    cell: str = "gru"          # in a fixed time budget it beats the LSTM (cheaper steps)
     hidden: int = 256
     layers: int = 2
     embed: int = 64
