@@ -8,7 +8,9 @@ ValueError) with a message naming the argument; nothing reaches C that could fai
 
 Speed: pass `workspace=Workspace()` to reuse buffers between calls of the same shape
 (the training loop keeps one per layer). A cache then lives in the workspace, so call
-backward before the next forward on the same workspace. Pass `parallel=Parallel(k)` to
+backward before the next forward on the same workspace. Backward's scratch buffers come
+from the forward's workspace, or from `workspace=` given to backward: layers run their
+backward one after another, so they can share one. Pass `parallel=Parallel(k)` to
 split each pass over k threads (batch rows for the recurrence, output rows for the
 whole-sequence GEMMs); BLAS must then be limited to one thread (threadpoolctl), which
 the training loop does.
@@ -164,7 +166,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=Non
     return hs[1:], hs[T].copy(), cs[T].copy(), cache
 
 
-def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh):
+def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh, workspace=None):
     T, N, D, H, dt = _open_cache("lstm", cache, dy)
     dhT = _state_grad("dhT", dhT, N, H, dt)
     dcT = _state_grad("dcT", dcT, N, H, dt)
@@ -173,7 +175,7 @@ def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh)
     _check("dc0", dc0, (N, H), dt, writable=True)
     _check_weights(4, H, D, dt, dW_ih, dW_hh, db_ih, db_hh, prefix="d")
     hs, cs, act, tc = cache.saved
-    ws = cache.ws
+    ws = workspace if workspace is not None else cache.ws   # scratch only
     dact = _empty(ws, "dact", (T, N, 4 * H), dt)
     dh = _empty(ws, "dh", (N, H), dt)
     dc = _empty(ws, "dc", (N, H), dt)
@@ -210,14 +212,14 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
     return hs[1:], hs[T].copy(), cache
 
 
-def gru_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh):
+def gru_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=None):
     T, N, D, H, dt = _open_cache("gru", cache, dy)
     dhT = _state_grad("dhT", dhT, N, H, dt)
     _check("dx", dx, (T, N, D), dt, writable=True)
     _check("dh0", dh0, (N, H), dt, writable=True)
     _check_weights(3, H, D, dt, dW_ih, dW_hh, db_ih, db_hh, prefix="d")
     hs, act, ghn = cache.saved
-    ws = cache.ws
+    ws = workspace if workspace is not None else cache.ws   # scratch only
     dgx = _empty(ws, "dgx", (T, N, 3 * H), dt)
     dgh = _empty(ws, "dgh", (T, N, 3 * H), dt)
     dh_a = _empty(ws, "dh_a", (N, H), dt)
@@ -253,14 +255,14 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
     return hs[1:], hs[T].copy(), cache
 
 
-def rnn_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh):
+def rnn_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=None):
     T, N, D, H, dt = _open_cache("rnn", cache, dy)
     dhT = _state_grad("dhT", dhT, N, H, dt)
     _check("dx", dx, (T, N, D), dt, writable=True)
     _check("dh0", dh0, (N, H), dt, writable=True)
     _check_weights(1, H, D, dt, dW_ih, dW_hh, db_ih, db_hh, prefix="d")
     (hs,) = cache.saved
-    ws = cache.ws
+    ws = workspace if workspace is not None else cache.ws   # scratch only
     da = _empty(ws, "da", (T, N, H), dt)
     dh = _empty(ws, "dh", (N, H), dt)
     P = cache.parallel

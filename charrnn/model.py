@@ -74,7 +74,8 @@ class CharRNN:
                 if name not in self.params or self.params[name].shape != np.shape(a):
                     raise ShapeError(f"parameter {name} with shape {np.shape(a)} does not fit this model")
                 self.params[name][...] = a
-        self._ws = [cells.Workspace() for _ in range(self.cfg.layers)]
+        self._ws = [cells.Workspace() for _ in range(self.cfg.layers)]   # per layer: saved for backward
+        self._bws = cells.Workspace()   # backward's scratch, shared: layers run it in turn
         self.parallel = None   # a cells.Parallel to split each kernel pass over threads
 
     @property
@@ -246,11 +247,11 @@ class CharRNN:
             W = self.layer_weights(k, g)
             if cfg.cell == "lstm":
                 cells.lstm_backward(dy, None, None, caches[k], dx, h_scratch,
-                                    np.zeros_like(h_scratch), *W)
+                                    np.zeros_like(h_scratch), *W, workspace=self._bws)
             elif cfg.cell == "gru":
-                cells.gru_backward(dy, None, caches[k], dx, h_scratch, *W)
+                cells.gru_backward(dy, None, caches[k], dx, h_scratch, *W, workspace=self._bws)
             else:
-                cells.rnn_backward(dy, None, caches[k], dx, h_scratch, *W)
+                cells.rnn_backward(dy, None, caches[k], dx, h_scratch, *W, workspace=self._bws)
             d = dx.reshape(R, D)
         if masks:
             d = d * masks[0]

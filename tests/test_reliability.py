@@ -182,7 +182,10 @@ def test_disk_full_during_a_save_keeps_the_last_checkpoint(corpus, tmp_path, mon
 def _train_process(corpus, run, *extra):
     args = [sys.executable, "-c", "import sys; from charrnn.cli import main; sys.exit(main())",
             "train", str(corpus), "--out", str(run), "--quiet", *TINY_ARGS, *extra]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # cwd away from the source tree: `python -c` puts the cwd first on sys.path, and the
+    # source tree's charrnn/ (without compiled kernels) must not shadow the installed one
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=run.parent)
 
 
 def _wait_for(path, timeout=60):

@@ -107,7 +107,7 @@ def test_loss_decreases_on_learnable_corpus(tmp_path):
 
 def test_run_directory_contents_and_pytorch_names(corpus, tmp_path):
     run = tmp_path / "run"
-    s = train(str(corpus), out=str(run), quiet=True, max_steps=7, **TINY)
+    s = train(str(corpus), out=str(run), quiet=True, max_steps=7, **dict(TINY, cell="lstm"))
     assert s["steps"] == 7 and math.isfinite(s["val_loss"])
     for f in ["model.safetensors", "best.safetensors", "state.safetensors", "metrics.jsonl"]:
         assert (run / f).is_file(), f
@@ -228,7 +228,10 @@ def _train_process(corpus, run, extra=()):
             "--hidden", "16", "--layers", "1", "--embed", "8", "--seq-len", "8",
             "--batch-size", "4", "--eval-every", "3", "--max-minutes", "0", "--val-frac", "0.1",
             *extra]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # cwd away from the source tree: `python -c` puts the cwd first on sys.path, and the
+    # source tree's charrnn/ (without compiled kernels) must not shadow the installed one
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=run.parent)
 
 
 def _wait_for(path, timeout=60):
