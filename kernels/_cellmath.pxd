@@ -37,6 +37,7 @@ cdef extern from "cellmath.h" nogil:
 
 # Typed dispatch over `floating` so the kernels read like one function for both dtypes.
 from cython cimport floating
+from _blas cimport gemm
 
 cdef inline void fill_bias(floating *out, const floating *b1, const floating *b2,
                            Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
@@ -70,3 +71,36 @@ cdef inline int need(bint ok, str kernel, str what) except -1:
     if not ok:
         raise ValueError(f"{kernel} kernel: inconsistent shapes ({what})")
     return 0
+
+
+cdef inline int need_range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n, str kernel,
+                           str what) except -1:
+    return need(0 <= lo <= hi <= n, kernel, f"{what} range [{lo}, {hi}) outside [0, {n})")
+
+
+cdef inline void sequence_weight_grads(
+        const floating *dGx, const floating *dGh, Py_ssize_t R, Py_ssize_t G,
+        const floating *x, Py_ssize_t D, const floating *hs, Py_ssize_t H,
+        const floating *W_ih, floating *dx, floating *dW_ih, floating *dW_hh,
+        floating *db_ih, floating *db_hh,
+        Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+    """The whole-sequence part of every cell's backward, one GEMM per gradient:
+
+        dW_ih[g0:g1] += dGx[:, g0:g1]^T x         dW_hh[g0:g1] += dGh[:, g0:g1]^T h_prev
+        db_ih[g0:g1] += sum_r dGx[r, g0:g1]        db_hh[g0:g1] += sum_r dGh[r, g0:g1]
+        dx[r0:r1]    += dGx[r0:r1] W_ih
+
+    dGx, dGh (R, G): gradients of the input and of the recurrent pre-activations (one
+    array, except for the GRU); x (R, D); hs (R, H) the previous states h_{t-1}.
+    Gate rows [g0, g1) and input rows [r0, r1) let threads split the work.
+    """
+    if g1 > g0:
+        gemm(True, False, <int>(g1 - g0), <int>D, <int>R, 1, dGx + g0, <int>G,
+             x, <int>D, 1, dW_ih + g0 * D, <int>D)
+        gemm(True, False, <int>(g1 - g0), <int>H, <int>R, 1, dGh + g0, <int>G,
+             hs, <int>H, 1, dW_hh + g0 * H, <int>H)
+        colsum_add(db_ih + g0, dGx + g0, R, g1 - g0, G)
+        colsum_add(db_hh + g0, dGh + g0, R, g1 - g0, G)
+    if r1 > r0:
+        gemm(False, False, <int>(r1 - r0), <int>D, <int>G, 1, dGx + r0 * G, <int>G,
+             W_ih, <int>D, 1, dx + r0 * D, <int>D)

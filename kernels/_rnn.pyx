@@ -17,7 +17,7 @@ from cython cimport floating
 from libc.string cimport memcpy
 
 from _blas cimport gemm
-from _cellmath cimport (need, shape2, shape3, cr_ftz_begin, cr_ftz_end, fill_bias,
+from _cellmath cimport (need, need_range, shape2, shape3, sequence_weight_grads, cr_ftz_begin, cr_ftz_end, fill_bias,
                         colsum_add,
                         rnn_fwd_step_f32, rnn_fwd_step_f64,
                         rnn_bwd_step_f32, rnn_bwd_step_f64)
@@ -27,8 +27,8 @@ cdef inline int _need(bint ok, str what) except -1:
     return need(ok, "rnn", what)
 
 
-cdef int _range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n, str what) except -1:
-    return _need(0 <= lo <= hi <= n, f"{what} range [{lo}, {hi}) outside [0, {n})")
+cdef inline int _range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n, str what) except -1:
+    return need_range(lo, hi, n, "rnn", what)
 
 
 # ---- forward --------------------------------------------------------------------------
@@ -137,20 +137,13 @@ def backward_weights(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
           and db_hh.shape[0] == H, "weight gradients")
     _range(g0, g1, H, "hidden")
     _range(r0, r1, R, "row")
-    cdef floating *dA = &da[0, 0, 0]
+    cdef const floating *dA = &da[0, 0, 0]
     cdef unsigned int fpmode
     with nogil:
         fpmode = cr_ftz_begin()
-        if g1 > g0:
-            gemm(True, False, <int>(g1 - g0), <int>D, <int>R, 1, dA + g0, <int>H,
-                 &x[0, 0, 0], <int>D, 1, &dW_ih[g0, 0], <int>D)
-            gemm(True, False, <int>(g1 - g0), <int>H, <int>R, 1, dA + g0, <int>H,
-                 &hs[0, 0, 0], <int>H, 1, &dW_hh[g0, 0], <int>H)
-            colsum_add(&db_ih[g0], dA + g0, R, g1 - g0, H)
-            colsum_add(&db_hh[g0], dA + g0, R, g1 - g0, H)
-        if r1 > r0:
-            gemm(False, False, <int>(r1 - r0), <int>D, <int>H, 1, dA + r0 * H, <int>H,
-                 &W_ih[0, 0], <int>D, 1, &dx[0, 0, 0] + r0 * D, <int>D)
+        sequence_weight_grads(dA, dA, R, H, &x[0, 0, 0], D, &hs[0, 0, 0], H, &W_ih[0, 0],
+                              &dx[0, 0, 0], &dW_ih[0, 0], &dW_hh[0, 0], &db_ih[0], &db_hh[0],
+                              g0, g1, r0, r1)
         cr_ftz_end(fpmode)
 
 
