@@ -235,3 +235,29 @@ def test_twenty_sigkills_at_random_moments(corpus, tmp_path):
     last = ckpt.load_state(run / "state.safetensors").meta["step"]
     s = train(out=str(run), resume=True, quiet=True, max_steps=last + 1)
     assert s["steps"] == last + 1
+
+
+def test_sample_streams_and_exits_quietly_on_broken_pipe(run, tmp_path):
+    """`charrnn sample --length 100000000 | head -c 100`: text arrives while it is being
+    generated, and closing the pipe ends the process at once with exit 0, no traceback."""
+    args = [sys.executable, "-c", "import sys; from charrnn.cli import main; sys.exit(main())",
+            "sample", str(run), "--length", "100000000", "--seed", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    t0 = time.time()
+    first = proc.stdout.read(100)          # would block until the end if nothing streamed
+    assert len(first) == 100 and time.time() - t0 < 30
+    proc.stdout.close()
+    proc.wait(timeout=30)
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_sample_cli_seeds(run):
+    a = cli("sample", run, "--seed", "3", "--length", "60", "--temp", "1")
+    b = cli("sample", run, "--seed", "3", "--length", "60", "--temp", "1")
+    c = cli("sample", run, "--seed", "4", "--length", "60", "--temp", "1")
+    assert a.exit_code == b.exit_code == c.exit_code == 0
+    assert a.stdout == b.stdout and a.stdout != c.stdout
+    k = cli("sample", run, "--num-samples", "3", "--length", "40", "--seed", "1")
+    assert k.exit_code == 0 and len(k.stdout) >= 3 * 40
