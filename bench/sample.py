@@ -41,6 +41,8 @@ import sys
 import tempfile
 import time
 
+from common import log, torch_version
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"A": ("lstm", 128, 2), "B": ("lstm", 256, 2)}   # cell, hidden, layers
 TEMPERATURE = 1.0
@@ -173,14 +175,6 @@ def wall_time(cmd, repeat):
     return statistics.median(times)
 
 
-def torch_version():
-    p = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
-                       capture_output=True, text=True)
-    return p.stdout.strip() if p.returncode == 0 else None
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def main():

@@ -49,6 +49,8 @@ import subprocess
 import sys
 import time
 
+from common import log, torch_version
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -240,14 +242,6 @@ def run_child(kind, env_threads, **args):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def torch_version():
-    p = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
-                       capture_output=True, text=True)
-    return p.stdout.strip() if p.returncode == 0 else None
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def plural(n, word):
