@@ -32,13 +32,11 @@ class Workspace:
     def __init__(self):
         self._bufs = {}
 
-    def get(self, name, shape, dtype, zero=False):
+    def get(self, name, shape, dtype):
         a = self._bufs.get(name)
         if a is None or a.shape != shape or a.dtype != dtype:
-            a = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+            a = np.empty(shape, dtype)
             self._bufs[name] = a
-        elif zero:
-            a.fill(0)
         return a
 
 
@@ -73,10 +71,8 @@ def _serial(parallel):
     return parallel is None or parallel.threads == 1
 
 
-def _empty(ws, name, shape, dtype, zero=False):
-    if ws is None:
-        return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
-    return ws.get(name, shape, dtype, zero)
+def _empty(ws, name, shape, dtype):
+    return np.empty(shape, dtype) if ws is None else ws.get(name, shape, dtype)
 
 
 def _check(name, a, shape, dtype, writable=False):
