@@ -14,16 +14,69 @@ backward one after another, so they can share one. Pass `parallel=Parallel(k)` t
 split each pass over k threads (batch rows for the recurrence, output rows for the
 whole-sequence GEMMs); BLAS must then be limited to one thread (threadpoolctl), which
 the training loop does.
+
+GEMMs: float32 on a CPU with AVX-512 runs on charrnn's own sgemm (kernels/sgemm.h), with
+the weights packed once per pass; everything else on SciPy's BLAS. `gemm_backend("blas")`
+(or CHARRNN_SGEMM=blas in the environment) makes float32 use BLAS too.
 """
+import contextlib
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import _gru, _lstm, _rnn
+from . import _gru, _lstm, _ops, _rnn
 from .errors import ShapeError
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT_MAX = 2**31 - 1  # BLAS takes 32-bit sizes
+
+# Which GEMM float32 uses: "own" (charrnn's AVX-512 sgemm) when this CPU has it.
+_backend = ["own" if _ops.sgemm_available() and os.environ.get("CHARRNN_SGEMM") != "blas"
+            else "blas"]
+_NO_PACK = {dt: np.empty(0, dt) for dt in DTYPES}   # an empty pack: the kernels use BLAS
+
+
+def current_gemm_backend():
+    """"own" or "blas": what the float32 kernels use now (float64 always uses BLAS)."""
+    return _backend[0]
+
+
+@contextlib.contextmanager
+def gemm_backend(name):
+    """Within the block, float32 kernels use `name`: "blas", or "own" (charrnn's AVX-512
+    sgemm; ValueError on a CPU without AVX-512). Process-wide, like threadpoolctl."""
+    if name not in ("own", "blas"):
+        raise ValueError(f"gemm_backend: 'own' or 'blas', not {name!r}")
+    if name == "own" and not _ops.sgemm_available():
+        raise ValueError("gemm_backend: this CPU (or build) has no AVX-512 sgemm")
+    old = _backend[0]
+    _backend[0] = name
+    try:
+        yield
+    finally:
+        _backend[0] = old
+
+
+def _pack(ws, name, W, trans):
+    """W (or W^T if trans) packed for the own sgemm, in workspace buffer `name`; or an
+    empty array (BLAS) for float64 or the BLAS backend."""
+    if W.dtype != np.float32 or _backend[0] != "own":
+        return _NO_PACK[W.dtype]
+    K, N = (W.shape[1], W.shape[0]) if trans else W.shape
+    out = _empty(ws, name, (_ops.sgemm_packed_size(K, N),), W.dtype)
+    _ops.sgemm_pack(trans, W, out)
+    return out
+
+
+def _packs_forward(ws, W_ih, W_hh):
+    """The B operands of x W_ih^T and h W_hh^T."""
+    return _pack(ws, "Wpf_ih", W_ih, True), _pack(ws, "Wpf_hh", W_hh, True)
+
+
+def _packs_backward(ws, W_ih, W_hh):
+    """The B operands of dG W_ih and dG W_hh."""
+    return _pack(ws, "Wpb_ih", W_ih, False), _pack(ws, "Wpb_hh", W_hh, False)
 
 
 class Workspace:
@@ -152,12 +205,13 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=Non
     cs = _empty(ws, "cs", (T + 1, N, H), dt)
     act = _empty(ws, "act", (T, N, 4 * H), dt)
     tc = _empty(ws, "tc", (T, N, H), dt)
+    Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh)
     if _serial(parallel):
-        _lstm.forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, hs, cs, act, tc)
+        _lstm.forward(x, h0, c0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, cs, act, tc)
     else:
         P = parallel
-        P.run(_lstm.forward_input, [(x, W_ih, b_ih, b_hh, act, r0, r1) for r0, r1 in P.split(T * N)])
-        P.run(_lstm.forward_recur, [(h0, c0, W_hh, hs, cs, act, tc, n0, n1) for n0, n1 in P.split(N)])
+        P.run(_lstm.forward_input, [(x, W_ih, Wp_ih, b_ih, b_hh, act, r0, r1) for r0, r1 in P.split(T * N)])
+        P.run(_lstm.forward_recur, [(h0, c0, W_hh, Wp_hh, hs, cs, act, tc, n0, n1) for n0, n1 in P.split(N)])
     cache = _Cache("lstm", x, W_ih, W_hh, (hs, cs, act, tc), ws, parallel)
     return hs[1:], hs[T].copy(), cs[T].copy(), cache
 
@@ -175,14 +229,15 @@ def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh,
     dact = _empty(ws, "dact", (T, N, 4 * H), dt)
     dh = _empty(ws, "dh", (N, H), dt)
     dc = _empty(ws, "dc", (N, H), dt)
+    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh)
     P = cache.parallel
     if _serial(P):
-        _lstm.backward(dy, dhT, dcT, cache.x, cache.W_ih, cache.W_hh, hs, cs, act, tc,
+        _lstm.backward(dy, dhT, dcT, cache.x, cache.W_ih, cache.W_hh, Wp_ih, Wp_hh, hs, cs, act, tc,
                        dact, dh, dc, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh)
         return
-    P.run(_lstm.backward_recur, [(dy, dhT, dcT, cache.W_hh, cs, act, tc, dact, dh, dc, dh0, dc0, n0, n1)
+    P.run(_lstm.backward_recur, [(dy, dhT, dcT, cache.W_hh, Wp_hh, cs, act, tc, dact, dh, dc, dh0, dc0, n0, n1)
                                  for n0, n1 in P.split(N)])
-    P.run(_lstm.backward_weights, [(cache.x, cache.W_ih, hs, dact, dx, dW_ih, dW_hh, db_ih, db_hh, g0, g1, r0, r1)
+    P.run(_lstm.backward_weights, [(cache.x, cache.W_ih, Wp_ih, hs, dact, dx, dW_ih, dW_hh, db_ih, db_hh, g0, g1, r0, r1)
                                    for (g0, g1), (r0, r1) in zip(P.split(4 * H), P.split(T * N))])
 
 
@@ -198,12 +253,13 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
     act = _empty(ws, "act", (T, N, 3 * H), dt)
     ghn = _empty(ws, "ghn", (T, N, H), dt)
     gh = _empty(ws, "gh", (N, 3 * H), dt)
+    Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh)
     if _serial(parallel):
-        _gru.forward(x, h0, W_ih, W_hh, b_ih, b_hh, hs, act, ghn, gh)
+        _gru.forward(x, h0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, act, ghn, gh)
     else:
         P = parallel
-        P.run(_gru.forward_input, [(x, W_ih, b_ih, act, r0, r1) for r0, r1 in P.split(T * N)])
-        P.run(_gru.forward_recur, [(h0, W_hh, b_hh, hs, act, ghn, gh, n0, n1) for n0, n1 in P.split(N)])
+        P.run(_gru.forward_input, [(x, W_ih, Wp_ih, b_ih, act, r0, r1) for r0, r1 in P.split(T * N)])
+        P.run(_gru.forward_recur, [(h0, W_hh, Wp_hh, b_hh, hs, act, ghn, gh, n0, n1) for n0, n1 in P.split(N)])
     cache = _Cache("gru", x, W_ih, W_hh, (hs, act, ghn), ws, parallel)
     return hs[1:], hs[T].copy(), cache
 
@@ -220,14 +276,15 @@ def gru_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=
     dgh = _empty(ws, "dgh", (T, N, 3 * H), dt)
     dh_a = _empty(ws, "dh_a", (N, H), dt)
     dh_b = _empty(ws, "dh_b", (N, H), dt)
+    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh)
     P = cache.parallel
     if _serial(P):
-        _gru.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, hs, act, ghn,
+        _gru.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, Wp_ih, Wp_hh, hs, act, ghn,
                       dgx, dgh, dh_a, dh_b, dx, dh0, dW_ih, dW_hh, db_ih, db_hh)
         return
-    P.run(_gru.backward_recur, [(dy, dhT, cache.W_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, n0, n1)
+    P.run(_gru.backward_recur, [(dy, dhT, cache.W_hh, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, n0, n1)
                                 for n0, n1 in P.split(N)])
-    P.run(_gru.backward_weights, [(cache.x, cache.W_ih, hs, dgx, dgh, dx, dW_ih, dW_hh, db_ih, db_hh, g0, g1, r0, r1)
+    P.run(_gru.backward_weights, [(cache.x, cache.W_ih, Wp_ih, hs, dgx, dgh, dx, dW_ih, dW_hh, db_ih, db_hh, g0, g1, r0, r1)
                                   for (g0, g1), (r0, r1) in zip(P.split(3 * H), P.split(T * N))])
 
 
@@ -241,12 +298,13 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
     ws = workspace
     hs = _empty(ws, "hs", (T + 1, N, H), dt)
     pre = _empty(ws, "pre", (T, N, H), dt)
+    Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh)
     if _serial(parallel):
-        _rnn.forward(x, h0, W_ih, W_hh, b_ih, b_hh, hs, pre)
+        _rnn.forward(x, h0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, pre)
     else:
         P = parallel
-        P.run(_rnn.forward_input, [(x, W_ih, b_ih, b_hh, pre, r0, r1) for r0, r1 in P.split(T * N)])
-        P.run(_rnn.forward_recur, [(h0, W_hh, hs, pre, n0, n1) for n0, n1 in P.split(N)])
+        P.run(_rnn.forward_input, [(x, W_ih, Wp_ih, b_ih, b_hh, pre, r0, r1) for r0, r1 in P.split(T * N)])
+        P.run(_rnn.forward_recur, [(h0, W_hh, Wp_hh, hs, pre, n0, n1) for n0, n1 in P.split(N)])
     cache = _Cache("rnn", x, W_ih, W_hh, (hs,), ws, parallel)
     return hs[1:], hs[T].copy(), cache
 
@@ -261,11 +319,12 @@ def rnn_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=
     ws = workspace if workspace is not None else cache.ws   # scratch only
     da = _empty(ws, "da", (T, N, H), dt)
     dh = _empty(ws, "dh", (N, H), dt)
+    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh)
     P = cache.parallel
     if _serial(P):
-        _rnn.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, hs, da, dh,
+        _rnn.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, Wp_ih, Wp_hh, hs, da, dh,
                       dx, dh0, dW_ih, dW_hh, db_ih, db_hh)
         return
-    P.run(_rnn.backward_recur, [(dy, dhT, cache.W_hh, hs, da, dh, dh0, n0, n1) for n0, n1 in P.split(N)])
-    P.run(_rnn.backward_weights, [(cache.x, cache.W_ih, hs, da, dx, dW_ih, dW_hh, db_ih, db_hh, g0, g1, r0, r1)
+    P.run(_rnn.backward_recur, [(dy, dhT, cache.W_hh, Wp_hh, hs, da, dh, dh0, n0, n1) for n0, n1 in P.split(N)])
+    P.run(_rnn.backward_weights, [(cache.x, cache.W_ih, Wp_ih, hs, da, dx, dW_ih, dW_hh, db_ih, db_hh, g0, g1, r0, r1)
                                   for (g0, g1), (r0, r1) in zip(P.split(H), P.split(T * N))])

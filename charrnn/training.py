@@ -208,9 +208,11 @@ def _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress):
     threads = threads or os.cpu_count() or 1
     split = threads > 1 and os.environ.get("CHARRNN_THREADING", "split") == "split"
     # Either our threads split every kernel pass (BLAS single-threaded), or BLAS threads
-    # each GEMM; see bench/ for which is faster.
+    # each GEMM (then BLAS does every GEMM: charrnn's own sgemm is single-threaded);
+    # see bench/ for which is faster.
+    gemm = "blas" if threads > 1 and not split else cells.current_gemm_backend()
     with ckpt.RunLock(run_dir), threadpool_limits(limits=1 if split else threads), \
-            _Signals() as sig:
+            cells.gemm_backend(gemm), _Signals() as sig:
         trainer = _Trainer(cfg, corpus, run_dir, saved, log, quiet, progress)
         if split:
             trainer.model.parallel = cells.Parallel(threads)

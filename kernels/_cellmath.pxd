@@ -37,7 +37,7 @@ cdef extern from "cellmath.h" nogil:
 
 # Typed dispatch over `floating` so the kernels read like one function for both dtypes.
 from cython cimport floating
-from _blas cimport gemm
+from _blas cimport mm, cr_sgemm_cpu, cr_sgemm_packed_size
 
 cdef inline void fill_bias(floating *out, const floating *b1, const floating *b2,
                            Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
@@ -78,10 +78,22 @@ cdef inline int need_range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n, str kerne
     return need(0 <= lo <= hi <= n, kernel, f"{what} range [{lo}, {hi}) outside [0, {n})")
 
 
+cdef inline const floating *packed(const floating[::1] Wp, Py_ssize_t K, Py_ssize_t N,
+                                   str kernel, str what) except? NULL:
+    """Wp as the packed (K, N) B of charrnn's own sgemm, or NULL: use BLAS.
+    An empty Wp asks for BLAS; so does a CPU without AVX-512 (a pack is then ignored)."""
+    if Wp.shape[0] == 0:
+        return NULL
+    need(floating is float and <size_t>Wp.shape[0] == cr_sgemm_packed_size(K, N), kernel,
+         f"{what}: {Wp.shape[0]} floats, a packed ({K}, {N}) float32 matrix has "
+         f"{cr_sgemm_packed_size(K, N)}")
+    return &Wp[0] if cr_sgemm_cpu() else NULL
+
+
 cdef inline void sequence_weight_grads(
         const floating *dGx, const floating *dGh, Py_ssize_t R, Py_ssize_t G,
         const floating *x, Py_ssize_t D, const floating *hs, Py_ssize_t H,
-        const floating *W_ih, floating *dx, floating *dW_ih, floating *dW_hh,
+        const floating *W_ih, const floating *Wp_ih, floating *dx, floating *dW_ih, floating *dW_hh,
         floating *db_ih, floating *db_hh,
         Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
     """The whole-sequence part of every cell's backward, one GEMM per gradient:
@@ -93,14 +105,17 @@ cdef inline void sequence_weight_grads(
     dGx, dGh (R, G): gradients of the input and of the recurrent pre-activations (one
     array, except for the GRU); x (R, D); hs (R, H) the previous states h_{t-1}.
     Gate rows [g0, g1) and input rows [r0, r1) let threads split the work.
+    Wp_ih: W_ih packed as a (G, D) B for charrnn's sgemm, which then does every product
+    here; NULL: BLAS.
     """
+    cdef bint own = Wp_ih != NULL
     if g1 > g0:
-        gemm(True, False, <int>(g1 - g0), <int>D, <int>R, 1, dGx + g0, <int>G,
-             x, <int>D, 1, dW_ih + g0 * D, <int>D)
-        gemm(True, False, <int>(g1 - g0), <int>H, <int>R, 1, dGh + g0, <int>G,
-             hs, <int>H, 1, dW_hh + g0 * H, <int>H)
+        mm(own, True, False, <int>(g1 - g0), <int>D, <int>R, dGx + g0, <int>G,
+           x, <int>D, NULL, True, dW_ih + g0 * D, <int>D)
+        mm(own, True, False, <int>(g1 - g0), <int>H, <int>R, dGh + g0, <int>G,
+           hs, <int>H, NULL, True, dW_hh + g0 * H, <int>H)
         colsum_add(db_ih + g0, dGx + g0, R, g1 - g0, G)
         colsum_add(db_hh + g0, dGh + g0, R, g1 - g0, G)
     if r1 > r0:
-        gemm(False, False, <int>(r1 - r0), <int>D, <int>G, 1, dGx + r0 * G, <int>G,
-             W_ih, <int>D, 1, dx + r0 * D, <int>D)
+        mm(own, False, False, <int>(r1 - r0), <int>D, <int>G, dGx + r0 * G, <int>G,
+           W_ih, <int>D, Wp_ih, True, dx + r0 * D, <int>D)

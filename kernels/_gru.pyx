@@ -16,6 +16,7 @@ Saved for backward (allocated by the caller, charrnn.cells):
     ghn (T, N, H)     gh_n = W_hn h_{t-1} + b_hn
 Scratch: gh (N, 3H) in forward; dgx, dgh (T, N, 3H), dh_a, dh_b (N, H) in backward.
 Backward adds (+=) into every gradient it is given.
+Packed weights Wp_ih, Wp_hh: as in _lstm.pyx (empty arrays: BLAS).
 
 As in _lstm.pyx, each pass has two phases that charrnn.cells can spread over threads:
 recurrences over batch rows [n0, n1), whole-sequence GEMMs over output rows.
@@ -23,8 +24,8 @@ recurrences over batch rows [n0, n1), whole-sequence GEMMs over output rows.
 from cython cimport floating
 from libc.string cimport memcpy
 
-from _blas cimport gemm
-from _cellmath cimport (need, need_range, shape2, shape3, sequence_weight_grads, cr_ftz_begin, cr_ftz_end, fill_bias,
+from _blas cimport mm
+from _cellmath cimport (need, need_range, packed, shape2, shape3, sequence_weight_grads, cr_ftz_begin, cr_ftz_end, fill_bias,
                         colsum_add, add_inplace,
                         gru_fwd_step_f32, gru_fwd_step_f64,
                         gru_bwd_step_f32, gru_bwd_step_f64)
@@ -41,7 +42,7 @@ cdef inline int _range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n, str what) exc
 # ---- forward --------------------------------------------------------------------------
 
 def forward_input(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
-                  const floating[::1] b_ih, floating[:, :, ::1] act,
+                  const floating[::1] Wp_ih, const floating[::1] b_ih, floating[:, :, ::1] act,
                   Py_ssize_t r0, Py_ssize_t r1):
     """act rows [r0, r1) of (T*N, 3H) := x W_ih^T + b_ih."""
     cdef Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2], G = W_ih.shape[0]
@@ -49,17 +50,18 @@ def forward_input(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
     _need(W_ih.shape[1] == D and b_ih.shape[0] == G, "weights")
     _need(shape3(act.shape, T, N, G), "act")
     _range(r0, r1, T * N, "row")
+    cdef const floating *Wp = packed(Wp_ih, D, G, "gru", "Wp_ih")
     if r1 == r0:
         return
     cdef floating *A = &act[0, 0, 0] + r0 * G
     with nogil:
         fill_bias(A, &b_ih[0], <floating *> NULL, r1 - r0, G)
-        gemm(False, True, <int>(r1 - r0), <int>G, <int>D, 1, &x[0, 0, 0] + r0 * D, <int>D,
-             &W_ih[0, 0], <int>D, 1, A, <int>G)
+        mm(Wp != NULL, False, True, <int>(r1 - r0), <int>G, <int>D, &x[0, 0, 0] + r0 * D, <int>D,
+           &W_ih[0, 0], <int>D, Wp, True, A, <int>G)
 
 
 def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
-                  const floating[::1] b_hh, floating[:, :, ::1] hs,
+                  const floating[::1] Wp_hh, const floating[::1] b_hh, floating[:, :, ::1] hs,
                   floating[:, :, ::1] act, floating[:, :, ::1] ghn, floating[:, ::1] gh,
                   Py_ssize_t n0, Py_ssize_t n1):
     """The recurrence for batch rows [n0, n1)."""
@@ -72,6 +74,7 @@ def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
     _need(shape3(act.shape, T, N, G) and shape3(ghn.shape, T, N, H), "act/ghn")
     _need(shape2(gh.shape, N, G), "gh")
     _range(n0, n1, N, "batch")
+    cdef const floating *Wp = packed(Wp_hh, H, G, "gru", "Wp_hh")
     if M == 0:
         return
     cdef floating *A = &act[0, 0, 0]
@@ -81,8 +84,8 @@ def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
         memcpy(&hs[0, n0, 0], &h0[n0, 0], M * H * sizeof(floating))
         for t in range(T):
             fill_bias(&gh[n0, 0], &b_hh[0], <floating *> NULL, M, G)
-            gemm(False, True, <int>M, <int>G, <int>H, 1, &hs[t, n0, 0], <int>H,
-                 &W_hh[0, 0], <int>H, 1, &gh[n0, 0], <int>G)
+            mm(Wp != NULL, False, True, <int>M, <int>G, <int>H, &hs[t, n0, 0], <int>H,
+               &W_hh[0, 0], <int>H, Wp, True, &gh[n0, 0], <int>G)
             if floating is float:
                 gru_fwd_step_f32(A + (t * N + n0) * G, &gh[n0, 0], &ghn[t, n0, 0],
                                  &hs[t, n0, 0], &hs[t + 1, n0, 0], M, H)
@@ -94,18 +97,20 @@ def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
 
 def forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
             const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+            const floating[::1] Wp_ih, const floating[::1] Wp_hh,
             const floating[::1] b_ih, const floating[::1] b_hh,
             floating[:, :, ::1] hs, floating[:, :, ::1] act, floating[:, :, ::1] ghn,
             floating[:, ::1] gh):
     _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh gates")
-    forward_input(x, W_ih, b_ih, act, 0, x.shape[0] * x.shape[1])
-    forward_recur(h0, W_hh, b_hh, hs, act, ghn, gh, 0, x.shape[1])
+    forward_input(x, W_ih, Wp_ih, b_ih, act, 0, x.shape[0] * x.shape[1])
+    forward_recur(h0, W_hh, Wp_hh, b_hh, hs, act, ghn, gh, 0, x.shape[1])
 
 
 # ---- backward -------------------------------------------------------------------------
 
 def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
-                   const floating[:, ::1] W_hh, const floating[:, :, ::1] hs,
+                   const floating[:, ::1] W_hh, const floating[::1] Wp_hh,
+                   const floating[:, :, ::1] hs,
                    const floating[:, :, ::1] act, const floating[:, :, ::1] ghn,
                    floating[:, :, ::1] dgx, floating[:, :, ::1] dgh,
                    floating[:, ::1] dh_a, floating[:, ::1] dh_b, floating[:, ::1] dh0,
@@ -122,6 +127,7 @@ def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
     _need(shape2(dhT.shape, N, H) and shape2(dh_a.shape, N, H) and shape2(dh_b.shape, N, H)
           and shape2(dh0.shape, N, H), "state gradients")
     _range(n0, n1, N, "batch")
+    cdef const floating *Wp = packed(Wp_hh, G, H, "gru", "Wp_hh")
     if M == 0:
         return
     cdef floating *dX = &dgx[0, 0, 0]
@@ -142,8 +148,8 @@ def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
                 gru_bwd_step_f64(&act[t, n0, 0], &ghn[t, n0, 0], &hs[t, n0, 0], &dy[t, n0, 0],
                                  dh_next, dX + (t * N + n0) * G, dH + (t * N + n0) * G,
                                  dh_prev, M, H)
-            gemm(False, False, <int>M, <int>H, <int>G, 1, dH + (t * N + n0) * G, <int>G,
-                 &W_hh[0, 0], <int>H, 1, dh_prev, <int>H)
+            mm(Wp != NULL, False, False, <int>M, <int>H, <int>G, dH + (t * N + n0) * G, <int>G,
+               &W_hh[0, 0], <int>H, Wp, True, dh_prev, <int>H)
             dh_next = dh_prev
         # The gradient of h_{-1} is the gradient of h0. Formed in full, then added once, so
         # that repeated calls accumulate exactly.
@@ -152,7 +158,7 @@ def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
 
 
 def backward_weights(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
-                     const floating[:, :, ::1] hs,
+                     const floating[::1] Wp_ih, const floating[:, :, ::1] hs,
                      const floating[:, :, ::1] dgx, const floating[:, :, ::1] dgh,
                      floating[:, :, ::1] dx, floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
                      floating[::1] db_ih, floating[::1] db_hh,
@@ -168,12 +174,13 @@ def backward_weights(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
           and db_hh.shape[0] == G, "weight gradients")
     _range(g0, g1, G, "gate")
     _range(r0, r1, R, "row")
+    cdef const floating *Wp = packed(Wp_ih, G, D, "gru", "Wp_ih")
     cdef const floating *dX = &dgx[0, 0, 0]
     cdef const floating *dH = &dgh[0, 0, 0]
     cdef unsigned int fpmode
     with nogil:
         fpmode = cr_ftz_begin()
-        sequence_weight_grads(dX, dH, R, G, &x[0, 0, 0], D, &hs[0, 0, 0], H, &W_ih[0, 0],
+        sequence_weight_grads(dX, dH, R, G, &x[0, 0, 0], D, &hs[0, 0, 0], H, &W_ih[0, 0], Wp,
                               &dx[0, 0, 0], &dW_ih[0, 0], &dW_hh[0, 0], &db_ih[0], &db_hh[0],
                               g0, g1, r0, r1)
         cr_ftz_end(fpmode)
@@ -181,6 +188,7 @@ def backward_weights(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
 
 def backward(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
              const floating[:, :, ::1] x, const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+             const floating[::1] Wp_ih, const floating[::1] Wp_hh,
              const floating[:, :, ::1] hs, const floating[:, :, ::1] act,
              const floating[:, :, ::1] ghn,
              floating[:, :, ::1] dgx, floating[:, :, ::1] dgh,
@@ -190,6 +198,6 @@ def backward(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
              floating[::1] db_ih, floating[::1] db_hh):
     _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh gates")
     _need(shape3(act.shape, x.shape[0], x.shape[1], W_hh.shape[0]), "act")
-    backward_recur(dy, dhT, W_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, 0, x.shape[1])
-    backward_weights(x, W_ih, hs, dgx, dgh, dx, dW_ih, dW_hh, db_ih, db_hh,
+    backward_recur(dy, dhT, W_hh, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, 0, x.shape[1])
+    backward_weights(x, W_ih, Wp_ih, hs, dgx, dgh, dx, dW_ih, dW_hh, db_ih, db_hh,
                      0, W_ih.shape[0], 0, x.shape[0] * x.shape[1])

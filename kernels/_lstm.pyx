@@ -15,6 +15,11 @@ Saved for backward (allocated by the caller, charrnn.cells):
     tc  (T, N, H)     tanh(c_t)
 Backward adds (+=) into every gradient it is given.
 
+Packed weights (float32 on AVX-512 CPUs; charrnn.cells makes them with _ops.sgemm_pack):
+Wp_ih, Wp_hh are W_ih^T, W_hh^T packed for the forward, W_ih, W_hh packed for the
+backward; with them every product runs on charrnn's own sgemm (sgemm.h), the recurrent
+weights packed once for all T steps. Empty arrays instead: BLAS.
+
 Each pass is split in two phases so that charrnn.cells can run them on several threads
 with single-threaded BLAS: the recurrences touch only batch rows [n0, n1) (streams are
 independent), the whole-sequence GEMMs only output rows [r0, r1) or gate rows [g0, g1).
@@ -26,8 +31,8 @@ that no call can touch memory out of bounds.
 from cython cimport floating
 from libc.string cimport memcpy
 
-from _blas cimport gemm
-from _cellmath cimport (need, need_range, shape2, shape3, sequence_weight_grads, cr_ftz_begin, cr_ftz_end, fill_bias,
+from _blas cimport mm
+from _cellmath cimport (need, need_range, packed, shape2, shape3, sequence_weight_grads, cr_ftz_begin, cr_ftz_end, fill_bias,
                         colsum_add, add_inplace,
                         lstm_fwd_step_f32, lstm_fwd_step_f64,
                         lstm_bwd_step_f32, lstm_bwd_step_f64)
@@ -44,7 +49,7 @@ cdef inline int _range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n, str what) exc
 # ---- forward --------------------------------------------------------------------------
 
 def forward_input(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
-                  const floating[::1] b_ih, const floating[::1] b_hh,
+                  const floating[::1] Wp_ih, const floating[::1] b_ih, const floating[::1] b_hh,
                   floating[:, :, ::1] act, Py_ssize_t r0, Py_ssize_t r1):
     """act rows [r0, r1) of (T*N, 4H) := x W_ih^T + b_ih + b_hh (input part of all steps)."""
     cdef Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2], G = W_ih.shape[0]
@@ -52,17 +57,18 @@ def forward_input(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
     _need(W_ih.shape[1] == D and b_ih.shape[0] == G and b_hh.shape[0] == G, "weights")
     _need(shape3(act.shape, T, N, G), "act")
     _range(r0, r1, T * N, "row")
+    cdef const floating *Wp = packed(Wp_ih, D, G, "lstm", "Wp_ih")
     if r1 == r0:
         return
     cdef floating *A = &act[0, 0, 0] + r0 * G
     with nogil:
         fill_bias(A, &b_ih[0], &b_hh[0], r1 - r0, G)
-        gemm(False, True, <int>(r1 - r0), <int>G, <int>D, 1, &x[0, 0, 0] + r0 * D, <int>D,
-             &W_ih[0, 0], <int>D, 1, A, <int>G)
+        mm(Wp != NULL, False, True, <int>(r1 - r0), <int>G, <int>D, &x[0, 0, 0] + r0 * D, <int>D,
+           &W_ih[0, 0], <int>D, Wp, True, A, <int>G)
 
 
 def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] c0,
-                  const floating[:, ::1] W_hh,
+                  const floating[:, ::1] W_hh, const floating[::1] Wp_hh,
                   floating[:, :, ::1] hs, floating[:, :, ::1] cs,
                   floating[:, :, ::1] act, floating[:, :, ::1] tc,
                   Py_ssize_t n0, Py_ssize_t n1):
@@ -75,6 +81,7 @@ def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] c0,
     _need(shape3(hs.shape, T + 1, N, H) and shape3(cs.shape, T + 1, N, H), "hs/cs")
     _need(shape3(act.shape, T, N, G) and shape3(tc.shape, T, N, H), "act/tc")
     _range(n0, n1, N, "batch")
+    cdef const floating *Wp = packed(Wp_hh, H, G, "lstm", "Wp_hh")
     if M == 0:
         return
     cdef floating *A = &act[0, 0, 0]
@@ -84,8 +91,8 @@ def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] c0,
         memcpy(&hs[0, n0, 0], &h0[n0, 0], M * H * sizeof(floating))
         memcpy(&cs[0, n0, 0], &c0[n0, 0], M * H * sizeof(floating))
         for t in range(T):
-            gemm(False, True, <int>M, <int>G, <int>H, 1, &hs[t, n0, 0], <int>H,
-                 &W_hh[0, 0], <int>H, 1, A + (t * N + n0) * G, <int>G)
+            mm(Wp != NULL, False, True, <int>M, <int>G, <int>H, &hs[t, n0, 0], <int>H,
+               &W_hh[0, 0], <int>H, Wp, True, A + (t * N + n0) * G, <int>G)
             if floating is float:
                 lstm_fwd_step_f32(A + (t * N + n0) * G, &cs[t, n0, 0], &cs[t + 1, n0, 0],
                                   &tc[t, n0, 0], &hs[t + 1, n0, 0], M, H)
@@ -97,18 +104,20 @@ def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] c0,
 
 def forward(const floating[:, :, ::1] x, const floating[:, ::1] h0, const floating[:, ::1] c0,
             const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+            const floating[::1] Wp_ih, const floating[::1] Wp_hh,
             const floating[::1] b_ih, const floating[::1] b_hh,
             floating[:, :, ::1] hs, floating[:, :, ::1] cs,
             floating[:, :, ::1] act, floating[:, :, ::1] tc):
     _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh gates")
-    forward_input(x, W_ih, b_ih, b_hh, act, 0, x.shape[0] * x.shape[1])
-    forward_recur(h0, c0, W_hh, hs, cs, act, tc, 0, x.shape[1])
+    forward_input(x, W_ih, Wp_ih, b_ih, b_hh, act, 0, x.shape[0] * x.shape[1])
+    forward_recur(h0, c0, W_hh, Wp_hh, hs, cs, act, tc, 0, x.shape[1])
 
 
 # ---- backward -------------------------------------------------------------------------
 
 def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
                    const floating[:, ::1] dcT, const floating[:, ::1] W_hh,
+                   const floating[::1] Wp_hh,
                    const floating[:, :, ::1] cs, const floating[:, :, ::1] act,
                    const floating[:, :, ::1] tc,
                    floating[:, :, ::1] dact, floating[:, ::1] dh, floating[:, ::1] dc,
@@ -126,6 +135,7 @@ def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
           and shape2(dc.shape, N, H) and shape2(dh0.shape, N, H) and shape2(dc0.shape, N, H),
           "state gradients")
     _range(n0, n1, N, "batch")
+    cdef const floating *Wp = packed(Wp_hh, G, H, "lstm", "Wp_hh")
     if M == 0:
         return
     cdef floating *dA = &dact[0, 0, 0]
@@ -142,15 +152,14 @@ def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
                 lstm_bwd_step_f64(&act[t, n0, 0], &cs[t, n0, 0], &tc[t, n0, 0], &dy[t, n0, 0],
                                   &dh[n0, 0], &dc[n0, 0], dA + (t * N + n0) * G, M, H)
             # dh_{t-1} = dact[t] W_hh; at t = 0 it is the gradient of h0: add it there.
-            gemm(False, False, <int>M, <int>H, <int>G, 1, dA + (t * N + n0) * G, <int>G,
-                 &W_hh[0, 0], <int>H, 0 if t > 0 else 1,
-                 &dh[n0, 0] if t > 0 else &dh0[n0, 0], <int>H)
+            mm(Wp != NULL, False, False, <int>M, <int>H, <int>G, dA + (t * N + n0) * G, <int>G,
+               &W_hh[0, 0], <int>H, Wp, t == 0, &dh[n0, 0] if t > 0 else &dh0[n0, 0], <int>H)
         add_inplace(&dc0[n0, 0], &dc[n0, 0], M * H)
         cr_ftz_end(fpmode)
 
 
 def backward_weights(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
-                     const floating[:, :, ::1] hs, const floating[:, :, ::1] dact,
+                     const floating[::1] Wp_ih, const floating[:, :, ::1] hs, const floating[:, :, ::1] dact,
                      floating[:, :, ::1] dx, floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
                      floating[::1] db_ih, floating[::1] db_hh,
                      Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t r0, Py_ssize_t r1):
@@ -166,11 +175,12 @@ def backward_weights(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
           and db_hh.shape[0] == G, "weight gradients")
     _range(g0, g1, G, "gate")
     _range(r0, r1, R, "row")
+    cdef const floating *Wp = packed(Wp_ih, G, D, "lstm", "Wp_ih")
     cdef const floating *dA = &dact[0, 0, 0]
     cdef unsigned int fpmode
     with nogil:
         fpmode = cr_ftz_begin()
-        sequence_weight_grads(dA, dA, R, G, &x[0, 0, 0], D, &hs[0, 0, 0], H, &W_ih[0, 0],
+        sequence_weight_grads(dA, dA, R, G, &x[0, 0, 0], D, &hs[0, 0, 0], H, &W_ih[0, 0], Wp,
                               &dx[0, 0, 0], &dW_ih[0, 0], &dW_hh[0, 0], &db_ih[0], &db_hh[0],
                               g0, g1, r0, r1)
         cr_ftz_end(fpmode)
@@ -178,6 +188,7 @@ def backward_weights(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
 
 def backward(const floating[:, :, ::1] dy, const floating[:, ::1] dhT, const floating[:, ::1] dcT,
              const floating[:, :, ::1] x, const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+             const floating[::1] Wp_ih, const floating[::1] Wp_hh,
              const floating[:, :, ::1] hs, const floating[:, :, ::1] cs,
              const floating[:, :, ::1] act, const floating[:, :, ::1] tc,
              floating[:, :, ::1] dact, floating[:, ::1] dh, floating[:, ::1] dc,
@@ -187,6 +198,6 @@ def backward(const floating[:, :, ::1] dy, const floating[:, ::1] dhT, const flo
     """dact (T, N, 4H), dh (N, H), dc (N, H) are scratch; the rest as in forward."""
     _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh gates")
     _need(shape3(hs.shape, x.shape[0] + 1, x.shape[1], W_hh.shape[1]), "hs")
-    backward_recur(dy, dhT, dcT, W_hh, cs, act, tc, dact, dh, dc, dh0, dc0, 0, x.shape[1])
-    backward_weights(x, W_ih, hs, dact, dx, dW_ih, dW_hh, db_ih, db_hh,
+    backward_recur(dy, dhT, dcT, W_hh, Wp_hh, cs, act, tc, dact, dh, dc, dh0, dc0, 0, x.shape[1])
+    backward_weights(x, W_ih, Wp_ih, hs, dact, dx, dW_ih, dW_hh, db_ih, db_hh,
                      0, W_ih.shape[0], 0, x.shape[0] * x.shape[1])

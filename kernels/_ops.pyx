@@ -11,6 +11,7 @@ from libc.stdint cimport int32_t
 from libc.string cimport memcpy
 
 from _blas cimport gemm as _gemm
+from _blas cimport cr_sgemm_cpu, cr_sgemm_pack, cr_sgemm_packed_size, cr_sgemm_avx512
 from _cellmath cimport cr_expf, cr_sigmoidf, cr_tanhf, fill_bias
 
 cdef extern from *:
@@ -184,7 +185,56 @@ def rmsprop_update(float[::1] p, const float[::1] g, float[::1] v,
             p[i] -= lrf * gi / (sqrt(v[i]) + ep)
 
 
+# ---- charrnn's own sgemm (sgemm.h): weight packing --------------------------------
+
+def sgemm_available():
+    """True if this build and CPU run charrnn's AVX-512 sgemm (else the cells use BLAS)."""
+    return bool(cr_sgemm_cpu())
+
+
+def sgemm_packed_size(Py_ssize_t K, Py_ssize_t N):
+    """Floats of a packed (K, N) matrix."""
+    if K < 0 or N < 0:
+        raise ValueError("sgemm_packed_size: negative size")
+    return cr_sgemm_packed_size(K, N)
+
+
+def sgemm_pack(bint trans, const float[:, ::1] W, float[::1] out):
+    """out := B packed for the sgemm, where B = W^T if trans else W."""
+    cdef Py_ssize_t K = W.shape[1] if trans else W.shape[0]
+    cdef Py_ssize_t N = W.shape[0] if trans else W.shape[1]
+    if <size_t>out.shape[0] != cr_sgemm_packed_size(K, N):
+        raise ValueError(f"sgemm_pack: out has {out.shape[0]} floats, needs {cr_sgemm_packed_size(K, N)}")
+    if K == 0 or N == 0:
+        return
+    with nogil:
+        cr_sgemm_pack(trans, K, N, &W[0, 0], W.shape[1], &out[0])
+
+
 # ---- Python-callable twins for tests ----------------------------------------------
+
+def sgemm(bint trans_a, const float[:, ::1] A, const float[:, ::1] B, const float[::1] Bp,
+          bint accumulate, float[:, ::1] C):
+    """C := op(A) @ B (+ C if accumulate) on charrnn's own sgemm: B (K, N) in place, or
+    its packed form Bp if Bp is not empty. Requires sgemm_available()."""
+    cdef Py_ssize_t M = C.shape[0], N = C.shape[1]
+    cdef Py_ssize_t K = A.shape[0] if trans_a else A.shape[1]
+    if not cr_sgemm_cpu():
+        raise RuntimeError("sgemm: this CPU or build has no AVX-512 sgemm")
+    if (A.shape[1] if trans_a else A.shape[0]) != M or B.shape[0] != K or B.shape[1] != N:
+        raise ValueError("sgemm: shapes do not match")
+    if Bp.shape[0] != 0 and <size_t>Bp.shape[0] != cr_sgemm_packed_size(K, N):
+        raise ValueError("sgemm: Bp is not a packed B")
+    if M == 0 or N == 0:
+        return
+    cdef const float *pA = &A[0, 0] if A.shape[0] * A.shape[1] > 0 else NULL
+    cdef const float *pB = &B[0, 0] if K > 0 else NULL
+    with nogil:
+        if Bp.shape[0] != 0:
+            cr_sgemm_avx512(trans_a, M, N, K, pA, A.shape[1], &Bp[0], -1, &C[0, 0], N, accumulate)
+        else:
+            cr_sgemm_avx512(trans_a, M, N, K, pA, A.shape[1], pB, N, &C[0, 0], N, accumulate)
+
 
 def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
          const floating[:, ::1] B, double beta, floating[:, ::1] C):

@@ -9,6 +9,7 @@ Saved for backward (allocated by the caller, charrnn.cells):
     hs  (T+1, N, H)   hs[0] = h0, hs[1:] = the output y  (tanh' = 1 - h^2 needs only h)
 Scratch: pre (T, N, H) in forward; da (T, N, H), dh (N, H) in backward.
 Backward adds (+=) into every gradient it is given.
+Packed weights Wp_ih, Wp_hh: as in _lstm.pyx (empty arrays: BLAS).
 
 As in _lstm.pyx, each pass has two phases that charrnn.cells can spread over threads:
 recurrences over batch rows [n0, n1), whole-sequence GEMMs over output rows.
@@ -16,8 +17,8 @@ recurrences over batch rows [n0, n1), whole-sequence GEMMs over output rows.
 from cython cimport floating
 from libc.string cimport memcpy
 
-from _blas cimport gemm
-from _cellmath cimport (need, need_range, shape2, shape3, sequence_weight_grads, cr_ftz_begin, cr_ftz_end, fill_bias,
+from _blas cimport mm
+from _cellmath cimport (need, need_range, packed, shape2, shape3, sequence_weight_grads, cr_ftz_begin, cr_ftz_end, fill_bias,
                         colsum_add,
                         rnn_fwd_step_f32, rnn_fwd_step_f64,
                         rnn_bwd_step_f32, rnn_bwd_step_f64)
@@ -34,7 +35,7 @@ cdef inline int _range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n, str what) exc
 # ---- forward --------------------------------------------------------------------------
 
 def forward_input(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
-                  const floating[::1] b_ih, const floating[::1] b_hh,
+                  const floating[::1] Wp_ih, const floating[::1] b_ih, const floating[::1] b_hh,
                   floating[:, :, ::1] pre, Py_ssize_t r0, Py_ssize_t r1):
     """pre rows [r0, r1) of (T*N, H) := x W_ih^T + b_ih + b_hh."""
     cdef Py_ssize_t T = x.shape[0], N = x.shape[1], D = x.shape[2], H = W_ih.shape[0]
@@ -42,17 +43,18 @@ def forward_input(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
     _need(W_ih.shape[1] == D and b_ih.shape[0] == H and b_hh.shape[0] == H, "weights")
     _need(shape3(pre.shape, T, N, H), "pre")
     _range(r0, r1, T * N, "row")
+    cdef const floating *Wp = packed(Wp_ih, D, H, "rnn", "Wp_ih")
     if r1 == r0:
         return
     cdef floating *P = &pre[0, 0, 0] + r0 * H
     with nogil:
         fill_bias(P, &b_ih[0], &b_hh[0], r1 - r0, H)
-        gemm(False, True, <int>(r1 - r0), <int>H, <int>D, 1, &x[0, 0, 0] + r0 * D, <int>D,
-             &W_ih[0, 0], <int>D, 1, P, <int>H)
+        mm(Wp != NULL, False, True, <int>(r1 - r0), <int>H, <int>D, &x[0, 0, 0] + r0 * D, <int>D,
+           &W_ih[0, 0], <int>D, Wp, True, P, <int>H)
 
 
 def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
-                  floating[:, :, ::1] hs, floating[:, :, ::1] pre,
+                  const floating[::1] Wp_hh, floating[:, :, ::1] hs, floating[:, :, ::1] pre,
                   Py_ssize_t n0, Py_ssize_t n1):
     """The recurrence for batch rows [n0, n1)."""
     cdef Py_ssize_t T = pre.shape[0], N = pre.shape[1], H = h0.shape[1], t, M = n1 - n0
@@ -60,6 +62,7 @@ def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
     _need(shape2(h0.shape, N, H) and shape2(W_hh.shape, H, H), "h0/W_hh")
     _need(shape3(hs.shape, T + 1, N, H) and shape3(pre.shape, T, N, H), "hs/pre")
     _range(n0, n1, N, "batch")
+    cdef const floating *Wp = packed(Wp_hh, H, H, "rnn", "Wp_hh")
     if M == 0:
         return
     cdef floating *P = &pre[0, 0, 0]
@@ -68,8 +71,8 @@ def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
         fpmode = cr_ftz_begin()
         memcpy(&hs[0, n0, 0], &h0[n0, 0], M * H * sizeof(floating))
         for t in range(T):
-            gemm(False, True, <int>M, <int>H, <int>H, 1, &hs[t, n0, 0], <int>H,
-                 &W_hh[0, 0], <int>H, 1, P + (t * N + n0) * H, <int>H)
+            mm(Wp != NULL, False, True, <int>M, <int>H, <int>H, &hs[t, n0, 0], <int>H,
+               &W_hh[0, 0], <int>H, Wp, True, P + (t * N + n0) * H, <int>H)
             if floating is float:
                 rnn_fwd_step_f32(P + (t * N + n0) * H, &hs[t + 1, n0, 0], M * H)
             else:
@@ -79,17 +82,19 @@ def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
 
 def forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
             const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+            const floating[::1] Wp_ih, const floating[::1] Wp_hh,
             const floating[::1] b_ih, const floating[::1] b_hh,
             floating[:, :, ::1] hs, floating[:, :, ::1] pre):
     _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh")
-    forward_input(x, W_ih, b_ih, b_hh, pre, 0, x.shape[0] * x.shape[1])
-    forward_recur(h0, W_hh, hs, pre, 0, x.shape[1])
+    forward_input(x, W_ih, Wp_ih, b_ih, b_hh, pre, 0, x.shape[0] * x.shape[1])
+    forward_recur(h0, W_hh, Wp_hh, hs, pre, 0, x.shape[1])
 
 
 # ---- backward -------------------------------------------------------------------------
 
 def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
-                   const floating[:, ::1] W_hh, const floating[:, :, ::1] hs,
+                   const floating[:, ::1] W_hh, const floating[::1] Wp_hh,
+                   const floating[:, :, ::1] hs,
                    floating[:, :, ::1] da, floating[:, ::1] dh, floating[:, ::1] dh0,
                    Py_ssize_t n0, Py_ssize_t n1):
     """da (T, N, H), the gradient of the pre-activations, for batch rows [n0, n1);
@@ -101,6 +106,7 @@ def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
     _need(shape2(dhT.shape, N, H) and shape2(dh.shape, N, H) and shape2(dh0.shape, N, H),
           "state gradients")
     _range(n0, n1, N, "batch")
+    cdef const floating *Wp = packed(Wp_hh, H, H, "rnn", "Wp_hh")
     if M == 0:
         return
     cdef floating *dA = &da[0, 0, 0]
@@ -115,14 +121,13 @@ def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
             else:
                 rnn_bwd_step_f64(&hs[t + 1, n0, 0], &dy[t, n0, 0], &dh[n0, 0],
                                  dA + (t * N + n0) * H, M * H)
-            gemm(False, False, <int>M, <int>H, <int>H, 1, dA + (t * N + n0) * H, <int>H,
-                 &W_hh[0, 0], <int>H, 0 if t > 0 else 1,
-                 &dh[n0, 0] if t > 0 else &dh0[n0, 0], <int>H)
+            mm(Wp != NULL, False, False, <int>M, <int>H, <int>H, dA + (t * N + n0) * H, <int>H,
+               &W_hh[0, 0], <int>H, Wp, t == 0, &dh[n0, 0] if t > 0 else &dh0[n0, 0], <int>H)
         cr_ftz_end(fpmode)
 
 
 def backward_weights(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
-                     const floating[:, :, ::1] hs, const floating[:, :, ::1] da,
+                     const floating[::1] Wp_ih, const floating[:, :, ::1] hs, const floating[:, :, ::1] da,
                      floating[:, :, ::1] dx, floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
                      floating[::1] db_ih, floating[::1] db_hh,
                      Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t r0, Py_ssize_t r1):
@@ -137,11 +142,12 @@ def backward_weights(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
           and db_hh.shape[0] == H, "weight gradients")
     _range(g0, g1, H, "hidden")
     _range(r0, r1, R, "row")
+    cdef const floating *Wp = packed(Wp_ih, H, D, "rnn", "Wp_ih")
     cdef const floating *dA = &da[0, 0, 0]
     cdef unsigned int fpmode
     with nogil:
         fpmode = cr_ftz_begin()
-        sequence_weight_grads(dA, dA, R, H, &x[0, 0, 0], D, &hs[0, 0, 0], H, &W_ih[0, 0],
+        sequence_weight_grads(dA, dA, R, H, &x[0, 0, 0], D, &hs[0, 0, 0], H, &W_ih[0, 0], Wp,
                               &dx[0, 0, 0], &dW_ih[0, 0], &dW_hh[0, 0], &db_ih[0], &db_hh[0],
                               g0, g1, r0, r1)
         cr_ftz_end(fpmode)
@@ -149,6 +155,7 @@ def backward_weights(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
 
 def backward(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
              const floating[:, :, ::1] x, const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+             const floating[::1] Wp_ih, const floating[::1] Wp_hh,
              const floating[:, :, ::1] hs,
              floating[:, :, ::1] da, floating[:, ::1] dh,
              floating[:, :, ::1] dx, floating[:, ::1] dh0,
@@ -156,6 +163,6 @@ def backward(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
              floating[::1] db_ih, floating[::1] db_hh):
     _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh")
     _need(shape3(da.shape, x.shape[0], x.shape[1], W_hh.shape[1]), "da")
-    backward_recur(dy, dhT, W_hh, hs, da, dh, dh0, 0, x.shape[1])
-    backward_weights(x, W_ih, hs, da, dx, dW_ih, dW_hh, db_ih, db_hh,
+    backward_recur(dy, dhT, W_hh, Wp_hh, hs, da, dh, dh0, 0, x.shape[1])
+    backward_weights(x, W_ih, Wp_ih, hs, da, dx, dW_ih, dW_hh, db_ih, db_hh,
                      0, W_ih.shape[0], 0, x.shape[0] * x.shape[1])

@@ -10,9 +10,19 @@ from test_reference import (backward, forward, input_names, make_inputs, numeric
                             random_dout, rel_error, zero_grads)
 
 CELLS = ["lstm", "gru", "rnn"]
-# (T, N, D, H): includes T=1, N=1, D=1, H=1 and a size where the vectorised loops matter
-SIZES = [(1, 1, 2, 3), (5, 3, 4, 6), (7, 1, 1, 5), (3, 4, 9, 17), (2, 2, 3, 1), (4, 8, 32, 64)]
+# (T, N, D, H): includes T=1, N=1, D=1, H=1, a size where the vectorised loops matter, and
+# one whose T*N = 260 crosses the own sgemm's k blocks (256) with ragged row and column tiles
+SIZES = [(1, 1, 2, 3), (5, 3, 4, 6), (7, 1, 1, 5), (3, 4, 9, 17), (2, 2, 3, 1), (4, 8, 32, 64),
+         (20, 13, 33, 40)]
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
+# Every kernel test runs on both GEMMs float32 can use (float64 always uses BLAS).
+BACKENDS = ["own", "blas"] if _ops.sgemm_available() else ["blas"]
+
+
+@pytest.fixture(autouse=True, params=BACKENDS)
+def gemm(request):
+    with cells.gemm_backend(request.param):
+        yield request.param
 
 
 def cast(d, dtype):
@@ -228,19 +238,32 @@ def test_raw_kernels_check_shapes_themselves():
     T, N, D, H = 3, 2, 4, 5
     f = np.zeros
     x, h0 = f((T, N, D)), f((N, H))
+    nop = f(0)   # no packed weights: BLAS
     with pytest.raises(ValueError):  # hs one step too short
-        _lstm.forward(x, h0, h0, f((4 * H, D)), f((4 * H, H)), f(4 * H), f(4 * H),
+        _lstm.forward(x, h0, h0, f((4 * H, D)), f((4 * H, H)), nop, nop, f(4 * H), f(4 * H),
                       f((T, N, H)), f((T + 1, N, H)), f((T, N, 4 * H)), f((T, N, H)))
     with pytest.raises(ValueError):  # W_hh has the wrong number of gates
-        _gru.forward(x, h0, f((3 * H, D)), f((2 * H, H)), f(3 * H), f(3 * H),
+        _gru.forward(x, h0, f((3 * H, D)), f((2 * H, H)), nop, nop, f(3 * H), f(3 * H),
                      f((T + 1, N, H)), f((T, N, 3 * H)), f((T, N, H)), f((N, 3 * H)))
     with pytest.raises(ValueError):  # mixed dtypes
-        _rnn.forward(x.astype(np.float32), h0, f((H, D)), f((H, H)), f(H), f(H),
+        _rnn.forward(x.astype(np.float32), h0, f((H, D)), f((H, H)), nop, nop, f(H), f(H),
                      f((T + 1, N, H)), f((T, N, H)))
     with pytest.raises(ValueError):  # dx has the wrong D
-        _rnn.backward(f((T, N, H)), h0, x, f((H, D)), f((H, H)), f((T + 1, N, H)),
+        _rnn.backward(f((T, N, H)), h0, x, f((H, D)), f((H, H)), nop, nop, f((T + 1, N, H)),
                       f((T, N, H)), f((N, H)), f((T, N, D + 1)), f((N, H)),
                       f((H, D)), f((H, H)), f(H), f(H))
+    x32, h32 = x.astype(np.float32), h0.astype(np.float32)
+    g = lambda *s: np.zeros(s, np.float32)  # noqa: E731
+    good = g(_ops.sgemm_packed_size(H, 4 * H))
+    with pytest.raises(ValueError):  # a packed W_hh^T one float short
+        _lstm.forward_recur(h32, h32, g(4 * H, H), good[1:], g(T + 1, N, H), g(T + 1, N, H),
+                            g(T, N, 4 * H), g(T, N, H), 0, N)
+    with pytest.raises(ValueError):  # packed weights with float64 (the own sgemm is float32)
+        _lstm.forward_recur(h0, h0, f((4 * H, H)), f(good.size), f((T + 1, N, H)),
+                            f((T + 1, N, H)), f((T, N, 4 * H)), f((T, N, H)), 0, N)
+    with pytest.raises(ValueError):  # a packed W_ih^T of the wrong shape
+        _gru.forward_input(x32, g(3 * H, D), g(_ops.sgemm_packed_size(D + 1, 3 * H)), g(3 * H),
+                           g(T, N, 3 * H), 0, T * N)
 
 
 # ---- the pieces underneath ----------------------------------------------------------
@@ -256,6 +279,64 @@ def test_row_major_gemm(ta, tb, dtype):
     want = 2.0 * (A.T if ta else A) @ (B.T if tb else B) + 0.5 * C
     _ops.gemm(ta, tb, dtype(2.0), A, B, dtype(0.5), C)
     np.testing.assert_allclose(C, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.skipif(not _ops.sgemm_available(), reason="no AVX-512 on this CPU")
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (8, 32, 16), (7, 33, 5), (9, 31, 300), (33, 65, 257),
+                                   (16, 1024, 256), (50, 128, 512), (3, 100, 0), (70, 17, 513)])
+def test_own_sgemm_matches_numpy(M, N, K, trans_a, packed):
+    """Tile edges in rows (8) and columns (32), k blocks (256, transposed A), K = 0."""
+    rng = np.random.default_rng(M * 1000 + N + K)
+    A = rng.standard_normal((K, M) if trans_a else (M, K)).astype(np.float32)
+    B = rng.standard_normal((K, N)).astype(np.float32)
+    Bp = np.full(_ops.sgemm_packed_size(K, N), np.nan, np.float32) if packed else np.empty(0, np.float32)
+    if packed:
+        _ops.sgemm_pack(False, B, Bp)
+        # packing W^T from W gives the same panels
+        Bp_t = np.empty_like(Bp)
+        _ops.sgemm_pack(True, np.ascontiguousarray(B.T), Bp_t)
+        np.testing.assert_array_equal(Bp, Bp_t)
+    want = (A.T if trans_a else A).astype(np.float64) @ B.astype(np.float64)
+    C0 = rng.standard_normal((M, N)).astype(np.float32)
+    C = C0.copy()
+    _ops.sgemm(trans_a, A, B, Bp, False, C)
+    scale = max(1.0, float(np.abs(want).max()))
+    assert np.abs(C - want).max() <= 1e-5 * scale * max(1, K) ** 0.5
+    C = C0.copy()
+    _ops.sgemm(trans_a, A, B, Bp, True, C)
+    assert np.abs(C - (want + C0)).max() <= 1e-5 * scale * max(1, K) ** 0.5
+    # writes only C: a neighbouring row of a larger buffer is untouched
+    big = np.zeros((M + 1, N), np.float32)
+    _ops.sgemm(trans_a, A, B, Bp, False, big[:M])
+    assert not big[M].any()
+
+
+@pytest.mark.skipif(not _ops.sgemm_available(), reason="no AVX-512 on this CPU")
+@pytest.mark.parametrize("cell", CELLS)
+def test_backends_agree_and_really_differ(cell):
+    """The backend switch reaches the kernels: own and BLAS agree to float32 rounding, but
+    not bit for bit (different summation orders), so the tests above exercise both."""
+    inp = cast(make_inputs(cell, 6, 8, 40, 48, 11), np.float32)
+    dout = cast(random_dout(cell, 6, 8, 48, 12), np.float32)
+    res = {}
+    for name in ("own", "blas"):
+        with cells.gemm_backend(name):
+            assert cells.current_gemm_backend() == name
+            out, cache = forward(cell, inp, impl=cells)
+            g = zero_grads(inp)
+            backward(cell, dout, cache, g, impl=cells)
+            res[name] = {**{k: v.copy() for k, v in out.items()}, **g}
+    for k in res["own"]:
+        assert max_rel(res["own"][k], res["blas"][k]) <= 1e-5, k
+    assert any(not np.array_equal(res["own"][k], res["blas"][k]) for k in res["own"])
+
+
+def test_gemm_backend_rejects_unknown_name():
+    with pytest.raises(ValueError):
+        with cells.gemm_backend("mkl"):
+            pass
 
 
 def test_fast_float32_math_accuracy_and_nan():
