@@ -58,7 +58,7 @@ def gemm_backend(name):
         _backend[0] = old
 
 
-def _pack(ws, name, W, trans):
+def pack(ws, name, W, trans):
     """W (or W^T if trans) packed for the own sgemm, in workspace buffer `name`; or an
     empty array (BLAS) for float64 or the BLAS backend."""
     if W.dtype != np.float32 or _backend[0] != "own":
@@ -71,12 +71,12 @@ def _pack(ws, name, W, trans):
 
 def _packs_forward(ws, W_ih, W_hh):
     """The B operands of x W_ih^T and h W_hh^T."""
-    return _pack(ws, "Wpf_ih", W_ih, True), _pack(ws, "Wpf_hh", W_hh, True)
+    return pack(ws, "Wpf_ih", W_ih, True), pack(ws, "Wpf_hh", W_hh, True)
 
 
 def _packs_backward(ws, W_ih, W_hh):
     """The B operands of dG W_ih and dG W_hh."""
-    return _pack(ws, "Wpb_ih", W_ih, False), _pack(ws, "Wpb_hh", W_hh, False)
+    return pack(ws, "Wpb_ih", W_ih, False), pack(ws, "Wpb_hh", W_hh, False)
 
 
 class Workspace:

@@ -186,9 +186,11 @@ class CharRNN:
         """
         R = top.shape[0]
         dtop = np.empty_like(top) if grad else None                     # (R, H)
+        # W^T packed once for every block and thread, if the own sgemm is in use
+        Wp = cells.pack(self._bws, "decoder", self.params["decoder.weight"], True)
         P = self.parallel
         if P is None or P.threads == 1 or R < 2 * P.threads:
-            total = self._decode_rows(top, tgt, dtop, 0, R, R, grad,
+            total = self._decode_rows(top, tgt, dtop, 0, R, R, grad, Wp,
                                       self.grads["decoder.weight"], self.grads["decoder.bias"])
             return total / R, dtop
         parts = P.split(R)
@@ -200,7 +202,7 @@ class CharRNN:
         totals = [0.0] * len(parts)
 
         def work(i, r0, r1):
-            totals[i] = self._decode_rows(top, tgt, dtop, r0, r1, R, grad, dWs[i], dbs[i])
+            totals[i] = self._decode_rows(top, tgt, dtop, r0, r1, R, grad, Wp, dWs[i], dbs[i])
         P.run(work, [(i, r0, r1) for i, (r0, r1) in enumerate(parts)])
         for dW, db in zip(dWs[1:], dbs[1:]):
             if grad:
@@ -208,8 +210,9 @@ class CharRNN:
                 dbs[0] += db
         return sum(totals) / R, dtop
 
-    def _decode_rows(self, top, tgt, dtop, r0, r1, R, grad, dW, db):
-        """Rows [r0, r1) of the decoder: the summed loss; dtop rows and dW, db (+=)."""
+    def _decode_rows(self, top, tgt, dtop, r0, r1, R, grad, Wp, dW, db):
+        """Rows [r0, r1) of the decoder: the summed loss; dtop rows and dW, db (+=).
+        Wp: W^T packed by cells.pack (empty: BLAS)."""
         V, dt = self.cfg.vocab_size, self.dtype
         W, b = self.params["decoder.weight"], self.params["decoder.bias"]
         block = max(1, min(r1 - r0, LOGITS_BYTES // (V * dt.itemsize)))
@@ -218,11 +221,11 @@ class CharRNN:
         for a in range(r0, r1, block):
             z = min(r1, a + block)
             lg = logits[:z - a]
-            _ops.linear_forward(top[a:z], W, b, lg)
+            _ops.linear_forward(top[a:z], W, Wp, b, lg)
             # softmax_xent overwrites lg with d(mean loss)/d(logits) when scale != 0
             total += _ops.softmax_xent(lg, tgt[a:z], 1.0 / R if grad else 0.0)
             if grad:
-                _ops.linear_backward(lg, top[a:z], W, dtop[a:z], dW, db)
+                _ops.linear_backward(lg, top[a:z], W, dtop[a:z], dW, db, own=Wp.size > 0)
         return total
 
     def _dropout(self, a, p, rng, masks):

@@ -8,8 +8,9 @@ cdef extern from "cellmath.h" nogil:
 
     void fill_bias_f32(float *out, const float *b1, const float *b2, Py_ssize_t rows, Py_ssize_t cols)
     void fill_bias_f64(double *out, const double *b1, const double *b2, Py_ssize_t rows, Py_ssize_t cols)
-    void colsum_add_f32(float *out, const float *A, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld)
-    void colsum_add_f64(double *out, const double *A, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld)
+    void colsum_add_f32(float *out, float *out2, const float *A, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld)
+    void colsum_add_f64(double *out, double *out2, const double *A, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld)
+    double softmax_xent_row_f32(float *row, Py_ssize_t V, Py_ssize_t target, float scale)
     void add_inplace_f32(float *out, const float *a, Py_ssize_t n)
     void add_inplace_f64(double *out, const double *a, Py_ssize_t n)
 
@@ -47,11 +48,11 @@ cdef inline void fill_bias(floating *out, const floating *b1, const floating *b2
         fill_bias_f64(out, b1, b2, rows, cols)
 
 cdef inline void colsum_add(floating *out, const floating *A, Py_ssize_t rows, Py_ssize_t cols,
-                            Py_ssize_t ld) noexcept nogil:
+                            Py_ssize_t ld, floating *out2) noexcept nogil:
     if floating is float:
-        colsum_add_f32(out, A, rows, cols, ld)
+        colsum_add_f32(out, out2, A, rows, cols, ld)
     else:
-        colsum_add_f64(out, A, rows, cols, ld)
+        colsum_add_f64(out, out2, A, rows, cols, ld)
 
 cdef inline void add_inplace(floating *out, const floating *a, Py_ssize_t n) noexcept nogil:
     if floating is float:
@@ -114,8 +115,11 @@ cdef inline void sequence_weight_grads(
            x, <int>D, NULL, True, dW_ih + g0 * D, <int>D)
         mm(own, True, False, <int>(g1 - g0), <int>H, <int>R, dGh + g0, <int>G,
            hs, <int>H, NULL, True, dW_hh + g0 * H, <int>H)
-        colsum_add(db_ih + g0, dGx + g0, R, g1 - g0, G)
-        colsum_add(db_hh + g0, dGh + g0, R, g1 - g0, G)
+        if dGx == dGh:
+            colsum_add(db_ih + g0, dGx + g0, R, g1 - g0, G, db_hh + g0)
+        else:
+            colsum_add(db_ih + g0, dGx + g0, R, g1 - g0, G, <floating *> NULL)
+            colsum_add(db_hh + g0, dGh + g0, R, g1 - g0, G, <floating *> NULL)
     if r1 > r0:
         mm(own, False, False, <int>(r1 - r0), <int>D, <int>G, dGx + r0 * G, <int>G,
            W_ih, <int>D, Wp_ih, True, dx + r0 * D, <int>D)

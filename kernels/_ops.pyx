@@ -10,9 +10,10 @@ from libc.math cimport exp, log, sqrt
 from libc.stdint cimport int32_t
 from libc.string cimport memcpy
 
-from _blas cimport gemm as _gemm
+from _blas cimport gemm as _gemm, mm
 from _blas cimport cr_sgemm_cpu, cr_sgemm_pack, cr_sgemm_packed_size, cr_sgemm_avx512
-from _cellmath cimport cr_expf, cr_sigmoidf, cr_tanhf, fill_bias
+from _cellmath cimport (cr_expf, cr_sigmoidf, cr_tanhf, fill_bias, colsum_add, packed,
+                        softmax_xent_row_f32)
 
 cdef extern from *:
     """
@@ -69,36 +70,38 @@ def embedding_backward(const int32_t[::1] ids, const floating[:, ::1] dout, floa
 
 # ---- decoder: logits = x W^T + b ---------------------------------------------------
 
-def linear_forward(const floating[:, ::1] x, const floating[:, ::1] W, const floating[::1] b,
-                   floating[:, ::1] out):
-    """out (R, V) = x (R, H) @ W (V, H)^T + b (V)"""
+def linear_forward(const floating[:, ::1] x, const floating[:, ::1] W, const floating[::1] Wp,
+                   const floating[::1] b, floating[:, ::1] out):
+    """out (R, V) = x (R, H) @ W (V, H)^T + b (V).
+    Wp: W^T packed (sgemm_pack(True, W, Wp)) for charrnn's own sgemm, or empty: BLAS."""
     cdef Py_ssize_t R = x.shape[0], H = x.shape[1], V = W.shape[0]
     _need(W.shape[1] == H and b.shape[0] == V and out.shape[0] == R and out.shape[1] == V, "linear")
+    cdef const floating *P = packed(Wp, H, V, "linear", "Wp")
     if R == 0:
         return
     with nogil:
         fill_bias(&out[0, 0], &b[0], <floating *> NULL, R, V)
-        _gemm(False, True, <int>R, <int>V, <int>H, 1, &x[0, 0], <int>H, &W[0, 0], <int>H,
-              1, &out[0, 0], <int>V)
+        mm(P != NULL, False, True, <int>R, <int>V, <int>H, &x[0, 0], <int>H, &W[0, 0], <int>H,
+           P, True, &out[0, 0], <int>V)
 
 
 def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x, const floating[:, ::1] W,
-                    floating[:, ::1] dx, floating[:, ::1] dW, floating[::1] db):
-    """dx (R, H) = dout @ W (assigned); dW (V, H) += dout^T @ x; db (V) += column sums."""
-    cdef Py_ssize_t R = x.shape[0], H = x.shape[1], V = W.shape[0], r, j
+                    floating[:, ::1] dx, floating[:, ::1] dW, floating[::1] db, bint own=False):
+    """dx (R, H) = dout @ W (assigned); dW (V, H) += dout^T @ x; db (V) += column sums.
+    own: on charrnn's own sgemm (float32 on an AVX-512 CPU; elsewhere ignored: BLAS)."""
+    cdef Py_ssize_t R = x.shape[0], H = x.shape[1], V = W.shape[0]
     _need(dout.shape[0] == R and dout.shape[1] == V and W.shape[1] == H and dx.shape[0] == R
           and dx.shape[1] == H and dW.shape[0] == V and dW.shape[1] == H and db.shape[0] == V,
           "linear backward")
+    own = own and floating is float and cr_sgemm_cpu()
     if R == 0:
         return
     with nogil:
-        _gemm(False, False, <int>R, <int>H, <int>V, 1, &dout[0, 0], <int>V, &W[0, 0], <int>H,
-              0, &dx[0, 0], <int>H)
-        _gemm(True, False, <int>V, <int>H, <int>R, 1, &dout[0, 0], <int>V, &x[0, 0], <int>H,
-              1, &dW[0, 0], <int>H)
-        for r in range(R):
-            for j in range(V):
-                db[j] += dout[r, j]
+        mm(own, False, False, <int>R, <int>H, <int>V, &dout[0, 0], <int>V, &W[0, 0], <int>H,
+           NULL, False, &dx[0, 0], <int>H)
+        mm(own, True, False, <int>V, <int>H, <int>R, &dout[0, 0], <int>V, &x[0, 0], <int>H,
+           NULL, True, &dW[0, 0], <int>H)
+        colsum_add(&db[0], &dout[0, 0], R, V, V, <floating *> NULL)
 
 
 # ---- softmax cross-entropy ---------------------------------------------------------
@@ -115,6 +118,11 @@ def softmax_xent(floating[:, ::1] logits, const int32_t[::1] targets, double sca
     cdef double total = 0, s, lse
     cdef floating m, e
     cdef floating *row
+    if floating is float:
+        with nogil:
+            for r in range(R):
+                total += softmax_xent_row_f32(&logits[r, 0], V, targets[r], <float> scale)
+        return total
     with nogil:
         for r in range(R):
             row = &logits[r, 0]

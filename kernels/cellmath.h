@@ -123,4 +123,36 @@ static inline void cr_ftz_end(unsigned int old) { (void)old; }
 #undef TANH
 #undef CLONES
 
+/* Softmax cross-entropy of one row of float32 logits: returns -log softmax(row)[target]
+ * (float64). If scale != 0, row := (softmax(row) - onehot(target)) * scale, its gradient.
+ * Each pass is a simple loop that vectorises; the sum runs in 16 float lanes, then
+ * double: V is a vocabulary (tens to thousands), so float partial sums are exact enough. */
+CR_UNUSED CR_CLONES_F32 static double softmax_xent_row_f32(float *__restrict row, idx_t V,
+                                                           idx_t target, float scale)
+{
+    float m = row[0];
+    for (idx_t j = 1; j < V; j++) m = row[j] > m ? row[j] : m;
+    float lane[16] = {0};
+    double s = 0;
+    float zt = row[target] - m;
+    if (scale != 0) {
+        for (idx_t j = 0; j < V; j++) row[j] = cr_expf(row[j] - m);
+        idx_t j = 0;
+        for (; j + 16 <= V; j += 16)
+            for (int k = 0; k < 16; k++) lane[k] += row[j + k];
+        for (; j < V; j++) s += row[j];
+        for (int k = 0; k < 16; k++) s += lane[k];
+        float f = (float)((double)scale / s);
+        for (idx_t j2 = 0; j2 < V; j2++) row[j2] *= f;
+        row[target] -= scale;
+    } else {
+        idx_t j = 0;
+        for (; j + 16 <= V; j += 16)
+            for (int k = 0; k < 16; k++) lane[k] += cr_expf(row[j + k] - m);
+        for (; j < V; j++) s += cr_expf(row[j] - m);
+        for (int k = 0; k < 16; k++) s += lane[k];
+    }
+    return log(s) - (double)zt;
+}
+
 #endif

@@ -19,9 +19,10 @@ CR_UNUSED CLONES static void SFX(fill_bias)(REAL *out, const REAL *b1, const REA
 
 /* out[j] += sum_r A[r, j] for r < rows, j < cols; A has row stride ld: bias gradients.
  * The sum is formed first and added once, like BLAS with beta = 1, so that two backward
- * calls accumulate exactly twice the gradient. */
-CR_UNUSED CLONES static void SFX(colsum_add)(REAL *__restrict out, const REAL *A, idx_t rows,
-                                             idx_t cols, idx_t ld)
+ * calls accumulate exactly twice the gradient. out2, if not NULL, gets the same sums
+ * added (the LSTM's b_ih and b_hh have the same gradient: one pass serves both). */
+CR_UNUSED CLONES static void SFX(colsum_add)(REAL *__restrict out, REAL *__restrict out2,
+                                             const REAL *A, idx_t rows, idx_t cols, idx_t ld)
 {
     enum { BLOCK = 256 };
     REAL acc[BLOCK];
@@ -33,6 +34,8 @@ CR_UNUSED CLONES static void SFX(colsum_add)(REAL *__restrict out, const REAL *A
             for (idx_t j = 0; j < w; j++) acc[j] += a[j];
         }
         for (idx_t j = 0; j < w; j++) out[j0 + j] += acc[j];
+        if (out2)
+            for (idx_t j = 0; j < w; j++) out2[j0 + j] += acc[j];
     }
 }
 

@@ -118,6 +118,27 @@ static CR_AVX512 void cr_sgemm_tile(ptrdiff_t K, const float *A, const ptrdiff_t
     CR_STORE_ROW(0) CR_STORE_ROW(1) CR_STORE_ROW(2) CR_STORE_ROW(3)
     CR_STORE_ROW(4) CR_STORE_ROW(5) CR_STORE_ROW(6) CR_STORE_ROW(7)
 }
+
+/* The same for a last tile of at most 4 rows (M = 50 or 25 leaves 2 or 1): half the work
+ * of the 8-row tile instead of wasting it on copies of the last row. */
+static CR_AVX512 void cr_sgemm_tile4(ptrdiff_t K, const float *A, const ptrdiff_t *a_ofs,
+                                     ptrdiff_t a_step, const float *B, ptrdiff_t b_step,
+                                     int full, __mmask16 m0, __mmask16 m1,
+                                     float *C, ptrdiff_t ldc, int mr, int accumulate)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+           c30 = c00, c31 = c00;
+    const float *Ak = A;
+    const float *Bk = B;
+    for (ptrdiff_t k = 0; k < K; k++) {
+        __m512 b0 = full ? _mm512_loadu_ps(Bk) : _mm512_maskz_loadu_ps(m0, Bk);
+        __m512 b1 = full ? _mm512_loadu_ps(Bk + 16) : _mm512_maskz_loadu_ps(m1, Bk + 16);
+        CR_FMA_ROW(0) CR_FMA_ROW(1) CR_FMA_ROW(2) CR_FMA_ROW(3)
+        Ak += a_step;
+        Bk += b_step;
+    }
+    CR_STORE_ROW(0) CR_STORE_ROW(1) CR_STORE_ROW(2) CR_STORE_ROW(3)
+}
 #undef CR_FMA_ROW
 #undef CR_STORE_ROW
 
@@ -146,8 +167,9 @@ static CR_AVX512 void cr_sgemm_rows(ptrdiff_t ib, ptrdiff_t ie, ptrdiff_t N, ptr
             }
             if (a_packed)                       /* tiles of CR_MR rows, each (K, CR_MR) */
                 Ai = A + (i0 - ib) * K;
-            cr_sgemm_tile(K, Ai, a_ofs, a_packed ? CR_MR : trans_a ? lda : 1, Bj, b_step, full,
-                          m0, m1, C + i0 * ldc + j0, ldc, mr, accumulate);
+            (mr > 4 ? cr_sgemm_tile : cr_sgemm_tile4)(
+                K, Ai, a_ofs, a_packed ? CR_MR : trans_a ? lda : 1, Bj, b_step, full,
+                m0, m1, C + i0 * ldc + j0, ldc, mr, accumulate);
         }
     }
 }

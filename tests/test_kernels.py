@@ -339,6 +339,50 @@ def test_gemm_backend_rejects_unknown_name():
             pass
 
 
+@pytest.mark.parametrize("V", [1, 5, 16, 17, 65, 1000])
+@pytest.mark.parametrize("scale", [0.0, 0.25])
+def test_softmax_xent_float32_matches_float64(V, scale):
+    rng = np.random.default_rng(V)
+    R = 37
+    z = (rng.standard_normal((R, V)) * 4).astype(np.float32)
+    t = rng.integers(0, V, R).astype(np.int32)
+    zd = z.astype(np.float64)
+    logp = zd - zd.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    want_loss = -logp[np.arange(R), t].sum()
+    want_grad = (np.exp(logp) - np.eye(V)[t]) * scale
+    g = z.copy()
+    loss = _ops.softmax_xent(g, t, scale)
+    assert abs(loss - want_loss) <= 1e-5 * max(1.0, abs(want_loss))
+    if scale:
+        np.testing.assert_allclose(g, want_grad, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(g, z)   # untouched without a gradient
+    z[3, 0] = np.nan
+    assert np.isnan(_ops.softmax_xent(z, t, scale))
+
+
+@pytest.mark.parametrize("R,H,V", [(1, 3, 2), (37, 20, 65), (300, 64, 33)])
+def test_decoder_linear_float32_on_both_gemms(R, H, V, gemm):
+    rng = np.random.default_rng(R)
+    x = rng.standard_normal((R, H)).astype(np.float32)
+    W = rng.standard_normal((V, H)).astype(np.float32)
+    b = rng.standard_normal(V).astype(np.float32)
+    dout = rng.standard_normal((R, V)).astype(np.float32)
+    Wp = cells.pack(cells.Workspace(), "W", W, True)
+    assert (Wp.size > 0) == (gemm == "own")
+    out = np.empty((R, V), np.float32)
+    _ops.linear_forward(x, W, Wp, b, out)
+    xd, Wd = x.astype(np.float64), W.astype(np.float64)
+    np.testing.assert_allclose(out, xd @ Wd.T + b, rtol=1e-4, atol=1e-4)
+    dx = np.full((R, H), np.nan, np.float32)
+    dW, db = np.ones((V, H), np.float32), np.ones(V, np.float32)
+    _ops.linear_backward(dout, x, W, dx, dW, db, own=Wp.size > 0)
+    np.testing.assert_allclose(dx, dout.astype(np.float64) @ Wd, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dW, 1 + dout.astype(np.float64).T @ xd, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(db, 1 + dout.astype(np.float64).sum(0), rtol=1e-5, atol=1e-5)
+
+
 def test_fast_float32_math_accuracy_and_nan():
     x = np.concatenate([np.linspace(-100, 100, 200001), np.linspace(-1e-3, 1e-3, 2001),
                         [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-30]]).astype(np.float32)
