@@ -32,8 +32,10 @@ saw the same machine conditions. Use --repeat 5 or more with 2 threads.
 Also reported:
 - charrnn GFLOP/s: 3 x forward FLOPs per character (forward: per layer 2*G*H*(D+H),
   G gates, D its input size; decoder 2*H*V) x characters per second, against the peak
-  of a 2048x2048 float32 GEMM through charrnn._ops.gemm (scipy's BLAS, the one the
-  kernels use) with threadpoolctl limited to each thread count (best of 5).
+  of a 2048x2048 float32 GEMM (best of 5) through SciPy's BLAS (charrnn._ops.gemm,
+  threadpoolctl limited to each thread count) and through charrnn's own AVX-512 sgemm
+  (charrnn._ops.sgemm, which the float32 kernels use where the CPU has AVX-512; t
+  threads each take 1/t of the rows, as the kernels split their passes).
 - peak RSS (VmHWM, read by the training process itself at exit) of each side.
 
 The Markdown output goes to stdout (progress to stderr), followed by the command line.
@@ -201,6 +203,26 @@ def child_peak(a):
                 _ops.gemm(False, False, 1.0, A, Bm, 0.0, C)
                 best = min(best, time.perf_counter() - t0)
         peaks[str(t)] = 2 * n**3 / best / 1e9
+    own = {}
+    if _ops.sgemm_available():
+        # charrnn's own AVX-512 sgemm (what the float32 kernels use): single-threaded by
+        # design, so t threads each take n / t rows, as the kernels split their passes
+        from concurrent.futures import ThreadPoolExecutor
+        Bp = np.empty(_ops.sgemm_packed_size(n, n), np.float32)
+        _ops.sgemm_pack(False, Bm, Bp)
+        for t in a.thread_list:
+            cuts = [n * i // t for i in range(t + 1)]
+            parts = list(zip(cuts[:-1], cuts[1:]))
+            with ThreadPoolExecutor(t) as pool:
+                def run():
+                    list(pool.map(lambda r: _ops.sgemm(False, A[r[0]:r[1]], Bm, Bp, False, C[r[0]:r[1]]), parts))
+                run()
+                best = math.inf
+                for _ in range(5):
+                    t0 = time.perf_counter()
+                    run()
+                    best = min(best, time.perf_counter() - t0)
+            own[str(t)] = 2 * n**3 / best / 1e9
     blas = [f"{_owner(i['filepath'])}: {i.get('internal_api')} {i.get('version')} "
             f"{i.get('architecture', '')}".rstrip()
             for i in threadpool_info() if i.get("user_api") == "blas"]
@@ -210,7 +232,7 @@ def child_peak(a):
             cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"peak_gflops": peaks, "cpu": cpu, "cores": os.cpu_count(),
+    return {"peak_gflops": peaks, "own_peak_gflops": own, "cpu": cpu, "cores": os.cpu_count(),
             "python": platform.python_version(), "numpy": np.__version__,
             "scipy": scipy.__version__, "charrnn": charrnn.__version__,
             "charrnn_path": os.path.dirname(charrnn.__file__), "blas": sorted(set(blas))}
@@ -339,20 +361,26 @@ def main():
                       f, indent=1)
 
 
+def own_pct(r, env):
+    g = env.get("own_peak_gflops", {}).get(str(r["threads"]))
+    return f"{100 * r['gflops'] / g:.0f}%" if g else "–"
+
+
 def report(results, env, tv, a, configs, threads):
     out = []
     torch_col = f"PyTorch {tv} chars/s" if tv else "PyTorch chars/s"
     out.append(f"Training speed in characters per second (median of {plural(a.repeat, 'run')}; "
                f"{plural(a.warmup, 'warm-up step')}, then the steps shown, timed):\n")
     out.append(f"| Config | Model | Batch × seq | Threads | Steps | charrnn chars/s | {torch_col} "
-               "| charrnn / PyTorch | charrnn GFLOP/s | % of sgemm peak |")
-    out.append("|---|---|---|--:|--:|--:|--:|--:|--:|--:|")
+               "| charrnn / PyTorch | charrnn GFLOP/s | % of BLAS sgemm peak | % of own sgemm peak |")
+    out.append("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in results:
         ratio = f"{r['ratio']:.2f}×" if r["ratio"] else "–"
         out.append(f"| {r['config']} | {CELL_NAMES[r['cell']]} {r['layers']}×{r['hidden']} "
                    f"| {r['batch']} × {r['seq']} | {r['threads']} | {r['steps']} "
                    f"| {fmt_int(r['charrnn'])} | {fmt_int(r['torch'])} | {ratio} "
-                   f"| {r['gflops']:.1f} | {100 * r['gflops'] / r['peak_gflops']:.0f}% |")
+                   f"| {r['gflops']:.1f} | {100 * r['gflops'] / r['peak_gflops']:.0f}% "
+                   f"| {own_pct(r, env)} |")
     out.append("")
     out.append(f"Peak memory of the training process (VmHWM, median; {plural(threads[0], 'thread')}):\n")
     out.append("| Config | charrnn | PyTorch |")
@@ -364,8 +392,13 @@ def report(results, env, tv, a, configs, threads):
     out.append("")
     peaks = ", ".join(f"{plural(t, 'thread')} {g:.0f} GFLOP/s"
                       for t, g in sorted((int(k), v) for k, v in env["peak_gflops"].items()))
-    out.append(f"sgemm peak ({a.gemm_size}×{a.gemm_size}, charrnn._ops.gemm, best of 5): {peaks}. "
-               "GFLOP/s counts 3× the forward FLOPs (matrix products only).")
+    line = f"sgemm peak ({a.gemm_size}×{a.gemm_size}, best of 5), SciPy's BLAS (charrnn._ops.gemm): {peaks}"
+    if env.get("own_peak_gflops"):
+        own = ", ".join(f"{plural(t, 'thread')} {g:.0f} GFLOP/s"
+                        for t, g in sorted((int(k), v) for k, v in env["own_peak_gflops"].items()))
+        line += (f"; charrnn's own AVX-512 sgemm (what the float32 kernels use; t threads take "
+                 f"n/t rows each): {own}")
+    out.append(line + ". GFLOP/s counts 3× the forward FLOPs (matrix products only).")
     out.append(f"Machine: {env['cpu']}, {env['cores']} cores; Python {env['python']}, "
                f"NumPy {env['numpy']}, SciPy {env['scipy']} ({'; '.join(env['blas'])}), "
                f"charrnn {env['charrnn']}" + (f", PyTorch {tv}" if tv else "") + ".")

@@ -235,13 +235,42 @@ def _to_json(obj, what, where):
                               f"{e}") from None
 
 
+_CODES = {dt: code for code, dt in _DTYPES.items()}
+
+
 def _save(path, tensors, metadata):
+    """Write a safetensors file, streaming each array's own memory to the file.
+
+    safetensors.numpy.save would first copy every tensor into one bytes object (twice,
+    in fact): for a training state that is the parameters and both Adam moments, and it
+    was the peak memory of a whole training run. The format is simple (8-byte header
+    length, JSON header, the tensors' bytes back to back), so we write it ourselves;
+    reading still goes through the safetensors library, which checks what we write.
+    """
     metadata["sha256"] = _digest(tensors, metadata)
+    # Widest dtypes first, then by name (as safetensors orders them): every tensor then
+    # starts at a multiple of its item size.
+    names = sorted(tensors, key=lambda n: (-tensors[n].dtype.itemsize, n))
+    header, offset = {"__metadata__": metadata}, 0
+    for name in names:
+        a = tensors[name]
+        header[name] = {"dtype": _CODES[a.dtype.newbyteorder("<")], "shape": list(a.shape),
+                        "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
     try:
-        data = safetensors.numpy.save(tensors, metadata=metadata)
-    except Exception as e:  # e.g. a name that is not valid UTF-8
+        head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:  # a name or value that is not valid UTF-8
         raise CheckpointError(f"cannot save {path}: {e}") from None
-    atomic_write_bytes(path, data)
+    head += b" " * (-len(head) % 8)                    # the data starts 8-byte aligned
+
+    def write(f):
+        f.write(struct.pack("<Q", len(head)))
+        f.write(head)
+        for name in names:
+            a = np.ascontiguousarray(tensors[name], dtype=tensors[name].dtype.newbyteorder("<"))
+            if a.size:
+                f.write(a.reshape(-1).view(np.uint8).data)
+    atomic_write(path, write)
 
 
 def _digest(tensors, metadata):
@@ -269,10 +298,16 @@ def _digest(tensors, metadata):
 
 
 def atomic_write_bytes(path, data):
-    """Replace `path` by `data` so that a crash at any instant leaves either the old or
-    the new file: write a temp file in the same directory, fsync it, os.replace it over
-    `path`, fsync the directory. Raises RunDirError (the old file intact, the temp file
-    removed) if any step fails, e.g. a full disk or a read-only directory."""
+    """Replace `path` by `data` atomically (see atomic_write)."""
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write(path, write):
+    """Replace `path` by what write(f) writes to the binary file f, so that a crash at
+    any instant leaves either the old or the new file: write a temp file in the same
+    directory, fsync it, os.replace it over `path`, fsync the directory. Raises
+    RunDirError (the old file intact, the temp file removed) if any step fails, e.g. a
+    full disk or a read-only directory."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}."
@@ -284,7 +319,7 @@ def atomic_write_bytes(path, data):
         raise RunDirError(f"cannot write {path}: {_reason(e)}") from e
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
