@@ -54,7 +54,8 @@ cdef extern from "sgemm.h" nogil:
                        float *Bp)
     void cr_sgemm_avx512(int trans_a, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                          const float *A, Py_ssize_t lda, const float *B, Py_ssize_t ldb,
-                         float *C, Py_ssize_t ldc, int accumulate)
+                         float *C, Py_ssize_t ldc, int accumulate,
+                         const float *b1, const float *b2)
     int cr_sgemm_cpu()
 
 
@@ -71,8 +72,8 @@ cdef inline void mm(bint own, bint trans_a, bint trans_b, int M, int N, int K,
         if own:
             if M > 0 and N > 0:
                 if Bp != NULL:
-                    cr_sgemm_avx512(trans_a, M, N, K, A, lda, Bp, -1, C, ldc, accumulate)
+                    cr_sgemm_avx512(trans_a, M, N, K, A, lda, Bp, -1, C, ldc, accumulate, NULL, NULL)
                 else:
-                    cr_sgemm_avx512(trans_a, M, N, K, A, lda, B, ldb, C, ldc, accumulate)
+                    cr_sgemm_avx512(trans_a, M, N, K, A, lda, B, ldb, C, ldc, accumulate, NULL, NULL)
             return
     gemm(trans_a, trans_b, M, N, K, 1, A, lda, B, ldb, 1 if accumulate else 0, C, ldc)

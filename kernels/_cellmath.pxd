@@ -38,7 +38,7 @@ cdef extern from "cellmath.h" nogil:
 
 # Typed dispatch over `floating` so the kernels read like one function for both dtypes.
 from cython cimport floating
-from _blas cimport mm, cr_sgemm_cpu, cr_sgemm_packed_size
+from _blas cimport mm, cr_sgemm_cpu, cr_sgemm_packed_size, cr_sgemm_avx512
 
 cdef inline void fill_bias(floating *out, const floating *b1, const floating *b2,
                            Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
@@ -59,6 +59,21 @@ cdef inline void add_inplace(floating *out, const floating *a, Py_ssize_t n) noe
         add_inplace_f32(out, a, n)
     else:
         add_inplace_f64(out, a, n)
+
+
+cdef inline void mm_bias(int M, int N, int K, const floating *A, int lda, const floating *B,
+                         int ldb, const floating *Bp, const floating *b1, const floating *b2,
+                         floating *C, int ldc) noexcept nogil:
+    """C (M, N) := A @ B^T + b1 + b2 (b2 may be NULL), B stored (N, K). With Bp (B^T
+    packed) the own sgemm adds the bias as it stores C, saving a pass over C; else the
+    bias is laid down first and BLAS adds the product (the same sums either way)."""
+    if floating is float:
+        if Bp != NULL:
+            if M > 0 and N > 0:
+                cr_sgemm_avx512(False, M, N, K, A, lda, Bp, -1, C, ldc, False, b1, b2)
+            return
+    fill_bias(C, b1, b2, M, N)
+    mm(False, False, True, M, N, K, A, lda, B, ldb, Bp, True, C, ldc)
 
 
 # Shape checks used before the GIL is released. memoryview.shape is a C array.

@@ -25,7 +25,7 @@ from cython cimport floating
 from libc.string cimport memcpy
 
 from _blas cimport mm
-from _cellmath cimport (need, need_range, packed, shape2, shape3, sequence_weight_grads, cr_ftz_begin, cr_ftz_end, fill_bias,
+from _cellmath cimport (need, need_range, packed, mm_bias, shape2, shape3, sequence_weight_grads, cr_ftz_begin, cr_ftz_end, fill_bias,
                         colsum_add, add_inplace,
                         gru_fwd_step_f32, gru_fwd_step_f64,
                         gru_bwd_step_f32, gru_bwd_step_f64)
@@ -55,9 +55,8 @@ def forward_input(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
         return
     cdef floating *A = &act[0, 0, 0] + r0 * G
     with nogil:
-        fill_bias(A, &b_ih[0], <floating *> NULL, r1 - r0, G)
-        mm(Wp != NULL, False, True, <int>(r1 - r0), <int>G, <int>D, &x[0, 0, 0] + r0 * D, <int>D,
-           &W_ih[0, 0], <int>D, Wp, True, A, <int>G)
+        mm_bias(<int>(r1 - r0), <int>G, <int>D, &x[0, 0, 0] + r0 * D, <int>D, &W_ih[0, 0],
+                <int>D, Wp, &b_ih[0], <floating *> NULL, A, <int>G)
 
 
 def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
@@ -83,9 +82,8 @@ def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
         fpmode = cr_ftz_begin()
         memcpy(&hs[0, n0, 0], &h0[n0, 0], M * H * sizeof(floating))
         for t in range(T):
-            fill_bias(&gh[n0, 0], &b_hh[0], <floating *> NULL, M, G)
-            mm(Wp != NULL, False, True, <int>M, <int>G, <int>H, &hs[t, n0, 0], <int>H,
-               &W_hh[0, 0], <int>H, Wp, True, &gh[n0, 0], <int>G)
+            mm_bias(<int>M, <int>G, <int>H, &hs[t, n0, 0], <int>H, &W_hh[0, 0], <int>H, Wp,
+                    &b_hh[0], <floating *> NULL, &gh[n0, 0], <int>G)
             if floating is float:
                 gru_fwd_step_f32(A + (t * N + n0) * G, &gh[n0, 0], &ghn[t, n0, 0],
                                  &hs[t, n0, 0], &hs[t + 1, n0, 0], M, H)

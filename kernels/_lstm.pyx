@@ -32,7 +32,7 @@ from cython cimport floating
 from libc.string cimport memcpy
 
 from _blas cimport mm
-from _cellmath cimport (need, need_range, packed, shape2, shape3, sequence_weight_grads, cr_ftz_begin, cr_ftz_end, fill_bias,
+from _cellmath cimport (need, need_range, packed, mm_bias, shape2, shape3, sequence_weight_grads, cr_ftz_begin, cr_ftz_end, fill_bias,
                         colsum_add, add_inplace,
                         lstm_fwd_step_f32, lstm_fwd_step_f64,
                         lstm_bwd_step_f32, lstm_bwd_step_f64)
@@ -62,9 +62,8 @@ def forward_input(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
         return
     cdef floating *A = &act[0, 0, 0] + r0 * G
     with nogil:
-        fill_bias(A, &b_ih[0], &b_hh[0], r1 - r0, G)
-        mm(Wp != NULL, False, True, <int>(r1 - r0), <int>G, <int>D, &x[0, 0, 0] + r0 * D, <int>D,
-           &W_ih[0, 0], <int>D, Wp, True, A, <int>G)
+        mm_bias(<int>(r1 - r0), <int>G, <int>D, &x[0, 0, 0] + r0 * D, <int>D, &W_ih[0, 0],
+                <int>D, Wp, &b_ih[0], &b_hh[0], A, <int>G)
 
 
 def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] c0,

@@ -12,7 +12,7 @@ from libc.string cimport memcpy
 
 from _blas cimport gemm as _gemm, mm
 from _blas cimport cr_sgemm_cpu, cr_sgemm_pack, cr_sgemm_packed_size, cr_sgemm_avx512
-from _cellmath cimport (cr_expf, cr_sigmoidf, cr_tanhf, fill_bias, colsum_add, packed,
+from _cellmath cimport (cr_expf, cr_sigmoidf, cr_tanhf, fill_bias, colsum_add, packed, mm_bias,
                         softmax_xent_row_f32)
 
 cdef extern from *:
@@ -80,9 +80,8 @@ def linear_forward(const floating[:, ::1] x, const floating[:, ::1] W, const flo
     if R == 0:
         return
     with nogil:
-        fill_bias(&out[0, 0], &b[0], <floating *> NULL, R, V)
-        mm(P != NULL, False, True, <int>R, <int>V, <int>H, &x[0, 0], <int>H, &W[0, 0], <int>H,
-           P, True, &out[0, 0], <int>V)
+        mm_bias(<int>R, <int>V, <int>H, &x[0, 0], <int>H, &W[0, 0], <int>H, P, &b[0],
+                <floating *> NULL, &out[0, 0], <int>V)
 
 
 def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x, const floating[:, ::1] W,
@@ -239,9 +238,11 @@ def sgemm(bint trans_a, const float[:, ::1] A, const float[:, ::1] B, const floa
     cdef const float *pB = &B[0, 0] if K > 0 else NULL
     with nogil:
         if Bp.shape[0] != 0:
-            cr_sgemm_avx512(trans_a, M, N, K, pA, A.shape[1], &Bp[0], -1, &C[0, 0], N, accumulate)
+            cr_sgemm_avx512(trans_a, M, N, K, pA, A.shape[1], &Bp[0], -1, &C[0, 0], N, accumulate,
+                            NULL, NULL)
         else:
-            cr_sgemm_avx512(trans_a, M, N, K, pA, A.shape[1], pB, N, &C[0, 0], N, accumulate)
+            cr_sgemm_avx512(trans_a, M, N, K, pA, A.shape[1], pB, N, &C[0, 0], N, accumulate,
+                            NULL, NULL)
 
 
 def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,

@@ -18,7 +18,7 @@ from cython cimport floating
 from libc.string cimport memcpy
 
 from _blas cimport mm
-from _cellmath cimport (need, need_range, packed, shape2, shape3, sequence_weight_grads, cr_ftz_begin, cr_ftz_end, fill_bias,
+from _cellmath cimport (need, need_range, packed, mm_bias, shape2, shape3, sequence_weight_grads, cr_ftz_begin, cr_ftz_end, fill_bias,
                         colsum_add,
                         rnn_fwd_step_f32, rnn_fwd_step_f64,
                         rnn_bwd_step_f32, rnn_bwd_step_f64)
@@ -48,9 +48,8 @@ def forward_input(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
         return
     cdef floating *P = &pre[0, 0, 0] + r0 * H
     with nogil:
-        fill_bias(P, &b_ih[0], &b_hh[0], r1 - r0, H)
-        mm(Wp != NULL, False, True, <int>(r1 - r0), <int>H, <int>D, &x[0, 0, 0] + r0 * D, <int>D,
-           &W_ih[0, 0], <int>D, Wp, True, P, <int>H)
+        mm_bias(<int>(r1 - r0), <int>H, <int>D, &x[0, 0, 0] + r0 * D, <int>D, &W_ih[0, 0],
+                <int>D, Wp, &b_ih[0], &b_hh[0], P, <int>H)
 
 
 def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,

@@ -9,7 +9,7 @@
  * packed once per pass (cr_sgemm_pack) and reused by every step, and the micro-kernel
  * is AVX-512: on CPUs with full-width AVX-512 units that doubles the FLOPs per cycle.
  *
- *     C (M, N) := op(A) @ B  (+ C if accumulate)      all row-major
+ *     C (M, N) := op(A) @ B  (+ C if accumulate)  (+ b1 + b2 in every row)   all row-major
  *
  * op(A) is (M, K): A stored (M, K) with row stride lda, or (K, M) if trans_a.
  * B is (K, N) either plain row-major with row stride ldb, or packed: column panels of
@@ -80,6 +80,10 @@ static inline void cr_sgemm_pack(int trans_b, ptrdiff_t K, ptrdiff_t N, const fl
 #define CR_STORE_ROW(r)                                                    \
     if (r < mr) {                                                          \
         float *c = C + r * ldc;                                            \
+        if (bias) {                                                        \
+            c##r##0 = _mm512_add_ps(c##r##0, bias0);                       \
+            c##r##1 = _mm512_add_ps(c##r##1, bias1);                       \
+        }                                                                  \
         if (accumulate) {                                                  \
             c##r##0 = _mm512_add_ps(c##r##0, _mm512_maskz_loadu_ps(m0, c));      \
             c##r##1 = _mm512_add_ps(c##r##1, _mm512_maskz_loadu_ps(m1, c + 16)); \
@@ -91,7 +95,8 @@ static inline void cr_sgemm_pack(int trans_b, ptrdiff_t K, ptrdiff_t N, const fl
 static CR_AVX512 void cr_sgemm_tile(ptrdiff_t K, const float *A, const ptrdiff_t *a_ofs,
                                     ptrdiff_t a_step, const float *B, ptrdiff_t b_step,
                                     int full, __mmask16 m0, __mmask16 m1,
-                                    float *C, ptrdiff_t ldc, int mr, int accumulate)
+                                    float *C, ptrdiff_t ldc, int mr, int accumulate,
+                                    int bias, __m512 bias0, __m512 bias1)
 {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
@@ -124,7 +129,8 @@ static CR_AVX512 void cr_sgemm_tile(ptrdiff_t K, const float *A, const ptrdiff_t
 static CR_AVX512 void cr_sgemm_tile4(ptrdiff_t K, const float *A, const ptrdiff_t *a_ofs,
                                      ptrdiff_t a_step, const float *B, ptrdiff_t b_step,
                                      int full, __mmask16 m0, __mmask16 m1,
-                                     float *C, ptrdiff_t ldc, int mr, int accumulate)
+                                     float *C, ptrdiff_t ldc, int mr, int accumulate,
+                                     int bias, __m512 bias0, __m512 bias1)
 {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00;
@@ -148,7 +154,8 @@ static CR_AVX512 void cr_sgemm_tile4(ptrdiff_t K, const float *A, const ptrdiff_
 static CR_AVX512 void cr_sgemm_rows(ptrdiff_t ib, ptrdiff_t ie, ptrdiff_t N, ptrdiff_t K,
                                     ptrdiff_t Kfull, const float *A, int a_packed,
                                     ptrdiff_t lda, int trans_a, const float *B, ptrdiff_t ldb,
-                                    float *C, ptrdiff_t ldc, int accumulate)
+                                    float *C, ptrdiff_t ldc, int accumulate,
+                                    const float *b1, const float *b2)
 {
     for (ptrdiff_t j0 = 0; j0 < N; j0 += CR_NR) {
         ptrdiff_t nr = N - j0 < CR_NR ? N - j0 : CR_NR;
@@ -157,6 +164,16 @@ static CR_AVX512 void cr_sgemm_rows(ptrdiff_t ib, ptrdiff_t ie, ptrdiff_t N, ptr
         const float *Bj = ldb < 0 ? B + (j0 / CR_NR) * CR_NR * Kfull : B + j0;
         ptrdiff_t b_step = ldb < 0 ? CR_NR : ldb;
         int full = ldb < 0 || nr == CR_NR;
+        /* the bias row of this panel, b1 + b2 summed as fill_bias does */
+        __m512 bias0 = _mm512_setzero_ps(), bias1 = bias0;
+        if (b1) {
+            bias0 = _mm512_maskz_loadu_ps(m0, b1 + j0);
+            bias1 = _mm512_maskz_loadu_ps(m1, b1 + j0 + 16);
+            if (b2) {
+                bias0 = _mm512_add_ps(bias0, _mm512_maskz_loadu_ps(m0, b2 + j0));
+                bias1 = _mm512_add_ps(bias1, _mm512_maskz_loadu_ps(m1, b2 + j0 + 16));
+            }
+        }
         for (ptrdiff_t i0 = ib; i0 < ie; i0 += CR_MR) {
             int mr = ie - i0 < CR_MR ? (int)(ie - i0) : CR_MR;
             ptrdiff_t a_ofs[CR_MR];
@@ -169,7 +186,7 @@ static CR_AVX512 void cr_sgemm_rows(ptrdiff_t ib, ptrdiff_t ie, ptrdiff_t N, ptr
                 Ai = A + (i0 - ib) * K;
             (mr > 4 ? cr_sgemm_tile : cr_sgemm_tile4)(
                 K, Ai, a_ofs, a_packed ? CR_MR : trans_a ? lda : 1, Bj, b_step, full,
-                m0, m1, C + i0 * ldc + j0, ldc, mr, accumulate);
+                m0, m1, C + i0 * ldc + j0, ldc, mr, accumulate, b1 != NULL, bias0, bias1);
         }
     }
 }
@@ -186,14 +203,15 @@ static CR_AVX512 void cr_sgemm_rows(ptrdiff_t ib, ptrdiff_t ie, ptrdiff_t N, ptr
 #define CR_MC_T 32
 static CR_AVX512 void cr_sgemm_avx512(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                                       const float *A, ptrdiff_t lda, const float *B,
-                                      ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate)
+                                      ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate,
+                                      const float *b1, const float *b2)
 {
     if (!trans_a) {
         ptrdiff_t MC = (CR_A_BLOCK / (ptrdiff_t)sizeof(float) / (K > 0 ? K : 1)) / CR_MR * CR_MR;
         MC = MC < CR_MR ? CR_MR : MC;
         for (ptrdiff_t ib = 0; ib < M; ib += MC)
             cr_sgemm_rows(ib, M - ib < MC ? M : ib + MC, N, K, K, A, 0, lda, 0, B, ldb,
-                          C, ldc, accumulate);
+                          C, ldc, accumulate, b1, b2);
         return;
     }
     float Ap[CR_MC_T * CR_KC] __attribute__((aligned(64)));
@@ -211,7 +229,7 @@ static CR_AVX512 void cr_sgemm_avx512(int trans_a, ptrdiff_t M, ptrdiff_t N, ptr
                 }
             }
             cr_sgemm_rows(ib, ib + mc, N, kc, K, Ap, 1, 0, 1, Bk, ldb, C, ldc,
-                          accumulate || pc > 0);
+                          accumulate || pc > 0, pc == 0 ? b1 : NULL, pc == 0 ? b2 : NULL);
         }
     }
 }
@@ -230,10 +248,11 @@ static int cr_sgemm_cpu(void)
 static int cr_sgemm_cpu(void) { return 0; }   /* not built: callers use BLAS */
 static void cr_sgemm_avx512(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                             const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
-                            float *C, ptrdiff_t ldc, int accumulate)
+                            float *C, ptrdiff_t ldc, int accumulate,
+                            const float *b1, const float *b2)
 {
     (void)trans_a; (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb;
-    (void)C; (void)ldc; (void)accumulate;
+    (void)C; (void)ldc; (void)accumulate; (void)b1; (void)b2;
 }
 #endif
 
