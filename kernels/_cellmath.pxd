@@ -38,7 +38,7 @@ cdef extern from "cellmath.h" nogil:
 
 # Typed dispatch over `floating` so the kernels read like one function for both dtypes.
 from cython cimport floating
-from _blas cimport mm, cr_sgemm_cpu, cr_sgemm_packed_size, cr_sgemm_avx512
+from _blas cimport gemm, mm, cr_sgemm_cpu, cr_sgemm_packed_size, cr_sgemm_avx512
 
 cdef inline void fill_bias(floating *out, const floating *b1, const floating *b2,
                            Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
@@ -73,7 +73,7 @@ cdef inline void mm_bias(int M, int N, int K, const floating *A, int lda, const 
                 cr_sgemm_avx512(False, M, N, K, A, lda, Bp, -1, C, ldc, False, b1, b2)
             return
     fill_bias(C, b1, b2, M, N)
-    mm(False, False, True, M, N, K, A, lda, B, ldb, Bp, True, C, ldc)
+    gemm(False, True, M, N, K, 1, A, lda, B, ldb, 1, C, ldc)
 
 
 # Shape checks used before the GIL is released. memoryview.shape is a C array.

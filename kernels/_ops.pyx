@@ -11,7 +11,7 @@ from libc.stdint cimport int32_t
 from libc.string cimport memcpy
 
 from _blas cimport gemm as _gemm, mm
-from _blas cimport cr_sgemm_cpu, cr_sgemm_pack, cr_sgemm_packed_size, cr_sgemm_avx512
+from _blas cimport cr_sgemm_cpu, cr_sgemm_pack, cr_sgemm_packed_size
 from _cellmath cimport (cr_expf, cr_sigmoidf, cr_tanhf, fill_bias, colsum_add, packed, mm_bias,
                         softmax_xent_row_f32)
 
@@ -117,36 +117,35 @@ def softmax_xent(floating[:, ::1] logits, const int32_t[::1] targets, double sca
     cdef double total = 0, s, lse
     cdef floating m, e
     cdef floating *row
-    if floating is float:
-        with nogil:
+    with nogil:
+        if floating is float:   # vectorised row by row (cellmath.h)
             for r in range(R):
                 total += softmax_xent_row_f32(&logits[r, 0], V, targets[r], <float> scale)
-        return total
-    with nogil:
-        for r in range(R):
-            row = &logits[r, 0]
-            m = row[0]
-            for j in range(1, V):
-                if row[j] > m:
-                    m = row[j]
-            s = 0
-            if scale != 0:
-                for j in range(V):
-                    e = cr_expf(row[j] - m) if floating is float else exp(row[j] - m)
-                    row[j] = e
-                    s += e
-            else:
-                for j in range(V):
-                    s += cr_expf(row[j] - m) if floating is float else exp(row[j] - m)
-            lse = log(s)
-            if scale != 0:
-                # loss uses the raw logit, already overwritten: log p_target = log(e_t / s)
-                total += lse - log(<double> row[targets[r]])
-                for j in range(V):
-                    row[j] = <floating> (row[j] / s * scale)
-                row[targets[r]] -= <floating> scale
-            else:
-                total += lse + m - logits[r, targets[r]]
+        else:                   # float64, libm: the gradient checks' path
+            for r in range(R):
+                row = &logits[r, 0]
+                m = row[0]
+                for j in range(1, V):
+                    if row[j] > m:
+                        m = row[j]
+                s = 0
+                if scale != 0:
+                    for j in range(V):
+                        e = exp(row[j] - m)
+                        row[j] = e
+                        s += e
+                else:
+                    for j in range(V):
+                        s += exp(row[j] - m)
+                lse = log(s)
+                if scale != 0:
+                    # loss uses the raw logit, already overwritten: log p_target = log(e_t / s)
+                    total += lse - log(<double> row[targets[r]])
+                    for j in range(V):
+                        row[j] = <floating> (row[j] / s * scale)
+                    row[targets[r]] -= <floating> scale
+                else:
+                    total += lse + m - logits[r, targets[r]]
     return total
 
 
@@ -236,13 +235,10 @@ def sgemm(bint trans_a, const float[:, ::1] A, const float[:, ::1] B, const floa
         return
     cdef const float *pA = &A[0, 0] if A.shape[0] * A.shape[1] > 0 else NULL
     cdef const float *pB = &B[0, 0] if K > 0 else NULL
-    with nogil:
-        if Bp.shape[0] != 0:
-            cr_sgemm_avx512(trans_a, M, N, K, pA, A.shape[1], &Bp[0], -1, &C[0, 0], N, accumulate,
-                            NULL, NULL)
-        else:
-            cr_sgemm_avx512(trans_a, M, N, K, pA, A.shape[1], pB, N, &C[0, 0], N, accumulate,
-                            NULL, NULL)
+    cdef const float *pBp = &Bp[0] if Bp.shape[0] != 0 else NULL
+    with nogil:   # the kernels' own entry point, as they call it
+        mm(True, trans_a, False, <int>M, <int>N, <int>K, pA, <int>A.shape[1], pB, <int>N, pBp,
+           accumulate, &C[0, 0], <int>N)
 
 
 def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
