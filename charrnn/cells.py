@@ -15,8 +15,9 @@ split each pass over k threads (batch rows for the recurrence, output rows for t
 whole-sequence GEMMs); BLAS must then be limited to one thread (threadpoolctl), which
 the training loop does.
 
-GEMMs: float32 on a CPU with AVX-512 runs on charrnn's own sgemm (kernels/sgemm.h), with
-the weights packed once per pass; everything else on SciPy's BLAS. `gemm_backend("blas")`
+GEMMs: float32 runs on charrnn's own sgemm (kernels/sgemm.h) on the ISA tier in use
+(charrnn.isa: AVX-512, AVX2+FMA or NEON micro-kernels), with the weights packed once per
+pass; float64, and float32 on the scalar tier, on SciPy's BLAS. `gemm_backend("blas")`
 (or CHARRNN_SGEMM=blas in the environment) makes float32 use BLAS too.
 """
 import contextlib
@@ -25,31 +26,33 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import _gru, _lstm, _ops, _rnn
+from . import _gru, _lstm, _ops, _rnn, isa
 from .errors import ShapeError
+
+isa.apply_env()
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT_MAX = 2**31 - 1  # BLAS takes 32-bit sizes
 
-# Which GEMM float32 uses: "own" (charrnn's AVX-512 sgemm) when this CPU has it.
-_backend = ["own" if _ops.sgemm_available() and os.environ.get("CHARRNN_SGEMM") != "blas"
-            else "blas"]
+# Which GEMM float32 uses: "own" (charrnn's sgemm on the current tier) or "blas";
+# None: the tier's default (own everywhere but on the scalar tier).
+_backend = ["blas" if os.environ.get("CHARRNN_SGEMM") == "blas" else None]
 _NO_PACK = {dt: np.empty(0, dt) for dt in DTYPES}   # an empty pack: the kernels use BLAS
 
 
 def current_gemm_backend():
     """"own" or "blas": what the float32 kernels use now (float64 always uses BLAS)."""
+    if _backend[0] is None:
+        return "own" if _ops.sgemm_default() else "blas"
     return _backend[0]
 
 
 @contextlib.contextmanager
 def gemm_backend(name):
-    """Within the block, float32 kernels use `name`: "blas", or "own" (charrnn's AVX-512
-    sgemm; ValueError on a CPU without AVX-512). Process-wide, like threadpoolctl."""
+    """Within the block, float32 kernels use `name`: "blas", or "own" (charrnn's sgemm on
+    the current ISA tier, the scalar tier's included). Process-wide, like threadpoolctl."""
     if name not in ("own", "blas"):
         raise ValueError(f"gemm_backend: 'own' or 'blas', not {name!r}")
-    if name == "own" and not _ops.sgemm_available():
-        raise ValueError("gemm_backend: this CPU (or build) has no AVX-512 sgemm")
     old = _backend[0]
     _backend[0] = name
     try:
@@ -61,7 +64,7 @@ def gemm_backend(name):
 def pack(ws, name, W, trans):
     """W (or W^T if trans) packed for the own sgemm, in workspace buffer `name`; or an
     empty array (BLAS) for float64 or the BLAS backend."""
-    if W.dtype != np.float32 or _backend[0] != "own":
+    if W.dtype != np.float32 or current_gemm_backend() != "own":
         return _NO_PACK[W.dtype]
     K, N = (W.shape[1], W.shape[0]) if trans else W.shape
     out = _empty(ws, name, (_ops.sgemm_packed_size(K, N),), W.dtype)

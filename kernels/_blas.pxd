@@ -47,16 +47,17 @@ cdef inline void gemv(bint trans_a, int M, int N, floating alpha, const floating
         dgemv(&t, &N, &M, &alpha, <double *> A, &lda, <double *> x, &one, &beta, y, &one)
 
 
-# charrnn's own AVX-512 sgemm (sgemm.h): packed weights, tuned for the cells' shapes.
-cdef extern from "sgemm.h" nogil:
+# charrnn's own sgemm (sgemm.h) on the current ISA tier's micro-kernel (dispatch.h):
+# packed weights, tuned for the cells' shapes.
+cdef extern from "cellmath.h" nogil:
     size_t cr_sgemm_packed_size(Py_ssize_t K, Py_ssize_t N)
     void cr_sgemm_pack(int trans_b, Py_ssize_t K, Py_ssize_t N, const float *B, Py_ssize_t ldb,
                        float *Bp)
-    void cr_sgemm_avx512(int trans_a, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-                         const float *A, Py_ssize_t lda, const float *B, Py_ssize_t ldb,
-                         float *C, Py_ssize_t ldc, int accumulate,
-                         const float *b1, const float *b2)
-    int cr_sgemm_cpu()
+    int cr_sgemm_packed_ok(const float *Bp, size_t n, Py_ssize_t K, Py_ssize_t N)
+    void cr_sgemm(int trans_a, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                  const float *A, Py_ssize_t lda, const float *B, Py_ssize_t ldb,
+                  float *C, Py_ssize_t ldc, int accumulate,
+                  const float *b1, const float *b2)
 
 
 cdef inline void mm(bint own, bint trans_a, bint trans_b, int M, int N, int K,
@@ -64,16 +65,15 @@ cdef inline void mm(bint own, bint trans_a, bint trans_b, int M, int N, int K,
                     const floating *Bp, bint accumulate, floating *C, int ldc) noexcept nogil:
     """C (M, N) := op(A) @ op(B), + C if accumulate; arguments as for gemm.
 
-    own (float32 only, and only where cr_sgemm_cpu()): charrnn's AVX-512 sgemm, on Bp
-    (op(B) packed by cr_sgemm_pack) if not NULL, else on B in place (then not trans_b).
-    Otherwise BLAS.
+    own (float32 only): charrnn's sgemm on the current tier, on Bp (op(B) packed by
+    cr_sgemm_pack) if not NULL, else on B in place (then not trans_b). Otherwise BLAS.
     """
     if floating is float:
         if own:
             if M > 0 and N > 0:
                 if Bp != NULL:
-                    cr_sgemm_avx512(trans_a, M, N, K, A, lda, Bp, -1, C, ldc, accumulate, NULL, NULL)
+                    cr_sgemm(trans_a, M, N, K, A, lda, Bp, -1, C, ldc, accumulate, NULL, NULL)
                 else:
-                    cr_sgemm_avx512(trans_a, M, N, K, A, lda, B, ldb, C, ldc, accumulate, NULL, NULL)
+                    cr_sgemm(trans_a, M, N, K, A, lda, B, ldb, C, ldc, accumulate, NULL, NULL)
             return
     gemm(trans_a, trans_b, M, N, K, 1, A, lda, B, ldb, 1 if accumulate else 0, C, ldc)

@@ -11,6 +11,7 @@ cdef extern from "cellmath.h" nogil:
     void colsum_add_f32(float *out, float *out2, const float *A, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld)
     void colsum_add_f64(double *out, double *out2, const double *A, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld)
     double softmax_xent_row_f32(float *row, Py_ssize_t V, Py_ssize_t target, float scale)
+    void fast_math_f32_tier(const float *x, float *e, float *s, float *t, Py_ssize_t n)
     void add_inplace_f32(float *out, const float *a, Py_ssize_t n)
     void add_inplace_f64(double *out, const double *a, Py_ssize_t n)
 
@@ -38,7 +39,7 @@ cdef extern from "cellmath.h" nogil:
 
 # Typed dispatch over `floating` so the kernels read like one function for both dtypes.
 from cython cimport floating
-from _blas cimport gemm, mm, cr_sgemm_cpu, cr_sgemm_packed_size, cr_sgemm_avx512
+from _blas cimport gemm, mm, cr_sgemm_packed_size, cr_sgemm_packed_ok, cr_sgemm
 
 cdef inline void fill_bias(floating *out, const floating *b1, const floating *b2,
                            Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
@@ -70,7 +71,7 @@ cdef inline void mm_bias(int M, int N, int K, const floating *A, int lda, const 
     if floating is float:
         if Bp != NULL:
             if M > 0 and N > 0:
-                cr_sgemm_avx512(False, M, N, K, A, lda, Bp, -1, C, ldc, False, b1, b2)
+                cr_sgemm(False, M, N, K, A, lda, Bp, -1, C, ldc, False, b1, b2)
             return
     fill_bias(C, b1, b2, M, N)
     gemm(False, True, M, N, K, 1, A, lda, B, ldb, 1, C, ldc)
@@ -96,14 +97,15 @@ cdef inline int need_range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n, str kerne
 
 cdef inline const floating *packed(const floating[::1] Wp, Py_ssize_t K, Py_ssize_t N,
                                    str kernel, str what) except? NULL:
-    """Wp as the packed (K, N) B of charrnn's own sgemm, or NULL: use BLAS.
-    An empty Wp asks for BLAS; so does a CPU without AVX-512 (a pack is then ignored)."""
+    """Wp as the packed (K, N) B of charrnn's own sgemm, or NULL: use BLAS (an empty Wp).
+    A pack is checked against the current tier's tile width: one made on another tier
+    (CHARRNN_ISA changed in between) is refused, never misread."""
     if Wp.shape[0] == 0:
         return NULL
-    need(floating is float and <size_t>Wp.shape[0] == cr_sgemm_packed_size(K, N), kernel,
-         f"{what}: {Wp.shape[0]} floats, a packed ({K}, {N}) float32 matrix has "
-         f"{cr_sgemm_packed_size(K, N)}")
-    return &Wp[0] if cr_sgemm_cpu() else NULL
+    need(floating is float and cr_sgemm_packed_ok(<const float *>&Wp[0], Wp.shape[0], K, N),
+         kernel, f"{what}: {Wp.shape[0]} floats are not a ({K}, {N}) float32 matrix packed "
+         f"for this ISA tier ({cr_sgemm_packed_size(K, N)} floats)")
+    return &Wp[0]
 
 
 cdef inline void sequence_weight_grads(

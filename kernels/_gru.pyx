@@ -30,6 +30,8 @@ from _cellmath cimport (need, need_range, packed, mm_bias, shape2, shape3, seque
                         gru_fwd_step_f32, gru_fwd_step_f64,
                         gru_bwd_step_f32, gru_bwd_step_f64)
 
+include "_dispatch.pxi"
+
 
 cdef inline int _need(bint ok, str what) except -1:
     return need(ok, "gru", what)

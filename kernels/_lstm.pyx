@@ -15,7 +15,7 @@ Saved for backward (allocated by the caller, charrnn.cells):
     tc  (T, N, H)     tanh(c_t)
 Backward adds (+=) into every gradient it is given.
 
-Packed weights (float32 on AVX-512 CPUs; charrnn.cells makes them with _ops.sgemm_pack):
+Packed weights (float32; charrnn.cells makes them with _ops.sgemm_pack for the current tier):
 Wp_ih, Wp_hh are W_ih^T, W_hh^T packed for the forward, W_ih, W_hh packed for the
 backward; with them every product runs on charrnn's own sgemm (sgemm.h), the recurrent
 weights packed once for all T steps. Empty arrays instead: BLAS.
@@ -36,6 +36,8 @@ from _cellmath cimport (need, need_range, packed, mm_bias, shape2, shape3, seque
                         colsum_add, add_inplace,
                         lstm_fwd_step_f32, lstm_fwd_step_f64,
                         lstm_bwd_step_f32, lstm_bwd_step_f64)
+
+include "_dispatch.pxi"
 
 
 cdef inline int _need(bint ok, str what) except -1:

@@ -11,9 +11,20 @@ from libc.stdint cimport int32_t
 from libc.string cimport memcpy
 
 from _blas cimport gemm as _gemm, mm
-from _blas cimport cr_sgemm_cpu, cr_sgemm_pack, cr_sgemm_packed_size
+from _blas cimport cr_sgemm_pack, cr_sgemm_packed_size, cr_sgemm_packed_ok
 from _cellmath cimport (cr_expf, cr_sigmoidf, cr_tanhf, fill_bias, colsum_add, packed, mm_bias,
-                        softmax_xent_row_f32)
+                        softmax_xent_row_f32, fast_math_f32_tier)
+
+include "_dispatch.pxi"
+
+cdef extern from "cellmath.h":
+    unsigned cr_cpu_features()
+    int cr_cpu_has(int isa)
+    int cr_isa_built(int isa)
+    const char *cr_isa_name(int isa)
+    int cr_sgemm_mr()
+    int cr_sgemm_nr()
+    int cr_sgemm_default()
 
 cdef extern from *:
     """
@@ -87,12 +98,12 @@ def linear_forward(const floating[:, ::1] x, const floating[:, ::1] W, const flo
 def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x, const floating[:, ::1] W,
                     floating[:, ::1] dx, floating[:, ::1] dW, floating[::1] db, bint own=False):
     """dx (R, H) = dout @ W (assigned); dW (V, H) += dout^T @ x; db (V) += column sums.
-    own: on charrnn's own sgemm (float32 on an AVX-512 CPU; elsewhere ignored: BLAS)."""
+    own: on charrnn's own sgemm (float32; ignored for float64: BLAS)."""
     cdef Py_ssize_t R = x.shape[0], H = x.shape[1], V = W.shape[0]
     _need(dout.shape[0] == R and dout.shape[1] == V and W.shape[1] == H and dx.shape[0] == R
           and dx.shape[1] == H and dW.shape[0] == V and dW.shape[1] == H and db.shape[0] == V,
           "linear backward")
-    own = own and floating is float and cr_sgemm_cpu()
+    own = own and floating is float
     if R == 0:
         return
     with nogil:
@@ -191,11 +202,42 @@ def rmsprop_update(float[::1] p, const float[::1] g, float[::1] v,
             p[i] -= lrf * gi / (sqrt(v[i]) + ep)
 
 
+# ---- ISA tiers (cpu.h, dispatch.h) ----------------------------------------------
+
+_FEATURES = ["sse2", "avx", "fma", "avx2", "avx512f", "avx512dq", "avx512bw", "avx512vl",
+             "os-ymm", "os-zmm", "neon"]
+
+
+def cpu_features():
+    """Names of the CPU (and OS) features charrnn's detection found."""
+    cdef unsigned f = cr_cpu_features()
+    return [name for i, name in enumerate(_FEATURES) if f & (1u << i)]
+
+
+def isa_info(int isa):
+    """(name, built into this extension, this CPU runs it) for tier isa."""
+    return cr_isa_name(isa).decode(), bool(cr_isa_built(isa)), bool(cr_cpu_has(isa))
+
+
+def isa_best():
+    return cr_isa_best()
+
+
 # ---- charrnn's own sgemm (sgemm.h): weight packing --------------------------------
 
 def sgemm_available():
-    """True if this build and CPU run charrnn's AVX-512 sgemm (else the cells use BLAS)."""
-    return bool(cr_sgemm_cpu())
+    """True: every tier has an own sgemm micro-kernel (the scalar one too)."""
+    return True
+
+
+def sgemm_tile():
+    """(MR, NR): the current tier's micro-tile."""
+    return cr_sgemm_mr(), cr_sgemm_nr()
+
+
+def sgemm_default():
+    """True if the current tier runs float32 products on the own sgemm by default."""
+    return bool(cr_sgemm_default())
 
 
 def sgemm_packed_size(Py_ssize_t K, Py_ssize_t N):
@@ -211,26 +253,23 @@ def sgemm_pack(bint trans, const float[:, ::1] W, float[::1] out):
     cdef Py_ssize_t N = W.shape[0] if trans else W.shape[1]
     if <size_t>out.shape[0] != cr_sgemm_packed_size(K, N):
         raise ValueError(f"sgemm_pack: out has {out.shape[0]} floats, needs {cr_sgemm_packed_size(K, N)}")
-    if K == 0 or N == 0:
-        return
+    cdef const float *pW = &W[0, 0] if K > 0 and N > 0 else NULL   # then nothing is read
     with nogil:
-        cr_sgemm_pack(trans, K, N, &W[0, 0], W.shape[1], &out[0])
+        cr_sgemm_pack(trans, K, N, pW, W.shape[1], &out[0])
 
 
 # ---- Python-callable twins for tests ----------------------------------------------
 
 def sgemm(bint trans_a, const float[:, ::1] A, const float[:, ::1] B, const float[::1] Bp,
           bint accumulate, float[:, ::1] C):
-    """C := op(A) @ B (+ C if accumulate) on charrnn's own sgemm: B (K, N) in place, or
-    its packed form Bp if Bp is not empty. Requires sgemm_available()."""
+    """C := op(A) @ B (+ C if accumulate) on charrnn's own sgemm (current tier): B (K, N)
+    in place, or its packed form Bp if Bp is not empty."""
     cdef Py_ssize_t M = C.shape[0], N = C.shape[1]
     cdef Py_ssize_t K = A.shape[0] if trans_a else A.shape[1]
-    if not cr_sgemm_cpu():
-        raise RuntimeError("sgemm: this CPU or build has no AVX-512 sgemm")
     if (A.shape[1] if trans_a else A.shape[0]) != M or B.shape[0] != K or B.shape[1] != N:
         raise ValueError("sgemm: shapes do not match")
-    if Bp.shape[0] != 0 and <size_t>Bp.shape[0] != cr_sgemm_packed_size(K, N):
-        raise ValueError("sgemm: Bp is not a packed B")
+    if Bp.shape[0] != 0 and not cr_sgemm_packed_ok(&Bp[0], Bp.shape[0], K, N):
+        raise ValueError("sgemm: Bp is not B packed for this ISA tier")
     if M == 0 or N == 0:
         return
     cdef const float *pA = &A[0, 0] if A.shape[0] * A.shape[1] > 0 else NULL
@@ -257,13 +296,20 @@ def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
               &B[0, 0], <int>B.shape[1], <floating>beta, &C[0, 0], N)
 
 
-def fast_math_f32(const float[::1] x, float[::1] exp_out, float[::1] sig_out, float[::1] tanh_out):
-    """The float32 approximations used by the kernels, element-wise (for accuracy tests)."""
+def fast_math_f32(const float[::1] x, float[::1] exp_out, float[::1] sig_out, float[::1] tanh_out,
+                  bint tier=False):
+    """The float32 approximations used by the kernels, element-wise (for accuracy tests):
+    the scalar definitions, or with tier=True as the current tier's vector loops run them."""
     cdef Py_ssize_t i, n = x.shape[0]
     if exp_out.shape[0] != n or sig_out.shape[0] != n or tanh_out.shape[0] != n:
         raise ValueError("fast_math_f32: length mismatch")
+    if n == 0:
+        return
     with nogil:
-        for i in range(n):
-            exp_out[i] = cr_expf(x[i])
-            sig_out[i] = cr_sigmoidf(x[i])
-            tanh_out[i] = cr_tanhf(x[i])
+        if tier:
+            fast_math_f32_tier(&x[0], &exp_out[0], &sig_out[0], &tanh_out[0], n)
+        else:
+            for i in range(n):
+                exp_out[i] = cr_expf(x[i])
+                sig_out[i] = cr_sigmoidf(x[i])
+                tanh_out[i] = cr_tanhf(x[i])

@@ -23,6 +23,8 @@ from _cellmath cimport (need, need_range, packed, mm_bias, shape2, shape3, seque
                         rnn_fwd_step_f32, rnn_fwd_step_f64,
                         rnn_bwd_step_f32, rnn_bwd_step_f64)
 
+include "_dispatch.pxi"
+
 
 cdef inline int _need(bint ok, str what) except -1:
     return need(ok, "rnn", what)

@@ -35,6 +35,8 @@ from _blas cimport gemm, gemv
 from _cellmath cimport (cr_ftz_begin, cr_ftz_end, fill_bias_f32,
                         lstm_fwd_step_f32, gru_fwd_step_f32, rnn_fwd_step_f32)
 
+include "_dispatch.pxi"
+
 
 cdef extern from "sampling.h" nogil:
     void cr_rng_seed(uint64_t *states, Py_ssize_t K, uint64_t seed)

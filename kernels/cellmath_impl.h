@@ -1,4 +1,5 @@
-/* Templated by cellmath.h over REAL (float/double), SFX (name suffix), SIGM, TANH, CLONES.
+/* Templated over REAL (float/double), SFX (name suffix), SIGM, TANH: by cellmath.h for
+ * double, by tier_impl.h for float once per ISA tier.
  * Layout: every per-step array is row-major (N, width); gate blocks sit side by side in
  * a row in PyTorch's order. "act" arrays hold pre-activations on the way in and
  * activations on the way out. Sizes: N batch, H hidden. */
@@ -6,7 +7,7 @@
 /* ---- shared helpers ---------------------------------------------------------------- */
 
 /* out[r, :] = b1 + b2 for every row r: the bias, laid down before a GEMM with beta = 1. */
-CR_UNUSED CLONES static void SFX(fill_bias)(REAL *out, const REAL *b1, const REAL *b2, idx_t rows, idx_t cols)
+CR_UNUSED static void SFX(fill_bias)(REAL *out, const REAL *b1, const REAL *b2, idx_t rows, idx_t cols)
 {
     for (idx_t r = 0; r < rows; r++) {
         REAL *__restrict o = out + r * cols;
@@ -21,7 +22,7 @@ CR_UNUSED CLONES static void SFX(fill_bias)(REAL *out, const REAL *b1, const REA
  * The sum is formed first and added once, like BLAS with beta = 1, so that two backward
  * calls accumulate exactly twice the gradient. out2, if not NULL, gets the same sums
  * added (the LSTM's b_ih and b_hh have the same gradient: one pass serves both). */
-CR_UNUSED CLONES static void SFX(colsum_add)(REAL *__restrict out, REAL *__restrict out2,
+CR_UNUSED static void SFX(colsum_add)(REAL *__restrict out, REAL *__restrict out2,
                                              const REAL *A, idx_t rows, idx_t cols, idx_t ld)
 {
     enum { BLOCK = 256 };
@@ -39,7 +40,7 @@ CR_UNUSED CLONES static void SFX(colsum_add)(REAL *__restrict out, REAL *__restr
     }
 }
 
-CR_UNUSED CLONES static void SFX(add_inplace)(REAL *__restrict out, const REAL *__restrict a, idx_t n)
+CR_UNUSED static void SFX(add_inplace)(REAL *__restrict out, const REAL *__restrict a, idx_t n)
 {
     for (idx_t j = 0; j < n; j++) out[j] += a[j];
 }
@@ -63,7 +64,7 @@ static inline void SFX(lstm_fwd_row)(const REAL *__restrict gi, const REAL *__re
 
 /* act (N, 4H): in a = x W_ih^T + h W_hh^T + b, out [σ(a_i) σ(a_f) tanh(a_g) σ(a_o)].
  * c_prev (N, H) -> c (N, H), tc = tanh(c) (N, H), h = o * tc (N, H). */
-CR_UNUSED CLONES static void SFX(lstm_fwd_step)(REAL *act, const REAL *c_prev, REAL *c, REAL *tc, REAL *h,
+CR_UNUSED static void SFX(lstm_fwd_step)(REAL *act, const REAL *c_prev, REAL *c, REAL *tc, REAL *h,
                                idx_t N, idx_t H)
 {
     for (idx_t n = 0; n < N; n++) {
@@ -102,7 +103,7 @@ static inline void SFX(lstm_bwd_row)(const REAL *__restrict gi, const REAL *__re
  * dy (N, H) gradient reaching h_t from above, dh_next (N, H) from step t+1 through W_hh;
  * dc (N, H) in: gradient of c_t from step t+1, out: gradient of c_{t-1}.
  * dact (N, 4H) out: gradient of the pre-activations a. */
-CR_UNUSED CLONES static void SFX(lstm_bwd_step)(const REAL *act, const REAL *c_prev, const REAL *tc,
+CR_UNUSED static void SFX(lstm_bwd_step)(const REAL *act, const REAL *c_prev, const REAL *tc,
                                const REAL *dy, const REAL *dh_next, REAL *dc, REAL *dact,
                                idx_t N, idx_t H)
 {
@@ -136,7 +137,7 @@ static inline void SFX(gru_fwd_row)(const REAL *__restrict gr, const REAL *__res
 /* act (N, 3H): in x W_ih^T + b_ih, out [r z n]; gh (N, 3H) = h_prev W_hh^T + b_hh;
  * ghn (N, H) out: gh's n block (W_hn h + b_hn), which backward needs;
  * h = (1 - z) * n + z * h_prev. */
-CR_UNUSED CLONES static void SFX(gru_fwd_step)(REAL *act, const REAL *gh, REAL *ghn, const REAL *h_prev, REAL *h,
+CR_UNUSED static void SFX(gru_fwd_step)(REAL *act, const REAL *gh, REAL *ghn, const REAL *h_prev, REAL *h,
                               idx_t N, idx_t H)
 {
     for (idx_t n = 0; n < N; n++) {
@@ -175,7 +176,7 @@ static inline void SFX(gru_bwd_row)(const REAL *__restrict gr, const REAL *__res
 /* Backward of one step. dgx (N, 3H): gradient of x W_ih^T + b_ih; dgh (N, 3H): gradient of
  * h_prev W_hh^T + b_hh; dh_prev (N, H) gets the direct part dh * z -- the caller adds
  * dgh W_hh with a GEMM. */
-CR_UNUSED CLONES static void SFX(gru_bwd_step)(const REAL *act, const REAL *ghn, const REAL *h_prev,
+CR_UNUSED static void SFX(gru_bwd_step)(const REAL *act, const REAL *ghn, const REAL *h_prev,
                               const REAL *dy, const REAL *dh_next,
                               REAL *dgx, REAL *dgh, REAL *dh_prev,
                               idx_t N, idx_t H)
@@ -192,13 +193,13 @@ CR_UNUSED CLONES static void SFX(gru_bwd_step)(const REAL *act, const REAL *ghn,
 /* ---- vanilla RNN (tanh) -------------------------------------------------------------- */
 
 /* h = tanh(pre), pre (N, H) = x W_ih^T + h_prev W_hh^T + b. */
-CR_UNUSED CLONES static void SFX(rnn_fwd_step)(const REAL *__restrict pre, REAL *__restrict h, idx_t NH)
+CR_UNUSED static void SFX(rnn_fwd_step)(const REAL *__restrict pre, REAL *__restrict h, idx_t NH)
 {
     for (idx_t j = 0; j < NH; j++) h[j] = TANH(pre[j]);
 }
 
 /* da (N, H) = (dy + dh_next) * (1 - h^2): gradient of the pre-activation. */
-CR_UNUSED CLONES static void SFX(rnn_bwd_step)(const REAL *__restrict h, const REAL *__restrict dy,
+CR_UNUSED static void SFX(rnn_bwd_step)(const REAL *__restrict h, const REAL *__restrict dy,
                               const REAL *__restrict dh_next, REAL *__restrict da, idx_t NH)
 {
     for (idx_t j = 0; j < NH; j++) da[j] = (dy[j] + dh_next[j]) * (1 - h[j] * h[j]);

@@ -108,14 +108,10 @@ static idx_t cr_argmax(const float *z, idx_t V)
     return best;
 }
 
-/* w = exp((z - m) * inv_temp), vectorised. inv_temp is finite (the caller caps it), so
- * the largest logit gets exactly 1 and no 0 * inf appears; cr_expf clamps very negative
+/* cr_weights(w, z, m, inv_temp, V): w = exp((z - m) * inv_temp), vectorised on every ISA
+ * tier (tier_impl.h, through dispatch.h). inv_temp is finite (the caller caps it), so the
+ * largest logit gets exactly 1 and no 0 * inf appears; the fast exp clamps very negative
  * arguments, so every weight is > 0 (at least e^-87). */
-static void cr_weights(float *__restrict w, const float *__restrict z, float m, float inv_temp,
-                       idx_t V)
-{
-    for (idx_t i = 0; i < V; i++) w[i] = cr_expf((z[i] - m) * inv_temp);
-}
 
 /* Is id a ahead of id b in decreasing-logit order (ties: smaller id first)? */
 static inline int cr_ahead(const float *z, int32_t a, int32_t b)

@@ -1,259 +1,219 @@
-/* charrnn's own float32 GEMM for CPUs with AVX-512, used by the cell kernels in place of
- * BLAS sgemm for the shapes of a recurrent network.
+/* charrnn's own float32 GEMM, used by the cell kernels in place of BLAS sgemm for the
+ * shapes of a recurrent network. This file is the ISA-free part (packing, blocking,
+ * edges); each tier brings one micro-kernel (ukernel_*.h) with its tile shape MR x NR.
  *
  * Why not BLAS: the per-step recurrent product is a short, wide GEMM (M = batch rows,
  * 16-64) repeated T times with the same weights. A BLAS packs the weights again on every
  * call and its kernels are tuned for large square matrices; and a BLAS built for many
- * CPUs may run AVX2 kernels on an AVX-512 CPU (OpenBLAS does whenever
- * OPENBLAS_CORETYPE=Haswell is set, as on our benchmark machine). Here the weights are
- * packed once per pass (cr_sgemm_pack) and reused by every step, and the micro-kernel
- * is AVX-512: on CPUs with full-width AVX-512 units that doubles the FLOPs per cycle.
+ * CPUs may run AVX2 kernels on an AVX-512 CPU. Here the weights are packed once per pass
+ * (cr_sgemm_pack) and reused by every step.
  *
  *     C (M, N) := op(A) @ B  (+ C if accumulate)  (+ b1 + b2 in every row)   all row-major
  *
  * op(A) is (M, K): A stored (M, K) with row stride lda, or (K, M) if trans_a.
- * B is (K, N) either plain row-major with row stride ldb, or packed: column panels of
- * CR_NR, each panel K rows of CR_NR floats, zero-padded past column N.
+ * B is (K, N) either plain row-major with row stride ldb, or packed (ldb < 0): a header
+ * of CR_PACK_HDR floats naming the tile width NR it was packed for, then column panels of
+ * NR, each panel K rows of NR floats, zero-padded past column N. A pack is only valid
+ * for tiers with the same NR: cr_sgemm_pack_ok checks that at the Python boundary.
  *
- * Nothing here allocates or can fail. Each output element is one dot product summed in
- * k order, so results do not depend on how callers split M or N between threads.
- * cr_sgemm_cpu() says whether this CPU and build have the kernel; callers fall
- * back to BLAS when it does not.
+ * Nothing here allocates or can fail. Each output element is a dot product summed in k
+ * order within blocks of k fixed by K alone, so results do not depend on how callers
+ * split M between threads.
  */
 #ifndef CHARRNN_SGEMM_H
 #define CHARRNN_SGEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
-#define CR_MR 8    /* rows of C per micro-tile: 8 x 2 accumulators of 16 floats */
-#define CR_NR 32   /* columns of C per micro-tile = packed panel width */
+#define CR_PACK_HDR 16     /* header floats: [magic, NR, K, N] as int32 bits; 64 B */
+#define CR_PACK_MAGIC 0x43524e50
+#define CR_MR_MAX 8
+#define CR_NR_MAX 32
+#define CR_KC 256          /* k per block where A (transposed) or an edge of B is copied */
+#define CR_MC_T 48         /* rows per copied block of transposed A: a multiple of every MR */
+#define CR_A_BLOCK (64 * 1024)
 
-/* Floats needed to pack a (K, N) matrix. */
-static inline size_t cr_sgemm_packed_size(ptrdiff_t K, ptrdiff_t N)
+/* One micro-tile: C[0:mr, 0:nr] (+)= bias + sum_k op(A)[row r, k] * B[k, 0:NR].
+ * A: row r's element k=0 at A + a_ofs[r], element k+1 a_step floats further; rows
+ * r >= mr repeat row mr-1 (never read past A) and are not stored. B: a full panel of NR
+ * floats per k, b_step apart. bias: NR floats (b1 + b2, zero past nr) or NULL.
+ * Store: c = (sum + bias) (+ C if accumulate), only columns < nr. */
+typedef void (*cr_ukernel_fn)(ptrdiff_t K, const float *A, const ptrdiff_t *a_ofs,
+                              ptrdiff_t a_step, const float *B, ptrdiff_t b_step, float *C,
+                              ptrdiff_t ldc, int mr, int nr, int accumulate, const float *bias);
+
+typedef struct {
+    int mr, nr;
+    cr_ukernel_fn kernel;
+} cr_gemm_tier;
+
+/* The scalar tail of a micro-kernel's store for a partial tile: row values v (nr of
+ * them, sum + bias already) into C, adding C first if accumulate. */
+static inline void cr_store_row(float *c, const float *v, int nr, int accumulate)
 {
-    return (size_t)((N + CR_NR - 1) / CR_NR) * CR_NR * (size_t)K;
+    for (int j = 0; j < nr; j++) c[j] = accumulate ? v[j] + c[j] : v[j];
 }
 
-/* Pack B (K, N) for cr_sgemm. B is stored (K, N) with row stride ldb, or (N, K) if
- * trans_b (so that packing W (N, K) gives the B of x @ W^T). Bp has
- * cr_sgemm_packed_size(K, N) floats. Plain C: it runs once per pass, not per step. */
-static inline void cr_sgemm_pack(int trans_b, ptrdiff_t K, ptrdiff_t N, const float *B,
-                                 ptrdiff_t ldb, float *Bp)
+/* Floats needed to pack a (K, N) matrix for tile width nr. */
+static inline size_t cr_sgemm_packed_size_nr(ptrdiff_t K, ptrdiff_t N, int nr)
 {
-    for (ptrdiff_t j0 = 0; j0 < N; j0 += CR_NR) {
-        ptrdiff_t nr = N - j0 < CR_NR ? N - j0 : CR_NR;
-        float *P = Bp + (j0 / CR_NR) * CR_NR * K;             /* panel: (K, CR_NR) */
+    return CR_PACK_HDR + (size_t)((N + nr - 1) / nr) * nr * (size_t)K;
+}
+
+static inline void cr_put_i32(float *p, int32_t v) { memcpy(p, &v, sizeof v); }
+static inline int32_t cr_get_i32(const float *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Pack B (K, N) for tile width nr. B is stored (K, N) with row stride ldb, or (N, K) if
+ * trans_b (so that packing W (N, K) gives the B of x @ W^T). Bp has
+ * cr_sgemm_packed_size_nr(K, N, nr) floats. Plain C: it runs once per pass, not per step. */
+static void cr_sgemm_pack_nr(int trans_b, ptrdiff_t K, ptrdiff_t N, const float *B,
+                             ptrdiff_t ldb, float *Bp, int NR)
+{
+    memset(Bp, 0, CR_PACK_HDR * sizeof(float));
+    cr_put_i32(Bp, CR_PACK_MAGIC);
+    cr_put_i32(Bp + 1, NR);
+    cr_put_i32(Bp + 2, (int32_t)K);
+    cr_put_i32(Bp + 3, (int32_t)N);
+    Bp += CR_PACK_HDR;
+    if (K == 0)
+        return;                                          /* no panel rows */
+    for (ptrdiff_t j0 = 0; j0 < N; j0 += NR) {
+        ptrdiff_t nr = N - j0 < NR ? N - j0 : NR;
+        float *P = Bp + (j0 / NR) * NR * K;                   /* panel: (K, NR) */
         if (!trans_b) {
             for (ptrdiff_t k = 0; k < K; k++) {
-                memcpy(P + k * CR_NR, B + k * ldb + j0, (size_t)nr * sizeof(float));
-                memset(P + k * CR_NR + nr, 0, (size_t)(CR_NR - nr) * sizeof(float));
+                memcpy(P + k * NR, B + k * ldb + j0, (size_t)nr * sizeof(float));
+                memset(P + k * NR + nr, 0, (size_t)(NR - nr) * sizeof(float));
             }
         } else {
-            for (ptrdiff_t j = 0; j < CR_NR; j++) {
+            for (ptrdiff_t j = 0; j < NR; j++) {
                 const float *src = B + (j0 + j) * ldb;        /* row j0+j of (N, K) */
                 for (ptrdiff_t k = 0; k < K; k++)
-                    P[k * CR_NR + j] = j < nr ? src[k] : 0.0f;
+                    P[k * NR + j] = j < nr ? src[k] : 0.0f;
             }
         }
     }
 }
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CHARRNN_NO_AVX512)
-#define CR_HAVE_SGEMM 1
-#include <immintrin.h>
-
-#define CR_AVX512 __attribute__((target("avx512f")))
-
-/* One micro-tile: C[0:mr, 0:nr] (+)= sum_k a_k b_k^T, where a_k is column k of the
- * tile's rows of op(A) and b_k row k of B's panel. 16 zmm accumulators; per k two
- * vector loads of B and eight broadcasts of A feed 16 FMAs.
- * Rows r >= mr read row mr-1 again (never past the end of A) and are not stored.
- * a_ofs[r]: offset of row r's element k=0 from A; a_step: from k to k+1.
- * B: b_step floats from k to k+1; b_mask: columns that exist (edge panel of plain B). */
-#define CR_FMA_ROW(r)                                                      \
-    {                                                                      \
-        __m512 a = _mm512_set1_ps(Ak[a_ofs[r]]);                           \
-        c##r##0 = _mm512_fmadd_ps(a, b0, c##r##0);                         \
-        c##r##1 = _mm512_fmadd_ps(a, b1, c##r##1);                         \
-    }
-#define CR_STORE_ROW(r)                                                    \
-    if (r < mr) {                                                          \
-        float *c = C + r * ldc;                                            \
-        if (bias) {                                                        \
-            c##r##0 = _mm512_add_ps(c##r##0, bias0);                       \
-            c##r##1 = _mm512_add_ps(c##r##1, bias1);                       \
-        }                                                                  \
-        if (accumulate) {                                                  \
-            c##r##0 = _mm512_add_ps(c##r##0, _mm512_maskz_loadu_ps(m0, c));      \
-            c##r##1 = _mm512_add_ps(c##r##1, _mm512_maskz_loadu_ps(m1, c + 16)); \
-        }                                                                  \
-        _mm512_mask_storeu_ps(c, m0, c##r##0);                             \
-        _mm512_mask_storeu_ps(c + 16, m1, c##r##1);                        \
-    }
-
-static CR_AVX512 void cr_sgemm_tile(ptrdiff_t K, const float *A, const ptrdiff_t *a_ofs,
-                                    ptrdiff_t a_step, const float *B, ptrdiff_t b_step,
-                                    int full, __mmask16 m0, __mmask16 m1,
-                                    float *C, ptrdiff_t ldc, int mr, int accumulate,
-                                    int bias, __m512 bias0, __m512 bias1)
+/* 1 if Bp (n floats) is a pack of a (K, N) matrix for tile width nr. */
+static int cr_sgemm_pack_ok(const float *Bp, size_t n, ptrdiff_t K, ptrdiff_t N, int nr)
 {
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
-           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
-           c61 = c00, c70 = c00, c71 = c00;
-    const float *Ak = A;
-    const float *Bk = B;
-    if (full) {
-        for (ptrdiff_t k = 0; k < K; k++) {
-            __m512 b0 = _mm512_loadu_ps(Bk), b1 = _mm512_loadu_ps(Bk + 16);
-            CR_FMA_ROW(0) CR_FMA_ROW(1) CR_FMA_ROW(2) CR_FMA_ROW(3)
-            CR_FMA_ROW(4) CR_FMA_ROW(5) CR_FMA_ROW(6) CR_FMA_ROW(7)
-            Ak += a_step;
-            Bk += b_step;
-        }
-    } else {
-        for (ptrdiff_t k = 0; k < K; k++) {
-            __m512 b0 = _mm512_maskz_loadu_ps(m0, Bk), b1 = _mm512_maskz_loadu_ps(m1, Bk + 16);
-            CR_FMA_ROW(0) CR_FMA_ROW(1) CR_FMA_ROW(2) CR_FMA_ROW(3)
-            CR_FMA_ROW(4) CR_FMA_ROW(5) CR_FMA_ROW(6) CR_FMA_ROW(7)
-            Ak += a_step;
-            Bk += b_step;
-        }
-    }
-    CR_STORE_ROW(0) CR_STORE_ROW(1) CR_STORE_ROW(2) CR_STORE_ROW(3)
-    CR_STORE_ROW(4) CR_STORE_ROW(5) CR_STORE_ROW(6) CR_STORE_ROW(7)
+    return n == cr_sgemm_packed_size_nr(K, N, nr) && cr_get_i32(Bp) == CR_PACK_MAGIC
+           && cr_get_i32(Bp + 1) == nr && cr_get_i32(Bp + 2) == K && cr_get_i32(Bp + 3) == N;
 }
 
-/* The same for a last tile of at most 4 rows (M = 50 or 25 leaves 2 or 1): half the work
- * of the 8-row tile instead of wasting it on copies of the last row. */
-static CR_AVX512 void cr_sgemm_tile4(ptrdiff_t K, const float *A, const ptrdiff_t *a_ofs,
-                                     ptrdiff_t a_step, const float *B, ptrdiff_t b_step,
-                                     int full, __mmask16 m0, __mmask16 m1,
-                                     float *C, ptrdiff_t ldc, int mr, int accumulate,
-                                     int bias, __m512 bias0, __m512 bias1)
+/* Row tiles [ib, ie) of C against one column panel (K x NR floats, b_step apart).
+ * A packed (tile-major (K, MR) blocks, from cr_sgemm's transposed path) or in place. */
+static void cr_sgemm_panel(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, ptrdiff_t K,
+                           const float *A, int a_packed, ptrdiff_t lda, int trans_a,
+                           const float *Bj, ptrdiff_t b_step, float *C, ptrdiff_t ldc,
+                           int nr, int accumulate, const float *bias)
 {
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
-           c30 = c00, c31 = c00;
-    const float *Ak = A;
-    const float *Bk = B;
-    for (ptrdiff_t k = 0; k < K; k++) {
-        __m512 b0 = full ? _mm512_loadu_ps(Bk) : _mm512_maskz_loadu_ps(m0, Bk);
-        __m512 b1 = full ? _mm512_loadu_ps(Bk + 16) : _mm512_maskz_loadu_ps(m1, Bk + 16);
-        CR_FMA_ROW(0) CR_FMA_ROW(1) CR_FMA_ROW(2) CR_FMA_ROW(3)
-        Ak += a_step;
-        Bk += b_step;
-    }
-    CR_STORE_ROW(0) CR_STORE_ROW(1) CR_STORE_ROW(2) CR_STORE_ROW(3)
-}
-#undef CR_FMA_ROW
-#undef CR_STORE_ROW
-
-/* Row tiles [ib, ie) of C against every column panel of B: the panel (K x 32 floats)
- * stays in L1/L2 while the tiles stream past it. B packed (ldb < 0, Bp at k = 0 of the
- * pass) or plain with row stride ldb; a_ofs_of gives each tile's row offsets. */
-static CR_AVX512 void cr_sgemm_rows(ptrdiff_t ib, ptrdiff_t ie, ptrdiff_t N, ptrdiff_t K,
-                                    ptrdiff_t Kfull, const float *A, int a_packed,
-                                    ptrdiff_t lda, int trans_a, const float *B, ptrdiff_t ldb,
-                                    float *C, ptrdiff_t ldc, int accumulate,
-                                    const float *b1, const float *b2)
-{
-    for (ptrdiff_t j0 = 0; j0 < N; j0 += CR_NR) {
-        ptrdiff_t nr = N - j0 < CR_NR ? N - j0 : CR_NR;
-        __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
-        __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
-        const float *Bj = ldb < 0 ? B + (j0 / CR_NR) * CR_NR * Kfull : B + j0;
-        ptrdiff_t b_step = ldb < 0 ? CR_NR : ldb;
-        int full = ldb < 0 || nr == CR_NR;
-        /* the bias row of this panel, b1 + b2 summed as fill_bias does */
-        __m512 bias0 = _mm512_setzero_ps(), bias1 = bias0;
-        if (b1) {
-            bias0 = _mm512_maskz_loadu_ps(m0, b1 + j0);
-            bias1 = _mm512_maskz_loadu_ps(m1, b1 + j0 + 16);
-            if (b2) {
-                bias0 = _mm512_add_ps(bias0, _mm512_maskz_loadu_ps(m0, b2 + j0));
-                bias1 = _mm512_add_ps(bias1, _mm512_maskz_loadu_ps(m1, b2 + j0 + 16));
-            }
+    const int MR = t->mr;
+    for (ptrdiff_t i0 = ib; i0 < ie; i0 += MR) {
+        int mr = ie - i0 < MR ? (int)(ie - i0) : MR;
+        ptrdiff_t a_ofs[CR_MR_MAX];
+        for (int r = 0; r < MR; r++) {
+            ptrdiff_t i = i0 + (r < mr ? r : mr - 1);
+            a_ofs[r] = a_packed ? r : trans_a ? i : i * lda;
         }
-        for (ptrdiff_t i0 = ib; i0 < ie; i0 += CR_MR) {
-            int mr = ie - i0 < CR_MR ? (int)(ie - i0) : CR_MR;
-            ptrdiff_t a_ofs[CR_MR];
-            const float *Ai = A;
-            for (int r = 0; r < CR_MR; r++) {
-                ptrdiff_t i = i0 + (r < mr ? r : mr - 1);
-                a_ofs[r] = a_packed ? r : trans_a ? i : i * lda;
+        const float *Ai = a_packed ? A + (i0 - ib) * K : A;
+        t->kernel(K, Ai, a_ofs, a_packed ? MR : trans_a ? lda : 1, Bj, b_step,
+                  C + i0 * ldc, ldc, mr, nr, accumulate, bias);
+    }
+}
+
+/* Rows [ib, ie) of C for k in [pc, pc + kc) against every column panel of B.
+ * A_k: op(A) at k = pc (in place) or the packed block. The bias (b1 + b2, summed as
+ * fill_bias does) is added with the first k-block only. An edge panel of a plain B is
+ * copied (kc x NR, zero-padded) so that the micro-kernels only ever see full panels. */
+static void cr_sgemm_block(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, ptrdiff_t N,
+                           ptrdiff_t pc, ptrdiff_t kc, ptrdiff_t Kfull, const float *A_k,
+                           int a_packed, ptrdiff_t lda, int trans_a, const float *B,
+                           ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate,
+                           const float *b1, const float *b2)
+{
+    const int NR = t->nr;
+    float bias[CR_NR_MAX];
+    float edge[CR_KC * CR_NR_MAX];
+    for (ptrdiff_t j0 = 0; j0 < N; j0 += NR) {
+        int nr = N - j0 < NR ? (int)(N - j0) : NR;
+        if (b1 && pc == 0) {
+            for (int j = 0; j < NR; j++)
+                bias[j] = j < nr ? (b2 ? b1[j0 + j] + b2[j0 + j] : b1[j0 + j]) : 0.0f;
+        }
+        const float *bp = b1 && pc == 0 ? bias : NULL;
+        int acc = accumulate || pc > 0;
+        if (ldb < 0) {                                   /* packed: panel j0 / NR at row pc */
+            const float *Bj = B + CR_PACK_HDR + (j0 / NR) * NR * Kfull + pc * NR;
+            cr_sgemm_panel(t, ib, ie, kc, A_k, a_packed, lda, trans_a, Bj, NR, C + j0, ldc,
+                           nr, acc, bp);
+        } else if (nr == NR) {
+            cr_sgemm_panel(t, ib, ie, kc, A_k, a_packed, lda, trans_a, B + pc * ldb + j0, ldb,
+                           C + j0, ldc, nr, acc, bp);
+        } else {                                         /* kc <= CR_KC: see cr_sgemm */
+            for (ptrdiff_t k = 0; k < kc; k++) {
+                memcpy(edge + k * NR, B + (pc + k) * ldb + j0, (size_t)nr * sizeof(float));
+                memset(edge + k * NR + nr, 0, (size_t)(NR - nr) * sizeof(float));
             }
-            if (a_packed)                       /* tiles of CR_MR rows, each (K, CR_MR) */
-                Ai = A + (i0 - ib) * K;
-            (mr > 4 ? cr_sgemm_tile : cr_sgemm_tile4)(
-                K, Ai, a_ofs, a_packed ? CR_MR : trans_a ? lda : 1, Bj, b_step, full,
-                m0, m1, C + i0 * ldc + j0, ldc, mr, accumulate, b1 != NULL, bias0, bias1);
+            cr_sgemm_panel(t, ib, ie, kc, A_k, a_packed, lda, trans_a, edge, NR, C + j0, ldc,
+                           nr, acc, bp);
         }
     }
 }
 
 /* The driver.
  * A not transposed: blocks of rows of A small enough to stay in L1/L2 (CR_A_BLOCK bytes)
- * outside, then cr_sgemm_rows; A is read in place.
+ * outside, A read in place; k runs whole, except through a plain B with an edge panel,
+ * where it runs in blocks of CR_KC (so the edge copy fits on the stack).
  * A transposed (the weight gradients, K = T*N is long): in place, each k would touch a
  * new page per tile, so A is copied in blocks of CR_MC_T rows x CR_KC k into a buffer on
- * the stack (32 KB), tile-major, and k runs in blocks of CR_KC; C is accumulated block
- * by block. */
-#define CR_A_BLOCK (64 * 1024)
-#define CR_KC 256
-#define CR_MC_T 32
-static CR_AVX512 void cr_sgemm_avx512(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                                      const float *A, ptrdiff_t lda, const float *B,
-                                      ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate,
-                                      const float *b1, const float *b2)
+ * the stack, tile-major, and k runs in blocks of CR_KC; C is accumulated block by block. */
+static void cr_sgemm_run(const cr_gemm_tier *t, int trans_a, ptrdiff_t M, ptrdiff_t N,
+                         ptrdiff_t K, const float *A, ptrdiff_t lda, const float *B,
+                         ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate,
+                         const float *b1, const float *b2)
 {
+    const int MR = t->mr;
+    if (M <= 0 || N <= 0)
+        return;
+    int blocked = trans_a || (ldb >= 0 && N % t->nr != 0);
+    ptrdiff_t KB = blocked ? CR_KC : (K > 0 ? K : 1);
     if (!trans_a) {
-        ptrdiff_t MC = (CR_A_BLOCK / (ptrdiff_t)sizeof(float) / (K > 0 ? K : 1)) / CR_MR * CR_MR;
-        MC = MC < CR_MR ? CR_MR : MC;
+        ptrdiff_t MC = (CR_A_BLOCK / (ptrdiff_t)sizeof(float) / (K > 0 ? K : 1)) / MR * MR;
+        MC = MC < MR ? MR : MC;
         for (ptrdiff_t ib = 0; ib < M; ib += MC)
-            cr_sgemm_rows(ib, M - ib < MC ? M : ib + MC, N, K, K, A, 0, lda, 0, B, ldb,
-                          C, ldc, accumulate, b1, b2);
+            for (ptrdiff_t pc = 0; pc < K || pc == 0; pc += KB) {
+                ptrdiff_t kc = K - pc < KB ? K - pc : KB;
+                cr_sgemm_block(t, ib, M - ib < MC ? M : ib + MC, N, pc, kc, K, A + pc, 0, lda,
+                               0, B, ldb, C, ldc, accumulate, b1, b2);
+            }
         return;
     }
-    float Ap[CR_MC_T * CR_KC] __attribute__((aligned(64)));
+    float Ap[CR_MC_T * CR_KC];
     for (ptrdiff_t pc = 0; pc < K || pc == 0; pc += CR_KC) {
         ptrdiff_t kc = K - pc < CR_KC ? K - pc : CR_KC;
-        const float *Bk = ldb < 0 ? B + pc * CR_NR : B + pc * ldb;
         for (ptrdiff_t ib = 0; ib < M; ib += CR_MC_T) {
             ptrdiff_t mc = M - ib < CR_MC_T ? M - ib : CR_MC_T;
-            for (ptrdiff_t t = 0; t < mc; t += CR_MR) {          /* pack: (kc, CR_MR) per tile */
-                float *P = Ap + t * kc;
+            for (ptrdiff_t i = 0; i < mc; i += MR) {            /* pack: (kc, MR) per tile */
+                float *P = Ap + i * kc;
                 for (ptrdiff_t k = 0; k < kc; k++) {
-                    const float *src = A + (pc + k) * lda + ib + t;
-                    for (int r = 0; r < CR_MR; r++)
-                        P[k * CR_MR + r] = t + r < mc ? src[r] : 0.0f;
+                    const float *src = A + (pc + k) * lda + ib + i;
+                    for (int r = 0; r < MR; r++)
+                        P[k * MR + r] = i + r < mc ? src[r] : 0.0f;
                 }
             }
-            cr_sgemm_rows(ib, ib + mc, N, kc, K, Ap, 1, 0, 1, Bk, ldb, C, ldc,
-                          accumulate || pc > 0, pc == 0 ? b1 : NULL, pc == 0 ? b2 : NULL);
+            cr_sgemm_block(t, ib, ib + mc, N, pc, kc, K, Ap, 1, 0, 1, B, ldb, C, ldc,
+                           accumulate, b1, b2);
         }
     }
 }
-
-/* 1 if this CPU runs the AVX-512 kernel. Cached; a race only computes it twice. */
-static int cr_sgemm_cpu(void)
-{
-    static int known = -1;
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    }
-    return known;
-}
-#else
-static int cr_sgemm_cpu(void) { return 0; }   /* not built: callers use BLAS */
-static void cr_sgemm_avx512(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                            const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
-                            float *C, ptrdiff_t ldc, int accumulate,
-                            const float *b1, const float *b2)
-{
-    (void)trans_a; (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb;
-    (void)C; (void)ldc; (void)accumulate; (void)b1; (void)b2;
-}
-#endif
 
 #endif

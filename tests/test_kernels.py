@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from charrnn import _ops, _gru, _lstm, _rnn, cells
+from charrnn import _ops, _gru, _lstm, _rnn, cells, isa
 from charrnn import reference as ref
 from charrnn.errors import ShapeError
 
@@ -15,14 +15,19 @@ CELLS = ["lstm", "gru", "rnn"]
 SIZES = [(1, 1, 2, 3), (5, 3, 4, 6), (7, 1, 1, 5), (3, 4, 9, 17), (2, 2, 3, 1), (4, 8, 32, 64),
          (20, 13, 33, 40)]
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
-# Every kernel test runs on both GEMMs float32 can use (float64 always uses BLAS).
-BACKENDS = ["own", "blas"] if _ops.sgemm_available() else ["blas"]
+# Every kernel test runs on every ISA tier this CPU has (charrnn.isa), each with both
+# GEMMs float32 can use (float64 always uses BLAS).
+TIERS = isa.available()
+BACKENDS = ["own", "blas"]
 
 
-@pytest.fixture(autouse=True, params=BACKENDS)
+@pytest.fixture(autouse=True, params=[(t, b) for t in TIERS for b in BACKENDS],
+                ids=lambda p: f"{p[0]}-{p[1]}")
 def gemm(request):
-    with cells.gemm_backend(request.param):
-        yield request.param
+    tier, backend = request.param
+    with isa.use(tier), cells.gemm_backend(backend):
+        assert isa.current() == tier
+        yield backend
 
 
 def cast(d, dtype):
@@ -281,13 +286,13 @@ def test_row_major_gemm(ta, tb, dtype):
     np.testing.assert_allclose(C, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
-@pytest.mark.skipif(not _ops.sgemm_available(), reason="no AVX-512 on this CPU")
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("packed", [False, True])
 @pytest.mark.parametrize("M,N,K", [(1, 1, 1), (8, 32, 16), (7, 33, 5), (9, 31, 300), (33, 65, 257),
                                    (16, 1024, 256), (50, 128, 512), (3, 100, 0), (70, 17, 513)])
 def test_own_sgemm_matches_numpy(M, N, K, trans_a, packed):
-    """Tile edges in rows (8) and columns (32), k blocks (256, transposed A), K = 0."""
+    """Tile edges in rows (MR: 4, 6, 8) and columns (NR: 16, 32), k blocks (256: transposed
+    A, or a plain B with an edge panel), K = 0; on the current tier's micro-kernel."""
     rng = np.random.default_rng(M * 1000 + N + K)
     A = rng.standard_normal((K, M) if trans_a else (M, K)).astype(np.float32)
     B = rng.standard_normal((K, N)).astype(np.float32)
@@ -313,7 +318,6 @@ def test_own_sgemm_matches_numpy(M, N, K, trans_a, packed):
     assert not big[M].any()
 
 
-@pytest.mark.skipif(not _ops.sgemm_available(), reason="no AVX-512 on this CPU")
 @pytest.mark.parametrize("cell", CELLS)
 def test_backends_agree_and_really_differ(cell):
     """The backend switch reaches the kernels: own and BLAS agree to float32 rounding, but

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charrnn import _ops, cells
+from charrnn import _ops, cells, isa
 from charrnn import reference as ref
 from charrnn.errors import ShapeError
 
@@ -30,8 +30,9 @@ TOL = {np.float64: 1e-9, np.float32: 1e-4}
 # (float64) and 1.3e-5 (float32), well inside TOL.
 WEIGHT_SCALES = {np.float64: [0.25, 1.0, 2.0], np.float32: [0.25, 0.5]}
 EXAMPLES = settings(max_examples=100, deadline=None)
-# float32 runs on charrnn's own AVX-512 sgemm where the CPU has it, or on BLAS: draw both.
-BACKENDS = ["own", "blas"] if _ops.sgemm_available() else ["blas"]
+# float32 runs on charrnn's own sgemm or on BLAS, on any ISA tier this CPU has: draw them.
+BACKENDS = ["own", "blas"]
+TIERS = isa.available()
 
 
 @st.composite
@@ -44,6 +45,7 @@ def problems(draw):
     H = draw(st.integers(1, 9))
     dtype = draw(st.sampled_from([np.float64, np.float32]))
     gemm = draw(st.sampled_from(BACKENDS)) if dtype == np.float32 else "blas"
+    tier = draw(st.sampled_from(TIERS))
     scale = draw(st.sampled_from(WEIGHT_SCALES[dtype]))
     seed = draw(st.integers(0, 2**32 - 1))
     inp = make_inputs(cell, T, N, D, H, seed)
@@ -53,7 +55,7 @@ def problems(draw):
     for k in ("hT", "cT"):
         if k in dout and draw(st.booleans()):
             dout[k] = None  # no gradient w.r.t. the final state
-    return dict(cell=cell, dtype=dtype, inp=inp, dout=dout, gemm=gemm)
+    return dict(cell=cell, dtype=dtype, inp=inp, dout=dout, gemm=gemm, tier=tier)
 
 
 def cast(d, dtype):
@@ -80,7 +82,7 @@ def assert_matches_reference(p, impl):
     backward(cell, dout, cache_r, g_r, impl=ref)
 
     inp_k = cast(inp, dtype)
-    with cells.gemm_backend(p["gemm"]):
+    with isa.use(p["tier"]), cells.gemm_backend(p["gemm"]):
         out_k, cache_k = forward(cell, inp_k, impl=impl)
         got = dict(out_k)  # copied now: with a workspace, y is a view into its buffers
         g_k = zero_grads(inp_k)

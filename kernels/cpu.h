@@ -1,0 +1,133 @@
+/* What this CPU can run, found by charrnn itself so that GCC, Clang and MSVC builds all
+ * choose the same way (no __builtin_cpu_supports, no ifunc: musl, macOS and Windows have
+ * neither). x86: cpuid for what the CPU has, xgetbv for what the OS saves on a context
+ * switch -- an instruction set whose registers the OS does not save is not usable, and
+ * cpuid alone does not say so. arm64: NEON (Advanced SIMD) is part of the base ISA.
+ *
+ * Tiers, each a superset of the one before on its architecture:
+ *   scalar  plain C, any CPU and compiler (the readable statement of every kernel)
+ *   avx2    AVX2 + FMA, with the OS saving YMM state                (x86-64-v3)
+ *   avx512  AVX-512 F/DQ/BW/VL, with the OS saving ZMM and mask state (x86-64-v4)
+ *   neon    arm64 Advanced SIMD
+ */
+#ifndef CHARRNN_CPU_H
+#define CHARRNN_CPU_H
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(_M_AMD64)
+#define CR_X86 1
+#else
+#define CR_X86 0
+#endif
+#if defined(__aarch64__) || defined(_M_ARM64)
+#define CR_ARM64 1
+#else
+#define CR_ARM64 0
+#endif
+
+enum { CR_ISA_SCALAR = 0, CR_ISA_AVX2 = 1, CR_ISA_AVX512 = 2, CR_ISA_NEON = 3, CR_ISA_COUNT = 4 };
+
+/* Feature bits reported by cr_cpu_features(). */
+enum {
+    CR_F_SSE2 = 1 << 0, CR_F_AVX = 1 << 1, CR_F_FMA = 1 << 2, CR_F_AVX2 = 1 << 3,
+    CR_F_AVX512F = 1 << 4, CR_F_AVX512DQ = 1 << 5, CR_F_AVX512BW = 1 << 6,
+    CR_F_AVX512VL = 1 << 7, CR_F_OS_YMM = 1 << 8, CR_F_OS_ZMM = 1 << 9, CR_F_NEON = 1 << 10
+};
+
+#if CR_X86
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+static void cr_cpuid(int leaf, int sub, unsigned r[4])
+{
+    int t[4];
+    __cpuidex(t, leaf, sub);
+    r[0] = (unsigned)t[0]; r[1] = (unsigned)t[1]; r[2] = (unsigned)t[2]; r[3] = (unsigned)t[3];
+}
+static unsigned long long cr_xcr0(void) { return _xgetbv(0); }
+#else
+#include <cpuid.h>
+static void cr_cpuid(int leaf, int sub, unsigned r[4])
+{
+    __cpuid_count(leaf, sub, r[0], r[1], r[2], r[3]);
+}
+/* xgetbv by its opcode: the _xgetbv intrinsic would need the build to enable XSAVE. */
+static unsigned long long cr_xcr0(void)
+{
+    unsigned lo, hi;
+    __asm__ __volatile__(".byte 0x0f, 0x01, 0xd0" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+}
+#endif
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+/* macOS enables AVX-512 state per thread on first use, so XCR0 lacks the ZMM bits until
+ * then; the kernel says whether it will through this sysctl (what NumPy also asks). */
+static int cr_macos_avx512(void)
+{
+    int v = 0;
+    size_t n = sizeof v;
+    return sysctlbyname("hw.optional.avx512f", &v, &n, NULL, 0) == 0 && v == 1;
+}
+#else
+static int cr_macos_avx512(void) { return 0; }
+#endif
+
+static unsigned cr_detect_features(void)
+{
+    unsigned r[4], f = 0;
+    cr_cpuid(0, 0, r);
+    unsigned max_leaf = r[0];
+    cr_cpuid(1, 0, r);
+    if (r[3] & (1u << 26)) f |= CR_F_SSE2;
+    if (r[2] & (1u << 28)) f |= CR_F_AVX;
+    if (r[2] & (1u << 12)) f |= CR_F_FMA;
+    int osxsave = (r[2] >> 27) & 1;
+    if (max_leaf >= 7) {
+        cr_cpuid(7, 0, r);
+        if (r[1] & (1u << 5)) f |= CR_F_AVX2;
+        if (r[1] & (1u << 16)) f |= CR_F_AVX512F;
+        if (r[1] & (1u << 17)) f |= CR_F_AVX512DQ;
+        if (r[1] & (1u << 30)) f |= CR_F_AVX512BW;
+        if (r[1] & (1u << 31)) f |= CR_F_AVX512VL;
+    }
+    if (osxsave) {
+        unsigned long long xcr0 = cr_xcr0();
+        if ((xcr0 & 0x6) == 0x6) f |= CR_F_OS_YMM;            /* XMM and YMM state */
+        if ((xcr0 & 0xe6) == 0xe6) f |= CR_F_OS_ZMM;          /* + opmask, ZMM0-15 hi, ZMM16-31 */
+        else if ((f & CR_F_OS_YMM) && (f & CR_F_AVX512F) && cr_macos_avx512()) f |= CR_F_OS_ZMM;
+    }
+    return f;
+}
+#elif CR_ARM64
+static unsigned cr_detect_features(void) { return CR_F_NEON; }
+#else
+static unsigned cr_detect_features(void) { return 0; }
+#endif
+
+/* Cached; a race between threads only computes it twice. */
+static unsigned cr_cpu_features(void)
+{
+    static unsigned known = 0, have = 0;
+    if (!known) {
+        have = cr_detect_features();
+        known = 1;
+    }
+    return have;
+}
+
+/* 1 if this CPU (and its OS) can run tier isa; whether it was built is cr_isa_built's. */
+static int cr_cpu_has(int isa)
+{
+    unsigned f = cr_cpu_features();
+    const unsigned avx2 = CR_F_AVX | CR_F_AVX2 | CR_F_FMA | CR_F_OS_YMM;
+    const unsigned avx512 = avx2 | CR_F_AVX512F | CR_F_AVX512DQ | CR_F_AVX512BW | CR_F_AVX512VL
+                            | CR_F_OS_ZMM;
+    switch (isa) {
+    case CR_ISA_SCALAR: return 1;
+    case CR_ISA_AVX2: return CR_X86 && (f & avx2) == avx2;
+    case CR_ISA_AVX512: return CR_X86 && (f & avx512) == avx512;
+    case CR_ISA_NEON: return CR_ARM64 && (f & CR_F_NEON) != 0;
+    default: return 0;
+    }
+}
+
+#endif
