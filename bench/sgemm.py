@@ -19,7 +19,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from charrnn import _ops
+from charrnn import _ops, isa
 
 
 def shapes():
@@ -53,9 +53,10 @@ def timed(fn, flops, repeat):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--isa", default="auto", help="ISA tier of the own sgemm (charrnn.isa)")
     a = ap.parse_args()
-    if not _ops.sgemm_available():
-        raise SystemExit("this CPU (or build) has no AVX-512: charrnn uses BLAS everywhere")
+    isa.set_isa(a.isa)
+    print(f"own sgemm on the {isa.current()} tier, tile {_ops.sgemm_tile()}\n")
     rng = np.random.default_rng(0)
     print("| Product | M | N | K | own sgemm GFLOP/s | SciPy BLAS GFLOP/s | own / BLAS |")
     print("|---|--:|--:|--:|--:|--:|--:|")

@@ -43,6 +43,10 @@ def main():
       charrnn train corpus.txt      # trains; writes checkpoints to charrnn-runs/
       charrnn sample --temp 0.8     # streams text from the latest run
     """
+    import os
+    if os.environ.get("CHARRNN_ISA"):   # a tier this CPU cannot run: one line, before any work
+        from .isa import apply_env
+        _run(apply_env)
 
 
 def _finite(ctx, param, value):
@@ -211,6 +215,25 @@ def eval_(checkpoint, file, best, encoding):
     model = _load(checkpoint, best)
     r = _run(evaluate, model, file, encoding=encoding)
     click.echo(f"loss {r['loss']:.4f} nats/char, {r['bpc']:.4f} bits/char over {r['chars']:,} characters")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+def info(as_json):
+    """Versions, ISA tier, GEMM path and threads: what a bug report needs.
+
+    \b
+    Example:
+      charrnn info
+      CHARRNN_ISA=avx2 charrnn info     # what a forced tier would use
+    """
+    from .info import format_info, info as info_fn
+    d = _run(info_fn)
+    if as_json:
+        import json
+        click.echo(json.dumps(d, indent=2))
+    else:
+        click.echo(format_info(d))
 
 
 if __name__ == "__main__":

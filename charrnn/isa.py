@@ -44,12 +44,12 @@ def _set(name):
         raise ConfigError(f"{ENV}={name}: not a tier; use auto, {', '.join(TIERS)}")
     i = TIERS.index(name)
     _, built, runs = _ops.isa_info(i)
-    if not built:
-        raise ConfigError(f"{ENV}={name}: this build of charrnn has no {name} kernels "
-                          f"(it has: {', '.join(available())})")
     if not runs:
         raise ConfigError(f"{ENV}={name}: this CPU cannot run the {name} kernels "
                           f"(it can run: {', '.join(available())})")
+    if not built:   # e.g. built with CHARRNN_NO_AVX512
+        raise ConfigError(f"{ENV}={name}: this build of charrnn has no {name} kernels "
+                          f"(it has: {', '.join(available())})")
     for m in _MODULES:
         if m._set_isa(i) != 0:   # cannot happen after the checks above: all share cpu.h
             raise ConfigError(f"{ENV}={name}: {m.__name__} refused the tier")

@@ -25,6 +25,7 @@ cdef extern from "cellmath.h":
     int cr_sgemm_mr()
     int cr_sgemm_nr()
     int cr_sgemm_default()
+    const char *cr_compiler()
 
 cdef extern from *:
     """
@@ -221,6 +222,11 @@ def isa_info(int isa):
 
 def isa_best():
     return cr_isa_best()
+
+
+def compiler():
+    """The C compiler that built the kernels."""
+    return cr_compiler().decode()
 
 
 # ---- charrnn's own sgemm (sgemm.h): weight packing --------------------------------

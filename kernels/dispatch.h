@@ -184,6 +184,20 @@ CR_UNUSED static const char *cr_isa_name(int isa)
     return isa >= 0 && isa < CR_ISA_COUNT ? names[isa] : "?";
 }
 
+/* The compiler that built this module, for bug reports (charrnn info). */
+#define CR_STR_(x) #x
+#define CR_STR(x) CR_STR_(x)
+#if defined(__clang__)
+#define CR_COMPILER "clang " __clang_version__
+#elif defined(__GNUC__)
+#define CR_COMPILER "gcc " __VERSION__
+#elif defined(_MSC_VER)
+#define CR_COMPILER "msvc " CR_STR(_MSC_VER)
+#else
+#define CR_COMPILER "unknown"
+#endif
+CR_UNUSED static const char *cr_compiler(void) { return CR_COMPILER; }
+
 /* ---- the public float32 names ------------------------------------------------------- */
 static inline void fill_bias_f32(float *out, const float *b1, const float *b2, idx_t rows, idx_t cols)
 { cr_k->fill_bias(out, b1, b2, rows, cols); }

@@ -387,11 +387,14 @@ def test_decoder_linear_float32_on_both_gemms(R, H, V, gemm):
     np.testing.assert_allclose(db, 1 + dout.astype(np.float64).sum(0), rtol=1e-5, atol=1e-5)
 
 
-def test_fast_float32_math_accuracy_and_nan():
+@pytest.mark.parametrize("tier_loops", [False, True])
+def test_fast_float32_math_accuracy_and_nan(tier_loops):
+    """The scalar definitions, and the current tier's vector loops (FMA contraction and
+    width change the rounding, not the bounds)."""
     x = np.concatenate([np.linspace(-100, 100, 200001), np.linspace(-1e-3, 1e-3, 2001),
                         [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-30]]).astype(np.float32)
     e, s, t = (np.empty_like(x) for _ in range(3))
-    _ops.fast_math_f32(x, e, s, t)
+    _ops.fast_math_f32(x, e, s, t, tier_loops)
     xd = x.astype(np.float64)
     with np.errstate(over="ignore"):
         exact_s = 0.5 * (1 + np.tanh(0.5 * xd))

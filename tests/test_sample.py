@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from charrnn import ConfigError, _sample, checkpoint, sample
+from charrnn import ConfigError, _sample, checkpoint, isa, sample
 from charrnn import reference as ref
 
 CELLS = ["lstm", "gru", "rnn"]
@@ -233,10 +233,17 @@ def test_pick_greedy_is_first_argmax():
 
 # ---------------------------------------------------------------------------- greedy
 
+@pytest.fixture(params=isa.available())
+def tier(request):
+    """The engine's gate math and weights run on every ISA tier this CPU has."""
+    with isa.use(request.param):
+        yield request.param
+
+
 @pytest.mark.parametrize("L", [1, 2])
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("table", [True, False])
-def test_greedy_equals_reference(cell, L, table):
+def test_greedy_equals_reference(cell, L, table, tier):
     params, cfg, vocab = make_model(cell, H=12, L=L, V=11, E=5, seed=L)
     s = sample.Sampler(params, cfg, vocab, table_limit=sample.TABLE_LIMIT if table else 0)
     assert s._net.has_table == table
@@ -253,7 +260,7 @@ def test_greedy_equals_reference(cell, L, table):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_state_after_prime_matches_reference(cell):
+def test_state_after_prime_matches_reference(cell, tier):
     params, cfg, vocab = make_model(cell, H=9, L=2, V=8, E=4, seed=4)
     s = sample.Sampler(params, cfg, vocab)
     model = Reference(params, cfg, vocab)
@@ -276,7 +283,7 @@ def test_state_after_prime_matches_reference(cell):
 # ---------------------------------------------------------------------------- sampling
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_sampled_text_is_what_the_reference_draws(cell):
+def test_sampled_text_is_what_the_reference_draws(cell, tier):
     # The engine's rule: with u from stream 0 of the seed, the first id whose cumulative
     # weight exceeds u * total. Recomputed here from the float64 reference (fed the
     # generated text) and the Python xoshiro; 1e-5 slack for float32 logits.
