@@ -4,7 +4,9 @@ Environment switches (source builds only):
   CHARRNN_DEBUG=1   Cython bounds/initialisation checks on, -O0 -g (for tests/debugging).
   CHARRNN_NATIVE=1  add -march=native (faster on the build machine, not portable).
   CHARRNN_ONLY=_lstm,_ops   build only these extensions (quick rebuilds while developing).
+  CHARRNN_NO_AVX512=1       leave the AVX-512 tier out (a compiler too old for it).
 """
+import glob
 import os
 import sys
 
@@ -12,6 +14,7 @@ from setuptools import Extension, setup
 
 DEBUG = os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
 NATIVE = os.environ.get("CHARRNN_NATIVE", "") not in ("", "0")
+NO_AVX512 = os.environ.get("CHARRNN_NO_AVX512", "") not in ("", "0")
 ONLY = [n for n in os.environ.get("CHARRNN_ONLY", "").split(",") if n]
 
 
@@ -25,17 +28,19 @@ def extensions():
         cflags = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
     if NATIVE:
         cflags.append("-march=native")
-    if sys.platform == "win32":
-        cflags = ["/O2"]
+    if sys.platform == "win32":   # MSVC: no pragma regions needed for its intrinsics
+        cflags = ["/O2", "/fp:precise"] if not DEBUG else ["/Od", "/Zi"]
     names = ["_ops", "_lstm", "_gru", "_rnn", "_sample"]
     exts = [
         Extension(
             f"charrnn.{name}",
             [f"kernels/{name}.pyx"],
             include_dirs=["kernels"],
+            depends=sorted(glob.glob("kernels/*.h") + glob.glob("kernels/*.pxi")),
             extra_compile_args=cflags,
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
-            + ([("CHARRNN_DEBUG_BUILD", "1")] if DEBUG else []),
+            + ([("CHARRNN_DEBUG_BUILD", "1")] if DEBUG else [])
+            + ([("CHARRNN_NO_AVX512", "1")] if NO_AVX512 else []),
         )
         for name in names
         if os.path.exists(f"kernels/{name}.pyx") and (not ONLY or name in ONLY)

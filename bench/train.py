@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python bench/train.py                       # configs A-E, threads 1,2
     PYTHONPATH=. python bench/train.py --configs B --threads 2 --repeat 7
+    PYTHONPATH=. python bench/train.py --isa avx2,avx512   # a row per ISA tier
 
 Configs (embedding size = hidden size, Tiny Shakespeare, no dropout):
 
@@ -33,10 +34,15 @@ Also reported:
 - charrnn GFLOP/s: 3 x forward FLOPs per character (forward: per layer 2*G*H*(D+H),
   G gates, D its input size; decoder 2*H*V) x characters per second, against the peak
   of a 2048x2048 float32 GEMM (best of 5) through SciPy's BLAS (charrnn._ops.gemm,
-  threadpoolctl limited to each thread count) and through charrnn's own AVX-512 sgemm
-  (charrnn._ops.sgemm, which the float32 kernels use where the CPU has AVX-512; t
-  threads each take 1/t of the rows, as the kernels split their passes).
+  threadpoolctl limited to each thread count) and through charrnn's own sgemm on the
+  tier's micro-kernel (charrnn._ops.sgemm, which the float32 kernels use; t threads
+  each take 1/t of the rows, as the kernels split their passes).
 - peak RSS (VmHWM, read by the training process itself at exit) of each side.
+
+--isa runs every measurement once per ISA tier, both sides held to it: charrnn with
+CHARRNN_ISA=tier (and OPENBLAS_CORETYPE=Haswell for what still goes through BLAS on the
+avx2 tier), PyTorch with ONEDNN_MAX_CPU_ISA=AVX2 on the avx2 tier and as it comes on the
+others (scalar: PyTorch keeps its default; the row shows how far the portable C is).
 
 The Markdown output goes to stdout (progress to stderr), followed by the command line.
 Run it on a quiet machine: anything else running skews both sides.
@@ -186,7 +192,7 @@ def child_peak(a):
     import scipy
     from threadpoolctl import threadpool_info, threadpool_limits
     import charrnn
-    from charrnn import _ops
+    from charrnn import _ops, cells, isa   # cells applies CHARRNN_ISA
 
     n = a.gemm_size
     rng = np.random.default_rng(0)
@@ -204,8 +210,8 @@ def child_peak(a):
                 best = min(best, time.perf_counter() - t0)
         peaks[str(t)] = 2 * n**3 / best / 1e9
     own = {}
-    if _ops.sgemm_available():
-        # charrnn's own AVX-512 sgemm (what the float32 kernels use): single-threaded by
+    if _ops.sgemm_default():
+        # charrnn's own sgemm (what the float32 kernels use): single-threaded by
         # design, so t threads each take n / t rows, as the kernels split their passes
         from concurrent.futures import ThreadPoolExecutor
         Bp = np.empty(_ops.sgemm_packed_size(n, n), np.float32)
@@ -235,7 +241,8 @@ def child_peak(a):
     return {"peak_gflops": peaks, "own_peak_gflops": own, "cpu": cpu, "cores": os.cpu_count(),
             "python": platform.python_version(), "numpy": np.__version__,
             "scipy": scipy.__version__, "charrnn": charrnn.__version__,
-            "charrnn_path": os.path.dirname(charrnn.__file__), "blas": sorted(set(blas))}
+            "charrnn_path": os.path.dirname(charrnn.__file__), "blas": sorted(set(blas)),
+            "isa": isa.current(), "tile": list(_ops.sgemm_tile())}
 
 
 def _owner(path):
@@ -248,9 +255,21 @@ def _owner(path):
 
 # ---- parent -------------------------------------------------------------------------
 
-def run_child(kind, env_threads, **args):
+def tier_env(side, tier):
+    """Environment variables that hold `side` to ISA tier `tier` (None: as it comes)."""
+    if tier is None:
+        return {}
+    if side == "torch":
+        return {"ONEDNN_MAX_CPU_ISA": "AVX2"} if tier == "avx2" else {}
+    env = {"CHARRNN_ISA": tier}
+    if tier == "avx2":
+        env["OPENBLAS_CORETYPE"] = "Haswell"
+    return env
+
+
+def run_child(kind, env_threads, extra_env=None, **args):
     """Run `kind` in a fresh process (thread-count variables set to env_threads unless
-    None) and return its JSON result."""
+    None, plus extra_env) and return its JSON result."""
     cmd = [sys.executable, os.path.abspath(__file__), "--child", kind]
     for k, v in args.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
@@ -258,6 +277,7 @@ def run_child(kind, env_threads, **args):
     if env_threads is not None:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(env_threads)
+    env.update(extra_env or {})
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         sys.exit(f"bench/train.py: {kind} child failed ({shlex.join(cmd)}):\n{p.stderr}")
@@ -291,6 +311,8 @@ def main():
                     help="training text (default: data/tinyshakespeare.txt)")
     ap.add_argument("--gemm-size", type=int, default=2048, help="sgemm size for the peak (default: 2048)")
     ap.add_argument("--json", metavar="FILE", help="also write every measurement to FILE")
+    ap.add_argument("--isa", help="comma-separated ISA tiers, a row each, both sides held to "
+                    "the tier (default: charrnn's and PyTorch's own choice)")
     # internal: one measurement in this process
     ap.add_argument("--child", choices=["charrnn", "torch", "peak"], help=argparse.SUPPRESS)
     ap.add_argument("--config", help=argparse.SUPPRESS)
@@ -321,86 +343,94 @@ def main():
     tv = None if a.no_torch else torch_version()
     if not a.no_torch and tv is None:
         log("note: `import torch` fails here; measuring charrnn only")
-    log(f"sgemm {a.gemm_size}^3 peak, threads {a.threads} ...")
-    env = run_child("peak", None, threads=",".join(map(str, threads)), gemm_size=a.gemm_size)
-    peak = {int(k): v for k, v in env["peak_gflops"].items()}
+    tiers = [t.strip() for t in a.isa.split(",")] if a.isa else [None]
+    envs, results = {}, []       # per tier: machine facts; one dict per (tier, config, threads)
+    for tier in tiers:
+        log(f"sgemm {a.gemm_size}^3 peak, threads {a.threads}, tier {tier or 'auto'} ...")
+        envs[tier] = env = run_child("peak", None, tier_env("charrnn", tier),
+                                     threads=",".join(map(str, threads)), gemm_size=a.gemm_size)
+        peak = {int(k): v for k, v in env["peak_gflops"].items()}
+        for name in configs:
+            cell, H, L, B, T, default_steps = CONFIGS[name]
+            steps = a.steps or default_steps
+            vf = val_frac_for(B, T, n_chars)
+            flops = 3 * forward_flops_per_char(cell, H, L, V)
+            for t in threads:
+                runs = {"charrnn": [], "torch": []}
+                for r in range(a.repeat):
+                    for side in ("charrnn", "torch") if tv else ("charrnn",):
+                        m = run_child(side, t, tier_env(side, tier), threads=t, config=name,
+                                      steps=steps, warmup=a.warmup, corpus=a.corpus, val_frac=vf)
+                        runs[side].append(m)
+                        log(f"{env['isa']} {name} threads={t} run {r + 1}/{a.repeat} {side:7}: "
+                            f"{m['chars_per_sec']:9,.0f} chars/s ({m['seconds']:.1f} s, "
+                            f"RSS {m['rss_mib']:.0f} MiB)")
+                med = {s: statistics.median(m["chars_per_sec"] for m in v) if v else None
+                       for s, v in runs.items()}
+                rss = {s: statistics.median(m["rss_mib"] for m in v) if v else None
+                       for s, v in runs.items()}
+                gflops = flops * med["charrnn"] / 1e9
+                own = env.get("own_peak_gflops", {}).get(str(t))
+                results.append({"isa": env["isa"], "config": name, "cell": cell, "hidden": H,
+                                "layers": L, "batch": B, "seq": T, "threads": t, "steps": steps,
+                                "warmup": a.warmup, "charrnn": med["charrnn"],
+                                "torch": med["torch"],
+                                "ratio": med["charrnn"] / med["torch"] if med["torch"] else None,
+                                "gflops": gflops, "peak_gflops": peak[t], "own_peak_gflops": own,
+                                "rss_charrnn": rss["charrnn"], "rss_torch": rss["torch"],
+                                "runs": runs})
 
-    results = []       # one dict per (config, threads)
-    for name in configs:
-        cell, H, L, B, T, default_steps = CONFIGS[name]
-        steps = a.steps or default_steps
-        vf = val_frac_for(B, T, n_chars)
-        flops = 3 * forward_flops_per_char(cell, H, L, V)
-        for t in threads:
-            runs = {"charrnn": [], "torch": []}
-            for r in range(a.repeat):
-                for side in ("charrnn", "torch") if tv else ("charrnn",):
-                    m = run_child(side, t, threads=t, config=name, steps=steps, warmup=a.warmup,
-                                  corpus=a.corpus, val_frac=vf)
-                    runs[side].append(m)
-                    log(f"{name} threads={t} run {r + 1}/{a.repeat} {side:7}: "
-                        f"{m['chars_per_sec']:9,.0f} chars/s ({m['seconds']:.1f} s, "
-                        f"RSS {m['rss_mib']:.0f} MiB)")
-            med = {s: statistics.median(m["chars_per_sec"] for m in v) if v else None
-                   for s, v in runs.items()}
-            rss = {s: statistics.median(m["rss_mib"] for m in v) if v else None
-                   for s, v in runs.items()}
-            gflops = flops * med["charrnn"] / 1e9
-            results.append({"config": name, "cell": cell, "hidden": H, "layers": L,
-                            "batch": B, "seq": T, "threads": t, "steps": steps,
-                            "warmup": a.warmup, "charrnn": med["charrnn"], "torch": med["torch"],
-                            "ratio": med["charrnn"] / med["torch"] if med["torch"] else None,
-                            "gflops": gflops, "peak_gflops": peak[t],
-                            "rss_charrnn": rss["charrnn"], "rss_torch": rss["torch"],
-                            "runs": runs})
-
-    print(report(results, env, tv, a, configs, threads))
+    print(report(results, envs, tv, a, threads))
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"machine": env, "torch": tv, "command": sys.argv, "results": results},
+            json.dump({"machine": envs, "torch": tv, "command": sys.argv, "results": results},
                       f, indent=1)
 
 
-def own_pct(r, env):
-    g = env.get("own_peak_gflops", {}).get(str(r["threads"]))
+def own_pct(r):
+    g = r.get("own_peak_gflops")
     return f"{100 * r['gflops'] / g:.0f}%" if g else "–"
 
 
-def report(results, env, tv, a, configs, threads):
+def report(results, envs, tv, a, threads):
     out = []
     torch_col = f"PyTorch {tv} chars/s" if tv else "PyTorch chars/s"
     out.append(f"Training speed in characters per second (median of {plural(a.repeat, 'run')}; "
                f"{plural(a.warmup, 'warm-up step')}, then the steps shown, timed):\n")
-    out.append(f"| Config | Model | Batch × seq | Threads | Steps | charrnn chars/s | {torch_col} "
+    out.append(f"| Tier | Config | Model | Batch × seq | Threads | Steps | charrnn chars/s | {torch_col} "
                "| charrnn / PyTorch | charrnn GFLOP/s | % of BLAS sgemm peak | % of own sgemm peak |")
-    out.append("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    out.append("|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in results:
         ratio = f"{r['ratio']:.2f}×" if r["ratio"] else "–"
-        out.append(f"| {r['config']} | {CELL_NAMES[r['cell']]} {r['layers']}×{r['hidden']} "
+        out.append(f"| {r['isa']} | {r['config']} | {CELL_NAMES[r['cell']]} {r['layers']}×{r['hidden']} "
                    f"| {r['batch']} × {r['seq']} | {r['threads']} | {r['steps']} "
                    f"| {fmt_int(r['charrnn'])} | {fmt_int(r['torch'])} | {ratio} "
                    f"| {r['gflops']:.1f} | {100 * r['gflops'] / r['peak_gflops']:.0f}% "
-                   f"| {own_pct(r, env)} |")
+                   f"| {own_pct(r)} |")
     out.append("")
     out.append(f"Peak memory of the training process (VmHWM, median; {plural(threads[0], 'thread')}):\n")
-    out.append("| Config | charrnn | PyTorch |")
-    out.append("|---|--:|--:|")
+    out.append("| Tier | Config | charrnn | PyTorch |")
+    out.append("|---|---|--:|--:|")
     for r in results:
         if r["threads"] == threads[0]:
             pt = f"{r['rss_torch']:.0f} MiB" if r["rss_torch"] else "–"
-            out.append(f"| {r['config']} | {r['rss_charrnn']:.0f} MiB | {pt} |")
+            out.append(f"| {r['isa']} | {r['config']} | {r['rss_charrnn']:.0f} MiB | {pt} |")
     out.append("")
-    peaks = ", ".join(f"{plural(t, 'thread')} {g:.0f} GFLOP/s"
-                      for t, g in sorted((int(k), v) for k, v in env["peak_gflops"].items()))
-    line = f"sgemm peak ({a.gemm_size}×{a.gemm_size}, best of 5), SciPy's BLAS (charrnn._ops.gemm): {peaks}"
-    if env.get("own_peak_gflops"):
-        own = ", ".join(f"{plural(t, 'thread')} {g:.0f} GFLOP/s"
-                        for t, g in sorted((int(k), v) for k, v in env["own_peak_gflops"].items()))
-        line += (f"; charrnn's own AVX-512 sgemm (what the float32 kernels use; t threads take "
-                 f"n/t rows each): {own}")
-    out.append(line + ". GFLOP/s counts 3× the forward FLOPs (matrix products only).")
+    for env in envs.values():
+        peaks = ", ".join(f"{plural(t, 'thread')} {g:.0f} GFLOP/s"
+                          for t, g in sorted((int(k), v) for k, v in env["peak_gflops"].items()))
+        line = (f"Tier {env['isa']}: sgemm peak ({a.gemm_size}×{a.gemm_size}, best of 5), "
+                f"SciPy's BLAS (charrnn._ops.gemm; {'; '.join(env['blas'])}): {peaks}")
+        if env.get("own_peak_gflops"):
+            own = ", ".join(f"{plural(t, 'thread')} {g:.0f} GFLOP/s"
+                            for t, g in sorted((int(k), v) for k, v in env["own_peak_gflops"].items()))
+            line += (f"; charrnn's own sgemm, {env['isa']} micro-kernel {env['tile'][0]}×{env['tile'][1]} "
+                     f"(t threads take n/t rows each): {own}")
+        out.append(line + ".")
+    env = next(iter(envs.values()))
+    out.append("GFLOP/s counts 3× the forward FLOPs (matrix products only).")
     out.append(f"Machine: {env['cpu']}, {env['cores']} cores; Python {env['python']}, "
-               f"NumPy {env['numpy']}, SciPy {env['scipy']} ({'; '.join(env['blas'])}), "
+               f"NumPy {env['numpy']}, SciPy {env['scipy']}, "
                f"charrnn {env['charrnn']}" + (f", PyTorch {tv}" if tv else "") + ".")
     script = os.path.relpath(os.path.abspath(__file__), REPO)
     out.append(f"\nCommand: `python {script} {shlex.join(sys.argv[1:])}`")

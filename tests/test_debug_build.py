@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-EXTENSIONS = ["_ops", "_lstm", "_gru", "_rnn"]  # what the tests below import
+EXTENSIONS = ["_ops", "_lstm", "_gru", "_rnn", "_sample"]  # what the tests below import
 TESTS = ["test_kernels.py", "test_reference.py", "test_kernels_hypothesis.py"]
 TIMEOUT = 900  # seconds, for the build and for the test run
 
@@ -49,7 +49,7 @@ def _without_build_products(directory, names):
             or (n.endswith(".c") and n[:-2] in pyx)]
 
 
-def _copy_source_tree(dst):
+def _copy_source_tree(dst, tests=TESTS):
     for name in ["setup.py", "pyproject.toml", "README.md", "MANIFEST.in"]:
         if (REPO / name).exists():
             shutil.copy2(REPO / name, dst / name)
@@ -57,7 +57,7 @@ def _copy_source_tree(dst):
         if (REPO / name).is_dir():
             shutil.copytree(REPO / name, dst / name, ignore=_without_build_products)
     (dst / "tests").mkdir()
-    for name in TESTS + ["conftest.py"]:
+    for name in list(tests) + ["conftest.py", "test_reference.py"]:
         if (REPO / "tests" / name).exists():
             shutil.copy2(REPO / "tests" / name, dst / "tests" / name)
 
@@ -72,6 +72,8 @@ def _environment(root):
 
 @pytest.fixture(scope="module")
 def debug_copy(tmp_path_factory):
+    if os.environ.get("CHARRNN_TEST_WHEEL"):
+        pytest.skip("testing an installed wheel (CHARRNN_TEST_WHEEL): no rebuild from source")
     if not ((REPO / "setup.py").is_file() and (REPO / "kernels").is_dir()):
         pytest.skip(f"no source tree at {REPO} (setup.py and kernels/) to build from")
     # Cython is in the test extra (pip install ".[test]"), so this runs in CI.

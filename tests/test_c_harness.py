@@ -1,0 +1,61 @@
+"""The kernels' C code without Python (tests/cross/harness.c): natively with GCC and with
+Clang on every tier this CPU has, and cross-compiled for arm64 under qemu-aarch64
+(tests/cross/arm64.sh, NEON). CI installs clang, the cross compiler and qemu-user
+(.ci/run); elsewhere a missing tool skips, in CI it fails."""
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from charrnn import isa
+
+REPO = Path(__file__).resolve().parent.parent
+HARNESS = REPO / "tests" / "cross" / "harness.c"
+FLAGS = ["-std=c99", "-O3", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wextra",
+         "-Werror", "-Wno-unused-function"]
+
+pytestmark = pytest.mark.skipif(
+    not (REPO / "kernels" / "dispatch.h").exists() or bool(os.environ.get("CHARRNN_TEST_WHEEL")),
+    reason="no source tree (kernels/) to compile, or testing an installed wheel")
+
+
+def _need(tool):
+    if shutil.which(tool) is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{tool} is missing in CI: .ci/run should install it")
+        pytest.skip(f"{tool} not installed")
+
+
+def _closing(out):
+    m = re.search(r"^(\d+) passed, (\d+) failed$", out, re.M)
+    assert m, out
+    return int(m.group(1)), int(m.group(2))
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_native_harness_on_every_tier(cc, tmp_path):
+    _need(cc)
+    exe = tmp_path / "harness"
+    subprocess.run([cc, *FLAGS, f"-I{REPO / 'kernels'}", str(HARNESS), "-o", str(exe), "-lm"],
+                   check=True, capture_output=True, text=True)
+    p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout
+    ok, bad = _closing(p.stdout)
+    assert bad == 0 and ok > 1000
+    assert re.findall(r"^tier (\w+) +ok$", p.stdout, re.M) == isa.available()
+    assert f"built with {cc}" in p.stdout
+
+
+def test_arm64_harness_under_qemu():
+    if not (shutil.which("aarch64-linux-gnu-gcc") and shutil.which("qemu-aarch64")):
+        if os.geteuid() != 0 and not os.environ.get("CI"):
+            pytest.skip("no aarch64 cross compiler / qemu-user, and not root to install them")
+    p = subprocess.run(["bash", str(REPO / "tests" / "cross" / "arm64.sh")],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout + p.stderr
+    ok, bad = _closing(p.stdout)
+    assert bad == 0 and ok > 1000
+    assert re.findall(r"^tier (\w+) +ok$", p.stdout, re.M) == ["scalar", "neon"]
