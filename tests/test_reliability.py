@@ -188,6 +188,21 @@ def _train_process(corpus, run, *extra):
                             cwd=run.parent)
 
 
+def _wait_for_step_past(run, step, timeout=120):
+    """Until the run's checkpoint is past `step`: the resumed trainer is running (its start
+    takes longer than any fixed sleep on a loaded machine), so the next kill lands at a
+    random moment of training, not always during start-up."""
+    t0 = time.time()
+    while True:
+        try:
+            if ckpt.load_state(run / "state.safetensors").meta["step"] > step:
+                return
+        except Exception:   # caught between the write and the rename: look again
+            pass
+        assert time.time() - t0 < timeout, f"the resumed run never got past step {step}"
+        time.sleep(0.02)
+
+
 def _wait_for(path, timeout=60):
     t0 = time.time()
     while not path.exists():
@@ -228,7 +243,7 @@ def test_twenty_sigkills_at_random_moments(corpus, tmp_path):
         charrnn.load(run)
         steps.append(ckpt.load_state(run / "state.safetensors").meta["step"])
         proc = _train_process(corpus, run, "--resume", "--max-steps", "100000", "--eval-every", "1")
-        time.sleep(0.4)   # let it start (python + imports) before the next kill
+        _wait_for_step_past(run, steps[-1])   # it resumed and saved again: kill at random
     proc.kill()
     proc.wait()
     assert steps == sorted(steps) and steps[-1] > steps[0]
