@@ -213,5 +213,9 @@ def eval_(checkpoint, file, best, encoding):
     click.echo(f"loss {r['loss']:.4f} nats/char, {r['bpc']:.4f} bits/char over {r['chars']:,} characters")
 
 
+from .cli_view import register  # noqa: E402  (runs, plot, report: their own module)
+register(main)
+
+
 if __name__ == "__main__":
     main()
