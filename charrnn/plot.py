@@ -125,16 +125,26 @@ def save_plot(series, out, axis="steps"):
     if axis == "steps" and _same_rate(series) and series[0].steps[-1]:
         rate = series[0].chars[-1] / series[0].steps[-1]
         top = ax.secondary_xaxis("top", functions=(lambda v: v * rate, lambda v: v / rate))
+        top.xaxis.set_major_formatter(_short_numbers())
         top.set_xlabel("characters seen", fontsize=8)
         top.tick_params(labelsize=8)
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel(_x_label(axis))
+    if axis == "chars":
+        ax_lr.xaxis.set_major_formatter(_short_numbers())
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     ax_lr.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def _short_numbers():
+    """Tick labels 250k, 1.5M rather than 250000, 1500000."""
+    from matplotlib.ticker import FuncFormatter
+    from .svgchart import fmt_tick
+    return FuncFormatter(lambda v, _: fmt_tick(v))
 
 
 def _same_rate(series):

@@ -16,9 +16,9 @@ h1 { font-size: 26px; margin: 0 0 4px; } h1 small { color: var(--muted); font-we
 h2 { font-size: 19px; margin: 34px 0 8px; padding-top: 14px; border-top: 1px solid var(--line); }
 h3 { font-size: 15px; margin: 18px 0 6px; }
 p.note { color: var(--muted); margin: 4px 0 10px; font-size: 14px; }
-.kpis { display: flex; flex-wrap: wrap; gap: 10px; margin: 16px 0 6px; }
-.kpi { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 8px 14px; min-width: 120px; }
-.kpi b { display: block; font-size: 20px; } .kpi span { color: var(--muted); font-size: 12px; }
+.kpis { display: flex; flex-wrap: wrap; gap: 8px; margin: 16px 0 6px; }
+.kpi { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 7px 12px; }
+.kpi b { display: block; font-size: 19px; } .kpi span { color: var(--muted); font-size: 11.5px; }
 .state-finished { color: #2b7a3d; } .state-interrupted { color: #b4561b; } .state-running { color: #1f5fb4; }
 table { border-collapse: collapse; font-size: 13px; background: #fff; }
 td, th { border: 1px solid var(--line); padding: 3px 9px; text-align: left; }
@@ -38,8 +38,9 @@ pre, .text { font: 13px/1.5 ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, m
 .text { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; }
 .text span { position: relative; border-radius: 2px; }
 .text span.nl { color: #9aa3b2; font-size: 10px; }
-.probs span:hover { outline: 1.5px solid #222; z-index: 2; }
-.probs span:hover::after { content: attr(data-top); position: absolute; left: 0; top: 1.6em;
+/* hover a character for the model's top 5; report.html#c123 pins character 123's */
+.probs span:hover, .probs span:target { outline: 1.5px solid #222; z-index: 2; }
+.probs span:hover::after, .probs span:target::after { content: attr(data-top); position: absolute; left: 0; top: 1.6em;
        white-space: pre; background: #1d2330; color: #fff; padding: 6px 9px; border-radius: 5px;
        font-size: 12px; line-height: 1.35; z-index: 3; pointer-events: none;
        box-shadow: 0 2px 8px rgba(0,0,0,.25); }
@@ -88,11 +89,11 @@ def probability_text(chars, target_probs, tops, start):
     the model's five likeliest characters for that position [(char, p)]. start: the
     position of chars[0] in the held-out text (written to data-start for checks)."""
     out = [f'<div class="text probs" data-start="{start}">']
-    for c, p, top in zip(chars, target_probs, tops):
+    for i, (c, p, top) in enumerate(zip(chars, target_probs, tops)):
         tip = (f"{show_char(c)}  p = {p:.4f}  ({-_log2(p):.2f} bits)\n"
                "model's top 5:\n" + "\n".join(f"  {show_char(a)}  {q:.4f}" for a, q in top))
         out.append(_span(c, f"background:{prob_colour(p)}",
-                         f' data-p="{p:.6f}" data-top="{escape(tip)}"'))
+                         f' id="c{i}" data-p="{p:.6f}" data-top="{escape(tip)}"'))
     out.append("</div>")
     return "".join(out)
 

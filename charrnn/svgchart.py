@@ -31,14 +31,14 @@ def nice_ticks(lo, hi, count=5):
 
 
 def fmt_tick(v):
-    """1500 -> '1.5k', 2e6 -> '2M', 0.0003 -> '3e-04', 1.25 -> '1.25'."""
+    """1500 -> '1.5k', 2e6 -> '2M', 0.0025 -> '0.0025', 1.25 -> '1.25'."""
     a = abs(v)
     if a >= 1e6:
         return f"{v / 1e6:g}M"
-    if a >= 1e4:
+    if a >= 1e3:
         return f"{v / 1e3:g}k"
     if a and a < 1e-2:
-        return f"{v:.0e}"
+        return f"{v:.3g}"
     return f"{v:g}"
 
 
@@ -66,14 +66,17 @@ class Chart:
     def _ranges(self):
         xs = np.concatenate([i[1] for i in self.items]) if self.items else np.zeros(1)
         ys = np.concatenate([i[2] for i in self.items]) if self.items else np.zeros(1)
-        x0, x1 = float(xs.min()), float(xs.max())
+        x0, x1 = min(0.0, float(xs.min())), float(xs.max())   # steps start at 0
         y0, y1 = self.y_range or (float(ys.min()), float(ys.max()))
         if self.log_y:
             y0, y1 = math.log10(max(y0, 1e-12)), math.log10(max(y1, 1e-12))
         if y1 <= y0:
             y0, y1 = y0 - 0.5, y1 + 0.5
         pad = 0.04 * (y1 - y0)
-        return x0, (x1 if x1 > x0 else x0 + 1), y0 - pad, y1 + pad
+        if x1 <= x0:
+            x1 = x0 + 1
+        # a little room on the right, so the last point is not cut in half by the frame
+        return x0, x1 + 0.015 * (x1 - x0), y0 - pad, y1 + pad
 
     def svg(self):
         top, right, bottom, left = self.margin
