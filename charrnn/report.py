@@ -85,7 +85,7 @@ def build_report(run_dir, text=None, best=True, passage_chars=PASSAGE_CHARS,
     else:
         scan, offset, source = text[:max(scan_chars, passage_chars + 1)], 0, "the given text"
     p = model.probe(scan)
-    body = [_header(run, which, records), _curves(records, run)]
+    body = [_header(run, which, records), _curves(records, run), _config(run)]
     body.append(_samples(read_samples(run_dir)))
     body.append(_passage(p, passage_chars, source, offset))
     body.append(_units(p, min(UNIT_CHARS, passage_chars)))
@@ -115,14 +115,19 @@ def _header(run, which, records):
         kpi_rate = f"{np.median(rate) / 1000:.1f}k"
         out.append(kpi(kpi_rate, "characters/s (median)"))
     out.append("</div>")
+    return "\n".join(out)
+
+
+def _config(run):
+    out = []
     cfg = dict(run.config)
     if run.vocab_size:
         cfg["vocab_size"] = run.vocab_size
     rows = [(k, v) for k, v in cfg.items()]
-    half = (len(rows) + 1) // 2
+    third = -(-len(rows) // 3)                  # three short tables side by side
     out.append("<h2>Configuration</h2>")
-    out.append('<div class="cols">' + H.table(rows[:half], ["option", "value"]) +
-               H.table(rows[half:], ["option", "value"]) + "</div>")
+    out.append('<div class="cols">' + "".join(H.table(rows[i:i + third], ["option", "value"])
+                                              for i in range(0, len(rows), third)) + "</div>")
     return "\n".join(out)
 
 
@@ -142,7 +147,7 @@ def _curves(records, run):
     val = np.array([evals[s]["val_loss"] for s in vs], float)
     hi = float(np.percentile(train, 99.5))
     lo = float(min(train.min(), val.min() if len(val) else train.min()))
-    chart = Chart(620, 320, x_label="step", y_label="loss (nats/char)",
+    chart = Chart(640, 330, x_label="step", y_label="loss (nats/char)",
                   title="training and validation loss", y_range=(lo, hi))
     chart.line(x, np.minimum(train, hi), PALETTE[0], None, width=0.8, opacity=0.22)
     chart.line(x, smooth(train), PALETTE[0], "train (smoothed)", width=1.8)
@@ -150,9 +155,9 @@ def _curves(records, run):
         chart.line(vs, val, PALETTE[1], None, width=1.2, dash="4 3")
         chart.points(vs, val, PALETTE[1], "validation",
                      titles=[f"step {s}: val {v:.4f} nats/char" for s, v in zip(vs, val)])
-    lr = Chart(320, 320, x_label="step", y_label="learning rate", title="learning rate")
+    lr = Chart(320, 330, x_label="step", y_label="learning rate", title="learning rate")
     lr.line(x, [r["lr"] for r in steps], PALETTE[2], None, width=1.6)
-    out.append('<div class="cols">' + chart.svg() + lr.svg() + "</div>")
+    out.append('<div class="charts">' + chart.svg() + lr.svg() + "</div>")
     if run.steps:
         per = run.chars_seen / run.steps
         out.append(f'<p class="note">One step = {per:,.0f} characters '

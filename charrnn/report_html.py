@@ -25,7 +25,9 @@ td, th { border: 1px solid var(--line); padding: 3px 9px; text-align: left; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .cols { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
 .scroll { max-height: 330px; overflow-y: auto; }
-svg.chart { background: #fff; border: 1px solid var(--line); border-radius: 6px; max-width: 100%; height: auto; }
+.charts { display: grid; grid-template-columns: 2fr 1fr; gap: 14px; }
+svg.chart { background: #fff; border: 1px solid var(--line); border-radius: 6px; width: 100%; height: auto; }
+@media (max-width: 760px) { .charts { grid-template-columns: 1fr; } }
 svg .grid { stroke: #eceef2; } svg .frame { fill: none; stroke: #c9ced8; }
 svg .tick { font-size: 11px; fill: var(--muted); } svg .label { font-size: 12px; fill: var(--ink); }
 svg .ctitle { font-size: 13px; font-weight: 600; fill: var(--ink); }
