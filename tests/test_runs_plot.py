@@ -235,3 +235,15 @@ def test_final_line_says_why_and_samples_are_kept_across_resume(corpus, tmp_path
     assert [s["step"] for s in samples] == [4, 8, 10]
     assert metrics(run)[-1]["stopped_by"] == "max-steps" and metrics(run)[-1]["step"] == 10
     assert charrnn.runs(run)[0].state == "finished"
+
+
+def test_view_commands_have_help_with_an_example_and_reject_non_runs(tmp_path):
+    for cmd in ("runs", "plot", "report"):
+        h = invoke(cmd, "--help")
+        assert h.exit_code == 0 and "Example" in h.output, cmd
+    for cmd in ("plot", "report"):
+        r = invoke(cmd, tmp_path)                      # a directory, but not a run
+        assert r.exit_code == 1 and "is not a run directory" in r.output, cmd
+        assert r.output.count("\n") == 1
+    r = invoke("plot")
+    assert r.exit_code == 2                            # RUN... is required
