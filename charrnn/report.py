@@ -88,7 +88,7 @@ def build_report(run_dir, text=None, best=True, passage_chars=PASSAGE_CHARS,
     body = [_header(run, which, records), _curves(records, run), _config(run)]
     body.append(_samples(read_samples(run_dir)))
     body.append(_passage(p, passage_chars, source, offset))
-    body.append(_units(p, min(UNIT_CHARS, passage_chars)))
+    body.append(_units(p, min(UNIT_CHARS, passage_chars), source))
     body.append(f"<footer>charrnn report, written {time.strftime('%Y-%m-%d %H:%M')} from "
                 f"{escape(str(Path(run_dir).resolve()))}</footer>")
     return H.page(f"charrnn report: {run.name}", "\n".join(body))
@@ -178,8 +178,8 @@ def _samples(samples):
            '<p class="note">What the model wrote (temperature 0.8) at each evaluation: '
            "watch it learn spelling, then words, then the shape of a play.</p>"]
     if not samples:
-        return "\n".join(out + ['<p class="note">No samples recorded (samples.jsonl is written '
-                                "at each evaluation by charrnn 0.1 and later).</p>"])
+        return "\n".join(out + ['<p class="note">No samples recorded: this run has no '
+                                "samples.jsonl (older charrnn versions did not keep them).</p>"])
     if len(samples) > MAX_SAMPLES:
         keep = np.unique(np.linspace(0, len(samples) - 1, MAX_SAMPLES).round().astype(int))
         samples = [samples[i] for i in keep]
@@ -209,9 +209,10 @@ def _passage(p, limit, source, offset):
     tp = p.target_probs[start - 1:end - 1]       # P(text[t] | text[:t]) for t in [start, end)
     tops = [p.top(t - 1) for t in range(start, end)]
     loss = float(-np.log(tp).mean())
+    where = (f"from character {offset + start:,} of the corpus, read from the start of "
+             "that split" if offset else f"from character {start:,}, read from its start")
     out = ["<h2>What the model expects, character by character</h2>",
-           f'<p class="note">{len(chars):,} characters of {escape(source)} (from character '
-           f"{offset + start:,} of the corpus), read from the start of that split. Each "
+           f'<p class="note">{len(chars):,} characters of {escape(source)} ({where}). Each '
            "character is coloured by the probability the model gave it before seeing it; "
            "hover for the model's five likeliest characters at that point. "
            f"On this passage: {loss:.4f} nats/char ({loss / math.log(2):.3f} bits/char), "
@@ -221,7 +222,7 @@ def _passage(p, limit, source, offset):
     return "\n".join(out)
 
 
-def _units(p, limit):
+def _units(p, limit, source):
     from .units import interesting_units
     units = interesting_units(p.text, p.hidden)
     start = _passage_start(p.text, limit)
@@ -229,7 +230,8 @@ def _units(p, limit):
     out = ["<h2>Hidden units that track the text</h2>",
            f'<p class="note">For each visible property of the text, the hidden unit whose '
            f"activation (h, after reading each character) correlates best with it over "
-           f"{len(p.text):,} held-out characters (Pearson r). Red: positive, blue: negative.</p>",
+           f"the first {len(p.text):,} characters of {escape(source)} (Pearson r). "
+           "Red: positive, blue: negative.</p>",
            H.activation_scale()]
     if not units:
         out.append('<p class="note">No feature varies enough in this text to look for units.</p>')
