@@ -116,7 +116,7 @@ def save_plot(series, out, axis="steps"):
         ax_lr.plot(x, s.lr, color=c, linewidth=1.2)
     ax.set_ylabel("loss (nats/char)")
     lows = [np.percentile(s.train, 1) for s in series] + [s.val.min() for s in series if len(s.val)]
-    highs = [np.percentile(s.train, 99) for s in series]
+    highs = [np.percentile(s.train, 99) for s in series] + [s.val.max() for s in series if len(s.val)]
     lo, hi = min(lows), max(highs)
     ax.set_ylim(max(0.0, lo - 0.05 * (hi - lo)), hi + 0.05 * (hi - lo))  # no first-step spike
     ax.grid(alpha=0.3)

@@ -6,12 +6,15 @@
     p.cell         (L, T, H) the LSTM's c (None for GRU and RNN)
     p.target_probs (T-1,)    probability the model gave to the character that came next
     p.loss         mean -log(target_probs), nats/char (what evaluation measures)
+    p.state        the state after the last character: probe(more, state=p.state)
 
 T characters, V vocabulary, L layers, H hidden units. It is one forward pass over the
 whole text with batch size 1, on the same float32 kernels as training (no dropout),
 starting from a zero state unless one is given; tests check it against
 charrnn/reference.py. This is the data behind Karpathy's pictures of char-RNNs: the
 colour of each character is target_probs, the "neurons" are columns of hidden.
+Memory: probs is T x V float64, so probe long texts of big vocabularies in pieces
+(each from the last one's p.state).
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -32,6 +35,7 @@ class Probe:
     hidden: np.ndarray           # (L, T, H) float32
     cell: Optional[np.ndarray]   # (L, T, H) float32 for the LSTM, else None
     vocab: list
+    state: list                  # per layer (h,) or (h, c), each (1, H): after text[-1]
 
     @property
     def target_probs(self):
@@ -62,11 +66,12 @@ def probe(model, text, state=None):
     T, dt = len(ids), model.dtype
     _, _, state = model._check_batch(ids.reshape(T, 1), None, state)
     inp = model.params["encoder.weight"][ids].reshape(T, 1, cfg.embed)    # (T, 1, E)
-    hidden, cell_states = [], []
+    hidden, cell_states, final = [], [], []
     for k in range(cfg.layers):
         out = _FORWARD[cfg.cell](np.ascontiguousarray(inp, dt), *state[k],
                                  *model.layer_weights(k))
         y, cache = out[0], out[-1]                                        # y (T, 1, H)
+        final.append(tuple(out[1:-1]))
         hidden.append(y[:, 0].copy())
         if cfg.cell == "lstm":
             cell_states.append(cache.saved[1][1:, 0].copy())              # cs (T+1, 1, H)
@@ -80,4 +85,4 @@ def probe(model, text, state=None):
     probs /= probs.sum(axis=1, keepdims=True)                             # (T, V)
     shown = "".join(model.vocab[i] for i in ids)   # one character per id, even for bytes
     return Probe(shown, ids, probs, np.stack(hidden),
-                 np.stack(cell_states) if cell_states else None, list(model.vocab))
+                 np.stack(cell_states) if cell_states else None, list(model.vocab), final)

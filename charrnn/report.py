@@ -29,6 +29,7 @@ PASSAGE_CHARS = 1500     # characters shown coloured by probability
 UNIT_CHARS = 700         # characters shown per hidden unit
 SCAN_CHARS = 20000       # characters over which units are correlated with features
 MAX_SAMPLES = 40         # evaluations shown in the samples section (evenly spaced)
+PROBS_BUDGET = 2 ** 25   # at most this many probabilities (256 MB) per report
 
 
 class ReportError(CharRNNError):
@@ -79,6 +80,9 @@ def build_report(run_dir, text=None, best=True, passage_chars=PASSAGE_CHARS,
     except CheckpointError as e:
         raise ReportError(f"{run_dir}: no model to report on yet ({e})") from None
     records = read_metrics(run_dir)
+    # probe's probabilities are (T, V) float64: bound them for a huge vocabulary
+    scan_chars = min(scan_chars, max(400, PROBS_BUDGET // len(model.vocab)))
+    passage_chars = min(passage_chars, scan_chars - 1)
     if text is None:
         scan, offset = held_out_text(run_dir, model, max(scan_chars, passage_chars + 1))
         source = f"the held-out last {run.config.get('val_frac', 0.1):.0%} of the corpus"
@@ -145,7 +149,7 @@ def _curves(records, run):
     train = np.array([r["train_loss"] for r in steps], float)
     vs = sorted(evals)
     val = np.array([evals[s]["val_loss"] for s in vs], float)
-    hi = float(np.percentile(train, 99.5))
+    hi = float(max(np.percentile(train, 99.5), val.max() if len(val) else 0.0))
     lo = float(min(train.min(), val.min() if len(val) else train.min()))
     chart = Chart(640, 330, x_label="step", y_label="loss (nats/char)",
                   title="training and validation loss", y_range=(lo, hi))

@@ -73,6 +73,11 @@ def test_probe_loss_is_the_models_loss_and_state_carries():
     tail = model.probe(TEXT[half:], state=state)
     np.testing.assert_allclose(tail.hidden, p.hidden[:, half:], atol=1e-5)
     np.testing.assert_allclose(tail.probs, p.probs[half:], atol=1e-6)
+    head = model.probe(TEXT[:half])                   # or from a probe's own final state
+    again = model.probe(TEXT[half:], state=head.state)
+    np.testing.assert_allclose(again.hidden, p.hidden[:, half:], atol=1e-5)
+    for (a,), (b,) in zip(head.state, state):
+        np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_probe_rejects_bad_text():

@@ -186,3 +186,11 @@ def test_report_on_a_given_text_and_bad_input(run, tmp_path):
     r = CliRunner().invoke(main, ["report", str(tmp_path / "empty-run")])
     assert r.exit_code == 1 and "no model to report on yet" in r.output
     assert "Traceback" not in r.output
+
+
+def test_report_bounds_the_probabilities_it_computes(run, tmp_path, monkeypatch):
+    import charrnn.report as report
+    V = len(charrnn.load(run).vocab)
+    monkeypatch.setattr(report, "PROBS_BUDGET", 500 * V)     # as for a huge vocabulary
+    _, page = parse(report.write_report(run, tmp_path / "r.html"))
+    assert 100 < len(page.spans) < 500
