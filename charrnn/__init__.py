@@ -49,7 +49,7 @@ from .errors import (CharRNNError, CheckpointError, ConfigError, CorpusError,
 __version__ = "0.1.0"
 
 _LAZY = {"CharRNN": "model", "load": "model", "evaluate": "model", "train": "training",
-         "ModelConfig": "model", "TrainConfig": "training"}
+         "ModelConfig": "model", "TrainConfig": "training", "runs": "runinfo"}
 
 
 def __getattr__(name):
@@ -59,6 +59,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'charrnn' has no attribute {name!r}")
 
 
-__all__ = ["CharRNN", "load", "evaluate", "train", "ModelConfig", "TrainConfig",
+__all__ = ["CharRNN", "load", "evaluate", "train", "runs", "ModelConfig", "TrainConfig",
            "CharRNNError", "CheckpointError", "ConfigError", "CorpusError",
            "DivergenceError", "RunDirError", "ShapeError"]

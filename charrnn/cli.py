@@ -236,5 +236,9 @@ def info(as_json):
         click.echo(format_info(d))
 
 
+from .cli_view import register  # noqa: E402  (runs, plot, report: their own module)
+register(main)
+
+
 if __name__ == "__main__":
     main()

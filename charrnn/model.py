@@ -272,6 +272,12 @@ class CharRNN:
         """Mean cross-entropy (nats/char) without gradients or dropout, and the final state."""
         return self.forward_backward(x, y, state, rng=None, grad=False)
 
+    def probe(self, text, state=None):
+        """What the model predicts and how its units move while reading `text`: a
+        charrnn.probe.Probe with probs (T, V), hidden (L, T, H), target_probs, top(t)."""
+        from .probe import probe
+        return probe(self, text, state)
+
     # ---- generation (charrnn.sample runs the per-character loop in C) ----------------
 
     def generate(self, prime="", length=500, temperature=1.0, top_k=None, top_p=None,

@@ -6,7 +6,9 @@ A run directory holds everything about one run:
     best.safetensors    weights with the best validation loss so far
     state.safetensors   everything needed to continue exactly: weights, optimizer
                         moments, step, data cursor, carried hidden state, RNG state
-    metrics.jsonl       one JSON line per step (val_loss on evaluation steps)
+    metrics.jsonl       one JSON line per step (val_loss on evaluation steps); the last
+                        line ("final") says why the run stopped ("stopped_by")
+    samples.jsonl       the sample generated at each evaluation (step, val_loss, text)
     corpus.npy/.json    the encoded corpus, memory-mapped (reused on --resume)
     charrnn.lock        held while a `charrnn train` runs in the directory
 
@@ -34,6 +36,7 @@ from .model import CharRNN, ModelConfig
 
 RUNS_ENV = "CHARRNN_RUNS"
 METRICS_FILE = "metrics.jsonl"
+SAMPLES_FILE = "samples.jsonl"
 
 
 @dataclass
@@ -175,7 +178,7 @@ def _remove_if_unused(run_dir):
     one that this run created, and only the files a run writes)."""
     if (run_dir / ckpt.STATE_FILE).exists():
         return
-    for name in ("corpus.npy", "corpus.json", METRICS_FILE, ckpt.LOCK_FILE):
+    for name in ("corpus.npy", "corpus.json", METRICS_FILE, SAMPLES_FILE, ckpt.LOCK_FILE):
         try:
             (run_dir / name).unlink()
         except OSError:
@@ -282,7 +285,9 @@ class _Trainer:
             self._restore(saved)
         self.progress = progress
         self.metrics_path = self.run_dir / METRICS_FILE
-        self._trim_metrics()
+        self.samples_path = self.run_dir / SAMPLES_FILE
+        for path in (self.metrics_path, self.samples_path):
+            self._trim_log(path)
 
     # ---- state -----------------------------------------------------------------------
 
@@ -349,18 +354,18 @@ class _Trainer:
             ckpt.save_model(self.run_dir / ckpt.BEST_FILE, *args)
         self.saved_step = self.step
 
-    def _trim_metrics(self):
+    def _trim_log(self, path):
         """On resume, drop lines past the saved step (written by the run that died)."""
-        if not self.metrics_path.exists():
+        if not path.exists():
             return
         keep = []
-        for line in self.metrics_path.read_text().splitlines():
+        for line in path.read_text().splitlines():
             try:
                 if json.loads(line)["step"] <= self.saved_step:
                     keep.append(line)
             except (ValueError, KeyError, TypeError):
                 pass
-        ckpt.atomic_write_bytes(self.metrics_path, "".join(l + "\n" for l in keep).encode())
+        ckpt.atomic_write_bytes(path, "".join(l + "\n" for l in keep).encode())
 
     # ---- loop ------------------------------------------------------------------------
 
@@ -489,11 +494,16 @@ class _Trainer:
                 if cfg.max_minutes:
                     post["left"] = _mmss(cfg.max_minutes * 60 - elapsed())
                 bar.set_postfix(post, refresh=False)
+            # The last line says why the run stopped: a budget ("max-steps", ...), or
+            # the signal; a run killed or diverged has none (`charrnn runs` reads it).
+            record = {"step": self.step, "epoch": round(self._epoch_float(), 4),
+                      "train_loss": train_loss, "wall_time": round(elapsed(), 2), "final": True,
+                      "stopped_by": stop or signal.Signals(sig.received).name}
             if self.step > self.saved_step or self.last_val is None:
-                record = {"step": self.step, "epoch": round(self._epoch_float(), 4),
-                          "train_loss": train_loss, "wall_time": round(elapsed(), 2), "final": True}
                 self._evaluate_and_save(record, elapsed, write)
-                metrics.write(json.dumps(record) + "\n")
+            else:
+                del record["train_loss"]   # this step's line (above) already has it
+            metrics.write(json.dumps(record) + "\n")
         finally:
             metrics.close()
             bar.close()
@@ -523,12 +533,21 @@ class _Trainer:
         self.save(elapsed(), improved)
         write(f"step {self.step} (epoch {self._epoch_float():.2f}): val loss {val:.4f} nats/char "
               f"= {val / math.log(2):.3f} bits/char{' (best)' if improved else ''}")
-        if not self.quiet:
+        try:
+            text = self.sample_preview()
+        except ImportError:
+            text = None
+        if text is not None:
+            # kept for `charrnn report` (watch the model learn); quiet runs too
+            line = {"step": self.step, "epoch": round(self._epoch_float(), 4),
+                    "val_loss": record["val_loss"], "temperature": 0.8, "text": text}
             try:
-                text = self.sample_preview()
+                with open(self.samples_path, "a") as f:
+                    f.write(json.dumps(line) + "\n")
+            except OSError:
+                pass   # a lost sample is not worth stopping the run (checkpoints are saved)
+            if not self.quiet:
                 write("  | " + text.replace("\n", "\n  | "))
-            except ImportError:
-                pass
         return time.perf_counter() - t0
 
 
