@@ -33,6 +33,13 @@
         }                                                                  \
     }
 
+#define CR2_BIAS                                                           \
+    __m256 bias0 = _mm256_setzero_ps(), bias1 = bias0;                     \
+    if (bias) {                                                            \
+        bias0 = _mm256_loadu_ps(bias);                                     \
+        bias1 = _mm256_loadu_ps(bias + 8);                                 \
+    }
+
 static void cr_ukernel_avx2_6(ptrdiff_t K, const float *A, const ptrdiff_t *a_ofs,
                               ptrdiff_t a_step, const float *B, ptrdiff_t b_step, float *C,
                               ptrdiff_t ldc, int mr, int nr, int accumulate, const float *bias)
@@ -47,11 +54,7 @@ static void cr_ukernel_avx2_6(ptrdiff_t K, const float *A, const ptrdiff_t *a_of
         Ak += a_step;
         Bk += b_step;
     }
-    __m256 bias0 = _mm256_setzero_ps(), bias1 = bias0;
-    if (bias) {
-        bias0 = _mm256_loadu_ps(bias);
-        bias1 = _mm256_loadu_ps(bias + 8);
-    }
+    CR2_BIAS
     CR2_STORE_ROW(0) CR2_STORE_ROW(1) CR2_STORE_ROW(2)
     CR2_STORE_ROW(3) CR2_STORE_ROW(4) CR2_STORE_ROW(5)
 }
@@ -68,15 +71,12 @@ static void cr_ukernel_avx2_3(ptrdiff_t K, const float *A, const ptrdiff_t *a_of
         Ak += a_step;
         Bk += b_step;
     }
-    __m256 bias0 = _mm256_setzero_ps(), bias1 = bias0;
-    if (bias) {
-        bias0 = _mm256_loadu_ps(bias);
-        bias1 = _mm256_loadu_ps(bias + 8);
-    }
+    CR2_BIAS
     CR2_STORE_ROW(0) CR2_STORE_ROW(1) CR2_STORE_ROW(2)
 }
 #undef CR2_FMA_ROW
 #undef CR2_STORE_ROW
+#undef CR2_BIAS
 
 static void cr_ukernel_avx2(ptrdiff_t K, const float *A, const ptrdiff_t *a_ofs,
                             ptrdiff_t a_step, const float *B, ptrdiff_t b_step, float *C,
