@@ -213,5 +213,8 @@ def eval_(checkpoint, file, best, encoding):
     click.echo(f"loss {r['loss']:.4f} nats/char, {r['bpc']:.4f} bits/char over {r['chars']:,} characters")
 
 
+from .cli_export import export  # noqa: E402  (charrnn export)
+main.add_command(export)
+
 if __name__ == "__main__":
     main()
