@@ -6,6 +6,7 @@ The graph (one model both primes a prompt, T = len(prompt), and steps one charac
 T = 1, carrying the state between calls):
 
     tokens (T, B) int64 --Gather(encoder.weight)--> x (T, B, E)
+    h0 (L, B, H) --Split--> one (1, B, H) per layer (c0 likewise)
     layer k: ONNX LSTM / GRU / RNN node, X (T, B, D), initial_h = h0[k:k+1] (1, B, H)
              (and initial_c = c0[k:k+1] for the LSTM) -> Y (T, 1, B, H) -> Squeeze -> (T, B, H)
     decoder: MatMul(W_dec^T (H, V)) + Add(b_dec) -> logits (T, B, V)
@@ -79,6 +80,13 @@ def build_onnx(model):
     const("encoder.weight", p["encoder.weight"].astype(f32))                # (V, E)
     nodes.append(helper.make_node("Gather", ["encoder.weight", "tokens"], ["x0"], axis=0))
     const("squeeze_axes", np.array([1], np.int64))
+    # The state inputs split into one (1, B, H) slice per layer, as the operators want
+    # them. One Split, not a Gather per layer: onnxruntime 1.20's graph optimiser fuses
+    # such Gathers and then rejects its own result ("two nodes with same node name").
+    for name in ("h0", "c0") if lstm else ("h0",):
+        if L > 1:
+            nodes.append(helper.make_node("Split", [name], [f"{name}_{k}" for k in range(L)],
+                                          axis=0))
     x, hs, cs = "x0", [], []
     for k in range(L):
         W = reorder_gates(p[f"rnn.weight_ih_l{k}"], cell, H)[None].astype(f32)   # (1, GH, D)
@@ -88,14 +96,10 @@ def build_onnx(model):
         const(f"W{k}", W)
         const(f"R{k}", R)
         const(f"B{k}", Bb.astype(f32))
-        const(f"layer{k}", np.array([k], np.int64))
-        # Gather with a 1-element index keeps the layer axis: (1, B, H) as ONNX wants.
-        nodes.append(helper.make_node("Gather", ["h0", f"layer{k}"], [f"h0_{k}"], axis=0))
-        ins = [x, f"W{k}", f"R{k}", f"B{k}", "", f"h0_{k}"]
+        ins = [x, f"W{k}", f"R{k}", f"B{k}", "", f"h0_{k}" if L > 1 else "h0"]
         outs = [f"y{k}", f"hn{k}"]
         if lstm:
-            nodes.append(helper.make_node("Gather", ["c0", f"layer{k}"], [f"c0_{k}"], axis=0))
-            ins.append(f"c0_{k}")
+            ins.append(f"c0_{k}" if L > 1 else "c0")
             outs.append(f"cn{k}")
         extra = {"linear_before_reset": 1} if cell == "gru" else {}
         if cell == "rnn":
@@ -110,7 +114,7 @@ def build_onnx(model):
     const("decoder.bias", p["decoder.bias"].astype(f32))                    # (V,)
     nodes.append(helper.make_node("MatMul", [x, "decoder.weight_t"], ["z"]))
     nodes.append(helper.make_node("Add", ["z", "decoder.bias"], ["logits"]))
-    nodes.append(helper.make_node("Concat", hs, ["hn"], axis=0))
+    nodes.append(helper.make_node("Concat", hs, ["hn"], axis=0))           # (L, B, H)
     if lstm:
         nodes.append(helper.make_node("Concat", cs, ["cn"], axis=0))
 
