@@ -19,7 +19,7 @@ import re
 
 import numpy as np
 
-from . import _c_runtime as rt
+from . import _c_program, _c_runtime as rt
 from .errors import ConfigError, ExportError
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -189,7 +189,7 @@ def c_source(model, int8=False, prefix="charrnn"):
     src += "const uint32_t *const charrnn_vocab = charrnn_vocab_codes;\n"
     src += rt.CELLS[cell]
     src += BODY.format(step=_step_code(cell, table is not None))
-    src += rt.SAMPLER + rt.MAIN + "\n#endif /* CHARRNN_DECLARATIONS_ONLY */\n"
+    src += rt.SAMPLER + _c_program.MAIN + "\n#endif /* CHARRNN_DECLARATIONS_ONLY */\n"
     if prefix != "charrnn":
         src = re.sub(r"\bcharrnn_", prefix + "_", src)
         src = re.sub(r"\bCHARRNN_", prefix.upper() + "_", src)

@@ -8,7 +8,7 @@ from .cli import _load, _run
 
 
 @click.command()
-@click.argument("run", type=click.Path(path_type=str))
+@click.argument("run", required=False, type=click.Path(path_type=str))
 @click.option("--format", "fmt", required=True, type=click.Choice(["onnx", "c"]),
               help="onnx: an ONNX model for onnxruntime & co.; c: one C99 file.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str),
@@ -19,7 +19,8 @@ from .cli import _load, _run
               help="C only: prefix of the public C symbols (charrnn_step, ...).")
 @click.option("--best", is_flag=True, help="Use best.safetensors (best validation loss).")
 def export(run, fmt, output, int8, prefix, best):
-    """Export RUN (a run directory or .safetensors checkpoint) to ONNX or C.
+    """Export RUN (a run directory or .safetensors checkpoint; default: the most recent
+    run under charrnn-runs/) to ONNX or to C.
 
     \b
     onnx: inputs tokens (T, B) int64, h0 (L, B, H) [and c0 for an LSTM];

@@ -34,9 +34,11 @@ def trained_run(cell="gru", hidden=128, layers=1, steps=300):
     return run
 
 
-def random_model(cell, layers, hidden=24, embed=16, scale=2.0, seed=0):
-    """A model over Tiny Shakespeare's characters with random weights scaled up, so that
-    gates saturate and the state matters (harder to match than trained weights)."""
+def random_model(cell, layers, hidden=24, embed=16, scale=1.5, seed=0):
+    """A model over Tiny Shakespeare's characters with PyTorch's random init scaled up, so
+    that gates saturate often and the state matters. (Much more, e.g. 2x for the tanh RNN,
+    makes the recurrence chaotic: any two float32 implementations then drift apart by
+    ~1e-4 over 1000 steps, however exact each is.)"""
     vocab = sorted(set(TEXT))
     m = CharRNN(dict(cell=cell, hidden=hidden, layers=layers, embed=embed,
                      vocab_size=len(vocab)), vocab, seed=seed)

@@ -200,3 +200,13 @@ def test_unwritable_output(tmp_path, fmt, where):
 def test_export_has_help_with_an_example():
     r = cli("export", "--help")
     assert r.exit_code == 0 and "Example" in r.output and "--int8" in r.output
+
+
+def test_without_run_it_exports_the_newest_run(tmp_path, monkeypatch):
+    rd = trained_run()
+    monkeypatch.setenv("CHARRNN_RUNS", str(rd.parent))
+    r = CliRunner().invoke(main, ["export", "--format", "onnx", "-o", str(tmp_path / "m.onnx")])
+    assert r.exit_code == 0, r.output
+    assert f"using {rd}" in r.output
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert json.loads(meta["config"]) == charrnn.load(rd).config
