@@ -18,8 +18,9 @@ ONNX's recurrent operators order and lay out their gates differently from PyTorc
           PyTorch's n gate applies r after the recurrent product: r * (W_hn h + b_hn)
     B     (1, 2*G*H) = [input biases Wb | recurrent biases Rb], each in ONNX gate order.
 
-Opset 17 and IR version 8 are pinned so that onnxruntime releases from 1.13 (2022) on,
-and every later one, load the file (checked against 1.20 and the current release).
+Opset 17 and IR version 8 are pinned: onnxruntime supports both from 1.13 (2022) on, and
+the files were checked to load and compute the same logits in onnxruntime 1.16.3, 1.20.1,
+1.24.4 and 1.32.0.
 """
 import json
 
@@ -29,7 +30,7 @@ from .errors import ExportError
 
 OPSET = 17
 IR_VERSION = 8
-# PyTorch gate block -> its position in ONNX's order: ONNX block j takes PyTorch block ORDER[j]
+# ONNX's gate block j is PyTorch's block GATE_ORDER[cell][j]
 GATE_ORDER = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn": [0]}
 PROTOBUF_LIMIT = 2**31 - 2**24   # bytes of weights; the rest of the file is tiny
 ONNX_OP = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
