@@ -44,12 +44,13 @@ def _prefer_avx512_blas():
 _prefer_avx512_blas()
 
 from .errors import (CharRNNError, CheckpointError, ConfigError, CorpusError,
-                     DivergenceError, RunDirError, ShapeError)
+                     DivergenceError, ExportError, RunDirError, ShapeError)
 
 __version__ = "0.1.0"
 
 _LAZY = {"CharRNN": "model", "load": "model", "evaluate": "model", "train": "training",
-         "ModelConfig": "model", "TrainConfig": "training", "runs": "runinfo"}
+         "ModelConfig": "model", "TrainConfig": "training", "runs": "runinfo",
+         "export_onnx": "export", "export_c": "export"}
 
 
 def __getattr__(name):
@@ -60,5 +61,6 @@ def __getattr__(name):
 
 
 __all__ = ["CharRNN", "load", "evaluate", "train", "runs", "ModelConfig", "TrainConfig",
+           "export_onnx", "export_c",
            "CharRNNError", "CheckpointError", "ConfigError", "CorpusError",
-           "DivergenceError", "RunDirError", "ShapeError"]
+           "DivergenceError", "ExportError", "RunDirError", "ShapeError"]

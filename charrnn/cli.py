@@ -239,6 +239,8 @@ def info(as_json):
 from .cli_view import register  # noqa: E402  (runs, plot, report: their own module)
 register(main)
 
+from .cli_export import export  # noqa: E402  (charrnn export)
+main.add_command(export)
 
 if __name__ == "__main__":
     main()

@@ -28,3 +28,7 @@ class DivergenceError(CharRNNError):
 
 class ConfigError(CharRNNError, ValueError):
     """An option value is out of range."""
+
+
+class ExportError(CharRNNError):
+    """A model cannot be exported (an optional dependency missing, too large a model)."""
