@@ -29,11 +29,11 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import cells, data, optim
+from .rundir import (METRICS_FILE, RUNS_ENV, RunLock, atomic_write_bytes,  # noqa: F401
+                     default_run_dir, latest_run, open_run, remove_if_unused, runs_root)
 from .errors import CheckpointError, ConfigError, DivergenceError, RunDirError
 from .model import CharRNN, ModelConfig
 
-RUNS_ENV = "CHARRNN_RUNS"
-METRICS_FILE = "metrics.jsonl"
 
 
 @dataclass
@@ -90,24 +90,6 @@ class TrainConfig:
 RESUME_OVERRIDABLE = {"eval_every", "max_steps", "max_epochs", "max_minutes"}
 
 
-def runs_root():
-    return Path(os.environ.get(RUNS_ENV, "charrnn-runs"))
-
-
-def default_run_dir(corpus_path):
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return runs_root() / f"{Path(corpus_path).stem}-{stamp}"
-
-
-def latest_run(root=None):
-    """The run directory under root whose model.safetensors is newest, or None."""
-    root = Path(root) if root is not None else runs_root()
-    if not root.is_dir():
-        return None
-    runs = [p for p in root.iterdir() if (p / ckpt.MODEL_FILE).is_file()]
-    return max(runs, key=lambda p: (p / ckpt.MODEL_FILE).stat().st_mtime, default=None)
-
-
 class Interrupted(Exception):
     """SIGINT/SIGTERM arrived; the loop saved and stopped. .signum says which; the
     message says where the checkpoint is and how to resume."""
@@ -161,29 +143,13 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
         raise ConfigError("--threads must be at least 1")
 
     created = out is None or not Path(out).exists()
-    run_dir, saved = _open_run(corpus, out, resume)
+    run_dir, saved = open_run(corpus, out, resume)
     try:
         return _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress)
     except BaseException:
         if created and saved is None:
-            _remove_if_unused(run_dir)
+            remove_if_unused(run_dir)
         raise
-
-
-def _remove_if_unused(run_dir):
-    """A run that failed before its first checkpoint leaves no directory behind (only
-    one that this run created, and only the files a run writes)."""
-    if (run_dir / ckpt.STATE_FILE).exists():
-        return
-    for name in ("corpus.npy", "corpus.json", METRICS_FILE, ckpt.LOCK_FILE):
-        try:
-            (run_dir / name).unlink()
-        except OSError:
-            pass
-    try:
-        run_dir.rmdir()   # fails, harmlessly, if anything else is in it
-    except OSError:
-        pass
 
 
 def _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress):
@@ -211,7 +177,7 @@ def _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress):
     # each GEMM (then BLAS does every GEMM: charrnn's own sgemm is single-threaded);
     # see bench/ for which is faster.
     gemm = "blas" if threads > 1 and not split else cells.current_gemm_backend()
-    with ckpt.RunLock(run_dir), threadpool_limits(limits=1 if split else threads), \
+    with RunLock(run_dir), threadpool_limits(limits=1 if split else threads), \
             cells.gemm_backend(gemm), _Signals() as sig:
         trainer = _Trainer(cfg, corpus, run_dir, saved, log, quiet, progress)
         if split:
@@ -221,42 +187,6 @@ def _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress):
         finally:
             if trainer.model.parallel is not None:
                 trainer.model.parallel.close()
-
-
-def _open_run(corpus, out, resume):
-    """-> (run directory, saved TrainingState or None), refusing to overwrite a run."""
-    if resume:
-        run_dir = Path(out) if out is not None else latest_run()
-        if run_dir is None:
-            raise RunDirError(f"--resume: no run found under {runs_root()}; pass --out DIR")
-        state_path = run_dir / ckpt.STATE_FILE
-        if not state_path.is_file():
-            raise RunDirError(f"--resume: {run_dir} holds no training state ({ckpt.STATE_FILE}); "
-                              "start a new run instead")
-        saved = ckpt.load_state(state_path)
-        if "train_config" not in saved.meta or "corpus" not in saved.meta:
-            raise CheckpointError(f"cannot resume from {state_path}: it lacks the run's options")
-        if corpus is not None and Path(corpus).resolve() != Path(saved.meta["corpus"]).resolve():
-            raise RunDirError(f"--resume: {run_dir} was trained on {saved.meta['corpus']}, not {corpus}")
-        return run_dir, saved
-    if corpus is not None:
-        p = Path(corpus)
-        if not p.exists():
-            raise data.CorpusError(f"no such file: {p}")
-    run_dir = Path(out) if out is not None else default_run_dir(corpus or "tinyshakespeare")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"--out {run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any((run_dir / f).exists() for f in (ckpt.STATE_FILE, ckpt.MODEL_FILE)):
-        raise RunDirError(f"{run_dir} already holds a run: pass --resume to continue it, "
-                          "or choose another --out")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise RunDirError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from None
-    return run_dir, None
 
 
 class _Trainer:
@@ -360,7 +290,7 @@ class _Trainer:
                     keep.append(line)
             except (ValueError, KeyError, TypeError):
                 pass
-        ckpt.atomic_write_bytes(self.metrics_path, "".join(l + "\n" for l in keep).encode())
+        atomic_write_bytes(self.metrics_path, "".join(l + "\n" for l in keep).encode())
 
     # ---- loop ------------------------------------------------------------------------
 
