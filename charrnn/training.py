@@ -32,7 +32,7 @@ from . import cells, data, optim
 from .rundir import (METRICS_FILE, RUNS_ENV, RunLock, atomic_write_bytes,  # noqa: F401
                      default_run_dir, latest_run, open_run, remove_if_unused, runs_root)
 from .errors import CheckpointError, ConfigError, DivergenceError, RunDirError
-from .model import CharRNN, ModelConfig
+from .model import CharRNN, ModelConfig, StreamMasks
 
 
 
@@ -202,7 +202,6 @@ class _Trainer:
                            len(vocab), self.corpus.encoding)
         self.model = CharRNN(mcfg, vocab, seed=cfg.seed, forget_bias=cfg.forget_bias)
         self.opt = optim.make(cfg.optimizer, self.model.flat.size)
-        self.rng = np.random.default_rng(cfg.seed + 1)   # dropout masks only
         self.state = self.model.init_state(cfg.batch_size)
         self.step, self.elapsed_before, self.best_val = 0, 0.0, math.inf
         self.anneal_steps = None   # (first, last) step of the final lr decay, once fixed
@@ -246,7 +245,6 @@ class _Trainer:
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"cannot resume: training state is incomplete or damaged ({e})") from None
         self.train_batches.load_state_dict(meta["cursor"])
-        self.rng = ckpt.rng_from_json(meta["rng"])
         self.saved_step = self.step
 
     def _meta(self, elapsed):
@@ -254,7 +252,7 @@ class _Trainer:
             "step": self.step, "opt_t": self.opt.t, "elapsed": elapsed,
             "anneal_steps": self.anneal_steps,
             "best_val": self.best_val, "last_val": self.last_val,
-            "cursor": self.train_batches.state_dict(), "rng": ckpt.rng_state_to_json(self.rng),
+            "cursor": self.train_batches.state_dict(),
             "train_config": asdict(self.cfg), "corpus": self.corpus_path,
             "vocab": self.corpus.vocab,
         }
@@ -388,8 +386,9 @@ class _Trainer:
                 if batch.index == 0:
                     self.state = model.init_state(cfg.batch_size)   # new epoch: fresh state
                 model.grad_flat.fill(0)
-                loss, new_state = model.forward_backward(
-                    batch.x, batch.y, self.state, rng=self.rng if cfg.dropout > 0 else None)
+                # dropout masks keyed by (seed, step, stream): nothing to carry or save
+                masks = StreamMasks(cfg.seed + 1, self.step) if cfg.dropout > 0 else None
+                loss, new_state = model.forward_backward(batch.x, batch.y, self.state, rng=masks)
                 norm, gscale = optim.clip_scale(model.grad_flat, cfg.grad_clip)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     raise DivergenceError(
