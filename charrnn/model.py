@@ -94,6 +94,14 @@ class CharRNN:
         self._bws = cells.Workspace()   # backward's scratch, shared: layers run it in turn
         self.parallel = None   # a cells.Parallel to split each kernel pass over threads
 
+    def rebind_grads(self, buf):
+        """Use buf (P,) as the gradient buffer (a view into a larger message buffer, so
+        a distributed trainer sends gradients and flags in one Allreduce)."""
+        if buf.shape != self.grad_flat.shape or buf.dtype != self.dtype:
+            raise ShapeError(f"gradient buffer must be {self.dtype}{list(self.grad_flat.shape)}")
+        self.grad_flat = buf
+        self.grads = self._views(buf, [int(np.prod(s)) for s in self.shapes.values()])
+
     @property
     def config(self):
         return asdict(self.cfg)

@@ -29,9 +29,10 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import cells, data, optim
+from . import distributed as dist
 from .rundir import (METRICS_FILE, RUNS_ENV, RunLock, atomic_write_bytes,  # noqa: F401
                      default_run_dir, latest_run, open_run, remove_if_unused, runs_root)
-from .errors import CheckpointError, ConfigError, DivergenceError, RunDirError
+from .errors import CharRNNError, CheckpointError, ConfigError, DivergenceError, RunDirError
 from .model import CharRNN, ModelConfig, StreamMasks
 
 
@@ -124,7 +125,7 @@ class _Signals:
 
 
 def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log=None,
-          progress=None, **options):
+          progress=None, distributed=None, **options):
     """Train a model; returns a summary dict. What `charrnn train` calls.
 
     corpus: a text file (default: the bundled Tiny Shakespeare). out: the run directory
@@ -133,6 +134,8 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
     of TrainConfig. threads: BLAS threads (default: all cores). log: a function taking
     one line of text (default: stderr, silent when quiet). progress: a function called
     after every step with that step's metrics dict (as written to metrics.jsonl).
+    distributed: data-parallel over MPI (None: when an MPI launcher started more than one
+    rank; see charrnn.distributed). Then log, progress and files are rank 0's only.
     """
     if log is None:
         log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
@@ -141,18 +144,23 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
         raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     if threads is not None and threads < 1:
         raise ConfigError("--threads must be at least 1")
-
-    created = out is None or not Path(out).exists()
-    run_dir, saved = open_run(corpus, out, resume)
+    comm = dist.connect(distributed)
+    if not comm.is_root:
+        quiet, log, progress = True, (lambda s: None), None
     try:
-        return _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress)
-    except BaseException:
-        if created and saved is None:
-            remove_if_unused(run_dir)
-        raise
+        created = out is None or not Path(out).exists()
+        run_dir, saved = dist.open_run_on_root(comm, lambda: open_run(corpus, out, resume))
+        try:
+            return _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progress)
+        except BaseException:
+            if created and saved is None and comm.is_root:
+                remove_if_unused(run_dir)
+            raise
+    except (CharRNNError, Interrupted) as e:
+        raise e if comm.is_root else dist.mark_quiet(e)
 
 
-def _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress):
+def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progress):
     from threadpoolctl import threadpool_limits
 
     if saved is not None:
@@ -171,15 +179,18 @@ def _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress):
         cfg = TrainConfig(**options).validate()
         corpus = str(corpus if corpus is not None else data.bundled_corpus())
 
-    threads = threads or os.cpu_count() or 1
+    threads = threads or comm.threads_default()   # one process: all cores
     split = threads > 1 and os.environ.get("CHARRNN_THREADING", "split") == "split"
     # Either our threads split every kernel pass (BLAS single-threaded), or BLAS threads
     # each GEMM (then BLAS does every GEMM: charrnn's own sgemm is single-threaded);
     # see bench/ for which is faster.
     gemm = "blas" if threads > 1 and not split else cells.current_gemm_backend()
-    with RunLock(run_dir), threadpool_limits(limits=1 if split else threads), \
+    if comm.size > 1:
+        log(f"charrnn: data-parallel over {comm.describe()}: {cfg.batch_size // comm.size} "
+            f"streams and {threads} thread{'s' * (threads > 1)} per rank")
+    with dist.RootLock(comm, RunLock, run_dir), threadpool_limits(limits=1 if split else threads), \
             cells.gemm_backend(gemm), _Signals() as sig:
-        trainer = _Trainer(cfg, corpus, run_dir, saved, log, quiet, progress)
+        trainer = _Trainer(cfg, corpus, run_dir, saved, log, quiet, progress, comm)
         if split:
             trainer.model.parallel = cells.Parallel(threads)
         try:
@@ -190,10 +201,15 @@ def _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress):
 
 
 class _Trainer:
-    def __init__(self, cfg, corpus, run_dir, saved, log, quiet, progress):
+    def __init__(self, cfg, corpus, run_dir, saved, log, quiet, progress, comm):
         self.cfg, self.run_dir, self.log, self.quiet = cfg, Path(run_dir), log, quiet
+        self.comm = comm
+        self.lo, self.hi = dist.stream_block(cfg.batch_size, comm.rank, comm.size)   # our streams
         self.corpus_path = str(Path(corpus).resolve())
-        self.corpus = data.load_corpus(corpus, encoding=cfg.encoding, cache_dir=run_dir)
+        # rank 0 writes the encoded corpus into the run directory; the others then read it
+        self.corpus = dist.load_corpus_root_first(
+            comm, lambda cache: data.load_corpus(corpus, encoding=cfg.encoding, cache_dir=cache),
+            run_dir)
         self.train_batches, self.val_batches = data.make_batches(
             self.corpus.ids, batch_size=cfg.batch_size, seq_len=cfg.seq_len,
             val_frac=cfg.val_frac, dtype=np.int32)
@@ -202,23 +218,27 @@ class _Trainer:
                            len(vocab), self.corpus.encoding)
         self.model = CharRNN(mcfg, vocab, seed=cfg.seed, forget_bias=cfg.forget_bias)
         self.opt = optim.make(cfg.optimizer, self.model.flat.size)
-        self.state = self.model.init_state(cfg.batch_size)
+        self.buf = dist.attach_tail(self.model) if comm.size > 1 else None   # the step's message
+        self.state = self.model.init_state(self.hi - self.lo)
         self.step, self.elapsed_before, self.best_val = 0, 0.0, math.inf
         self.anneal_steps = None   # (first, last) step of the final lr decay, once fixed
         self.last_val = None
         self.saved_step = 0
         if saved is not None:
             self._restore(saved)
+        # rank 0's parameters and optimizer state, at the start and on resume
+        comm.sync_arrays([self.model.flat, *self.opt.state.values()])
         self.progress = progress
         self.metrics_path = self.run_dir / METRICS_FILE
         self._trim_metrics()
 
     # ---- state -----------------------------------------------------------------------
 
-    def _state_arrays(self):
+    def _state_arrays(self, hidden):
+        """hidden: the carried state of all streams, gathered (per layer (h,) or (h, c))."""
         a = {f"param.{k}": v for k, v in self.model.params.items()}
         a.update({f"opt.{k}": v for k, v in self.opt.state.items()})
-        for k, layer in enumerate(self.state):
+        for k, layer in enumerate(hidden):
             for name, s in zip("hc", layer):
                 a[f"hidden.l{k}.{name}"] = s
         return a
@@ -229,13 +249,17 @@ class _Trainer:
             raise CheckpointError(f"cannot resume: the vocabulary of {self.corpus_path} changed "
                                   "since the run started; start a new run")
         try:
-            for k, v in self.model.params.items():
-                v[...] = arrays[f"param.{k}"]
-            for k, v in self.opt.state.items():
-                v[...] = arrays[f"opt.{k}"]
+            if self.comm.is_root:   # the other ranks get these from rank 0's broadcast
+                for k, v in self.model.params.items():
+                    v[...] = arrays[f"param.{k}"]
+                for k, v in self.opt.state.items():
+                    v[...] = arrays[f"opt.{k}"]
             for k, layer in enumerate(self.state):
                 for name, s in zip("hc", layer):
-                    s[...] = arrays[f"hidden.l{k}.{name}"]
+                    full = arrays[f"hidden.l{k}.{name}"]              # (B, H): all streams
+                    if full.shape[0] != self.cfg.batch_size:
+                        raise ValueError(f"hidden state of {full.shape[0]} streams")
+                    s[...] = full[self.lo:self.hi]
             self.opt.t = int(meta["opt_t"])
             self.step = int(meta["step"])
             self.elapsed_before = float(meta["elapsed"])
@@ -258,28 +282,33 @@ class _Trainer:
         }
 
     def save(self, elapsed, improved):
+        hidden = [tuple(self.comm.gather_rows(s) for s in layer) for layer in self.state]
         try:
-            self._save(elapsed, improved)
+            self.comm.run_on_root(lambda: self._save(elapsed, improved, hidden))
         except RunDirError as e:
             raise RunDirError(
                 f"{e}; training stopped at step {self.step}, the checkpoint of step "
                 f"{self.saved_step} in {self.run_dir} is intact: fix this, then run "
                 f"`charrnn train --out {self.run_dir} --resume`") from None
+        self.saved_step = self.step
+        # what rank 0 saved is what every rank continues from
+        self.comm.sync_arrays([self.model.flat, *self.opt.state.values()])
+        dist.notify_saved(self.step, self.comm.size, self.run_dir)
 
-    def _save(self, elapsed, improved):
+    def _save(self, elapsed, improved, hidden):
         """State first: it alone is enough to resume; then the exported weights."""
-        ckpt.save_state(self.run_dir / ckpt.STATE_FILE, self._state_arrays(), self._meta(elapsed))
+        ckpt.save_state(self.run_dir / ckpt.STATE_FILE, self._state_arrays(hidden),
+                        self._meta(elapsed))
         info = {"step": self.step, "epoch": self._epoch_float(), "val_loss": self.last_val,
                 "best_val_loss": self.best_val if math.isfinite(self.best_val) else None}
         args = (self.model.params, self.model.config, self.model.vocab, info)
         ckpt.save_model(self.run_dir / ckpt.MODEL_FILE, *args)
         if improved:
             ckpt.save_model(self.run_dir / ckpt.BEST_FILE, *args)
-        self.saved_step = self.step
 
     def _trim_metrics(self):
         """On resume, drop lines past the saved step (written by the run that died)."""
-        if not self.metrics_path.exists():
+        if not self.comm.is_root or not self.metrics_path.exists():
             return
         keep = []
         for line in self.metrics_path.read_text().splitlines():
@@ -331,11 +360,11 @@ class _Trainer:
     def evaluate(self):
         """Mean val loss over every val window, state carried from zero (no dropout)."""
         state, total, n = None, 0.0, 0
-        for x, y in self.val_batches:
-            loss, state = self.model.loss(x, y, state)
+        for x, y in self.val_batches:      # each rank scores its own block of streams
+            loss, state = self.model.loss(x[:, self.lo:self.hi], y[:, self.lo:self.hi], state)
             total += loss
             n += 1
-        return total / n
+        return self.comm.allreduce_sum(total) / self.comm.size / n
 
     def sample_preview(self, length=200):
         from .sample import generate
@@ -374,22 +403,28 @@ class _Trainer:
         t_start = time.perf_counter()
         elapsed = lambda: self.elapsed_before + time.perf_counter() - t_start
         eval_cost, rate, train_loss, stop, step_time = 0.0, None, None, None, None
-        metrics = open(self.metrics_path, "a")
+        metrics = open(self.metrics_path if self.comm.is_root else os.devnull, "a")
         try:
             while True:
-                stop = self._done(elapsed(), eval_cost)
-                if stop or sig.received:
+                # time, speed and signals as rank 0 saw them (one process: as they are)
+                now = self.comm.clock(elapsed(), step_time, eval_cost)
+                stop = self._done(now[0], now[2])
+                if stop or self.comm.interrupted(sig):
                     break
-                self._plan(elapsed(), step_time, eval_cost)
+                self._plan(*now)
                 t0 = time.perf_counter()
                 batch = self.train_batches.next()
                 if batch.index == 0:
-                    self.state = model.init_state(cfg.batch_size)   # new epoch: fresh state
+                    self.state = model.init_state(self.hi - self.lo)   # new epoch: fresh state
                 model.grad_flat.fill(0)
                 # dropout masks keyed by (seed, step, stream): nothing to carry or save
-                masks = StreamMasks(cfg.seed + 1, self.step) if cfg.dropout > 0 else None
-                loss, new_state = model.forward_backward(batch.x, batch.y, self.state, rng=masks)
-                norm, gscale = optim.clip_scale(model.grad_flat, cfg.grad_clip)
+                masks = StreamMasks(cfg.seed + 1, self.step, self.lo) if cfg.dropout > 0 else None
+                x, y = batch.x[:, self.lo:self.hi], batch.y[:, self.lo:self.hi]
+                loss, new_state = model.forward_backward(x, y, self.state, rng=masks)
+                # sum the gradients (and the flags) over the ranks: the global mean loss
+                loss = self.comm.step(self.buf, loss, sig.received is not None,
+                                      (elapsed(), step_time, eval_cost))
+                norm, gscale = optim.clip_scale(model.grad_flat, cfg.grad_clip, self.comm.grad_scale)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     raise DivergenceError(
                         f"training diverged at step {self.step + 1}: loss {loss}, gradient norm {norm}; "
@@ -406,6 +441,8 @@ class _Trainer:
                 record = {"step": self.step, "epoch": round(self._epoch_float(), 4),
                           "train_loss": round(loss, 5), "lr": lr, "grad_norm": round(norm, 4),
                           "chars_per_sec": round(rate), "wall_time": round(elapsed(), 2)}
+                if self.comm.size > 1:
+                    record["allreduce_ms"] = round(self.comm.allreduce_seconds * 1e3, 3)
                 if self.step % cfg.eval_every == 0:
                     eval_cost = self._evaluate_and_save(record, elapsed, write)
                 metrics.write(json.dumps(record) + "\n")
@@ -429,11 +466,12 @@ class _Trainer:
         summary = {"run_dir": str(self.run_dir), "steps": self.step,
                    "epochs": round(self._epoch_float(), 3), "train_loss": train_loss,
                    "val_loss": self.last_val, "best_val_loss": self.best_val,
-                   "minutes": round(elapsed() / 60, 2), "chars_per_sec": rate, "stopped_by": stop}
-        if sig.received:
-            raise Interrupted(sig.received,
+                   "minutes": round(elapsed() / 60, 2), "chars_per_sec": rate, "stopped_by": stop,
+                   "rank": self.comm.rank, "ranks": self.comm.size}
+        if self.comm.interrupted(sig):
+            raise Interrupted(sig.received or signal.SIGINT,
                               f"interrupted at step {self.step}; checkpoint saved in {self.run_dir}\n"
-                              f"resume with: charrnn train --out {self.run_dir} --resume")
+                              f"resume with: {dist.resume_command(self.comm.size, self.run_dir)}")
         log(f"charrnn: done after {self.step} steps ({summary['epochs']} epochs, "
             f"{summary['minutes']} min): val loss {self.last_val:.4f} nats/char "
             f"({self.last_val / math.log(2):.3f} bits/char), best {self.best_val:.4f}")
