@@ -14,6 +14,9 @@ Every file is written atomically, so killing the process at any instant leaves t
 previous checkpoint loadable. A resumed run produces the same per-step losses as an
 uninterrupted one (same seed, same thread count): the state file is written as a
 whole at a step boundary and holds every bit of state the next step reads.
+
+Under `mpiexec -n N` the same loop runs on every rank over its block of the streams;
+the hooks are calls on self.comm (charrnn.distributed), all no-ops for one process.
 """
 import json
 import math
