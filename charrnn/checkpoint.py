@@ -26,19 +26,18 @@ rnn 1). Tensors are float32. The safetensors `__metadata__` (str -> str) holds:
 A training state (optimizer moments, carried hidden state, cursor...) is a safetensors
 file too: nothing here uses pickle, so loading a file can never run code.
 
-Writes are atomic (temp file in the same directory, fsync, os.replace, fsync of the
-directory): a process killed at any instant leaves the previous file loadable. Loads
-parse and bound the header themselves before anything is allocated, then validate
-everything; whatever the bytes, they return or raise CheckpointError.
+Writes are atomic (charrnn.rundir.atomic_write: temp file in the same directory, fsync,
+os.replace, fsync of the directory): a process killed at any instant leaves the previous
+file loadable. Loads parse and bound the header themselves before anything is
+allocated, then validate everything; whatever the bytes, they return or raise
+CheckpointError.
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import re
-import secrets
 import stat
 import struct
 from pathlib import Path
@@ -48,24 +47,18 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from .errors import CheckpointError, ConfigError, RunDirError
-
-try:
-    import fcntl
-except ImportError:  # Windows: RunLock only records the pid there (see RunLock)
-    fcntl = None
+from .errors import CheckpointError, ConfigError
+# The run directory (lock, atomic writes, stale temp files) lives in charrnn.rundir;
+# these names stay importable from here.
+from .rundir import (BEST_FILE, LOCK_FILE, MODEL_FILE, STATE_FILE,  # noqa: F401
+                     RunLock, atomic_write, atomic_write_bytes, remove_stale_temps, _reason)
 
 FORMAT_VERSION = 1
 MODEL_FORMAT = "charrnn"
 STATE_FORMAT = "charrnn-state"
 
-MODEL_FILE = "model.safetensors"   # latest model in a run directory
-BEST_FILE = "best.safetensors"     # model with the best validation loss so far
-STATE_FILE = "state.safetensors"   # training state, to resume
-LOCK_FILE = "charrnn.lock"         # held by the `charrnn train` using the directory
 
 MAX_HEADER_BYTES = 100 * 2**20     # a real header is a few kB; refuse to read more
-_TMP_SUFFIX = ".charrnn-tmp"       # temp files: .<name>.<pid>.<random>.charrnn-tmp
 
 _GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 _SIZE_KEYS = ("hidden", "layers", "embed", "vocab_size")
@@ -295,98 +288,6 @@ def _digest(tensors, metadata):
         h.update(struct.pack("<Q", a.nbytes))
         h.update(a.reshape(-1).view(np.uint8) if a.size else b"")
     return h.hexdigest()
-
-
-def atomic_write_bytes(path, data):
-    """Replace `path` by `data` atomically (see atomic_write)."""
-    atomic_write(path, lambda f: f.write(data))
-
-
-def atomic_write(path, write):
-    """Replace `path` by what write(f) writes to the binary file f, so that a crash at
-    any instant leaves either the old or the new file: write a temp file in the same
-    directory, fsync it, os.replace it over `path`, fsync the directory. Raises
-    RunDirError (the old file intact, the temp file removed) if any step fails, e.g. a
-    full disk or a read-only directory."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}."
-                                  f"{secrets.token_hex(4)}{_TMP_SUFFIX}")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(tmp, flags, 0o666)
-    except OSError as e:
-        raise RunDirError(f"cannot write {path}: {_reason(e)}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:  # KeyboardInterrupt too: never leave the temp file
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise RunDirError(f"cannot write {path}: {_reason(e)} "
-                              f"(the previous file is unchanged)") from e
-        raise
-    _fsync_dir(directory, path)
-
-
-def _fsync_dir(directory, path):
-    # On POSIX the rename itself is durable only once the directory is synced.
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as e:
-        # Some file systems cannot sync a directory; the write itself succeeded.
-        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EACCES,
-                           errno.EPERM):
-            raise RunDirError(f"wrote {path} but could not sync {directory}: "
-                              f"{_reason(e)}") from e
-
-
-def _reason(e):
-    return e.strerror or str(e)
-
-
-def remove_stale_temps(directory):
-    """Delete temp files left by atomic_write_bytes in processes that were killed
-    (their pid, part of the name, no longer runs). Returns the names removed."""
-    removed = []
-    pattern = re.compile(r"\..+\.([0-9]+)\.[0-9a-f]+" + re.escape(_TMP_SUFFIX))
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return removed
-    for name in names:
-        m = pattern.fullmatch(name)
-        if m and not _pid_alive(int(m.group(1))):
-            try:
-                os.unlink(os.path.join(directory, name))
-                removed.append(name)
-            except OSError:
-                pass
-    return removed
-
-
-def _pid_alive(pid):
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (OSError, OverflowError, ValueError):
-        return True   # exists but not ours (EPERM), or cannot tell: keep the file
-    return True
 
 
 # --------------------------------------------------------------------------- loading
@@ -708,75 +609,3 @@ def rng_from_json(text):
                               f"{type(e).__name__}: {e}") from None
 
 
-# --------------------------------------------------------------------------- lock
-
-class RunLock:
-    """Exclusive lock on a run directory for the life of one `charrnn train`.
-
-        with RunLock(run_dir):
-            ...train, writing checkpoints into run_dir...
-
-    flock(LOCK_EX | LOCK_NB) on run_dir/charrnn.lock, which holds the owner's pid. The
-    OS drops the lock when its process dies, so a lock file left by a killed process
-    never blocks. The file is never deleted: unlinking a flock file lets two processes
-    lock two different inodes. Also clears temp files of dead writers. On systems
-    without fcntl (Windows) it only records the pid and excludes nothing.
-    """
-
-    def __init__(self, run_dir):
-        self.run_dir = Path(run_dir)
-        self.path = self.run_dir / LOCK_FILE
-        self._fd = None
-
-    def acquire(self):
-        if self._fd is not None:
-            raise RunDirError(f"{self.run_dir} is already locked by this RunLock")
-        if not self.run_dir.is_dir():
-            raise RunDirError(f"run directory {self.run_dir} does not exist")
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as e:
-            raise RunDirError(f"cannot lock run directory {self.run_dir}: "
-                              f"{_reason(e)}") from e
-        try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-        except OSError as e:
-            owner = _read_pid(fd)
-            os.close(fd)
-            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                raise RunDirError(f"{self.run_dir} is in use by another charrnn train "
-                                  f"(pid {owner}); wait for it to finish or use "
-                                  f"another run directory") from None
-            raise RunDirError(f"cannot lock run directory {self.run_dir}: "
-                              f"{_reason(e)}") from e
-        self._fd = fd
-        remove_stale_temps(self.run_dir)
-        return self
-
-    def release(self):
-        if self._fd is None:
-            return
-        fd, self._fd = self._fd, None
-        try:
-            os.ftruncate(fd, 0)   # before unlocking, so no one reads a stale pid
-        except OSError:
-            pass
-        os.close(fd)              # closing the last descriptor releases the flock
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
-
-
-def _read_pid(fd):
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        text = os.read(fd, 32).decode("ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return "unknown"
-    return text if text.isdigit() else "unknown"

@@ -27,6 +27,8 @@ def _run(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except CharRNNError as e:
+        if getattr(e, "quiet", False):   # another MPI rank prints the same message
+            sys.exit(1)
         _fail(e)
     except MemoryError:
         _fail("out of memory: use a smaller model (--hidden, --layers) or --batch-size")
@@ -91,32 +93,40 @@ def _default(name):
 @click.option("--resume", is_flag=True, help="Continue the run in --out (default: the newest run).")
 @click.option("--threads", type=click.IntRange(min=1), help="BLAS threads (default: all cores).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, samples or log lines.")
-def train(file, out, resume, threads, quiet, **options):
+@click.option("--distributed/--no-distributed", default=None,
+              help="Data-parallel over MPI (default: when started by mpiexec with several ranks).")
+def train(file, out, resume, threads, quiet, distributed, **options):
     """Train a model on FILE (default: the bundled Tiny Shakespeare).
 
     Shows a progress bar; every --eval-every steps it validates, prints a sample and
     writes model.safetensors, best.safetensors, state.safetensors and metrics.jsonl to
-    the run directory. Ctrl-C saves and tells you how to resume.
+    the run directory. Ctrl-C saves and tells you how to resume. Under `mpiexec -n N`
+    it trains data-parallel over N ranks (pip install "charrnn-fast[mpi]").
 
     \b
     Example:
       charrnn train corpus.txt --hidden 512 --max-minutes 30 --out runs/big
       charrnn train corpus.txt --out runs/big --resume
+      mpiexec -n 4 charrnn train corpus.txt --out runs/big
     """
+    if distributed is not False:
+        from .supervisor import supervise
+        supervise()   # under mpiexec: fork, so that a rank that dies is named (no NumPy yet)
     from .training import Interrupted, train as train_fn
 
     options = {k: v for k, v in options.items() if v is not None}
     try:
-        summary = _run(train_fn, file, out=out, resume=resume, threads=threads, quiet=quiet, **options)
+        summary = _run(train_fn, file, out=out, resume=resume, threads=threads, quiet=quiet,
+                       distributed=distributed, **options)
     except Interrupted as e:
         import signal
-        for line in str(e).splitlines():
+        for line in str(e).splitlines() if not getattr(e, "quiet", False) else ():
             click.echo(f"charrnn: {line}", err=True)
         sys.exit(130 if e.signum == signal.SIGINT else 143)
     except KeyboardInterrupt:  # a second Ctrl-C: the last checkpoint stays as it was
         click.echo("charrnn: interrupted", err=True)
         sys.exit(130)
-    if quiet:
+    if quiet and summary.get("rank", 0) == 0:
         click.echo(f"{summary['run_dir']}\tval_loss={summary['val_loss']:.4f}")
 
 

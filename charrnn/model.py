@@ -9,18 +9,34 @@ clipping are single loops over one array and a checkpoint is just the views. Gra
 mirror the same layout.
 
 Dropout follows PyTorch's word_language_model: on the embedding output, between layers
-and before the decoder; masks come from the caller's np.random.Generator.
+and before the decoder. Masks come from the caller: a np.random.Generator, or a
+StreamMasks (what training uses), whose masks are a pure function of (seed, step,
+stream, site), so a stream's masks do not depend on which process holds it.
 """
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import _ops, cells
+from . import _dropout, _ops, cells
 from .checkpoint import expected_shapes
 from .errors import ConfigError, ShapeError
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 LOGITS_BYTES = 64 << 20   # the decoder works on this much of the (R, V) logits at a time
+
+
+class StreamMasks:
+    """Dropout masks of one training step for streams stream0, stream0 + 1, ... of the
+    global batch, drawn by Philox keyed by (seed, step, stream, site): see
+    kernels/_dropout.pyx. Same masks for a stream whichever rank holds it."""
+
+    def __init__(self, seed, step, stream0=0):
+        self.seed, self.step, self.stream0 = seed & (2**64 - 1), step, stream0
+
+    def mask(self, site, T, N, D, p, dtype):
+        out = np.empty((T, N, D), dtype)                                # (T, N, D)
+        _dropout.dropout_mask(out, self.seed, self.step, self.stream0, site, p)
+        return out.reshape(T * N, D)
 
 
 @dataclass
@@ -77,6 +93,14 @@ class CharRNN:
         self._ws = [cells.Workspace() for _ in range(self.cfg.layers)]   # per layer: saved for backward
         self._bws = cells.Workspace()   # backward's scratch, shared: layers run it in turn
         self.parallel = None   # a cells.Parallel to split each kernel pass over threads
+
+    def rebind_grads(self, buf):
+        """Use buf (P,) as the gradient buffer (a view into a larger message buffer, so
+        a distributed trainer sends gradients and flags in one Allreduce)."""
+        if buf.shape != self.grad_flat.shape or buf.dtype != self.dtype:
+            raise ShapeError(f"gradient buffer must be {self.dtype}{list(self.grad_flat.shape)}")
+        self.grad_flat = buf
+        self.grads = self._views(buf, [int(np.prod(s)) for s in self.shapes.values()])
 
     @property
     def config(self):
@@ -148,7 +172,8 @@ class CharRNN:
         """Mean cross-entropy (nats/char) of predicting y from x, and the final state.
 
         With grad=True the gradients are *added* to self.grads (zero them per step).
-        Dropout is applied when rng (a np.random.Generator) is given and dropout > 0.
+        Dropout is applied when rng (a np.random.Generator or StreamMasks) is given and
+        dropout > 0.
         """
         x, y, state = self._check_batch(x, y, state)
         cfg, dt = self.cfg, self.dtype
@@ -161,7 +186,7 @@ class CharRNN:
         emb = np.empty((R, cfg.embed), dt)                              # (R, E)
         _ops.embedding_forward(ids, self.params["encoder.weight"], emb)
         masks = []
-        inp = self._dropout(emb, p, rng, masks)
+        inp = self._dropout(emb, p, rng, masks, T, N)
         caches, new_state = [], []
         for k in range(cfg.layers):
             inp = inp.reshape(T, N, -1)                                 # (T, N, E or H)
@@ -170,7 +195,7 @@ class CharRNN:
             y_k, final, cache = out[0], out[1:-1], out[-1]
             caches.append(cache)
             new_state.append(tuple(final))
-            inp = self._dropout(y_k.reshape(R, cfg.hidden), p, rng, masks)
+            inp = self._dropout(y_k.reshape(R, cfg.hidden), p, rng, masks, T, N)
         top = np.ascontiguousarray(inp.reshape(R, cfg.hidden))         # (R, H)
         loss, dtop = self._decode(top, tgt, grad)
         if grad:
@@ -228,11 +253,15 @@ class CharRNN:
                 _ops.linear_backward(lg, top[a:z], W, dtop[a:z], dW, db, own=Wp.size > 0)
         return total
 
-    def _dropout(self, a, p, rng, masks):
+    def _dropout(self, a, p, rng, masks, T, N):
+        """a (R, D) times a fresh mask for dropout site len(masks), kept for backward."""
         if p <= 0:
             return a
-        keep = rng.random(a.shape, dtype=self.dtype) >= p
-        mask = keep * self.dtype.type(1.0 / (1.0 - p))                 # inverted dropout
+        if isinstance(rng, StreamMasks):
+            mask = rng.mask(len(masks), T, N, a.shape[1], p, self.dtype)
+        else:
+            keep = rng.random(a.shape, dtype=self.dtype) >= p
+            mask = keep * self.dtype.type(1.0 / (1.0 - p))             # inverted dropout
         masks.append(mask)
         return a * mask
 

@@ -47,9 +47,10 @@ def make(name, n):
         raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {name!r}") from None
 
 
-def clip_scale(grads, max_norm):
-    """(global L2 norm of grads, factor that brings it down to max_norm; 1 if disabled)."""
-    norm = float(np.sqrt(_ops.sum_squares(grads)))
+def clip_scale(grads, max_norm, prescale=1.0):
+    """(global L2 norm of g, factor f such that f * grads is g brought down to max_norm),
+    where g = prescale * grads (a distributed run passes summed gradients and 1/ranks)."""
+    norm = prescale * float(np.sqrt(_ops.sum_squares(grads)))
     if max_norm and max_norm > 0 and norm > max_norm:
-        return norm, max_norm / (norm + 1e-6)
-    return norm, 1.0
+        return norm, prescale * max_norm / (norm + 1e-6)
+    return norm, prescale

@@ -16,6 +16,9 @@ Every file is written atomically, so killing the process at any instant leaves t
 previous checkpoint loadable. A resumed run produces the same per-step losses as an
 uninterrupted one (same seed, same thread count): the state file is written as a
 whole at a step boundary and holds every bit of state the next step reads.
+
+Under `mpiexec -n N` the same loop runs on every rank over its block of the streams;
+the hooks are calls on self.comm (charrnn.distributed), all no-ops for one process.
 """
 import json
 import math
@@ -31,12 +34,12 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import cells, data, optim
-from .errors import CheckpointError, ConfigError, DivergenceError, RunDirError
-from .model import CharRNN, ModelConfig
+from . import distributed as dist
+from .rundir import (METRICS_FILE, RUNS_ENV, SAMPLES_FILE, RunLock, atomic_write_bytes,  # noqa: F401
+                     default_run_dir, latest_run, open_run, remove_if_unused, runs_root)
+from .errors import CharRNNError, CheckpointError, ConfigError, DivergenceError, RunDirError
+from .model import CharRNN, ModelConfig, StreamMasks
 
-RUNS_ENV = "CHARRNN_RUNS"
-METRICS_FILE = "metrics.jsonl"
-SAMPLES_FILE = "samples.jsonl"
 
 
 @dataclass
@@ -93,24 +96,6 @@ class TrainConfig:
 RESUME_OVERRIDABLE = {"eval_every", "max_steps", "max_epochs", "max_minutes"}
 
 
-def runs_root():
-    return Path(os.environ.get(RUNS_ENV, "charrnn-runs"))
-
-
-def default_run_dir(corpus_path):
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return runs_root() / f"{Path(corpus_path).stem}-{stamp}"
-
-
-def latest_run(root=None):
-    """The run directory under root whose model.safetensors is newest, or None."""
-    root = Path(root) if root is not None else runs_root()
-    if not root.is_dir():
-        return None
-    runs = [p for p in root.iterdir() if (p / ckpt.MODEL_FILE).is_file()]
-    return max(runs, key=lambda p: (p / ckpt.MODEL_FILE).stat().st_mtime, default=None)
-
-
 class Interrupted(Exception):
     """SIGINT/SIGTERM arrived; the loop saved and stopped. .signum says which; the
     message says where the checkpoint is and how to resume."""
@@ -145,7 +130,7 @@ class _Signals:
 
 
 def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log=None,
-          progress=None, **options):
+          progress=None, distributed=None, **options):
     """Train a model; returns a summary dict. What `charrnn train` calls.
 
     corpus: a text file (default: the bundled Tiny Shakespeare). out: the run directory
@@ -154,6 +139,8 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
     of TrainConfig. threads: BLAS threads (default: all cores). log: a function taking
     one line of text (default: stderr, silent when quiet). progress: a function called
     after every step with that step's metrics dict (as written to metrics.jsonl).
+    distributed: data-parallel over MPI (None: when an MPI launcher started more than one
+    rank; see charrnn.distributed). Then log, progress and files are rank 0's only.
     """
     if log is None:
         log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
@@ -162,34 +149,23 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
         raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     if threads is not None and threads < 1:
         raise ConfigError("--threads must be at least 1")
-
-    created = out is None or not Path(out).exists()
-    run_dir, saved = _open_run(corpus, out, resume)
+    comm = dist.connect(distributed)
+    if not comm.is_root:
+        quiet, log, progress = True, (lambda s: None), None
     try:
-        return _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress)
-    except BaseException:
-        if created and saved is None:
-            _remove_if_unused(run_dir)
-        raise
-
-
-def _remove_if_unused(run_dir):
-    """A run that failed before its first checkpoint leaves no directory behind (only
-    one that this run created, and only the files a run writes)."""
-    if (run_dir / ckpt.STATE_FILE).exists():
-        return
-    for name in ("corpus.npy", "corpus.json", METRICS_FILE, SAMPLES_FILE, ckpt.LOCK_FILE):
+        created = out is None or not Path(out).exists()
+        run_dir, saved = dist.open_run_on_root(comm, lambda: open_run(corpus, out, resume))
         try:
-            (run_dir / name).unlink()
-        except OSError:
-            pass
-    try:
-        run_dir.rmdir()   # fails, harmlessly, if anything else is in it
-    except OSError:
-        pass
+            return _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progress)
+        except BaseException:
+            if created and saved is None and comm.is_root:
+                remove_if_unused(run_dir)
+            raise
+    except (CharRNNError, Interrupted) as e:
+        raise e if comm.is_root else dist.mark_quiet(e)
 
 
-def _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress):
+def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progress):
     from threadpoolctl import threadpool_limits
 
     if saved is not None:
@@ -208,15 +184,18 @@ def _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress):
         cfg = TrainConfig(**options).validate()
         corpus = str(corpus if corpus is not None else data.bundled_corpus())
 
-    threads = threads or os.cpu_count() or 1
+    threads = threads or comm.threads_default()   # one process: all cores
     split = threads > 1 and os.environ.get("CHARRNN_THREADING", "split") == "split"
     # Either our threads split every kernel pass (BLAS single-threaded), or BLAS threads
     # each GEMM (then BLAS does every GEMM: charrnn's own sgemm is single-threaded);
     # see bench/ for which is faster.
     gemm = "blas" if threads > 1 and not split else cells.current_gemm_backend()
-    with ckpt.RunLock(run_dir), threadpool_limits(limits=1 if split else threads), \
+    if comm.size > 1:
+        log(f"charrnn: data-parallel over {comm.describe()}: {cfg.batch_size // comm.size} "
+            f"streams and {threads} thread{'s' * (threads > 1)} per rank")
+    with dist.RootLock(comm, RunLock, run_dir), threadpool_limits(limits=1 if split else threads), \
             cells.gemm_backend(gemm), _Signals() as sig:
-        trainer = _Trainer(cfg, corpus, run_dir, saved, log, quiet, progress)
+        trainer = _Trainer(cfg, corpus, run_dir, saved, log, quiet, progress, comm)
         if split:
             trainer.model.parallel = cells.Parallel(threads)
         try:
@@ -226,47 +205,16 @@ def _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress):
                 trainer.model.parallel.close()
 
 
-def _open_run(corpus, out, resume):
-    """-> (run directory, saved TrainingState or None), refusing to overwrite a run."""
-    if resume:
-        run_dir = Path(out) if out is not None else latest_run()
-        if run_dir is None:
-            raise RunDirError(f"--resume: no run found under {runs_root()}; pass --out DIR")
-        state_path = run_dir / ckpt.STATE_FILE
-        if not state_path.is_file():
-            raise RunDirError(f"--resume: {run_dir} holds no training state ({ckpt.STATE_FILE}); "
-                              "start a new run instead")
-        saved = ckpt.load_state(state_path)
-        if "train_config" not in saved.meta or "corpus" not in saved.meta:
-            raise CheckpointError(f"cannot resume from {state_path}: it lacks the run's options")
-        if corpus is not None and Path(corpus).resolve() != Path(saved.meta["corpus"]).resolve():
-            raise RunDirError(f"--resume: {run_dir} was trained on {saved.meta['corpus']}, not {corpus}")
-        return run_dir, saved
-    if corpus is not None:
-        p = Path(corpus)
-        if not p.exists():
-            raise data.CorpusError(f"no such file: {p}")
-    run_dir = Path(out) if out is not None else default_run_dir(corpus or "tinyshakespeare")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"--out {run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any((run_dir / f).exists() for f in (ckpt.STATE_FILE, ckpt.MODEL_FILE)):
-        raise RunDirError(f"{run_dir} already holds a run: pass --resume to continue it, "
-                          "or choose another --out")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise RunDirError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from None
-    return run_dir, None
-
-
 class _Trainer:
-    def __init__(self, cfg, corpus, run_dir, saved, log, quiet, progress):
+    def __init__(self, cfg, corpus, run_dir, saved, log, quiet, progress, comm):
         self.cfg, self.run_dir, self.log, self.quiet = cfg, Path(run_dir), log, quiet
+        self.comm = comm
+        self.lo, self.hi = dist.stream_block(cfg.batch_size, comm.rank, comm.size)   # our streams
         self.corpus_path = str(Path(corpus).resolve())
-        self.corpus = data.load_corpus(corpus, encoding=cfg.encoding, cache_dir=run_dir)
+        # rank 0 writes the encoded corpus into the run directory; the others then read it
+        self.corpus = dist.load_corpus_root_first(
+            comm, lambda cache: data.load_corpus(corpus, encoding=cfg.encoding, cache_dir=cache),
+            run_dir)
         self.train_batches, self.val_batches = data.make_batches(
             self.corpus.ids, batch_size=cfg.batch_size, seq_len=cfg.seq_len,
             val_frac=cfg.val_frac, dtype=np.int32)
@@ -275,14 +223,16 @@ class _Trainer:
                            len(vocab), self.corpus.encoding)
         self.model = CharRNN(mcfg, vocab, seed=cfg.seed, forget_bias=cfg.forget_bias)
         self.opt = optim.make(cfg.optimizer, self.model.flat.size)
-        self.rng = np.random.default_rng(cfg.seed + 1)   # dropout masks only
-        self.state = self.model.init_state(cfg.batch_size)
+        self.buf = dist.attach_tail(self.model) if comm.size > 1 else None   # the step's message
+        self.state = self.model.init_state(self.hi - self.lo)
         self.step, self.elapsed_before, self.best_val = 0, 0.0, math.inf
         self.anneal_steps = None   # (first, last) step of the final lr decay, once fixed
         self.last_val = None
         self.saved_step = 0
         if saved is not None:
             self._restore(saved)
+        # rank 0's parameters and optimizer state, at the start and on resume
+        comm.sync_arrays([self.model.flat, *self.opt.state.values()])
         self.progress = progress
         self.metrics_path = self.run_dir / METRICS_FILE
         self.samples_path = self.run_dir / SAMPLES_FILE
@@ -291,10 +241,11 @@ class _Trainer:
 
     # ---- state -----------------------------------------------------------------------
 
-    def _state_arrays(self):
+    def _state_arrays(self, hidden):
+        """hidden: the carried state of all streams, gathered (per layer (h,) or (h, c))."""
         a = {f"param.{k}": v for k, v in self.model.params.items()}
         a.update({f"opt.{k}": v for k, v in self.opt.state.items()})
-        for k, layer in enumerate(self.state):
+        for k, layer in enumerate(hidden):
             for name, s in zip("hc", layer):
                 a[f"hidden.l{k}.{name}"] = s
         return a
@@ -305,13 +256,17 @@ class _Trainer:
             raise CheckpointError(f"cannot resume: the vocabulary of {self.corpus_path} changed "
                                   "since the run started; start a new run")
         try:
-            for k, v in self.model.params.items():
-                v[...] = arrays[f"param.{k}"]
-            for k, v in self.opt.state.items():
-                v[...] = arrays[f"opt.{k}"]
+            if self.comm.is_root:   # the other ranks get these from rank 0's broadcast
+                for k, v in self.model.params.items():
+                    v[...] = arrays[f"param.{k}"]
+                for k, v in self.opt.state.items():
+                    v[...] = arrays[f"opt.{k}"]
             for k, layer in enumerate(self.state):
                 for name, s in zip("hc", layer):
-                    s[...] = arrays[f"hidden.l{k}.{name}"]
+                    full = arrays[f"hidden.l{k}.{name}"]              # (B, H): all streams
+                    if full.shape[0] != self.cfg.batch_size:
+                        raise ValueError(f"hidden state of {full.shape[0]} streams")
+                    s[...] = full[self.lo:self.hi]
             self.opt.t = int(meta["opt_t"])
             self.step = int(meta["step"])
             self.elapsed_before = float(meta["elapsed"])
@@ -321,7 +276,6 @@ class _Trainer:
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"cannot resume: training state is incomplete or damaged ({e})") from None
         self.train_batches.load_state_dict(meta["cursor"])
-        self.rng = ckpt.rng_from_json(meta["rng"])
         self.saved_step = self.step
 
     def _meta(self, elapsed):
@@ -329,34 +283,39 @@ class _Trainer:
             "step": self.step, "opt_t": self.opt.t, "elapsed": elapsed,
             "anneal_steps": self.anneal_steps,
             "best_val": self.best_val, "last_val": self.last_val,
-            "cursor": self.train_batches.state_dict(), "rng": ckpt.rng_state_to_json(self.rng),
+            "cursor": self.train_batches.state_dict(),
             "train_config": asdict(self.cfg), "corpus": self.corpus_path,
             "vocab": self.corpus.vocab,
         }
 
     def save(self, elapsed, improved):
+        hidden = [tuple(self.comm.gather_rows(s) for s in layer) for layer in self.state]
         try:
-            self._save(elapsed, improved)
+            self.comm.run_on_root(lambda: self._save(elapsed, improved, hidden))
         except RunDirError as e:
             raise RunDirError(
                 f"{e}; training stopped at step {self.step}, the checkpoint of step "
                 f"{self.saved_step} in {self.run_dir} is intact: fix this, then run "
                 f"`charrnn train --out {self.run_dir} --resume`") from None
+        self.saved_step = self.step
+        # what rank 0 saved is what every rank continues from
+        self.comm.sync_arrays([self.model.flat, *self.opt.state.values()])
+        dist.notify_saved(self.step, self.comm.size, self.run_dir)
 
-    def _save(self, elapsed, improved):
+    def _save(self, elapsed, improved, hidden):
         """State first: it alone is enough to resume; then the exported weights."""
-        ckpt.save_state(self.run_dir / ckpt.STATE_FILE, self._state_arrays(), self._meta(elapsed))
+        ckpt.save_state(self.run_dir / ckpt.STATE_FILE, self._state_arrays(hidden),
+                        self._meta(elapsed))
         info = {"step": self.step, "epoch": self._epoch_float(), "val_loss": self.last_val,
                 "best_val_loss": self.best_val if math.isfinite(self.best_val) else None}
         args = (self.model.params, self.model.config, self.model.vocab, info)
         ckpt.save_model(self.run_dir / ckpt.MODEL_FILE, *args)
         if improved:
             ckpt.save_model(self.run_dir / ckpt.BEST_FILE, *args)
-        self.saved_step = self.step
 
     def _trim_log(self, path):
         """On resume, drop lines past the saved step (written by the run that died)."""
-        if not path.exists():
+        if not self.comm.is_root or not path.exists():
             return
         keep = []
         for line in path.read_text().splitlines():
@@ -365,7 +324,7 @@ class _Trainer:
                     keep.append(line)
             except (ValueError, KeyError, TypeError):
                 pass
-        ckpt.atomic_write_bytes(path, "".join(l + "\n" for l in keep).encode())
+        atomic_write_bytes(path, "".join(l + "\n" for l in keep).encode())
 
     # ---- loop ------------------------------------------------------------------------
 
@@ -408,11 +367,11 @@ class _Trainer:
     def evaluate(self):
         """Mean val loss over every val window, state carried from zero (no dropout)."""
         state, total, n = None, 0.0, 0
-        for x, y in self.val_batches:
-            loss, state = self.model.loss(x, y, state)
+        for x, y in self.val_batches:      # each rank scores its own block of streams
+            loss, state = self.model.loss(x[:, self.lo:self.hi], y[:, self.lo:self.hi], state)
             total += loss
             n += 1
-        return total / n
+        return self.comm.allreduce_sum(total) / self.comm.size / n
 
     def sample_preview(self, length=200):
         from .sample import generate
@@ -451,21 +410,28 @@ class _Trainer:
         t_start = time.perf_counter()
         elapsed = lambda: self.elapsed_before + time.perf_counter() - t_start
         eval_cost, rate, train_loss, stop, step_time = 0.0, None, None, None, None
-        metrics = open(self.metrics_path, "a")
+        metrics = open(self.metrics_path if self.comm.is_root else os.devnull, "a")
         try:
             while True:
-                stop = self._done(elapsed(), eval_cost)
-                if stop or sig.received:
+                # time, speed and signals as rank 0 saw them (one process: as they are)
+                now = self.comm.clock(elapsed(), step_time, eval_cost)
+                stop = self._done(now[0], now[2])
+                if stop or self.comm.interrupted(sig):
                     break
-                self._plan(elapsed(), step_time, eval_cost)
+                self._plan(*now)
                 t0 = time.perf_counter()
                 batch = self.train_batches.next()
                 if batch.index == 0:
-                    self.state = model.init_state(cfg.batch_size)   # new epoch: fresh state
+                    self.state = model.init_state(self.hi - self.lo)   # new epoch: fresh state
                 model.grad_flat.fill(0)
-                loss, new_state = model.forward_backward(
-                    batch.x, batch.y, self.state, rng=self.rng if cfg.dropout > 0 else None)
-                norm, gscale = optim.clip_scale(model.grad_flat, cfg.grad_clip)
+                # dropout masks keyed by (seed, step, stream): nothing to carry or save
+                masks = StreamMasks(cfg.seed + 1, self.step, self.lo) if cfg.dropout > 0 else None
+                x, y = batch.x[:, self.lo:self.hi], batch.y[:, self.lo:self.hi]
+                loss, new_state = model.forward_backward(x, y, self.state, rng=masks)
+                # sum the gradients (and the flags) over the ranks: the global mean loss
+                loss = self.comm.step(self.buf, loss, sig.received is not None,
+                                      (elapsed(), step_time, eval_cost))
+                norm, gscale = optim.clip_scale(model.grad_flat, cfg.grad_clip, self.comm.grad_scale)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     raise DivergenceError(
                         f"training diverged at step {self.step + 1}: loss {loss}, gradient norm {norm}; "
@@ -482,6 +448,8 @@ class _Trainer:
                 record = {"step": self.step, "epoch": round(self._epoch_float(), 4),
                           "train_loss": round(loss, 5), "lr": lr, "grad_norm": round(norm, 4),
                           "chars_per_sec": round(rate), "wall_time": round(elapsed(), 2)}
+                if self.comm.size > 1:
+                    record["allreduce_ms"] = round(self.comm.allreduce_seconds * 1e3, 3)
                 if self.step % cfg.eval_every == 0:
                     eval_cost = self._evaluate_and_save(record, elapsed, write)
                 metrics.write(json.dumps(record) + "\n")
@@ -496,9 +464,10 @@ class _Trainer:
                 bar.set_postfix(post, refresh=False)
             # The last line says why the run stopped: a budget ("max-steps", ...), or
             # the signal; a run killed or diverged has none (`charrnn runs` reads it).
+            signame = signal.Signals(sig.received).name if sig.received else "SIGINT"
             record = {"step": self.step, "epoch": round(self._epoch_float(), 4),
                       "train_loss": train_loss, "wall_time": round(elapsed(), 2), "final": True,
-                      "stopped_by": stop or signal.Signals(sig.received).name}
+                      "stopped_by": stop or signame}
             if self.step > self.saved_step or self.last_val is None:
                 self._evaluate_and_save(record, elapsed, write)
             else:
@@ -510,11 +479,12 @@ class _Trainer:
         summary = {"run_dir": str(self.run_dir), "steps": self.step,
                    "epochs": round(self._epoch_float(), 3), "train_loss": train_loss,
                    "val_loss": self.last_val, "best_val_loss": self.best_val,
-                   "minutes": round(elapsed() / 60, 2), "chars_per_sec": rate, "stopped_by": stop}
-        if sig.received:
-            raise Interrupted(sig.received,
+                   "minutes": round(elapsed() / 60, 2), "chars_per_sec": rate, "stopped_by": stop,
+                   "rank": self.comm.rank, "ranks": self.comm.size}
+        if self.comm.interrupted(sig):
+            raise Interrupted(sig.received or signal.SIGINT,
                               f"interrupted at step {self.step}; checkpoint saved in {self.run_dir}\n"
-                              f"resume with: charrnn train --out {self.run_dir} --resume")
+                              f"resume with: {dist.resume_command(self.comm.size, self.run_dir)}")
         log(f"charrnn: done after {self.step} steps ({summary['epochs']} epochs, "
             f"{summary['minutes']} min): val loss {self.last_val:.4f} nats/char "
             f"({self.last_val / math.log(2):.3f} bits/char), best {self.best_val:.4f}")
@@ -534,7 +504,7 @@ class _Trainer:
         write(f"step {self.step} (epoch {self._epoch_float():.2f}): val loss {val:.4f} nats/char "
               f"= {val / math.log(2):.3f} bits/char{' (best)' if improved else ''}")
         try:
-            text = self.sample_preview()
+            text = self.sample_preview() if self.comm.is_root else None
         except ImportError:
             text = None
         if text is not None:

@@ -1,0 +1,217 @@
+"""Data-parallel training over MPI (2 ranks under the mpich wheel's mpiexec): the same
+per-step losses as one process, resume across rank counts, a killed rank, Ctrl-C on
+mpiexec, and the messages when MPI is missing or the batch does not split."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from charrnn import checkpoint as ckpt
+from charrnn.distributed import launcher, stream_block
+from charrnn.errors import ConfigError
+from charrnn.training import train
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="no MPI wheel on Windows")
+
+TINY = dict(hidden=16, layers=2, embed=8, seq_len=8, batch_size=4, max_minutes=0,
+            val_frac=0.1)
+
+
+def mpiexec():
+    """The launcher next to this Python (the mpich wheel's), else the one on PATH."""
+    here = Path(sys.executable).parent / "mpiexec"
+    found = str(here) if here.exists() else shutil.which("mpiexec")
+    assert found, 'mpiexec not found: pip install ".[test]" installs the mpich wheel'
+    return found
+
+
+def cli_args(opts):
+    args = []
+    for k, v in opts.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
+
+
+def launch(n, corpus, run, opts, *extra, wait=True):
+    cmd = [mpiexec(), "-n", str(n), sys.executable, "-m", "charrnn.cli", "train"]
+    cmd += ([str(corpus)] if corpus else []) + ["--out", str(run), "--quiet", "--threads", "1"]
+    cmd += cli_args(opts) + list(extra)
+    # cwd away from the source tree, so the installed charrnn (with kernels) is imported
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=run.parent, start_new_session=True)
+    if not wait:
+        return proc
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return out, err
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    p = tmp_path / "corpus.txt"
+    rng = np.random.default_rng(0)
+    words = ["the ", "cat ", "sat ", "on ", "mat.\n", "a ", "dog "]
+    p.write_text("".join(rng.choice(words) for _ in range(800)))
+    return p
+
+
+def steps(run):
+    """[(step, train loss, val loss or None)] of metrics.jsonl, without the final line."""
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["train_loss"], r.get("val_loss")) for r in lines if not r.get("final")]
+
+
+def assert_same_losses(a, b):
+    assert [s for s, _, _ in a] == [s for s, _, _ in b]
+    for (step, ta, va), (_, tb, vb) in zip(a, b):
+        assert abs(ta - tb) <= 1e-5 * abs(ta) + 1e-5, (step, ta, tb)   # 5 decimals logged
+        assert (va is None) == (vb is None), step
+        if va is not None:
+            assert abs(va - vb) <= 1e-5 * abs(va) + 1e-5, (step, va, vb)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_two_ranks_equal_one_process(corpus, tmp_path, cell):
+    opts = dict(TINY, cell=cell, dropout=0.3, max_steps=12, eval_every=4)
+    train(str(corpus), out=str(tmp_path / "one"), quiet=True, threads=1, **opts)
+    out, _ = launch(2, corpus, tmp_path / "two", opts)
+    assert out.count("val_loss=") == 1                      # rank 0 alone prints
+    one, two = steps(tmp_path / "one"), steps(tmp_path / "two")
+    assert len(one) == 12 and sum(v is not None for _, _, v in one) == 3
+    assert_same_losses(one, two)
+    pa = ckpt.load_model(tmp_path / "one" / "model.safetensors").params
+    pb = ckpt.load_model(tmp_path / "two" / "model.safetensors").params
+    for k in pa:
+        np.testing.assert_allclose(pb[k], pa[k], rtol=1e-3, atol=1e-5)
+    # the carried hidden state of all 4 streams was gathered into the checkpoint
+    sa = ckpt.load_state(tmp_path / "one" / "state.safetensors").arrays
+    sb = ckpt.load_state(tmp_path / "two" / "state.safetensors").arrays
+    assert sb["hidden.l1.h"].shape == (4, 16)
+    np.testing.assert_allclose(sb["hidden.l1.h"], sa["hidden.l1.h"], rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("first,then", [(2, 1), (1, 2)])
+def test_resume_with_another_rank_count(corpus, tmp_path, first, then):
+    # anneal 0: a run stopped by --max-steps and resumed with a larger one follows the
+    # same lr schedule as one run to the end
+    opts = dict(TINY, cell="gru", dropout=0.2, anneal=0, eval_every=4)
+    train(str(corpus), out=str(tmp_path / "ref"), quiet=True, threads=1, max_steps=16, **opts)
+    run = tmp_path / "run"
+    for ranks, stop, resume in ((first, 8, ()), (then, 16, ("--resume",))):
+        if ranks == 1:
+            train(str(corpus), out=str(run), quiet=True, threads=1, max_steps=stop,
+                  resume=bool(resume), **({} if resume else opts))
+        else:
+            launch(2, corpus, run, {} if resume else opts, "--max-steps", str(stop), *resume)
+    assert_same_losses(steps(tmp_path / "ref"), steps(run))
+
+
+def _worker_of_rank(rank, run):
+    """pid of the process that trains as `rank` (the child of the launcher's process)."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes()
+            env = (d / "environ").read_bytes().split(b"\0")
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parent = Path(f"/proc/{ppid}/cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        mine = str(run).encode()
+        if mine in cmd and mine in parent and f"PMI_RANK={rank}".encode() in env:
+            return int(d.name)
+    return None
+
+
+def test_killed_rank_ends_the_job_and_the_run_resumes(corpus, tmp_path):
+    run = tmp_path / "run"
+    proc = launch(2, corpus, run, dict(TINY, eval_every=2, max_steps=100000), wait=False)
+    try:
+        t0 = time.time()
+        while not (run / "state.safetensors").exists():
+            assert time.time() - t0 < 60 and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        pid = _worker_of_rank(1, run)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        t_kill = time.time()
+        out, err = proc.communicate(timeout=20)
+        assert time.time() - t_kill < 10                    # the job ends within seconds
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    lines = [l for l in err.splitlines() if l.startswith("charrnn:")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"charrnn: rank 1 (pid {pid} on ")
+    assert "SIGKILL" in lines[0] and "--resume" in lines[0]
+    saved = ckpt.load_state(run / "state.safetensors").meta["step"]
+    assert f"checkpoint of step {saved} " in lines[0] or f"checkpoint of step {saved - 2} " in lines[0]
+    t0 = time.time()
+    while _worker_of_rank(0, run) and time.time() - t0 < 5:   # no rank left behind
+        time.sleep(0.05)
+    assert not _worker_of_rank(0, run)
+    launch(2, None, run, {}, "--resume", "--max-steps", str(saved + 3))
+    assert steps(run)[-1][0] == saved + 3
+
+
+def test_ctrl_c_on_mpiexec_saves_once(corpus, tmp_path):
+    run = tmp_path / "run"
+    proc = launch(2, corpus, run, dict(TINY, eval_every=3, max_steps=100000), wait=False)
+    try:
+        t0 = time.time()
+        while not (run / "state.safetensors").exists():
+            assert time.time() - t0 < 60 and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert err.count("interrupted at step") == 1, err
+    step = int(err.split("interrupted at step ")[1].split(";")[0])
+    assert ckpt.load_state(run / "state.safetensors").meta["step"] == step
+    assert "mpiexec -n 2 charrnn train --out" in err
+
+
+def _cli_without_mpi4py(tmp_path, *args, env=None):
+    code = "import sys; sys.modules['mpi4py'] = None; from charrnn.cli import main; sys.exit(main())"
+    return subprocess.run([sys.executable, "-c", code, "train", *args], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=60)
+
+
+def test_missing_mpi4py_is_one_line_naming_the_extra(corpus, tmp_path):
+    r = _cli_without_mpi4py(tmp_path, str(corpus), "--out", str(tmp_path / "a"), "--distributed")
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and 'pip install "charrnn-fast[mpi]"' in r.stderr
+    assert "--distributed needs mpi4py" in r.stderr
+    env = dict(os.environ, PMI_RANK="0", PMI_SIZE="2")      # as if started by mpiexec -n 2
+    r = _cli_without_mpi4py(tmp_path, str(corpus), "--out", str(tmp_path / "b"), env=env)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "MPI launcher (PMI_SIZE=2)" in r.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_batch_must_split_over_the_ranks():
+    assert stream_block(8, 1, 2) == (4, 8)
+    assert stream_block(6, 2, 3) == (4, 6)
+    with pytest.raises(ConfigError, match=r"--batch-size 4 does not split over 3 ranks: "
+                                          r"run 1, 2, 4 ranks"):
+        stream_block(4, 0, 3)
+
+
+def test_launcher_detection():
+    assert launcher({}) is None
+    assert launcher({"PMI_RANK": "1", "PMI_SIZE": "4"}) == ("PMI_SIZE", 4)
+    assert launcher({"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"}) == ("OMPI_COMM_WORLD_SIZE", 2)
+    assert launcher({"PMIX_RANK": "0"}) == ("PMIX_RANK", None)
