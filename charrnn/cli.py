@@ -246,11 +246,13 @@ def info(as_json):
         click.echo(format_info(d))
 
 
-from .cli_view import register  # noqa: E402  (runs, plot, report: their own module)
-register(main)
-
-from .cli_export import export  # noqa: E402  (charrnn export)
-main.add_command(export)
-
 if __name__ == "__main__":
-    main()
+    # `python -m charrnn.cli` (mpiexec runs it so): the commands below import
+    # charrnn.cli by name, so run that module, not this copy of it named __main__.
+    from charrnn.cli import main as _main
+    _main()
+else:
+    from .cli_view import register  # noqa: E402  (runs, plot, report: their own module)
+    register(main)
+    from .cli_export import export  # noqa: E402  (charrnn export)
+    main.add_command(export)

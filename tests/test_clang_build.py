@@ -9,7 +9,7 @@ import pytest
 
 from test_debug_build import REPO, _copy_source_tree, _environment, _run
 
-EXTENSIONS = ["_ops", "_lstm", "_gru", "_rnn", "_sample"]
+EXTENSIONS = ["_ops", "_lstm", "_gru", "_rnn", "_sample", "_dropout"]
 TESTS = ["test_kernels.py", "test_isa.py", "test_sample.py", "test_reference.py"]
 
 CHECK_AND_TEST = """

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-EXTENSIONS = ["_ops", "_lstm", "_gru", "_rnn", "_sample"]  # what the tests below import
+EXTENSIONS = ["_ops", "_lstm", "_gru", "_rnn", "_sample", "_dropout"]  # what the tests below import
 TESTS = ["test_kernels.py", "test_reference.py", "test_kernels_hypothesis.py"]
 TIMEOUT = 900  # seconds, for the build and for the test run
 
