@@ -27,7 +27,7 @@ def extensions():
         cflags.append("-march=native")
     if sys.platform == "win32":
         cflags = ["/O2"]
-    names = ["_ops", "_lstm", "_gru", "_rnn", "_sample"]
+    names = ["_ops", "_lstm", "_gru", "_rnn", "_sample", "_copylen"]
     exts = [
         Extension(
             f"charrnn.{name}",
