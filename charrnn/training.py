@@ -18,127 +18,22 @@ whole at a step boundary and holds every bit of state the next step reads.
 import json
 import math
 import os
-import signal
 import sys
-import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
 
 from . import checkpoint as ckpt
 from . import cells, data, optim
+from . import heldout
 from .errors import CheckpointError, ConfigError, DivergenceError, RunDirError
 from .model import CharRNN, ModelConfig
+from .config import RESUME_OVERRIDABLE, TrainConfig  # noqa: F401
+from .rundir import (METRICS_FILE, RUNS_ENV, Interrupted, _Signals, _open_run,  # noqa: F401
+                     _remove_if_unused, default_run_dir, latest_run, runs_root)
 
-RUNS_ENV = "CHARRNN_RUNS"
-METRICS_FILE = "metrics.jsonl"
-
-
-@dataclass
-class TrainConfig:
-    # model (see ModelConfig)
-    cell: str = "gru"          # in a fixed time budget it beats the LSTM (cheaper steps)
-    hidden: int = 256
-    layers: int = 2
-    embed: int = 64
-    dropout: float = 0.1       # already helps a 5-minute run on 1 MB; raise it for long runs
-    forget_bias: float = 1.0   # LSTM only: added to the forget gate's input bias at init
-    # data
-    encoding: str = "utf-8"
-    seq_len: int = 64          # truncated BPTT window
-    batch_size: int = 32       # parallel streams
-    val_frac: float = 0.1      # the last 10% is held out (nanoGPT's Tiny Shakespeare split)
-    # optimisation
-    optimizer: str = "adam"
-    lr: float = 3e-3
-    lr_decay: float = 0.85     # lr multiplier per epoch, applied smoothly every step
-    anneal: float = 0.2        # last fraction of a budgeted run: lr falls linearly to 10%
-    grad_clip: float = 5.0     # global L2 norm; 0 disables
-    seed: int = 1337
-    # schedule
-    eval_every: int = 500      # steps between validations (and checkpoints)
-    max_steps: int = 0         # 0: no limit
-    max_epochs: float = 0      # 0: no limit
-    max_minutes: float = 5.0   # wall-clock budget across resumes; 0: no limit
-
-    def validate(self):
-        ModelConfig(self.cell, self.hidden, self.layers, self.embed, self.dropout, 1,
-                    self.encoding).validate()
-        checks = [
-            (self.seq_len >= 1, "--seq-len must be at least 1"),
-            (self.batch_size >= 1, "--batch-size must be at least 1"),
-            (0 < self.val_frac < 1, "--val-frac must be between 0 and 1 (exclusive)"),
-            (self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number"),
-            (0 < self.lr_decay <= 1, "--lr-decay must be in (0, 1]"),
-            (0 <= self.anneal < 1, "--anneal must be in [0, 1)"),
-            (self.grad_clip >= 0, "--grad-clip must be >= 0 (0 disables clipping)"),
-            (self.eval_every >= 1, "--eval-every must be at least 1"),
-            (self.max_steps >= 0, "--max-steps must be >= 0 (0: no limit)"),
-            (self.max_epochs >= 0, "--max-epochs must be >= 0 (0: no limit)"),
-            (self.max_minutes >= 0, "--max-minutes must be >= 0 (0: no limit)"),
-            (self.optimizer in optim.OPTIMIZERS, f"--optimizer must be one of {', '.join(optim.OPTIMIZERS)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-        return self
-
-
-# Options that may change on --resume without changing the run's results.
-RESUME_OVERRIDABLE = {"eval_every", "max_steps", "max_epochs", "max_minutes"}
-
-
-def runs_root():
-    return Path(os.environ.get(RUNS_ENV, "charrnn-runs"))
-
-
-def default_run_dir(corpus_path):
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return runs_root() / f"{Path(corpus_path).stem}-{stamp}"
-
-
-def latest_run(root=None):
-    """The run directory under root whose model.safetensors is newest, or None."""
-    root = Path(root) if root is not None else runs_root()
-    if not root.is_dir():
-        return None
-    runs = [p for p in root.iterdir() if (p / ckpt.MODEL_FILE).is_file()]
-    return max(runs, key=lambda p: (p / ckpt.MODEL_FILE).stat().st_mtime, default=None)
-
-
-class Interrupted(Exception):
-    """SIGINT/SIGTERM arrived; the loop saved and stopped. .signum says which; the
-    message says where the checkpoint is and how to resume."""
-
-    def __init__(self, signum, message):
-        super().__init__(message)
-        self.signum = signum
-
-
-class _Signals:
-    """Turn SIGINT/SIGTERM into a flag the loop checks between steps (a second Ctrl-C
-    still interrupts at once, but never while a checkpoint is being written)."""
-
-    def __init__(self):
-        self.received = None
-        self._old = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
 
 
 def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log=None,
@@ -168,22 +63,6 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
         if created and saved is None:
             _remove_if_unused(run_dir)
         raise
-
-
-def _remove_if_unused(run_dir):
-    """A run that failed before its first checkpoint leaves no directory behind (only
-    one that this run created, and only the files a run writes)."""
-    if (run_dir / ckpt.STATE_FILE).exists():
-        return
-    for name in ("corpus.npy", "corpus.json", METRICS_FILE, ckpt.LOCK_FILE):
-        try:
-            (run_dir / name).unlink()
-        except OSError:
-            pass
-    try:
-        run_dir.rmdir()   # fails, harmlessly, if anything else is in it
-    except OSError:
-        pass
 
 
 def _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress):
@@ -223,50 +102,17 @@ def _train_in(run_dir, saved, corpus, options, threads, quiet, log, progress):
                 trainer.model.parallel.close()
 
 
-def _open_run(corpus, out, resume):
-    """-> (run directory, saved TrainingState or None), refusing to overwrite a run."""
-    if resume:
-        run_dir = Path(out) if out is not None else latest_run()
-        if run_dir is None:
-            raise RunDirError(f"--resume: no run found under {runs_root()}; pass --out DIR")
-        state_path = run_dir / ckpt.STATE_FILE
-        if not state_path.is_file():
-            raise RunDirError(f"--resume: {run_dir} holds no training state ({ckpt.STATE_FILE}); "
-                              "start a new run instead")
-        saved = ckpt.load_state(state_path)
-        if "train_config" not in saved.meta or "corpus" not in saved.meta:
-            raise CheckpointError(f"cannot resume from {state_path}: it lacks the run's options")
-        if corpus is not None and Path(corpus).resolve() != Path(saved.meta["corpus"]).resolve():
-            raise RunDirError(f"--resume: {run_dir} was trained on {saved.meta['corpus']}, not {corpus}")
-        return run_dir, saved
-    if corpus is not None:
-        p = Path(corpus)
-        if not p.exists():
-            raise data.CorpusError(f"no such file: {p}")
-    run_dir = Path(out) if out is not None else default_run_dir(corpus or "tinyshakespeare")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"--out {run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any((run_dir / f).exists() for f in (ckpt.STATE_FILE, ckpt.MODEL_FILE)):
-        raise RunDirError(f"{run_dir} already holds a run: pass --resume to continue it, "
-                          "or choose another --out")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise RunDirError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from None
-    return run_dir, None
-
-
 class _Trainer:
     def __init__(self, cfg, corpus, run_dir, saved, log, quiet, progress):
-        self.cfg, self.run_dir, self.log, self.quiet = cfg, Path(run_dir), log, quiet
+        self.run_dir, self.log, self.quiet = Path(run_dir), log, quiet
         self.corpus_path = str(Path(corpus).resolve())
-        self.corpus = data.load_corpus(corpus, encoding=cfg.encoding, cache_dir=run_dir)
-        self.train_batches, self.val_batches = data.make_batches(
-            self.corpus.ids, batch_size=cfg.batch_size, seq_len=cfg.seq_len,
-            val_frac=cfg.val_frac, dtype=np.int32)
+        self.corpus = data.load_corpus(corpus, encoding=cfg.encoding, cache_dir=run_dir,
+                                       errors=cfg.encoding_errors)
+        self.cfg, self.train_batches, self.heldout, choice = heldout.prepare(
+            cfg, self.corpus, log, resumed=saved is not None)
+        self.auto = choice.auto if saved is None else saved.meta.get("auto", [])
+        self.train_ids = self.corpus.ids[:len(self.corpus.ids) - choice.val_chars]
+        cfg = self.cfg
         vocab = self.corpus.vocab
         mcfg = ModelConfig(cfg.cell, cfg.hidden, cfg.layers, cfg.embed, cfg.dropout,
                            len(vocab), self.corpus.encoding)
@@ -277,6 +123,8 @@ class _Trainer:
         self.step, self.elapsed_before, self.best_val = 0, 0.0, math.inf
         self.anneal_steps = None   # (first, last) step of the final lr decay, once fixed
         self.last_val = None
+        self.bad_evals = 0         # evaluations since the best one (for --patience)
+        self.best_step = 0
         self.saved_step = 0
         if saved is not None:
             self._restore(saved)
@@ -313,6 +161,8 @@ class _Trainer:
             self.anneal_steps = meta.get("anneal_steps")
             self.best_val = float(meta["best_val"])
             self.last_val = meta.get("last_val")
+            self.bad_evals = int(meta.get("bad_evals", 0))
+            self.best_step = int(meta.get("best_step", 0))
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"cannot resume: training state is incomplete or damaged ({e})") from None
         self.train_batches.load_state_dict(meta["cursor"])
@@ -323,9 +173,10 @@ class _Trainer:
         return {
             "step": self.step, "opt_t": self.opt.t, "elapsed": elapsed,
             "anneal_steps": self.anneal_steps,
-            "best_val": self.best_val, "last_val": self.last_val,
+            "best_val": self.best_val, "last_val": self.last_val, "bad_evals": self.bad_evals,
+            "best_step": self.best_step,
             "cursor": self.train_batches.state_dict(), "rng": ckpt.rng_state_to_json(self.rng),
-            "train_config": asdict(self.cfg), "corpus": self.corpus_path,
+            "train_config": asdict(self.cfg), "auto": self.auto, "corpus": self.corpus_path,
             "vocab": self.corpus.vocab,
         }
 
@@ -401,13 +252,8 @@ class _Trainer:
             self.anneal_steps = (self.step, max(end, self.step + 1))
 
     def evaluate(self):
-        """Mean val loss over every val window, state carried from zero (no dropout)."""
-        state, total, n = None, 0.0, 0
-        for x, y in self.val_batches:
-            loss, state = self.model.loss(x, y, state)
-            total += loss
-            n += 1
-        return total / n
+        """Mean val loss per held-out character (no dropout); None without validation."""
+        return None if self.heldout is None else self.heldout.mean_loss(self.model)
 
     def sample_preview(self, length=200):
         from .sample import generate
@@ -423,10 +269,12 @@ class _Trainer:
             return "max-epochs"
         if c.max_minutes and elapsed + eval_cost >= c.max_minutes * 60:
             return "max-minutes"
+        if c.patience and self.bad_evals >= c.patience:
+            return "patience"
         return None
 
     def run(self, sig):
-        from tqdm import tqdm
+        from .progress import Bar
 
         cfg, model, log = self.cfg, self.model, self.log
         chars_per_step = cfg.batch_size * cfg.seq_len
@@ -435,13 +283,7 @@ class _Trainer:
             f"({model.flat.size:,} parameters, vocabulary {len(model.vocab)}) on "
             f"{self.corpus_path}: {len(self.corpus.ids):,} characters, {spe} steps per epoch")
         log(f"charrnn: run directory {self.run_dir}")
-        total = None
-        if cfg.max_steps:
-            total = cfg.max_steps
-        if cfg.max_epochs:
-            total = min(total or 10**12, math.ceil(cfg.max_epochs * spe))
-        bar = tqdm(total=total, initial=self.step, file=sys.stderr, disable=self.quiet,
-                   unit="step", dynamic_ncols=True, leave=True, mininterval=0.5)
+        bar = Bar(cfg, self.step, self.quiet)
         write = bar.write if not self.quiet else log
         t_start = time.perf_counter()
         elapsed = lambda: self.elapsed_before + time.perf_counter() - t_start
@@ -482,13 +324,11 @@ class _Trainer:
                 metrics.write(json.dumps(record) + "\n")
                 if self.progress is not None:
                     self.progress(record)
-                bar.update(1)
-                post = {"ep": f"{self._epoch_float():.2f}", "loss": f"{loss:.3f}",
-                        "val": f"{self.last_val:.3f}" if self.last_val is not None else "-",
-                        "ch/s": f"{rate / 1000:.1f}k"}
-                if cfg.max_minutes:
-                    post["left"] = _mmss(cfg.max_minutes * 60 - elapsed())
-                bar.set_postfix(post, refresh=False)
+                bar.update(self.step, self._epoch_float(), elapsed(),
+                           {"loss": f"{loss:.3f}",
+                            **({} if self.heldout is None else {"val": "-" if self.last_val is None
+                                                                else f"{self.last_val:.3f}"}),
+                            "chars/s": f"{rate / 1000:.1f}k"})
             if self.step > self.saved_step or self.last_val is None:
                 record = {"step": self.step, "epoch": round(self._epoch_float(), 4),
                           "train_loss": train_loss, "wall_time": round(elapsed(), 2), "final": True}
@@ -505,33 +345,54 @@ class _Trainer:
             raise Interrupted(sig.received,
                               f"interrupted at step {self.step}; checkpoint saved in {self.run_dir}\n"
                               f"resume with: charrnn train --out {self.run_dir} --resume")
-        log(f"charrnn: done after {self.step} steps ({summary['epochs']} epochs, "
-            f"{summary['minutes']} min): val loss {self.last_val:.4f} nats/char "
-            f"({self.last_val / math.log(2):.3f} bits/char), best {self.best_val:.4f}")
+        done = (f"charrnn: done after {self.step} steps ({summary['epochs']} epochs, "
+                f"{summary['minutes']} min): ")
+        if self.last_val is None:
+            log(done + f"train loss {train_loss or float('nan'):.4f} (no validation)")
+        else:
+            log(done + f"val loss {self.last_val:.4f} nats/char "
+                f"({self.last_val / math.log(2):.3f} bits/char), best {self.best_val:.4f} "
+                f"at step {self.best_step} (best.safetensors)")
+        if stop == "patience":
+            log(f"charrnn: stopped early: no better validation loss in {cfg.patience} "
+                "evaluations (--patience)")
         log(f"charrnn: sample with: charrnn sample {self.run_dir}")
         return summary
 
     def _evaluate_and_save(self, record, elapsed, write):
+        """Validate (if there is a held-out part), save, show a sample and how much of it
+        is copied from the training text. Without validation every save is the best."""
         t0 = time.perf_counter()
         val = self.evaluate()
-        self.last_val = val
-        improved = val < self.best_val
-        if improved:
-            self.best_val = val
-        record["val_loss"] = round(val, 5)
-        record["val_bpc"] = round(val / math.log(2), 4)
+        improved = val is None or val < self.best_val
+        if val is not None:
+            self.last_val = val
+            record["val_loss"] = round(val, 5)
+            record["val_bpc"] = round(val / math.log(2), 4)
+            if improved:
+                self.best_val, self.best_step, self.bad_evals = val, self.step, 0
+            else:
+                self.bad_evals += 1
         self.save(elapsed(), improved)
-        write(f"step {self.step} (epoch {self._epoch_float():.2f}): val loss {val:.4f} nats/char "
-              f"= {val / math.log(2):.3f} bits/char{' (best)' if improved else ''}")
+        head = f"step {self.step} (epoch {self._epoch_float():.2f}): "
+        if val is None:
+            write(head + f"train loss {record.get('train_loss') or float('nan'):.4f} (no validation)")
+        else:
+            write(head + f"val loss {val:.4f} nats/char = {val / math.log(2):.3f} bits/char"
+                  + (" (best)" if improved else f" (best {self.best_val:.4f} at step {self.best_step})"))
         if not self.quiet:
             try:
                 text = self.sample_preview()
-                write("  | " + text.replace("\n", "\n  | "))
             except ImportError:
-                pass
+                return time.perf_counter() - t0
+            record["copied"] = self.copied(text)
+            write("  | " + text.replace("\n", "\n  | "))
+            write(f"  longest piece of this sample found verbatim in the training text: "
+                  f"{record['copied']} of {len(text)} characters")
         return time.perf_counter() - t0
 
-
-def _mmss(seconds):
-    seconds = max(0, int(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
+    def copied(self, text):
+        from .copylen import copied
+        index = {c: i for i, c in enumerate(self.model.vocab)}
+        ids = [index[c] for c in text if c in index]
+        return copied(ids, self.train_ids, len(index))
