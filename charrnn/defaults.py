@@ -1,6 +1,6 @@
 """Defaults that fit the corpus and the budget: a pure function of a few numbers.
 
-    choose(n_chars, vocab_size, max_minutes, val_frac, given) -> Choice
+    choose(n_chars, vocab_size, max_minutes, given) -> Choice
 
 Inputs are the corpus length in characters, its vocabulary size, the time budget and
 the options the user gave (`given`: name -> value; they always win). Nothing here

@@ -2,8 +2,9 @@
 
 A run directory holds everything about one run:
 
-    model.safetensors   latest weights (PyTorch names; what `charrnn sample` loads)
-    best.safetensors    weights with the best validation loss so far
+    model.safetensors   latest weights (PyTorch names; `charrnn sample --latest`)
+    best.safetensors    weights with the best validation loss so far (what `charrnn
+                        sample` and `charrnn eval` load; every save without validation)
     state.safetensors   everything needed to continue exactly: weights, optimizer
                         moments, step, data cursor, carried hidden state, RNG state
     metrics.jsonl       one JSON line per step (val_loss on evaluation steps)
