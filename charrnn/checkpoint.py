@@ -572,7 +572,7 @@ def find_checkpoint(path, best=False):
             return p / name
         if best and (p / MODEL_FILE).is_file():
             raise CheckpointError(f"no {BEST_FILE} in {p}: it is written after the "
-                                  f"first validation; use {MODEL_FILE} instead")
+                                  f"first validation; use {MODEL_FILE} instead (--latest)")
         raise CheckpointError(f"no checkpoint in {p}: run `charrnn train` first")
     if p.is_file():
         if p.suffix != ".safetensors":

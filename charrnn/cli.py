@@ -12,10 +12,30 @@ from .errors import CharRNNError
 
 # Defaults shown in --help; the values themselves live in charrnn.training.TrainConfig
 # (kept in sync by tests/test_cli.py).
-TRAIN_DEFAULTS = dict(cell="gru", hidden=256, layers=2, embed=64, dropout=0.1,
-                      forget_bias=1.0, encoding="utf-8", seq_len=64, batch_size=32,
-                      val_frac=0.1, optimizer="adam", lr=3e-3, lr_decay=0.85, anneal=0.2,
-                      grad_clip=5.0, seed=1337, eval_every=500, max_steps=0, max_epochs=0, max_minutes=5.0)
+# None is "auto": chosen from the corpus size and --max-minutes (charrnn.defaults);
+# AUTO_HELP says what auto picks.
+TRAIN_DEFAULTS = dict(cell="gru", hidden=None, layers=None, embed=None, dropout=None,
+                      forget_bias=1.0, encoding="utf-8", encoding_errors="strict",
+                      seq_len=None, batch_size=None, val_frac=None, optimizer="adam", lr=3e-3,
+                      lr_decay=None, anneal=0.2, grad_clip=5.0, seed=1337, eval_every=None,
+                      patience=None, max_steps=0, max_epochs=None, max_minutes=5.0)
+AUTO_HELP = {
+    "hidden": "auto: grows with the square root of the text and of the budget; in 5 "
+              "minutes 1x64 below ~9k characters, 1x128 to ~60k, 2x128 to ~300k, 2x192 to "
+              "~1M, 2x256 beyond; longer budgets allow larger",
+    "layers": "auto: with --hidden (see there)",
+    "embed": "auto: with --hidden, 16..96; 64 for 2x256",
+    "dropout": "auto: from the passes over the text the budget affords: 0 for one pass or "
+               "less, 0.1 for a few (1 MB in 5 minutes), up to 0.3 for a hundred or more",
+    "seq_len": "auto: 64, shorter only if the text cannot fill one window",
+    "batch_size": "auto: 32, fewer for texts under ~17k characters (8 windows per epoch "
+                  "at least), shrunk to fit",
+    "lr_decay": "auto: 0.85, per million characters on smaller corpora",
+    "val_frac": "auto: 0.1; none (no validation) when that is under 100 characters",
+    "eval_every": "auto: 500, more often for small held-out parts (10 at least)",
+    "patience": "auto: 10 when the budget allows more than 2 passes over the text, else 0 (off)",
+    "max_epochs": "auto: no limit; 100 when the text is too short to validate",
+}
 
 
 def _fail(e):
@@ -59,6 +79,8 @@ def _finite(ctx, param, value):
 
 
 def _default(name):
+    if TRAIN_DEFAULTS[name] is None:
+        return f"({AUTO_HELP[name]})"
     return f"(default: {TRAIN_DEFAULTS[name]})"
 
 
@@ -72,6 +94,10 @@ def _default(name):
 @click.option("--forget-bias", type=float, callback=_finite, help=f"LSTM forget-gate bias at init {_default('forget_bias')}.")
 @click.option("--encoding", help="Text encoding: utf-8, latin-1 or any Python codec, or 'bytes' "
               f"for a byte-level model {_default('encoding')}.")
+@click.option("--encoding-errors", type=click.Choice(["strict", "replace", "ignore"]),
+              help="Invalid bytes in FILE: strict stops with an error naming the offset; "
+              "replace puts U+FFFD, ignore leaves them out (a character cut off by the end "
+              f"of the file is always dropped) {_default('encoding_errors')}.")
 @click.option("--seq-len", type=click.IntRange(min=1), help=f"Characters per BPTT window {_default('seq_len')}.")
 @click.option("--batch-size", type=click.IntRange(min=1), help=f"Parallel streams {_default('batch_size')}.")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), callback=_finite, help=f"Learning rate {_default('lr')}.")
@@ -84,8 +110,10 @@ def _default(name):
 @click.option("--val-frac", type=click.FloatRange(0, 1, min_open=True, max_open=True), callback=_finite,
               help=f"Fraction at the end of the corpus held out for validation {_default('val_frac')}.")
 @click.option("--eval-every", type=click.IntRange(min=1), help=f"Steps between validations and checkpoints {_default('eval_every')}.")
+@click.option("--patience", type=click.IntRange(min=0),
+              help=f"Stop after this many evaluations without a better validation loss, 0: never {_default('patience')}.")
 @click.option("--max-steps", type=click.IntRange(min=0), help="Stop after this many steps (0: no limit).")
-@click.option("--max-epochs", type=click.FloatRange(0), callback=_finite, help="Stop after this many epochs (0: no limit).")
+@click.option("--max-epochs", type=click.FloatRange(0), callback=_finite, help=f"Stop after this many epochs, 0: no limit {_default('max_epochs')}.")
 @click.option("--max-minutes", type=click.FloatRange(0), callback=_finite, help=f"Wall-clock budget in minutes, 0: none {_default('max_minutes')}.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str),
               help="Run directory (default: charrnn-runs/<file>-<time>; $CHARRNN_RUNS sets the root).")
@@ -98,10 +126,15 @@ def _default(name):
 def train(file, out, resume, threads, quiet, distributed, **options):
     """Train a model on FILE (default: the bundled Tiny Shakespeare).
 
-    Shows a progress bar; every --eval-every steps it validates, prints a sample and
-    writes model.safetensors, best.safetensors, state.safetensors and metrics.jsonl to
-    the run directory. Ctrl-C saves and tells you how to resume. Under `mpiexec -n N`
-    it trains data-parallel over N ranks (pip install "charrnn-fast[mpi]").
+    Shows a progress bar; every --eval-every steps it validates, prints a sample (and
+    how much of it is copied from FILE) and writes model.safetensors, best.safetensors,
+    state.safetensors and metrics.jsonl to the run directory. Ctrl-C saves and tells
+    you how to resume. Under `mpiexec -n N` it trains data-parallel over N ranks
+    (pip install "charrnn-fast[mpi]").
+
+    Options marked auto are chosen from the size of FILE and --max-minutes (the first
+    log line says what was picked; the run's config records it); any option you pass
+    wins.
 
     \b
     Example:
@@ -127,7 +160,8 @@ def train(file, out, resume, threads, quiet, distributed, **options):
         click.echo("charrnn: interrupted", err=True)
         sys.exit(130)
     if quiet and summary.get("rank", 0) == 0:
-        click.echo(f"{summary['run_dir']}\tval_loss={summary['val_loss']:.4f}")
+        val = summary["val_loss"]
+        click.echo(f"{summary['run_dir']}\tval_loss={'none' if val is None else f'{val:.4f}'}")
 
 
 @main.command()
@@ -145,17 +179,21 @@ def train(file, out, resume, threads, quiet, distributed, **options):
 @click.option("--num-samples", default=1, show_default=True, type=click.IntRange(min=1),
               help="Generate K samples together (one batch); printed one after another.")
 @click.option("--stop", multiple=True, help="End a sample when it emits this string (repeatable).")
-@click.option("--best", is_flag=True, help="Use best.safetensors (best validation loss).")
-def sample(checkpoint, temperature, prime, length, top_k, top_p, seed, num_samples, stop, best):
+@click.option("--latest", is_flag=True, help="Use model.safetensors, the newest weights, instead "
+              "of best.safetensors (the best validation loss, the default).")
+@click.option("--best", is_flag=True, hidden=True, help="Use best.safetensors (the default).")
+def sample(checkpoint, temperature, prime, length, top_k, top_p, seed, num_samples, stop, latest, best):
     """Generate text from CHECKPOINT (a run directory or .safetensors file; default: the
-    most recent run under charrnn-runs/). Text streams to stdout as it is made.
+    most recent run under charrnn-runs/). Text streams to stdout as it is made. A run
+    directory gives its best.safetensors (best validation loss); --latest gives its
+    newest weights.
 
     \b
     Example:
       charrnn sample --temp 0.8 --prime "ROMEO:" --length 500
       charrnn sample runs/big --top-p 0.9 --num-samples 4 --stop "\\n\\n"
     """
-    model = _load(checkpoint, best)
+    model = _load(checkpoint, latest, best)
     out = sys.stdout
     try:
         if num_samples == 1:
@@ -195,7 +233,7 @@ def _quiet_broken_pipe():
     sys.exit(0)
 
 
-def _load(checkpoint, best):
+def _load(checkpoint, latest, best):
     from .model import load
     from .training import latest_run, runs_root
 
@@ -206,24 +244,31 @@ def _load(checkpoint, best):
                   "or pass a checkpoint")
         click.echo(f"charrnn: using {run}", err=True)
         checkpoint = run
-    return _run(load, checkpoint, best=best)
+    if latest and best:
+        _fail("pass --latest or --best, not both")
+    return _run(load, checkpoint, best=not latest)
 
 
 @main.command(name="eval")
 @click.argument("checkpoint", type=click.Path(path_type=str))
 @click.argument("file", type=click.Path(path_type=str))
-@click.option("--best", is_flag=True, help="Use best.safetensors (best validation loss).")
+@click.option("--latest", is_flag=True, help="Use model.safetensors, the newest weights, instead "
+              "of best.safetensors (the default).")
+@click.option("--best", is_flag=True, hidden=True, help="Use best.safetensors (the default).")
 @click.option("--encoding", help="Encoding of FILE (default: the model's).")
-def eval_(checkpoint, file, best, encoding):
-    """Loss of a model on a text file, in nats/char and bits/char.
+@click.option("--encoding-errors", type=click.Choice(["strict", "replace", "ignore"]),
+              default="strict", show_default=True, help="Invalid bytes in FILE (see train).")
+def eval_(checkpoint, file, latest, best, encoding, encoding_errors):
+    """Loss of a model on a text file, in nats/char and bits/char. A run directory
+    gives its best.safetensors; --latest its newest weights.
 
     \b
     Example:
       charrnn eval charrnn-runs/tinyshakespeare-20260101-120000 other.txt
     """
     from .model import evaluate
-    model = _load(checkpoint, best)
-    r = _run(evaluate, model, file, encoding=encoding)
+    model = _load(checkpoint, latest, best)
+    r = _run(evaluate, model, file, encoding=encoding, encoding_errors=encoding_errors)
     click.echo(f"loss {r['loss']:.4f} nats/char, {r['bpc']:.4f} bits/char over {r['chars']:,} characters")
 
 

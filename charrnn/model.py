@@ -335,7 +335,7 @@ def load(path, best=False):
     return CharRNN(ck.config, ck.vocab, params=ck.params)
 
 
-def evaluate(model, path, encoding=None, seq_len=64, batch_size=32):
+def evaluate(model, path, encoding=None, seq_len=64, batch_size=32, encoding_errors="strict"):
     """Loss of `model` on a text file: dict(loss nats/char, bpc, chars scored).
 
     Every character after the first is scored. The text is cut into up to batch_size
@@ -345,22 +345,12 @@ def evaluate(model, path, encoding=None, seq_len=64, batch_size=32):
     """
     from . import data
     from .errors import CorpusError
-    corpus = data.load_corpus(path, encoding=encoding or model.cfg.encoding)
+    from .heldout import score
+    corpus = data.load_corpus(path, encoding=encoding or model.cfg.encoding,
+                              errors=encoding_errors)
     ids = data.remap_ids(corpus, model.vocab) if corpus.vocab != model.vocab else corpus.ids
     targets = len(ids) - 1
     if targets < 1:
         raise CorpusError(f"{path} is too short to score (at least 2 characters are needed)")
-    B = max(1, min(batch_size, targets // seq_len))
-    L = targets // B
-    X = np.asarray(ids[:B * L], np.int32).reshape(B, L)          # (B, L) streams
-    Y = np.asarray(ids[1:B * L + 1], np.int32).reshape(B, L)
-    pieces = [(X[:, t:t + seq_len].T, Y[:, t:t + seq_len].T) for t in range(0, L, seq_len)]
-    state, total = None, 0.0
-    for x, y in pieces:
-        loss, state = model.loss(np.ascontiguousarray(x), np.ascontiguousarray(y), state)
-        total += loss * x.size
-    if targets > B * L:
-        rest = np.asarray(ids[B * L:], np.int32)
-        loss, _ = model.loss(rest[:-1, None], rest[1:, None])
-        total += loss * (len(rest) - 1)
+    total, _ = score(model, ids, seq_len, max(1, min(batch_size, targets // seq_len)))
     return {"loss": total / targets, "bpc": total / targets / np.log(2), "chars": targets}

@@ -2,8 +2,9 @@
 
 A run directory holds everything about one run:
 
-    model.safetensors   latest weights (PyTorch names; what `charrnn sample` loads)
-    best.safetensors    weights with the best validation loss so far
+    model.safetensors   latest weights (PyTorch names; `charrnn sample --latest`)
+    best.safetensors    weights with the best validation loss so far (what `charrnn
+                        sample` and `charrnn eval` load; every save without validation)
     state.safetensors   everything needed to continue exactly: weights, optimizer
                         moments, step, data cursor, carried hidden state, RNG state
     metrics.jsonl       one JSON line per step (val_loss on evaluation steps); the last
@@ -27,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -35,65 +36,12 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import cells, data, optim
 from . import distributed as dist
+from . import heldout
+from .config import RESUME_OVERRIDABLE, TrainConfig  # noqa: F401
 from .rundir import (METRICS_FILE, RUNS_ENV, SAMPLES_FILE, RunLock, atomic_write_bytes,  # noqa: F401
                      default_run_dir, latest_run, open_run, remove_if_unused, runs_root)
 from .errors import CharRNNError, CheckpointError, ConfigError, DivergenceError, RunDirError
 from .model import CharRNN, ModelConfig, StreamMasks
-
-
-
-@dataclass
-class TrainConfig:
-    # model (see ModelConfig)
-    cell: str = "gru"          # in a fixed time budget it beats the LSTM (cheaper steps)
-    hidden: int = 256
-    layers: int = 2
-    embed: int = 64
-    dropout: float = 0.1       # already helps a 5-minute run on 1 MB; raise it for long runs
-    forget_bias: float = 1.0   # LSTM only: added to the forget gate's input bias at init
-    # data
-    encoding: str = "utf-8"
-    seq_len: int = 64          # truncated BPTT window
-    batch_size: int = 32       # parallel streams
-    val_frac: float = 0.1      # the last 10% is held out (nanoGPT's Tiny Shakespeare split)
-    # optimisation
-    optimizer: str = "adam"
-    lr: float = 3e-3
-    lr_decay: float = 0.85     # lr multiplier per epoch, applied smoothly every step
-    anneal: float = 0.2        # last fraction of a budgeted run: lr falls linearly to 10%
-    grad_clip: float = 5.0     # global L2 norm; 0 disables
-    seed: int = 1337
-    # schedule
-    eval_every: int = 500      # steps between validations (and checkpoints)
-    max_steps: int = 0         # 0: no limit
-    max_epochs: float = 0      # 0: no limit
-    max_minutes: float = 5.0   # wall-clock budget across resumes; 0: no limit
-
-    def validate(self):
-        ModelConfig(self.cell, self.hidden, self.layers, self.embed, self.dropout, 1,
-                    self.encoding).validate()
-        checks = [
-            (self.seq_len >= 1, "--seq-len must be at least 1"),
-            (self.batch_size >= 1, "--batch-size must be at least 1"),
-            (0 < self.val_frac < 1, "--val-frac must be between 0 and 1 (exclusive)"),
-            (self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number"),
-            (0 < self.lr_decay <= 1, "--lr-decay must be in (0, 1]"),
-            (0 <= self.anneal < 1, "--anneal must be in [0, 1)"),
-            (self.grad_clip >= 0, "--grad-clip must be >= 0 (0 disables clipping)"),
-            (self.eval_every >= 1, "--eval-every must be at least 1"),
-            (self.max_steps >= 0, "--max-steps must be >= 0 (0: no limit)"),
-            (self.max_epochs >= 0, "--max-epochs must be >= 0 (0: no limit)"),
-            (self.max_minutes >= 0, "--max-minutes must be >= 0 (0: no limit)"),
-            (self.optimizer in optim.OPTIMIZERS, f"--optimizer must be one of {', '.join(optim.OPTIMIZERS)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-        return self
-
-
-# Options that may change on --resume without changing the run's results.
-RESUME_OVERRIDABLE = {"eval_every", "max_steps", "max_epochs", "max_minutes"}
 
 
 class Interrupted(Exception):
@@ -191,8 +139,7 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
     # see bench/ for which is faster.
     gemm = "blas" if threads > 1 and not split else cells.current_gemm_backend()
     if comm.size > 1:
-        log(f"charrnn: data-parallel over {comm.describe()}: {cfg.batch_size // comm.size} "
-            f"streams and {threads} thread{'s' * (threads > 1)} per rank")
+        log(f"charrnn: {threads} thread{'s' * (threads > 1)} per rank")
     with dist.RootLock(comm, RunLock, run_dir), threadpool_limits(limits=1 if split else threads), \
             cells.gemm_backend(gemm), _Signals() as sig:
         trainer = _Trainer(cfg, corpus, run_dir, saved, log, quiet, progress, comm)
@@ -207,17 +154,24 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
 
 class _Trainer:
     def __init__(self, cfg, corpus, run_dir, saved, log, quiet, progress, comm):
-        self.cfg, self.run_dir, self.log, self.quiet = cfg, Path(run_dir), log, quiet
+        self.run_dir, self.log, self.quiet = Path(run_dir), log, quiet
         self.comm = comm
-        self.lo, self.hi = dist.stream_block(cfg.batch_size, comm.rank, comm.size)   # our streams
         self.corpus_path = str(Path(corpus).resolve())
         # rank 0 writes the encoded corpus into the run directory; the others then read it
         self.corpus = dist.load_corpus_root_first(
-            comm, lambda cache: data.load_corpus(corpus, encoding=cfg.encoding, cache_dir=cache),
+            comm, lambda cache: data.load_corpus(corpus, encoding=cfg.encoding, cache_dir=cache,
+                                                 errors=cfg.encoding_errors),
             run_dir)
-        self.train_batches, self.val_batches = data.make_batches(
-            self.corpus.ids, batch_size=cfg.batch_size, seq_len=cfg.seq_len,
-            val_frac=cfg.val_frac, dtype=np.int32)
+        # the auto options from the corpus and the budget (the same on every rank)
+        self.cfg, self.train_batches, self.heldout, choice = heldout.prepare(
+            cfg, self.corpus, log, resumed=saved is not None)
+        self.auto = choice.auto if saved is None else saved.meta.get("auto", [])
+        self.train_ids = self.corpus.ids[:len(self.corpus.ids) - choice.val_chars]
+        cfg = self.cfg
+        self.lo, self.hi = dist.stream_block(cfg.batch_size, comm.rank, comm.size)   # our streams
+        if comm.size > 1:
+            log(f"charrnn: data-parallel over {comm.describe()}: {self.hi - self.lo} "
+                f"of the {cfg.batch_size} streams per rank")
         vocab = self.corpus.vocab
         mcfg = ModelConfig(cfg.cell, cfg.hidden, cfg.layers, cfg.embed, cfg.dropout,
                            len(vocab), self.corpus.encoding)
@@ -228,6 +182,8 @@ class _Trainer:
         self.step, self.elapsed_before, self.best_val = 0, 0.0, math.inf
         self.anneal_steps = None   # (first, last) step of the final lr decay, once fixed
         self.last_val = None
+        self.bad_evals = 0         # evaluations since the best one (for --patience)
+        self.best_step = 0
         self.saved_step = 0
         if saved is not None:
             self._restore(saved)
@@ -273,6 +229,8 @@ class _Trainer:
             self.anneal_steps = meta.get("anneal_steps")
             self.best_val = float(meta["best_val"])
             self.last_val = meta.get("last_val")
+            self.bad_evals = int(meta.get("bad_evals", 0))
+            self.best_step = int(meta.get("best_step", 0))
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"cannot resume: training state is incomplete or damaged ({e})") from None
         self.train_batches.load_state_dict(meta["cursor"])
@@ -282,9 +240,10 @@ class _Trainer:
         return {
             "step": self.step, "opt_t": self.opt.t, "elapsed": elapsed,
             "anneal_steps": self.anneal_steps,
-            "best_val": self.best_val, "last_val": self.last_val,
+            "best_val": self.best_val, "last_val": self.last_val, "bad_evals": self.bad_evals,
+            "best_step": self.best_step,
             "cursor": self.train_batches.state_dict(),
-            "train_config": asdict(self.cfg), "corpus": self.corpus_path,
+            "train_config": asdict(self.cfg), "auto": self.auto, "corpus": self.corpus_path,
             "vocab": self.corpus.vocab,
         }
 
@@ -365,13 +324,9 @@ class _Trainer:
             self.anneal_steps = (self.step, max(end, self.step + 1))
 
     def evaluate(self):
-        """Mean val loss over every val window, state carried from zero (no dropout)."""
-        state, total, n = None, 0.0, 0
-        for x, y in self.val_batches:      # each rank scores its own block of streams
-            loss, state = self.model.loss(x[:, self.lo:self.hi], y[:, self.lo:self.hi], state)
-            total += loss
-            n += 1
-        return self.comm.allreduce_sum(total) / self.comm.size / n
+        """Mean val loss per held-out character (no dropout); None without validation.
+        Every rank scores the whole held-out part (the same weights: the same number)."""
+        return None if self.heldout is None else self.heldout.mean_loss(self.model)
 
     def sample_preview(self, length=200):
         from .sample import generate
@@ -387,10 +342,12 @@ class _Trainer:
             return "max-epochs"
         if c.max_minutes and elapsed + eval_cost >= c.max_minutes * 60:
             return "max-minutes"
+        if c.patience and self.bad_evals >= c.patience:
+            return "patience"
         return None
 
     def run(self, sig):
-        from tqdm import tqdm
+        from .progress import Bar
 
         cfg, model, log = self.cfg, self.model, self.log
         chars_per_step = cfg.batch_size * cfg.seq_len
@@ -399,13 +356,7 @@ class _Trainer:
             f"({model.flat.size:,} parameters, vocabulary {len(model.vocab)}) on "
             f"{self.corpus_path}: {len(self.corpus.ids):,} characters, {spe} steps per epoch")
         log(f"charrnn: run directory {self.run_dir}")
-        total = None
-        if cfg.max_steps:
-            total = cfg.max_steps
-        if cfg.max_epochs:
-            total = min(total or 10**12, math.ceil(cfg.max_epochs * spe))
-        bar = tqdm(total=total, initial=self.step, file=sys.stderr, disable=self.quiet,
-                   unit="step", dynamic_ncols=True, leave=True, mininterval=0.5)
+        bar = Bar(cfg, self.step, self.quiet)
         write = bar.write if not self.quiet else log
         t_start = time.perf_counter()
         elapsed = lambda: self.elapsed_before + time.perf_counter() - t_start
@@ -455,13 +406,11 @@ class _Trainer:
                 metrics.write(json.dumps(record) + "\n")
                 if self.progress is not None:
                     self.progress(record)
-                bar.update(1)
-                post = {"ep": f"{self._epoch_float():.2f}", "loss": f"{loss:.3f}",
-                        "val": f"{self.last_val:.3f}" if self.last_val is not None else "-",
-                        "ch/s": f"{rate / 1000:.1f}k"}
-                if cfg.max_minutes:
-                    post["left"] = _mmss(cfg.max_minutes * 60 - elapsed())
-                bar.set_postfix(post, refresh=False)
+                bar.update(self.step, self._epoch_float(), elapsed(),
+                           {"loss": f"{loss:.3f}",
+                            **({} if self.heldout is None else {"val": "-" if self.last_val is None
+                                                                else f"{self.last_val:.3f}"}),
+                            "chars/s": f"{rate / 1000:.1f}k"})
             # The last line says why the run stopped: a budget ("max-steps", ...), or
             # the signal; a run killed or diverged has none (`charrnn runs` reads it).
             signame = signal.Signals(sig.received).name if sig.received else "SIGINT"
@@ -485,32 +434,51 @@ class _Trainer:
             raise Interrupted(sig.received or signal.SIGINT,
                               f"interrupted at step {self.step}; checkpoint saved in {self.run_dir}\n"
                               f"resume with: {dist.resume_command(self.comm.size, self.run_dir)}")
-        log(f"charrnn: done after {self.step} steps ({summary['epochs']} epochs, "
-            f"{summary['minutes']} min): val loss {self.last_val:.4f} nats/char "
-            f"({self.last_val / math.log(2):.3f} bits/char), best {self.best_val:.4f}")
+        done = (f"charrnn: done after {self.step} steps ({summary['epochs']} epochs, "
+                f"{summary['minutes']} min): ")
+        if self.last_val is None:
+            log(done + f"train loss {train_loss or float('nan'):.4f} (no validation)")
+        else:
+            log(done + f"val loss {self.last_val:.4f} nats/char "
+                f"({self.last_val / math.log(2):.3f} bits/char), best {self.best_val:.4f} "
+                f"at step {self.best_step} (best.safetensors)")
+        if stop == "patience":
+            log(f"charrnn: stopped early: no better validation loss in {cfg.patience} "
+                "evaluations (--patience)")
         log(f"charrnn: sample with: charrnn sample {self.run_dir}")
         return summary
 
     def _evaluate_and_save(self, record, elapsed, write):
+        """Validate (if there is a held-out part), save, show a sample and how much of it
+        is copied from the training text. Without validation every save is the best."""
         t0 = time.perf_counter()
         val = self.evaluate()
-        self.last_val = val
-        improved = val < self.best_val
-        if improved:
-            self.best_val = val
-        record["val_loss"] = round(val, 5)
-        record["val_bpc"] = round(val / math.log(2), 4)
+        improved = val is None or val < self.best_val
+        if val is not None:
+            self.last_val = val
+            record["val_loss"] = round(val, 5)
+            record["val_bpc"] = round(val / math.log(2), 4)
+            if improved:
+                self.best_val, self.best_step, self.bad_evals = val, self.step, 0
+            else:
+                self.bad_evals += 1
         self.save(elapsed(), improved)
-        write(f"step {self.step} (epoch {self._epoch_float():.2f}): val loss {val:.4f} nats/char "
-              f"= {val / math.log(2):.3f} bits/char{' (best)' if improved else ''}")
+        head = f"step {self.step} (epoch {self._epoch_float():.2f}): "
+        if val is None:
+            write(head + f"train loss {record.get('train_loss') or float('nan'):.4f} (no validation)")
+        else:
+            write(head + f"val loss {val:.4f} nats/char = {val / math.log(2):.3f} bits/char"
+                  + (" (best)" if improved else f" (best {self.best_val:.4f} at step {self.best_step})"))
         try:
             text = self.sample_preview() if self.comm.is_root else None
         except ImportError:
             text = None
         if text is not None:
+            record["copied"] = self.copied(text)
             # kept for `charrnn report` (watch the model learn); quiet runs too
             line = {"step": self.step, "epoch": round(self._epoch_float(), 4),
-                    "val_loss": record["val_loss"], "temperature": 0.8, "text": text}
+                    "val_loss": record.get("val_loss"), "temperature": 0.8, "text": text,
+                    "copied": record["copied"]}
             try:
                 with open(self.samples_path, "a") as f:
                     f.write(json.dumps(line) + "\n")
@@ -518,9 +486,12 @@ class _Trainer:
                 pass   # a lost sample is not worth stopping the run (checkpoints are saved)
             if not self.quiet:
                 write("  | " + text.replace("\n", "\n  | "))
+                write(f"  longest piece of this sample found verbatim in the training text: "
+                      f"{record['copied']} of {len(text)} characters")
         return time.perf_counter() - t0
 
-
-def _mmss(seconds):
-    seconds = max(0, int(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
+    def copied(self, text):
+        from .copylen import copied
+        index = {c: i for i, c in enumerate(self.model.vocab)}
+        ids = [index[c] for c in text if c in index]
+        return copied(ids, self.train_ids, len(index))

@@ -63,7 +63,7 @@ GOOD = "ab é € 😀 cd\n".encode("utf-8")  # 18 bytes of multi-byte text befo
     (GOOD + b"\xff rest", len(GOOD)),                     # invalid start byte
     (GOOD + b"\xe2\x82X rest", len(GOOD)),                # continuation byte missing
     (GOOD * 3 + b"\x80", 3 * len(GOOD)),                  # lone continuation byte
-    (GOOD + b"\xf0\x9f\x98", len(GOOD)),                  # file ends inside a character
+    (GOOD + b"\xe2\x82X" + b"\xf0\x9f\x98", len(GOOD)),     # bad, then cut at the end
 ])
 def test_invalid_utf8_names_byte_offset(tmp_path, bad, offset, chunk_size):
     # chunk_size < offset puts the bad byte in a later chunk than the first.
@@ -73,6 +73,39 @@ def test_invalid_utf8_names_byte_offset(tmp_path, bad, offset, chunk_size):
     assert f"at byte offset {offset:,} " in msg
     assert "not valid utf-8" in msg and "--encoding latin-1" in msg
     assert "--encoding bytes" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 5, 100])
+@pytest.mark.parametrize("cut", [1, 2, 3])
+def test_file_cut_inside_its_last_character_drops_it(tmp_path, cut, chunk_size):
+    # `head -c` leaves the first bytes of a 4-byte character: a file people have, not an
+    # invalid one. The incomplete character is dropped and counted, in every errors mode.
+    raw = GOOD + "\U0001F600".encode("utf-8")[:cut]
+    for errors in ("strict", "replace", "ignore"):
+        corpus = load_corpus(write(tmp_path, raw), chunk_size=chunk_size, errors=errors)
+        assert decode_ids(corpus.ids, corpus.vocab) == GOOD.decode("utf-8")
+        assert corpus.dropped_tail == cut
+
+
+def test_encoding_errors_replace_and_ignore(tmp_path):
+    raw = b"ab\xffcd\xe2\x82Xef"
+    p = write(tmp_path, raw)
+    assert decode_ids(load_corpus(p, errors="replace").ids,
+                      load_corpus(p, errors="replace").vocab) == "ab\ufffdcd\ufffdXef"
+    c = load_corpus(p, errors="ignore")
+    assert decode_ids(c.ids, c.vocab) == "abcdXef" and c.dropped_tail == 0
+    with pytest.raises(CorpusError, match="--encoding-errors replace"):
+        load_corpus(p)
+    with pytest.raises(ConfigError, match="--encoding-errors must be one of"):
+        load_corpus(p, errors="backslashreplace")
+
+
+def test_cache_is_keyed_by_encoding_errors(tmp_path):
+    p = write(tmp_path, b"ab\xffcd ab")
+    replaced = load_corpus(p, cache_dir=tmp_path / "run", errors="replace")
+    ignored = load_corpus(p, cache_dir=tmp_path / "run", errors="ignore")
+    assert len(replaced) == 8 and len(ignored) == 7
+    assert isinstance(ignored.ids, np.memmap)
 
 
 def test_invalid_other_codec_offset(tmp_path):

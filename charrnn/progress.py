@@ -1,0 +1,65 @@
+"""The training progress bar: it fills toward whichever limit ends the run first.
+
+A run stops at --max-minutes, --max-steps or --max-epochs, whichever comes first, so
+the bar shows the largest of elapsed/minutes, step/max_steps and epoch/max_epochs, as
+a percentage, and names that limit ("3:00/5:00", "417/2000 steps", "2.10/5 epochs").
+The epoch is shown as a fraction (ep 0.004 on a 300 MB corpus), so a large corpus
+shows how far the run gets through it. Without any limit it counts steps.
+"""
+import math
+import sys
+
+
+def _mmss(seconds):
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def fraction(cfg, step, epoch, elapsed):
+    """(fraction done toward the nearest limit, label of that limit), or (None, None)."""
+    best = (None, None)
+    for limit, done, label in (
+            (cfg.max_minutes * 60, elapsed,
+             lambda: f"{_mmss(elapsed)}/{_mmss(cfg.max_minutes * 60)}"),
+            (cfg.max_steps, step, lambda: f"{step}/{cfg.max_steps} steps"),
+            (cfg.max_epochs, epoch, lambda: f"{epoch:.2f}/{cfg.max_epochs:g} epochs")):
+        if limit:
+            f = min(1.0, done / limit)
+            if best[0] is None or f > best[0]:
+                best = (f, label())
+    return best
+
+
+def epoch_text(epoch):
+    """2 decimals, or 2 significant digits below 0.1: a large corpus shows movement."""
+    if epoch >= 0.1 or epoch == 0:
+        return f"{epoch:.2f}"
+    return f"{epoch:.{1 - math.floor(math.log10(epoch))}f}"
+
+
+class Bar:
+    def __init__(self, cfg, step, quiet):
+        from tqdm import tqdm
+        self.cfg = cfg
+        limited = bool(cfg.max_minutes or cfg.max_steps or cfg.max_epochs)
+        fmt = ("{percentage:3.0f}%|{bar}| {desc}" if limited else
+               "{n_fmt} steps [{elapsed}] {desc}")
+        self.bar = tqdm(total=100 if limited else None, initial=0 if limited else step,
+                        file=sys.stderr, disable=quiet, dynamic_ncols=True, leave=True,
+                        mininterval=0.5, bar_format=fmt)
+        self.limited = limited
+        self.write = self.bar.write
+
+    def update(self, step, epoch, elapsed, post):
+        frac, label = fraction(self.cfg, step, epoch, elapsed)
+        text = f"step {step}, epoch {epoch_text(epoch)}, " + ", ".join(
+            f"{k} {v}" for k, v in post.items())
+        self.bar.set_description_str(text if label is None else f"{label}, {text}",
+                                     refresh=False)
+        if self.limited:
+            self.bar.update(round(100 * frac, 2) - self.bar.n)
+        else:
+            self.bar.update(1)
+
+    def close(self):
+        self.bar.close()
