@@ -17,8 +17,10 @@ from .cli import _load, _run
               "(about 4x smaller).")
 @click.option("--prefix", default="charrnn", show_default=True,
               help="C only: prefix of the public C symbols (charrnn_step, ...).")
-@click.option("--best", is_flag=True, help="Use best.safetensors (best validation loss).")
-def export(run, fmt, output, int8, prefix, best):
+@click.option("--latest", is_flag=True, help="Export model.safetensors, the newest weights, "
+              "instead of best.safetensors (the default, as for charrnn sample).")
+@click.option("--best", is_flag=True, hidden=True, help="Use best.safetensors (the default).")
+def export(run, fmt, output, int8, prefix, latest, best):
     """Export RUN (a run directory or .safetensors checkpoint; default: the most recent
     run under charrnn-runs/) to ONNX or to C.
 
@@ -37,7 +39,7 @@ def export(run, fmt, output, int8, prefix, best):
     from . import export as api
     if fmt != "c" and (int8 or prefix != "charrnn"):
         raise click.UsageError("--int8 and --prefix apply to --format c only")
-    model = _load(run, best)
+    model = _load(run, latest, best)
     if fmt == "onnx":
         _run(api.export_onnx, model, output)
     else:
