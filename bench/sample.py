@@ -244,7 +244,7 @@ def main():
         commands.append(("`charrnn --help`", cli + ["--help"]))
         for name in configs:
             commands.append((f"`charrnn sample RUN --length 200` ({name}: {model_name(name)})",
-                             cli + ["sample", runs[name], "--length", "200", "--seed", "1"]))
+                             cli + ["sample", runs[name], "--length", "200", "--seed", "1", "--latest"]))
         for label, cmd in commands:
             cold.append((label, wall_time(cmd, a.cold_repeat)))
             log(f"{label}: {cold[-1][1]:.3f} s")
