@@ -231,11 +231,6 @@ def compiler():
 
 # ---- charrnn's own sgemm (sgemm.h): weight packing --------------------------------
 
-def sgemm_available():
-    """True: every tier has an own sgemm micro-kernel (the scalar one too)."""
-    return True
-
-
 def sgemm_tile():
     """(MR, NR): the current tier's micro-tile."""
     return cr_sgemm_mr(), cr_sgemm_nr()

@@ -26,13 +26,34 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+#endif
+
+/* A hint that the cache line holding p will be written soon (no-op where unknown). */
+#if defined(__GNUC__) || defined(__clang__)
+#define CR_PREFETCH_W(p) __builtin_prefetch((const void *)(p), 1, 3)
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+#define CR_PREFETCH_W(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#elif defined(_MSC_VER) && defined(_M_ARM64)
+#define CR_PREFETCH_W(p) __prefetch((const void *)(p))
+#else
+#define CR_PREFETCH_W(p) ((void)(p))
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define CR_PREFETCH_R(p) __builtin_prefetch((const void *)(p), 0, 3)
+#else
+#define CR_PREFETCH_R(p) CR_PREFETCH_W(p)
+#endif
+#define CR_PF_ROWS 16       /* rows of a transposed A prefetched ahead of its packing */
 
 #define CR_PACK_HDR 16     /* header floats: [magic, NR, K, N] as int32 bits; 64 B */
 #define CR_PACK_MAGIC 0x43524e50
 #define CR_MR_MAX 8
 #define CR_NR_MAX 32
-#define CR_KC 256          /* k per block where A (transposed) or an edge of B is copied */
-#define CR_MC_T 48         /* rows per copied block of transposed A: a multiple of every MR */
+#define CR_KC 256          /* k per block: long K, A transposed, or an edge of B copied */
+#define CR_K_LONG 512      /* K above this runs in blocks of CR_KC (B panels stay in L1) */
+#define CR_MC_T 96         /* rows per copied block of transposed A: a multiple of every MR */
 #define CR_A_BLOCK (64 * 1024)
 
 /* One micro-tile: C[0:mr, 0:nr] (+)= bias + sum_k op(A)[row r, k] * B[k, 0:NR].
@@ -54,6 +75,22 @@ typedef struct {
 static inline void cr_store_row(float *c, const float *v, int nr, int accumulate)
 {
     for (int j = 0; j < nr; j++) c[j] = accumulate ? v[j] + c[j] : v[j];
+}
+
+/* dst[0:n] = src[0:n] for the short rows of a tile or panel. Constant sizes for the
+ * widths in use, so that compilers inline the copy: a plain loop becomes a call to
+ * memcpy (GCC's loop idioms), and a call per 24 bytes costs more than the copy. */
+static inline void cr_copy_short(float *dst, const float *src, int n)
+{
+    switch (n) {
+    case 4: memcpy(dst, src, 4 * sizeof(float)); return;
+    case 6: memcpy(dst, src, 6 * sizeof(float)); return;
+    case 8: memcpy(dst, src, 8 * sizeof(float)); return;
+    case 12: memcpy(dst, src, 12 * sizeof(float)); return;
+    case 16: memcpy(dst, src, 16 * sizeof(float)); return;
+    case 32: memcpy(dst, src, 32 * sizeof(float)); return;
+    default: memcpy(dst, src, (size_t)n * sizeof(float)); return;
+    }
 }
 
 /* Floats needed to pack a (K, N) matrix for tile width nr. */
@@ -112,9 +149,9 @@ static int cr_sgemm_pack_ok(const float *Bp, size_t n, ptrdiff_t K, ptrdiff_t N,
 /* Row tiles [ib, ie) of C against one column panel (K x NR floats, b_step apart).
  * A packed (tile-major (K, MR) blocks, from cr_sgemm's transposed path) or in place. */
 static void cr_sgemm_panel(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, ptrdiff_t K,
-                           const float *A, int a_packed, ptrdiff_t lda, int trans_a,
-                           const float *Bj, ptrdiff_t b_step, float *C, ptrdiff_t ldc,
-                           int nr, int accumulate, const float *bias)
+                           const float *A, int a_packed, ptrdiff_t lda, const float *Bj,
+                           ptrdiff_t b_step, float *C, ptrdiff_t ldc, int nr, int accumulate,
+                           const float *bias)
 {
     const int MR = t->mr;
     for (ptrdiff_t i0 = ib; i0 < ie; i0 += MR) {
@@ -122,27 +159,39 @@ static void cr_sgemm_panel(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, pt
         ptrdiff_t a_ofs[CR_MR_MAX];
         for (int r = 0; r < MR; r++) {
             ptrdiff_t i = i0 + (r < mr ? r : mr - 1);
-            a_ofs[r] = a_packed ? r : trans_a ? i : i * lda;
+            a_ofs[r] = a_packed ? r : i * lda;
+        }
+        /* The next tile's rows of C, a whole micro-kernel ahead: with C much larger than
+         * the caches (the whole-sequence products write T*N rows), its stores and the
+         * loads of accumulate otherwise wait on memory at the end of every tile. */
+        ptrdiff_t in = i0 + MR < ie ? i0 + MR : i0;
+        int mn = ie - in < MR ? (int)(ie - in) : MR;
+        for (int r = 0; r < mn; r++) {
+            CR_PREFETCH_W(C + (in + r) * ldc);
+            CR_PREFETCH_W(C + (in + r) * ldc + nr - 1);
         }
         const float *Ai = a_packed ? A + (i0 - ib) * K : A;
-        t->kernel(K, Ai, a_ofs, a_packed ? MR : trans_a ? lda : 1, Bj, b_step,
-                  C + i0 * ldc, ldc, mr, nr, accumulate, bias);
+        t->kernel(K, Ai, a_ofs, a_packed ? MR : 1, Bj, b_step, C + i0 * ldc, ldc, mr, nr,
+                  accumulate, bias);
     }
 }
 
 /* Rows [ib, ie) of C for k in [pc, pc + kc) against every column panel of B.
  * A_k: op(A) at k = pc (in place) or the packed block. The bias (b1 + b2, summed as
- * fill_bias does) is added with the first k-block only. An edge panel of a plain B is
- * copied (kc x NR, zero-padded) so that the micro-kernels only ever see full panels. */
+ * fill_bias does) is added with the first k-block only. A panel of a plain B is copied
+ * (kc x NR, zero-padded past N) when it is an edge panel, so that the micro-kernels only
+ * ever see full panels, and when more than one row tile reads it: rows of B in place
+ * are ldb floats apart, often a multiple of 4 KiB, so a panel's kc lines fall into a few
+ * L1 sets and would be fetched again for every tile. kc <= CR_KC here (cr_sgemm_run). */
 static void cr_sgemm_block(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, ptrdiff_t N,
                            ptrdiff_t pc, ptrdiff_t kc, ptrdiff_t Kfull, const float *A_k,
-                           int a_packed, ptrdiff_t lda, int trans_a, const float *B,
-                           ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate,
-                           const float *b1, const float *b2)
+                           int a_packed, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
+                           float *C, ptrdiff_t ldc, int accumulate, const float *b1,
+                           const float *b2)
 {
     const int NR = t->nr;
     float bias[CR_NR_MAX];
-    float edge[CR_KC * CR_NR_MAX];
+    float panel[CR_KC * CR_NR_MAX];
     for (ptrdiff_t j0 = 0; j0 < N; j0 += NR) {
         int nr = N - j0 < NR ? (int)(N - j0) : NR;
         if (b1 && pc == 0) {
@@ -151,31 +200,39 @@ static void cr_sgemm_block(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, pt
         }
         const float *bp = b1 && pc == 0 ? bias : NULL;
         int acc = accumulate || pc > 0;
+        const float *Bj;
+        ptrdiff_t b_step = NR;
         if (ldb < 0) {                                   /* packed: panel j0 / NR at row pc */
-            const float *Bj = B + CR_PACK_HDR + (j0 / NR) * NR * Kfull + pc * NR;
-            cr_sgemm_panel(t, ib, ie, kc, A_k, a_packed, lda, trans_a, Bj, NR, C + j0, ldc,
-                           nr, acc, bp);
-        } else if (nr == NR) {
-            cr_sgemm_panel(t, ib, ie, kc, A_k, a_packed, lda, trans_a, B + pc * ldb + j0, ldb,
-                           C + j0, ldc, nr, acc, bp);
-        } else {                                         /* kc <= CR_KC: see cr_sgemm */
-            for (ptrdiff_t k = 0; k < kc; k++) {
-                memcpy(edge + k * NR, B + (pc + k) * ldb + j0, (size_t)nr * sizeof(float));
-                memset(edge + k * NR + nr, 0, (size_t)(NR - nr) * sizeof(float));
+            Bj = B + CR_PACK_HDR + (j0 / NR) * NR * Kfull + pc * NR;
+        } else if (nr == NR && ie - ib <= t->mr) {       /* one tile: read it in place */
+            Bj = B + pc * ldb + j0;
+            b_step = ldb;
+        } else {
+            if (nr == NR) {
+                for (ptrdiff_t k = 0; k < kc; k++)
+                    cr_copy_short(panel + k * NR, B + (pc + k) * ldb + j0, NR);
+            } else {
+                for (ptrdiff_t k = 0; k < kc; k++) {
+                    memcpy(panel + k * NR, B + (pc + k) * ldb + j0, (size_t)nr * sizeof(float));
+                    memset(panel + k * NR + nr, 0, (size_t)(NR - nr) * sizeof(float));
+                }
             }
-            cr_sgemm_panel(t, ib, ie, kc, A_k, a_packed, lda, trans_a, edge, NR, C + j0, ldc,
-                           nr, acc, bp);
+            Bj = panel;
         }
+        cr_sgemm_panel(t, ib, ie, kc, A_k, a_packed, lda, Bj, b_step, C + j0, ldc, nr, acc, bp);
     }
 }
 
-/* The driver.
- * A not transposed: blocks of rows of A small enough to stay in L1/L2 (CR_A_BLOCK bytes)
- * outside, A read in place; k runs whole, except through a plain B with an edge panel,
- * where it runs in blocks of CR_KC (so the edge copy fits on the stack).
+/* The driver. k runs in blocks of CR_KC when K > CR_K_LONG, when A is transposed or
+ * when B is plain (its panels are copied per block), else whole; the blocks depend on K
+ * alone, so each output element's sums, and so the results, do not depend on how
+ * callers split M between threads.
+ * A not transposed: read in place, in blocks of rows small enough to stay in L2
+ * (CR_A_BLOCK bytes of one k-block) outside the k-blocks, so a block of B (kc x N) is
+ * read once per block of rows.
  * A transposed (the weight gradients, K = T*N is long): in place, each k would touch a
  * new page per tile, so A is copied in blocks of CR_MC_T rows x CR_KC k into a buffer on
- * the stack, tile-major, and k runs in blocks of CR_KC; C is accumulated block by block. */
+ * the stack, tile-major; C is accumulated block by block. */
 static void cr_sgemm_run(const cr_gemm_tier *t, int trans_a, ptrdiff_t M, ptrdiff_t N,
                          ptrdiff_t K, const float *A, ptrdiff_t lda, const float *B,
                          ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate,
@@ -184,16 +241,16 @@ static void cr_sgemm_run(const cr_gemm_tier *t, int trans_a, ptrdiff_t M, ptrdif
     const int MR = t->mr;
     if (M <= 0 || N <= 0)
         return;
-    int blocked = trans_a || (ldb >= 0 && N % t->nr != 0);
+    int blocked = trans_a || K > CR_K_LONG || ldb >= 0;
     ptrdiff_t KB = blocked ? CR_KC : (K > 0 ? K : 1);
     if (!trans_a) {
-        ptrdiff_t MC = (CR_A_BLOCK / (ptrdiff_t)sizeof(float) / (K > 0 ? K : 1)) / MR * MR;
+        ptrdiff_t MC = (CR_A_BLOCK / (ptrdiff_t)sizeof(float) / KB) / MR * MR;
         MC = MC < MR ? MR : MC;
         for (ptrdiff_t ib = 0; ib < M; ib += MC)
             for (ptrdiff_t pc = 0; pc < K || pc == 0; pc += KB) {
                 ptrdiff_t kc = K - pc < KB ? K - pc : KB;
                 cr_sgemm_block(t, ib, M - ib < MC ? M : ib + MC, N, pc, kc, K, A + pc, 0, lda,
-                               0, B, ldb, C, ldc, accumulate, b1, b2);
+                               B, ldb, C, ldc, accumulate, b1, b2);
             }
         return;
     }
@@ -202,15 +259,27 @@ static void cr_sgemm_run(const cr_gemm_tier *t, int trans_a, ptrdiff_t M, ptrdif
         ptrdiff_t kc = K - pc < CR_KC ? K - pc : CR_KC;
         for (ptrdiff_t ib = 0; ib < M; ib += CR_MC_T) {
             ptrdiff_t mc = M - ib < CR_MC_T ? M - ib : CR_MC_T;
-            for (ptrdiff_t i = 0; i < mc; i += MR) {            /* pack: (kc, MR) per tile */
-                float *P = Ap + i * kc;
-                for (ptrdiff_t k = 0; k < kc; k++) {
-                    const float *src = A + (pc + k) * lda + ib + i;
-                    for (int r = 0; r < MR; r++)
-                        P[k * MR + r] = i + r < mc ? src[r] : 0.0f;
-                }
+            /* pack: tile i at Ap + i * kc, (kc, MR) floats. Each row of A is read whole,
+             * once: rows are lda floats apart (often a multiple of 4 KiB), so walking
+             * one tile's k down the rows would fetch every line again for every tile. */
+            ptrdiff_t mfull = mc / MR * MR;
+            for (ptrdiff_t k = 0; k < kc; k++) {
+                const float *src = A + (pc + k) * lda + ib;
+                float *P = Ap + k * MR;
+                /* A few rows ahead: hardware prefetchers do not follow a walk that reads
+                 * a few lines of each row and jumps lda floats, so each row's lines
+                 * would otherwise arrive one miss at a time. */
+                if (pc + k + CR_PF_ROWS < K)
+                    for (ptrdiff_t i = 0; i < mc; i += 16)
+                        CR_PREFETCH_R(src + CR_PF_ROWS * lda + i);
+                for (ptrdiff_t i = 0; i < mfull; i += MR)
+                    cr_copy_short(P + i * kc, src + i, MR);
+                for (ptrdiff_t i = mfull; i < mc; i++)
+                    P[mfull * kc + (i - mfull)] = src[i];
+                for (ptrdiff_t i = mc; i < mfull + (mc > mfull ? MR : 0); i++)
+                    P[mfull * kc + (i - mfull)] = 0.0f;
             }
-            cr_sgemm_block(t, ib, ib + mc, N, pc, kc, K, Ap, 1, 0, 1, B, ldb, C, ldc,
+            cr_sgemm_block(t, ib, ib + mc, N, pc, kc, K, Ap, 1, 0, B, ldb, C, ldc,
                            accumulate, b1, b2);
         }
     }

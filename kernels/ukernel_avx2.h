@@ -1,7 +1,8 @@
 /* The AVX2+FMA micro-kernel: tile 6 x 16, as BLIS's Haswell sgemm. 12 ymm accumulators;
  * per k two loads of B and six broadcasts of A feed 12 FMAs (15 of the 16 ymm registers).
- * A last tile of at most 3 rows runs a 3-row copy: half the work instead of computing
- * copies of the last row. Compiled inside an AVX2+FMA region (dispatch.h). */
+ * A last tile of 4 rows (M = 16 per thread) runs a 4-row copy, one of at most 3 rows a
+ * 3-row copy: less work than computing copies of the last row. Compiled inside an
+ * AVX2+FMA region (dispatch.h). */
 #define CR_AVX2_MR 6
 #define CR_AVX2_NR 16
 
@@ -59,6 +60,23 @@ static void cr_ukernel_avx2_6(ptrdiff_t K, const float *A, const ptrdiff_t *a_of
     CR2_STORE_ROW(3) CR2_STORE_ROW(4) CR2_STORE_ROW(5)
 }
 
+static void cr_ukernel_avx2_4(ptrdiff_t K, const float *A, const ptrdiff_t *a_ofs,
+                              ptrdiff_t a_step, const float *B, ptrdiff_t b_step, float *C,
+                              ptrdiff_t ldc, int mr, int nr, int accumulate, const float *bias)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+           c30 = c00, c31 = c00;
+    const float *Ak = A, *Bk = B;
+    for (ptrdiff_t k = 0; k < K; k++) {
+        __m256 b0 = _mm256_loadu_ps(Bk), b1 = _mm256_loadu_ps(Bk + 8);
+        CR2_FMA_ROW(0) CR2_FMA_ROW(1) CR2_FMA_ROW(2) CR2_FMA_ROW(3)
+        Ak += a_step;
+        Bk += b_step;
+    }
+    CR2_BIAS
+    CR2_STORE_ROW(0) CR2_STORE_ROW(1) CR2_STORE_ROW(2) CR2_STORE_ROW(3)
+}
+
 static void cr_ukernel_avx2_3(ptrdiff_t K, const float *A, const ptrdiff_t *a_ofs,
                               ptrdiff_t a_step, const float *B, ptrdiff_t b_step, float *C,
                               ptrdiff_t ldc, int mr, int nr, int accumulate, const float *bias)
@@ -82,6 +100,6 @@ static void cr_ukernel_avx2(ptrdiff_t K, const float *A, const ptrdiff_t *a_ofs,
                             ptrdiff_t a_step, const float *B, ptrdiff_t b_step, float *C,
                             ptrdiff_t ldc, int mr, int nr, int accumulate, const float *bias)
 {
-    (mr > 3 ? cr_ukernel_avx2_6 : cr_ukernel_avx2_3)(K, A, a_ofs, a_step, B, b_step, C, ldc,
-                                                     mr, nr, accumulate, bias);
+    (mr > 4 ? cr_ukernel_avx2_6 : mr == 4 ? cr_ukernel_avx2_4 : cr_ukernel_avx2_3)(
+        K, A, a_ofs, a_step, B, b_step, C, ldc, mr, nr, accumulate, bias);
 }

@@ -95,7 +95,7 @@ static void test_sgemm_case(const char *tier, int trans_a, int packed, int accum
 
 static void test_sgemm(const char *tier)
 {
-    static const ptrdiff_t Ms[] = {1, 3, 4, 5, 6, 7, 8, 9, 13, 17, 50};
+    static const ptrdiff_t Ms[] = {1, 3, 4, 5, 6, 7, 8, 9, 10, 13, 16, 17, 50};
     static const ptrdiff_t Ns[] = {1, 11, 12, 13, 16, 17, 32, 33, 40};
     static const ptrdiff_t Ks[] = {0, 1, 5, 64, 257};
     for (size_t m = 0; m < sizeof Ms / sizeof *Ms; m++)
@@ -109,6 +109,11 @@ static void test_sgemm(const char *tier)
     for (int f = 0; f < 16; f++)
         test_sgemm_case(tier, f & 1, (f >> 1) & 1, (f >> 2) & 1, (f >> 3) & 1, 19, 37, 300);
     test_sgemm_case(tier, 1, 1, 1, 1, 40, 48, 600);
+    /* more rows than one block of A (CR_MC_T = 96 transposed, 64 at k-blocks of 256)
+     * and K past CR_K_LONG (k-blocks with A in place) */
+    for (int f = 0; f < 4; f++)
+        test_sgemm_case(tier, f & 1, (f >> 1) & 1, 1, 1, 101, 37, 600);
+    test_sgemm_case(tier, 0, 1, 0, 1, 200, 33, 130);
 }
 
 /* ---- gate math vs float64 ------------------------------------------------------------ */
