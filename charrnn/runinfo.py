@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from . import checkpoint as ckpt
+from . import checkpoint as ckpt, stfile
 from .errors import RunDirError
 from .training import METRICS_FILE, SAMPLES_FILE, runs_root
 
@@ -180,12 +180,12 @@ def read_samples(path):
 
 def _header_json(path, key):
     """One JSON value of a charrnn safetensors file's metadata, reading only its header
-    (bounded and checked by charrnn.checkpoint); None if absent or unreadable."""
+    (bounded and checked by charrnn.stfile); None if absent or unreadable."""
     try:
         with open(path, "rb") as f:
-            header, _ = ckpt._read_header(f, os.fstat(f.fileno()).st_size)
+            header, _ = stfile.read_header(f, os.fstat(f.fileno()).st_size)
         return json.loads(header.get("__metadata__", {})[key])
-    except (OSError, ckpt._Corrupt, KeyError, ValueError, TypeError):
+    except (OSError, stfile.Corrupt, KeyError, ValueError, TypeError):
         return None
 
 

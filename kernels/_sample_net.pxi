@@ -1,0 +1,119 @@
+# Included by _sample.pyx: the model the sampling loop runs, Net, which checks the shapes
+# of the arrays charrnn.sample prepares (see _sample.pyx's docstring for what they are)
+# and keeps pointers to them, and the constants and checks the loop shares with it.
+
+cdef enum:
+    LSTM = 0
+    GRU = 1
+    RNN = 2
+_KINDS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+_INT_MAX = 2**31 - 1  # BLAS takes 32-bit sizes
+
+# 1/T is capped so that (z - max z) / T stays finite: the largest logit then gets weight
+# exactly 1 and the others at most e^-87 (a temperature below 1e-30 is greedy anyway).
+_MAX_INV_TEMP = 1e30
+
+
+cdef struct Model:
+    int kind
+    Py_ssize_t L, H, E, V, G
+    const float *table       # (V, GH), or NULL: layer 0's input part from emb and Wi[0]
+    const float *emb         # (V, E)
+    const float **Wi         # [L] input weights: (GH, E) layer 0; (GH, 2H) fused; (GH, H) gru
+    const float **Wr         # [L] recurrent weights (GH, H); NULL for fused layers k >= 1
+    const float **bi         # [L] (GH) bias of the input part
+    const float **br         # [L] (GH) bias of the recurrent part (gru), else NULL
+    const float *Wd          # (V, H)
+    const float *bd          # (V)
+
+
+cdef int _need(bint ok, str what) except -1:
+    if not ok:
+        raise ValueError(f"sample kernel: inconsistent shapes ({what})")
+    return 0
+
+
+cdef const float *_ptr2(object a, Py_ssize_t rows, Py_ssize_t cols, str what) except? NULL:
+    cdef const float[:, ::1] v = a
+    _need(v.shape[0] == rows and v.shape[1] == cols, what)
+    return &v[0, 0]
+
+
+cdef const float *_ptr1(object a, Py_ssize_t n, str what) except? NULL:
+    cdef const float[::1] v = a
+    _need(v.shape[0] == n, what)
+    return &v[0]
+
+
+cdef float *_fptr(object a) except NULL:
+    cdef float[::1] v = a.reshape(-1)
+    return &v[0]
+
+
+cdef class Net:
+    """A model's weights, prepared by charrnn.sample (see the module docstring).
+
+    Net(cell, emb, table, layers, Wd, bd): emb (V, E); table (V, GH) or None; layers a
+    list of L tuples (Wi, Wr, bi, br) with None where a layer has no such array; all
+    float32 C-contiguous. The arrays are kept alive and never written to.
+    """
+    cdef Model m
+    cdef readonly str cell
+    cdef object _keep
+
+    def __cinit__(self):
+        self.m.Wi = self.m.Wr = self.m.bi = self.m.br = NULL
+
+    def __init__(self, str cell, emb, table, list layers, Wd, bd):
+        if self.m.Wi != NULL:
+            raise RuntimeError("a Net is initialised once (Runs point into its arrays)")
+        _need(cell in _KINDS, "cell")
+        cdef Py_ssize_t L = len(layers), V = np.shape(emb)[0], E = np.shape(emb)[1]
+        cdef Py_ssize_t H = np.shape(Wd)[1], G = _GATES[cell], GH, k
+        GH = G * H
+        _need(L >= 1 and V >= 1 and E >= 1 and H >= 1, "empty dimension")
+        _need(GH * max(E, 2 * H, V) <= _INT_MAX and V * GH <= _INT_MAX, "too large for BLAS")
+        self.cell = cell
+        self._keep = (emb, table, layers, Wd, bd)
+        self.m.kind = _KINDS[cell]
+        self.m.L, self.m.H, self.m.E, self.m.V, self.m.G = L, H, E, V, G
+        self.m.emb = _ptr2(emb, V, E, "emb")
+        self.m.table = NULL if table is None else _ptr2(table, V, GH, "table")
+        self.m.Wd = _ptr2(Wd, V, H, "Wd")
+        self.m.bd = _ptr1(bd, V, "bd")
+        self.m.Wi = <const float **> calloc(L, sizeof(float *))
+        self.m.Wr = <const float **> calloc(L, sizeof(float *))
+        self.m.bi = <const float **> calloc(L, sizeof(float *))
+        self.m.br = <const float **> calloc(L, sizeof(float *))
+        if not (self.m.Wi and self.m.Wr and self.m.bi and self.m.br):
+            raise MemoryError()
+        fused = cell != "gru"
+        for k in range(L):
+            Wi, Wr, bi, br = layers[k]
+            D = E if k == 0 else (2 * H if fused else H)
+            self.m.Wi[k] = _ptr2(Wi, GH, D, f"Wi[{k}]")
+            self.m.bi[k] = _ptr1(bi, GH, f"bi[{k}]")
+            if k == 0 or not fused:
+                self.m.Wr[k] = _ptr2(Wr, GH, H, f"Wr[{k}]")
+            else:
+                _need(Wr is None, f"Wr[{k}] (fused into Wi)")
+            if not fused:
+                self.m.br[k] = _ptr1(br, GH, f"br[{k}]")
+            else:
+                _need(br is None, f"br[{k}] (folded into bi)")
+
+    def __dealloc__(self):
+        free(self.m.Wi)
+        free(self.m.Wr)
+        free(self.m.bi)
+        free(self.m.br)
+
+    @property
+    def sizes(self):
+        """dict(L, H, E, V, G)"""
+        return dict(L=self.m.L, H=self.m.H, E=self.m.E, V=self.m.V, G=self.m.G)
+
+    @property
+    def has_table(self):
+        return self.m.table != NULL
