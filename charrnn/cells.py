@@ -22,6 +22,7 @@ pass; float64, and float32 on the scalar tier, on SciPy's BLAS. `gemm_backend("b
 """
 import contextlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -100,9 +101,29 @@ class Parallel:
     """Runs independent pieces of a kernel pass on `threads` threads. The kernels release
     the GIL, so plain Python threads run them truly in parallel."""
 
+    # The sgemm keeps its copies of A and B on the stack (up to 128 KiB, kernels/sgemm.h):
+    # more than musl's default thread stack (128 KiB), so the workers get their own size.
+    STACK_BYTES = 8 << 20
+
     def __init__(self, threads):
         self.threads = max(1, int(threads))
-        self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
+        self._pool = None
+        if self.threads > 1:
+            self._pool = ThreadPoolExecutor(self.threads - 1)
+            self._start_workers()
+
+    def _start_workers(self):
+        """Start every worker now, with STACK_BYTES of stack: ThreadPoolExecutor starts
+        them lazily, and threading.stack_size applies to threads started after it."""
+        old = threading.stack_size()
+        threading.stack_size(max(old, self.STACK_BYTES))
+        try:
+            n = self.threads - 1
+            gate = threading.Barrier(n)       # n tasks held together need n threads
+            for f in [self._pool.submit(gate.wait) for _ in range(n)]:
+                f.result()
+        finally:
+            threading.stack_size(old)
 
     def split(self, n):
         """[(lo, hi), ...]: n items cut into `threads` nearly equal ranges (some may be

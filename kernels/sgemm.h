@@ -16,7 +16,8 @@
  * NR, each panel K rows of NR floats, zero-padded past column N. A pack is only valid
  * for tiers with the same NR: cr_sgemm_pack_ok checks that at the Python boundary.
  *
- * Nothing here allocates or can fail. Each output element is a dot product summed in k
+ * Nothing here allocates or can fail: the copies it makes (a block of transposed A, a
+ * panel of plain B; 128 KiB at most) live on the stack. Each output element is a dot product summed in k
  * order within blocks of k fixed by K alone, so results do not depend on how callers
  * split M between threads.
  */
