@@ -20,7 +20,7 @@ def info():
     backend = cells.current_gemm_backend()
     blas = [f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture') or '?'}, "
             f"{p.get('num_threads')} threads)" for p in threadpool_info()
-            if p.get("user_api") == "blas" and "scipy" in (p.get("filepath") or "")]
+            if p.get("user_api") == "blas" and _in_scipy(p.get("filepath") or "")]
     if not blas:   # SciPy linked to a system BLAS: list whatever threadpoolctl sees
         blas = [f"{p.get('internal_api')} {p.get('version')}" for p in threadpool_info()
                 if p.get("user_api") == "blas"]
@@ -73,3 +73,11 @@ def format_info(d):
         v = d[key]
         lines.append(f"{label:<{width}}  {', '.join(v) if isinstance(v, list) else v}")
     return "\n".join(lines)
+
+
+def _in_scipy(path):
+    """True for a library SciPy ships (site-packages/scipy/ or scipy.libs/). NumPy's own
+    OpenBLAS is named libscipy_openblas64_ too, but lives in numpy.libs/ or numpy/."""
+    parts = os.path.normpath(path).split(os.sep)[:-1]
+    return any(p in ("scipy", "scipy.libs") for p in parts)
+

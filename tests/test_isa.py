@@ -149,3 +149,13 @@ def test_a_pack_for_another_tile_width_is_refused():
             else:
                 with pytest.raises(ValueError, match="packed for this ISA tier"):
                     _ops.linear_forward(x, W, Wp, b, out)
+
+
+def test_info_tells_scipys_blas_from_numpys():
+    """NumPy 2's wheels ship an OpenBLAS named libscipy_openblas64_ too: `charrnn info`
+    must report the one under scipy/ or scipy.libs/, the one the kernels call."""
+    from charrnn.info import _in_scipy
+    assert _in_scipy("/venv/lib/python3.11/site-packages/scipy.libs/libscipy_openblas-6cd.so")
+    assert _in_scipy("/venv/lib/python3.11/site-packages/scipy/.dylibs/libopenblas.0.dylib")
+    assert not _in_scipy("/venv/lib/python3.11/site-packages/numpy.libs/libscipy_openblas64_-3a.so")
+    assert not _in_scipy("/venv/lib/python3.11/site-packages/numpy/.dylibs/libscipy_openblas64_.dylib")
