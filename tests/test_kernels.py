@@ -460,7 +460,7 @@ t.join()
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs RLIMIT_STACK (POSIX)")
-def test_parallel_workers_survive_a_musl_sized_default_stack():
+def test_parallel_workers_survive_a_musl_sized_default_stack(tmp_path):
     """musl starts threads with 128 KiB of stack, less than the sgemm's stack copies plus
     Python's frames: Parallel must start its workers with a stack of their own. Here
     glibc's default thread stack is held to 128 KiB through RLIMIT_STACK."""
@@ -471,7 +471,9 @@ def test_parallel_workers_survive_a_musl_sized_default_stack():
     def limit():
         resource.setrlimit(resource.RLIMIT_STACK, (128 << 10, resource.getrlimit(resource.RLIMIT_STACK)[1]))
 
+    # cwd: not the checkout, whose charrnn/ (without built extensions, after a plain
+    # `pip install .`) would shadow the installed package
     p = subprocess.run([sys.executable, "-c", _SMALL_STACK_SCRIPT], capture_output=True,
-                       text=True, preexec_fn=limit, timeout=120)
+                       text=True, preexec_fn=limit, timeout=120, cwd=tmp_path)
     assert p.returncode == 0, f"exit {p.returncode}: {p.stderr[-2000:]}"
     assert p.stdout.split()[0] == "ok" and p.stdout.split()[-1] == "True"
