@@ -17,9 +17,9 @@
  * for tiers with the same NR: cr_sgemm_pack_ok checks that at the Python boundary.
  *
  * Nothing here allocates or can fail: the copies it makes (a block of transposed A, a
- * panel of plain B; 128 KiB at most) live on the stack. Each output element is a dot product summed in k
- * order within blocks of k fixed by K alone, so results do not depend on how callers
- * split M between threads.
+ * panel of plain B; 128 KiB at most) live on the stack. Each output element is a dot
+ * product summed in k order within blocks of k fixed by K alone, so results do not
+ * depend on how callers split M between threads.
  */
 #ifndef CHARRNN_SGEMM_H
 #define CHARRNN_SGEMM_H
@@ -41,12 +41,6 @@
 #else
 #define CR_PREFETCH_W(p) ((void)(p))
 #endif
-#if defined(__GNUC__) || defined(__clang__)
-#define CR_PREFETCH_R(p) __builtin_prefetch((const void *)(p), 0, 3)
-#else
-#define CR_PREFETCH_R(p) CR_PREFETCH_W(p)
-#endif
-#define CR_PF_ROWS 16       /* rows of a transposed A prefetched ahead of its packing */
 
 #define CR_PACK_HDR 16     /* header floats: [magic, NR, K, N] as int32 bits; 64 B */
 #define CR_PACK_MAGIC 0x43524e50
@@ -267,18 +261,11 @@ static void cr_sgemm_run(const cr_gemm_tier *t, int trans_a, ptrdiff_t M, ptrdif
             for (ptrdiff_t k = 0; k < kc; k++) {
                 const float *src = A + (pc + k) * lda + ib;
                 float *P = Ap + k * MR;
-                /* A few rows ahead: hardware prefetchers do not follow a walk that reads
-                 * a few lines of each row and jumps lda floats, so each row's lines
-                 * would otherwise arrive one miss at a time. */
-                if (pc + k + CR_PF_ROWS < K)
-                    for (ptrdiff_t i = 0; i < mc; i += 16)
-                        CR_PREFETCH_R(src + CR_PF_ROWS * lda + i);
                 for (ptrdiff_t i = 0; i < mfull; i += MR)
                     cr_copy_short(P + i * kc, src + i, MR);
-                for (ptrdiff_t i = mfull; i < mc; i++)
-                    P[mfull * kc + (i - mfull)] = src[i];
-                for (ptrdiff_t i = mc; i < mfull + (mc > mfull ? MR : 0); i++)
-                    P[mfull * kc + (i - mfull)] = 0.0f;
+                if (mc > mfull)                               /* last tile: zero-padded */
+                    for (int r = 0; r < MR; r++)
+                        P[mfull * kc + r] = mfull + r < mc ? src[mfull + r] : 0.0f;
             }
             cr_sgemm_block(t, ib, ib + mc, N, pc, kc, K, Ap, 1, 0, B, ldb, C, ldc,
                            accumulate, b1, b2);
