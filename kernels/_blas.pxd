@@ -58,6 +58,10 @@ cdef extern from "cellmath.h" nogil:
                   const float *A, Py_ssize_t lda, const float *B, Py_ssize_t ldb,
                   float *C, Py_ssize_t ldc, int accumulate,
                   const float *b1, const float *b2)
+    void cr_sgemm_tn(Py_ssize_t M, Py_ssize_t K, const float *A, Py_ssize_t lda,
+                     Py_ssize_t N1, const float *B1, Py_ssize_t ldb1, float *C1, Py_ssize_t ldc1,
+                     Py_ssize_t N2, const float *B2, Py_ssize_t ldb2, float *C2, Py_ssize_t ldc2,
+                     float *asum, float *asum2)
 
 
 cdef inline void mm(bint own, bint trans_a, bint trans_b, int M, int N, int K,

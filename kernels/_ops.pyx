@@ -10,7 +10,7 @@ from libc.math cimport exp, log, sqrt
 from libc.stdint cimport int32_t
 from libc.string cimport memcpy
 
-from _blas cimport gemm as _gemm, mm
+from _blas cimport gemm as _gemm, mm, cr_sgemm_tn
 from _blas cimport cr_sgemm_pack, cr_sgemm_packed_size, cr_sgemm_packed_ok
 from _cellmath cimport (cr_expf, cr_sigmoidf, cr_tanhf, fill_bias, colsum_add, packed, mm_bias,
                         softmax_xent_row_f32, fast_math_f32_tier)
@@ -105,14 +105,21 @@ def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x, const
           and dx.shape[1] == H and dW.shape[0] == V and dW.shape[1] == H and db.shape[0] == V,
           "linear backward")
     own = own and floating is float
+    cdef bint done = False
     if R == 0:
         return
     with nogil:
         mm(own, False, False, <int>R, <int>H, <int>V, &dout[0, 0], <int>V, &W[0, 0], <int>H,
            NULL, False, &dx[0, 0], <int>H)
-        mm(own, True, False, <int>V, <int>H, <int>R, &dout[0, 0], <int>V, &x[0, 0], <int>H,
-           NULL, True, &dW[0, 0], <int>H)
-        colsum_add(&db[0], &dout[0, 0], R, V, V, <floating *> NULL)
+        if floating is float:
+            if own:   # the bias sums ride along with dout's copies (sgemm.h)
+                cr_sgemm_tn(V, R, &dout[0, 0], V, H, &x[0, 0], H, &dW[0, 0], H,
+                            0, NULL, 0, NULL, 0, &db[0], NULL)
+                done = True
+        if not done:
+            mm(own, True, False, <int>V, <int>H, <int>R, &dout[0, 0], <int>V, &x[0, 0], <int>H,
+               NULL, True, &dW[0, 0], <int>H)
+            colsum_add(&db[0], &dout[0, 0], R, V, V, <floating *> NULL)
 
 
 # ---- softmax cross-entropy ---------------------------------------------------------

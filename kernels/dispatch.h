@@ -249,5 +249,17 @@ static inline void cr_sgemm(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, 
                             ptrdiff_t lda, const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc,
                             int accumulate, const float *b1, const float *b2)
 { cr_sgemm_run(&cr_k->gemm, trans_a, M, N, K, A, lda, B, ldb, C, ldc, accumulate, b1, b2); }
+/* The weight gradients of a cell over a whole sequence: C1 (M, N1) += A^T B1 and, if
+ * N2 > 0, C2 (M, N2) += A^T B2, sharing the copies of A (stored (K, M), row stride lda);
+ * asum (M, or NULL) += the row sums of A^T, asum2 (or NULL) the same (sgemm.h). */
+static inline void cr_sgemm_tn(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda,
+                               ptrdiff_t N1, const float *B1, ptrdiff_t ldb1, float *C1,
+                               ptrdiff_t ldc1, ptrdiff_t N2, const float *B2, ptrdiff_t ldb2,
+                               float *C2, ptrdiff_t ldc2, float *asum, float *asum2)
+{
+    cr_tn_out o[2] = {{N1, ldb1, ldc1, B1, C1}, {N2, ldb2, ldc2, B2, C2}};
+    if (M > 0)
+        cr_sgemm_tn_run(&cr_k->gemm, M, K, A, lda, o, N2 > 0 ? 2 : 1, 1, NULL, NULL, asum, asum2);
+}
 
 #endif

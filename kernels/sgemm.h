@@ -218,16 +218,68 @@ static void cr_sgemm_block(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, pt
     }
 }
 
+/* One product of cr_sgemm_tn_run: C (M, N) (+)= A^T @ B, B plain (K, N), row stride ldb. */
+typedef struct {
+    ptrdiff_t N, ldb, ldc;
+    const float *B;
+    float *C;
+} cr_tn_out;
+
+/* Transposed A, for one or more products that share it (the weight gradients: A is the
+ * gates' gradient stored (K, M), K = T*N long; the LSTM's dW_ih and dW_hh both read it):
+ * C_o (M, N_o) (+)= A^T @ B_o. In place, each k would touch a new page per tile (rows of
+ * A are lda floats apart, often a multiple of 4 KiB), so A is copied in blocks of
+ * CR_MC_T rows x CR_KC k into a buffer on the stack, tile-major, each block once for all
+ * the products; each row of A is read whole, once per block.
+ * asum (M floats, or NULL) += the row sums of A^T, the bias gradients (asum2, if not
+ * NULL, gets the same sums, as colsum_add's out2): summed in k order while the blocks
+ * are copied and added once per element, so that two calls add exactly twice the sums.
+ * Row blocks are outermost: their sums then need only CR_MC_T floats. */
+static void cr_sgemm_tn_run(const cr_gemm_tier *t, ptrdiff_t M, ptrdiff_t K, const float *A,
+                            ptrdiff_t lda, const cr_tn_out *out, int n_out, int accumulate,
+                            const float *b1, const float *b2, float *asum, float *asum2)
+{
+    const int MR = t->mr;
+    float Ap[CR_MC_T * CR_KC];
+    float rs[CR_MC_T];
+    for (ptrdiff_t ib = 0; ib < M; ib += CR_MC_T) {
+        ptrdiff_t mc = M - ib < CR_MC_T ? M - ib : CR_MC_T;
+        ptrdiff_t mfull = mc / MR * MR;
+        for (ptrdiff_t i = 0; i < mc; i++)
+            rs[i] = 0.0f;
+        for (ptrdiff_t pc = 0; pc < K || pc == 0; pc += CR_KC) {
+            ptrdiff_t kc = K - pc < CR_KC ? K - pc : CR_KC;
+            for (ptrdiff_t k = 0; k < kc; k++) {             /* tile i at Ap + i * kc */
+                const float *src = A + (pc + k) * lda + ib;
+                float *P = Ap + k * MR;
+                for (ptrdiff_t i = 0; i < mfull; i += MR)
+                    cr_copy_short(P + i * kc, src + i, MR);
+                if (mc > mfull)                               /* last tile: zero-padded */
+                    for (int r = 0; r < MR; r++)
+                        P[mfull * kc + r] = mfull + r < mc ? src[mfull + r] : 0.0f;
+                if (asum)
+                    for (ptrdiff_t i = 0; i < mc; i++)
+                        rs[i] += src[i];
+            }
+            for (int o = 0; o < n_out; o++)
+                cr_sgemm_block(t, ib, ib + mc, out[o].N, pc, kc, K, Ap, 1, 0, out[o].B,
+                               out[o].ldb, out[o].C, out[o].ldc, accumulate, b1, b2);
+        }
+        for (ptrdiff_t i = 0; asum && i < mc; i++) {
+            asum[ib + i] += rs[i];
+            if (asum2)
+                asum2[ib + i] += rs[i];
+        }
+    }
+}
+
 /* The driver. k runs in blocks of CR_KC when K > CR_K_LONG, when A is transposed or
  * when B is plain (its panels are copied per block), else whole; the blocks depend on K
  * alone, so each output element's sums, and so the results, do not depend on how
  * callers split M between threads.
  * A not transposed: read in place, in blocks of rows small enough to stay in L2
  * (CR_A_BLOCK bytes of one k-block) outside the k-blocks, so a block of B (kc x N) is
- * read once per block of rows.
- * A transposed (the weight gradients, K = T*N is long): in place, each k would touch a
- * new page per tile, so A is copied in blocks of CR_MC_T rows x CR_KC k into a buffer on
- * the stack, tile-major; C is accumulated block by block. */
+ * read once per block of rows. A transposed: cr_sgemm_tn_run. */
 static void cr_sgemm_run(const cr_gemm_tier *t, int trans_a, ptrdiff_t M, ptrdiff_t N,
                          ptrdiff_t K, const float *A, ptrdiff_t lda, const float *B,
                          ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate,
@@ -236,41 +288,20 @@ static void cr_sgemm_run(const cr_gemm_tier *t, int trans_a, ptrdiff_t M, ptrdif
     const int MR = t->mr;
     if (M <= 0 || N <= 0)
         return;
-    int blocked = trans_a || K > CR_K_LONG || ldb >= 0;
-    ptrdiff_t KB = blocked ? CR_KC : (K > 0 ? K : 1);
-    if (!trans_a) {
-        ptrdiff_t MC = (CR_A_BLOCK / (ptrdiff_t)sizeof(float) / KB) / MR * MR;
-        MC = MC < MR ? MR : MC;
-        for (ptrdiff_t ib = 0; ib < M; ib += MC)
-            for (ptrdiff_t pc = 0; pc < K || pc == 0; pc += KB) {
-                ptrdiff_t kc = K - pc < KB ? K - pc : KB;
-                cr_sgemm_block(t, ib, M - ib < MC ? M : ib + MC, N, pc, kc, K, A + pc, 0, lda,
-                               B, ldb, C, ldc, accumulate, b1, b2);
-            }
+    if (trans_a) {
+        cr_tn_out o = {N, ldb, ldc, B, C};
+        cr_sgemm_tn_run(t, M, K, A, lda, &o, 1, accumulate, b1, b2, NULL, NULL);
         return;
     }
-    float Ap[CR_MC_T * CR_KC];
-    for (ptrdiff_t pc = 0; pc < K || pc == 0; pc += CR_KC) {
-        ptrdiff_t kc = K - pc < CR_KC ? K - pc : CR_KC;
-        for (ptrdiff_t ib = 0; ib < M; ib += CR_MC_T) {
-            ptrdiff_t mc = M - ib < CR_MC_T ? M - ib : CR_MC_T;
-            /* pack: tile i at Ap + i * kc, (kc, MR) floats. Each row of A is read whole,
-             * once: rows are lda floats apart (often a multiple of 4 KiB), so walking
-             * one tile's k down the rows would fetch every line again for every tile. */
-            ptrdiff_t mfull = mc / MR * MR;
-            for (ptrdiff_t k = 0; k < kc; k++) {
-                const float *src = A + (pc + k) * lda + ib;
-                float *P = Ap + k * MR;
-                for (ptrdiff_t i = 0; i < mfull; i += MR)
-                    cr_copy_short(P + i * kc, src + i, MR);
-                if (mc > mfull)                               /* last tile: zero-padded */
-                    for (int r = 0; r < MR; r++)
-                        P[mfull * kc + r] = mfull + r < mc ? src[mfull + r] : 0.0f;
-            }
-            cr_sgemm_block(t, ib, ib + mc, N, pc, kc, K, Ap, 1, 0, B, ldb, C, ldc,
-                           accumulate, b1, b2);
+    ptrdiff_t KB = K > CR_K_LONG || ldb >= 0 ? CR_KC : (K > 0 ? K : 1);
+    ptrdiff_t MC = (CR_A_BLOCK / (ptrdiff_t)sizeof(float) / KB) / MR * MR;
+    MC = MC < MR ? MR : MC;
+    for (ptrdiff_t ib = 0; ib < M; ib += MC)
+        for (ptrdiff_t pc = 0; pc < K || pc == 0; pc += KB) {
+            ptrdiff_t kc = K - pc < KB ? K - pc : KB;
+            cr_sgemm_block(t, ib, M - ib < MC ? M : ib + MC, N, pc, kc, K, A + pc, 0, lda,
+                           B, ldb, C, ldc, accumulate, b1, b2);
         }
-    }
 }
 
 #endif

@@ -137,6 +137,68 @@ static double *tod(const float *a, size_t n)
 
 static void scaled(float *a, size_t n, float s) { for (size_t i = 0; i < n; i++) a[i] *= s; }
 
+/* cr_sgemm_tn: C1 += A^T B1 and C2 += A^T B2 from one set of copies of A (K, M), with
+ * the row sums of A^T added into asum and asum2; against double precision, guard rows. */
+static void test_sgemm_tn_case(const char *tier, ptrdiff_t M, ptrdiff_t N1, ptrdiff_t N2,
+                               ptrdiff_t K, int sums)
+{
+    float *A = randv((size_t)(K * M)), *B1 = randv((size_t)(K * N1)), *B2 = randv((size_t)(K * N2));
+    float *C1 = randv((size_t)((M + 1) * N1)), *C2 = randv((size_t)((M + 1) * N2 + 1));
+    float *s1 = randv((size_t)M + 1), *s2 = randv((size_t)M + 1);
+    double *w1 = malloc((size_t)(M * N1 + 1) * sizeof(double));
+    double *w2 = malloc((size_t)(M * N2 + 1) * sizeof(double));
+    double *ws1 = malloc((size_t)M * sizeof(double)), *ws2 = malloc((size_t)M * sizeof(double));
+    const float guard = 12345.0f;
+    for (ptrdiff_t j = 0; j < N1; j++) C1[M * N1 + j] = guard;
+    for (ptrdiff_t j = 0; j < N2; j++) C2[M * N2 + j] = guard;
+    s1[M] = s2[M] = guard;
+    double scale = 1.0;
+    for (ptrdiff_t i = 0; i < M; i++) {
+        double rsum = 0;
+        for (ptrdiff_t k = 0; k < K; k++) rsum += A[k * M + i];
+        ws1[i] = s1[i] + rsum;
+        ws2[i] = s2[i] + rsum;
+        for (int o = 0; o < 2; o++) {
+            ptrdiff_t N = o ? N2 : N1;
+            const float *B = o ? B2 : B1;
+            const float *C = o ? C2 : C1;
+            for (ptrdiff_t j = 0; j < N; j++) {
+                double s = C[i * N + j];
+                for (ptrdiff_t k = 0; k < K; k++) s += (double)A[k * M + i] * B[k * N + j];
+                (o ? w2 : w1)[i * N + j] = s;
+                scale = fabs(s) > scale ? fabs(s) : scale;
+            }
+        }
+    }
+    cr_sgemm_tn(M, K, A, M, N1, B1, N1, C1, N1, N2, B2, N2, C2, N2, sums ? s1 : NULL,
+                sums ? s2 : NULL);
+    double e1 = max_diff(C1, w1, (size_t)(M * N1)), e2 = N2 ? max_diff(C2, w2, (size_t)(M * N2)) : 0;
+    double es = sums ? fmax(max_diff(s1, ws1, (size_t)M), max_diff(s2, ws2, (size_t)M)) : 0;
+    int guard_ok = s1[M] == guard && s2[M] == guard;
+    for (ptrdiff_t j = 0; j < N1; j++) guard_ok &= C1[M * N1 + j] == guard;
+    for (ptrdiff_t j = 0; j < N2; j++) guard_ok &= C2[M * N2 + j] == guard;
+    double limit = 2e-6 * scale * sqrt((double)(K > 0 ? K : 1));
+    char what[160];
+    snprintf(what, sizeof what, "sgemm_tn M=%td N1=%td N2=%td K=%td sums=%d", M, N1, N2, K, sums);
+    check(fmax(e1, e2) <= limit, what, tier, fmax(e1, e2), limit);
+    check(es <= 2e-6 * (K + 1), "sgemm_tn row sums", tier, es, 2e-6 * (K + 1));
+    check(guard_ok, "sgemm_tn writes only C1, C2 and the sums", tier, 0, 0);
+    free(A); free(B1); free(B2); free(C1); free(C2); free(s1); free(s2);
+    free(w1); free(w2); free(ws1); free(ws2);
+}
+
+static void test_sgemm_tn(const char *tier)
+{
+    static const ptrdiff_t Ms[] = {1, 5, 8, 13, 97, 200};
+    static const ptrdiff_t Ks[] = {0, 1, 70, 257, 600};
+    for (size_t m = 0; m < sizeof Ms / sizeof *Ms; m++)
+        for (size_t k = 0; k < sizeof Ks / sizeof *Ks; k++) {
+            int v = (int)(m + k);
+            test_sgemm_tn_case(tier, Ms[m], 33, v & 1 ? 17 : 0, Ks[k], (v >> 1) & 1 ? 0 : 1);
+        }
+    test_sgemm_tn_case(tier, 40, 64, 32, 300, 1);
+}
+
 static void test_cells(const char *tier)
 {
     const idx_t N = 5, H = 37;
@@ -245,6 +307,7 @@ int main(void)
         int before = failed;
         unsigned ftz = cr_ftz_begin();
         test_sgemm(tier);
+        test_sgemm_tn(tier);
         test_cells(tier);
         test_math(tier);
         cr_ftz_end(ftz);
