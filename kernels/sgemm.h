@@ -60,9 +60,15 @@ typedef void (*cr_ukernel_fn)(ptrdiff_t K, const float *A, const ptrdiff_t *a_of
                               ptrdiff_t a_step, const float *B, ptrdiff_t b_step, float *C,
                               ptrdiff_t ldc, int mr, int nr, int accumulate, const float *bias);
 
+/* split: 0, or a tile height the tier's kernel runs at full speed below mr (AVX2: 4 rows
+ * still keep 8 accumulators in flight). When the rows left are mr + 1 or mr + 2, a tile
+ * of `split` rows goes first, so the last two tiles are split + (1 or 2 more) rows, not
+ * a full tile and a nearly empty one (M = 32 on 6-row tiles: 6,6,6,6,4,4, not 6x5 + 2
+ * rows in a 3-row kernel). Each row's sums are the same whatever the tile height. */
 typedef struct {
     int mr, nr;
     cr_ukernel_fn kernel;
+    int split;
 } cr_gemm_tier;
 
 /* The scalar tail of a micro-kernel's store for a partial tile: row values v (nr of
@@ -149,8 +155,11 @@ static void cr_sgemm_panel(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, pt
                            const float *bias)
 {
     const int MR = t->mr;
-    for (ptrdiff_t i0 = ib; i0 < ie; i0 += MR) {
-        int mr = ie - i0 < MR ? (int)(ie - i0) : MR;
+    int mr;
+    const int split = a_packed ? 0 : t->split;        /* packed A comes in MR-row tiles */
+    for (ptrdiff_t i0 = ib, left; i0 < ie; i0 += mr) {
+        left = ie - i0;
+        mr = left < MR ? (int)left : split && left > MR && left <= MR + 2 ? split : MR;
         ptrdiff_t a_ofs[CR_MR_MAX];
         for (int r = 0; r < MR; r++) {
             ptrdiff_t i = i0 + (r < mr ? r : mr - 1);
@@ -159,7 +168,7 @@ static void cr_sgemm_panel(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, pt
         /* The next tile's rows of C, a whole micro-kernel ahead: with C much larger than
          * the caches (the whole-sequence products write T*N rows), its stores and the
          * loads of accumulate otherwise wait on memory at the end of every tile. */
-        ptrdiff_t in = i0 + MR < ie ? i0 + MR : i0;
+        ptrdiff_t in = i0 + mr < ie ? i0 + mr : i0;
         int mn = ie - in < MR ? (int)(ie - in) : MR;
         for (int r = 0; r < mn; r++) {
             CR_PREFETCH_W(C + (in + r) * ldc);

@@ -1,8 +1,9 @@
 /* The AVX2+FMA micro-kernel: tile 6 x 16, as BLIS's Haswell sgemm. 12 ymm accumulators;
  * per k two loads of B and six broadcasts of A feed 12 FMAs (15 of the 16 ymm registers).
- * A last tile of 4 rows (M = 16 per thread) runs a 4-row copy, one of at most 3 rows a
- * 3-row copy: less work than computing copies of the last row. Compiled inside an
- * AVX2+FMA region (dispatch.h). */
+ * A tile of 4 rows runs a 4-row copy (8 accumulators: still enough FMAs in flight), one
+ * of at most 3 rows a 3-row copy: less work than computing copies of the last row; the
+ * driver cuts M = 6q + 1 or 6q + 2 into ..., 4, 3 or ..., 4, 4 (tier split = 4, sgemm.h).
+ * Compiled inside an AVX2+FMA region (dispatch.h). */
 #define CR_AVX2_MR 6
 #define CR_AVX2_NR 16
 
