@@ -16,10 +16,10 @@
  * NR, each panel K rows of NR floats, zero-padded past column N. A pack is only valid
  * for tiers with the same NR: cr_sgemm_pack_ok checks that at the Python boundary.
  *
- * Nothing here allocates or can fail: the copies it makes (a block of transposed A, a
- * panel of plain B; 128 KiB at most) live on the stack. Each output element is a dot
- * product summed in k order within blocks of k fixed by K alone, so results do not
- * depend on how callers split M between threads.
+ * Nothing here allocates or can fail: the copies it makes (a block of transposed A, 96
+ * KiB, a panel of plain B, 32 KiB, and the block's row sums) live on the stack. Each
+ * output element is a dot product summed in k order within blocks of k fixed by K alone,
+ * so results do not depend on how callers split M between threads.
  */
 #ifndef CHARRNN_SGEMM_H
 #define CHARRNN_SGEMM_H
