@@ -290,7 +290,7 @@ def test_row_major_gemm(ta, tb, dtype):
 @pytest.mark.parametrize("packed", [False, True])
 @pytest.mark.parametrize("M,N,K", [(1, 1, 1), (8, 32, 16), (7, 33, 5), (9, 31, 300), (33, 65, 257),
                                    (16, 1024, 256), (50, 128, 512), (3, 100, 0), (70, 17, 513),
-                                   (101, 40, 600), (200, 33, 130)])
+                                   (101, 40, 600), (200, 33, 130), (389, 20, 300)])
 def test_own_sgemm_matches_numpy(M, N, K, trans_a, packed):
     """Tile edges in rows (MR: 4, 6, 8) and columns (NR: 16, 32), k blocks (256: transposed
     A, a plain B, or K > 512), several blocks of rows, K = 0; on the current tier's

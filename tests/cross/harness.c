@@ -109,10 +109,11 @@ static void test_sgemm(const char *tier)
     for (int f = 0; f < 16; f++)
         test_sgemm_case(tier, f & 1, (f >> 1) & 1, (f >> 2) & 1, (f >> 3) & 1, 19, 37, 300);
     test_sgemm_case(tier, 1, 1, 1, 1, 40, 48, 600);
-    /* more rows than one block of A (CR_MC_T = 96 transposed, 64 at k-blocks of 256)
+    /* more rows than one block of A (CR_MC_T = 192 transposed, 64 at k-blocks of 256)
      * and K past CR_K_LONG (k-blocks with A in place) */
     for (int f = 0; f < 4; f++)
         test_sgemm_case(tier, f & 1, (f >> 1) & 1, 1, 1, 101, 37, 600);
+    test_sgemm_case(tier, 1, 1, 1, 1, 389, 37, 600);      /* two full blocks and 5 rows */
     test_sgemm_case(tier, 0, 1, 0, 1, 200, 33, 130);
 }
 
@@ -189,7 +190,7 @@ static void test_sgemm_tn_case(const char *tier, ptrdiff_t M, ptrdiff_t N1, ptrd
 
 static void test_sgemm_tn(const char *tier)
 {
-    static const ptrdiff_t Ms[] = {1, 5, 8, 13, 97, 200};
+    static const ptrdiff_t Ms[] = {1, 5, 8, 13, 97, 200, 389};   /* CR_MC_T = 192 */
     static const ptrdiff_t Ks[] = {0, 1, 70, 257, 600};
     for (size_t m = 0; m < sizeof Ms / sizeof *Ms; m++)
         for (size_t k = 0; k < sizeof Ks / sizeof *Ks; k++) {
