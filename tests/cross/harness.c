@@ -109,8 +109,8 @@ static void test_sgemm(const char *tier)
     for (int f = 0; f < 16; f++)
         test_sgemm_case(tier, f & 1, (f >> 1) & 1, (f >> 2) & 1, (f >> 3) & 1, 19, 37, 300);
     test_sgemm_case(tier, 1, 1, 1, 1, 40, 48, 600);
-    /* more rows than one block of A (CR_MC_T = 192 transposed, 64 at k-blocks of 256)
-     * and K past CR_K_LONG (k-blocks with A in place) */
+    /* more rows than one block of A in place (64 rows at k-blocks of 256) and K past
+     * CR_K_LONG; then more than two blocks of transposed A (CR_MC_T = 192) */
     for (int f = 0; f < 4; f++)
         test_sgemm_case(tier, f & 1, (f >> 1) & 1, 1, 1, 101, 37, 600);
     test_sgemm_case(tier, 1, 1, 1, 1, 389, 37, 600);      /* two full blocks and 5 rows */
