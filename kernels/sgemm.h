@@ -31,20 +31,25 @@
 #include <intrin.h>
 #endif
 
-/* A hint that the cache line holding p will be written soon (no-op where unknown). */
+/* Hints that the cache line holding p will be read (R) or written (W) soon (no-ops where
+ * unknown). */
 #if defined(__GNUC__) || defined(__clang__)
 #define CR_PREFETCH_W(p) __builtin_prefetch((const void *)(p), 1, 3)
+#define CR_PREFETCH_R(p) __builtin_prefetch((const void *)(p), 0, 3)
 #elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
 #define CR_PREFETCH_W(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#define CR_PREFETCH_R(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #elif defined(_MSC_VER) && defined(_M_ARM64)
 #define CR_PREFETCH_W(p) __prefetch((const void *)(p))
+#define CR_PREFETCH_R(p) __prefetch((const void *)(p))
 #else
 #define CR_PREFETCH_W(p) ((void)(p))
+#define CR_PREFETCH_R(p) ((void)(p))
 #endif
 
 #define CR_PACK_HDR 16     /* header floats: [magic, NR, K, N] as int32 bits; 64 B */
 #define CR_PACK_MAGIC 0x43524e50
-#define CR_MR_MAX 8
+#define CR_MR_MAX 10        /* the tallest tile of any tier (AVX-512's last tile) */
 #define CR_NR_MAX 32
 #define CR_KC 256          /* k per block: long K, A transposed, or an edge of B copied */
 #define CR_K_LONG 512      /* K above this runs in blocks of CR_KC (B panels stay in L1) */
@@ -55,6 +60,9 @@
  * (dG 2500x512 / 2048x1024): 96 rows 62 / 62 GFLOP/s, 192 rows 73 / 76, 288 rows 79 / 80. */
 #define CR_MC_T 192
 #define CR_A_BLOCK (64 * 1024)
+/* Rows of A per chunk of the transposed copy: a chunk's rows (CR_KCH x CR_MC_T floats,
+ * 12 KiB) stay in L1 while it is copied tile by tile. */
+#define CR_KCH 16
 
 /* One micro-tile: C[0:mr, 0:nr] (+)= bias + sum_k op(A)[row r, k] * B[k, 0:NR].
  * A: row r's element k=0 at A + a_ofs[r], element k+1 a_step floats further; rows
@@ -263,17 +271,38 @@ static void cr_sgemm_tn_run(const cr_gemm_tier *t, ptrdiff_t M, ptrdiff_t K, con
             rs[i] = 0.0f;
         for (ptrdiff_t pc = 0; pc < K || pc == 0; pc += CR_KC) {
             ptrdiff_t kc = K - pc < CR_KC ? K - pc : CR_KC;
-            for (ptrdiff_t k = 0; k < kc; k++) {             /* tile i at Ap + i * kc */
-                const float *src = A + (pc + k) * lda + ib;
-                float *P = Ap + k * MR;
-                for (ptrdiff_t i = 0; i < mfull; i += MR)
-                    cr_copy_short(P + i * kc, src + i, MR);
-                if (mc > mfull)                               /* last tile: zero-padded */
-                    for (int r = 0; r < MR; r++)
-                        P[mfull * kc + r] = mfull + r < mc ? src[mfull + r] : 0.0f;
+            /* Tile i at Ap + i * kc. Tile by tile within CR_KCH rows of A: going across
+             * each row instead writes one line per tile, kc * MR floats (a multiple of
+             * 4 KiB) apart, and tens of tiles in a few L1 sets evict each other's lines
+             * before they fill (the store then stalled 2/3 of the copy's time). */
+            for (ptrdiff_t k0 = 0; k0 < kc; k0 += CR_KCH) {
+                ptrdiff_t k1 = kc - k0 < CR_KCH ? kc : k0 + CR_KCH;
+                const float *src0 = A + (pc + k0) * lda + ib;
+                /* The next chunk's rows, one chunk ahead: A streams from L3 (the gates'
+                 * gradient of the whole sequence), rows lda apart, and the hardware
+                 * prefetchers keep too few of those loads in flight. */
+                for (ptrdiff_t k = k1; k < k1 + CR_KCH && pc + k < K; k++)
+                    for (ptrdiff_t i = 0; i < mc; i += 16)
+                        CR_PREFETCH_R(src0 + (k - k0) * lda + i);
+                for (ptrdiff_t i = 0; i < mfull; i += MR) {
+                    float *P = Ap + i * kc + k0 * MR;
+                    const float *src = src0 + i;
+                    for (ptrdiff_t k = k0; k < k1; k++, P += MR, src += lda)
+                        cr_copy_short(P, src, MR);
+                }
+                if (mc > mfull) {                             /* last tile: zero-padded */
+                    float *P = Ap + mfull * kc + k0 * MR;
+                    const float *src = src0 + mfull;
+                    for (ptrdiff_t k = k0; k < k1; k++, P += MR, src += lda)
+                        for (int r = 0; r < MR; r++)
+                            P[r] = mfull + r < mc ? src[r] : 0.0f;
+                }
                 if (asum)
-                    for (ptrdiff_t i = 0; i < mc; i++)
-                        rs[i] += src[i];
+                    for (ptrdiff_t k = k0; k < k1; k++) {
+                        const float *src = src0 + (k - k0) * lda;
+                        for (ptrdiff_t i = 0; i < mc; i++)
+                            rs[i] += src[i];
+                    }
             }
             for (int o = 0; o < n_out; o++)
                 cr_sgemm_block(t, ib, ib + mc, out[o].N, pc, kc, K, Ap, 1, 0, out[o].B,
