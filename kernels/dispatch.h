@@ -109,8 +109,8 @@ typedef struct {
     void (*fast_math)(const float *, float *, float *, float *, idx_t);
 } cr_kernels;
 
-#define CR_TIER_TABLE(T, ISA, MR, NR, SPLIT, DEFAULT)                                \
-    { ISA, #T, { MR, NR, cr_ukernel_##T, SPLIT }, DEFAULT, fill_bias_f32_##T,                 \
+#define CR_TIER_TABLE(T, ISA, MR, NR, SPLIT, TALL, DEFAULT)                          \
+    { ISA, #T, { MR, NR, cr_ukernel_##T, SPLIT, TALL }, DEFAULT, fill_bias_f32_##T,           \
       colsum_add_f32_##T, add_inplace_f32_##T, lstm_fwd_step_f32_##T,                 \
       lstm_bwd_step_f32_##T, gru_fwd_step_f32_##T, gru_bwd_step_f32_##T,              \
       rnn_fwd_step_f32_##T, rnn_bwd_step_f32_##T, softmax_xent_row_f32_##T,           \
@@ -119,20 +119,20 @@ typedef struct {
 /* The scalar tier's products default to BLAS: a scalar micro-kernel cannot beat a
  * SIMD BLAS; it is there as the readable reference and for CPUs no other tier fits. */
 static const cr_kernels cr_tier_scalar =
-    CR_TIER_TABLE(scalar, CR_ISA_SCALAR, CR_SCALAR_MR, CR_SCALAR_NR, 0, 0);
+    CR_TIER_TABLE(scalar, CR_ISA_SCALAR, CR_SCALAR_MR, CR_SCALAR_NR, 0, 0, 0);
 #ifdef CR_BUILD_AVX2
-static const cr_kernels cr_tier_avx2 = CR_TIER_TABLE(avx2, CR_ISA_AVX2, CR_AVX2_MR, CR_AVX2_NR, 4, 1);
+static const cr_kernels cr_tier_avx2 = CR_TIER_TABLE(avx2, CR_ISA_AVX2, CR_AVX2_MR, CR_AVX2_NR, 4, 0, 1);
 #endif
 #ifdef CR_BUILD_AVX512
 static const cr_kernels cr_tier_avx512 =
-    CR_TIER_TABLE(avx512, CR_ISA_AVX512, CR_AVX512_MR, CR_AVX512_NR, 0, 1);
+    CR_TIER_TABLE(avx512, CR_ISA_AVX512, CR_AVX512_MR, CR_AVX512_NR, 0, CR_AVX512_TALL, 1);
 #endif
 #ifdef CR_BUILD_NEON
 /* NEON by default even where SciPy's BLAS is Accelerate: it cannot be timed here; the
  * per-step products are short and wide (M = 16-64), where packing the weights once per
  * pass is what wins on every CPU measured, and Accelerate's small-M sgemm has no such
  * reuse. CHARRNN_SGEMM=blas switches. */
-static const cr_kernels cr_tier_neon = CR_TIER_TABLE(neon, CR_ISA_NEON, CR_NEON_MR, CR_NEON_NR, 0, 1);
+static const cr_kernels cr_tier_neon = CR_TIER_TABLE(neon, CR_ISA_NEON, CR_NEON_MR, CR_NEON_NR, 0, 0, 1);
 #endif
 
 static const cr_kernels *const cr_tiers[CR_ISA_COUNT] = {

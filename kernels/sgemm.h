@@ -77,11 +77,14 @@ typedef void (*cr_ukernel_fn)(ptrdiff_t K, const float *A, const ptrdiff_t *a_of
  * still keep 8 accumulators in flight). When the rows left are mr + 1 or mr + 2, a tile
  * of `split` rows goes first, so the last two tiles are split + (1 or 2 more) rows, not
  * a full tile and a nearly empty one (M = 32 on 6-row tiles: 6,6,6,6,4,4, not 6x5 + 2
- * rows in a 3-row kernel). Each row's sums are the same whatever the tile height. */
+ * rows in a 3-row kernel). tall: 0, or a tile height above mr (at most CR_MR_MAX) the
+ * kernel also runs: when the rows left are more than mr and at most tall, they go in one
+ * tile (AVX-512, tall 10: M = 50 as 8x5 + 10, not 8x6 + 2 rows in a 4-row kernel).
+ * Each row's sums are the same whatever the tile height. */
 typedef struct {
     int mr, nr;
     cr_ukernel_fn kernel;
-    int split;
+    int split, tall;
 } cr_gemm_tier;
 
 /* The scalar tail of a micro-kernel's store for a partial tile: row values v (nr of
@@ -170,11 +173,13 @@ static void cr_sgemm_panel(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, pt
     const int MR = t->mr;
     int mr;
     const int split = a_packed ? 0 : t->split;        /* packed A comes in MR-row tiles */
+    const int tall = a_packed ? 0 : t->tall;
     for (ptrdiff_t i0 = ib, left; i0 < ie; i0 += mr) {
         left = ie - i0;
-        mr = left < MR ? (int)left : split && left > MR && left <= MR + 2 ? split : MR;
+        mr = left < MR ? (int)left : tall && left <= tall ? (int)left
+           : split && left > MR && left <= MR + 2 ? split : MR;
         ptrdiff_t a_ofs[CR_MR_MAX];
-        for (int r = 0; r < MR; r++) {
+        for (int r = 0, rows = mr > MR ? tall : MR; r < rows; r++) {
             ptrdiff_t i = i0 + (r < mr ? r : mr - 1);
             a_ofs[r] = a_packed ? r : i * lda;
         }

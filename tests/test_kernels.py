@@ -292,9 +292,9 @@ def test_row_major_gemm(ta, tb, dtype):
                                    (16, 1024, 256), (50, 128, 512), (3, 100, 0), (70, 17, 513),
                                    (101, 40, 600), (200, 33, 130), (389, 20, 300)])
 def test_own_sgemm_matches_numpy(M, N, K, trans_a, packed):
-    """Tile edges in rows (MR: 4, 6, 8) and columns (NR: 16, 32), k blocks (256: transposed
-    A, a plain B, or K > 512), several blocks of rows, K = 0; on the current tier's
-    micro-kernel."""
+    """Tile edges in rows (MR: 4, 6, 8; last tiles of 9 and 10 rows on avx512) and columns
+    (NR: 16, 32), k blocks (256: transposed A, a plain B, or K > 512), several blocks of
+    rows, K = 0; on the current tier's micro-kernel."""
     rng = np.random.default_rng(M * 1000 + N + K)
     A = rng.standard_normal((K, M) if trans_a else (M, K)).astype(np.float32)
     B = rng.standard_normal((K, N)).astype(np.float32)
