@@ -231,8 +231,15 @@ static void cr_sgemm_block(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, pt
             b_step = ldb;
         } else {
             if (nr == NR) {
-                for (ptrdiff_t k = 0; k < kc; k++)
-                    cr_copy_short(panel + k * NR, B + (pc + k) * ldb + j0, NR);
+                /* Rows of B 8 ahead: B (T*N rows of x or h) streams from L3 here. */
+                for (ptrdiff_t k = 0; k < kc; k++) {
+                    const float *src = B + (pc + k) * ldb + j0;
+                    if (pc + k + 8 < Kfull) {
+                        CR_PREFETCH_R(src + 8 * ldb);
+                        CR_PREFETCH_R(src + 8 * ldb + NR - 1);
+                    }
+                    cr_copy_short(panel + k * NR, src, NR);
+                }
             } else {
                 for (ptrdiff_t k = 0; k < kc; k++) {
                     memcpy(panel + k * NR, B + (pc + k) * ldb + j0, (size_t)nr * sizeof(float));
