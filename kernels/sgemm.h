@@ -163,6 +163,19 @@ static int cr_sgemm_pack_ok(const float *Bp, size_t n, ptrdiff_t K, ptrdiff_t N,
            && cr_get_i32(Bp + 1) == nr && cr_get_i32(Bp + 2) == K && cr_get_i32(Bp + 3) == N;
 }
 
+/* The height of the next row tile when `left` rows are left (split and tall above). */
+static inline int cr_tile_rows(const cr_gemm_tier *t, ptrdiff_t left, int a_packed)
+{
+    const int MR = t->mr;
+    if (left < MR)
+        return (int)left;
+    if (a_packed)                                      /* packed A comes in MR-row tiles */
+        return MR;
+    if (t->tall && left <= t->tall)
+        return (int)left;
+    return t->split && left > MR && left <= MR + 2 ? t->split : MR;
+}
+
 /* Row tiles [ib, ie) of C against one column panel (K x NR floats, b_step apart).
  * A packed (tile-major (K, MR) blocks, from cr_sgemm's transposed path) or in place. */
 static void cr_sgemm_panel(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, ptrdiff_t K,
@@ -172,14 +185,10 @@ static void cr_sgemm_panel(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, pt
 {
     const int MR = t->mr;
     int mr;
-    const int split = a_packed ? 0 : t->split;        /* packed A comes in MR-row tiles */
-    const int tall = a_packed ? 0 : t->tall;
-    for (ptrdiff_t i0 = ib, left; i0 < ie; i0 += mr) {
-        left = ie - i0;
-        mr = left < MR ? (int)left : tall && left <= tall ? (int)left
-           : split && left > MR && left <= MR + 2 ? split : MR;
+    for (ptrdiff_t i0 = ib; i0 < ie; i0 += mr) {
+        mr = cr_tile_rows(t, ie - i0, a_packed);
         ptrdiff_t a_ofs[CR_MR_MAX];
-        for (int r = 0, rows = mr > MR ? tall : MR; r < rows; r++) {
+        for (int r = 0, rows = mr > MR ? t->tall : MR; r < rows; r++) {
             ptrdiff_t i = i0 + (r < mr ? r : mr - 1);
             a_ofs[r] = a_packed ? r : i * lda;
         }
@@ -226,7 +235,8 @@ static void cr_sgemm_block(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, pt
         ptrdiff_t b_step = NR;
         if (ldb < 0) {                                   /* packed: panel j0 / NR at row pc */
             Bj = B + CR_PACK_HDR + (j0 / NR) * NR * Kfull + pc * NR;
-        } else if (nr == NR && ie - ib <= t->mr) {       /* one tile: read it in place */
+        } else if (nr == NR && cr_tile_rows(t, ie - ib, a_packed) == ie - ib) {
+            /* one tile (of MR rows or fewer, or AVX-512's tall last tile): in place */
             Bj = B + pc * ldb + j0;
             b_step = ldb;
         } else {
