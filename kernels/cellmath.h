@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "prefetch.h"
 
 /* MSVC's C compiler spells C99's inline __inline before VS 2019 16.8. */
 #if defined(_MSC_VER) && !defined(__cplusplus) && !defined(inline)

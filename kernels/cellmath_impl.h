@@ -6,6 +6,19 @@
 
 /* ---- shared helpers ---------------------------------------------------------------- */
 
+#ifndef CR_ROWS_AHEAD
+/* The backward step functions hint the arrays of the batch row this many rows on while
+ * they compute one: every per-step array except the state is new memory at each step
+ * (the whole sequence is kept for backward), so it comes from L3, in more streams (up to
+ * 9) than the hardware prefetchers follow, and the lines a row writes would each wait for
+ * a read from L3 before their stores could drain. Xeon (Intel, AVX-512), min of 6
+ * alternating runs: LSTM 2x128 batch 50 backward 4.7 -> 3.8 ms per layer, GRU 2x256
+ * batch 32 10.7 -> 9.8; hints of the rows read alone did nothing, of the rows written
+ * alone half of that. The same hints in the forward steps changed nothing (8.2 ms GRU,
+ * 4.2 LSTM both ways), so those have none. */
+#define CR_ROWS_AHEAD 2
+#endif
+
 /* out[r, :] = b1 + b2 for every row r: the bias, laid down before a GEMM with beta = 1. */
 CR_UNUSED static void SFX(fill_bias)(REAL *out, const REAL *b1, const REAL *b2, idx_t rows, idx_t cols)
 {
@@ -107,9 +120,18 @@ CR_UNUSED static void SFX(lstm_bwd_step)(const REAL *act, const REAL *c_prev, co
                                const REAL *dy, const REAL *dh_next, REAL *dc, REAL *dact,
                                idx_t N, idx_t H)
 {
+    const ptrdiff_t row = H * (ptrdiff_t)sizeof(REAL);
     for (idx_t n = 0; n < N; n++) {
         const REAL *a = act + n * 4 * H;
         REAL *d = dact + n * 4 * H;
+        if (n + CR_ROWS_AHEAD < N) {
+            idx_t m = n + CR_ROWS_AHEAD;
+            cr_prefetch_span(act + m * 4 * H, 4 * row, 0);
+            cr_prefetch_span(c_prev + m * H, row, 0);
+            cr_prefetch_span(tc + m * H, row, 0);
+            cr_prefetch_span(dy + m * H, row, 0);
+            cr_prefetch_span(dact + m * 4 * H, 4 * row, 1);
+        }
         SFX(lstm_bwd_row)(a, a + H, a + 2 * H, a + 3 * H, c_prev + n * H, tc + n * H,
                           dy + n * H, dh_next + n * H, dc + n * H,
                           d, d + H, d + 2 * H, d + 3 * H, H);
@@ -181,9 +203,19 @@ CR_UNUSED static void SFX(gru_bwd_step)(const REAL *act, const REAL *ghn, const 
                               REAL *dgx, REAL *dgh, REAL *dh_prev,
                               idx_t N, idx_t H)
 {
+    const ptrdiff_t row = H * (ptrdiff_t)sizeof(REAL);
     for (idx_t n = 0; n < N; n++) {
         const REAL *a = act + n * 3 * H;
         REAL *x = dgx + n * 3 * H, *g = dgh + n * 3 * H;
+        if (n + CR_ROWS_AHEAD < N) {
+            idx_t m = n + CR_ROWS_AHEAD;
+            cr_prefetch_span(act + m * 3 * H, 3 * row, 0);
+            cr_prefetch_span(ghn + m * H, row, 0);
+            cr_prefetch_span(h_prev + m * H, row, 0);
+            cr_prefetch_span(dy + m * H, row, 0);
+            cr_prefetch_span(dgx + m * 3 * H, 3 * row, 1);
+            cr_prefetch_span(dgh + m * 3 * H, 3 * row, 1);
+        }
         SFX(gru_bwd_row)(a, a + H, a + 2 * H, ghn + n * H, h_prev + n * H, dy + n * H,
                          dh_next + n * H, x, x + H, x + 2 * H, g, g + H, g + 2 * H,
                          dh_prev + n * H, H);

@@ -27,25 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#if defined(_MSC_VER) && !defined(__clang__)
-#include <intrin.h>
-#endif
 
-/* Hints that the cache line holding p will be read (R) or written (W) soon (no-ops where
- * unknown). */
-#if defined(__GNUC__) || defined(__clang__)
-#define CR_PREFETCH_W(p) __builtin_prefetch((const void *)(p), 1, 3)
-#define CR_PREFETCH_R(p) __builtin_prefetch((const void *)(p), 0, 3)
-#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
-#define CR_PREFETCH_W(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
-#define CR_PREFETCH_R(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
-#elif defined(_MSC_VER) && defined(_M_ARM64)
-#define CR_PREFETCH_W(p) __prefetch((const void *)(p))
-#define CR_PREFETCH_R(p) __prefetch((const void *)(p))
-#else
-#define CR_PREFETCH_W(p) ((void)(p))
-#define CR_PREFETCH_R(p) ((void)(p))
-#endif
+#include "prefetch.h"
 
 #define CR_PACK_HDR 16     /* header floats: [magic, NR, K, N] as int32 bits; 64 B */
 #define CR_PACK_MAGIC 0x43524e50
