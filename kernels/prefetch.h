@@ -5,6 +5,7 @@
 #define CHARRNN_PREFETCH_H
 
 #include <stddef.h>
+#include <stdint.h>
 #if defined(_MSC_VER) && !defined(__clang__)
 #include <intrin.h>
 #endif
@@ -26,15 +27,17 @@
 #define CR_PREFETCH_R(p) ((void)(p))
 #endif
 
-/* Every 64-byte line of bytes [p, p + n): read soon, or written soon if write. */
+/* Every 64-byte line of bytes [p, p + n): read soon, or written soon if write. The walk
+ * starts at p's line, so an unaligned span's last line is hinted too. */
 static inline void cr_prefetch_span(const void *p, ptrdiff_t n, int write)
 {
-    const char *c = (const char *)p;
-    for (ptrdiff_t i = 0; i < n; i += 64) {
+    /* integer addresses: a pointer to before the array's start would be undefined C */
+    const uintptr_t end = (uintptr_t)p + (uintptr_t)n;
+    for (uintptr_t a = (uintptr_t)p & ~(uintptr_t)63; a < end; a += 64) {
         if (write)
-            CR_PREFETCH_W(c + i);
+            CR_PREFETCH_W(a);
         else
-            CR_PREFETCH_R(c + i);
+            CR_PREFETCH_R(a);
     }
 }
 

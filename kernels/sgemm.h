@@ -287,8 +287,7 @@ static void cr_sgemm_tn_run(const cr_gemm_tier *t, ptrdiff_t M, ptrdiff_t K, con
                  * gradient of the whole sequence), rows lda apart, and the hardware
                  * prefetchers keep too few of those loads in flight. */
                 for (ptrdiff_t k = k1; k < k1 + CR_KCH && pc + k < K; k++)
-                    for (ptrdiff_t i = 0; i < mc; i += 16)
-                        CR_PREFETCH_R(src0 + (k - k0) * lda + i);
+                    cr_prefetch_span(src0 + (k - k0) * lda, mc * (ptrdiff_t)sizeof(float), 0);
                 for (ptrdiff_t i = 0; i < mfull; i += MR) {
                     float *P = Ap + i * kc + k0 * MR;
                     const float *src = src0 + i;
