@@ -30,7 +30,7 @@ def extensions():
         cflags.append("-march=native")
     if sys.platform == "win32":   # MSVC: no pragma regions needed for its intrinsics
         cflags = ["/O2", "/fp:precise"] if not DEBUG else ["/Od", "/Zi"]
-    names = ["_ops", "_lstm", "_gru", "_rnn", "_sample", "_dropout", "_copylen"]
+    names = ["_ops", "_lstm", "_gru", "_rnn", "_table", "_sample", "_dropout", "_copylen"]
     exts = [
         Extension(
             f"charrnn.{name}",

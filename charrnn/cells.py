@@ -2,7 +2,9 @@
 
 Same signatures and semantics as charrnn.reference (the specification; read its docstring
 for the maths and shapes): forward returns (y, hT[, cT], cache); backward *adds* into the
-gradient arrays it is given. Everything is validated here, before the kernels release
+gradient arrays it is given. x may also be a Lookup(ids, E), x = E[ids] for a first layer
+after an embedding: the layer then multiplies the embedding table, not its gathered rows,
+and backward's dx is E's gradient (charrnn.lookup). Everything is validated here, before the kernels release
 the GIL: wrong shape, dtype, memory layout or a read-only gradient raises ShapeError (a
 ValueError) with a message naming the argument; nothing reaches C that could fail there.
 
@@ -27,8 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import _gru, _lstm, _ops, _rnn, isa
+from . import _gru, _lstm, _ops, _rnn, isa, lookup
 from .errors import ShapeError
+from .lookup import Lookup
 
 isa.apply_env()
 
@@ -153,6 +156,8 @@ def _empty(ws, name, shape, dtype):
 
 
 def _check(name, a, shape, dtype, writable=False):
+    if isinstance(a, Lookup) and name == "x":   # checked when made; its rows when gathered
+        return
     if not isinstance(a, np.ndarray):
         raise ShapeError(f"{name} must be a numpy array, got {type(a).__name__}")
     if a.dtype != dtype:
@@ -167,7 +172,7 @@ def _check(name, a, shape, dtype, writable=False):
 
 def _sizes(cell, G, x, h0, W_ih):
     """Validate x, h0 and W_ih enough to read T, N, D, H and the dtype."""
-    if not isinstance(x, np.ndarray) or x.ndim != 3:
+    if not isinstance(x, (np.ndarray, Lookup)) or x.ndim != 3:
         got = f"shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
         raise ShapeError(f"{cell}: x must be a 3-d array (T, N, D), got {got}")
     if x.dtype not in DTYPES:
@@ -182,6 +187,12 @@ def _sizes(cell, G, x, h0, W_ih):
     if max(T * N * max(D, G * H), G * H * max(D, H)) > _INT_MAX:
         raise ShapeError(f"{cell}: arrays too large for 32-bit BLAS sizes (T={T} N={N} D={D} H={H})")
     return T, N, D, H, x.dtype
+
+
+def _check_dx(dx, cache, dt):
+    """dx: (T, N, D) like x, or the (V, D) gradient of a Lookup's table (checked there)."""
+    if not isinstance(cache.x, Lookup):
+        _check("dx", dx, cache.x.shape, dt, writable=True)
 
 
 def _check_weights(G, H, D, dt, W_ih, W_hh, b_ih, b_hh, prefix=""):
@@ -230,7 +241,11 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=Non
     act = _empty(ws, "act", (T, N, 4 * H), dt)
     tc = _empty(ws, "tc", (T, N, H), dt)
     Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh)
-    if _serial(parallel):
+    if isinstance(x, Lookup):
+        lookup.forward_input(x, _lstm.forward_input, (W_ih, Wp_ih, b_ih, b_hh), act, ws, parallel)
+        lookup._each(parallel, _lstm.forward_recur, N,
+                     lambda n0, n1: (h0, c0, W_hh, Wp_hh, hs, cs, act, tc, n0, n1))
+    elif _serial(parallel):
         _lstm.forward(x, h0, c0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, cs, act, tc)
     else:
         P = parallel
@@ -244,7 +259,7 @@ def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh,
     T, N, D, H, dt = _open_cache("lstm", cache, dy)
     dhT = _state_grad("dhT", dhT, N, H, dt)
     dcT = _state_grad("dcT", dcT, N, H, dt)
-    _check("dx", dx, (T, N, D), dt, writable=True)
+    _check_dx(dx, cache, dt)
     _check("dh0", dh0, (N, H), dt, writable=True)
     _check("dc0", dc0, (N, H), dt, writable=True)
     _check_weights(4, H, D, dt, dW_ih, dW_hh, db_ih, db_hh, prefix="d")
@@ -255,6 +270,12 @@ def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh,
     dc = _empty(ws, "dc", (N, H), dt)
     Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh)
     P = cache.parallel
+    if isinstance(cache.x, Lookup):
+        lookup._each(P, _lstm.backward_recur, N, lambda n0, n1: (
+            dy, dhT, dcT, cache.W_hh, Wp_hh, cs, act, tc, dact, dh, dc, dh0, dc0, n0, n1))
+        lookup.backward_weights(cache.x, dact, dact, hs, cache.W_ih, Wp_ih, dx, dW_ih, dW_hh,
+                                db_ih, db_hh, ws, P)
+        return
     if _serial(P):
         _lstm.backward(dy, dhT, dcT, cache.x, cache.W_ih, cache.W_hh, Wp_ih, Wp_hh, hs, cs, act, tc,
                        dact, dh, dc, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh)
@@ -278,7 +299,11 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
     ghn = _empty(ws, "ghn", (T, N, H), dt)
     gh = _empty(ws, "gh", (N, 3 * H), dt)
     Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh)
-    if _serial(parallel):
+    if isinstance(x, Lookup):
+        lookup.forward_input(x, _gru.forward_input, (W_ih, Wp_ih, b_ih), act, ws, parallel)
+        lookup._each(parallel, _gru.forward_recur, N,
+                     lambda n0, n1: (h0, W_hh, Wp_hh, b_hh, hs, act, ghn, gh, n0, n1))
+    elif _serial(parallel):
         _gru.forward(x, h0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, act, ghn, gh)
     else:
         P = parallel
@@ -291,7 +316,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
 def gru_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=None):
     T, N, D, H, dt = _open_cache("gru", cache, dy)
     dhT = _state_grad("dhT", dhT, N, H, dt)
-    _check("dx", dx, (T, N, D), dt, writable=True)
+    _check_dx(dx, cache, dt)
     _check("dh0", dh0, (N, H), dt, writable=True)
     _check_weights(3, H, D, dt, dW_ih, dW_hh, db_ih, db_hh, prefix="d")
     hs, act, ghn = cache.saved
@@ -302,6 +327,12 @@ def gru_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=
     dh_b = _empty(ws, "dh_b", (N, H), dt)
     Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh)
     P = cache.parallel
+    if isinstance(cache.x, Lookup):
+        lookup._each(P, _gru.backward_recur, N, lambda n0, n1: (
+            dy, dhT, cache.W_hh, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, n0, n1))
+        lookup.backward_weights(cache.x, dgx, dgh, hs, cache.W_ih, Wp_ih, dx, dW_ih, dW_hh,
+                                db_ih, db_hh, ws, P)
+        return
     if _serial(P):
         _gru.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, Wp_ih, Wp_hh, hs, act, ghn,
                       dgx, dgh, dh_a, dh_b, dx, dh0, dW_ih, dW_hh, db_ih, db_hh)
@@ -323,7 +354,11 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
     hs = _empty(ws, "hs", (T + 1, N, H), dt)
     pre = _empty(ws, "pre", (T, N, H), dt)
     Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh)
-    if _serial(parallel):
+    if isinstance(x, Lookup):
+        lookup.forward_input(x, _rnn.forward_input, (W_ih, Wp_ih, b_ih, b_hh), pre, ws, parallel)
+        lookup._each(parallel, _rnn.forward_recur, N,
+                     lambda n0, n1: (h0, W_hh, Wp_hh, hs, pre, n0, n1))
+    elif _serial(parallel):
         _rnn.forward(x, h0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, pre)
     else:
         P = parallel
@@ -336,7 +371,7 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
 def rnn_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=None):
     T, N, D, H, dt = _open_cache("rnn", cache, dy)
     dhT = _state_grad("dhT", dhT, N, H, dt)
-    _check("dx", dx, (T, N, D), dt, writable=True)
+    _check_dx(dx, cache, dt)
     _check("dh0", dh0, (N, H), dt, writable=True)
     _check_weights(1, H, D, dt, dW_ih, dW_hh, db_ih, db_hh, prefix="d")
     (hs,) = cache.saved
@@ -345,6 +380,12 @@ def rnn_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=
     dh = _empty(ws, "dh", (N, H), dt)
     Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh)
     P = cache.parallel
+    if isinstance(cache.x, Lookup):
+        lookup._each(P, _rnn.backward_recur, N, lambda n0, n1: (
+            dy, dhT, cache.W_hh, Wp_hh, hs, da, dh, dh0, n0, n1))
+        lookup.backward_weights(cache.x, da, da, hs, cache.W_ih, Wp_ih, dx, dW_ih, dW_hh,
+                                db_ih, db_hh, ws, P)
+        return
     if _serial(P):
         _rnn.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, Wp_ih, Wp_hh, hs, da, dh,
                       dx, dh0, dW_ih, dW_hh, db_ih, db_hh)

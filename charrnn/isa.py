@@ -1,6 +1,6 @@
 """Which ISA tier the compiled kernels run on: detection, CHARRNN_ISA, forcing a tier.
 
-Every kernel module (charrnn._ops, _lstm, _gru, _rnn, _sample) holds a table of function
+Every kernel module (charrnn._ops, _lstm, _gru, _rnn, _table, _sample) holds a table of function
 pointers (kernels/dispatch.h), filled at import with the best tier this CPU runs:
 
     scalar   plain C, any CPU and compiler
@@ -15,12 +15,12 @@ block (tests). Asking for a tier this CPU or build cannot run is a ConfigError.
 import contextlib
 import os
 
-from . import _gru, _lstm, _ops, _rnn, _sample
+from . import _gru, _lstm, _ops, _rnn, _sample, _table
 from .errors import ConfigError
 
 TIERS = ("scalar", "avx2", "avx512", "neon")
 ENV = "CHARRNN_ISA"
-_MODULES = (_ops, _lstm, _gru, _rnn, _sample)
+_MODULES = (_ops, _lstm, _gru, _rnn, _table, _sample)
 
 
 def available():

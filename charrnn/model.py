@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import _dropout, _ops, cells
+from . import _dropout, _ops, cells, lookup
 from .checkpoint import expected_shapes
 from .errors import ConfigError, ShapeError
 
@@ -93,6 +93,7 @@ class CharRNN:
         self._ws = [cells.Workspace() for _ in range(self.cfg.layers)]   # per layer: saved for backward
         self._bws = cells.Workspace()   # backward's scratch, shared: layers run it in turn
         self.parallel = None   # a cells.Parallel to split each kernel pass over threads
+        self.lookup_input = True   # layer 0 through the embedding table where it pays
 
     def rebind_grads(self, buf):
         """Use buf (P,) as the gradient buffer (a view into a larger message buffer, so
@@ -183,13 +184,20 @@ class CharRNN:
         ids = np.ascontiguousarray(x, np.int32).reshape(R)
         tgt = np.ascontiguousarray(y, np.int32).reshape(R)
 
-        emb = np.empty((R, cfg.embed), dt)                              # (R, E)
-        _ops.embedding_forward(ids, self.params["encoder.weight"], emb)
         masks = []
-        inp = self._dropout(emb, p, rng, masks, T, N)
+        # Without dropout on the embedding, layer 0 multiplies the embedding table, V
+        # rows, instead of its R gathered rows (charrnn.lookup).
+        table = self.lookup_input and p <= 0 and lookup.worth_it(cfg.vocab_size, R)
+        if table:
+            inp = cells.Lookup(ids.reshape(T, N), self.params["encoder.weight"])
+        else:
+            emb = np.empty((R, cfg.embed), dt)                          # (R, E)
+            _ops.embedding_forward(ids, self.params["encoder.weight"], emb)
+            inp = self._dropout(emb, p, rng, masks, T, N)
         caches, new_state = [], []
         for k in range(cfg.layers):
-            inp = inp.reshape(T, N, -1)                                 # (T, N, E or H)
+            if not isinstance(inp, cells.Lookup):
+                inp = inp.reshape(T, N, -1)                             # (T, N, E or H)
             out = _FORWARD[cfg.cell](inp, *state[k], *self.layer_weights(k),
                                      workspace=self._ws[k], parallel=self.parallel)
             y_k, final, cache = out[0], out[1:-1], out[-1]
@@ -199,7 +207,7 @@ class CharRNN:
         top = np.ascontiguousarray(inp.reshape(R, cfg.hidden))         # (R, H)
         loss, dtop = self._decode(top, tgt, grad)
         if grad:
-            self._backward(dtop, ids, caches, masks, T, N)
+            self._backward(dtop, ids, caches, masks, T, N, table)
         return loss, new_state
 
     def _decode(self, top, tgt, grad):
@@ -265,7 +273,7 @@ class CharRNN:
         masks.append(mask)
         return a * mask
 
-    def _backward(self, dtop, ids, caches, masks, T, N):
+    def _backward(self, dtop, ids, caches, masks, T, N, table=False):
         cfg, dt, g = self.cfg, self.dtype, self.grads
         R = T * N
         d = dtop
@@ -274,7 +282,8 @@ class CharRNN:
                 d = d * masks[k + 1]
             dy = np.ascontiguousarray(d.reshape(T, N, cfg.hidden))
             D = cfg.embed if k == 0 else cfg.hidden
-            dx = np.zeros((T, N, D), dt)
+            # a table input's gradient is the embedding's, added into directly
+            dx = g["encoder.weight"] if k == 0 and table else np.zeros((T, N, D), dt)
             h_scratch = np.zeros((N, cfg.hidden), dt)
             W = self.layer_weights(k, g)
             if cfg.cell == "lstm":
@@ -284,6 +293,8 @@ class CharRNN:
                 cells.gru_backward(dy, None, caches[k], dx, h_scratch, *W, workspace=self._bws)
             else:
                 cells.rnn_backward(dy, None, caches[k], dx, h_scratch, *W, workspace=self._bws)
+            if k == 0 and table:
+                return
             d = dx.reshape(R, D)
         if masks:
             d = d * masks[0]

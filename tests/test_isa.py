@@ -7,12 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from charrnn import _gru, _lstm, _ops, _rnn, _sample, cells, isa
+from charrnn import _gru, _lstm, _ops, _rnn, _sample, _table, cells, isa
 from charrnn.errors import ConfigError
 
 from test_reference import backward, forward, make_inputs, random_dout, zero_grads
 
-MODULES = (_ops, _lstm, _gru, _rnn, _sample)
+MODULES = (_ops, _lstm, _gru, _rnn, _table, _sample)
 TIERS = isa.available()
 # On this architecture: a tier name the CPU can never run (the other architecture's).
 FOREIGN = "neon" if "avx2" in isa.TIERS and _ops.isa_info(1)[1] else "avx2"
