@@ -26,12 +26,18 @@ to the thread count:
   same training part, timed with perf_counter over the same steps after the same
   warm-up (loss.item() every step, as charrnn logs every loss).
 
+With no dropout on the embedding (these configs), charrnn's first layer multiplies the
+embedding table (V rows) instead of the T*N rows gathered from it, and its backward sums
+the gate gradients per character (charrnn/lookup.py); PyTorch's nn.Embedding -> nn.LSTM
+multiplies every gathered row. Same model and data, the same sums in another order: the
+difference is charrnn's algorithm, and it is part of what this benchmark measures.
+
 charrnn and PyTorch measurements alternate (c, p, c, p, ...) --repeat times per config
 and thread count; the table gives medians and the ratio of the medians, so both sides
 saw the same machine conditions. Use --repeat 5 or more with 2 threads.
 
 Also reported:
-- charrnn GFLOP/s: 3 x forward FLOPs per character (forward: per layer 2*G*H*(D+H),
+- charrnn GFLOP/s: an effective rate, 3 x forward FLOPs per character (forward: per layer 2*G*H*(D+H),
   G gates, D its input size; decoder 2*H*V) x characters per second, against the peak
   of a 2048x2048 float32 GEMM (best of 5) through SciPy's BLAS (charrnn._ops.gemm,
   threadpoolctl limited to each thread count) and through charrnn's own sgemm on the
@@ -428,7 +434,9 @@ def report(results, envs, tv, a, threads):
                      f"(t threads take n/t rows each): {own}")
         out.append(line + ".")
     env = next(iter(envs.values()))
-    out.append("GFLOP/s counts 3× the forward FLOPs (matrix products only).")
+    out.append("GFLOP/s counts 3× the forward FLOPs (matrix products only) of the model as "
+               "PyTorch computes it: an effective rate, since charrnn's first layer multiplies "
+               "its V-row embedding table instead of the T×N gathered rows (no dropout here).")
     out.append(f"Machine: {env['cpu']}, {env['cores']} cores; Python {env['python']}, "
                f"NumPy {env['numpy']}, SciPy {env['scipy']}, "
                f"charrnn {env['charrnn']}" + (f", PyTorch {tv}" if tv else "") + ".")
