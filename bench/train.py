@@ -47,8 +47,9 @@ Also reported:
 
 --isa runs every measurement once per ISA tier, both sides held to it: charrnn with
 CHARRNN_ISA=tier (and OPENBLAS_CORETYPE=Haswell for what still goes through BLAS on the
-avx2 tier), PyTorch with ONEDNN_MAX_CPU_ISA=AVX2 on the avx2 tier and as it comes on the
-others (scalar: PyTorch keeps its default; the row shows how far the portable C is).
+avx2 tier), PyTorch with ONEDNN_MAX_CPU_ISA=AVX2 and MKL_ENABLE_INSTRUCTIONS=AVX2 on the
+avx2 tier (oneDNN runs its LSTM, MKL its other matmuls: its GRU and RNN) and as it comes
+on the others (scalar: PyTorch keeps its default; the row shows how far the portable C is).
 
 The Markdown output goes to stdout (progress to stderr), followed by the command line.
 Run it on a quiet machine: anything else running skews both sides.
@@ -266,7 +267,10 @@ def tier_env(side, tier):
     if tier is None:
         return {}
     if side == "torch":
-        return {"ONEDNN_MAX_CPU_ISA": "AVX2"} if tier == "avx2" else {}
+        # both of PyTorch's kernel libraries: oneDNN (its LSTM) and MKL (its BLAS, every
+        # other matmul), which on an Intel CPU with AVX-512 otherwise runs AVX-512 kernels
+        # (2048^2 sgemm on the 2026-12-03 Xeon: 102 GFLOP/s, 59 with MKL held to AVX2)
+        return {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"} if tier == "avx2" else {}
     env = {"CHARRNN_ISA": tier}
     if tier == "avx2":
         env["OPENBLAS_CORETYPE"] = "Haswell"
