@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-EXTENSIONS = ["_ops", "_lstm", "_gru", "_rnn", "_sample", "_dropout"]  # what the tests below import
-TESTS = ["test_kernels.py", "test_reference.py", "test_kernels_hypothesis.py"]
+EXTENSIONS = ["_ops", "_lstm", "_gru", "_rnn", "_table", "_sample", "_dropout"]  # what the tests below import
+TESTS = ["test_kernels.py", "test_reference.py", "test_kernels_hypothesis.py", "test_lookup.py"]
 TIMEOUT = 900  # seconds, for the build and for the test run
 
 # Runs in the subprocess: makes sure it tests the debug copy, then runs pytest.
