@@ -24,14 +24,16 @@ pass; float64, and float32 on the scalar tier, on SciPy's BLAS. `gemm_backend("b
 """
 import contextlib
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import _gru, _lstm, _ops, _rnn, isa, lookup
+from . import _gru, _lstm, _ops, _rnn, isa, lookup, passes
 from .errors import ShapeError
 from .lookup import Lookup
+from .passes import each, empty as _empty, serial as _serial
+
+# the public names of the buffers and threads a pass runs with (charrnn/passes.py)
+Workspace, Parallel = passes.Workspace, passes.Parallel
 
 isa.apply_env()
 
@@ -96,75 +98,6 @@ def _packs_forward(ws, W_ih, W_hh, parallel=None):
 def _packs_backward(ws, W_ih, W_hh, parallel=None):
     """The B operands of dG W_ih and dG W_hh."""
     return _pack_two(ws, ("Wpb_ih", "Wpb_hh"), (W_ih, W_hh), False, parallel)
-
-
-class Workspace:
-    """Named buffers reused across calls while their shape and dtype stay the same."""
-
-    def __init__(self):
-        self._bufs = {}
-
-    def get(self, name, shape, dtype):
-        a = self._bufs.get(name)
-        if a is None or a.shape != shape or a.dtype != dtype:
-            a = np.empty(shape, dtype)
-            self._bufs[name] = a
-        return a
-
-
-class Parallel:
-    """Runs independent pieces of a kernel pass on `threads` threads. The kernels release
-    the GIL, so plain Python threads run them truly in parallel."""
-
-    # The sgemm keeps its copies of A and B on the stack (about 225 KiB, kernels/sgemm.h):
-    # more than musl's default thread stack (128 KiB), so the workers get their own size.
-    STACK_BYTES = 8 << 20
-
-    def __init__(self, threads):
-        self.threads = max(1, int(threads))
-        self._pool = None
-        if self.threads > 1:
-            self._pool = ThreadPoolExecutor(self.threads - 1)
-            self._start_workers()
-
-    def _start_workers(self):
-        """Start every worker now, with STACK_BYTES of stack: ThreadPoolExecutor starts
-        them lazily, and threading.stack_size applies to threads started after it."""
-        old = threading.stack_size()
-        threading.stack_size(max(old, self.STACK_BYTES))
-        try:
-            n = self.threads - 1
-            gate = threading.Barrier(n)       # n tasks held together need n threads
-            for f in [self._pool.submit(gate.wait) for _ in range(n)]:
-                f.result()
-        finally:
-            threading.stack_size(old)
-
-    def split(self, n):
-        """[(lo, hi), ...]: n items cut into `threads` nearly equal ranges (some may be
-        empty when n < threads; the kernels accept empty ranges)."""
-        k = self.threads
-        cuts = [n * i // k for i in range(k + 1)]
-        return list(zip(cuts[:-1], cuts[1:]))
-
-    def run(self, fn, arg_lists):
-        """fn(*args) for every args in arg_lists; the first runs on the calling thread."""
-        futures = [self._pool.submit(fn, *a) for a in arg_lists[1:]]
-        fn(*arg_lists[0])
-        for f in futures:
-            f.result()
-
-    def close(self):
-        if self._pool is not None:
-            self._pool.shutdown()
-
-
-def _serial(parallel):
-    return parallel is None or parallel.threads == 1
-
-
-def _empty(ws, name, shape, dtype):
-    return np.empty(shape, dtype) if ws is None else ws.get(name, shape, dtype)
 
 
 def _check(name, a, shape, dtype, writable=False):
@@ -255,7 +188,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=Non
     Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh, parallel)
     if isinstance(x, Lookup):
         lookup.forward_input(x, _lstm.forward_input, (W_ih, Wp_ih, b_ih, b_hh), act, ws, parallel)
-        lookup._each(parallel, _lstm.forward_recur, N,
+        each(parallel, _lstm.forward_recur, N,
                      lambda n0, n1: (h0, c0, W_hh, Wp_hh, hs, cs, act, tc, n0, n1))
     elif _serial(parallel):
         _lstm.forward(x, h0, c0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, cs, act, tc)
@@ -283,7 +216,7 @@ def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh,
     P = cache.parallel
     Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, P)
     if isinstance(cache.x, Lookup):
-        lookup._each(P, _lstm.backward_recur, N, lambda n0, n1: (
+        each(P, _lstm.backward_recur, N, lambda n0, n1: (
             dy, dhT, dcT, cache.W_hh, Wp_hh, cs, act, tc, dact, dh, dc, dh0, dc0, n0, n1))
         lookup.backward_weights(cache.x, dact, dact, hs, cache.W_ih, Wp_ih, dx, dW_ih, dW_hh,
                                 db_ih, db_hh, ws, P)
@@ -313,7 +246,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
     Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh, parallel)
     if isinstance(x, Lookup):
         lookup.forward_input(x, _gru.forward_input, (W_ih, Wp_ih, b_ih), act, ws, parallel)
-        lookup._each(parallel, _gru.forward_recur, N,
+        each(parallel, _gru.forward_recur, N,
                      lambda n0, n1: (h0, W_hh, Wp_hh, b_hh, hs, act, ghn, gh, n0, n1))
     elif _serial(parallel):
         _gru.forward(x, h0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, act, ghn, gh)
@@ -340,7 +273,7 @@ def gru_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=
     P = cache.parallel
     Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, P)
     if isinstance(cache.x, Lookup):
-        lookup._each(P, _gru.backward_recur, N, lambda n0, n1: (
+        each(P, _gru.backward_recur, N, lambda n0, n1: (
             dy, dhT, cache.W_hh, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, n0, n1))
         lookup.backward_weights(cache.x, dgx, dgh, hs, cache.W_ih, Wp_ih, dx, dW_ih, dW_hh,
                                 db_ih, db_hh, ws, P)
@@ -368,7 +301,7 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
     Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh, parallel)
     if isinstance(x, Lookup):
         lookup.forward_input(x, _rnn.forward_input, (W_ih, Wp_ih, b_ih, b_hh), pre, ws, parallel)
-        lookup._each(parallel, _rnn.forward_recur, N,
+        each(parallel, _rnn.forward_recur, N,
                      lambda n0, n1: (h0, W_hh, Wp_hh, hs, pre, n0, n1))
     elif _serial(parallel):
         _rnn.forward(x, h0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, pre)
@@ -393,7 +326,7 @@ def rnn_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=
     P = cache.parallel
     Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, P)
     if isinstance(cache.x, Lookup):
-        lookup._each(P, _rnn.backward_recur, N, lambda n0, n1: (
+        each(P, _rnn.backward_recur, N, lambda n0, n1: (
             dy, dhT, cache.W_hh, Wp_hh, hs, da, dh, dh0, n0, n1))
         lookup.backward_weights(cache.x, da, da, hs, cache.W_ih, Wp_ih, dx, dW_ih, dW_hh,
                                 db_ih, db_hh, ws, P)

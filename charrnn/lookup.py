@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _ops, _table
 from .errors import ShapeError
+from .passes import each, empty, serial
 
 
 def worth_it(V, R):
@@ -42,28 +43,16 @@ class Lookup:
         self.ndim = 3
 
 
-def _buf(ws, name, shape, dtype):
-    return np.empty(shape, dtype) if ws is None else ws.get(name, shape, dtype)
-
-
-def _each(parallel, fn, n, args_of):
-    """fn(*args_of(lo, hi)) for [0, n) cut over the threads of parallel (or one call)."""
-    if parallel is None or parallel.threads == 1:
-        fn(*args_of(0, n))
-    else:
-        parallel.run(fn, [args_of(lo, hi) for lo, hi in parallel.split(n)])
-
-
 def forward_input(lk, forward_input_kernel, args, out, ws, parallel):
     """out (T, N, G) := the input pre-activations of x = lk: forward_input_kernel(x, *args,
     out, r0, r1) (a cell's forward_input) run on the table's V rows, then gathered."""
     V, G = lk.E.shape[0], out.shape[2]
-    table = _buf(ws, "lookup_table", (V, G), out.dtype)           # (V, G)
+    table = empty(ws, "lookup_table", (V, G), out.dtype)           # (V, G)
     E3, P3 = lk.E.reshape(1, V, -1), table.reshape(1, V, G)
-    _each(parallel, forward_input_kernel, V, lambda r0, r1: (E3, *args, P3, r0, r1))
+    each(parallel, forward_input_kernel, V, lambda r0, r1: (E3, *args, P3, r0, r1))
     ids = lk.ids.reshape(-1)
     flat = out.reshape(-1, G)
-    _each(parallel, _ops.embedding_forward, ids.shape[0],
+    each(parallel, _ops.embedding_forward, ids.shape[0],
           lambda r0, r1: (ids[r0:r1], table, flat[r0:r1]))
 
 
@@ -76,7 +65,7 @@ def backward_weights(lk, dGx, dGh, hs, W_ih, Wp_ih, dE, dW_ih, dW_hh, db_ih, db_
         raise ShapeError(f"dx must be the embedding's gradient, shape {lk.E.shape}, got {dE.shape}")
     if not dE.flags.c_contiguous or not dE.flags.writeable:
         raise ShapeError("dx (the embedding's gradient) must be a writable C-contiguous array")
-    dP = _buf(ws, "lookup_dP", (V, G), dGx.dtype)                  # (V, G)
+    dP = empty(ws, "lookup_dP", (V, G), dGx.dtype)                  # (V, G)
     dP.fill(0)
     ids = lk.ids.reshape(-1)
     flat = dGx.reshape(-1, G)
@@ -85,8 +74,8 @@ def backward_weights(lk, dGx, dGh, hs, W_ih, Wp_ih, dE, dW_ih, dW_hh, db_ih, db_
     def per_gates(g0, g1):
         _table.gather_add_rows(ids, flat, dP, g0, g1)
         _table.recurrent_grads(dGx, dGh, hs, dW_hh, db_ih, db_hh, own, g0, g1)
-    _each(parallel, per_gates, G, lambda g0, g1: (g0, g1))
-    if parallel is None or parallel.threads == 1:
+    each(parallel, per_gates, G, lambda g0, g1: (g0, g1))
+    if serial(parallel):
         _table.table_backward(dP, lk.E, W_ih, Wp_ih, dW_ih, dE, 0, G, 0, V)
     else:
         parts = zip(parallel.split(G), parallel.split(V))

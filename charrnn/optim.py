@@ -9,15 +9,12 @@ import numpy as np
 
 from . import _ops
 from .errors import ConfigError
+from .passes import each
 
 
 def _sliced(parallel, fn, arrays, *args):
     """fn(*[a[lo:hi] for a in arrays], *args) over slices of the buffers, one per thread."""
-    n = arrays[0].shape[0]
-    if parallel is None or parallel.threads == 1:
-        fn(*arrays, *args)
-    else:
-        parallel.run(fn, [(*[a[lo:hi] for a in arrays], *args) for lo, hi in parallel.split(n)])
+    each(parallel, fn, arrays[0].shape[0], lambda lo, hi: (*[a[lo:hi] for a in arrays], *args))
 
 
 class Adam:
