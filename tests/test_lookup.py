@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from charrnn import cells, isa, lookup
+from charrnn import _table, cells, isa, lookup
 from charrnn import reference as ref
 from charrnn.errors import ShapeError
 from charrnn.model import CharRNN, StreamMasks
@@ -107,6 +107,12 @@ def test_bad_lookups_are_clear_errors():
     dW = [np.zeros_like(w) for w in W]
     with pytest.raises(ShapeError, match="embedding's gradient"):
         cells.gru_backward(dy, None, out[-1], np.zeros((4, 3, 2)), np.zeros_like(state[0]), *dW)
+    frozen = np.zeros_like(E)
+    frozen.flags.writeable = False
+    with pytest.raises(ShapeError, match="writable C-contiguous"):
+        cells.gru_backward(dy, None, out[-1], frozen, np.zeros_like(state[0]), *dW)
+    with pytest.raises(ValueError, match="character id 5 at position 7 is outside"):
+        _table.gather_add_rows(bad.reshape(-1), np.zeros((12, 9)), np.zeros((5, 9)), 0, 9)
 
 
 def model_step(cell, dtype, table, threads=1, rng=None, dropout=0.0, T=16, N=6):
