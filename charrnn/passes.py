@@ -25,7 +25,7 @@ class Parallel:
     """Runs independent pieces of a kernel pass on `threads` threads. The kernels release
     the GIL, so plain Python threads run them truly in parallel."""
 
-    # The sgemm keeps its copies of A and B on the stack (about 225 KiB, kernels/sgemm.h):
+    # The sgemm keeps its copies of A and B on the stack (about 260 KiB, kernels/sgemm.h):
     # more than musl's default thread stack (128 KiB), so the workers get their own size.
     STACK_BYTES = 8 << 20
 

@@ -17,7 +17,7 @@
  * for tiers with the same NR: cr_sgemm_pack_ok checks that at the Python boundary.
  *
  * Nothing here allocates or can fail: the copies it makes (a block of transposed A, 192
- * KiB, a panel of plain B, 32 KiB, and the block's row sums) live on the stack. Each
+ * KiB, panels of plain B, 64 KiB, and the block's row sums) live on the stack. Each
  * output element is a dot product summed in k order within blocks of k fixed by K alone,
  * so results do not depend on how callers split M between threads.
  */
@@ -38,7 +38,7 @@
 #define CR_K_LONG 512      /* K above this runs in blocks of CR_KC (B panels stay in L1) */
 /* Rows per copied block of transposed A, a multiple of every MR. Every row block copies
  * each panel of B again, and B (T*N rows of x or h) is larger than L2, so taller blocks
- * mean fewer copies from L3; 192 rows x CR_KC (192 KiB) plus a panel of B (32 KiB) still
+ * mean fewer copies from L3; 192 rows x CR_KC (192 KiB) plus a panel of B (16-32 KiB) still
  * fit the 256 KiB L2 of older laptop CPUs. Zen 4, weight gradients of LSTM 2x128 / 2x256
  * (dG 2500x512 / 2048x1024): 96 rows 62 / 62 GFLOP/s, 192 rows 73 / 76, 288 rows 79 / 80. */
 #define CR_MC_T 192
@@ -190,13 +190,20 @@ static void cr_sgemm_panel(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, pt
     }
 }
 
+/* Full panels of a plain B copied together: the copy reads CR_NB consecutive floats of
+ * each row of B (four lines), not one panel's NR. B (T*N rows of x or h, larger than L2)
+ * streams from L3 here, rows ldb floats apart; one line per row kept too few loads in
+ * flight (Intel Xeon, dW of GRU 2x256 on avx2: the copy took 11% of the product). */
+#define CR_NB 64
+
 /* Rows [ib, ie) of C for k in [pc, pc + kc) against every column panel of B.
  * A_k: op(A) at k = pc (in place) or the packed block. The bias (b1 + b2, summed as
  * fill_bias does) is added with the first k-block only. A panel of a plain B is copied
  * (kc x NR, zero-padded past N) when it is an edge panel, so that the micro-kernels only
  * ever see full panels, and when more than one row tile reads it: rows of B in place
  * are ldb floats apart, often a multiple of 4 KiB, so a panel's kc lines fall into a few
- * L1 sets and would be fetched again for every tile. kc <= CR_KC here (cr_sgemm_run). */
+ * L1 sets and would be fetched again for every tile. Full panels are copied CR_NB / NR
+ * at a time (above). kc <= CR_KC here (cr_sgemm_run). */
 static void cr_sgemm_block(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, ptrdiff_t N,
                            ptrdiff_t pc, ptrdiff_t kc, ptrdiff_t Kfull, const float *A_k,
                            int a_packed, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
@@ -204,8 +211,10 @@ static void cr_sgemm_block(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, pt
                            const float *b2)
 {
     const int NR = t->nr;
+    const ptrdiff_t group = (CR_NB / NR) * NR;          /* columns of B per copy */
     float bias[CR_NR_MAX];
-    float panel[CR_KC * CR_NR_MAX];
+    float panel[CR_KC * CR_NB];                          /* (group / NR) panels (kc, NR) */
+    ptrdiff_t g0 = -1;                                   /* first column of the copied group */
     for (ptrdiff_t j0 = 0; j0 < N; j0 += NR) {
         int nr = N - j0 < NR ? (int)(N - j0) : NR;
         if (b1 && pc == 0) {
@@ -222,22 +231,24 @@ static void cr_sgemm_block(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, pt
             /* one tile (of MR rows or fewer, or AVX-512's tall last tile): in place */
             Bj = B + pc * ldb + j0;
             b_step = ldb;
-        } else {
-            if (nr == NR) {
-                /* Rows of B 8 ahead: B (T*N rows of x or h) streams from L3 here. */
+        } else if (nr == NR) {
+            if (g0 < 0 || j0 >= g0 + group) {            /* copy the next group of panels */
+                g0 = j0;
+                ptrdiff_t np = (N - j0) / NR < group / NR ? (N - j0) / NR : group / NR;
                 for (ptrdiff_t k = 0; k < kc; k++) {
                     const float *src = B + (pc + k) * ldb + j0;
-                    if (pc + k + 8 < Kfull) {
-                        CR_PREFETCH_R(src + 8 * ldb);
-                        CR_PREFETCH_R(src + 8 * ldb + NR - 1);
-                    }
-                    cr_copy_short(panel + k * NR, src, NR);
+                    /* Rows of B 8 ahead. */
+                    if (pc + k + 8 < Kfull)
+                        cr_prefetch_span(src + 8 * ldb, np * NR * (ptrdiff_t)sizeof(float), 0);
+                    for (ptrdiff_t p = 0; p < np; p++)
+                        cr_copy_short(panel + (p * kc + k) * NR, src + p * NR, NR);
                 }
-            } else {
-                for (ptrdiff_t k = 0; k < kc; k++) {
-                    memcpy(panel + k * NR, B + (pc + k) * ldb + j0, (size_t)nr * sizeof(float));
-                    memset(panel + k * NR + nr, 0, (size_t)(NR - nr) * sizeof(float));
-                }
+            }
+            Bj = panel + (j0 - g0) * kc;
+        } else {                                         /* the edge panel, after the groups */
+            for (ptrdiff_t k = 0; k < kc; k++) {
+                memcpy(panel + k * NR, B + (pc + k) * ldb + j0, (size_t)nr * sizeof(float));
+                memset(panel + k * NR + nr, 0, (size_t)(NR - nr) * sizeof(float));
             }
             Bj = panel;
         }
