@@ -44,6 +44,8 @@ Also reported:
   tier's micro-kernel (charrnn._ops.sgemm, which the float32 kernels use; t threads
   each take 1/t of the rows, as the kernels split their passes).
 - peak RSS (VmHWM, read by the training process itself at exit) of each side.
+- the host's steal per measurement (/proc/stat: CPU time a hypervisor gave to other
+  guests; in the progress lines and the JSON, and a summary line under the table).
 
 --isa runs every measurement once per ISA tier, both sides held to it: charrnn with
 CHARRNN_ISA=tier (and OPENBLAS_CORETYPE=Haswell for what still goes through BLAS on the
@@ -64,7 +66,8 @@ import subprocess
 import sys
 import time
 
-from common import log, torch_version
+from common import Steal, log, torch_version
+from train_report import report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -78,7 +81,6 @@ CONFIGS = {
     "D": ("gru", 256, 2, 32, 64, 80),
     "E": ("rnn", 256, 1, 32, 64, 500),
 }
-CELL_NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN (tanh)"}
 LR, CLIP = 2e-3, 5.0
 
 
@@ -288,20 +290,15 @@ def run_child(kind, env_threads, extra_env=None, **args):
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(env_threads)
     env.update(extra_env or {})
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    with Steal() as st:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         sys.exit(f"bench/train.py: {kind} child failed ({shlex.join(cmd)}):\n{p.stderr}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    out["steal_pct"] = st.pct
+    return out
 
 
-
-
-def plural(n, word):
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def fmt_int(x):
-    return f"{x:,.0f}" if x is not None else "–"
 
 
 def main():
@@ -374,7 +371,7 @@ def main():
                         runs[side].append(m)
                         log(f"{env['isa']} {name} threads={t} run {r + 1}/{a.repeat} {side:7}: "
                             f"{m['chars_per_sec']:9,.0f} chars/s ({m['seconds']:.1f} s, "
-                            f"RSS {m['rss_mib']:.0f} MiB)")
+                            f"RSS {m['rss_mib']:.0f} MiB{steal_note(m)})")
                 med = {s: statistics.median(m["chars_per_sec"] for m in v) if v else None
                        for s, v in runs.items()}
                 rss = {s: statistics.median(m["rss_mib"] for m in v) if v else None
@@ -397,56 +394,8 @@ def main():
                       f, indent=1)
 
 
-def own_pct(r):
-    g = r.get("own_peak_gflops")
-    return f"{100 * r['gflops'] / g:.0f}%" if g else "–"
-
-
-def report(results, envs, tv, a, threads):
-    out = []
-    torch_col = f"PyTorch {tv} chars/s" if tv else "PyTorch chars/s"
-    out.append(f"Training speed in characters per second (median of {plural(a.repeat, 'run')}; "
-               f"{plural(a.warmup, 'warm-up step')}, then the steps shown, timed):\n")
-    out.append(f"| Tier | Config | Model | Batch × seq | Threads | Steps | charrnn chars/s | {torch_col} "
-               "| charrnn / PyTorch | charrnn GFLOP/s | % of BLAS sgemm peak | % of own sgemm peak |")
-    out.append("|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
-    for r in results:
-        ratio = f"{r['ratio']:.2f}×" if r["ratio"] else "–"
-        out.append(f"| {r['isa']} | {r['config']} | {CELL_NAMES[r['cell']]} {r['layers']}×{r['hidden']} "
-                   f"| {r['batch']} × {r['seq']} | {r['threads']} | {r['steps']} "
-                   f"| {fmt_int(r['charrnn'])} | {fmt_int(r['torch'])} | {ratio} "
-                   f"| {r['gflops']:.1f} | {100 * r['gflops'] / r['peak_gflops']:.0f}% "
-                   f"| {own_pct(r)} |")
-    out.append("")
-    out.append(f"Peak memory of the training process (VmHWM, median; {plural(threads[0], 'thread')}):\n")
-    out.append("| Tier | Config | charrnn | PyTorch |")
-    out.append("|---|---|--:|--:|")
-    for r in results:
-        if r["threads"] == threads[0]:
-            pt = f"{r['rss_torch']:.0f} MiB" if r["rss_torch"] else "–"
-            out.append(f"| {r['isa']} | {r['config']} | {r['rss_charrnn']:.0f} MiB | {pt} |")
-    out.append("")
-    for env in envs.values():
-        peaks = ", ".join(f"{plural(t, 'thread')} {g:.0f} GFLOP/s"
-                          for t, g in sorted((int(k), v) for k, v in env["peak_gflops"].items()))
-        line = (f"Tier {env['isa']}: sgemm peak ({a.gemm_size}×{a.gemm_size}, best of 5), "
-                f"SciPy's BLAS (charrnn._ops.gemm; {'; '.join(env['blas'])}): {peaks}")
-        if env.get("own_peak_gflops"):
-            own = ", ".join(f"{plural(t, 'thread')} {g:.0f} GFLOP/s"
-                            for t, g in sorted((int(k), v) for k, v in env["own_peak_gflops"].items()))
-            line += (f"; charrnn's own sgemm, {env['isa']} micro-kernel {env['tile'][0]}×{env['tile'][1]} "
-                     f"(t threads take n/t rows each): {own}")
-        out.append(line + ".")
-    env = next(iter(envs.values()))
-    out.append("GFLOP/s counts 3× the forward FLOPs (matrix products only) of the model as "
-               "PyTorch computes it: an effective rate, since charrnn's first layer multiplies "
-               "its V-row embedding table instead of the T×N gathered rows (no dropout here).")
-    out.append(f"Machine: {env['cpu']}, {env['cores']} cores; Python {env['python']}, "
-               f"NumPy {env['numpy']}, SciPy {env['scipy']}, "
-               f"charrnn {env['charrnn']}" + (f", PyTorch {tv}" if tv else "") + ".")
-    script = os.path.relpath(os.path.abspath(__file__), REPO)
-    out.append(f"\nCommand: `python {script} {shlex.join(sys.argv[1:])}`")
-    return "\n".join(out)
+def steal_note(m):
+    return f", steal {m['steal_pct']:.0f}%" if m.get("steal_pct") is not None else ""
 
 
 if __name__ == "__main__":
