@@ -18,9 +18,9 @@ def log(msg):
 
 class Steal:
     """Share of this machine's CPU time that its hypervisor gave to other guests while
-    the block ran ("steal" in /proc/stat, Linux guests of KVM or Xen). On a shared host
-    it is what makes one run of the same program slower than the next; a benchmark run
-    with steal above a few percent is not a measurement of the code. `pct` is None where
+    the block ran ("steal" in /proc/stat, Linux guests of KVM or Xen). A run with steal
+    above a few percent is not a measurement of the code; zero steal does not make a run
+    clean (a neighbour on the same physical cores or L3 slows it and records none). `pct` is None where
     /proc/stat is missing (not Linux)."""
 
     def __enter__(self):

@@ -38,9 +38,10 @@
 #define CR_K_LONG 512      /* K above this runs in blocks of CR_KC (B panels stay in L1) */
 /* Rows per copied block of transposed A, a multiple of every MR. Every row block copies
  * each panel of B again, and B (T*N rows of x or h) is larger than L2, so taller blocks
- * mean fewer copies from L3; 192 rows x CR_KC (192 KiB) plus a panel of B (16-32 KiB) still
- * fit the 256 KiB L2 of older laptop CPUs. Zen 4, weight gradients of LSTM 2x128 / 2x256
- * (dG 2500x512 / 2048x1024): 96 rows 62 / 62 GFLOP/s, 192 rows 73 / 76, 288 rows 79 / 80. */
+ * mean fewer copies from L3; 192 rows x CR_KC (192 KiB) plus the copied panels of B
+ * (64 KiB, CR_NB below) just fit the 256 KiB L2 of older laptop CPUs. Zen 4, weight
+ * gradients of LSTM 2x128 / 2x256 (dG 2500x512 / 2048x1024): 96 rows 62 / 62 GFLOP/s,
+ * 192 rows 73 / 76, 288 rows 79 / 80. */
 #define CR_MC_T 192
 #define CR_A_BLOCK (64 * 1024)
 /* Rows of A per chunk of the transposed copy: a chunk's rows (CR_KCH x CR_MC_T floats,
@@ -211,9 +212,9 @@ static void cr_sgemm_block(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, pt
                            const float *b2)
 {
     const int NR = t->nr;
-    const ptrdiff_t group = (CR_NB / NR) * NR;          /* columns of B per copy */
+    const ptrdiff_t per_copy = CR_NB / NR;              /* full panels per copy */
     float bias[CR_NR_MAX];
-    float panel[CR_KC * CR_NB];                          /* (group / NR) panels (kc, NR) */
+    float panel[CR_KC * CR_NB];                          /* per_copy panels (kc, NR) */
     ptrdiff_t g0 = -1;                                   /* first column of the copied group */
     for (ptrdiff_t j0 = 0; j0 < N; j0 += NR) {
         int nr = N - j0 < NR ? (int)(N - j0) : NR;
@@ -232,9 +233,9 @@ static void cr_sgemm_block(const cr_gemm_tier *t, ptrdiff_t ib, ptrdiff_t ie, pt
             Bj = B + pc * ldb + j0;
             b_step = ldb;
         } else if (nr == NR) {
-            if (g0 < 0 || j0 >= g0 + group) {            /* copy the next group of panels */
+            if (g0 < 0 || j0 >= g0 + per_copy * NR) {    /* copy the next group of panels */
                 g0 = j0;
-                ptrdiff_t np = (N - j0) / NR < group / NR ? (N - j0) / NR : group / NR;
+                ptrdiff_t np = (N - j0) / NR < per_copy ? (N - j0) / NR : per_copy;
                 for (ptrdiff_t k = 0; k < kc; k++) {
                     const float *src = B + (pc + k) * ldb + j0;
                     /* Rows of B 8 ahead. */
