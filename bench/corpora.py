@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from charrnn.data import bundled_corpus  # noqa: E402
+from charrnn.data.corpus import bundled_corpus  # noqa: E402
 
 
 def stdlib_sources():

@@ -15,8 +15,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from charrnn import cells
-from charrnn import reference as ref
+from charrnn.nn import cells
+from charrnn.nn import reference as ref
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 

@@ -51,7 +51,7 @@ TEMPERATURE = 1.0
 def make_run(run_dir, name, vocab, seed=0):
     """A run directory holding a model.safetensors with random weights for config name."""
     import numpy as np
-    from charrnn.checkpoint import MODEL_FILE, expected_shapes, save_model
+    from charrnn.io.checkpoint import MODEL_FILE, expected_shapes, save_model
 
     cell, H, L = CONFIGS[name]
     config = {"cell": cell, "hidden": H, "layers": L, "embed": H, "dropout": 0.0,

@@ -19,7 +19,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from charrnn import _ops, isa
+from charrnn import _ops
+from charrnn.nn import isa
 
 
 def shapes():

@@ -201,7 +201,9 @@ def child_peak(a):
     import scipy
     from threadpoolctl import threadpool_info, threadpool_limits
     import charrnn
-    from charrnn import _ops, cells, isa   # cells applies CHARRNN_ISA
+    from charrnn import _ops  # cells applies CHARRNN_ISA
+    from charrnn.nn import cells
+    from charrnn.nn import isa
 
     n = a.gemm_size
     rng = np.random.default_rng(0)

@@ -43,24 +43,31 @@ def _prefer_avx512_blas():
 
 _prefer_avx512_blas()
 
-from .errors import (CharRNNError, CheckpointError, ConfigError, CorpusError,
-                     DivergenceError, ExportError, RunDirError, ShapeError)
+from charrnn.errors import (CharRNNError, CheckpointError, ConfigError, CorpusError, DivergenceError, ExportError, RunDirError, ShapeError)
 
-__version__ = "0.1.0"
+from charrnn.version import __version__  # noqa: F401  (charrnn.__version__)
 
-_LAZY = {"CharRNN": "model", "load": "model", "evaluate": "model", "train": "training",
-         "ModelConfig": "model", "TrainConfig": "training", "runs": "runinfo",
-         "export_onnx": "export", "export_c": "export"}
+# The public API, imported on first use: name -> the module that defines it.
+_LAZY = {"CharRNN": "charrnn.model", "load": "charrnn.model", "evaluate": "charrnn.model",
+         "train": "charrnn.training.loop", "TrainConfig": "charrnn.training.options",
+         "ModelConfig": "charrnn.nn.network", "runs": "charrnn.inspect.runs",
+         "export_onnx": "charrnn.export", "export_c": "charrnn.export",
+         "info": "charrnn.inspect.system"}
+# Modules users reach from the top-level package: charrnn.cells (the checked kernel
+# API) and charrnn.reference (the float64 specification).
+_MODULES = {"cells": "charrnn.nn.cells", "reference": "charrnn.nn.reference"}
 
 
 def __getattr__(name):
+    import importlib
     if name in _LAZY:
-        import importlib
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
     raise AttributeError(f"module 'charrnn' has no attribute {name!r}")
 
 
 __all__ = ["CharRNN", "load", "evaluate", "train", "runs", "ModelConfig", "TrainConfig",
-           "export_onnx", "export_c",
+           "export_onnx", "export_c", "info", "cells", "reference",
            "CharRNNError", "CheckpointError", "ConfigError", "CorpusError",
            "DivergenceError", "ExportError", "RunDirError", "ShapeError"]

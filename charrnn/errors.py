@@ -32,3 +32,9 @@ class ConfigError(CharRNNError, ValueError):
 
 class ExportError(CharRNNError):
     """A model cannot be exported (an optional dependency missing, too large a model)."""
+
+
+def short(x):
+    """repr(x) cut to one short line, for names and values read from a bad file."""
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 import charrnn
-from charrnn import cells
+from charrnn.nn import cells
 from charrnn.model import CharRNN
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "tinyshakespeare.txt"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from charrnn import isa
+from charrnn.nn import isa
 
 REPO = Path(__file__).resolve().parent.parent
 HARNESS = REPO / "tests" / "cross" / "harness.c"

@@ -21,7 +21,10 @@ import safetensors.numpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charrnn import checkpoint as ck
+from charrnn.io import rundir
+from charrnn.nn import shapes
+from charrnn.io import files
+from charrnn.io import checkpoint as ck
 from charrnn.errors import CheckpointError, RunDirError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +38,7 @@ def make_config(cell="lstm", layers=2, embed=3, hidden=5, vocab_size=7, **extra)
 def make_params(config, seed=0, dtype=np.float32):
     rng = np.random.default_rng(seed)
     return {name: rng.standard_normal(shape).astype(dtype)
-            for name, shape in ck.expected_shapes(config).items()}
+            for name, shape in shapes.expected_shapes(config).items()}
 
 
 def vocab_of(n):
@@ -74,7 +77,7 @@ def write_header(path, header, data=b""):
 
 
 def assert_same_model(loaded, params, config, vocab, info):
-    assert list(loaded.params) == list(ck.expected_shapes(config))
+    assert list(loaded.params) == list(shapes.expected_shapes(config))
     for name, value in params.items():
         assert loaded.params[name].dtype == np.float32
         np.testing.assert_array_equal(loaded.params[name], value.astype(np.float32))
@@ -93,7 +96,7 @@ def rejects(path, match=None):
 
 def test_expected_shapes_literal_pytorch_names():
     # nn.Embedding(7, 3), nn.LSTM(3, 5, num_layers=2), nn.Linear(5, 7)
-    assert ck.expected_shapes(make_config()) == {
+    assert shapes.expected_shapes(make_config()) == {
         "encoder.weight": (7, 3),
         "rnn.weight_ih_l0": (20, 3), "rnn.weight_hh_l0": (20, 5),
         "rnn.bias_ih_l0": (20,), "rnn.bias_hh_l0": (20,),
@@ -114,7 +117,7 @@ def test_saved_file_has_pytorch_names_and_shapes(tmp_path, cell, G, layers):
             f"rnn.weight_ih_l{k}": (G * 5, 3 if k == 0 else 5),
             f"rnn.weight_hh_l{k}": (G * 5, 5),
             f"rnn.bias_ih_l{k}": (G * 5,), f"rnn.bias_hh_l{k}": (G * 5,)})
-    assert ck.expected_shapes(config) == torch_state_dict
+    assert shapes.expected_shapes(config) == torch_state_dict
     path = tmp_path / "model.safetensors"
     ck.save_model(path, make_params(config), config, vocab_of(7))
     plain = safetensors.numpy.load_file(str(path))   # what safetensors.torch reads
@@ -588,9 +591,10 @@ def test_missing_directory_is_a_run_dir_error(tmp_path):
 _SAVE_FOREVER = textwrap.dedent("""
     import sys
     import numpy as np
-    from charrnn import checkpoint as ck
+    from charrnn.io import checkpoint as ck
+    from charrnn.nn.shapes import expected_shapes
     config = dict(cell="lstm", hidden=128, layers=2, embed=64, vocab_size=64)
-    shapes = ck.expected_shapes(config)
+    shapes = expected_shapes(config)
     vocab = [chr(32 + i) for i in range(64)]
     step = 0
     while True:
@@ -623,7 +627,7 @@ def test_sigkill_while_saving_always_leaves_a_loadable_file(tmp_path):
         loaded = ck.load_model(path)
         step = loaded.info["step"]
         assert all((p == step).all() for p in loaded.params.values())
-    ck.remove_stale_temps(tmp_path)   # temp files of the killed writers
+    files.remove_stale_temps(tmp_path)   # temp files of the killed writers
     assert os.listdir(tmp_path) == ["model.safetensors"]
 
 
@@ -631,8 +635,6 @@ def test_sigkill_while_saving_always_leaves_a_loadable_file(tmp_path):
 
 def test_state_round_trip(tmp_path):
     path = tmp_path / "state.safetensors"
-    rng = np.random.default_rng(123)
-    rng.random(5)
     arrays = {"adam.m.encoder.weight": np.ones((3, 2), np.float32),
               "adam.v.encoder.weight": np.full((3, 2), 1e-8, np.float32),
               "hidden.h": np.zeros((2, 4, 5)), "cursor": np.array(17, np.int64),
@@ -640,7 +642,7 @@ def test_state_round_trip(tmp_path):
               "big_endian": np.arange(3, dtype=">i4"),
               "strided": np.arange(12, dtype=np.float64).reshape(3, 4)[:, ::2]}
     meta = {"step": 5, "epoch": 0.25, "lr": 2e-3, "seed": 123,
-            "best_val_loss": float("inf"), "rng": ck.rng_state_to_json(rng)}
+            "best_val_loss": float("inf"), "nested": {"a": [1, 2.5, None], "b": "x"}}
     ck.save_state(path, arrays, meta)
     state = ck.load_state(path)
     assert state.meta == meta and set(state.arrays) == set(arrays)
@@ -649,8 +651,6 @@ def test_state_round_trip(tmp_path):
         assert got.shape == value.shape and got.dtype == value.dtype.newbyteorder("=")
         np.testing.assert_array_equal(got, value)
         assert got.flags.writeable
-    restored = ck.rng_from_json(state.meta["rng"])
-    np.testing.assert_array_equal(restored.random(4), rng.random(4))
 
 
 def test_state_rejections(tmp_path):
@@ -672,50 +672,32 @@ def test_state_rejections(tmp_path):
         ck.load_state(tmp_path / "nope")
 
 
-def test_rng_helpers():
-    for bit_generator in [np.random.PCG64(5), np.random.MT19937(5),
-                          np.random.Philox(5)]:
-        rng = np.random.Generator(bit_generator)
-        text = ck.rng_state_to_json(rng)
-        json.loads(text)
-        restored = ck.rng_from_json(text)
-        from_dict = ck.rng_from_json(json.loads(text))
-        expected = rng.integers(0, 2**62, 8)
-        np.testing.assert_array_equal(restored.integers(0, 2**62, 8), expected)
-        np.testing.assert_array_equal(from_dict.integers(0, 2**62, 8), expected)
-    bad = ["{", "[]", '{"bit_generator": "os.system"}',
-           '{"bit_generator": "PCG64", "state": {"state": "x", "inc": 1}}', "null"]
-    for text in bad:
-        with pytest.raises(CheckpointError, match="random-generator state"):
-            ck.rng_from_json(text)
-
-
 # ---------------------------------------------------------------- finding checkpoints
 
 def test_find_checkpoint(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     with pytest.raises(CheckpointError, match="no checkpoint in .*run `charrnn train`"):
-        ck.find_checkpoint(run)
+        rundir.find_checkpoint(run)
     save_small(run / "model.safetensors")
-    assert ck.find_checkpoint(run) == run / "model.safetensors"
+    assert rundir.find_checkpoint(run) == run / "model.safetensors"
     with pytest.raises(CheckpointError, match="no best.safetensors"):
-        ck.find_checkpoint(run, best=True)
+        rundir.find_checkpoint(run, best=True)
     save_small(run / "best.safetensors")
-    assert ck.find_checkpoint(str(run), best=True) == run / "best.safetensors"
-    assert ck.find_checkpoint(run / "best.safetensors") == run / "best.safetensors"
+    assert rundir.find_checkpoint(str(run), best=True) == run / "best.safetensors"
+    assert rundir.find_checkpoint(run / "best.safetensors") == run / "best.safetensors"
     (tmp_path / "input.txt").write_text("hello")
     with pytest.raises(CheckpointError, match="not a .safetensors checkpoint"):
-        ck.find_checkpoint(tmp_path / "input.txt")
+        rundir.find_checkpoint(tmp_path / "input.txt")
     with pytest.raises(CheckpointError, match="no such checkpoint or run directory"):
-        ck.find_checkpoint(tmp_path / "missing")
+        rundir.find_checkpoint(tmp_path / "missing")
 
 
 # ---------------------------------------------------------------- run lock
 
 _HOLD_LOCK = textwrap.dedent("""
     import sys, time
-    from charrnn.checkpoint import RunLock
+    from charrnn.io.rundir import RunLock
     with RunLock(sys.argv[1]):
         print("locked", flush=True)
         time.sleep(60)
@@ -728,26 +710,26 @@ def test_run_lock_excludes_other_processes_until_holder_dies(tmp_path):
         assert proc.stdout.readline().strip() == "locked"
         with pytest.raises(RunDirError, match=rf"{tmp_path} is in use by another "
                                               rf"charrnn train \(pid {proc.pid}\)"):
-            ck.RunLock(tmp_path).acquire()
+            rundir.RunLock(tmp_path).acquire()
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
-    assert (tmp_path / ck.LOCK_FILE).read_text().strip() == str(proc.pid)   # stale
-    with ck.RunLock(tmp_path) as lock:
+    assert (tmp_path / rundir.LOCK_FILE).read_text().strip() == str(proc.pid)   # stale
+    with rundir.RunLock(tmp_path) as lock:
         assert lock.path.read_text().strip() == str(os.getpid())
 
 
 def test_run_lock_in_one_process(tmp_path):
     (tmp_path / ".model.safetensors.999999999.0badcafe.charrnn-tmp").write_bytes(b"x")
-    with ck.RunLock(tmp_path):
-        assert sorted(os.listdir(tmp_path)) == [ck.LOCK_FILE]   # dead writer's temp
+    with rundir.RunLock(tmp_path):
+        assert sorted(os.listdir(tmp_path)) == [rundir.LOCK_FILE]   # dead writer's temp
         with pytest.raises(RunDirError, match="in use by another charrnn train"):
-            ck.RunLock(tmp_path).acquire()
-    with ck.RunLock(tmp_path):   # released on exit
+            rundir.RunLock(tmp_path).acquire()
+    with rundir.RunLock(tmp_path):   # released on exit
         pass
     with pytest.raises(RunDirError, match="does not exist"):
-        ck.RunLock(tmp_path / "missing").acquire()
+        rundir.RunLock(tmp_path / "missing").acquire()
 
 
 def test_saving_streams_arrays_without_copying_them(tmp_path):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from charrnn import copylen
-from charrnn.copylen import copied
+from charrnn.inspect import copylen
+from charrnn.inspect.copylen import copied
 
 
 def brute(sample, text):

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from charrnn import data
-from charrnn.data import (Batches, bundled_corpus, decode_ids, encode_text, id_dtype,
-                          load_corpus, make_batches, split_train_val)
+from charrnn.data import corpus as data
+from charrnn.data.batches import Batches, make_batches, split_train_val
+from charrnn.data.corpus import bundled_corpus, load_corpus
+from charrnn.data.text import decode_ids, encode_text, id_dtype
 from charrnn.errors import CheckpointError, ConfigError, CorpusError
 
 

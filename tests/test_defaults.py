@@ -2,8 +2,8 @@
 corpus size, vocabulary and budget, and explicit options always win."""
 import pytest
 
-from charrnn import defaults
-from charrnn.defaults import choose
+from charrnn.training import auto as defaults
+from charrnn.training.auto import choose
 
 FORMER_FIXED = dict(layers=2, hidden=256, embed=64, dropout=0.1, lr_decay=0.85,
                     batch_size=32, seq_len=64, eval_every=500)

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charrnn import checkpoint as ckpt
-from charrnn.distributed import launcher, stream_block
+from charrnn.io import checkpoint as ckpt
+from charrnn.training.distributed import launcher, stream_block
 from charrnn.errors import ConfigError
-from charrnn.training import train
+from charrnn.training.loop import train
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="no MPI wheel on Windows")
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from charrnn import _dropout
-from charrnn.model import CharRNN, StreamMasks
+from charrnn.model import CharRNN
+from charrnn.nn.network import StreamMasks
 
 # Random123's known-answer vectors for philox4x32_10: (counter, key) -> output
 KAT = [((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),

@@ -116,7 +116,7 @@ def test_byte_level_model(tmp_path):
     cfg = dict(cell="lstm", hidden=16, layers=1, embed=4, vocab_size=6, encoding="bytes")
     model = CharRNN(cfg, vocab, seed=2)
     exe = program(model, tmp_path)
-    from charrnn.sample import Sampler
+    from charrnn.generate.sampler import Sampler
     ids = Sampler(model.params, model.config, model.vocab)
     got = run(exe, "--prime", "ab", "--length", 100, "--temp", 0).stdout
     want = model.generate(prime="ab", length=100, temperature=0)
@@ -151,7 +151,7 @@ def test_int8_validation_loss_rises_at_most_2_percent(tmp_path):
 
 
 def test_int8_quantization_is_per_row():
-    from charrnn.c_export import quantize_rows
+    from charrnn.export.c_source import quantize_rows
     W = np.array([[0.5, -1.0, 0.25], [100.0, 3.0, -50.0], [0.0, 0.0, 0.0]])
     q, s = quantize_rows(W)
     assert q.dtype == np.int8 and s.dtype == np.float32

@@ -7,7 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from charrnn import _gru, _lstm, _ops, _rnn, _sample, _table, cells, isa
+from charrnn import _gru, _lstm, _ops, _rnn, _sample, _table
+from charrnn.nn import cells
+from charrnn.nn import isa
 from charrnn.errors import ConfigError
 
 from test_reference import backward, forward, make_inputs, random_dout, zero_grads
@@ -49,7 +51,7 @@ def test_detection_is_consistent():
 
 
 def test_default_is_the_best_tier_in_every_module():
-    r = run_python("from charrnn import cells, isa; import charrnn._ops as o, charrnn._lstm as l, "
+    r = run_python("from charrnn.nn import cells, isa; import charrnn._ops as o, charrnn._lstm as l, "
                    "charrnn._gru as g, charrnn._rnn as r, charrnn._sample as s; "
                    "print(isa.current(), [m._current_isa() for m in (o, l, g, r, s)])")
     assert r.returncode == 0, r.stderr
@@ -60,7 +62,7 @@ def test_default_is_the_best_tier_in_every_module():
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_env_forces_the_tier_everywhere(tier):
-    r = run_python("from charrnn import cells, isa; import charrnn._ops as o, charrnn._lstm as l, "
+    r = run_python("from charrnn.nn import cells, isa; import charrnn._ops as o, charrnn._lstm as l, "
                    "charrnn._gru as g, charrnn._rnn as r, charrnn._sample as s; "
                    "print(isa.current(), [m._current_isa() for m in (o, l, g, r, s)])",
                    CHARRNN_ISA=tier)
@@ -154,7 +156,7 @@ def test_a_pack_for_another_tile_width_is_refused():
 def test_info_tells_scipys_blas_from_numpys():
     """NumPy 2's wheels ship an OpenBLAS named libscipy_openblas64_ too: `charrnn info`
     must report the one under scipy/ or scipy.libs/, the one the kernels call."""
-    from charrnn.info import _in_scipy
+    from charrnn.inspect.system import _in_scipy
     assert _in_scipy("/venv/lib/python3.11/site-packages/scipy.libs/libscipy_openblas-6cd.so")
     assert _in_scipy("/venv/lib/python3.11/site-packages/scipy/.dylibs/libopenblas.0.dylib")
     assert not _in_scipy("/venv/lib/python3.11/site-packages/numpy.libs/libscipy_openblas64_-3a.so")

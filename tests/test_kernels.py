@@ -2,8 +2,10 @@
 import numpy as np
 import pytest
 
-from charrnn import _ops, _gru, _lstm, _rnn, cells, isa
-from charrnn import reference as ref
+from charrnn import _ops, _gru, _lstm, _rnn
+from charrnn.nn import cells
+from charrnn.nn import isa
+from charrnn.nn import reference as ref
 from charrnn.errors import ShapeError
 
 from test_reference import (backward, forward, input_names, make_inputs, numerical_grad,

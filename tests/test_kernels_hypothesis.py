@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charrnn import _ops, cells, isa
-from charrnn import reference as ref
+from charrnn.nn import cells
+from charrnn.nn import isa
+from charrnn.nn import reference as ref
 from charrnn.errors import ShapeError
 
 from test_reference import backward, forward, input_names, make_inputs, random_dout, zero_grads

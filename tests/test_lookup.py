@@ -2,10 +2,14 @@
 import numpy as np
 import pytest
 
-from charrnn import _table, cells, isa, lookup
-from charrnn import reference as ref
+from charrnn import _table
+from charrnn.nn import cells
+from charrnn.nn import isa
+from charrnn.nn import table as lookup
+from charrnn.nn import reference as ref
 from charrnn.errors import ShapeError
-from charrnn.model import CharRNN, StreamMasks
+from charrnn.model import CharRNN
+from charrnn.nn.network import StreamMasks
 
 CELLS = {"lstm": 4, "gru": 3, "rnn": 1}
 TIERS = isa.available()

@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from charrnn import _ops, cells, optim
+from charrnn import _ops
+from charrnn.nn import cells
+from charrnn.nn import optim
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 15, 17, 100_003])

@@ -9,8 +9,9 @@ import pytest
 _SMALL_STACK_SCRIPT = r"""
 import threading
 import numpy as np
-from charrnn import cells, isa
-from charrnn import reference as ref
+from charrnn.nn import cells
+from charrnn.nn import isa
+from charrnn.nn import reference as ref
 
 reset = threading.Event()
 

@@ -3,10 +3,10 @@ activations, checked against charrnn/reference.py (float64) and against model.lo
 import numpy as np
 import pytest
 
-from charrnn import reference as ref
+from charrnn.nn import reference as ref
 from charrnn.errors import ConfigError
 from charrnn.model import CharRNN
-from charrnn.units import correlations, features, interesting_units
+from charrnn.inspect.units import correlations, features, interesting_units
 
 TEXT = 'ROMEO:\nSay "to be (or not) to be"; so it is.\n\nJULIET:\nWhat, ho!\n' * 2
 VOCAB = sorted(set(TEXT))

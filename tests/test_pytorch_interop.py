@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from safetensors.torch import load_file  # noqa: E402
 
 import charrnn  # noqa: E402
-from charrnn import checkpoint as ckpt  # noqa: E402
+from charrnn.io import checkpoint as ckpt  # noqa: E402
 from charrnn.model import CharRNN  # noqa: E402
 
 TORCH_CELL = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}

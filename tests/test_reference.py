@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from charrnn import ConfigError
-from charrnn import reference as ref
+from charrnn.nn import reference as ref
 
 CELLS = ["lstm", "gru", "rnn"]
 # (T, N, D, H): includes T=1 (no recurrence at all) and N=1 (no batch).

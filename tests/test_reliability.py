@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 import charrnn
-from charrnn import checkpoint as ckpt
+from charrnn.io import checkpoint as ckpt
 from charrnn.cli import main
 from charrnn.errors import RunDirError
-from charrnn.training import train
+from charrnn.training.loop import train
 
 TINY = dict(hidden=16, layers=1, embed=8, seq_len=8, batch_size=4, eval_every=2,
             max_minutes=0, val_frac=0.1)

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 import charrnn
 from charrnn.cli import main
-from charrnn.data import split_train_val
-from charrnn.training import train
-from charrnn.units import correlations, features
+from charrnn.data.batches import split_train_val
+from charrnn.training.loop import train
+from charrnn.inspect.units import correlations, features
 
 VOID = {"meta", "br", "hr", "img", "input", "link", "source", "wbr", "col", "area", "base"}
 SVG_EMPTY = {"line", "rect", "circle", "polyline", "path"}
@@ -117,7 +117,7 @@ def test_report_is_valid_self_contained_html(run, tmp_path):
 
 
 def test_report_numbers_are_the_metrics(run, tmp_path):
-    from charrnn.report import write_report
+    from charrnn.inspect.report import write_report
     html, page = parse(write_report(run, tmp_path / "r.html"))
     metrics = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     vals = {m["step"]: m for m in metrics if "val_loss" in m}
@@ -140,7 +140,7 @@ def test_report_numbers_are_the_metrics(run, tmp_path):
 
 
 def test_report_probabilities_are_the_models(run, tmp_path):
-    from charrnn.report import write_report
+    from charrnn.inspect.report import write_report
     html, page = parse(write_report(run, tmp_path / "r.html"))
     model = charrnn.load(run, best=True)
     ids = np.load(run / "corpus.npy")
@@ -189,7 +189,7 @@ def test_report_on_a_given_text_and_bad_input(run, tmp_path):
 
 
 def test_report_bounds_the_probabilities_it_computes(run, tmp_path, monkeypatch):
-    import charrnn.report as report
+    import charrnn.inspect.report as report
     V = len(charrnn.load(run).vocab)
     monkeypatch.setattr(report, "PROBS_BUDGET", 500 * V)     # as for a huge vocabulary
     _, page = parse(report.write_report(run, tmp_path / "r.html"))

@@ -13,11 +13,11 @@ import xml.etree.ElementTree as ET
 import pytest
 from click.testing import CliRunner
 
+from charrnn.io import rundir
 import charrnn
-from charrnn import checkpoint as ckpt
-from charrnn import plot as P
+from charrnn.inspect import plot as P
 from charrnn.cli import main
-from charrnn.training import Interrupted, train
+from charrnn.training.loop import Interrupted, train
 
 TINY = dict(hidden=16, layers=1, embed=8, seq_len=8, batch_size=4, eval_every=4,
             max_minutes=0, val_frac=0.1)
@@ -106,17 +106,17 @@ def test_runs_on_an_empty_or_missing_root_says_so(tmp_path):
 
 def test_running_is_the_held_lock_not_a_stale_pid(root):
     run = root / "done"
-    with ckpt.RunLock(run):
+    with rundir.RunLock(run):
         r = charrnn.runs(run)[0]
         assert r.state == "running" and r.pid == os.getpid()
         assert "running (pid" in invoke("runs", root).output
     assert charrnn.runs(run)[0].state == "finished"     # released: truncated
     # A killed trainer leaves its pid; that pid (here: a live process, us) proves nothing.
-    (run / ckpt.LOCK_FILE).write_text(f"{os.getpid()}\n")
+    (run / rundir.LOCK_FILE).write_text(f"{os.getpid()}\n")
     try:
         assert charrnn.runs(run)[0].state == "finished"
     finally:
-        (run / ckpt.LOCK_FILE).write_text("")
+        (run / rundir.LOCK_FILE).write_text("")
 
 
 def test_a_real_trainer_is_running_then_interrupted(corpus, tmp_path):
@@ -205,7 +205,7 @@ def test_plot_with_neither_library_is_one_line(root, tmp_path, monkeypatch):
 
 def test_follow_redraws_until_the_run_stops(root, tmp_path):
     run = root / "done"
-    frames, lock = [], ckpt.RunLock(run).acquire()
+    frames, lock = [], rundir.RunLock(run).acquire()
 
     def sleep(seconds):            # the "trainer" finishes during the first wait
         lock.release()

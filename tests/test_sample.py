@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from charrnn import ConfigError, _sample, checkpoint, isa, sample
-from charrnn import reference as ref
+from charrnn.nn import shapes
+from charrnn import ConfigError, _sample
+from charrnn.nn import isa
+from charrnn.generate import sampler as sample
+from charrnn.nn import reference as ref
 
 CELLS = ["lstm", "gru", "rnn"]
 M64 = (1 << 64) - 1
@@ -35,7 +38,7 @@ def make_model(cell="lstm", H=8, L=1, V=10, E=6, seed=0, scale=0.8, vocab=None,
     cfg = dict(cell=cell, hidden=H, layers=L, embed=E, vocab_size=V, encoding=encoding)
     rng = np.random.default_rng(seed)
     params = {name: (scale * rng.standard_normal(shape)).astype(np.float32)
-              for name, shape in checkpoint.expected_shapes(cfg).items()}
+              for name, shape in shapes.expected_shapes(cfg).items()}
     return params, cfg, vocab
 
 
@@ -49,7 +52,7 @@ def cycle_model(text, encoding="utf-8"):
     V = len(vocab)
     cfg = dict(cell="rnn", hidden=V, layers=1, embed=V, vocab_size=V, encoding=encoding)
     p = {name: np.zeros(shape, np.float32)
-         for name, shape in checkpoint.expected_shapes(cfg).items()}
+         for name, shape in shapes.expected_shapes(cfg).items()}
     p["encoder.weight"][:] = np.eye(V)
     pos = {chr(u): i for i, u in enumerate(units)}
     for i, c in enumerate(vocab):

@@ -8,12 +8,13 @@ import pytest
 from click.testing import CliRunner
 
 import charrnn
-from charrnn import checkpoint as ckpt
+from charrnn.data.corpus import bundled_corpus
+from charrnn.io import checkpoint as ckpt
 from charrnn.cli import main
-from charrnn.progress import epoch_text, fraction
-from charrnn.training import train
+from charrnn.training.progress import epoch_text, fraction
+from charrnn.training.loop import train
 
-SHAKESPEARE = charrnn.data.bundled_corpus().read_text(encoding="utf-8")
+SHAKESPEARE = bundled_corpus().read_text(encoding="utf-8")
 
 
 @pytest.fixture(autouse=True)

@@ -10,11 +10,13 @@ import time
 import numpy as np
 import pytest
 
+from charrnn.nn import shapes
 import charrnn
-from charrnn import checkpoint as ckpt
-from charrnn.errors import CheckpointError, DivergenceError, RunDirError, ShapeError
+from charrnn.io import checkpoint as ckpt
+from charrnn.errors import DivergenceError, RunDirError, ShapeError
 from charrnn.model import CharRNN
-from charrnn.training import TrainConfig, train
+from charrnn.training.loop import train
+from charrnn.training.options import TrainConfig
 
 TINY = dict(hidden=16, layers=2, embed=8, seq_len=8, batch_size=4, eval_every=5,
             max_minutes=0, val_frac=0.1)
@@ -61,7 +63,7 @@ def test_loss_and_grad_matches_finite_differences(cell):
 
 def test_loss_matches_numpy_reference():
     """Embedding -> reference cells -> decoder -> log-softmax, all in NumPy float64."""
-    from charrnn import reference as ref
+    from charrnn.nn import reference as ref
     cfg = dict(cell="lstm", hidden=6, layers=2, embed=4, vocab_size=5)
     model = CharRNN(cfg, list("abcde"), dtype=np.float64, seed=3)
     rng = np.random.default_rng(1)
@@ -138,7 +140,7 @@ def test_run_directory_contents_and_pytorch_names(corpus, tmp_path):
         assert key in m[0]
     model = charrnn.load(run)
     assert model.config["cell"] == "lstm" and model.config["layers"] == 2
-    assert list(model.params) == list(ckpt.expected_shapes(model.config))
+    assert list(model.params) == list(shapes.expected_shapes(model.config))
     assert model.params["rnn.weight_ih_l0"].shape == (64, 8)
     assert model.params["rnn.weight_ih_l1"].shape == (64, 16)
     assert model.params["decoder.weight"].shape == (len(model.vocab), 16)
@@ -157,7 +159,7 @@ def interrupt_at(step):
 @pytest.mark.parametrize("cell,dropout,optimizer", [("lstm", 0.0, "adam"), ("gru", 0.3, "rmsprop"),
                                                     ("rnn", 0.2, "adam")])
 def test_resume_equals_uninterrupted(corpus, tmp_path, cell, dropout, optimizer):
-    from charrnn.training import Interrupted
+    from charrnn.training.loop import Interrupted
     opts = dict(TINY, cell=cell, dropout=dropout, optimizer=optimizer, max_steps=23)
     train(str(corpus), out=str(tmp_path / "a"), quiet=True, **opts)
     with pytest.raises(Interrupted):
@@ -184,7 +186,7 @@ def test_resume_with_a_larger_budget_continues(corpus, tmp_path):
 
 
 def test_resume_crosses_epoch_boundary(tmp_path):
-    from charrnn.training import Interrupted
+    from charrnn.training.loop import Interrupted
     p = tmp_path / "small.txt"
     p.write_text("to be or not to be, that is the question\n" * 12)
     opts = dict(TINY, batch_size=2, max_steps=70)
@@ -225,10 +227,29 @@ def test_divergence_stops_with_step_and_keeps_last_good_checkpoint(corpus, tmp_p
     assert all(np.isfinite(v).all() for v in ck.params.values())
 
 
-def test_train_config_defaults_match_cli_help():
-    from charrnn.cli import TRAIN_DEFAULTS
-    from dataclasses import asdict
-    assert TRAIN_DEFAULTS == asdict(TrainConfig())
+def test_every_train_option_takes_its_help_and_default_from_train_config():
+    """TrainConfig is the one source: the CLI adds no default and no help of its own."""
+    from dataclasses import fields
+    from charrnn.cli import main
+    from charrnn.data.corpus import ERRORS
+    from charrnn.nn import optim
+    from charrnn.training.options import ENCODING_ERRORS, OPTIMIZERS, automatic, described
+    from click.testing import CliRunner
+    from unittest import mock
+    options = {p.name: p for p in main.commands["train"].params}
+    for f in fields(TrainConfig):
+        assert options[f.name].help == described(f.name)
+    # nothing given on the command line: the library gets no option, so its defaults apply
+    with mock.patch("charrnn.training.loop.train", return_value={"rank": 1}) as fn:
+        CliRunner().invoke(main, ["train", "--no-distributed"], catch_exceptions=False)
+    assert fn.call_args.kwargs == dict(out=None, resume=False, threads=None, quiet=False,
+                                       distributed=False)
+    for f in fields(TrainConfig):
+        assert f.metadata["help"] and (f.default is not None) == (f.metadata["auto"] is None)
+    assert described("lr") == "Learning rate (default: 0.003)."
+    assert described("patience").endswith("else 0 (off)).")
+    assert set(automatic()) == {f.name for f in fields(TrainConfig) if f.default is None}
+    assert OPTIMIZERS == tuple(optim.OPTIMIZERS) and ENCODING_ERRORS == ERRORS
 
 
 def test_evaluate_api(corpus, tmp_path):
@@ -299,7 +320,7 @@ def test_sigkill_at_random_moments_leaves_loadable_checkpoint(corpus, tmp_path):
 
 def test_decoder_in_row_blocks_equals_one_block(monkeypatch):
     """A huge vocabulary is decoded a few rows at a time: same loss and gradients."""
-    import charrnn.model as model_mod
+    import charrnn.nn.network as model_mod
     cfg = dict(cell="gru", hidden=6, layers=1, embed=4, vocab_size=11)
     model = CharRNN(cfg, list("abcdefghijk"), dtype=np.float64, seed=2)
     rng = np.random.default_rng(3)
@@ -333,7 +354,7 @@ def test_huge_vocabulary_trains_in_bounded_memory(tmp_path):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_threaded_model_matches_serial(cell):
-    from charrnn import cells
+    from charrnn.nn import cells
     cfg = dict(cell=cell, hidden=7, layers=2, embed=5, vocab_size=9, dropout=0.3)
     serial = CharRNN(cfg, list("abcdefghi"), dtype=np.float64, seed=4)
     threaded = CharRNN(cfg, list("abcdefghi"), dtype=np.float64, seed=4)

@@ -1,0 +1,4 @@
+"""`python -m charrnn.cli` (mpiexec starts ranks so): the `charrnn` command."""
+from charrnn.cli import main
+
+main(prog_name="charrnn")

@@ -1,0 +1,59 @@
+"""What every command shares: library errors as one-line messages, loading a model,
+option checks. Click only; nothing heavy is imported here."""
+import sys
+
+import click
+
+from charrnn.errors import CharRNNError
+
+
+def fail(e):
+    raise click.ClickException(str(e)) from None
+
+
+def call(fn, *args, **kwargs):
+    """Call into the library, turning its errors into one-line messages."""
+    try:
+        return fn(*args, **kwargs)
+    except CharRNNError as e:
+        if getattr(e, "quiet", False):   # another MPI rank prints the same message
+            sys.exit(1)
+        fail(e)
+    except MemoryError:
+        fail("out of memory: use a smaller model (--hidden, --layers) or --batch-size")
+    except OSError as e:
+        fail(f"{e.strerror or e}{': ' + str(e.filename) if e.filename else ''}")
+
+
+def finite(ctx, param, value):
+    """FloatRange lets NaN through (every comparison with NaN is false)."""
+    if value is not None and value != value:
+        raise click.BadParameter("must be a number, not nan")
+    return value
+
+
+def quiet_broken_pipe():
+    """The reader went away (`| head`): stop quietly, as Unix tools do."""
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())   # so the interpreter's final flush is silent
+    except OSError:
+        pass
+    sys.exit(0)
+
+
+def load_model(checkpoint, latest, best):
+    from charrnn.model import load
+    from charrnn.io.rundir import latest_run, runs_root
+
+    if checkpoint is None:
+        run = latest_run()
+        if run is None:
+            fail(f"no trained model under {runs_root()}/: run `charrnn train` first, "
+                  "or pass a checkpoint")
+        click.echo(f"charrnn: using {run}", err=True)
+        checkpoint = run
+    if latest and best:
+        fail("pass --latest or --best, not both")
+    return call(load, checkpoint, best=not latest)

@@ -1,0 +1,47 @@
+"""`charrnn export`: a trained model to ONNX or to one C99 file (thin over charrnn.export).
+
+Registered in charrnn/cli/__init__.py; like the rest of the CLI it imports nothing heavy at start-up.
+"""
+import click
+
+from charrnn.cli.common import call, load_model
+
+
+@click.command()
+@click.argument("run", required=False, type=click.Path(path_type=str))
+@click.option("--format", "fmt", required=True, type=click.Choice(["onnx", "c"]),
+              help="onnx: an ONNX model for onnxruntime & co.; c: one C99 file.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=str),
+              help="File to write (replaced atomically if it exists).")
+@click.option("--int8", is_flag=True, help="C only: per-row int8 weights with float scales "
+              "(about 4x smaller).")
+@click.option("--prefix", default="charrnn", show_default=True,
+              help="C only: prefix of the public C symbols (charrnn_step, ...).")
+@click.option("--latest", is_flag=True, help="Export model.safetensors, the newest weights, "
+              "instead of best.safetensors (the default, as for charrnn sample).")
+@click.option("--best", is_flag=True, hidden=True, help="Use best.safetensors (the default).")
+def export(run, fmt, output, int8, prefix, latest, best):
+    """Export RUN (a run directory or .safetensors checkpoint; default: the most recent
+    run under charrnn-runs/) to ONNX or to C.
+
+    \b
+    onnx: inputs tokens (T, B) int64, h0 (L, B, H) [and c0 for an LSTM];
+          outputs logits (T, B, V), hn [and cn]; vocabulary in the metadata.
+    c:    static const weights, no malloc; -DCHARRNN_MAIN makes it a program
+          taking --length N --temp T --seed S --prime TEXT.
+
+    \b
+    Example:
+      charrnn export charrnn-runs/tinyshakespeare-20260101-120000 --format onnx -o model.onnx
+      charrnn export RUN --format c -o model.c --int8
+      cc -std=c99 -O2 -DCHARRNN_MAIN model.c -lm -o model && ./model --prime "ROMEO:" --seed 1
+    """
+    from charrnn import export as api
+    if fmt != "c" and (int8 or prefix != "charrnn"):
+        raise click.UsageError("--int8 and --prefix apply to --format c only")
+    model = load_model(run, latest, best)
+    if fmt == "onnx":
+        call(api.export_onnx, model, output)
+    else:
+        call(api.export_c, model, output, int8=int8, prefix=prefix)
+    click.echo(f"charrnn: wrote {output}", err=True)

@@ -1,0 +1,343 @@
+"""The compiled LSTM / GRU / RNN kernels behind a checked Python API.
+
+Same signatures and semantics as charrnn.reference (the specification; read its docstring
+for the maths and shapes): forward returns (y, hT[, cT], cache); backward *adds* into the
+gradient arrays it is given. x may also be a Lookup(ids, E), x = E[ids] for a first layer
+after an embedding: the layer then multiplies the embedding table, not its gathered rows,
+and backward's dx is E's gradient (charrnn.lookup). Everything is validated here, before the kernels release
+the GIL: wrong shape, dtype, memory layout or a read-only gradient raises ShapeError (a
+ValueError) with a message naming the argument; nothing reaches C that could fail there.
+
+Speed: pass `workspace=Workspace()` to reuse buffers between calls of the same shape
+(the training loop keeps one per layer). A cache then lives in the workspace, so call
+backward before the next forward on the same workspace. Backward's scratch buffers come
+from the forward's workspace, or from `workspace=` given to backward: layers run their
+backward one after another, so they can share one. Pass `parallel=Parallel(k)` to
+split each pass over k threads (batch rows for the recurrence, output rows for the
+whole-sequence GEMMs); BLAS must then be limited to one thread (threadpoolctl), which
+the training loop does.
+
+GEMMs: float32 runs on charrnn's own sgemm (kernels/sgemm.h) on the ISA tier in use
+(charrnn.isa: AVX-512, AVX2+FMA or NEON micro-kernels), with the weights packed once per
+pass; float64, and float32 on the scalar tier, on SciPy's BLAS. `gemm_backend("blas")`
+(or CHARRNN_SGEMM=blas in the environment) makes float32 use BLAS too.
+"""
+import contextlib
+import os
+
+import numpy as np
+
+from charrnn import _gru, _lstm, _ops, _rnn
+from charrnn.nn import isa
+from charrnn.nn import table as lookup
+from charrnn.nn import parallel as passes
+from charrnn.errors import ShapeError
+from charrnn.nn.table import Lookup
+from charrnn.nn.parallel import each, empty as _empty, serial as _serial
+
+# the public names of the buffers and threads a pass runs with (charrnn/passes.py)
+Workspace, Parallel = passes.Workspace, passes.Parallel
+
+isa.apply_env()
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_INT_MAX = 2**31 - 1  # BLAS takes 32-bit sizes
+
+# Which GEMM float32 uses: "own" (charrnn's sgemm on the current tier) or "blas";
+# None: the tier's default (own everywhere but on the scalar tier).
+_backend = ["blas" if os.environ.get("CHARRNN_SGEMM") == "blas" else None]
+_NO_PACK = {dt: np.empty(0, dt) for dt in DTYPES}   # an empty pack: the kernels use BLAS
+
+
+def current_gemm_backend():
+    """"own" or "blas": what the float32 kernels use now (float64 always uses BLAS)."""
+    if _backend[0] is None:
+        return "own" if _ops.sgemm_default() else "blas"
+    return _backend[0]
+
+
+@contextlib.contextmanager
+def gemm_backend(name):
+    """Within the block, float32 kernels use `name`: "blas", or "own" (charrnn's sgemm on
+    the current ISA tier, the scalar tier's included). Process-wide, like threadpoolctl."""
+    if name not in ("own", "blas"):
+        raise ValueError(f"gemm_backend: 'own' or 'blas', not {name!r}")
+    old = _backend[0]
+    _backend[0] = name
+    try:
+        yield
+    finally:
+        _backend[0] = old
+
+
+def pack(ws, name, W, trans):
+    """W (or W^T if trans) packed for the own sgemm, in workspace buffer `name`; or an
+    empty array (BLAS) for float64 or the BLAS backend."""
+    if W.dtype != np.float32 or current_gemm_backend() != "own":
+        return _NO_PACK[W.dtype]
+    K, N = (W.shape[1], W.shape[0]) if trans else W.shape
+    out = _empty(ws, name, (_ops.sgemm_packed_size(K, N),), W.dtype)
+    _ops.sgemm_pack(trans, W, out)
+    return out
+
+
+def _pack_two(ws, names, Ws, trans, parallel):
+    """pack() of two weights, on two threads when parallel has them."""
+    if _serial(parallel) or Ws[0].dtype != np.float32 or current_gemm_backend() != "own":
+        return tuple(pack(ws, n, W, trans) for n, W in zip(names, Ws))
+    outs = []
+    for n, W in zip(names, Ws):
+        K, N = (W.shape[1], W.shape[0]) if trans else W.shape
+        outs.append(_empty(ws, n, (_ops.sgemm_packed_size(K, N),), W.dtype))
+    parallel.run(_ops.sgemm_pack, [(trans, W, o) for W, o in zip(Ws, outs)])
+    return tuple(outs)
+
+
+def _packs_forward(ws, W_ih, W_hh, parallel=None):
+    """The B operands of x W_ih^T and h W_hh^T."""
+    return _pack_two(ws, ("Wpf_ih", "Wpf_hh"), (W_ih, W_hh), True, parallel)
+
+
+def _packs_backward(ws, W_ih, W_hh, parallel=None):
+    """The B operands of dG W_ih and dG W_hh."""
+    return _pack_two(ws, ("Wpb_ih", "Wpb_hh"), (W_ih, W_hh), False, parallel)
+
+
+def _check(name, a, shape, dtype, writable=False):
+    if isinstance(a, Lookup) and name == "x":   # checked when made; its rows when gathered
+        return
+    if not isinstance(a, np.ndarray):
+        raise ShapeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise ShapeError(f"{name} has dtype {a.dtype}, expected {dtype} (the dtype of x)")
+    if a.shape != shape:
+        raise ShapeError(f"{name} has shape {a.shape}, expected {shape}")
+    if not a.flags.c_contiguous:
+        raise ShapeError(f"{name} is not C-contiguous: pass np.ascontiguousarray({name})")
+    if writable and not a.flags.writeable:
+        raise ShapeError(f"{name} is read-only: gradients are accumulated into it")
+
+
+def _sizes(cell, G, x, h0, W_ih):
+    """Validate x, h0 and W_ih enough to read T, N, D, H and the dtype."""
+    if not isinstance(x, (np.ndarray, Lookup)) or x.ndim != 3:
+        got = f"shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise ShapeError(f"{cell}: x must be a 3-d array (T, N, D), got {got}")
+    if x.dtype not in DTYPES:
+        raise ShapeError(f"{cell}: x has dtype {x.dtype}; the kernels take float32 or float64")
+    T, N, D = x.shape
+    if not isinstance(h0, np.ndarray) or h0.ndim != 2:
+        got = f"shape {h0.shape}" if isinstance(h0, np.ndarray) else type(h0).__name__
+        raise ShapeError(f"{cell}: h0 must be a 2-d array (N, H), got {got}")
+    H = h0.shape[1]
+    if min(T, N, D, H) < 1:
+        raise ShapeError(f"{cell}: every size must be >= 1, got T={T} N={N} D={D} H={H}")
+    if max(T * N * max(D, G * H), G * H * max(D, H)) > _INT_MAX:
+        raise ShapeError(f"{cell}: arrays too large for 32-bit BLAS sizes (T={T} N={N} D={D} H={H})")
+    return T, N, D, H, x.dtype
+
+
+def _check_dx(dx, cache, dt):
+    """dx: (T, N, D) like x, or the (V, D) gradient of a Lookup's table (checked there)."""
+    if not isinstance(cache.x, Lookup):
+        _check("dx", dx, cache.x.shape, dt, writable=True)
+
+
+def _check_weights(G, H, D, dt, W_ih, W_hh, b_ih, b_hh, prefix=""):
+    _check(prefix + "W_ih", W_ih, (G * H, D), dt, writable=bool(prefix))
+    _check(prefix + "W_hh", W_hh, (G * H, H), dt, writable=bool(prefix))
+    _check(prefix + "b_ih", b_ih, (G * H,), dt, writable=bool(prefix))
+    _check(prefix + "b_hh", b_hh, (G * H,), dt, writable=bool(prefix))
+
+
+def _state_grad(name, d, N, H, dt):
+    if d is None:
+        return np.zeros((N, H), dt)
+    _check(name, d, (N, H), dt)
+    return d
+
+
+class _Cache:
+    """What backward needs; opaque to callers."""
+    __slots__ = ("cell", "x", "W_ih", "W_hh", "saved", "ws", "parallel")
+
+    def __init__(self, cell, x, W_ih, W_hh, saved, ws, parallel=None):
+        self.cell, self.x, self.W_ih, self.W_hh = cell, x, W_ih, W_hh
+        self.saved, self.ws, self.parallel = saved, ws, parallel
+
+
+def _open_cache(cell, cache, dy):
+    if not isinstance(cache, _Cache) or cache.cell != cell:
+        raise ShapeError(f"{cell}_backward: cache must come from charrnn.cells.{cell}_forward")
+    T, N, _ = cache.x.shape
+    H = cache.W_hh.shape[1]
+    _check("dy", dy, (T, N, H), cache.x.dtype)
+    return T, N, cache.x.shape[2], H, cache.x.dtype
+
+
+# ---- LSTM ------------------------------------------------------------------------------
+
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
+    T, N, D, H, dt = _sizes("lstm", 4, x, h0, W_ih)
+    _check("x", x, (T, N, D), dt)
+    _check("h0", h0, (N, H), dt)
+    _check("c0", c0, (N, H), dt)
+    _check_weights(4, H, D, dt, W_ih, W_hh, b_ih, b_hh)
+    ws = workspace
+    hs = _empty(ws, "hs", (T + 1, N, H), dt)
+    cs = _empty(ws, "cs", (T + 1, N, H), dt)
+    act = _empty(ws, "act", (T, N, 4 * H), dt)
+    tc = _empty(ws, "tc", (T, N, H), dt)
+    Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh, parallel)
+    if isinstance(x, Lookup):
+        lookup.forward_input(x, _lstm.forward_input, (W_ih, Wp_ih, b_ih, b_hh), act, ws, parallel)
+        each(parallel, _lstm.forward_recur, N,
+                     lambda n0, n1: (h0, c0, W_hh, Wp_hh, hs, cs, act, tc, n0, n1))
+    elif _serial(parallel):
+        _lstm.forward(x, h0, c0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, cs, act, tc)
+    else:
+        P = parallel
+        P.run(_lstm.forward_input, [(x, W_ih, Wp_ih, b_ih, b_hh, act, r0, r1) for r0, r1 in P.split(T * N)])
+        P.run(_lstm.forward_recur, [(h0, c0, W_hh, Wp_hh, hs, cs, act, tc, n0, n1) for n0, n1 in P.split(N)])
+    cache = _Cache("lstm", x, W_ih, W_hh, (hs, cs, act, tc), ws, parallel)
+    return hs[1:], hs[T].copy(), cs[T].copy(), cache
+
+
+def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh, workspace=None):
+    T, N, D, H, dt = _open_cache("lstm", cache, dy)
+    dhT = _state_grad("dhT", dhT, N, H, dt)
+    dcT = _state_grad("dcT", dcT, N, H, dt)
+    _check_dx(dx, cache, dt)
+    _check("dh0", dh0, (N, H), dt, writable=True)
+    _check("dc0", dc0, (N, H), dt, writable=True)
+    _check_weights(4, H, D, dt, dW_ih, dW_hh, db_ih, db_hh, prefix="d")
+    hs, cs, act, tc = cache.saved
+    ws = workspace if workspace is not None else cache.ws   # scratch only
+    dact = _empty(ws, "dact", (T, N, 4 * H), dt)
+    dh = _empty(ws, "dh", (N, H), dt)
+    dc = _empty(ws, "dc", (N, H), dt)
+    P = cache.parallel
+    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, P)
+    if isinstance(cache.x, Lookup):
+        each(P, _lstm.backward_recur, N, lambda n0, n1: (
+            dy, dhT, dcT, cache.W_hh, Wp_hh, cs, act, tc, dact, dh, dc, dh0, dc0, n0, n1))
+        lookup.backward_weights(cache.x, dact, dact, hs, cache.W_ih, Wp_ih, dx, dW_ih, dW_hh,
+                                db_ih, db_hh, ws, P)
+        return
+    if _serial(P):
+        _lstm.backward(dy, dhT, dcT, cache.x, cache.W_ih, cache.W_hh, Wp_ih, Wp_hh, hs, cs, act, tc,
+                       dact, dh, dc, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh)
+        return
+    P.run(_lstm.backward_recur, [(dy, dhT, dcT, cache.W_hh, Wp_hh, cs, act, tc, dact, dh, dc, dh0, dc0, n0, n1)
+                                 for n0, n1 in P.split(N)])
+    P.run(_lstm.backward_weights, [(cache.x, cache.W_ih, Wp_ih, hs, dact, dx, dW_ih, dW_hh, db_ih, db_hh, g0, g1, r0, r1)
+                                   for (g0, g1), (r0, r1) in zip(P.split(4 * H), P.split(T * N))])
+
+
+# ---- GRU -------------------------------------------------------------------------------
+
+def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
+    T, N, D, H, dt = _sizes("gru", 3, x, h0, W_ih)
+    _check("x", x, (T, N, D), dt)
+    _check("h0", h0, (N, H), dt)
+    _check_weights(3, H, D, dt, W_ih, W_hh, b_ih, b_hh)
+    ws = workspace
+    hs = _empty(ws, "hs", (T + 1, N, H), dt)
+    act = _empty(ws, "act", (T, N, 3 * H), dt)
+    ghn = _empty(ws, "ghn", (T, N, H), dt)
+    gh = _empty(ws, "gh", (N, 3 * H), dt)
+    Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh, parallel)
+    if isinstance(x, Lookup):
+        lookup.forward_input(x, _gru.forward_input, (W_ih, Wp_ih, b_ih), act, ws, parallel)
+        each(parallel, _gru.forward_recur, N,
+                     lambda n0, n1: (h0, W_hh, Wp_hh, b_hh, hs, act, ghn, gh, n0, n1))
+    elif _serial(parallel):
+        _gru.forward(x, h0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, act, ghn, gh)
+    else:
+        P = parallel
+        P.run(_gru.forward_input, [(x, W_ih, Wp_ih, b_ih, act, r0, r1) for r0, r1 in P.split(T * N)])
+        P.run(_gru.forward_recur, [(h0, W_hh, Wp_hh, b_hh, hs, act, ghn, gh, n0, n1) for n0, n1 in P.split(N)])
+    cache = _Cache("gru", x, W_ih, W_hh, (hs, act, ghn), ws, parallel)
+    return hs[1:], hs[T].copy(), cache
+
+
+def gru_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=None):
+    T, N, D, H, dt = _open_cache("gru", cache, dy)
+    dhT = _state_grad("dhT", dhT, N, H, dt)
+    _check_dx(dx, cache, dt)
+    _check("dh0", dh0, (N, H), dt, writable=True)
+    _check_weights(3, H, D, dt, dW_ih, dW_hh, db_ih, db_hh, prefix="d")
+    hs, act, ghn = cache.saved
+    ws = workspace if workspace is not None else cache.ws   # scratch only
+    dgx = _empty(ws, "dgx", (T, N, 3 * H), dt)
+    dgh = _empty(ws, "dgh", (T, N, 3 * H), dt)
+    dh_a = _empty(ws, "dh_a", (N, H), dt)
+    dh_b = _empty(ws, "dh_b", (N, H), dt)
+    P = cache.parallel
+    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, P)
+    if isinstance(cache.x, Lookup):
+        each(P, _gru.backward_recur, N, lambda n0, n1: (
+            dy, dhT, cache.W_hh, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, n0, n1))
+        lookup.backward_weights(cache.x, dgx, dgh, hs, cache.W_ih, Wp_ih, dx, dW_ih, dW_hh,
+                                db_ih, db_hh, ws, P)
+        return
+    if _serial(P):
+        _gru.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, Wp_ih, Wp_hh, hs, act, ghn,
+                      dgx, dgh, dh_a, dh_b, dx, dh0, dW_ih, dW_hh, db_ih, db_hh)
+        return
+    P.run(_gru.backward_recur, [(dy, dhT, cache.W_hh, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, n0, n1)
+                                for n0, n1 in P.split(N)])
+    P.run(_gru.backward_weights, [(cache.x, cache.W_ih, Wp_ih, hs, dgx, dgh, dx, dW_ih, dW_hh, db_ih, db_hh, g0, g1, r0, r1)
+                                  for (g0, g1), (r0, r1) in zip(P.split(3 * H), P.split(T * N))])
+
+
+# ---- RNN -------------------------------------------------------------------------------
+
+def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
+    T, N, D, H, dt = _sizes("rnn", 1, x, h0, W_ih)
+    _check("x", x, (T, N, D), dt)
+    _check("h0", h0, (N, H), dt)
+    _check_weights(1, H, D, dt, W_ih, W_hh, b_ih, b_hh)
+    ws = workspace
+    hs = _empty(ws, "hs", (T + 1, N, H), dt)
+    pre = _empty(ws, "pre", (T, N, H), dt)
+    Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh, parallel)
+    if isinstance(x, Lookup):
+        lookup.forward_input(x, _rnn.forward_input, (W_ih, Wp_ih, b_ih, b_hh), pre, ws, parallel)
+        each(parallel, _rnn.forward_recur, N,
+                     lambda n0, n1: (h0, W_hh, Wp_hh, hs, pre, n0, n1))
+    elif _serial(parallel):
+        _rnn.forward(x, h0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, pre)
+    else:
+        P = parallel
+        P.run(_rnn.forward_input, [(x, W_ih, Wp_ih, b_ih, b_hh, pre, r0, r1) for r0, r1 in P.split(T * N)])
+        P.run(_rnn.forward_recur, [(h0, W_hh, Wp_hh, hs, pre, n0, n1) for n0, n1 in P.split(N)])
+    cache = _Cache("rnn", x, W_ih, W_hh, (hs,), ws, parallel)
+    return hs[1:], hs[T].copy(), cache
+
+
+def rnn_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=None):
+    T, N, D, H, dt = _open_cache("rnn", cache, dy)
+    dhT = _state_grad("dhT", dhT, N, H, dt)
+    _check_dx(dx, cache, dt)
+    _check("dh0", dh0, (N, H), dt, writable=True)
+    _check_weights(1, H, D, dt, dW_ih, dW_hh, db_ih, db_hh, prefix="d")
+    (hs,) = cache.saved
+    ws = workspace if workspace is not None else cache.ws   # scratch only
+    da = _empty(ws, "da", (T, N, H), dt)
+    dh = _empty(ws, "dh", (N, H), dt)
+    P = cache.parallel
+    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, P)
+    if isinstance(cache.x, Lookup):
+        each(P, _rnn.backward_recur, N, lambda n0, n1: (
+            dy, dhT, cache.W_hh, Wp_hh, hs, da, dh, dh0, n0, n1))
+        lookup.backward_weights(cache.x, da, da, hs, cache.W_ih, Wp_ih, dx, dW_ih, dW_hh,
+                                db_ih, db_hh, ws, P)
+        return
+    if _serial(P):
+        _rnn.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, Wp_ih, Wp_hh, hs, da, dh,
+                      dx, dh0, dW_ih, dW_hh, db_ih, db_hh)
+        return
+    P.run(_rnn.backward_recur, [(dy, dhT, cache.W_hh, Wp_hh, hs, da, dh, dh0, n0, n1) for n0, n1 in P.split(N)])
+    P.run(_rnn.backward_weights, [(cache.x, cache.W_ih, Wp_ih, hs, da, dx, dW_ih, dW_hh, db_ih, db_hh, g0, g1, r0, r1)
+                                  for (g0, g1), (r0, r1) in zip(P.split(H), P.split(T * N))])

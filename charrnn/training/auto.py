@@ -1,0 +1,193 @@
+"""Defaults that fit the corpus and the budget: a pure function of a few numbers.
+
+    choose(n_chars, vocab_size, max_minutes, given) -> Choice
+
+Inputs are the corpus length in characters, its vocabulary size, the time budget and
+the options the user gave (`given`: name -> value; they always win). Nothing here
+measures anything, so the same command on the same corpus picks the same model on
+every machine. Speeds are those of a *nominal* machine (NOMINAL_FLOPS below): they only
+turn a budget in minutes into "how many passes over the text a run can afford".
+
+How the choice goes:
+  held-out part  the last 10% of the corpus, unless that is under MIN_VAL_CHARS (an
+                 explicit --val-frac: unless it holds under 2 characters): then the
+                 run trains on everything, without validation;
+  model size     the largest rung of LADDER with at most SIZE_PARAMS recurrent weights
+                 times the square root of the smaller of (training characters / 1M)
+                 and (minutes / 5): the model grows with the text until the budget
+                 cannot train a larger one (2x256 for 1 MB or more in 5 minutes, 1x128
+                 for 10 kB, 2x128 for 100 kB);
+  dropout        from the passes the budget affords that model (EPOCHS_DROPOUT):
+                 none for one pass or less, up to 0.3 for a hundred passes or more;
+  lr decay       0.85 per epoch, or per million characters on smaller corpora (a
+                 per-epoch decay would freeze a run on a 10 kB text within seconds);
+  batch          32 streams, fewer when the training part is short (at least
+                 MIN_WINDOWS windows per epoch), then batch and window shrink to what
+                 fits (only those the user did not give);
+  evaluations    every 500 steps, more often when the held-out part is small (an
+                 evaluation then costs little); early stopping after 10 evaluations
+                 without improvement when the run can see the text more than twice;
+  epochs         without validation, at most 100 passes (nothing says when to stop).
+At 1 MB and 5 minutes this picks exactly the former fixed defaults (2x256 GRU,
+embedding 64, dropout 0.1, 32 streams of 64, lr decay 0.85, evaluations every 500).
+"""
+import math
+from dataclasses import dataclass, field
+
+# Fixed defaults that do not adapt.
+SEQ_LEN = 64
+BATCH_SIZE = 32
+EVAL_EVERY = 500
+LR_DECAY = 0.85
+PATIENCE = 10
+
+# (layers, hidden, embed), smallest first.
+LADDER = [(1, 64, 16), (1, 128, 32), (2, 128, 32), (2, 192, 48), (2, 256, 64),
+          (2, 384, 64), (2, 512, 64), (3, 512, 64), (3, 768, 96)]
+SIZE_PARAMS = 700_000           # recurrent weights at 1M characters and 5 minutes
+UNBOUNDED_MINUTES = 60          # what a run without --max-minutes is sized for
+NOMINAL_FLOPS = 40e9            # flop/s of the nominal machine (6 flops/param/char)
+NOMINAL_OVERHEAD = 5e-6         # seconds per character beyond the matrix products
+EPOCHS_DROPOUT = [(1.5, 0.0), (8, 0.1), (32, 0.2), (math.inf, 0.3)]
+MIN_VAL_CHARS = 100             # a held-out part shorter than this is not worth scoring
+MIN_WINDOWS = 8                 # windows per epoch the automatic batch leaves at least
+VAL_COST = 0.1                  # an evaluation may cost this fraction of the training
+                                # characters between evaluations (forward only, ~1/3)
+MIN_EVAL_EVERY = 10
+NO_VAL_MAX_EPOCHS = 100
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+AUTO = ("hidden", "layers", "embed", "dropout", "lr_decay", "batch_size", "seq_len",
+        "val_frac", "eval_every", "patience", "max_epochs")
+VAL_FRAC = 0.1
+
+
+@dataclass
+class Choice:
+    values: dict                 # option name -> value, for every name in AUTO
+    auto: list                   # the names the user did not give
+    val_chars: int               # held-out characters (0: no validation)
+    notes: list = field(default_factory=list)   # one line each, for the log
+
+
+def params(cell, layers, hidden, embed, vocab_size):
+    """Parameter count of a model (PyTorch's layout: two bias vectors per layer)."""
+    g = GATES[cell]
+    rec = sum(g * hidden * ((embed if k == 0 else hidden) + hidden + 2) for k in range(layers))
+    return vocab_size * embed + rec + vocab_size * (hidden + 1)
+
+
+def nominal_chars_per_sec(n_params):
+    return 1.0 / (6.0 * n_params / NOMINAL_FLOPS + NOMINAL_OVERHEAD)
+
+
+def budget_minutes(max_minutes):
+    return max_minutes if max_minutes else UNBOUNDED_MINUTES
+
+
+def _size(cell, n_train, vocab_size, minutes):
+    cap = SIZE_PARAMS * math.sqrt(min(n_train / 1e6, minutes / 5.0))
+    best = LADDER[0]
+    for rung in LADDER:
+        if params(cell, *rung, vocab_size) - vocab_size * (rung[2] + rung[1] + 1) <= cap:
+            best = rung   # the cap counts the recurrent weights: V should not shrink it
+    return best
+
+
+def _dropout(epochs):
+    for limit, p in EPOCHS_DROPOUT:
+        if epochs < limit:
+            return p
+    return EPOCHS_DROPOUT[-1][1]
+
+
+def _fit(n_train, batch, seq_len, given, notes):
+    """Shrink the batch, then the window, to fit B streams of T + 1 in n_train; only
+    those not given. What still does not fit is left for Batches to refuse clearly."""
+    if batch * (seq_len + 1) <= n_train:
+        return batch, seq_len
+    b0, t0 = batch, seq_len
+    if "batch_size" not in given:
+        batch = max(1, n_train // (seq_len + 1))
+    if batch * (seq_len + 1) > n_train and "seq_len" not in given:
+        seq_len = max(1, n_train // batch - 1)
+    if batch * (seq_len + 1) > n_train:
+        return b0, t0     # cannot fit: the values as they were, for the clear refusal
+    if (batch, seq_len) != (b0, t0):
+        notes.append(f"the training part ({n_train:,} characters) cannot fill {b0} streams "
+                     f"of {t0 + 1}: using --batch-size {batch} --seq-len {seq_len}")
+    return batch, seq_len
+
+
+def choose(n_chars, vocab_size, max_minutes, given=None, cell="gru"):
+    """The defaults for a corpus of n_chars characters (vocab_size distinct) trained
+    for max_minutes (0: no limit); `given` (option -> value) overrides any of them."""
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    notes = []
+    minutes = budget_minutes(max_minutes)
+    val_frac = given.get("val_frac", VAL_FRAC)
+    val_chars = int(n_chars * val_frac)
+    least = 2 if "val_frac" in given else MIN_VAL_CHARS   # an explicit one: if it scores
+    if val_frac == 0:      # no validation (what a run that could not validate records)
+        val_chars = 0
+    elif val_chars < least:
+        notes.append(f"{n_chars:,} characters are too few to hold out {val_frac:g} for "
+                     f"validation ({val_chars} characters, fewer than {least}): "
+                     "training on all of them without validation")
+        val_chars = 0
+    if not val_chars:
+        val_frac = 0.0
+    n_train = n_chars - val_chars
+
+    layers, hidden, embed = _size(cell, n_train, vocab_size, minutes)
+    v = {"layers": layers, "hidden": hidden, "embed": embed, "val_frac": val_frac}
+    v.update({k: given[k] for k in ("layers", "hidden", "embed") if k in given})
+    n_params = params(cell, v["layers"], v["hidden"], v["embed"], vocab_size)
+    epochs = nominal_chars_per_sec(n_params) * minutes * 60 / max(1, n_train)
+    v["dropout"] = _dropout(epochs)
+    v["lr_decay"] = round(LR_DECAY ** min(1.0, n_train / 1e6), 4)
+
+    seq_len = given.get("seq_len", SEQ_LEN)
+    batch = given.get("batch_size",
+                      max(1, min(BATCH_SIZE, n_train // ((seq_len + 1) * MIN_WINDOWS))))
+    v["batch_size"], v["seq_len"] = _fit(n_train, batch, seq_len, given, notes)
+
+    if val_chars:
+        from charrnn.data.heldout import MAX_SCORED
+        scored = min(val_chars, MAX_SCORED)
+        every = scored / (VAL_COST * v["batch_size"] * v["seq_len"])
+        v["eval_every"] = int(min(EVAL_EVERY, max(MIN_EVAL_EVERY, _round_nice(every))))
+        v["patience"] = PATIENCE if epochs > 2 else 0
+        v["max_epochs"] = 0
+    else:
+        v["eval_every"] = EVAL_EVERY
+        v["patience"] = 0
+        v["max_epochs"] = NO_VAL_MAX_EPOCHS
+    auto = [k for k in AUTO if k not in given]
+    v.update({k: given[k] for k in AUTO if k in given})
+    return Choice(v, auto, val_chars, notes)
+
+
+def _round_nice(x):
+    """Down to 1, 2 or 5 times a power of ten (10, 20, 50, 100, ...)."""
+    if x < 1:
+        return 1
+    p = 10 ** math.floor(math.log10(x))
+    return max(m * p for m in (1, 2, 5) if m * p <= x)
+
+
+def describe(choice, cell="gru"):
+    """One line naming what was chosen automatically."""
+    v, auto = choice.values, set(choice.auto)
+    parts = []
+    if auto & {"layers", "hidden", "embed"}:
+        parts.append(f"{v['layers']}x{v['hidden']} {cell.upper()}, embedding {v['embed']}")
+    for k, label in (("dropout", "dropout {}"), ("lr_decay", "lr decay {}/epoch"),
+                     ("batch_size", "batch {}"), ("seq_len", "window {}"),
+                     ("eval_every", "evaluate every {} steps"),
+                     ("patience", "patience {}"), ("max_epochs", "at most {} epochs")):
+        if k in auto and not (k in ("patience", "max_epochs") and not v[k]):
+            parts.append(label.format(v[k]))
+    if "patience" in auto and not v["patience"] and choice.val_chars:
+        parts.append("no early stopping")
+    return ", ".join(parts)

@@ -1,0 +1,138 @@
+"""The training loop: truncated BPTT over parallel streams, crash-safe and resumable.
+
+A run directory holds everything about one run:
+
+    model.safetensors   latest weights (PyTorch names; `charrnn sample --latest`)
+    best.safetensors    weights with the best validation loss so far (what `charrnn
+                        sample` and `charrnn eval` load; every save without validation)
+    state.safetensors   everything needed to continue exactly: weights, optimizer
+                        moments, step, data cursor, carried hidden state, RNG state
+    metrics.jsonl       one JSON line per step (val_loss on evaluation steps); the last
+                        line ("final") says why the run stopped ("stopped_by")
+    samples.jsonl       the sample generated at each evaluation (step, val_loss, text)
+    corpus.npy/.json    the encoded corpus, memory-mapped (reused on --resume)
+    charrnn.lock        held while a `charrnn train` runs in the directory
+
+Every file is written atomically, so killing the process at any instant leaves the
+previous checkpoint loadable. A resumed run produces the same per-step losses as an
+uninterrupted one (same seed, same thread count): the state file is written as a
+whole at a step boundary and holds every bit of state the next step reads.
+
+Under `mpiexec -n N` the same loop runs on every rank over its block of the streams;
+the hooks are calls on comm (charrnn.training.distributed), all no-ops for one process.
+The steps themselves are charrnn.training.trainer's.
+"""
+import os
+import signal
+import sys
+import threading
+from dataclasses import fields
+from pathlib import Path
+
+from charrnn.nn import cells
+from charrnn.data import corpus as data
+from charrnn.training import distributed as dist
+from charrnn.training.options import RESUME_OVERRIDABLE, TrainConfig
+from charrnn.training.run_start import open_run, remove_if_unused
+from charrnn.io.rundir import RunLock
+from charrnn.errors import CharRNNError, ConfigError
+from charrnn.training.trainer import Interrupted, Trainer
+
+
+class _Signals:
+    """Turn SIGINT/SIGTERM into a flag the loop checks between steps (a second Ctrl-C
+    still interrupts at once, but never while a checkpoint is being written)."""
+
+    def __init__(self):
+        self.received = None
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log=None,
+          progress=None, distributed=None, **options):
+    """Train a model; returns a summary dict. What `charrnn train` calls.
+
+    corpus: a text file (default: the bundled Tiny Shakespeare). out: the run directory
+    (default: charrnn-runs/<corpus>-<time>; $CHARRNN_RUNS changes the root). resume:
+    continue the run in `out` (or, without `out`, the newest run). options: the fields
+    of TrainConfig. threads: BLAS threads (default: all cores). log: a function taking
+    one line of text (default: stderr, silent when quiet). progress: a function called
+    after every step with that step's metrics dict (as written to metrics.jsonl).
+    distributed: data-parallel over MPI (None: when an MPI launcher started more than one
+    rank; see charrnn.distributed). Then log, progress and files are rank 0's only.
+    """
+    if log is None:
+        log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    unknown = set(options) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    if threads is not None and threads < 1:
+        raise ConfigError("--threads must be at least 1")
+    comm = dist.connect(distributed)
+    if not comm.is_root:
+        quiet, log, progress = True, (lambda s: None), None
+    try:
+        created = out is None or not Path(out).exists()
+        run_dir, saved = dist.open_run_on_root(comm, lambda: open_run(corpus, out, resume))
+        try:
+            return _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progress)
+        except BaseException:
+            if created and saved is None and comm.is_root:
+                remove_if_unused(run_dir)
+            raise
+    except (CharRNNError, Interrupted) as e:
+        raise e if comm.is_root else dist.mark_quiet(e)
+
+
+def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progress):
+    from threadpoolctl import threadpool_limits
+
+    if saved is not None:
+        meta = saved.meta
+        cfg_dict = dict(meta["train_config"])
+        for k, v in options.items():
+            if k in RESUME_OVERRIDABLE:
+                if k != "eval_every" and v != cfg_dict.get(k):
+                    meta["anneal_steps"] = None   # a new budget: plan the lr anneal anew
+                cfg_dict[k] = v
+            elif v != cfg_dict.get(k):
+                log(f"note: --{k.replace('_', '-')} ignored on --resume (the run uses {cfg_dict.get(k)!r})")
+        cfg = TrainConfig(**cfg_dict).validate()
+        corpus = meta["corpus"]
+    else:
+        cfg = TrainConfig(**options).validate()
+        corpus = str(corpus if corpus is not None else data.bundled_corpus())
+
+    threads = threads or comm.threads_default()   # one process: all cores
+    split = threads > 1 and os.environ.get("CHARRNN_THREADING", "split") == "split"
+    # Either our threads split every kernel pass (BLAS single-threaded), or BLAS threads
+    # each GEMM (then BLAS does every GEMM: charrnn's own sgemm is single-threaded);
+    # see bench/ for which is faster.
+    gemm = "blas" if threads > 1 and not split else cells.current_gemm_backend()
+    if comm.size > 1:
+        log(f"charrnn: {threads} thread{'s' * (threads > 1)} per rank")
+    with dist.RootLock(comm, RunLock, run_dir), threadpool_limits(limits=1 if split else threads), \
+            cells.gemm_backend(gemm), _Signals() as sig:
+        trainer = Trainer(cfg, corpus, run_dir, saved, log, quiet, progress, comm)
+        if split:
+            trainer.model.parallel = cells.Parallel(threads)
+        try:
+            return trainer.run(sig)
+        finally:
+            if trainer.model.parallel is not None:
+                trainer.model.parallel.close()

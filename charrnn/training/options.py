@@ -1,0 +1,132 @@
+"""The options of a training run: TrainConfig, one field per `charrnn train` option.
+
+This is the one place where each option's default and its help text live: `charrnn
+train --help`, the docs' CLI reference (generated from it) and the run's saved config
+all read them from here. A field's metadata holds
+    help   what the option does (the CLI adds the default, or the auto rule)
+    auto   for an automatic option (default None): what charrnn.training.auto picks
+
+None means "auto": charrnn.training.auto fills it in from the corpus and the budget when the
+run starts, and the run's saved config holds the values it picked. Importing this
+module loads no NumPy and no kernel, so the CLI can read it at start-up.
+"""
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Optional
+
+from charrnn.nn.shapes import GATES
+
+CELLS = tuple(GATES)
+OPTIMIZERS = ("adam", "rmsprop")
+ENCODING_ERRORS = ("strict", "replace", "ignore")   # Python's codec error handlers
+
+
+def option(default, help, auto=None):
+    """A TrainConfig field: its default, its help text, and for an automatic option
+    (default None) the rule charrnn.training.auto follows."""
+    return field(default=default, metadata={"help": help, "auto": auto})
+
+
+@dataclass
+class TrainConfig:
+    # at 1 MB and 5 minutes the auto options come to: 2x256, embed 64, dropout 0.1,
+    # 32 x 64, lr decay 0.85, evaluate every 500
+    # ---- model (see charrnn.nn.network.ModelConfig)
+    cell: str = option("gru", "Recurrent cell")   # in a fixed time budget it beats the LSTM
+    hidden: Optional[int] = option(
+        None, "Hidden units per layer",
+        "auto: grows with the square root of the text and of the budget; in 5 minutes "
+        "1x64 below ~9k characters, 1x128 to ~60k, 2x128 to ~300k, 2x192 to ~1M, 2x256 "
+        "beyond; longer budgets allow larger")
+    layers: Optional[int] = option(None, "Stacked layers", "auto: with --hidden (see there)")
+    embed: Optional[int] = option(None, "Embedding size", "auto: with --hidden, 16..96; 64 for 2x256")
+    dropout: Optional[float] = option(
+        None, "Dropout probability",
+        "auto: from the passes over the text the budget affords: 0 for one pass or less, "
+        "0.1 for a few (1 MB in 5 minutes), up to 0.3 for a hundred or more")
+    forget_bias: float = option(1.0, "LSTM forget-gate bias at init")
+    # ---- data
+    encoding: str = option("utf-8", "Text encoding: utf-8, latin-1 or any Python codec, or "
+                           "'bytes' for a byte-level model")
+    encoding_errors: str = option(
+        "strict", "Invalid bytes in FILE: strict stops with an error naming the offset; "
+        "replace puts U+FFFD, ignore leaves them out (a character cut off by the end of the "
+        "file is always dropped)")
+    seq_len: Optional[int] = option(None, "Characters per BPTT window",
+                                    "auto: 64, shorter only if the text cannot fill one window")
+    batch_size: Optional[int] = option(
+        None, "Parallel streams",
+        "auto: 32, fewer for texts under ~17k characters (8 windows per epoch at least), "
+        "shrunk to fit")
+    val_frac: Optional[float] = option(   # the last 10%: nanoGPT's Tiny Shakespeare split
+        None, "Fraction at the end of the corpus held out for validation",
+        "auto: 0.1; none (no validation) when that is under 100 characters")
+    # ---- optimisation
+    optimizer: str = option("adam", "Optimizer")
+    lr: float = option(3e-3, "Learning rate")
+    lr_decay: Optional[float] = option(   # applied smoothly every step
+        None, "Learning-rate factor per epoch",
+        "auto: 0.85, per million characters on smaller corpora")
+    anneal: float = option(0.2, "Final fraction of a run with a budget in which the "
+                           "learning rate falls linearly to 10%")
+    grad_clip: float = option(5.0, "Global gradient-norm limit, 0 disables")
+    seed: int = option(1337, "Random seed")
+    # ---- schedule
+    eval_every: Optional[int] = option(
+        None, "Steps between validations and checkpoints",
+        "auto: 500, more often for small held-out parts (10 at least)")
+    patience: Optional[int] = option(
+        None, "Stop after this many evaluations without a better validation loss, 0: never",
+        "auto: 10 when the budget allows more than 2 passes over the text, else 0 (off)")
+    max_steps: int = option(0, "Stop after this many steps, 0: no limit")
+    max_epochs: Optional[float] = option(
+        None, "Stop after this many epochs, 0: no limit",
+        "auto: no limit; 100 when the text is too short to validate")
+    max_minutes: float = option(5.0, "Wall-clock budget in minutes across resumes, 0: none")
+
+    def validate(self):
+        from charrnn.data.corpus import check_errors
+        from charrnn.errors import ConfigError
+        from charrnn.nn.network import ModelConfig
+
+        auto = {"dropout": 0.0, "lr_decay": 1.0, "patience": 0, "max_epochs": 0,
+                "val_frac": 0.1}
+        d = {k: (auto.get(k, 1) if v is None else v) for k, v in asdict(self).items()}
+        ModelConfig(self.cell, d["hidden"], d["layers"], d["embed"], d["dropout"], 1,
+                    self.encoding).validate()
+        checks = [
+            (d["seq_len"] >= 1, "--seq-len must be at least 1"),
+            (d["batch_size"] >= 1, "--batch-size must be at least 1"),
+            (0 <= d["val_frac"] < 1, "--val-frac must be in [0, 1) (0: no validation)"),
+            (self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number"),
+            (0 < d["lr_decay"] <= 1, "--lr-decay must be in (0, 1]"),
+            (0 <= self.anneal < 1, "--anneal must be in [0, 1)"),
+            (self.grad_clip >= 0, "--grad-clip must be >= 0 (0 disables clipping)"),
+            (d["eval_every"] >= 1, "--eval-every must be at least 1"),
+            (d["patience"] >= 0, "--patience must be >= 0 (0: no early stopping)"),
+            (self.max_steps >= 0, "--max-steps must be >= 0 (0: no limit)"),
+            (d["max_epochs"] >= 0, "--max-epochs must be >= 0 (0: no limit)"),
+            (self.max_minutes >= 0, "--max-minutes must be >= 0 (0: no limit)"),
+            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        check_errors(self.encoding_errors)
+        return self
+
+
+def described(name):
+    """`--help` text of option `name`: its help, then its default or its auto rule."""
+    f = {f.name: f for f in fields(TrainConfig)}[name]
+    tail = f.metadata["auto"] if f.default is None else f"default: {f.default}"
+    return f"{f.metadata['help']} ({tail})."
+
+
+def automatic():
+    """name -> auto rule, for every option whose default is chosen from the corpus."""
+    return {f.name: f.metadata["auto"] for f in fields(TrainConfig) if f.default is None}
+
+
+# Options that may change on --resume without changing the run's results.
+RESUME_OVERRIDABLE = {"eval_every", "patience", "max_steps", "max_epochs", "max_minutes"}

@@ -1,0 +1,314 @@
+"""One training run, step by step: the Trainer that charrnn.training.loop.train drives.
+
+    Trainer(cfg, corpus, run_dir, saved, ...)   corpus, options, model, optimizer,
+                                                streams; restored from `saved` on resume
+    .run(signals)   while no budget is spent: step -> record (metrics, bar) and, every
+                    eval_every steps, evaluate + save; then finish (summary, messages)
+
+Sizes: B streams of the global batch, of which this rank holds [lo, hi); T window.
+What is saved and restored is charrnn.training.checkpointing's (composed: self.checkpoints).
+Under MPI every rank runs this over its own streams; self.comm's hooks are no-ops for
+one process.
+"""
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+from charrnn.data import corpus as data
+from charrnn.errors import DivergenceError
+from charrnn.inspect.copylen import copied
+from charrnn.io.rundir import METRICS_FILE, SAMPLES_FILE
+from charrnn.model import CharRNN
+from charrnn.nn import optim
+from charrnn.nn.network import ModelConfig, StreamMasks
+from charrnn.training import distributed as dist
+from charrnn.training.checkpointing import Checkpoints
+from charrnn.training.progress import Bar
+from charrnn.training.run_start import prepare
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; the loop saved and stopped. .signum says which; the
+    message says where the checkpoint is and how to resume."""
+
+    def __init__(self, signum, message):
+        super().__init__(message)
+        self.signum = signum
+
+
+class Trainer:
+    def __init__(self, cfg, corpus, run_dir, saved, log, quiet, progress, comm):
+        self.run_dir, self.log, self.quiet = Path(run_dir), log, quiet
+        self.comm = comm
+        self.corpus_path = str(Path(corpus).resolve())
+        # rank 0 writes the encoded corpus into the run directory; the others then read it
+        self.corpus = dist.load_corpus_root_first(
+            comm, lambda cache: data.load_corpus(corpus, encoding=cfg.encoding, cache_dir=cache,
+                                                 errors=cfg.encoding_errors),
+            run_dir)
+        # the auto options from the corpus and the budget (the same on every rank)
+        self.cfg, self.train_batches, self.heldout, choice = prepare(
+            cfg, self.corpus, log, resumed=saved is not None)
+        self.auto = choice.auto if saved is None else saved.meta.get("auto", [])
+        self.train_ids = self.corpus.ids[:len(self.corpus.ids) - choice.val_chars]
+        cfg = self.cfg
+        self.lo, self.hi = dist.stream_block(cfg.batch_size, comm.rank, comm.size)   # our streams
+        if comm.size > 1:
+            log(f"charrnn: data-parallel over {comm.describe()}: {self.hi - self.lo} "
+                f"of the {cfg.batch_size} streams per rank")
+        vocab = self.corpus.vocab
+        mcfg = ModelConfig(cfg.cell, cfg.hidden, cfg.layers, cfg.embed, cfg.dropout,
+                           len(vocab), self.corpus.encoding)
+        self.model = CharRNN(mcfg, vocab, seed=cfg.seed, forget_bias=cfg.forget_bias)
+        self.opt = optim.make(cfg.optimizer, self.model.flat.size)
+        self.buf = dist.attach_tail(self.model) if comm.size > 1 else None   # the step's message
+        self.state = self.model.init_state(self.hi - self.lo)
+        self.step, self.elapsed_before, self.best_val = 0, 0.0, math.inf
+        self.anneal_steps = None   # (first, last) step of the final lr decay, once fixed
+        self.last_val = None
+        self.bad_evals = 0         # evaluations since the best one (for --patience)
+        self.best_step = 0
+        self.saved_step = 0
+        # running figures of this process's steps (not saved: remeasured on resume)
+        self.step_time, self.rate, self.eval_cost, self.train_loss = None, None, 0.0, None
+        self.checkpoints = Checkpoints(self)
+        if saved is not None:
+            self.checkpoints.restore(saved)
+        # rank 0's parameters and optimizer state, at the start and on resume
+        comm.sync_arrays([self.model.flat, *self.opt.state.values()])
+        self.progress = progress
+        self.metrics_path = self.run_dir / METRICS_FILE
+        self.samples_path = self.run_dir / SAMPLES_FILE
+        for path in (self.metrics_path, self.samples_path):
+            self.checkpoints.trim_log(path)
+
+    # ---- schedule ----------------------------------------------------------------------
+
+    def epoch(self):
+        return self.step / len(self.train_batches)
+
+    def lr(self):
+        """lr * lr_decay^epoch, times the anneal factor once annealing has started."""
+        lr = self.cfg.lr * self.cfg.lr_decay ** self.epoch()
+        if self.anneal_steps is not None:
+            start, end = self.anneal_steps
+            frac = min(1.0, (self.step - start) / max(1, end - start))
+            lr *= 1.0 - 0.9 * frac
+        return lr
+
+    def _plan(self, elapsed, step_time, eval_cost):
+        """Fix the anneal window [start, end) once the run is (1 - anneal) done.
+
+        The end is the step at which the first budget runs out: --max-steps and
+        --max-epochs are exact; --max-minutes is estimated from the measured speed. Once
+        fixed, the window is saved with the run, so a resumed run anneals identically."""
+        c = self.cfg
+        if not c.anneal or self.anneal_steps is not None:
+            return
+        ends = []
+        if c.max_steps:
+            ends.append(c.max_steps)
+        if c.max_epochs:
+            ends.append(math.ceil(c.max_epochs * len(self.train_batches)))
+        if c.max_minutes and step_time:
+            left = c.max_minutes * 60 - elapsed - eval_cost
+            evals = left / step_time / c.eval_every               # evaluations still to come
+            ends.append(self.step + int(max(0.0, left - evals * eval_cost) / step_time))
+        if not ends:
+            return
+        end = min(ends)
+        if self.step >= (1 - c.anneal) * end:
+            self.anneal_steps = (self.step, max(end, self.step + 1))
+
+    def _done(self, elapsed, eval_cost):
+        c = self.cfg
+        if c.max_steps and self.step >= c.max_steps:
+            return "max-steps"
+        if c.max_epochs and self.epoch() >= c.max_epochs:
+            return "max-epochs"
+        if c.max_minutes and elapsed + eval_cost >= c.max_minutes * 60:
+            return "max-minutes"
+        if c.patience and self.bad_evals >= c.patience:
+            return "patience"
+        return None
+
+    # ---- the run: step, record, evaluate and save, finish -----------------------------
+
+    def run(self, sig):
+        cfg, model = self.cfg, self.model
+        self.log(f"charrnn: training a {cfg.layers}x{cfg.hidden} {cfg.cell.upper()} "
+                 f"({model.flat.size:,} parameters, vocabulary {len(model.vocab)}) on "
+                 f"{self.corpus_path}: {len(self.corpus.ids):,} characters, "
+                 f"{len(self.train_batches)} steps per epoch")
+        self.log(f"charrnn: run directory {self.run_dir}")
+        bar = Bar(cfg, self.step, self.quiet)
+        write = bar.write if not self.quiet else self.log
+        t_start = time.perf_counter()
+        self.elapsed = lambda: self.elapsed_before + time.perf_counter() - t_start
+        stop = None
+        metrics = open(self.metrics_path if self.comm.is_root else os.devnull, "a")
+        try:
+            while True:
+                # time, speed and signals as rank 0 saw them (one process: as they are)
+                now = self.comm.clock(self.elapsed(), self.step_time, self.eval_cost)
+                stop = self._done(now[0], now[2])
+                if stop or self.comm.interrupted(sig):
+                    break
+                self._plan(*now)
+                record = self._step(sig)
+                if self.step % cfg.eval_every == 0:
+                    self.eval_cost = self._evaluate_and_save(record, write)
+                self._record(record, metrics, bar)
+            self._last_record(stop, sig, metrics, write)
+        finally:
+            metrics.close()
+            bar.close()
+        return self._finish(stop, sig)
+
+    def _step(self, sig):
+        """One step of truncated BPTT on this rank's streams, the gradients summed over
+        the ranks, clipped and applied. -> the step's metrics record."""
+        cfg, model = self.cfg, self.model
+        t0 = time.perf_counter()
+        batch = self.train_batches.next()
+        if batch.index == 0:
+            self.state = model.init_state(self.hi - self.lo)   # new epoch: fresh state
+        model.grad_flat.fill(0)
+        # dropout masks keyed by (seed, step, stream): nothing to carry or save
+        masks = StreamMasks(cfg.seed + 1, self.step, self.lo) if cfg.dropout > 0 else None
+        x, y = batch.x[:, self.lo:self.hi], batch.y[:, self.lo:self.hi]        # (T, hi - lo)
+        loss, new_state = model.forward_backward(x, y, self.state, rng=masks)
+        # sum the gradients (and the flags) over the ranks: the global mean loss
+        loss = self.comm.step(self.buf, loss, sig.received is not None,
+                              (self.elapsed(), self.step_time, self.eval_cost))
+        norm, gscale = optim.clip_scale(model.grad_flat, cfg.grad_clip, self.comm.grad_scale)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            raise DivergenceError(
+                f"training diverged at step {self.step + 1}: loss {loss}, gradient norm {norm}; "
+                f"the last good checkpoint (step {self.saved_step}) is in {self.run_dir}. "
+                "Try a lower --lr or --grad-clip")
+        lr = self.lr()
+        self.opt.step(model.flat, model.grad_flat, lr, gscale, parallel=model.parallel)
+        self.state = new_state
+        self.step += 1
+        dt = time.perf_counter() - t0
+        chars = cfg.batch_size * cfg.seq_len
+        self.step_time = dt if self.step_time is None else 0.95 * self.step_time + 0.05 * dt
+        self.rate = chars / dt if self.rate is None else 0.9 * self.rate + 0.1 * chars / dt
+        self.train_loss = loss
+        record = {"step": self.step, "epoch": round(self.epoch(), 4),
+                  "train_loss": round(loss, 5), "lr": lr, "grad_norm": round(norm, 4),
+                  "chars_per_sec": round(self.rate), "wall_time": round(self.elapsed(), 2)}
+        if self.comm.size > 1:
+            record["allreduce_ms"] = round(self.comm.allreduce_seconds * 1e3, 3)
+        return record
+
+    def _record(self, record, metrics, bar):
+        """The step's line in metrics.jsonl, the progress callback and the bar."""
+        metrics.write(json.dumps(record) + "\n")
+        if self.progress is not None:
+            self.progress(record)
+        shown = {"loss": f"{record['train_loss']:.3f}"}
+        if self.heldout is not None:
+            shown["val"] = "-" if self.last_val is None else f"{self.last_val:.3f}"
+        shown["chars/s"] = f"{self.rate / 1000:.1f}k"
+        bar.update(self.step, self.epoch(), self.elapsed(), shown)
+
+    def _last_record(self, stop, sig, metrics, write):
+        """The last line says why the run stopped: a budget ("max-steps", ...), or the
+        signal; a run killed or diverged has none (`charrnn runs` reads it)."""
+        signame = signal.Signals(sig.received).name if sig.received else "SIGINT"
+        record = {"step": self.step, "epoch": round(self.epoch(), 4),
+                  "train_loss": self.train_loss, "wall_time": round(self.elapsed(), 2),
+                  "final": True, "stopped_by": stop or signame}
+        if self.step > self.saved_step or self.last_val is None:
+            self._evaluate_and_save(record, write)
+        else:
+            del record["train_loss"]   # this step's line (written before) already has it
+        metrics.write(json.dumps(record) + "\n")
+
+    def _finish(self, stop, sig):
+        """The summary dict, or Interrupted; the closing lines of the log."""
+        log, train_loss = self.log, self.train_loss
+        summary = {"run_dir": str(self.run_dir), "steps": self.step,
+                   "epochs": round(self.epoch(), 3), "train_loss": train_loss,
+                   "val_loss": self.last_val, "best_val_loss": self.best_val,
+                   "minutes": round(self.elapsed() / 60, 2), "chars_per_sec": self.rate,
+                   "stopped_by": stop, "rank": self.comm.rank, "ranks": self.comm.size}
+        if self.comm.interrupted(sig):
+            raise Interrupted(sig.received or signal.SIGINT,
+                              f"interrupted at step {self.step}; checkpoint saved in {self.run_dir}\n"
+                              f"resume with: {dist.resume_command(self.comm.size, self.run_dir)}")
+        done = (f"charrnn: done after {self.step} steps ({summary['epochs']} epochs, "
+                f"{summary['minutes']} min): ")
+        if self.last_val is None:
+            log(done + f"train loss {train_loss or float('nan'):.4f} (no validation)")
+        else:
+            log(done + f"val loss {self.last_val:.4f} nats/char "
+                f"({self.last_val / math.log(2):.3f} bits/char), best {self.best_val:.4f} "
+                f"at step {self.best_step} (best.safetensors)")
+        if stop == "patience":
+            log(f"charrnn: stopped early: no better validation loss in {self.cfg.patience} "
+                "evaluations (--patience)")
+        log(f"charrnn: sample with: charrnn sample {self.run_dir}")
+        return summary
+
+    # ---- evaluation ---------------------------------------------------------------------
+
+    def evaluate(self):
+        """Mean val loss per held-out character (no dropout); None without validation.
+        Every rank scores the whole held-out part (the same weights: the same number)."""
+        return None if self.heldout is None else self.heldout.mean_loss(self.model)
+
+    def sample_preview(self, length=200):
+        return self.model.generate(prime="", length=length, temperature=0.8, seed=self.step)
+
+    def _evaluate_and_save(self, record, write):
+        """Validate (if there is a held-out part), save, show a sample and how much of it
+        is copied from the training text. Without validation every save is the best."""
+        t0 = time.perf_counter()
+        val = self.evaluate()
+        improved = val is None or val < self.best_val
+        if val is not None:
+            self.last_val = val
+            record["val_loss"] = round(val, 5)
+            record["val_bpc"] = round(val / math.log(2), 4)
+            if improved:
+                self.best_val, self.best_step, self.bad_evals = val, self.step, 0
+            else:
+                self.bad_evals += 1
+        self.checkpoints.save(self.elapsed(), improved)
+        head = f"step {self.step} (epoch {self.epoch():.2f}): "
+        if val is None:
+            write(head + f"train loss {record.get('train_loss') or float('nan'):.4f} (no validation)")
+        else:
+            write(head + f"val loss {val:.4f} nats/char = {val / math.log(2):.3f} bits/char"
+                  + (" (best)" if improved else f" (best {self.best_val:.4f} at step {self.best_step})"))
+        try:
+            text = self.sample_preview() if self.comm.is_root else None
+        except ImportError:
+            text = None
+        if text is not None:
+            record["copied"] = self.copied(text)
+            # kept for `charrnn report` (watch the model learn); quiet runs too
+            line = {"step": self.step, "epoch": round(self.epoch(), 4),
+                    "val_loss": record.get("val_loss"), "temperature": 0.8, "text": text,
+                    "copied": record["copied"]}
+            try:
+                with open(self.samples_path, "a") as f:
+                    f.write(json.dumps(line) + "\n")
+            except OSError:
+                pass   # a lost sample is not worth stopping the run (checkpoints are saved)
+            if not self.quiet:
+                write("  | " + text.replace("\n", "\n  | "))
+                write(f"  longest piece of this sample found verbatim in the training text: "
+                      f"{record['copied']} of {len(text)} characters")
+        return time.perf_counter() - t0
+
+    def copied(self, text):
+        index = {c: i for i, c in enumerate(self.model.vocab)}
+        ids = [index[c] for c in text if c in index]
+        return copied(ids, self.train_ids, len(index))
