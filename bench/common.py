@@ -1,8 +1,13 @@
-"""Helpers shared by the benchmark scripts in bench/."""
+"""Helpers shared by the benchmark scripts in bench/: child processes, PyTorch's
+version, host steal."""
+import json
 import os
+import shlex
 import subprocess
 import sys
 import time
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def torch_version():
@@ -10,6 +15,31 @@ def torch_version():
     p = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
                        capture_output=True, text=True)
     return p.stdout.strip() if p.returncode == 0 else None
+
+
+def thread_env(threads, extra=None):
+    """This process's environment with the BLAS/OpenMP thread counts set to `threads`
+    (unless None), plus `extra`."""
+    env = dict(os.environ)
+    if threads is not None:
+        env.update({var: str(threads) for var in THREAD_VARS})
+    env.update(extra or {})
+    return env
+
+
+def run_child(script, kind, env, **args):
+    """Run `python script --child kind --key value ...` as a fresh process (a measurement
+    never shares a process, its thread pools or its allocator with another) and return
+    the JSON object on the last line of its stdout. Exits with the child's stderr if it
+    fails."""
+    cmd = [sys.executable, os.path.abspath(script), "--child", kind]
+    for k, v in args.items():
+        cmd += [f"--{k.replace('_', '-')}", str(v)]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        sys.exit(f"bench/{os.path.basename(script)}: {kind} child failed "
+                 f"({shlex.join(cmd)}):\n{p.stderr}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def log(msg):

@@ -50,7 +50,7 @@ def summary(run):
     rates = [r["chars_per_sec"] for r in rows if "chars_per_sec" in r]
     copied = [r["copied"] for r in rows if "copied" in r]
     st = json.loads(subprocess.run(
-        [sys.executable, "-c", "import json,sys; from charrnn import checkpoint as c; "
+        [sys.executable, "-c", "import json,sys; from charrnn.io import checkpoint as c; "
          "m=c.load_state(sys.argv[1]).meta; print(json.dumps({'cfg': m['train_config'], "
          "'auto': m.get('auto', [])}))", str(run / "state.safetensors")],
         capture_output=True, text=True, check=True).stdout)

@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 
+import common
 from common import log, torch_version
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -150,16 +151,8 @@ def child_torch(a):
 # ---- parent -------------------------------------------------------------------------
 
 def run_child(kind, threads, **args):
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, "--threads", str(threads)]
-    for k, v in args.items():
-        cmd += [f"--{k.replace('_', '-')}", str(v)]
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(threads)
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if p.returncode != 0:
-        sys.exit(f"bench/sample.py: {kind} child failed ({shlex.join(cmd)}):\n{p.stderr}")
-    return {k: statistics.median(v) for k, v in json.loads(p.stdout.strip().splitlines()[-1]).items()}
+    out = common.run_child(__file__, kind, common.thread_env(threads), threads=threads, **args)
+    return {k: statistics.median(v) for k, v in out.items()}
 
 
 def wall_time(cmd, repeat):

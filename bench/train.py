@@ -60,12 +60,11 @@ import argparse
 import json
 import math
 import os
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 
+import common
 from common import Steal, log, torch_version
 from train_report import report
 
@@ -201,9 +200,8 @@ def child_peak(a):
     import scipy
     from threadpoolctl import threadpool_info, threadpool_limits
     import charrnn
-    from charrnn import _ops  # cells applies CHARRNN_ISA
-    from charrnn.nn import cells
-    from charrnn.nn import isa
+    from charrnn import _ops
+    from charrnn.nn import cells, isa  # noqa: F401  (importing cells applies CHARRNN_ISA)
 
     n = a.gemm_size
     rng = np.random.default_rng(0)
@@ -284,19 +282,8 @@ def tier_env(side, tier):
 def run_child(kind, env_threads, extra_env=None, **args):
     """Run `kind` in a fresh process (thread-count variables set to env_threads unless
     None, plus extra_env) and return its JSON result."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind]
-    for k, v in args.items():
-        cmd += [f"--{k.replace('_', '-')}", str(v)]
-    env = dict(os.environ)
-    if env_threads is not None:
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = str(env_threads)
-    env.update(extra_env or {})
     with Steal() as st:
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if p.returncode != 0:
-        sys.exit(f"bench/train.py: {kind} child failed ({shlex.join(cmd)}):\n{p.stderr}")
-    out = json.loads(p.stdout.strip().splitlines()[-1])
+        out = common.run_child(__file__, kind, common.thread_env(env_threads, extra_env), **args)
     out["steal_pct"] = st.pct
     return out
 

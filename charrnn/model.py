@@ -12,8 +12,9 @@ so the layers below never import upward.
 """
 import numpy as np
 
-from charrnn.data import corpus as data
+from charrnn.data.corpus import load_corpus
 from charrnn.data.heldout import score
+from charrnn.data.text import remap_ids
 from charrnn.errors import CorpusError
 from charrnn.generate import sampler
 from charrnn.io import checkpoint, rundir
@@ -62,9 +63,9 @@ def evaluate(model, path, encoding=None, seq_len=64, batch_size=32, encoding_err
     validation); the few characters left over (fewer than the streams) are scored as
     one more stream from a zero state.
     """
-    corpus = data.load_corpus(path, encoding=encoding or model.cfg.encoding,
-                              errors=encoding_errors)
-    ids = data.remap_ids(corpus, model.vocab) if corpus.vocab != model.vocab else corpus.ids
+    corpus = load_corpus(path, encoding=encoding or model.cfg.encoding,
+                         errors=encoding_errors)
+    ids = remap_ids(corpus, model.vocab) if corpus.vocab != model.vocab else corpus.ids
     targets = len(ids) - 1
     if targets < 1:
         raise CorpusError(f"{path} is too short to score (at least 2 characters are needed)")

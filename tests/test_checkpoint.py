@@ -1,17 +1,10 @@
-"""Checkpoint I/O: PyTorch-compatible names, exact round trips, a loader that turns any
-bytes into either a model or a CheckpointError, atomic writes, the run-directory
-lock."""
-import errno
+"""charrnn.io.checkpoint: PyTorch-compatible names, exact round trips, and a loader
+that turns any bytes into either a model or a CheckpointError."""
 import functools
 import json
 import os
-import signal
 import struct
-import subprocess
-import sys
 import tempfile
-import textwrap
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -21,75 +14,10 @@ import safetensors.numpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charrnn.io import rundir
-from charrnn.nn import shapes
-from charrnn.io import files
+from charrnn.errors import CheckpointError
 from charrnn.io import checkpoint as ck
-from charrnn.errors import CheckpointError, RunDirError
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def make_config(cell="lstm", layers=2, embed=3, hidden=5, vocab_size=7, **extra):
-    return dict(cell=cell, hidden=hidden, layers=layers, embed=embed,
-                vocab_size=vocab_size, **extra)
-
-
-def make_params(config, seed=0, dtype=np.float32):
-    rng = np.random.default_rng(seed)
-    return {name: rng.standard_normal(shape).astype(dtype)
-            for name, shape in shapes.expected_shapes(config).items()}
-
-
-def vocab_of(n):
-    return [chr(ord("a") + i) for i in range(n)]
-
-
-def save_small(path, seed=0, info=None):
-    """A valid little model; returns what load_model should give back."""
-    config = make_config(dropout=0.25, encoding="utf-8")
-    params = make_params(config, seed)
-    vocab = ["\n", " ", "é", "a", "b", "\u4e2d", "Z"]
-    info = {"step": 100 + seed, "val_loss": 1.25} if info is None else info
-    ck.save_model(path, params, config, vocab, info)
-    return params, config, vocab, info
-
-
-def write_raw(path, tensors, config=None, vocab=None, info=None, **meta):
-    """A model file built by hand, without checksum, so that each test can break one
-    thing. Keywords set raw metadata strings; None removes an entry."""
-    metadata = {"format": "charrnn", "format_version": "1"}
-    if config is not None:
-        metadata["config"] = json.dumps(config)
-    if vocab is not None:
-        metadata["vocab"] = json.dumps(vocab)
-    if info is not None:
-        metadata["info"] = json.dumps(info)
-    metadata.update(meta)
-    metadata = {k: v for k, v in metadata.items() if v is not None}
-    safetensors.numpy.save_file(tensors, str(path), metadata=metadata)
-
-
-def write_header(path, header, data=b""):
-    """A file with exactly this header (a dict, or raw bytes) and data."""
-    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
-    Path(path).write_bytes(struct.pack("<Q", len(raw)) + raw + data)
-
-
-def assert_same_model(loaded, params, config, vocab, info):
-    assert list(loaded.params) == list(shapes.expected_shapes(config))
-    for name, value in params.items():
-        assert loaded.params[name].dtype == np.float32
-        np.testing.assert_array_equal(loaded.params[name], value.astype(np.float32))
-    assert (loaded.config, loaded.vocab, loaded.info) == (config, vocab, info)
-
-
-def rejects(path, match=None):
-    with pytest.raises(CheckpointError, match=match) as e:
-        ck.load_model(path)
-    message = str(e.value)
-    assert "\n" not in message and str(path) in message
-    return message
+from charrnn.nn import shapes
+from conftest import make_config, make_params, vocab_of, save_small, write_raw, assert_same_model, rejects
 
 
 # ---------------------------------------------------------------- names and round trip
@@ -186,115 +114,6 @@ def test_save_rejects_bad_arguments_and_writes_nothing(tmp_path):
         ck.save_model(path, dict(params, **{"decoder.bias": np.full(7, 1e300)}),
                       config, vocab_of(7))
     assert os.listdir(tmp_path) == []
-
-
-# ---------------------------------------------------------------- rejections
-
-def test_missing_file_and_directory(tmp_path):
-    assert "no such file" in rejects(tmp_path / "nope.safetensors")
-    assert "directory" in rejects(tmp_path)
-
-
-def test_truncated_at_any_offset(tmp_path):
-    path = tmp_path / "model.safetensors"
-    save_small(path)
-    data = path.read_bytes()
-    (n,) = struct.unpack("<Q", data[:8])
-    cuts = [0, 1, 7, 8, 9, 8 + n // 2, 8 + n - 1, 8 + n, 8 + n + 1,
-            (8 + n + len(data)) // 2, len(data) - 4, len(data) - 1]
-    for cut in cuts:
-        path.write_bytes(data[:cut])
-        rejects(path)
-    for cut in range(0, len(data), 13):   # and a sweep
-        path.write_bytes(data[:cut])
-        rejects(path)
-
-
-def test_random_bytes(tmp_path):
-    rng = np.random.default_rng(1)
-    path = tmp_path / "junk.safetensors"
-    for size in [1, 8, 9, 64, 1000, 100_000]:
-        path.write_bytes(rng.bytes(size))
-        rejects(path)
-    # random bytes behind a plausible header length
-    path.write_bytes(struct.pack("<Q", 500) + rng.bytes(800))
-    rejects(path)
-
-
-@pytest.mark.parametrize("header,match", [
-    (b"{not json at all}", "not valid JSON"),
-    (b"[1, 2, 3]", "no JSON header"),
-    (b"{\"a\": \xff\xfe}", "not UTF-8"),
-    (b"{\"__metadata__\": {\"format\": 1}}", "map of strings"),
-    (b"{" + b"[" * 100_000 + b"}", "not valid JSON"),
-    (b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},'
-     b' "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', "repeated key"),
-])
-def test_header_not_usable(tmp_path, header, match):
-    path = tmp_path / "m.safetensors"
-    write_header(path, header, b"\0" * 4)
-    rejects(path, match)
-
-
-def test_header_length_field_bounded(tmp_path):
-    path = tmp_path / "m.safetensors"
-    for n in [2**63 - 1, 2**40, 200 * 2**20, 1000]:
-        path.write_bytes(struct.pack("<Q", n) + b"{}" + b" " * 100)
-        assert "header length" in rejects(path)
-
-
-def test_terabyte_tensor_claims_are_rejected_without_allocating(tmp_path):
-    path = tmp_path / "m.safetensors"
-    claims = [  # offsets that run past the file; a shape larger than its offsets
-        {"encoder.weight": {"dtype": "F32", "shape": [2**38],
-                            "data_offsets": [0, 2**40]}},
-        {"encoder.weight": {"dtype": "F32", "shape": [2**38], "data_offsets": [0, 16]}},
-        {"encoder.weight": {"dtype": "F64", "shape": [2**40] * 100_000,
-                            "data_offsets": [0, 16]}},
-    ]
-    for header in claims:
-        header["__metadata__"] = {"format": "charrnn", "format_version": "1"}
-        write_header(path, header, b"\0" * 16)
-        tracemalloc.start()
-        start = time.perf_counter()
-        rejects(path, "past the end|more bytes than")
-        elapsed = time.perf_counter() - start
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        assert elapsed < 2 and peak < 50 * 2**20
-
-
-def test_layout_gaps_overlaps_and_stray_bytes(tmp_path):
-    path = tmp_path / "m.safetensors"
-    meta = {"format": "charrnn", "format_version": "1"}
-    gap = {"__metadata__": meta,
-           "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
-           "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}}
-    write_header(path, gap, b"\0" * 12)
-    rejects(path, "gaps")
-    overlap = dict(gap, b={"dtype": "F32", "shape": [1], "data_offsets": [0, 4]})
-    write_header(path, overlap, b"\0" * 4)
-    rejects(path, "overlaps")
-    save_small(path)
-    path.write_bytes(path.read_bytes() + b"extra")
-    rejects(path, "stray bytes")
-
-
-@pytest.mark.parametrize("entry,match", [
-    ({"dtype": "BF16", "shape": [1], "data_offsets": [0, 4]}, "unsupported dtype"),
-    ({"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}, "bad shape"),
-    ({"dtype": "F32", "shape": [1.0], "data_offsets": [0, 4]}, "bad shape"),
-    ({"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}, "bad data offsets"),
-    ({"dtype": "F32", "shape": [1], "data_offsets": [0]}, "bad data offsets"),
-    ({"dtype": "F32", "shape": [1]}, "bad header entry"),
-    ({"dtype": "F16", "shape": [1], "data_offsets": [0, 4]},
-     r"2 bytes\) but occupies 4"),
-])
-def test_bad_tensor_entries(tmp_path, entry, match):
-    path = tmp_path / "m.safetensors"
-    write_header(path, {"__metadata__": {"format": "charrnn", "format_version": "1"},
-                        "w": entry}, b"\0" * 4)
-    rejects(path, match)
 
 
 def test_safetensors_file_from_another_program(tmp_path):
@@ -520,118 +339,7 @@ def test_mutated_state_loads_unchanged_or_raises_checkpoint_error(tmp_path, muta
         np.testing.assert_array_equal(state.arrays[name], value)
 
 
-# ---------------------------------------------------------------- atomic writes
-
-@pytest.mark.parametrize("fail_in", ["fsync", "replace", "write"])
-def test_failed_write_keeps_previous_file_and_no_temp(tmp_path, monkeypatch, fail_in):
-    path = tmp_path / "model.safetensors"
-    old = save_small(path, seed=1)
-
-    def disk_full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    if fail_in == "write":
-        real_fdopen = os.fdopen
-
-        class FullFile:
-            def __init__(self, f):
-                self.f = f
-
-            def write(self, data):
-                self.f.write(data[: len(data) // 2])
-                disk_full()
-
-            def __getattr__(self, name):
-                return getattr(self.f, name)
-
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                self.f.close()
-        monkeypatch.setattr(os, "fdopen",
-                            lambda *a, **k: FullFile(real_fdopen(*a, **k)))
-    else:
-        monkeypatch.setattr(os, fail_in, disk_full)
-    with pytest.raises(RunDirError, match="No space left on device.*previous file"):
-        save_small(path, seed=2)
-    monkeypatch.undo()
-    assert os.listdir(tmp_path) == ["model.safetensors"]
-    assert_same_model(ck.load_model(path), *old)
-
-
-def test_unwritable_directory_and_interrupt(tmp_path, monkeypatch):
-    path = tmp_path / "model.safetensors"
-    old = save_small(path, seed=1)
-    real_open = os.open
-
-    def denied(p, *args, **kwargs):
-        if str(p).endswith(".charrnn-tmp"):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-        return real_open(p, *args, **kwargs)
-    monkeypatch.setattr(os, "open", denied)
-    with pytest.raises(RunDirError, match="cannot write .*Permission denied"):
-        save_small(path, seed=2)
-    monkeypatch.undo()
-
-    def interrupt(*args):
-        raise KeyboardInterrupt
-    monkeypatch.setattr(os, "replace", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        save_small(path, seed=3)
-    monkeypatch.undo()
-    assert os.listdir(tmp_path) == ["model.safetensors"]
-    assert_same_model(ck.load_model(path), *old)
-
-
-def test_missing_directory_is_a_run_dir_error(tmp_path):
-    with pytest.raises(RunDirError, match="cannot write"):
-        save_small(tmp_path / "nope" / "model.safetensors")
-
-
-_SAVE_FOREVER = textwrap.dedent("""
-    import sys
-    import numpy as np
-    from charrnn.io import checkpoint as ck
-    from charrnn.nn.shapes import expected_shapes
-    config = dict(cell="lstm", hidden=128, layers=2, embed=64, vocab_size=64)
-    shapes = expected_shapes(config)
-    vocab = [chr(32 + i) for i in range(64)]
-    step = 0
-    while True:
-        params = {n: np.full(s, step, np.float32) for n, s in shapes.items()}
-        ck.save_model(sys.argv[1], params, config, vocab, {"step": step})
-        if step == 0:
-            print("ready", flush=True)
-        step += 1
-""")
-
-
-def _spawn(script, *args):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
-                            stdout=subprocess.PIPE, text=True, env=env)
-
-
-def test_sigkill_while_saving_always_leaves_a_loadable_file(tmp_path):
-    path = tmp_path / "model.safetensors"
-    rng = np.random.default_rng(0)
-    for _ in range(10):
-        proc = _spawn(_SAVE_FOREVER, path)
-        try:
-            assert proc.stdout.readline().strip() == "ready"
-            time.sleep(rng.uniform(0, 0.05))
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            proc.stdout.close()
-        loaded = ck.load_model(path)
-        step = loaded.info["step"]
-        assert all((p == step).all() for p in loaded.params.values())
-    files.remove_stale_temps(tmp_path)   # temp files of the killed writers
-    assert os.listdir(tmp_path) == ["model.safetensors"]
-
-
-# ---------------------------------------------------------------- training state, RNG
+# ---------------------------------------------------------------- training state
 
 def test_state_round_trip(tmp_path):
     path = tmp_path / "state.safetensors"
@@ -670,66 +378,6 @@ def test_state_rejections(tmp_path):
         ck.load_state(path)
     with pytest.raises(CheckpointError, match="no such file"):
         ck.load_state(tmp_path / "nope")
-
-
-# ---------------------------------------------------------------- finding checkpoints
-
-def test_find_checkpoint(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    with pytest.raises(CheckpointError, match="no checkpoint in .*run `charrnn train`"):
-        rundir.find_checkpoint(run)
-    save_small(run / "model.safetensors")
-    assert rundir.find_checkpoint(run) == run / "model.safetensors"
-    with pytest.raises(CheckpointError, match="no best.safetensors"):
-        rundir.find_checkpoint(run, best=True)
-    save_small(run / "best.safetensors")
-    assert rundir.find_checkpoint(str(run), best=True) == run / "best.safetensors"
-    assert rundir.find_checkpoint(run / "best.safetensors") == run / "best.safetensors"
-    (tmp_path / "input.txt").write_text("hello")
-    with pytest.raises(CheckpointError, match="not a .safetensors checkpoint"):
-        rundir.find_checkpoint(tmp_path / "input.txt")
-    with pytest.raises(CheckpointError, match="no such checkpoint or run directory"):
-        rundir.find_checkpoint(tmp_path / "missing")
-
-
-# ---------------------------------------------------------------- run lock
-
-_HOLD_LOCK = textwrap.dedent("""
-    import sys, time
-    from charrnn.io.rundir import RunLock
-    with RunLock(sys.argv[1]):
-        print("locked", flush=True)
-        time.sleep(60)
-""")
-
-
-def test_run_lock_excludes_other_processes_until_holder_dies(tmp_path):
-    proc = _spawn(_HOLD_LOCK, tmp_path)
-    try:
-        assert proc.stdout.readline().strip() == "locked"
-        with pytest.raises(RunDirError, match=rf"{tmp_path} is in use by another "
-                                              rf"charrnn train \(pid {proc.pid}\)"):
-            rundir.RunLock(tmp_path).acquire()
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
-    assert (tmp_path / rundir.LOCK_FILE).read_text().strip() == str(proc.pid)   # stale
-    with rundir.RunLock(tmp_path) as lock:
-        assert lock.path.read_text().strip() == str(os.getpid())
-
-
-def test_run_lock_in_one_process(tmp_path):
-    (tmp_path / ".model.safetensors.999999999.0badcafe.charrnn-tmp").write_bytes(b"x")
-    with rundir.RunLock(tmp_path):
-        assert sorted(os.listdir(tmp_path)) == [rundir.LOCK_FILE]   # dead writer's temp
-        with pytest.raises(RunDirError, match="in use by another charrnn train"):
-            rundir.RunLock(tmp_path).acquire()
-    with rundir.RunLock(tmp_path):   # released on exit
-        pass
-    with pytest.raises(RunDirError, match="does not exist"):
-        rundir.RunLock(tmp_path / "missing").acquire()
 
 
 def test_saving_streams_arrays_without_copying_them(tmp_path):

@@ -53,15 +53,6 @@ def launch(n, corpus, run, opts, *extra, wait=True):
     return out, err
 
 
-@pytest.fixture
-def corpus(tmp_path):
-    p = tmp_path / "corpus.txt"
-    rng = np.random.default_rng(0)
-    words = ["the ", "cat ", "sat ", "on ", "mat.\n", "a ", "dog "]
-    p.write_text("".join(rng.choice(words) for _ in range(800)))
-    return p
-
-
 def steps(run):
     """[(step, train loss, val loss or None)] of metrics.jsonl, without the final line."""
     lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]

@@ -22,15 +22,6 @@ TINY = dict(hidden=16, layers=2, embed=8, seq_len=8, batch_size=4, eval_every=5,
             max_minutes=0, val_frac=0.1)
 
 
-@pytest.fixture
-def corpus(tmp_path):
-    p = tmp_path / "corpus.txt"
-    rng = np.random.default_rng(0)
-    words = ["the ", "cat ", "sat ", "on ", "mat.\n", "a ", "dog "]
-    p.write_text("".join(rng.choice(words) for _ in range(800)))
-    return p
-
-
 def metrics(run_dir):
     return [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
 

@@ -1,6 +1,6 @@
 """`charrnn runs`, `charrnn plot` and `charrnn report`: look at what runs learned.
 
-Click only, thin over charrnn.runinfo, charrnn.plot and charrnn.report (imported inside
+Click only, thin over charrnn.inspect.runs, charrnn.inspect.plot and charrnn.inspect.report (imported inside
 the commands, so `charrnn --help` stays instant).
 """
 import click

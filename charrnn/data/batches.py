@@ -5,7 +5,7 @@
                              window k: x = streams[:, kT : kT+T].T      (T, B)
                                        y = streams[:, kT+1 : kT+T+1].T  (T, B): x shifted
 
-ids come from charrnn.data (load_corpus); the windows are views, never copies of the
+ids come from charrnn.data.corpus (load_corpus); the windows are views, never copies of the
 corpus.
 """
 import operator

@@ -1,7 +1,7 @@
 """The optional program in an exported C file (compiled with -DCHARRNN_MAIN): charrnn
 sample's options on top of the library API, and --eval for a text file's loss.
 
-It reads the prime as charrnn.sample does: its last character is the first input, the
+It reads the prime as charrnn.generate.sampler does: its last character is the first input, the
 others only warm the state up, an empty prime starts on CHARRNN_START, and the output is
 the prime, the generated characters and a newline. Errors are one line on stderr with exit
 status 2 (bad arguments) or 1 (files).

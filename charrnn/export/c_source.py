@@ -3,7 +3,7 @@ on a microcontroller), no malloc, the state in a struct the caller owns.
 
 Sizes: V vocabulary, E embedding, H hidden, L layers, G gates, GH = G*H.
 
-The weights are laid out as charrnn's sampler lays them out (charrnn.sample._prepare),
+The weights are laid out as charrnn's sampler lays them out (charrnn.generate.sampler._prepare),
 so the exported step computes what `charrnn sample` computes, in the same order of
 operations wherever that order matters:
 - layer 0's input part emb[id] W_ih0^T + bias depends on the character only: it is a

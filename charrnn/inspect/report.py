@@ -1,12 +1,12 @@
 """`charrnn report RUN`: one self-contained HTML page about a run.
 
-    charrnn.report.write_report("charrnn-runs/tinyshakespeare-...", "report.html")
+    charrnn.inspect.report.write_report("charrnn-runs/tinyshakespeare-...", "report.html")
 
 Sections: the run at a glance and its options; loss and learning-rate curves (inline
 SVG) with a table of every evaluation; the sample written at each evaluation
 (samples.jsonl); a held-out passage coloured by the probability the model gave each
 character, with its five likeliest characters on hover; a few hidden units that track
-something visible in the text (charrnn.units), drawn over the same passage.
+something visible in the text (charrnn.inspect.units), drawn over the same passage.
 
 The passage is the start of the run's held-out split (the last --val-frac of its
 corpus, read from the run's corpus.npy, the ids it trained on), or a text file given

@@ -181,7 +181,7 @@ def read_samples(path):
 
 def _header_json(path, key):
     """One JSON value of a charrnn safetensors file's metadata, reading only its header
-    (bounded and checked by charrnn.stfile); None if absent or unreadable."""
+    (bounded and checked by charrnn.io.safetensors_file); None if absent or unreadable."""
     try:
         with open(path, "rb") as f:
             header, _ = stfile.read_header(f, os.fstat(f.fileno()).st_size)

@@ -2,7 +2,7 @@
 
     model.safetensors   latest weights (PyTorch names; what `charrnn sample` loads)
     best.safetensors    weights with the best validation loss so far
-    state.safetensors   everything needed to continue exactly (charrnn.checkpoint)
+    state.safetensors   everything needed to continue exactly (charrnn.io.checkpoint)
     metrics.jsonl       one JSON line per step
     corpus.npy/.json    the encoded corpus, memory-mapped (reused on --resume)
     charrnn.lock        held while a `charrnn train` runs in the directory
@@ -10,7 +10,7 @@
 Every file is written through atomic_write (temp file in the same directory, fsync,
 os.replace, fsync of the directory), so a process killed at any instant leaves the
 previous file in place. Temp files of killed writers are removed when a run takes the
-lock. What goes into the files is charrnn.checkpoint's business; where they are and who
+lock. What goes into the files is charrnn.io.checkpoint's business; where they are and who
 may write them is this module's.
 """
 import errno

@@ -2,10 +2,10 @@
 
 A safetensors file is an 8-byte little-endian header length, a JSON header (tensor name
 -> dtype, shape, byte range; "__metadata__" -> str map) and the tensors' bytes back to
-back. charrnn.checkpoint builds its model and training-state files on this module:
+back. charrnn.io.checkpoint builds its model and training-state files on this module:
 
 - write: streams each array's own memory to the file (atomically, through
-  charrnn.rundir), with a sha256 over metadata and tensors in the metadata;
+  charrnn.io.rundir), with a sha256 over metadata and tensors in the metadata;
 - read: bounds and parses the header itself before anything is allocated, checks every
   byte range against the real file size, decodes through the safetensors library and
   verifies the checksum. Whatever the bytes, it returns or raises Corrupt.
@@ -34,7 +34,7 @@ CODES = {dt: code for code, dt in DTYPES.items()}
 
 
 class Corrupt(Exception):
-    """What is wrong with the file being read (charrnn.checkpoint makes it a CheckpointError)."""
+    """What is wrong with the file being read (charrnn.io.checkpoint makes it a CheckpointError)."""
 
 
 def write(path, tensors, metadata):

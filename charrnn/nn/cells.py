@@ -1,10 +1,10 @@
 """The compiled LSTM / GRU / RNN kernels behind a checked Python API.
 
-Same signatures and semantics as charrnn.reference (the specification; read its docstring
+Same signatures and semantics as charrnn.nn.reference (the specification; read its docstring
 for the maths and shapes): forward returns (y, hT[, cT], cache); backward *adds* into the
 gradient arrays it is given. x may also be a Lookup(ids, E), x = E[ids] for a first layer
 after an embedding: the layer then multiplies the embedding table, not its gathered rows,
-and backward's dx is E's gradient (charrnn.lookup). Everything is validated here, before the kernels release
+and backward's dx is E's gradient (charrnn.nn.table). Everything is validated here, before the kernels release
 the GIL: wrong shape, dtype, memory layout or a read-only gradient raises ShapeError (a
 ValueError) with a message naming the argument; nothing reaches C that could fail there.
 
@@ -18,7 +18,7 @@ whole-sequence GEMMs); BLAS must then be limited to one thread (threadpoolctl), 
 the training loop does.
 
 GEMMs: float32 runs on charrnn's own sgemm (kernels/sgemm.h) on the ISA tier in use
-(charrnn.isa: AVX-512, AVX2+FMA or NEON micro-kernels), with the weights packed once per
+(charrnn.nn.isa: AVX-512, AVX2+FMA or NEON micro-kernels), with the weights packed once per
 pass; float64, and float32 on the scalar tier, on SciPy's BLAS. `gemm_backend("blas")`
 (or CHARRNN_SGEMM=blas in the environment) makes float32 use BLAS too.
 """
@@ -168,11 +168,53 @@ class _Cache:
 
 def _open_cache(cell, cache, dy):
     if not isinstance(cache, _Cache) or cache.cell != cell:
-        raise ShapeError(f"{cell}_backward: cache must come from charrnn.cells.{cell}_forward")
+        raise ShapeError(f"{cell}_backward: cache must come from charrnn.nn.cells.{cell}_forward")
     T, N, _ = cache.x.shape
     H = cache.W_hh.shape[1]
     _check("dy", dy, (T, N, H), cache.x.dtype)
     return T, N, cache.x.shape[2], H, cache.x.dtype
+
+
+# ---- the passes every cell runs the same way ---------------------------------------------
+# A layer's forward is an input projection over all T*N rows, then the recurrence over
+# the N streams; backward is the recurrence back in time, then the weight gradients. Each
+# runs one of three ways: through the embedding table (x is a Lookup), as one compiled
+# call on this thread (serial), or cut over the threads of `parallel` (rows, streams and
+# gate blocks). The cells differ only in their buffers, which they pass in.
+
+def _forward(kernel, x, weights, out, recur, whole, parallel, ws):
+    """weights: the input projection's (W_ih, Wp_ih, biases...); out: its (T, N, G*H)
+    result; recur(n0, n1): the recurrence's arguments for streams [n0, n1); whole: the
+    arguments of kernel.forward, the layer in one call."""
+    T, N = x.shape[:2]
+    if isinstance(x, Lookup):
+        lookup.forward_input(x, kernel.forward_input, weights, out, ws, parallel)
+    elif _serial(parallel):
+        kernel.forward(*whole)
+        return
+    else:
+        parallel.run(kernel.forward_input,
+                     [(x, *weights, out, r0, r1) for r0, r1 in parallel.split(T * N)])
+    each(parallel, kernel.forward_recur, N, recur)
+
+
+def _backward(kernel, cache, G, recur, whole, dgates, hs, Wp_ih, grads, ws):
+    """recur(n0, n1): the backward recurrence's arguments for streams [n0, n1); whole:
+    kernel.backward's, the layer in one call; dgates: the gate gradients the weight
+    gradients read ((dact,) or (dgx, dgh)); grads: (dx, dW_ih, dW_hh, db_ih, db_hh)."""
+    P, x = cache.parallel, cache.x
+    T, N = x.shape[:2]
+    H = cache.W_hh.shape[1]
+    if _serial(P) and not isinstance(x, Lookup):
+        kernel.backward(*whole)
+        return
+    each(P, kernel.backward_recur, N, recur)
+    if isinstance(x, Lookup):
+        lookup.backward_weights(x, dgates[0], dgates[-1], hs, cache.W_ih, Wp_ih, *grads, ws, P)
+    else:
+        P.run(kernel.backward_weights,
+              [(x, cache.W_ih, Wp_ih, hs, *dgates, *grads, g0, g1, r0, r1)
+               for (g0, g1), (r0, r1) in zip(P.split(G * H), P.split(T * N))])
 
 
 # ---- LSTM ------------------------------------------------------------------------------
@@ -189,16 +231,9 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=Non
     act = _empty(ws, "act", (T, N, 4 * H), dt)
     tc = _empty(ws, "tc", (T, N, H), dt)
     Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh, parallel)
-    if isinstance(x, Lookup):
-        lookup.forward_input(x, _lstm.forward_input, (W_ih, Wp_ih, b_ih, b_hh), act, ws, parallel)
-        each(parallel, _lstm.forward_recur, N,
-                     lambda n0, n1: (h0, c0, W_hh, Wp_hh, hs, cs, act, tc, n0, n1))
-    elif _serial(parallel):
-        _lstm.forward(x, h0, c0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, cs, act, tc)
-    else:
-        P = parallel
-        P.run(_lstm.forward_input, [(x, W_ih, Wp_ih, b_ih, b_hh, act, r0, r1) for r0, r1 in P.split(T * N)])
-        P.run(_lstm.forward_recur, [(h0, c0, W_hh, Wp_hh, hs, cs, act, tc, n0, n1) for n0, n1 in P.split(N)])
+    _forward(_lstm, x, (W_ih, Wp_ih, b_ih, b_hh), act,
+             lambda n0, n1: (h0, c0, W_hh, Wp_hh, hs, cs, act, tc, n0, n1),
+             (x, h0, c0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, cs, act, tc), parallel, ws)
     cache = _Cache("lstm", x, W_ih, W_hh, (hs, cs, act, tc), ws, parallel)
     return hs[1:], hs[T].copy(), cs[T].copy(), cache
 
@@ -216,22 +251,13 @@ def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh,
     dact = _empty(ws, "dact", (T, N, 4 * H), dt)
     dh = _empty(ws, "dh", (N, H), dt)
     dc = _empty(ws, "dc", (N, H), dt)
-    P = cache.parallel
-    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, P)
-    if isinstance(cache.x, Lookup):
-        each(P, _lstm.backward_recur, N, lambda n0, n1: (
-            dy, dhT, dcT, cache.W_hh, Wp_hh, cs, act, tc, dact, dh, dc, dh0, dc0, n0, n1))
-        lookup.backward_weights(cache.x, dact, dact, hs, cache.W_ih, Wp_ih, dx, dW_ih, dW_hh,
-                                db_ih, db_hh, ws, P)
-        return
-    if _serial(P):
-        _lstm.backward(dy, dhT, dcT, cache.x, cache.W_ih, cache.W_hh, Wp_ih, Wp_hh, hs, cs, act, tc,
-                       dact, dh, dc, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh)
-        return
-    P.run(_lstm.backward_recur, [(dy, dhT, dcT, cache.W_hh, Wp_hh, cs, act, tc, dact, dh, dc, dh0, dc0, n0, n1)
-                                 for n0, n1 in P.split(N)])
-    P.run(_lstm.backward_weights, [(cache.x, cache.W_ih, Wp_ih, hs, dact, dx, dW_ih, dW_hh, db_ih, db_hh, g0, g1, r0, r1)
-                                   for (g0, g1), (r0, r1) in zip(P.split(4 * H), P.split(T * N))])
+    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, cache.parallel)
+    x, W_ih, W_hh = cache.x, cache.W_ih, cache.W_hh
+    _backward(_lstm, cache, 4,
+              lambda n0, n1: (dy, dhT, dcT, W_hh, Wp_hh, cs, act, tc, dact, dh, dc, dh0, dc0, n0, n1),
+              (dy, dhT, dcT, x, W_ih, W_hh, Wp_ih, Wp_hh, hs, cs, act, tc, dact, dh, dc, dx,
+               dh0, dc0, dW_ih, dW_hh, db_ih, db_hh),
+              (dact,), hs, Wp_ih, (dx, dW_ih, dW_hh, db_ih, db_hh), ws)
 
 
 # ---- GRU -------------------------------------------------------------------------------
@@ -247,16 +273,9 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
     ghn = _empty(ws, "ghn", (T, N, H), dt)
     gh = _empty(ws, "gh", (N, 3 * H), dt)
     Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh, parallel)
-    if isinstance(x, Lookup):
-        lookup.forward_input(x, _gru.forward_input, (W_ih, Wp_ih, b_ih), act, ws, parallel)
-        each(parallel, _gru.forward_recur, N,
-                     lambda n0, n1: (h0, W_hh, Wp_hh, b_hh, hs, act, ghn, gh, n0, n1))
-    elif _serial(parallel):
-        _gru.forward(x, h0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, act, ghn, gh)
-    else:
-        P = parallel
-        P.run(_gru.forward_input, [(x, W_ih, Wp_ih, b_ih, act, r0, r1) for r0, r1 in P.split(T * N)])
-        P.run(_gru.forward_recur, [(h0, W_hh, Wp_hh, b_hh, hs, act, ghn, gh, n0, n1) for n0, n1 in P.split(N)])
+    _forward(_gru, x, (W_ih, Wp_ih, b_ih), act,
+             lambda n0, n1: (h0, W_hh, Wp_hh, b_hh, hs, act, ghn, gh, n0, n1),
+             (x, h0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, act, ghn, gh), parallel, ws)
     cache = _Cache("gru", x, W_ih, W_hh, (hs, act, ghn), ws, parallel)
     return hs[1:], hs[T].copy(), cache
 
@@ -273,22 +292,13 @@ def gru_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=
     dgh = _empty(ws, "dgh", (T, N, 3 * H), dt)
     dh_a = _empty(ws, "dh_a", (N, H), dt)
     dh_b = _empty(ws, "dh_b", (N, H), dt)
-    P = cache.parallel
-    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, P)
-    if isinstance(cache.x, Lookup):
-        each(P, _gru.backward_recur, N, lambda n0, n1: (
-            dy, dhT, cache.W_hh, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, n0, n1))
-        lookup.backward_weights(cache.x, dgx, dgh, hs, cache.W_ih, Wp_ih, dx, dW_ih, dW_hh,
-                                db_ih, db_hh, ws, P)
-        return
-    if _serial(P):
-        _gru.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, Wp_ih, Wp_hh, hs, act, ghn,
-                      dgx, dgh, dh_a, dh_b, dx, dh0, dW_ih, dW_hh, db_ih, db_hh)
-        return
-    P.run(_gru.backward_recur, [(dy, dhT, cache.W_hh, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, n0, n1)
-                                for n0, n1 in P.split(N)])
-    P.run(_gru.backward_weights, [(cache.x, cache.W_ih, Wp_ih, hs, dgx, dgh, dx, dW_ih, dW_hh, db_ih, db_hh, g0, g1, r0, r1)
-                                  for (g0, g1), (r0, r1) in zip(P.split(3 * H), P.split(T * N))])
+    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, cache.parallel)
+    x, W_ih, W_hh = cache.x, cache.W_ih, cache.W_hh
+    _backward(_gru, cache, 3,
+              lambda n0, n1: (dy, dhT, W_hh, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, n0, n1),
+              (dy, dhT, x, W_ih, W_hh, Wp_ih, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dx, dh0,
+               dW_ih, dW_hh, db_ih, db_hh),
+              (dgx, dgh), hs, Wp_ih, (dx, dW_ih, dW_hh, db_ih, db_hh), ws)
 
 
 # ---- RNN -------------------------------------------------------------------------------
@@ -302,16 +312,9 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
     hs = _empty(ws, "hs", (T + 1, N, H), dt)
     pre = _empty(ws, "pre", (T, N, H), dt)
     Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh, parallel)
-    if isinstance(x, Lookup):
-        lookup.forward_input(x, _rnn.forward_input, (W_ih, Wp_ih, b_ih, b_hh), pre, ws, parallel)
-        each(parallel, _rnn.forward_recur, N,
-                     lambda n0, n1: (h0, W_hh, Wp_hh, hs, pre, n0, n1))
-    elif _serial(parallel):
-        _rnn.forward(x, h0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, pre)
-    else:
-        P = parallel
-        P.run(_rnn.forward_input, [(x, W_ih, Wp_ih, b_ih, b_hh, pre, r0, r1) for r0, r1 in P.split(T * N)])
-        P.run(_rnn.forward_recur, [(h0, W_hh, Wp_hh, hs, pre, n0, n1) for n0, n1 in P.split(N)])
+    _forward(_rnn, x, (W_ih, Wp_ih, b_ih, b_hh), pre,
+             lambda n0, n1: (h0, W_hh, Wp_hh, hs, pre, n0, n1),
+             (x, h0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, pre), parallel, ws)
     cache = _Cache("rnn", x, W_ih, W_hh, (hs,), ws, parallel)
     return hs[1:], hs[T].copy(), cache
 
@@ -326,18 +329,9 @@ def rnn_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=
     ws = workspace if workspace is not None else cache.ws   # scratch only
     da = _empty(ws, "da", (T, N, H), dt)
     dh = _empty(ws, "dh", (N, H), dt)
-    P = cache.parallel
-    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, P)
-    if isinstance(cache.x, Lookup):
-        each(P, _rnn.backward_recur, N, lambda n0, n1: (
-            dy, dhT, cache.W_hh, Wp_hh, hs, da, dh, dh0, n0, n1))
-        lookup.backward_weights(cache.x, da, da, hs, cache.W_ih, Wp_ih, dx, dW_ih, dW_hh,
-                                db_ih, db_hh, ws, P)
-        return
-    if _serial(P):
-        _rnn.backward(dy, dhT, cache.x, cache.W_ih, cache.W_hh, Wp_ih, Wp_hh, hs, da, dh,
-                      dx, dh0, dW_ih, dW_hh, db_ih, db_hh)
-        return
-    P.run(_rnn.backward_recur, [(dy, dhT, cache.W_hh, Wp_hh, hs, da, dh, dh0, n0, n1) for n0, n1 in P.split(N)])
-    P.run(_rnn.backward_weights, [(cache.x, cache.W_ih, Wp_ih, hs, da, dx, dW_ih, dW_hh, db_ih, db_hh, g0, g1, r0, r1)
-                                  for (g0, g1), (r0, r1) in zip(P.split(H), P.split(T * N))])
+    Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, cache.parallel)
+    x, W_ih, W_hh = cache.x, cache.W_ih, cache.W_hh
+    _backward(_rnn, cache, 1,
+              lambda n0, n1: (dy, dhT, W_hh, Wp_hh, hs, da, dh, dh0, n0, n1),
+              (dy, dhT, x, W_ih, W_hh, Wp_ih, Wp_hh, hs, da, dh, dx, dh0, dW_ih, dW_hh, db_ih, db_hh),
+              (da,), hs, Wp_ih, (dx, dW_ih, dW_hh, db_ih, db_hh), ws)

@@ -9,7 +9,7 @@ pointers (kernels/dispatch.h), filled at import with the best tier this CPU runs
     neon     arm64 Advanced SIMD
 
 CHARRNN_ISA=auto|scalar|avx2|avx512|neon picks one for the whole process (read once, when
-charrnn.cells is first imported); `use(name)` switches all modules together within a
+charrnn.nn.cells is first imported); `use(name)` switches all modules together within a
 block (tests). Asking for a tier this CPU or build cannot run is a ConfigError.
 """
 import contextlib

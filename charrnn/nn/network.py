@@ -188,7 +188,7 @@ class Network:
 
         masks = []
         # Without dropout on the embedding, layer 0 multiplies the embedding table, V
-        # rows, instead of its R gathered rows (charrnn.lookup).
+        # rows, instead of its R gathered rows (charrnn.nn.table).
         table = self.lookup_input and p <= 0 and lookup.worth_it(cfg.vocab_size, R)
         if table:
             inp = cells.Lookup(ids.reshape(T, N), self.params["encoder.weight"])

@@ -1,7 +1,7 @@
 """Optimizers over the model's flat parameter buffer: one compiled loop each.
 
 Both take `gscale`, the global-norm clipping factor, so clipping costs no extra pass,
-and `parallel` (a charrnn.cells.Parallel, or None): the update is elementwise, so
+and `parallel` (a charrnn.nn.cells.Parallel, or None): the update is elementwise, so
 threads take slices of the buffer and the result does not depend on how many there are.
 Their state is a dict of flat arrays, saved in the training state for exact resumes.
 """

@@ -1,6 +1,6 @@
 """How the kernels' passes run: buffers kept between calls (Workspace) and a pass split
-over threads (Parallel), shared by charrnn.cells, charrnn.lookup and charrnn.optim.
-charrnn.cells re-exports Workspace and Parallel, their public names."""
+over threads (Parallel), shared by charrnn.nn.cells, charrnn.nn.table and charrnn.nn.optim.
+charrnn.nn.cells re-exports Workspace and Parallel, their public names."""
 import threading
 from concurrent.futures import ThreadPoolExecutor
 

@@ -2,7 +2,7 @@
 
     x[t, n] = E[ids[t, n]]   (T, N, D)
 
-Passed as `x` to charrnn.cells.lstm_forward / gru_forward / rnn_forward, a Lookup makes
+Passed as `x` to charrnn.nn.cells.lstm_forward / gru_forward / rnn_forward, a Lookup makes
 the layer multiply the V rows of the embedding instead of the T*N rows of x: its input
 pre-activations are the rows of a table P = E W_ih^T + bias (V, G), gathered per
 character; backward sums the gate gradients per character and gets dW_ih and the
@@ -12,7 +12,7 @@ backward, is then the (V, D) gradient of E (added into, as every gradient is).
 The same model and the same sums in exact arithmetic; float32 results differ from x = E[ids]
 by rounding only (dW_ih and dE are summed in another order). It pays when V is well
 below T*N (characters: V ~ 100, T*N ~ 2,500), and does not apply under embedding dropout
-(x is then not a row of E): charrnn.model decides (worth_it).
+(x is then not a row of E): charrnn.nn.network decides (worth_it).
 """
 import numpy as np
 

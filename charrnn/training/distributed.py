@@ -15,7 +15,7 @@ compute what one process computes, up to float32 summation order.
 
 Single is the communicator of an ordinary run: every method a no-op, so the trainer
 has one code path; connect() picks one. NumPy and mpi4py are imported only when needed
-(charrnn.supervisor imports this module before it forks).
+(charrnn.training.supervisor imports this module before it forks).
 """
 import os
 

@@ -74,7 +74,7 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
     one line of text (default: stderr, silent when quiet). progress: a function called
     after every step with that step's metrics dict (as written to metrics.jsonl).
     distributed: data-parallel over MPI (None: when an MPI launcher started more than one
-    rank; see charrnn.distributed). Then log, progress and files are rank 0's only.
+    rank; see charrnn.training.distributed). Then log, progress and files are rank 0's only.
     """
     if log is None:
         log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))

@@ -103,7 +103,7 @@ export CHARRNN_NO_AVX512_BLAS=1
 unset CHARRNN_ISA
 cd "$work"
 nice -n 19 "$work/python3" -m charrnn.cli info | grep -iE "isa|tier|platform|numpy|blas" || true
-tiers=$(nice -n 19 "$work/python3" -c "from charrnn import isa; print(isa.current(), 'of', ' '.join(isa.available()))")
+tiers=$(nice -n 19 "$work/python3" -c "from charrnn.nn import isa; print(isa.current(), 'of', ' '.join(isa.available()))")
 echo "+ qemu-aarch64 python3 -m pytest (kernels on: $tiers)" >&2
 rc=0
 nice -n 19 "$work/python3" -m pytest -q -p no:cacheprovider -rfEs tests/test_isa.py tests/test_kernels.py \

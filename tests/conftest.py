@@ -1,0 +1,103 @@
+"""What several test files share: the repository's root, small corpora, hand-made
+checkpoint files, and a Python child process running the source tree.
+
+Test files import the helpers by name (`from conftest import make_config`): pytest puts
+tests/ on sys.path, as it does for tests/export_common.py."""
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.numpy
+
+from charrnn.errors import CheckpointError
+from charrnn.io import checkpoint as ck
+from charrnn.nn import shapes
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """800 random words: enough text for a few steps of a tiny model (a test file with
+    other needs defines its own `corpus`)."""
+    p = tmp_path / "corpus.txt"
+    rng = np.random.default_rng(0)
+    words = ["the ", "cat ", "sat ", "on ", "mat.\n", "a ", "dog "]
+    p.write_text("".join(rng.choice(words) for _ in range(800)))
+    return p
+
+
+def spawn(script, *args):
+    """`python -c script args...` on the source tree, its stdout a text pipe."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
+                            stdout=subprocess.PIPE, text=True, env=env)
+
+
+# ---------------------------------------------------------------- checkpoint files
+
+def make_config(cell="lstm", layers=2, embed=3, hidden=5, vocab_size=7, **extra):
+    return dict(cell=cell, hidden=hidden, layers=layers, embed=embed,
+                vocab_size=vocab_size, **extra)
+
+
+def make_params(config, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    return {name: rng.standard_normal(shape).astype(dtype)
+            for name, shape in shapes.expected_shapes(config).items()}
+
+
+def vocab_of(n):
+    return [chr(ord("a") + i) for i in range(n)]
+
+
+def save_small(path, seed=0, info=None):
+    """A valid little model; returns what load_model should give back."""
+    config = make_config(dropout=0.25, encoding="utf-8")
+    params = make_params(config, seed)
+    vocab = ["\n", " ", "é", "a", "b", "\u4e2d", "Z"]
+    info = {"step": 100 + seed, "val_loss": 1.25} if info is None else info
+    ck.save_model(path, params, config, vocab, info)
+    return params, config, vocab, info
+
+
+def write_raw(path, tensors, config=None, vocab=None, info=None, **meta):
+    """A model file built by hand, without checksum, so that each test can break one
+    thing. Keywords set raw metadata strings; None removes an entry."""
+    metadata = {"format": "charrnn", "format_version": "1"}
+    if config is not None:
+        metadata["config"] = json.dumps(config)
+    if vocab is not None:
+        metadata["vocab"] = json.dumps(vocab)
+    if info is not None:
+        metadata["info"] = json.dumps(info)
+    metadata.update(meta)
+    metadata = {k: v for k, v in metadata.items() if v is not None}
+    safetensors.numpy.save_file(tensors, str(path), metadata=metadata)
+
+
+def write_header(path, header, data=b""):
+    """A file with exactly this header (a dict, or raw bytes) and data."""
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    Path(path).write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+
+
+def assert_same_model(loaded, params, config, vocab, info):
+    assert list(loaded.params) == list(shapes.expected_shapes(config))
+    for name, value in params.items():
+        assert loaded.params[name].dtype == np.float32
+        np.testing.assert_array_equal(loaded.params[name], value.astype(np.float32))
+    assert (loaded.config, loaded.vocab, loaded.info) == (config, vocab, info)
+
+
+def rejects(path, match=None):
+    with pytest.raises(CheckpointError, match=match) as e:
+        ck.load_model(path)
+    message = str(e.value)
+    assert "\n" not in message and str(path) in message
+    return message
