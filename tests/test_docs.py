@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(not (REPO / "mkdocs.yml").exists(),
 
 def mkdocs_build(config, site):
     # Not -q: it silences warnings, and --strict then has none to count (a broken link
-    # would pass; test_strict_build_fails_on_a_broken_link checks that it does not).
+    # would pass; test_strict_build_fails_on_a_broken_site checks that it does not).
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict",
                            "-f", str(config), "-d", str(site)],
@@ -57,19 +57,32 @@ def test_site_builds_strictly_with_cli_reference_and_benchmarks(tmp_path):
         assert next(str(v) for v in first if isinstance(v, str)) in bench
 
 
-def test_strict_build_fails_on_a_broken_link(tmp_path):
-    """The check above has teeth: the same site with one dead link does not build."""
+def _dead_link(copy):
+    page = copy / "docs" / "sampling.md"
+    page.write_text(page.read_text(encoding="utf-8") + "\nSee [nowhere](no-such-page.md).\n",
+                    encoding="utf-8")
+    return "no-such-page.md"
+
+
+def _results_file_without_method(copy):
+    (copy / "bench" / "results" / "2099-01-01-x.json").write_text(
+        '{"machine": "x", "date": "2099-01-01", "tables": []}', encoding="utf-8")
+    return "2099-01-01-x.json"
+
+
+@pytest.mark.parametrize("break_it", [_dead_link, _results_file_without_method])
+def test_strict_build_fails_on_a_broken_site(tmp_path, break_it):
+    """The build above has teeth: the same site with one fault does not build, and the
+    message names the fault."""
     copy = tmp_path / "repo"
     shutil.copytree(REPO / "docs", copy / "docs")
     shutil.copytree(REPO / "bench" / "results", copy / "bench" / "results")
     shutil.copy(REPO / "bench" / "results_hook.py", copy / "bench" / "results_hook.py")
     shutil.copy(REPO / "mkdocs.yml", copy / "mkdocs.yml")
-    page = copy / "docs" / "sampling.md"
-    page.write_text(page.read_text(encoding="utf-8") + "\nSee [nowhere](no-such-page.md).\n",
-                    encoding="utf-8")
+    named = break_it(copy)
     p = mkdocs_build(copy / "mkdocs.yml", tmp_path / "site")
     assert p.returncode != 0
-    assert "no-such-page.md" in p.stdout + p.stderr
+    assert named in p.stdout + p.stderr
 
 
 # ---- (b) every command of Getting started, run as a user would ---------------------------
