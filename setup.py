@@ -10,7 +10,7 @@ import glob
 import os
 import sys
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 DEBUG = os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
 NATIVE = os.environ.get("CHARRNN_NATIVE", "") not in ("", "0")
@@ -57,7 +57,7 @@ def extensions():
 
 
 setup(
-    packages=["charrnn", "charrnn._data"],
+    packages=find_packages(include=["charrnn", "charrnn.*"]) + ["charrnn._data"],
     # The bundled corpora live in data/ at the top of the repository and install as the
     # package charrnn._data, so `charrnn train` finds them after a non-editable install.
     package_dir={"charrnn._data": "data"},
