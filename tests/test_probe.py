@@ -6,7 +6,7 @@ import pytest
 from charrnn.nn import reference as ref
 from charrnn.errors import ConfigError
 from charrnn.model import CharRNN
-from charrnn.inspect.units import correlations, features, interesting_units
+from charrnn.inspect.hidden_units import correlations, features, interesting_units
 
 TEXT = 'ROMEO:\nSay "to be (or not) to be"; so it is.\n\nJULIET:\nWhat, ho!\n' * 2
 VOCAB = sorted(set(TEXT))

@@ -13,7 +13,7 @@ import charrnn
 from charrnn.cli import main
 from charrnn.data.batches import split_train_val
 from charrnn.training.loop import train
-from charrnn.inspect.units import correlations, features
+from charrnn.inspect.hidden_units import correlations, features
 
 VOID = {"meta", "br", "hr", "img", "input", "link", "source", "wbr", "col", "area", "base"}
 SVG_EMPTY = {"line", "rect", "circle", "polyline", "path"}

@@ -65,7 +65,7 @@ def train(file, out, resume, threads, quiet, distributed, **options):
       mpiexec -n 4 charrnn train corpus.txt --out runs/big
     """
     if distributed is not False:
-        from charrnn.training.supervisor import supervise
+        from charrnn.training.rank_supervisor import supervise
         supervise()   # under mpiexec: fork, so that a rank that dies is named (no NumPy yet)
     from charrnn.training.loop import Interrupted, train as train_fn
 

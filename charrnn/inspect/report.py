@@ -6,7 +6,7 @@ Sections: the run at a glance and its options; loss and learning-rate curves (in
 SVG) with a table of every evaluation; the sample written at each evaluation
 (samples.jsonl); a held-out passage coloured by the probability the model gave each
 character, with its five likeliest characters on hover; a few hidden units that track
-something visible in the text (charrnn.inspect.units), drawn over the same passage.
+something visible in the text (charrnn.inspect.hidden_units), drawn over the same passage.
 
 The passage is the start of the run's held-out split (the last --val-frac of its
 corpus, read from the run's corpus.npy, the ids it trained on), or a text file given
@@ -227,7 +227,7 @@ def _passage(p, limit, source, offset):
 
 
 def _units(p, limit, source):
-    from charrnn.inspect.units import interesting_units
+    from charrnn.inspect.hidden_units import interesting_units
     units = interesting_units(p.text, p.hidden)
     start = _passage_start(p.text, limit)
     chars = p.text[start:start + limit]

@@ -15,7 +15,7 @@ compute what one process computes, up to float32 summation order.
 
 Single is the communicator of an ordinary run: every method a no-op, so the trainer
 has one code path; connect() picks one. NumPy and mpi4py are imported only when needed
-(charrnn.training.supervisor imports this module before it forks).
+(charrnn.training.rank_supervisor imports this module before it forks).
 """
 import os
 
@@ -283,7 +283,7 @@ def resume_command(size, run_dir):
 
 
 def notify_saved(step, size, run_dir):
-    """Tell charrnn.training.supervisor (if it started this rank) which checkpoint is intact."""
+    """Tell charrnn.training.rank_supervisor (if it started this rank) which checkpoint is intact."""
     fd = os.environ.get(SUPERVISOR_FD)
     if fd is None:
         return

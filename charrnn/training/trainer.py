@@ -19,7 +19,7 @@ from pathlib import Path
 
 from charrnn.data import corpus as data
 from charrnn.errors import DivergenceError
-from charrnn.inspect.copylen import copied
+from charrnn.inspect.verbatim import copied
 from charrnn.io.rundir import METRICS_FILE, SAMPLES_FILE
 from charrnn.model import CharRNN
 from charrnn.nn import optim

@@ -1,10 +1,9 @@
-"""charrnn.copylen: longest substring of a sample found in the training text."""
+"""charrnn.inspect.verbatim (and the compiled charrnn._copylen): longest substring of a sample found in the training text."""
 import numpy as np
-import pytest
 from hypothesis import given, settings, strategies as st
 
-from charrnn.inspect import copylen
-from charrnn.inspect.copylen import copied
+from charrnn.inspect import verbatim
+from charrnn.inspect.verbatim import copied
 
 
 def brute(sample, text):
@@ -43,9 +42,9 @@ def test_memory_mapped_text_is_read_in_blocks_from_the_file(tmp_path, monkeypatc
     np.save(path, ids)
     mm = np.load(path, mmap_mode="r")
     sample = np.concatenate([ids[10_000:10_037], [29, 29, 29], ids[40_000:40_050]])
-    monkeypatch.setattr(copylen, "BLOCK", 999)    # matches cross block boundaries
+    monkeypatch.setattr(verbatim, "BLOCK", 999)    # matches cross block boundaries
     for view in (mm, mm[:45_000], mm[5:45_000], mm[10_001:]):
-        assert copylen._file_position(view) is not None
+        assert verbatim._file_position(view) is not None
         assert copied(sample, view, 30) == brute(list(sample), list(np.asarray(view)))
 
 
