@@ -239,7 +239,9 @@ def test_every_train_option_takes_its_help_and_default_from_train_config():
         assert f.metadata["help"] and (f.default is not None) == (f.metadata["auto"] is None)
     assert described("lr") == "Learning rate (default: 0.003)."
     assert described("patience").endswith("else 0 (off)).")
+    from charrnn.training import auto
     assert set(automatic()) == {f.name for f in fields(TrainConfig) if f.default is None}
+    assert set(auto.AUTO) == set(automatic())
     assert OPTIMIZERS == tuple(optim.OPTIMIZERS) and ENCODING_ERRORS == ERRORS
 
 

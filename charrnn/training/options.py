@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
 from charrnn.nn.shapes import GATES
+from charrnn.training import auto
 
 CELLS = tuple(GATES)
 OPTIMIZERS = ("adam", "rmsprop")
@@ -43,7 +44,8 @@ class TrainConfig:
     dropout: Optional[float] = option(
         None, "Dropout probability",
         "auto: from the passes over the text the budget affords: 0 for one pass or less, "
-        "0.1 for a few (1 MB in 5 minutes), up to 0.3 for a hundred or more")
+        f"0.1 for a few (1 MB in 5 minutes), up to {auto.EPOCHS_DROPOUT[-1][1]} for a hundred "
+        "or more")
     forget_bias: float = option(1.0, "LSTM forget-gate bias at init")
     # ---- data
     encoding: str = option("utf-8", "Text encoding: utf-8, latin-1 or any Python codec, or "
@@ -53,20 +55,21 @@ class TrainConfig:
         "replace puts U+FFFD, ignore leaves them out (a character cut off by the end of the "
         "file is always dropped)")
     seq_len: Optional[int] = option(None, "Characters per BPTT window",
-                                    "auto: 64, shorter only if the text cannot fill one window")
+                                    f"auto: {auto.SEQ_LEN}, shorter only if the text cannot fill one window")
     batch_size: Optional[int] = option(
         None, "Parallel streams",
-        "auto: 32, fewer for texts under ~17k characters (8 windows per epoch at least), "
-        "shrunk to fit")
+        f"auto: {auto.BATCH_SIZE}, fewer for texts under ~17k characters ({auto.MIN_WINDOWS} "
+        "windows per epoch at least), shrunk to fit")
     val_frac: Optional[float] = option(   # the last 10%: nanoGPT's Tiny Shakespeare split
         None, "Fraction at the end of the corpus held out for validation",
-        "auto: 0.1; none (no validation) when that is under 100 characters")
+        f"auto: {auto.VAL_FRAC}; none (no validation) when that is under {auto.MIN_VAL_CHARS} "
+        "characters")
     # ---- optimisation
     optimizer: str = option("adam", "Optimizer")
     lr: float = option(3e-3, "Learning rate")
     lr_decay: Optional[float] = option(   # applied smoothly every step
         None, "Learning-rate factor per epoch",
-        "auto: 0.85, per million characters on smaller corpora")
+        f"auto: {auto.LR_DECAY}, per million characters on smaller corpora")
     anneal: float = option(0.2, "Final fraction of a run with a budget in which the "
                            "learning rate falls linearly to 10%")
     grad_clip: float = option(5.0, "Global gradient-norm limit, 0 disables")
@@ -74,14 +77,16 @@ class TrainConfig:
     # ---- schedule
     eval_every: Optional[int] = option(
         None, "Steps between validations and checkpoints",
-        "auto: 500, more often for small held-out parts (10 at least)")
+        f"auto: {auto.EVAL_EVERY}, more often for small held-out parts ({auto.MIN_EVAL_EVERY} "
+        "at least)")
     patience: Optional[int] = option(
         None, "Stop after this many evaluations without a better validation loss, 0: never",
-        "auto: 10 when the budget allows more than 2 passes over the text, else 0 (off)")
+        f"auto: {auto.PATIENCE} when the budget allows more than 2 passes over the text, else "
+        "0 (off)")
     max_steps: int = option(0, "Stop after this many steps, 0: no limit")
     max_epochs: Optional[float] = option(
         None, "Stop after this many epochs, 0: no limit",
-        "auto: no limit; 100 when the text is too short to validate")
+        f"auto: no limit; {auto.NO_VAL_MAX_EPOCHS} when the text is too short to validate")
     max_minutes: float = option(5.0, "Wall-clock budget in minutes across resumes, 0: none")
 
     def validate(self):
