@@ -52,6 +52,18 @@ def test_site_builds_strictly_with_cli_reference_and_benchmarks(tmp_path):
             if isinstance(param, click.Option) and not param.hidden:
                 assert all(opt in cli for opt in param.opts), (name, param.opts)
 
+    # The training page's table of options is TrainConfig's: every option, its help and
+    # its default or auto rule, as `charrnn train --help` shows them.
+    from dataclasses import fields
+    from charrnn.training.options import TrainConfig
+    training = (site / "training" / "index.html").read_text(encoding="utf-8")
+    training = html.unescape(re.sub(r"<[^>]+>", "", training))
+    assert "<!-- train-options -->" not in training
+    for f in fields(TrainConfig):
+        option = "--" + f.name.replace("_", "-")
+        shown = f.metadata["auto"] if f.default is None else str(f.default)
+        assert f"{option}\n{shown}\n{f.metadata['help']}\n" in training, option
+
     # The hook rendered every session of bench/results into the benchmarks page.
     bench = (site / "internals" / "benchmarks" / "index.html").read_text(encoding="utf-8")
     assert "<!-- bench-results -->" not in bench
