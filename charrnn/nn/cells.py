@@ -29,14 +29,16 @@ import numpy as np
 
 from charrnn import _gru, _lstm, _ops, _rnn
 from charrnn.nn import isa
-from charrnn.nn import table as lookup
-from charrnn.nn import parallel as passes
+from charrnn.nn import table
 from charrnn.errors import ShapeError
 from charrnn.nn.table import Lookup
-from charrnn.nn.parallel import each, empty as _empty, serial as _serial
+from charrnn.nn.parallel import Parallel, Workspace, each, empty as _empty, serial as _serial
 
-# the public names of the buffers and threads a pass runs with (charrnn/passes.py)
-Workspace, Parallel = passes.Workspace, passes.Parallel
+# The checked API (charrnn.cells): the cells, and the buffers and threads a pass runs
+# with (defined in charrnn.nn.parallel, public here).
+__all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward",
+           "rnn_backward", "Workspace", "Parallel", "gemm_backend", "current_gemm_backend",
+           "pack", "DTYPES"]
 
 isa.apply_env()
 
@@ -188,7 +190,7 @@ def _forward(kernel, x, weights, out, recur, whole, parallel, ws):
     arguments of kernel.forward, the layer in one call."""
     T, N = x.shape[:2]
     if isinstance(x, Lookup):
-        lookup.forward_input(x, kernel.forward_input, weights, out, ws, parallel)
+        table.forward_input(x, kernel.forward_input, weights, out, ws, parallel)
     elif _serial(parallel):
         kernel.forward(*whole)
         return
@@ -210,7 +212,7 @@ def _backward(kernel, cache, G, recur, whole, dgates, hs, Wp_ih, grads, ws):
         return
     each(P, kernel.backward_recur, N, recur)
     if isinstance(x, Lookup):
-        lookup.backward_weights(x, dgates[0], dgates[-1], hs, cache.W_ih, Wp_ih, *grads, ws, P)
+        table.backward_weights(x, dgates[0], dgates[-1], hs, cache.W_ih, Wp_ih, *grads, ws, P)
     else:
         P.run(kernel.backward_weights,
               [(x, cache.W_ih, Wp_ih, hs, *dgates, *grads, g0, g1, r0, r1)
