@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,6 +78,60 @@ def test_failed_start_leaves_user_directory_alone(corpus, tmp_path):
     (mine / "notes.txt").write_text("keep me")
     one_line_error(cli("train", corpus, "--out", mine, "--batch-size", "5000"))
     assert (mine / "notes.txt").read_text() == "keep me"
+
+
+# ---- default run directories ----------------------------------------------------------
+
+SAME_SECOND = "import time; time.strftime = lambda *a: '20250101-120000'; "
+
+
+def _cli_process(cwd, *args, prelude=""):
+    code = prelude + "import sys; from charrnn.cli import main; sys.exit(main())"
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=cwd)
+
+
+def test_runs_started_in_the_same_second_get_their_own_directories(corpus, tmp_path):
+    """Two `charrnn train FILE` processes whose clocks read the same second (forced: the
+    child's strftime is fixed) both train, each in its own directory; neither removes
+    the other's."""
+    procs = [_cli_process(tmp_path, "train", corpus, "--quiet", "--max-steps", "2",
+                          "--eval-every", "2", *TINY_ARGS, prelude=SAME_SECOND) for _ in range(2)]
+    results = [p.communicate(timeout=180) for p in procs]
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0, err
+    runs = tmp_path / "charrnn-runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["corpus-20250101-120000",
+                                                       "corpus-20250101-120000-2"]
+    printed = sorted(out.split("\t")[0] for out, err in results)
+    assert printed == sorted(str(Path("charrnn-runs") / p.name) for p in runs.iterdir())
+    for d in runs.iterdir():
+        assert ckpt.load_state(d / "state.safetensors").meta["step"] == 2
+
+
+def test_back_to_back_runs_in_one_second(corpus, tmp_path, monkeypatch):
+    from charrnn.io import rundir
+    monkeypatch.setattr(rundir.time, "strftime", lambda *a: "20250101-120000")
+    a = train(str(corpus), quiet=True, max_steps=2, **TINY)["run_dir"]
+    b = train(str(corpus), quiet=True, max_steps=2, **TINY)["run_dir"]
+    assert Path(a).name == "corpus-20250101-120000" and Path(b).name == "corpus-20250101-120000-2"
+    assert (Path(a) / "state.safetensors").exists() and (Path(b) / "state.safetensors").exists()
+
+
+def test_failed_start_never_removes_a_directory_another_process_uses(corpus, tmp_path):
+    """A start that fails in a directory it created leaves it alone while another
+    `charrnn train` holds the directory's lock."""
+    from charrnn.io.rundir import RunLock
+    from charrnn.training.run_start import open_run, remove_if_unused
+    run_dir, saved, created = open_run(str(corpus), str(tmp_path / "new"), False)
+    assert created and saved is None
+    with RunLock(run_dir):                       # the other process
+        (run_dir / "corpus.npy").write_bytes(b"theirs")
+        remove_if_unused(run_dir)
+    assert (run_dir / "corpus.npy").read_bytes() == b"theirs"
+    assert open_run(str(corpus), str(run_dir), False)[2] is False   # it existed: not ours
+    remove_if_unused(run_dir)                    # unused now: removed
+    assert not run_dir.exists()
 
 
 # ---- sampling options -------------------------------------------------------------

@@ -42,8 +42,26 @@ def runs_root():
 
 
 def default_run_dir(corpus_path):
+    """The default name of a new run: <root>/<corpus stem>-<YYYYmmdd-HHMMSS> (not created;
+    make_default_run_dir creates one that no other process can share)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return runs_root() / f"{Path(corpus_path).stem}-{stamp}"
+
+
+def make_default_run_dir(corpus_path):
+    """Create a new default run directory and return it: <stem>-<time>, or <stem>-<time>-2,
+    -3, ... when that name is taken (two runs started in the same second). os.mkdir
+    either creates the directory or fails, so two processes never get the same one."""
+    base = default_run_dir(corpus_path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RunDirError(f"cannot find a free run directory name like {base}: choose one with --out")
 
 
 def latest_run(root=None):

@@ -27,7 +27,6 @@ import signal
 import sys
 import threading
 from dataclasses import fields
-from pathlib import Path
 
 from charrnn.nn import cells
 from charrnn.data import corpus as data
@@ -87,8 +86,13 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
     if not comm.is_root:
         quiet, log, progress = True, (lambda s: None), None
     try:
-        created = out is None or not Path(out).exists()
-        run_dir, saved = dist.open_run_on_root(comm, lambda: open_run(corpus, out, resume))
+        made = {}   # whether rank 0 created the directory (decided by its mkdir)
+
+        def start():
+            run_dir, saved, made["created"] = open_run(corpus, out, resume)
+            return run_dir, saved
+        run_dir, saved = dist.open_run_on_root(comm, start)
+        created = made.get("created", False)
         try:
             return _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progress)
         except BaseException:

@@ -1,11 +1,14 @@
 """Where a training run starts: its directory (new, or the saved state of one to
 resume), and its options filled in for the corpus, which is split for the run.
 
-    open_run(corpus, out, resume) -> (run directory, saved TrainingState or None)
+    open_run(corpus, out, resume) -> (run directory, saved TrainingState or None,
+                                      whether this call created the directory)
     prepare(cfg, corpus, log)     -> (cfg with every option set, training Batches,
                                       HeldOut or None, the automatic choice)
     remove_if_unused(run_dir)        undo a run that failed before its first checkpoint
+                                     (in a directory it created)
 """
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -18,11 +21,12 @@ from charrnn.errors import CheckpointError, RunDirError
 from charrnn.io import checkpoint
 from charrnn.training import auto as defaults
 from charrnn.io.rundir import (LOCK_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE, STATE_FILE,
-                               default_run_dir, latest_run, runs_root)
+                               RunLock, latest_run, make_default_run_dir, runs_root)
 
 
 def open_run(corpus, out, resume):
-    """-> (run directory, saved TrainingState or None), refusing to overwrite a run."""
+    """-> (run directory, saved TrainingState or None, created), refusing to overwrite a
+    run. created: this call made the directory (only then may a failed start remove it)."""
     if resume:
         run_dir = Path(out) if out is not None else latest_run()
         if run_dir is None:
@@ -36,37 +40,63 @@ def open_run(corpus, out, resume):
             raise CheckpointError(f"cannot resume from {state_path}: it lacks the run's options")
         if corpus is not None and Path(corpus).resolve() != Path(saved.meta["corpus"]).resolve():
             raise RunDirError(f"--resume: {run_dir} was trained on {saved.meta['corpus']}, not {corpus}")
-        return run_dir, saved
+        return run_dir, saved, False
     if corpus is not None:
         p = Path(corpus)
         if not p.exists():
             raise data.CorpusError(f"no such file: {p}")
-    run_dir = Path(out) if out is not None else default_run_dir(corpus or "tinyshakespeare")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"--out {run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any((run_dir / f).exists() for f in (STATE_FILE, MODEL_FILE)):
-        raise RunDirError(f"{run_dir} already holds a run: pass --resume to continue it, "
-                          "or choose another --out")
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
+        if out is None:   # a fresh name, made by this process alone
+            return _writable(make_default_run_dir(corpus or "tinyshakespeare")), None, True
+        run_dir = Path(out)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunDirError(f"--out {run_dir} exists and is not a directory")
+        if run_dir.is_dir() and any((run_dir / f).exists() for f in (STATE_FILE, MODEL_FILE)):
+            raise RunDirError(f"{run_dir} already holds a run: pass --resume to continue it, "
+                              "or choose another --out")
+        try:
+            run_dir.mkdir(parents=True)
+            created = True
+        except FileExistsError:
+            created = False   # it was there (or another process made it just now)
+        return _writable(run_dir), None, created
+    except OSError as e:
+        raise RunDirError(f"cannot write to run directory {e.filename or out}: "
+                          f"{e.strerror or e}") from None
+
+
+def _writable(run_dir):
+    probe = run_dir / f".write-test-{os.getpid()}"
+    try:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
         raise RunDirError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from None
-    return run_dir, None
+    return run_dir
 
 
 def remove_if_unused(run_dir):
-    """A run that failed before its first checkpoint leaves no directory behind (only
-    one that this run created, and only the files a run writes)."""
+    """A run that failed before its first checkpoint leaves no directory behind. Called
+    only by the process that created run_dir, and only while no other process holds its
+    lock (a second `charrnn train --out` of the same directory may be using it); it
+    removes only the files a run writes."""
     if (run_dir / STATE_FILE).exists():
         return
-    for name in ("corpus.npy", "corpus.json", METRICS_FILE, SAMPLES_FILE, LOCK_FILE):
-        try:
-            (run_dir / name).unlink()
-        except OSError:
-            pass
+    lock = RunLock(run_dir)
+    try:
+        lock.acquire()
+    except RunDirError:
+        return   # in use by another process: its files, not ours to remove
+    try:
+        if (run_dir / STATE_FILE).exists():
+            return
+        for name in ("corpus.npy", "corpus.json", METRICS_FILE, SAMPLES_FILE, LOCK_FILE):
+            try:
+                (run_dir / name).unlink()
+            except OSError:
+                pass
+    finally:
+        lock.release()
     try:
         run_dir.rmdir()   # fails, harmlessly, if anything else is in it
     except OSError:
