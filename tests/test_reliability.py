@@ -134,6 +134,30 @@ def test_failed_start_never_removes_a_directory_another_process_uses(corpus, tmp
     assert not run_dir.exists()
 
 
+def test_out_onto_a_directory_that_is_not_a_run_is_refused(corpus, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.jsonl").write_text("my own metrics\n")
+    (mine / "samples.jsonl").write_text("my own samples\n")
+    (mine / "notes.txt").write_text("keep me")
+    out = one_line_error(cli("train", corpus, "--out", mine, "--max-steps", "1", *TINY_ARGS))
+    assert "not a charrnn run" in out and "notes.txt" in out
+    assert (mine / "metrics.jsonl").read_text() == "my own metrics\n"
+    assert (mine / "samples.jsonl").read_text() == "my own samples\n"
+    assert sorted(p.name for p in mine.iterdir()) == ["metrics.jsonl", "notes.txt", "samples.jsonl"]
+    empty = tmp_path / "empty"
+    empty.mkdir()                                # an empty directory is fine
+    assert train(str(corpus), out=str(empty), quiet=True, max_steps=1, **TINY)["steps"] == 1
+
+
+def test_empty_out_is_refused(corpus, tmp_path):
+    out = one_line_error(cli("train", corpus, "--out", "", "--max-steps", "1", *TINY_ARGS))
+    assert "--out is empty" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt"]   # nothing written here
+    with pytest.raises(RunDirError, match="--out is empty"):
+        train(str(corpus), out="", quiet=True, max_steps=1, **TINY)
+
+
 # ---- sampling options -------------------------------------------------------------
 
 @pytest.mark.parametrize("args,needle", [

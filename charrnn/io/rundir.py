@@ -33,6 +33,11 @@ STATE_FILE = "state.safetensors"   # training state, to resume
 METRICS_FILE = "metrics.jsonl"     # one JSON line per step
 SAMPLES_FILE = "samples.jsonl"     # the sample written at each evaluation
 LOCK_FILE = "charrnn.lock"         # held by the `charrnn train` using the directory
+REPORT_FILE = "report.html"        # written by `charrnn report`
+CORPUS_FILES = ("corpus.npy", "corpus.json")   # the encoded corpus (charrnn.data.corpus)
+# every file a run directory may hold: a directory with anything else is not a run
+RUN_FILES = (MODEL_FILE, BEST_FILE, STATE_FILE, METRICS_FILE, SAMPLES_FILE, LOCK_FILE,
+             REPORT_FILE, *CORPUS_FILES)
 
 
 # --------------------------------------------------------------------------- finding runs

@@ -19,14 +19,18 @@ from charrnn.data.batches import Batches
 from charrnn.data.heldout import HeldOut
 from charrnn.errors import CheckpointError, RunDirError
 from charrnn.io import checkpoint
+from charrnn.io.files import TMP_SUFFIX
 from charrnn.training import auto as defaults
 from charrnn.io.rundir import (LOCK_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE, STATE_FILE,
-                               RunLock, latest_run, make_default_run_dir, runs_root)
+                               RUN_FILES, RunLock, latest_run, make_default_run_dir,
+                               runs_root)
 
 
 def open_run(corpus, out, resume):
     """-> (run directory, saved TrainingState or None, created), refusing to overwrite a
     run. created: this call made the directory (only then may a failed start remove it)."""
+    if out is not None and not str(out).strip():
+        raise RunDirError("--out is empty: name the run directory (or leave --out out)")
     if resume:
         run_dir = Path(out) if out is not None else latest_run()
         if run_dir is None:
@@ -54,6 +58,13 @@ def open_run(corpus, out, resume):
         if run_dir.is_dir() and any((run_dir / f).exists() for f in (STATE_FILE, MODEL_FILE)):
             raise RunDirError(f"{run_dir} already holds a run: pass --resume to continue it, "
                               "or choose another --out")
+        if run_dir.is_dir():
+            others = sorted(p.name for p in run_dir.iterdir() if not _run_file(p.name))
+            if others:
+                raise RunDirError(
+                    f"--out {run_dir} is a directory that is not a charrnn run (it holds "
+                    f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''}): "
+                    "choose a new or empty directory")
         try:
             run_dir.mkdir(parents=True)
             created = True
@@ -63,6 +74,12 @@ def open_run(corpus, out, resume):
     except OSError as e:
         raise RunDirError(f"cannot write to run directory {e.filename or out}: "
                           f"{e.strerror or e}") from None
+
+
+def _run_file(name):
+    """A file a charrnn run writes into its directory (or its temp files)."""
+    return (name in RUN_FILES or name.endswith(TMP_SUFFIX) or name.startswith(".write-test")
+            or name in ("corpus.npy.tmp", "corpus.json.tmp"))
 
 
 def _writable(run_dir):
