@@ -127,10 +127,12 @@ def test_failed_start_never_removes_a_directory_another_process_uses(corpus, tmp
     assert created and saved is None
     with RunLock(run_dir):                       # the other process
         (run_dir / "corpus.npy").write_bytes(b"theirs")
-        remove_if_unused(run_dir)
+        remove_if_unused(run_dir, True)
     assert (run_dir / "corpus.npy").read_bytes() == b"theirs"
     assert open_run(str(corpus), str(run_dir), False)[2] is False   # it existed: not ours
-    remove_if_unused(run_dir)                    # unused now: removed
+    remove_if_unused(run_dir, False)             # unused now: emptied, but not removed
+    assert run_dir.is_dir() and not any(run_dir.iterdir())
+    remove_if_unused(run_dir, True)
     assert not run_dir.exists()
 
 
@@ -256,6 +258,22 @@ def test_disk_full_during_a_save_keeps_the_last_checkpoint(corpus, tmp_path, mon
     assert not [p for p in run.iterdir() if p.name.endswith(".charrnn-tmp")]
     s = train(out=str(run), resume=True, quiet=True, max_steps=saved + 2)
     assert s["steps"] == saved + 2
+
+
+def test_disk_full_before_the_first_checkpoint_says_nothing_was_saved(corpus, tmp_path,
+                                                                     monkeypatch):
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "fsync", fsync)
+    for out in ([], ["--out", tmp_path / "given"]):
+        if out:
+            (tmp_path / "given").mkdir()
+        r = cli("train", corpus, *out, "--max-steps", "50", "--eval-every", "2", "-q", *TINY_ARGS)
+        msg = one_line_error(r)
+        assert "No space left on device" in msg and "before its first checkpoint" in msg
+        assert "nothing to resume" in msg and "--resume" not in msg and "intact" not in msg
+    assert not any((tmp_path / "charrnn-runs").iterdir())    # the run's own directory: removed
+    assert [p.name for p in (tmp_path / "given").iterdir()] == []   # the user's: left, emptied
 
 
 def _train_process(corpus, run, *extra):

@@ -86,6 +86,10 @@ class Checkpoints:
         try:
             t.comm.run_on_root(lambda: self._save(elapsed, improved, hidden))
         except RunDirError as e:
+            if not (t.run_dir / STATE_FILE).exists():   # the first save: nothing to resume
+                raise RunDirError(
+                    f"{e}; training stopped at step {t.step} before its first checkpoint, "
+                    "so there is nothing to resume: fix this, then start the run again") from None
             raise RunDirError(
                 f"{e}; training stopped at step {t.step}, the checkpoint of step "
                 f"{t.saved_step} in {t.run_dir} is intact: fix this, then run "

@@ -92,12 +92,11 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
             run_dir, saved, made["created"] = open_run(corpus, out, resume)
             return run_dir, saved
         run_dir, saved = dist.open_run_on_root(comm, start)
-        created = made.get("created", False)
         try:
             return _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progress)
         except BaseException:
-            if created and saved is None and comm.is_root:
-                remove_if_unused(run_dir)
+            if saved is None and comm.is_root:
+                remove_if_unused(run_dir, made["created"])
             raise
     except (CharRNNError, Interrupted) as e:
         raise e if comm.is_root else dist.mark_quiet(e)

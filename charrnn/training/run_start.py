@@ -5,8 +5,7 @@ resume), and its options filled in for the corpus, which is split for the run.
                                       whether this call created the directory)
     prepare(cfg, corpus, log)     -> (cfg with every option set, training Batches,
                                       HeldOut or None, the automatic choice)
-    remove_if_unused(run_dir)        undo a run that failed before its first checkpoint
-                                     (in a directory it created)
+    remove_if_unused(run_dir, created)  undo a run that failed before its first checkpoint
 """
 import os
 from dataclasses import asdict, replace
@@ -92,11 +91,11 @@ def _writable(run_dir):
     return run_dir
 
 
-def remove_if_unused(run_dir):
-    """A run that failed before its first checkpoint leaves no directory behind. Called
-    only by the process that created run_dir, and only while no other process holds its
-    lock (a second `charrnn train --out` of the same directory may be using it); it
-    removes only the files a run writes."""
+def remove_if_unused(run_dir, created):
+    """A run that failed before its first checkpoint leaves nothing behind: the files a
+    run writes, and the directory itself if this process created it (`created`), never
+    one it found. Nothing is removed while another process holds the directory's lock (a
+    second `charrnn train --out` of the same directory may be using it)."""
     if (run_dir / STATE_FILE).exists():
         return
     lock = RunLock(run_dir)
@@ -114,6 +113,8 @@ def remove_if_unused(run_dir):
                 pass
     finally:
         lock.release()
+    if not created:
+        return
     try:
         run_dir.rmdir()   # fails, harmlessly, if anything else is in it
     except OSError:
