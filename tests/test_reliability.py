@@ -276,6 +276,23 @@ def test_disk_full_before_the_first_checkpoint_says_nothing_was_saved(corpus, tm
     assert [p.name for p in (tmp_path / "given").iterdir()] == []   # the user's: left, emptied
 
 
+@pytest.mark.parametrize("appended", ["Zebras!\n", "a single man\n"])   # new / same vocabulary
+def test_refused_resume_leaves_the_run_as_it_was(run, corpus, appended):
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with open(corpus, "a") as f:
+        f.write(appended)
+    msg = one_line_error(cli("train", corpus, "--out", run, "--resume"))
+    assert "the corpus" in msg and "changed since the run started" in msg
+    assert "text appended" in msg and "2,320 characters then, " in msg
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_resume_after_the_corpus_was_only_touched(run, corpus):
+    st = corpus.stat()
+    os.utime(corpus, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))   # same text, newer mtime
+    assert train(str(corpus), out=str(run), resume=True, quiet=True, max_steps=3)["steps"] == 3
+
+
 def _train_process(corpus, run, *extra):
     args = [sys.executable, "-c", "import sys; from charrnn.cli import main; sys.exit(main())",
             "train", str(corpus), "--out", str(run), "--quiet", *TINY_ARGS, *extra]

@@ -7,6 +7,7 @@ resume), and its options filled in for the corpus, which is split for the run.
                                       HeldOut or None, the automatic choice)
     remove_if_unused(run_dir, created)  undo a run that failed before its first checkpoint
 """
+import json
 import os
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -119,6 +120,33 @@ def remove_if_unused(run_dir, created):
         run_dir.rmdir()   # fails, harmlessly, if anything else is in it
     except OSError:
         pass
+
+
+def check_corpus_unchanged(path, run_dir, encoding, errors):
+    """On --resume, before anything is written: the corpus file must still hold the text
+    the run encoded (corpus.npy), else the resume is refused and the run left as it was.
+    A file only touched (same text) passes; without a usable encoded copy there is
+    nothing to compare (the vocabulary check on restore still applies)."""
+    try:
+        meta = json.loads((Path(run_dir) / "corpus.json").read_text(encoding="utf-8"))
+        old = np.load(Path(run_dir) / "corpus.npy", mmap_mode="r")
+        st = Path(path).stat()
+    except (OSError, ValueError):
+        return
+    if [meta.get("size"), meta.get("mtime_ns")] == [st.st_size, st.st_mtime_ns]:
+        return
+    new = data.load_corpus(path, encoding=encoding, errors=errors)   # in memory: writes nothing
+    if new.vocab == meta.get("vocab") and np.array_equal(new.ids, old):
+        return
+    # compare as code points: the two vocabularies may number the characters differently
+    old_cp = np.array([ord(c) for c in meta.get("vocab", [])], dtype=np.int64)[old]
+    new_cp = np.array([ord(c) for c in new.vocab], dtype=np.int64)[new.ids]
+    what = ("text appended: " if len(new_cp) > len(old_cp)
+            and np.array_equal(new_cp[:len(old_cp)], old_cp) else "")
+    raise data.CorpusError(
+        f"cannot resume: the corpus {path} changed since the run started ({what}"
+        f"{len(old_cp):,} characters then, {len(new_cp):,} now); the run is left as it "
+        "was: restore the file, or start a new run on it")
 
 
 def prepare(cfg, corpus, log, resumed=False):

@@ -27,7 +27,7 @@ from charrnn.nn.network import ModelConfig, StreamMasks
 from charrnn.training import distributed as dist
 from charrnn.training.checkpointing import Checkpoints
 from charrnn.training.progress import Bar
-from charrnn.training.run_start import prepare
+from charrnn.training.run_start import check_corpus_unchanged, prepare
 
 
 class Interrupted(Exception):
@@ -45,10 +45,12 @@ class Trainer:
         self.comm = comm
         self.corpus_path = str(Path(corpus).resolve())
         # rank 0 writes the encoded corpus into the run directory; the others then read it
-        self.corpus = dist.load_corpus_root_first(
-            comm, lambda cache: data.load_corpus(corpus, encoding=cfg.encoding, cache_dir=cache,
-                                                 errors=cfg.encoding_errors),
-            run_dir)
+        def load(cache):
+            if saved is not None and comm.is_root:   # a refused resume rewrites nothing
+                check_corpus_unchanged(corpus, run_dir, cfg.encoding, cfg.encoding_errors)
+            return data.load_corpus(corpus, encoding=cfg.encoding, cache_dir=cache,
+                                    errors=cfg.encoding_errors)
+        self.corpus = dist.load_corpus_root_first(comm, load, run_dir)
         # the auto options from the corpus and the budget (the same on every rank)
         self.cfg, self.train_batches, self.heldout, choice = prepare(
             cfg, self.corpus, log, resumed=saved is not None)
