@@ -209,13 +209,56 @@ def test_resume_without_a_run(tmp_path, monkeypatch):
         train(out=str(tmp_path / "empty"), resume=True, quiet=True)
 
 
-def test_divergence_stops_with_step_and_keeps_last_good_checkpoint(corpus, tmp_path):
+@pytest.mark.parametrize("bad_lr", [float("nan"), 1e3])   # NaN weights; finite but blown up
+def test_divergence_stops_with_step_and_keeps_the_checkpoint_before_it(corpus, tmp_path,
+                                                                       monkeypatch, bad_lr):
+    """Five good steps (a checkpoint after each), then an lr that wrecks the weights at
+    step 6: training stops at step 6 and the checkpoint kept is step 5's, with step 5's
+    validation loss, a sane one."""
+    from charrnn.training import trainer as trainer_mod
+    good_lr = trainer_mod.Trainer.lr
+    monkeypatch.setattr(trainer_mod.Trainer, "lr",
+                        lambda self: bad_lr if self.step >= 5 else good_lr(self))
     run = tmp_path / "run"
-    opts = dict(TINY, cell="rnn", grad_clip=0, lr=1e37, eval_every=1)
-    with pytest.raises(DivergenceError, match=r"diverged at step \d+.*last good checkpoint"):
-        train(str(corpus), out=str(run), quiet=True, max_steps=200, **opts)
-    ck = ckpt.load_model(run / "model.safetensors")   # loadable, and finite by construction
-    assert all(np.isfinite(v).all() for v in ck.params.values())
+    with pytest.raises(DivergenceError,
+                       match=r"diverged at step 6: .*last good checkpoint \(step 5\)"):
+        train(str(corpus), out=str(run), quiet=True, max_steps=50, **dict(TINY, eval_every=1))
+    state = ckpt.load_state(run / "state.safetensors").meta
+    step5 = [r for r in metrics(run) if r["step"] == 5]
+    assert state["step"] == 5 and len(step5) == 1 and max(r["step"] for r in metrics(run)) == 5
+    assert round(state["last_val"], 5) == step5[0]["val_loss"]
+    assert state["last_val"] < math.log(len(charrnn.load(run).vocab)) * 1.2
+    info = ckpt.load_model(run / "model.safetensors").info
+    assert info["step"] == 5 and info["val_loss"] == state["last_val"]
+
+
+def test_a_loss_far_above_the_uniform_baseline_is_divergence(corpus, tmp_path):
+    """--lr 1e30 keeps every number finite (gradient clipping) but the loss at ~1e31
+    nats/char: a divergence, not a success; nothing was saved, so nothing is offered."""
+    from click.testing import CliRunner
+    from charrnn.cli import main
+    runs = tmp_path / "runs"
+    r = CliRunner(env={"CHARRNN_RUNS": str(runs)}).invoke(
+        main, ["train", str(corpus), "--lr", "1e30", "-q", "--hidden", "16", "--layers", "1",
+               "--max-steps", "30", "--eval-every", "10", "--max-minutes", "0"])
+    assert r.exit_code == 1 and r.output.count("\n") == 1, r.output
+    assert "diverged at step 2: loss" in r.output and "nothing to resume" in r.output
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+@pytest.mark.parametrize("option,value", [("forget_bias", math.inf), ("lr", math.inf),
+                                          ("lr", math.nan), ("max_minutes", math.inf),
+                                          ("anneal", math.nan), ("grad_clip", math.inf)])
+def test_non_finite_float_options_are_refused(corpus, tmp_path, option, value):
+    from click.testing import CliRunner
+    from charrnn.cli import main
+    from charrnn.errors import ConfigError
+    flag = "--" + option.replace("_", "-")
+    r = CliRunner().invoke(main, ["train", str(corpus), "--out", str(tmp_path / "r"), flag, str(value)])
+    assert r.exit_code == 2 and "finite" in r.output and "Traceback" not in r.output, r.output
+    with pytest.raises(ConfigError, match=f"{flag} must be a finite number"):
+        TrainConfig(**{option: value}).validate()
+    assert not (tmp_path / "r").exists()
 
 
 def test_every_train_option_takes_its_help_and_default_from_train_config():

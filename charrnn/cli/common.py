@@ -26,9 +26,10 @@ def call(fn, *args, **kwargs):
 
 
 def finite(ctx, param, value):
-    """FloatRange lets NaN through (every comparison with NaN is false)."""
-    if value is not None and value != value:
-        raise click.BadParameter("must be a number, not nan")
+    """FloatRange lets NaN through (every comparison with NaN is false), and inf where
+    the range is open above: a float option takes finite numbers only."""
+    if value is not None and (value != value or value in (float("inf"), float("-inf"))):
+        raise click.BadParameter(f"must be a finite number, not {value}")
     return value
 
 

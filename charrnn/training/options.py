@@ -94,6 +94,10 @@ class TrainConfig:
         from charrnn.errors import ConfigError
         from charrnn.nn.network import ModelConfig
 
+        for f in fields(self):   # every float option: NaN and inf pass the range checks
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number, not {v}")
         auto = {"dropout": 0.0, "lr_decay": 1.0, "patience": 0, "max_epochs": 0,
                 "val_frac": 0.1}
         d = {k: (auto.get(k, 1) if v is None else v) for k, v in asdict(self).items()}

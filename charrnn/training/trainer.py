@@ -20,7 +20,7 @@ from pathlib import Path
 from charrnn.data import corpus as data
 from charrnn.errors import DivergenceError
 from charrnn.inspect.verbatim import copied
-from charrnn.io.rundir import METRICS_FILE, SAMPLES_FILE
+from charrnn.io.rundir import METRICS_FILE, SAMPLES_FILE, STATE_FILE
 from charrnn.model import CharRNN
 from charrnn.nn import optim
 from charrnn.nn.network import ModelConfig, StreamMasks
@@ -28,6 +28,22 @@ from charrnn.training import distributed as dist
 from charrnn.training.checkpointing import Checkpoints
 from charrnn.training.progress import Bar
 from charrnn.training.run_start import check_corpus_unchanged, prepare
+
+
+# Divergence: a NaN/Inf loss or gradient, or a mean loss above diverge_bound(V) (training
+# or validation). A model that knows nothing (uniform over V characters) scores ln V, and
+# an initialised model scores about that; training falls below it within a few steps (at
+# lr 0.1, 30x the default, no GRU/LSTM/RNN tried went above 1.06 ln V after its first
+# step). Three times ln V (at least ln V + 3 nats, for tiny vocabularies) is far worse
+# than knowing nothing: the weights have blown up, though gradient clipping keeps the
+# numbers finite. The warm-up is the first step (its loss is the initial model's); after
+# it every step is checked, and every evaluation before its save, so the checkpoint
+# kept is one whose validation loss was within the bound.
+DIVERGE_AFTER = 1
+
+
+def diverge_bound(vocab_size):
+    return max(3 * math.log(vocab_size), math.log(vocab_size) + 3)
 
 
 class Interrupted(Exception):
@@ -187,11 +203,9 @@ class Trainer:
         loss = self.comm.step(self.buf, loss, sig.received is not None,
                               (self.elapsed(), self.step_time, self.eval_cost))
         norm, gscale = optim.clip_scale(model.grad_flat, cfg.grad_clip, self.comm.grad_scale)
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            raise DivergenceError(
-                f"training diverged at step {self.step + 1}: loss {loss}, gradient norm {norm}; "
-                f"the last good checkpoint (step {self.saved_step}) is in {self.run_dir}. "
-                "Try a lower --lr or --grad-clip")
+        if not (math.isfinite(loss) and math.isfinite(norm)) or (
+                self.step >= DIVERGE_AFTER and loss > diverge_bound(len(model.vocab))):
+            self._diverged(self.step + 1, f"loss {loss}, gradient norm {norm}")
         lr = self.lr()
         self.opt.step(model.flat, model.grad_flat, lr, gscale, parallel=model.parallel)
         self.state = new_state
@@ -207,6 +221,14 @@ class Trainer:
         if self.comm.size > 1:
             record["allreduce_ms"] = round(self.comm.allreduce_seconds * 1e3, 3)
         return record
+
+    def _diverged(self, step, what):
+        if (self.run_dir / STATE_FILE).exists():
+            kept = f"the last good checkpoint (step {self.saved_step}) is in {self.run_dir}"
+        else:
+            kept = "no checkpoint had been saved yet (nothing to resume)"
+        raise DivergenceError(f"training diverged at step {step}: {what}; {kept}. "
+                              "Try a lower --lr or --grad-clip")
 
     def _record(self, record, metrics, bar):
         """The step's line in metrics.jsonl, the progress callback and the bar."""
@@ -273,6 +295,8 @@ class Trainer:
         is copied from the training text. Without validation every save is the best."""
         t0 = time.perf_counter()
         val = self.evaluate()
+        if val is not None and not val <= diverge_bound(len(self.model.vocab)):
+            self._diverged(self.step, f"validation loss {val}")   # before saving these weights
         improved = val is None or val < self.best_val
         if val is not None:
             self.last_val = val
