@@ -166,6 +166,60 @@ def test_resume_equals_uninterrupted(corpus, tmp_path, cell, dropout, optimizer)
         np.testing.assert_array_equal(pa[k], pb[k])
 
 
+def test_lr_schedule_does_not_depend_on_eval_every(corpus, tmp_path):
+    """A 60-step run with the default 5-minute budget too: evaluations that cost more
+    than eval_every steps must not make the minutes budget look spent."""
+    lrs = {}
+    for every in (1, 30):
+        run = tmp_path / f"e{every}"
+        train(str(corpus), out=str(run), quiet=True, **dict(TINY, max_steps=60, max_minutes=5,
+                                                             eval_every=every, lr_decay=1.0))
+        lrs[every] = [r["lr"] for r in metrics(run) if "lr" in r]
+    assert len(lrs[1]) == 60 and lrs[1] == lrs[30]
+    assert set(lrs[1][:48]) == {lrs[1][0]} and lrs[1][-1] < 0.2 * lrs[1][0]   # the last 20%
+
+
+class FakeTime:
+    """perf_counter for charrnn.training.trainer: a step costs 1 s, an evaluation 10 s."""
+    t = 0.0
+
+    @classmethod
+    def perf_counter(cls):
+        return cls.t
+
+
+@pytest.mark.parametrize("every", [5, 20])
+def test_minutes_budget_anneal_ends_at_the_last_step(corpus, tmp_path, monkeypatch, every):
+    """With a fake clock (1 s a step, 10 s an evaluation: more than 5 steps' worth) the
+    anneal planned from the --max-minutes budget ends where the run ends, whatever
+    --eval-every is: the lr reaches ~10% at the last step, not early."""
+    from charrnn.training import trainer as trainer_mod
+    monkeypatch.setattr(trainer_mod, "time", FakeTime)
+    FakeTime.t = 0.0
+    clip, ev = trainer_mod.optim.clip_scale, trainer_mod.Trainer.evaluate
+
+    def step(*a, **k):       # called once inside each timed step
+        FakeTime.t += 1.0
+        return clip(*a, **k)
+
+    def evaluate(self):
+        FakeTime.t += 10.0
+        return ev(self)
+    monkeypatch.setattr(trainer_mod.optim, "clip_scale", step)
+    monkeypatch.setattr(trainer_mod.Trainer, "evaluate", evaluate)
+    run = tmp_path / "run"
+    s = train(str(corpus), out=str(run), quiet=True,
+              **dict(TINY, max_minutes=4, eval_every=every, lr_decay=1.0))
+    lrs = [r["lr"] for r in metrics(run) if "lr" in r]
+    n = s["steps"]
+    assert s["stopped_by"] == "max-minutes" and len(lrs) == n
+    # 240 s at 1 + 10/every s a step: 160 steps (every 20) or 80 (every 5)
+    assert abs(n - 240 / (1 + 10 / every)) <= 3
+    assert lrs[0] == lrs[int(0.75 * n)]                  # no anneal before the last 20%
+    assert lrs[-1] < 0.2 * lrs[0]                        # ... and it falls to ~10% by the end
+    assert lrs[int(0.85 * n)] > 0.4 * lrs[0]
+
+
 def test_resume_with_a_larger_budget_continues(corpus, tmp_path):
     run = tmp_path / "run"
     train(str(corpus), out=str(run), quiet=True, max_steps=10, **TINY)

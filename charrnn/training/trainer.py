@@ -132,9 +132,11 @@ class Trainer:
         if c.max_epochs:
             ends.append(math.ceil(c.max_epochs * len(self.train_batches)))
         if c.max_minutes and step_time:
+            # each step costs its own time and a 1/eval_every share of an evaluation; the
+            # last evaluation (at the end) is kept aside, as _done does
             left = c.max_minutes * 60 - elapsed - eval_cost
-            evals = left / step_time / c.eval_every               # evaluations still to come
-            ends.append(self.step + int(max(0.0, left - evals * eval_cost) / step_time))
+            per_step = step_time + eval_cost / c.eval_every
+            ends.append(self.step + int(max(0.0, left) / per_step))
         if not ends:
             return
         end = min(ends)
