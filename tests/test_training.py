@@ -381,31 +381,49 @@ def test_signal_saves_and_exits(corpus, tmp_path, signum, code):
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
-    assert "--resume" in err or "resume" in err
-    st = ckpt.load_state(run / "state.safetensors")
-    step = st.meta["step"]
+    command = f"charrnn train --out {run} --resume"
+    assert err.splitlines()[-1] == f"charrnn: resume with: {command}", err
+    step = ckpt.load_state(run / "state.safetensors").meta["step"]
     assert step >= 3
-    # and the run continues from there
-    s = train(out=str(run), resume=True, quiet=True, max_steps=step + 2)
-    assert s["steps"] == step + 2
+    # the printed command, run as printed (plus a budget), continues from there
+    argv = command.split()[1:] + ["--max-steps", str(step + 2), "--quiet"]
+    r = subprocess.run([sys.executable, "-c", "import sys; from charrnn.cli import main; "
+                        "sys.exit(main())", *argv], capture_output=True, text=True, cwd=run.parent)
+    assert r.returncode == 0, r.stderr
+    assert ckpt.load_state(run / "state.safetensors").meta["step"] == step + 2
+    assert [m["step"] for m in metrics(run) if "final" not in m] == list(range(1, step + 3))
 
 
-def test_sigkill_at_random_moments_leaves_loadable_checkpoint(corpus, tmp_path):
+def _losses(run):
+    return [(r["step"], r["train_loss"], r["lr"]) for r in metrics(run) if "final" not in r]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_exact_resume_after_a_signal_from_outside(corpus, tmp_path, signum):
+    """SIGTERM (saves, exits 143) or kill -9 (at any instant: mid-step, mid-save, with
+    metrics lines past the checkpoint) in a real process, then --resume: the same per-step
+    losses and lrs as a run never interrupted, and each step logged once."""
+    steps = ["--max-steps", "300", "--eval-every", "1", "--threads", "1"]
+    whole = _train_process(corpus, tmp_path / "whole", steps)
     run = tmp_path / "run"
-    rng = np.random.default_rng(0)
-    proc = _train_process(corpus, run, ["--max-steps", "100000", "--eval-every", "1"])
-    _wait_for(run / "model.safetensors")
-    proc.kill()
-    proc.wait()
-    for i in range(5):
-        proc = _train_process(corpus, run, ["--max-steps", "100000", "--eval-every", "1", "--resume"])
-        time.sleep(float(rng.uniform(0.5, 2.0)))
-        proc.kill()
-        proc.wait()
-        charrnn.load(run)                                  # latest weights load
-        ckpt.load_state(run / "state.safetensors")          # and the state resumes
-    s = train(out=str(run), resume=True, quiet=True, max_steps=ckpt.load_state(run / "state.safetensors").meta["step"] + 1)
-    assert math.isfinite(s["val_loss"])
+    proc = _train_process(corpus, run, steps)
+    while True:
+        try:
+            if ckpt.load_state(run / "state.safetensors").meta["step"] >= 20:
+                break
+        except Exception:
+            pass
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signum)
+    proc.communicate(timeout=60)
+    assert proc.returncode == (143 if signum == signal.SIGTERM else -signal.SIGKILL)
+    stopped = ckpt.load_state(run / "state.safetensors").meta["step"]
+    assert 20 <= stopped < 300
+    resumed = _train_process(corpus, run, steps + ["--resume"])
+    assert resumed.wait(timeout=300) == 0 and whole.wait(timeout=300) == 0
+    a, b = _losses(tmp_path / "whole"), _losses(run)
+    assert len(a) == 300 and a == b
 
 
 def test_decoder_in_row_blocks_equals_one_block(monkeypatch):

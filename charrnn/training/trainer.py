@@ -179,9 +179,10 @@ class Trainer:
                     break
                 self._plan(*now)
                 record = self._step(sig)
-                if self.step % cfg.eval_every == 0:
-                    self.eval_cost = self._evaluate_and_save(record, write)
-                self._record(record, metrics, bar)
+                saving = self.step % cfg.eval_every == 0
+                if saving:   # it writes the step's line before the checkpoint
+                    self.eval_cost = self._evaluate_and_save(record, write, metrics)
+                self._record(record, metrics, bar, written=saving)
             self._last_record(stop, sig, metrics, write)
         finally:
             metrics.close()
@@ -224,6 +225,13 @@ class Trainer:
             record["allreduce_ms"] = round(self.comm.allreduce_seconds * 1e3, 3)
         return record
 
+    @staticmethod
+    def _write_line(record, metrics):
+        """Flushed at once: every line up to a checkpoint is in the file before the
+        checkpoint is (a kill -9 then loses none; resume trims the lines past it)."""
+        metrics.write(json.dumps(record) + "\n")
+        metrics.flush()
+
     def _diverged(self, step, what):
         if (self.run_dir / STATE_FILE).exists():
             kept = f"the last good checkpoint (step {self.saved_step}) is in {self.run_dir}"
@@ -232,9 +240,10 @@ class Trainer:
         raise DivergenceError(f"training diverged at step {step}: {what}; {kept}. "
                               "Try a lower --lr or --grad-clip")
 
-    def _record(self, record, metrics, bar):
+    def _record(self, record, metrics, bar, written=False):
         """The step's line in metrics.jsonl, the progress callback and the bar."""
-        metrics.write(json.dumps(record) + "\n")
+        if not written:
+            self._write_line(record, metrics)
         if self.progress is not None:
             self.progress(record)
         shown = {"loss": f"{record['train_loss']:.3f}"}
@@ -292,9 +301,10 @@ class Trainer:
     def sample_preview(self, length=200):
         return self.model.generate(prime="", length=length, temperature=0.8, seed=self.step)
 
-    def _evaluate_and_save(self, record, write):
-        """Validate (if there is a held-out part), save, show a sample and how much of it
-        is copied from the training text. Without validation every save is the best."""
+    def _evaluate_and_save(self, record, write, metrics=None):
+        """Validate (if there is a held-out part), make a sample and measure how much of it
+        is copied from the training text, write the step's metrics line (if `metrics`),
+        save, then show them. Without validation every save is the best."""
         t0 = time.perf_counter()
         val = self.evaluate()
         if val is not None and not val <= diverge_bound(len(self.model.vocab)):
@@ -308,13 +318,6 @@ class Trainer:
                 self.best_val, self.best_step, self.bad_evals = val, self.step, 0
             else:
                 self.bad_evals += 1
-        self.checkpoints.save(self.elapsed(), improved)
-        head = f"step {self.step} (epoch {self.epoch():.2f}): "
-        if val is None:
-            write(head + f"train loss {record.get('train_loss') or float('nan'):.4f} (no validation)")
-        else:
-            write(head + f"val loss {val:.4f} nats/char = {val / math.log(2):.3f} bits/char"
-                  + (" (best)" if improved else f" (best {self.best_val:.4f} at step {self.best_step})"))
         try:
             text = self.sample_preview() if self.comm.is_root else None
         except ImportError:
@@ -330,10 +333,19 @@ class Trainer:
                     f.write(json.dumps(line) + "\n")
             except OSError:
                 pass   # a lost sample is not worth stopping the run (checkpoints are saved)
-            if not self.quiet:
-                write("  | " + text.replace("\n", "\n  | "))
-                write(f"  longest piece of this sample found verbatim in the training text: "
-                      f"{record['copied']} of {len(text)} characters")
+        if metrics is not None:
+            self._write_line(record, metrics)
+        self.checkpoints.save(self.elapsed(), improved)
+        head = f"step {self.step} (epoch {self.epoch():.2f}): "
+        if val is None:
+            write(head + f"train loss {record.get('train_loss') or float('nan'):.4f} (no validation)")
+        else:
+            write(head + f"val loss {val:.4f} nats/char = {val / math.log(2):.3f} bits/char"
+                  + (" (best)" if improved else f" (best {self.best_val:.4f} at step {self.best_step})"))
+        if text is not None and not self.quiet:
+            write("  | " + text.replace("\n", "\n  | "))
+            write(f"  longest piece of this sample found verbatim in the training text: "
+                  f"{record['copied']} of {len(text)} characters")
         return time.perf_counter() - t0
 
     def copied(self, text):
