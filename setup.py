@@ -3,7 +3,8 @@
 Environment switches (source builds only):
   CHARRNN_DEBUG=1   Cython bounds/initialisation checks on, -O0 -g (for tests/debugging).
   CHARRNN_NATIVE=1  add -march=native (faster on the build machine, not portable).
-  CHARRNN_ONLY=_lstm,_ops   build only these extensions (quick rebuilds while developing).
+  CHARRNN_ONLY=_lstm,_ops   build only these extensions (quick rebuilds while developing);
+                            _isa, which the others import their kernels from, always.
   CHARRNN_NO_AVX512=1       leave the AVX-512 tier out (a compiler too old for it).
 """
 import glob
@@ -30,7 +31,13 @@ def extensions():
         cflags.append("-march=native")
     if sys.platform == "win32":   # MSVC: no pragma regions needed for its intrinsics
         cflags = ["/O2", "/fp:precise"] if not DEBUG else ["/Od", "/Zi"]
-    names = ["_ops", "_lstm", "_gru", "_rnn", "_table", "_sample", "_dropout", "_copylen"]
+    # _isa holds every ISA tier's kernels (kernels/tiers.h), compiled once; the others
+    # import them from it at their import (CHARRNN_TIERS_IMPORTED, kernels/dispatch.h).
+    names = ["_isa", "_ops", "_twins", "_lstm", "_gru", "_rnn", "_table", "_sample", "_dropout",
+             "_copylen"]
+    common = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+    common += [("CHARRNN_DEBUG_BUILD", "1")] if DEBUG else []
+    common += [("CHARRNN_NO_AVX512", "1")] if NO_AVX512 else []
     exts = [
         Extension(
             f"charrnn.{name}",
@@ -38,12 +45,10 @@ def extensions():
             include_dirs=["kernels"],
             depends=sorted(glob.glob("kernels/*.h") + glob.glob("kernels/*.pxi")),
             extra_compile_args=cflags,
-            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
-            + ([("CHARRNN_DEBUG_BUILD", "1")] if DEBUG else [])
-            + ([("CHARRNN_NO_AVX512", "1")] if NO_AVX512 else []),
+            define_macros=common + ([] if name == "_isa" else [("CHARRNN_TIERS_IMPORTED", "1")]),
         )
         for name in names
-        if os.path.exists(f"kernels/{name}.pyx") and (not ONLY or name in ONLY)
+        if os.path.exists(f"kernels/{name}.pyx") and (not ONLY or name in ONLY or name == "_isa")
     ]
     directives = {
         "language_level": 3,

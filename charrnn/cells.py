@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from . import _gru, _lstm, _ops, _rnn, isa, lookup, passes
+from . import _gru, _isa, _lstm, _ops, _rnn, isa, lookup, passes
 from .errors import ShapeError
 from .lookup import Lookup
 from .passes import each, empty as _empty, serial as _serial
@@ -49,7 +49,7 @@ _NO_PACK = {dt: np.empty(0, dt) for dt in DTYPES}   # an empty pack: the kernels
 def current_gemm_backend():
     """"own" or "blas": what the float32 kernels use now (float64 always uses BLAS)."""
     if _backend[0] is None:
-        return "own" if _ops.sgemm_default() else "blas"
+        return "own" if _isa.sgemm_default() else "blas"
     return _backend[0]
 
 
