@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-EXTENSIONS = ["_isa", "_ops", "_twins", "_lstm", "_gru", "_rnn", "_table", "_sample", "_dropout"]  # what the tests below import
+# what the tests below import
+EXTENSIONS = ["_isa", "_ops", "_twins", "_lstm", "_gru", "_rnn", "_table", "_sample", "_dropout"]
 TESTS = ["test_kernels.py", "test_reference.py", "test_kernels_hypothesis.py", "test_lookup.py"]
 TIMEOUT = 900  # seconds, for the build and for the test run
 
