@@ -43,8 +43,9 @@ def _run(args, cwd, env):
 
 def _without_build_products(directory, names):
     # Cython's generated .c files must go too: cythonize reuses a .c newer than its .pyx,
-    # which would compile the optimised build's code without the bounds checks.
-    pyx = {n[:-4] for n in names if n.endswith(".pyx")}
+    # which would compile the optimised build's code without the bounds checks (and its
+    # shared utility module, _cyutility.c, which has no .pyx).
+    pyx = {n[:-4] for n in names if n.endswith(".pyx")} | {"_cyutility"}
     return [n for n in names
             if n in ("__pycache__", "build") or n.endswith((".so", ".pyd"))
             or (n.endswith(".c") and n[:-2] in pyx)]
