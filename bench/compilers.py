@@ -25,9 +25,9 @@ from train import CONFIGS, REPO, run_child, tier_env, val_frac_for
 
 def build_info(tree):
     """(compiler that built the kernels, tiers this CPU runs) of the checkout `tree`."""
-    code = ("from charrnn import _ops; from charrnn.nn import isa; import os; "
-            "print(_ops.compiler()); print(','.join(isa.available())); "
-            "print(os.path.dirname(_ops.__file__))")
+    code = ("from charrnn import _isa; from charrnn.nn import isa; import os; "
+            "print(_isa.compiler()); print(','.join(isa.available())); "
+            "print(os.path.dirname(_isa.__file__))")
     env = dict(os.environ, PYTHONPATH=tree)
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                        cwd="/")

@@ -19,7 +19,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from charrnn import _ops
+from charrnn import _isa, _ops, _twins
 from charrnn.nn import isa
 
 
@@ -57,7 +57,7 @@ def main():
     ap.add_argument("--isa", default="auto", help="ISA tier of the own sgemm (charrnn.isa)")
     a = ap.parse_args()
     isa.set_isa(a.isa)
-    print(f"own sgemm on the {isa.current()} tier, tile {_ops.sgemm_tile()}\n")
+    print(f"own sgemm on the {isa.current()} tier, tile {_isa.sgemm_tile()}\n")
     rng = np.random.default_rng(0)
     print("| Product | M | N | K | own sgemm GFLOP/s | SciPy BLAS GFLOP/s | own / BLAS |")
     print("|---|--:|--:|--:|--:|--:|--:|")
@@ -74,8 +74,8 @@ def main():
                 tb = trans_w
             C1, C2 = np.zeros((M, N), np.float32), np.zeros((M, N), np.float32)
             flops = 2 * M * N * K
-            own = timed(lambda: _ops.sgemm(ta, A, B, Bp, True, C1), flops, a.repeat)
-            blas = timed(lambda: _ops.gemm(ta, tb, 1.0, A, W, 1.0, C2), flops, a.repeat)
+            own = timed(lambda: _twins.sgemm(ta, A, B, Bp, True, C1), flops, a.repeat)
+            blas = timed(lambda: _twins.gemm(ta, tb, 1.0, A, W, 1.0, C2), flops, a.repeat)
             print(f"| {name} | {M} | {N} | {K} | {own:.0f} | {blas:.0f} | {own / blas:.2f}× |")
     print(f"\nCommand: `python bench/sgemm.py --repeat {a.repeat}`")
 

@@ -39,9 +39,9 @@ saw the same machine conditions. Use --repeat 5 or more with 2 threads.
 Also reported:
 - charrnn GFLOP/s: an effective rate, 3 x forward FLOPs per character (forward: per layer 2*G*H*(D+H),
   G gates, D its input size; decoder 2*H*V) x characters per second, against the peak
-  of a 2048x2048 float32 GEMM (best of 5) through SciPy's BLAS (charrnn._ops.gemm,
+  of a 2048x2048 float32 GEMM (best of 5) through SciPy's BLAS (charrnn._twins.gemm,
   threadpoolctl limited to each thread count) and through charrnn's own sgemm on the
-  tier's micro-kernel (charrnn._ops.sgemm, which the float32 kernels use; t threads
+  tier's micro-kernel (charrnn._twins.sgemm, which the float32 kernels use; t threads
   each take 1/t of the rows, as the kernels split their passes).
 - peak RSS (VmHWM, read by the training process itself at exit) of each side.
 - the host's steal per measurement (/proc/stat: CPU time a hypervisor gave to other
@@ -200,7 +200,7 @@ def child_peak(a):
     import scipy
     from threadpoolctl import threadpool_info, threadpool_limits
     import charrnn
-    from charrnn import _ops
+    from charrnn import _isa, _ops, _twins
     from charrnn.nn import cells, isa  # noqa: F401  (importing cells applies CHARRNN_ISA)
 
     n = a.gemm_size
@@ -211,15 +211,15 @@ def child_peak(a):
     peaks = {}
     for t in a.thread_list:
         with threadpool_limits(limits=t):
-            _ops.gemm(False, False, 1.0, A, Bm, 0.0, C)        # warm-up
+            _twins.gemm(False, False, 1.0, A, Bm, 0.0, C)        # warm-up
             best = math.inf
             for _ in range(5):
                 t0 = time.perf_counter()
-                _ops.gemm(False, False, 1.0, A, Bm, 0.0, C)
+                _twins.gemm(False, False, 1.0, A, Bm, 0.0, C)
                 best = min(best, time.perf_counter() - t0)
         peaks[str(t)] = 2 * n**3 / best / 1e9
     own = {}
-    if _ops.sgemm_default():
+    if _isa.sgemm_default():
         # charrnn's own sgemm (what the float32 kernels use): single-threaded by
         # design, so t threads each take n / t rows, as the kernels split their passes
         from concurrent.futures import ThreadPoolExecutor
@@ -230,7 +230,7 @@ def child_peak(a):
             parts = list(zip(cuts[:-1], cuts[1:]))
             with ThreadPoolExecutor(t) as pool:
                 def run():
-                    list(pool.map(lambda r: _ops.sgemm(False, A[r[0]:r[1]], Bm, Bp, False, C[r[0]:r[1]]), parts))
+                    list(pool.map(lambda r: _twins.sgemm(False, A[r[0]:r[1]], Bm, Bp, False, C[r[0]:r[1]]), parts))
                 run()
                 best = math.inf
                 for _ in range(5):
@@ -251,7 +251,7 @@ def child_peak(a):
             "python": platform.python_version(), "numpy": np.__version__,
             "scipy": scipy.__version__, "charrnn": charrnn.__version__,
             "charrnn_path": os.path.dirname(charrnn.__file__), "blas": sorted(set(blas)),
-            "isa": isa.current(), "tile": list(_ops.sgemm_tile())}
+            "isa": isa.current(), "tile": list(_isa.sgemm_tile())}
 
 
 def _owner(path):

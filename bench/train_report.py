@@ -65,7 +65,7 @@ def report(results, envs, tv, a, threads):
         peaks = ", ".join(f"{plural(t, 'thread')} {g:.0f} GFLOP/s"
                           for t, g in sorted((int(k), v) for k, v in env["peak_gflops"].items()))
         line = (f"Tier {env['isa']}: sgemm peak ({a.gemm_size}×{a.gemm_size}, best of 5), "
-                f"SciPy's BLAS (charrnn._ops.gemm; {'; '.join(env['blas'])}): {peaks}")
+                f"SciPy's BLAS (charrnn._twins.gemm; {'; '.join(env['blas'])}): {peaks}")
         if env.get("own_peak_gflops"):
             own = ", ".join(f"{plural(t, 'thread')} {g:.0f} GFLOP/s"
                             for t, g in sorted((int(k), v) for k, v in env["own_peak_gflops"].items()))

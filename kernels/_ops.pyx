@@ -1,44 +1,21 @@
 """Everything in a training step that is not a recurrent cell: embedding, decoder,
-softmax cross-entropy, optimizers, gradient norm. Compiled so that nothing in the step
-is per-element Python and every matmul goes through the same BLAS as the cells.
+softmax cross-entropy, optimizers, gradient norm, and packing weights for charrnn's own
+sgemm. Compiled so that nothing in the step is per-element Python and every matmul goes
+through the same BLAS as the cells.
 
 Sizes: R rows (= T*N characters), V vocabulary, E embedding, H hidden.
 Character ids are int32; every id is checked against V before the GIL is released.
+ISA tier queries are in charrnn._isa, the tests' twins of C routines in charrnn._twins.
 """
 from cython cimport floating
 from libc.math cimport exp, log, sqrt
 from libc.stdint cimport int32_t
 from libc.string cimport memcpy
 
-from _blas cimport gemm as _gemm, mm, cr_sgemm_tn
-from _blas cimport cr_sgemm_pack, cr_sgemm_packed_size, cr_sgemm_packed_ok
-from _cellmath cimport (cr_expf, cr_sigmoidf, cr_tanhf, fill_bias, colsum_add, packed, mm_bias,
-                        softmax_xent_row_f32, fast_math_f32_tier)
+from _blas cimport mm, cr_sgemm_tn, cr_sgemm_pack, cr_sgemm_packed_size
+from _cellmath cimport colsum_add, packed, mm_bias, softmax_xent_row_f32
 
 include "_dispatch.pxi"
-
-cdef extern from "cellmath.h":
-    unsigned cr_cpu_features()
-    int cr_cpu_has(int isa)
-    int cr_isa_built(int isa)
-    const char *cr_isa_name(int isa)
-    int cr_sgemm_mr()
-    int cr_sgemm_nr()
-    int cr_sgemm_default()
-    const char *cr_compiler()
-
-cdef extern from *:
-    """
-    #ifndef CHARRNN_DEBUG_BUILD
-    #define CHARRNN_DEBUG_BUILD 0
-    #endif
-    """
-    const int CHARRNN_DEBUG_BUILD
-
-# True iff this extension was compiled by `CHARRNN_DEBUG=1 python setup.py ...` (setup.py
-# then defines the C macro CHARRNN_DEBUG_BUILD): bounds and initialisation checks on, -O0.
-# Lets a test prove that it really runs the checked build.
-DEBUG_BUILD = bool(CHARRNN_DEBUG_BUILD)
 
 
 cdef int _check_ids(const int32_t[::1] ids, Py_ssize_t V) except -1:
@@ -222,43 +199,7 @@ def rmsprop_update(float[::1] p, const float[::1] g, float[::1] v,
             p[i] -= lrf * gi / (sqrt(v[i]) + ep)
 
 
-# ---- ISA tiers (cpu.h, dispatch.h) ----------------------------------------------
-
-_FEATURES = ["sse2", "avx", "fma", "avx2", "avx512f", "avx512dq", "avx512bw", "avx512vl",
-             "os-ymm", "os-zmm", "neon"]
-
-
-def cpu_features():
-    """Names of the CPU (and OS) features charrnn's detection found."""
-    cdef unsigned f = cr_cpu_features()
-    return [name for i, name in enumerate(_FEATURES) if f & (1u << i)]
-
-
-def isa_info(int isa):
-    """(name, built into this extension, this CPU runs it) for tier isa."""
-    return cr_isa_name(isa).decode(), bool(cr_isa_built(isa)), bool(cr_cpu_has(isa))
-
-
-def isa_best():
-    return cr_isa_best()
-
-
-def compiler():
-    """The C compiler that built the kernels."""
-    return cr_compiler().decode()
-
-
 # ---- charrnn's own sgemm (sgemm.h): weight packing --------------------------------
-
-def sgemm_tile():
-    """(MR, NR): the current tier's micro-tile."""
-    return cr_sgemm_mr(), cr_sgemm_nr()
-
-
-def sgemm_default():
-    """True if the current tier runs float32 products on the own sgemm by default."""
-    return bool(cr_sgemm_default())
-
 
 def sgemm_packed_size(Py_ssize_t K, Py_ssize_t N):
     """Floats of a packed (K, N) matrix."""
@@ -276,60 +217,3 @@ def sgemm_pack(bint trans, const float[:, ::1] W, float[::1] out):
     cdef const float *pW = &W[0, 0] if K > 0 and N > 0 else NULL   # then nothing is read
     with nogil:
         cr_sgemm_pack(trans, K, N, pW, W.shape[1], &out[0])
-
-
-# ---- Python-callable twins for tests ----------------------------------------------
-
-def sgemm(bint trans_a, const float[:, ::1] A, const float[:, ::1] B, const float[::1] Bp,
-          bint accumulate, float[:, ::1] C):
-    """C := op(A) @ B (+ C if accumulate) on charrnn's own sgemm (current tier): B (K, N)
-    in place, or its packed form Bp if Bp is not empty."""
-    cdef Py_ssize_t M = C.shape[0], N = C.shape[1]
-    cdef Py_ssize_t K = A.shape[0] if trans_a else A.shape[1]
-    if (A.shape[1] if trans_a else A.shape[0]) != M or B.shape[0] != K or B.shape[1] != N:
-        raise ValueError("sgemm: shapes do not match")
-    if Bp.shape[0] != 0 and not cr_sgemm_packed_ok(&Bp[0], Bp.shape[0], K, N):
-        raise ValueError("sgemm: Bp is not B packed for this ISA tier")
-    if M == 0 or N == 0:
-        return
-    cdef const float *pA = &A[0, 0] if A.shape[0] * A.shape[1] > 0 else NULL
-    cdef const float *pB = &B[0, 0] if K > 0 else NULL
-    cdef const float *pBp = &Bp[0] if Bp.shape[0] != 0 else NULL
-    with nogil:   # the kernels' own entry point, as they call it
-        mm(True, trans_a, False, <int>M, <int>N, <int>K, pA, <int>A.shape[1], pB, <int>N, pBp,
-           accumulate, &C[0, 0], <int>N)
-
-
-def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
-         const floating[:, ::1] B, double beta, floating[:, ::1] C):
-    """C := alpha * op(A) @ op(B) + beta * C (row-major, through scipy's BLAS)."""
-    cdef int M = C.shape[0], N = C.shape[1]
-    cdef int K = A.shape[0] if trans_a else A.shape[1]
-    if (A.shape[1] if trans_a else A.shape[0]) != M:
-        raise ValueError("gemm: op(A) rows != C rows")
-    if (B.shape[1] if trans_b else B.shape[0]) != K or (B.shape[0] if trans_b else B.shape[1]) != N:
-        raise ValueError("gemm: op(B) shape does not match")
-    if M == 0 or N == 0:
-        return
-    with nogil:
-        _gemm(trans_a, trans_b, M, N, K, <floating>alpha, &A[0, 0], <int>A.shape[1],
-              &B[0, 0], <int>B.shape[1], <floating>beta, &C[0, 0], N)
-
-
-def fast_math_f32(const float[::1] x, float[::1] exp_out, float[::1] sig_out, float[::1] tanh_out,
-                  bint tier=False):
-    """The float32 approximations used by the kernels, element-wise (for accuracy tests):
-    the scalar definitions, or with tier=True as the current tier's vector loops run them."""
-    cdef Py_ssize_t i, n = x.shape[0]
-    if exp_out.shape[0] != n or sig_out.shape[0] != n or tanh_out.shape[0] != n:
-        raise ValueError("fast_math_f32: length mismatch")
-    if n == 0:
-        return
-    with nogil:
-        if tier:
-            fast_math_f32_tier(&x[0], &exp_out[0], &sig_out[0], &tanh_out[0], n)
-        else:
-            for i in range(n):
-                exp_out[i] = cr_expf(x[i])
-                sig_out[i] = cr_sigmoidf(x[i])
-                tanh_out[i] = cr_tanhf(x[i])

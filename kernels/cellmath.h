@@ -29,13 +29,6 @@
 
 typedef ptrdiff_t idx_t;
 
-/* Each kernel module uses only its own cell's functions from this header. */
-#if defined(__GNUC__)
-#define CR_UNUSED __attribute__((unused))
-#else
-#define CR_UNUSED
-#endif
-
 static inline double cr_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 static inline double cr_tanh(double x) { return tanh(x); }
 

@@ -24,6 +24,14 @@
 #define CR_ARM64 0
 #endif
 
+/* Each kernel module uses only some of the static functions of these headers (the ones
+ * importing their kernels from charrnn._isa none of this file's). */
+#if defined(__GNUC__)
+#define CR_UNUSED __attribute__((unused))
+#else
+#define CR_UNUSED
+#endif
+
 enum { CR_ISA_SCALAR = 0, CR_ISA_AVX2 = 1, CR_ISA_AVX512 = 2, CR_ISA_NEON = 3, CR_ISA_COUNT = 4 };
 
 /* Feature bits reported by cr_cpu_features(). */
@@ -104,7 +112,7 @@ static unsigned cr_detect_features(void) { return 0; }
 #endif
 
 /* Cached; a race between threads only computes it twice. */
-static unsigned cr_cpu_features(void)
+CR_UNUSED static unsigned cr_cpu_features(void)
 {
     static unsigned known = 0, have = 0;
     if (!known) {
@@ -115,7 +123,7 @@ static unsigned cr_cpu_features(void)
 }
 
 /* 1 if this CPU (and its OS) can run tier isa; whether it was built is cr_isa_built's. */
-static int cr_cpu_has(int isa)
+CR_UNUSED static int cr_cpu_has(int isa)
 {
     unsigned f = cr_cpu_features();
     const unsigned avx2 = CR_F_AVX | CR_F_AVX2 | CR_F_FMA | CR_F_OS_YMM;

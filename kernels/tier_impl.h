@@ -3,51 +3,13 @@
  * (lstm_fwd_step_f32_avx2, ...). The loops are plain C written to vectorise; the region
  * decides how wide. No include guard: it is a template.
  *
- * float32 uses a fast exp (range reduction + degree-7 polynomial, max abs error of
+ * float32 uses a fast exp (tier_math.h: range reduction + degree-7 polynomial, max abs error of
  * sigmoid/tanh ~2e-7); the float64 kernels (cellmath.h) use libm so gradient checks stay
  * exact. No -ffast-math anywhere: NaN must propagate (the trainer's divergence check
  * relies on it).
  */
 
-/* exp(x), float32, branch-free so it vectorises. exp(x) = 2^n * exp(r) with
- * n = round(x / ln2), r = x - n ln2 in [-ln2/2, ln2/2]; exp(r) by its Taylor polynomial
- * (degree 7: truncation error < 6e-9 relative). The clamp keeps 2^n a normal float;
- * comparisons are false for NaN, so NaN passes through. */
-static inline float TIER(cr_expf)(float x)
-{
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    const float shifter = 12582912.0f;            /* 1.5 * 2^23: x + shifter rounds x */
-    float n = (x * 1.44269504088896341f + shifter) - shifter;
-    float r = x - n * 0.693359375f;               /* ln2 = hi + lo, hi exact in few bits */
-    r = r - n * -2.12194440e-4f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;      /* 2^n as float bits */
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-static inline float TIER(cr_sigmoidf)(float x) { return 1.0f / (1.0f + TIER(cr_expf)(-x)); }
-
-static inline float TIER(cr_tanhf)(float x)
-{
-    float ax = x < 0.0f ? -x : x;
-    float e = TIER(cr_expf)(-2.0f * ax);
-    float t = (1.0f - e) / (1.0f + e);
-    t = x < 0.0f ? -t : t;
-    /* Near 0, 1 - e cancels: use the odd Taylor series there (error < 1e-9). */
-    float x2 = x * x;
-    float s = x * (1.0f + x2 * (-1.0f / 3.0f + x2 * (2.0f / 15.0f + x2 * (-17.0f / 315.0f))));
-    return ax < 0.15625f ? s : t;
-}
+#include "tier_math.h"
 
 #define REAL float
 #define SFX(name) TIER(name##_f32)

@@ -9,17 +9,17 @@ import pytest
 
 from test_debug_build import REPO, _copy_source_tree, _environment, _run
 
-EXTENSIONS = ["_ops", "_lstm", "_gru", "_rnn", "_table", "_sample", "_dropout"]
+EXTENSIONS = ["_isa", "_ops", "_twins", "_lstm", "_gru", "_rnn", "_table", "_sample", "_dropout"]
 TESTS = ["test_kernels.py", "test_isa.py", "test_lookup.py", "test_sample.py", "test_reference.py"]
 
 CHECK_AND_TEST = """
 import sys
 from pathlib import Path
-import charrnn, charrnn._ops, pytest
+import charrnn, charrnn._isa, pytest
 if not Path(charrnn.__file__).resolve().is_relative_to(Path.cwd().resolve()):
     sys.exit(f"imported charrnn from {charrnn.__file__}, not from the clang copy in {Path.cwd()}")
-if not charrnn._ops.compiler().startswith("clang"):
-    sys.exit(f"charrnn._ops was built by {charrnn._ops.compiler()}, not clang")
+if not charrnn._isa.compiler().startswith("clang"):
+    sys.exit(f"charrnn._isa was built by {charrnn._isa.compiler()}, not clang")
 sys.exit(pytest.main(sys.argv[1:]))
 """
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-EXTENSIONS = ["_ops", "_lstm", "_gru", "_rnn", "_table", "_sample", "_dropout"]  # what the tests below import
+# what the tests below import
+EXTENSIONS = ["_isa", "_ops", "_twins", "_lstm", "_gru", "_rnn", "_table", "_sample", "_dropout"]
 TESTS = ["test_kernels.py", "test_reference.py", "test_kernels_hypothesis.py", "test_lookup.py"]
 TIMEOUT = 900  # seconds, for the build and for the test run
 
@@ -24,11 +25,11 @@ TIMEOUT = 900  # seconds, for the build and for the test run
 CHECK_AND_TEST = """
 import sys
 from pathlib import Path
-import charrnn, charrnn._ops, pytest
+import charrnn, charrnn._isa, pytest
 if not Path(charrnn.__file__).resolve().is_relative_to(Path.cwd().resolve()):
     sys.exit(f"imported charrnn from {charrnn.__file__}, not from the debug copy in {Path.cwd()}")
-if not charrnn._ops.DEBUG_BUILD:
-    sys.exit("charrnn._ops.DEBUG_BUILD is False: the copy was not built with CHARRNN_DEBUG=1")
+if not charrnn._isa.DEBUG_BUILD:
+    sys.exit("charrnn._isa.DEBUG_BUILD is False: the copy was not built with CHARRNN_DEBUG=1")
 sys.exit(pytest.main(sys.argv[1:]))
 """
 
@@ -42,8 +43,9 @@ def _run(args, cwd, env):
 
 def _without_build_products(directory, names):
     # Cython's generated .c files must go too: cythonize reuses a .c newer than its .pyx,
-    # which would compile the optimised build's code without the bounds checks.
-    pyx = {n[:-4] for n in names if n.endswith(".pyx")}
+    # which would compile the optimised build's code without the bounds checks (and its
+    # shared utility module, _cyutility.c, which has no .pyx).
+    pyx = {n[:-4] for n in names if n.endswith(".pyx")} | {"_cyutility"}
     return [n for n in names
             if n in ("__pycache__", "build") or n.endswith((".so", ".pyd"))
             or (n.endswith(".c") and n[:-2] in pyx)]

@@ -7,17 +7,16 @@ import sys
 import numpy as np
 import pytest
 
-from charrnn import _gru, _lstm, _ops, _rnn, _sample, _table
-from charrnn.nn import cells
-from charrnn.nn import isa
+from charrnn import _gru, _isa, _lstm, _ops, _rnn, _sample, _table, _twins
+from charrnn.nn import cells, isa
 from charrnn.errors import ConfigError
 
 from test_reference import backward, forward, make_inputs, random_dout, zero_grads
 
-MODULES = (_ops, _lstm, _gru, _rnn, _table, _sample)
+MODULES = (_ops, _twins, _lstm, _gru, _rnn, _table, _sample)
 TIERS = isa.available()
 # On this architecture: a tier name the CPU can never run (the other architecture's).
-FOREIGN = "neon" if "avx2" in isa.TIERS and _ops.isa_info(1)[1] else "avx2"
+FOREIGN = "neon" if "avx2" in isa.TIERS and _isa.isa_info(1)[1] else "avx2"
 
 
 def run_python(code, **env):
@@ -38,10 +37,10 @@ def run_cli(*args, **env):
 def test_detection_is_consistent():
     assert TIERS[0] == "scalar"
     assert isa.best() == TIERS[-1]
-    feats = set(_ops.cpu_features())
+    feats = set(_isa.cpu_features())
     for name in TIERS:
         i = isa.TIERS.index(name)
-        assert _ops.isa_info(i) == (name, True, True)
+        assert _isa.isa_info(i) == (name, True, True)
     if "avx2" in TIERS:
         assert {"avx2", "fma", "os-ymm"} <= feats
     if "avx512" in TIERS:
@@ -121,8 +120,8 @@ def test_sgemm_tiles_per_tier():
     want = {"scalar": (4, 16), "avx2": (6, 16), "avx512": (8, 32), "neon": (8, 12)}
     for tier in TIERS:
         with isa.use(tier):
-            assert _ops.sgemm_tile() == want[tier]
-            assert _ops.sgemm_default() == (tier != "scalar")
+            assert _isa.sgemm_tile() == want[tier]
+            assert _isa.sgemm_default() == (tier != "scalar")
             assert cells.current_gemm_backend() == ("blas" if tier == "scalar" else "own")
 
 
@@ -136,16 +135,16 @@ def test_a_pack_for_another_tile_width_is_refused():
     _ops.linear_forward(x, W, Wp, b, out)
     np.testing.assert_allclose(out, x @ W.T, rtol=1e-5)
     bad = Wp.copy()
-    bad.view(np.int32)[1] = _ops.sgemm_tile()[1] * 2   # the header's tile width
+    bad.view(np.int32)[1] = _isa.sgemm_tile()[1] * 2   # the header's tile width
     with pytest.raises(ValueError, match="packed for this ISA tier"):
         _ops.linear_forward(x, W, bad, b, out)
     with pytest.raises(ValueError, match="packed for this ISA tier"):
-        _ops.sgemm(False, x, np.ascontiguousarray(W.T), bad, False, out)
+        _twins.sgemm(False, x, np.ascontiguousarray(W.T), bad, False, out)
     # a pack made on one tier, used after a switch: valid if the tile width is the same
-    nr = _ops.sgemm_tile()[1]
+    nr = _isa.sgemm_tile()[1]
     for tier in TIERS:
         with isa.use(tier):
-            if _ops.sgemm_tile()[1] == nr:
+            if _isa.sgemm_tile()[1] == nr:
                 _ops.linear_forward(x, W, Wp, b, out)
                 np.testing.assert_allclose(out, x @ W.T, rtol=1e-5)
             else:

@@ -2,9 +2,8 @@
 import numpy as np
 import pytest
 
-from charrnn import _ops, _gru, _lstm, _rnn
-from charrnn.nn import cells
-from charrnn.nn import isa
+from charrnn import _ops, _gru, _lstm, _rnn, _twins
+from charrnn.nn import cells, isa
 from charrnn.nn import reference as ref
 from charrnn.errors import ShapeError
 
@@ -284,7 +283,7 @@ def test_row_major_gemm(ta, tb, dtype):
     B = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
     C = rng.standard_normal((M, N)).astype(dtype)
     want = 2.0 * (A.T if ta else A) @ (B.T if tb else B) + 0.5 * C
-    _ops.gemm(ta, tb, dtype(2.0), A, B, dtype(0.5), C)
+    _twins.gemm(ta, tb, dtype(2.0), A, B, dtype(0.5), C)
     np.testing.assert_allclose(C, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
@@ -310,15 +309,15 @@ def test_own_sgemm_matches_numpy(M, N, K, trans_a, packed):
     want = (A.T if trans_a else A).astype(np.float64) @ B.astype(np.float64)
     C0 = rng.standard_normal((M, N)).astype(np.float32)
     C = C0.copy()
-    _ops.sgemm(trans_a, A, B, Bp, False, C)
+    _twins.sgemm(trans_a, A, B, Bp, False, C)
     scale = max(1.0, float(np.abs(want).max()))
     assert np.abs(C - want).max() <= 1e-5 * scale * max(1, K) ** 0.5
     C = C0.copy()
-    _ops.sgemm(trans_a, A, B, Bp, True, C)
+    _twins.sgemm(trans_a, A, B, Bp, True, C)
     assert np.abs(C - (want + C0)).max() <= 1e-5 * scale * max(1, K) ** 0.5
     # writes only C: a neighbouring row of a larger buffer is untouched
     big = np.zeros((M + 1, N), np.float32)
-    _ops.sgemm(trans_a, A, B, Bp, False, big[:M])
+    _twins.sgemm(trans_a, A, B, Bp, False, big[:M])
     assert not big[M].any()
 
 
@@ -400,7 +399,7 @@ def test_fast_float32_math_accuracy_and_nan(tier_loops):
     x = np.concatenate([np.linspace(-100, 100, 200001), np.linspace(-1e-3, 1e-3, 2001),
                         [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-30]]).astype(np.float32)
     e, s, t = (np.empty_like(x) for _ in range(3))
-    _ops.fast_math_f32(x, e, s, t, tier_loops)
+    _twins.fast_math_f32(x, e, s, t, tier_loops)
     xd = x.astype(np.float64)
     with np.errstate(over="ignore"):
         exact_s = 0.5 * (1 + np.tanh(0.5 * xd))

@@ -13,13 +13,12 @@ def info():
     import scipy
     from threadpoolctl import threadpool_info
 
-    from charrnn import _ops
+    from charrnn import _isa
+    from charrnn.nn import cells, isa
     from charrnn.version import __version__
-    from charrnn.nn import cells
-    from charrnn.nn import isa
 
     tier = isa.current()
-    mr, nr = _ops.sgemm_tile()
+    mr, nr = _isa.sgemm_tile()
     backend = cells.current_gemm_backend()
     blas = [f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture') or '?'}, "
             f"{p.get('num_threads')} threads)" for p in threadpool_info()
@@ -35,13 +34,13 @@ def info():
         "isa": tier,
         "isa_env": os.environ.get(isa.ENV, "") or "auto",
         "isa_available": isa.available(),
-        "cpu_features": _ops.cpu_features(),
+        "cpu_features": _isa.cpu_features(),
         "cpu": _cpu_name(),
         "float32_gemm": gemm,
         "float64_gemm": "BLAS",
         "scipy_blas": blas[0] if blas else "unknown",
         "threads": os.cpu_count() or 1,
-        "compiler": _ops.compiler(),
+        "compiler": _isa.compiler(),
         "python": sys.version.split()[0],
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,

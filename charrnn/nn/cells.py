@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from charrnn import _gru, _lstm, _ops, _rnn
+from charrnn import _gru, _isa, _lstm, _ops, _rnn
 from charrnn.nn import isa
 from charrnn.nn import table
 from charrnn.errors import ShapeError
@@ -54,7 +54,7 @@ _NO_PACK = {dt: np.empty(0, dt) for dt in DTYPES}   # an empty pack: the kernels
 def current_gemm_backend():
     """"own" or "blas": what the float32 kernels use now (float64 always uses BLAS)."""
     if _backend[0] is None:
-        return "own" if _ops.sgemm_default() else "blas"
+        return "own" if _isa.sgemm_default() else "blas"
     return _backend[0]
 
 

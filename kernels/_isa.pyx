@@ -1,0 +1,84 @@
+"""The ISA tiers (cpu.h, dispatch.h, tiers.h): every tier's float32 kernels, compiled
+once into this module, and the table that says which one runs.
+
+Detection and selection live here; charrnn.isa is the Python side. The other kernel
+modules import this one at their own import (through the capsule _tiers) and call every
+float32 kernel through its table, so switching the tier here switches it everywhere.
+"""
+from cpython.pycapsule cimport PyCapsule_New
+
+cdef extern from "cellmath.h":
+    unsigned cr_cpu_features()
+    int cr_cpu_has(int isa)
+    int cr_isa_built(int isa)
+    int cr_isa_best()
+    int cr_isa_set(int isa)
+    int cr_isa_current()
+    const char *cr_isa_name(int isa)
+    int cr_sgemm_mr()
+    int cr_sgemm_nr()
+    int cr_sgemm_default()
+    const char *cr_compiler()
+    const void *cr_tiers_api_ptr()
+
+cdef extern from *:
+    """
+    #ifndef CHARRNN_DEBUG_BUILD
+    #define CHARRNN_DEBUG_BUILD 0
+    #endif
+    """
+    const int CHARRNN_DEBUG_BUILD
+
+# True iff the extensions were compiled by `CHARRNN_DEBUG=1 python setup.py ...` (setup.py
+# then defines the C macro CHARRNN_DEBUG_BUILD): bounds and initialisation checks on, -O0.
+# Lets a test prove that it really runs the checked build.
+DEBUG_BUILD = bool(CHARRNN_DEBUG_BUILD)
+
+cr_isa_set(cr_isa_best())
+
+# The name must be this module's dotted path + "._tiers": PyCapsule_Import checks it.
+_tiers = PyCapsule_New(<void *>cr_tiers_api_ptr(), b"charrnn._isa._tiers", NULL)
+
+_FEATURES = ["sse2", "avx", "fma", "avx2", "avx512f", "avx512dq", "avx512bw", "avx512vl",
+             "os-ymm", "os-zmm", "neon"]
+
+
+def cpu_features():
+    """Names of the CPU (and OS) features charrnn's detection found."""
+    cdef unsigned f = cr_cpu_features()
+    return [name for i, name in enumerate(_FEATURES) if f & (1u << i)]
+
+
+def isa_info(int isa):
+    """(name, built into this extension, this CPU runs it) for tier isa."""
+    return cr_isa_name(isa).decode(), bool(cr_isa_built(isa)), bool(cr_cpu_has(isa))
+
+
+def isa_best():
+    return cr_isa_best()
+
+
+def _set_isa(int isa):
+    """Run every module's kernels on tier isa (0 scalar, 1 avx2, 2 avx512, 3 neon).
+    Returns 0, -1 if this CPU cannot run it, -2 if this build has no such tier."""
+    return cr_isa_set(isa)
+
+
+def _current_isa():
+    """The tier the kernels run on now."""
+    return cr_isa_current()
+
+
+def compiler():
+    """The C compiler that built the kernels."""
+    return cr_compiler().decode()
+
+
+def sgemm_tile():
+    """(MR, NR): the current tier's micro-tile of charrnn's own sgemm (sgemm.h)."""
+    return cr_sgemm_mr(), cr_sgemm_nr()
+
+
+def sgemm_default():
+    """True if the current tier runs float32 products on the own sgemm by default."""
+    return bool(cr_sgemm_default())
