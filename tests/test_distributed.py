@@ -59,6 +59,13 @@ def steps(run):
     return [(r["step"], r["train_loss"], r.get("val_loss")) for r in lines if not r.get("final")]
 
 
+def _last_step(run):
+    """The newest step in metrics.jsonl, read while the run writes it (0: none yet)."""
+    text = (run / "metrics.jsonl").read_text() if (run / "metrics.jsonl").exists() else ""
+    whole = text[:text.rfind("\n") + 1].splitlines()          # complete lines only
+    return max((json.loads(l)["step"] for l in whole), default=0)
+
+
 def assert_same_losses(a, b):
     assert [s for s, _, _ in a] == [s for s, _, _ in b]
     for (step, ta, va), (_, tb, vb) in zip(a, b):
@@ -127,7 +134,9 @@ def test_killed_rank_ends_the_job_and_the_run_resumes(corpus, tmp_path):
     proc = launch(2, corpus, run, dict(TINY, eval_every=2, max_steps=100000), wait=False)
     try:
         t0 = time.time()
-        while not (run / "state.safetensors").exists():
+        # past the first checkpoint (step 2) by a step: every rank has then told its
+        # supervisor about it (a rank reports after the save, before its next step)
+        while not (run / "state.safetensors").exists() or _last_step(run) < 3:
             assert time.time() - t0 < 60 and proc.poll() is None, proc.communicate()
             time.sleep(0.05)
         pid = _worker_of_rank(1, run)
