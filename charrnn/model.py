@@ -10,12 +10,14 @@ charrnn.nn.network.Network holds the parameters and the forward/backward passes;
 CharRNN adds what sits above the network (the sampler, the probe, held-out scoring),
 so the layers below never import upward.
 """
+import os
+
 import numpy as np
 
 from charrnn.data.corpus import load_corpus
 from charrnn.data.heldout import score
 from charrnn.data.text import remap_ids
-from charrnn.errors import CorpusError
+from charrnn.errors import ConfigError, CorpusError
 from charrnn.generate import sampler
 from charrnn.io import checkpoint, rundir
 from charrnn.nn.network import Network
@@ -58,11 +60,19 @@ def load(path, best=False):
 def evaluate(model, path, encoding=None, seq_len=64, batch_size=32, encoding_errors="strict"):
     """Loss of `model` on a text file: dict(loss nats/char, bpc, chars scored).
 
+    `model` is a CharRNN, a run directory (its best.safetensors, as `charrnn eval`
+    loads) or a .safetensors file.
+
     Every character after the first is scored. The text is cut into up to batch_size
     parallel streams, each read in windows of seq_len with its state carried (as in
     validation); the few characters left over (fewer than the streams) are scored as
     one more stream from a zero state.
     """
+    if isinstance(model, (str, os.PathLike)):
+        model = load(model, best=True)
+    elif not isinstance(model, CharRNN):
+        raise ConfigError(f"expected a CharRNN, a run directory or a .safetensors path, not "
+                          f"{type(model).__name__}")
     corpus = load_corpus(path, encoding=encoding or model.cfg.encoding,
                          errors=encoding_errors)
     ids = remap_ids(corpus, model.vocab) if corpus.vocab != model.vocab else corpus.ids
@@ -70,4 +80,5 @@ def evaluate(model, path, encoding=None, seq_len=64, batch_size=32, encoding_err
     if targets < 1:
         raise CorpusError(f"{path} is too short to score (at least 2 characters are needed)")
     total, _ = score(model, ids, seq_len, max(1, min(batch_size, targets // seq_len)))
-    return {"loss": total / targets, "bpc": total / targets / np.log(2), "chars": targets}
+    return {"loss": float(total / targets), "bpc": float(total / targets / np.log(2)),
+            "chars": targets}

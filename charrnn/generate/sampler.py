@@ -325,6 +325,13 @@ def _f32(a):
 
 
 def _prepare(cell, L, p, table_limit):
+    # A diverged model's weights (inf, nan, past float32's range) give inf/nan here, as
+    # the loop would compute them anyway: no NumPy RuntimeWarning in the user's output.
+    with np.errstate(all="ignore"):
+        return _fold(cell, L, p, table_limit)
+
+
+def _fold(cell, L, p, table_limit):
     """(emb, table, layers, Wd, bd) for _sample.Net; see kernels/_sample.pyx.
 
     lstm/rnn: both biases are folded into one, and layers k >= 1 get one fused weight

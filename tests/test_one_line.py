@@ -1,0 +1,115 @@
+"""The README's promise: bad input is a one-line error and a non-zero exit, never a
+traceback; no NumPy warning leaks into the output; a closed pipe or Ctrl-C ends a
+command the way Unix tools end (real subprocesses, real pipes, real signals)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import charrnn
+from charrnn import ConfigError
+
+from conftest import REPO
+
+TINY = ["--hidden", "16", "--layers", "1", "--embed", "8", "--seq-len", "8",
+        "--batch-size", "4", "--eval-every", "2", "--max-minutes", "0"]
+
+
+def charrnn_cmd(*args, **kw):
+    """`charrnn args...` as a child process on the source tree."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), **kw.pop("env", {}))
+    return [sys.executable, "-m", "charrnn.cli", *map(str, args)], env
+
+
+def run(*args, **kw):
+    cmd, env = charrnn_cmd(*args, env=kw.pop("env", {}))
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, **kw)
+
+
+def one_line_error(r, code=1):
+    assert r.returncode == code, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def trained(tmp_path, corpus):
+    r = run("train", corpus, "--out", tmp_path / "run", "--max-steps", "4", "-q", *TINY)
+    assert r.returncode == 0, r.stderr
+    return tmp_path / "run"
+
+
+# ---- 7: tracebacks become one line ------------------------------------------------------
+
+@pytest.mark.parametrize("args,needle", [
+    (["--seed", "-5"], "--seed"),
+    (["--max-minutes", "inf"], "--max-minutes"),
+    (["--max-epochs", "inf"], "--max-epochs"),
+])
+def test_train_option_out_of_range_is_one_line(tmp_path, corpus, args, needle):
+    r = run("train", corpus, "--out", tmp_path / "r", "--max-steps", "2", *TINY[:-2], *args)
+    assert r.returncode in (1, 2)   # Click (2) or TrainConfig (1): one line either way
+    assert needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("options,needle", [
+    ({"lr": "0.01"}, "--lr must be a number"),
+    ({"seed": -5}, "--seed"),
+    ({"hidden": 3.5}, "--hidden must be a whole number"),
+    ({"hidden": True}, "--hidden must be a whole number"),
+    ({"max_minutes": float("inf")}, "--max-minutes"),
+    ({"max_epochs": float("inf")}, "--max-epochs"),
+    ({"anneal": float("nan")}, "--anneal"),
+    ({"cell": 3}, "--cell must be a string"),
+])
+def test_python_train_bad_option_types_raise_config_error(tmp_path, corpus, options, needle):
+    with pytest.raises(ConfigError, match=needle):
+        charrnn.train(corpus, out=tmp_path / "r", quiet=True, max_steps=1, **options)
+
+
+def test_numpy_integers_are_accepted_as_options():
+    charrnn.TrainConfig(hidden=np.int64(8), lr=np.float32(0.01), seed=np.uint64(3)).validate()
+
+
+def test_python_evaluate_accepts_a_run_path(trained, corpus):
+    by_path = charrnn.evaluate(str(trained), corpus)
+    by_model = charrnn.evaluate(charrnn.load(trained, best=True), corpus)
+    assert by_path == by_model and by_path["chars"] > 0
+    with pytest.raises(ConfigError, match="expected a CharRNN"):
+        charrnn.evaluate(42, corpus)
+
+
+@pytest.mark.parametrize("scale", [1e30, np.inf, np.nan])
+def test_a_diverged_model_samples_and_probes_without_warnings(trained, scale):
+    m = charrnn.load(trained)
+    bad = charrnn.CharRNN(m.config, m.vocab,
+                          params={k: v * np.float32(scale) for k, v in m.params.items()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bad.generate(length=10, seed=1)
+        bad.generate(length=10, seed=1, num_samples=3)
+        list(bad.stream(length=10, seed=1))
+        assert np.isnan(bad.probe("t").loss)          # one character: nothing predicted
+        bad.probe("the cat").loss
+
+
+def test_plot_and_report_of_a_one_step_run_without_warnings(tmp_path, corpus):
+    pytest.importorskip("matplotlib")
+    from charrnn.inspect import plot as P
+    from charrnn.inspect.report import write_report
+    charrnn.train(corpus, out=tmp_path / "r", quiet=True, max_steps=1, max_minutes=0,
+                  hidden=8, layers=1, embed=4, seq_len=8, batch_size=2)
+    metrics = tmp_path / "r" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text().splitlines()[0] + "\n")   # one line: one point
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = P.load_series(tmp_path / "r")
+        P.save_plot([s], tmp_path / "p.svg")
+        write_report(tmp_path / "r", tmp_path / "r.html")
