@@ -113,3 +113,42 @@ def test_plot_and_report_of_a_one_step_run_without_warnings(tmp_path, corpus):
         s = P.load_series(tmp_path / "r")
         P.save_plot([s], tmp_path / "p.svg")
         write_report(tmp_path / "r", tmp_path / "r.html")
+
+
+# ---- 8: a closed pipe does not stop a run -----------------------------------------------
+
+def test_train_piped_into_head_keeps_training(tmp_path, corpus):
+    """`charrnn train ... 2>&1 | head -3`: the reader leaves after three lines."""
+    cmd, env = charrnn_cmd("train", corpus, "--out", tmp_path / "r", "--max-steps", "400",
+                           *TINY)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for _ in range(3):
+        p.stdout.readline()
+    p.stdout.close()                                  # what `head` does when it has enough
+    assert p.wait(timeout=120) == 0
+    last = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[-1]
+    assert '"step": 400' in last and '"stopped_by": "max-steps"' in last
+
+
+def test_train_quiet_into_a_closed_stdout_finishes(tmp_path, corpus):
+    cmd, env = charrnn_cmd("train", corpus, "--out", tmp_path / "r", "--max-steps", "4",
+                           "-q", *TINY)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    assert p.wait(timeout=120) == 0, p.stderr.read()
+    assert p.stderr.read() == b""
+    assert '"final": true' in (tmp_path / "r" / "metrics.jsonl").read_text()
+
+
+def test_progress_into_a_file_has_no_carriage_returns(tmp_path, corpus):
+    """18: a redirected stderr gets one line per evaluation, not the bar's \\r frames."""
+    log = tmp_path / "log.txt"
+    with open(log, "w") as f:
+        cmd, env = charrnn_cmd("train", corpus, "--out", tmp_path / "r", "--max-steps", "6",
+                               *TINY)
+        assert subprocess.run(cmd, env=env, stderr=f, timeout=120).returncode == 0
+    text = log.read_text()
+    assert "\r" not in text
+    assert [l for l in text.splitlines() if l.startswith("step ")] == [
+        l for l in text.splitlines() if l.startswith("step ") and "val loss" in l]
+    assert sum(l.startswith("step ") for l in text.splitlines()) == 3

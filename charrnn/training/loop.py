@@ -24,7 +24,6 @@ The steps themselves are charrnn.training.trainer's.
 """
 import os
 import signal
-import sys
 import threading
 from dataclasses import fields
 from pathlib import Path
@@ -33,6 +32,7 @@ from charrnn.nn import cells
 from charrnn.data import corpus as data
 from charrnn.training import distributed as dist
 from charrnn.training.options import RESUME_OVERRIDABLE, TrainConfig
+from charrnn.training.progress import Output
 from charrnn.training.run_start import open_run, remove_if_unused
 from charrnn.io.rundir import RunLock
 from charrnn.errors import CharRNNError, ConfigError
@@ -77,7 +77,7 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
     rank; see charrnn.training.distributed). Then log, progress and files are rank 0's only.
     """
     if log is None:
-        log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+        log = (lambda s: None) if quiet else Output().line   # a closed stderr stops no run
     unknown = set(options) - {f.name for f in fields(TrainConfig)}
     if unknown:
         raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
