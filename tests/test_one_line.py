@@ -152,3 +152,77 @@ def test_progress_into_a_file_has_no_carriage_returns(tmp_path, corpus):
     assert [l for l in text.splitlines() if l.startswith("step ")] == [
         l for l in text.splitlines() if l.startswith("step ") and "val loss" in l]
     assert sum(l.startswith("step ") for l in text.splitlines()) == 3
+
+
+# ---- 9: Ctrl-C exits 130 on every command -----------------------------------------------
+
+def _interrupt_library(monkeypatch, *names):
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+    for name in names:
+        module, attr = name.rsplit(".", 1)
+        monkeypatch.setattr(module + "." + attr, boom)
+
+
+@pytest.mark.parametrize("args,target", [
+    (["eval", "{run}", "{corpus}"], "charrnn.model.evaluate"),
+    (["report", "{run}"], "charrnn.inspect.report.write_report"),
+    (["export", "{run}", "--format", "c", "-o", "{tmp}/m.c"], "charrnn.export.export_c"),
+    (["runs", "{tmp}"], "charrnn.inspect.runs.runs"),
+    (["plot", "{run}"], "charrnn.inspect.plot.load_series"),
+    (["info"], "charrnn.inspect.system.info"),
+    (["sample", "{run}"], "charrnn.model.CharRNN.stream"),
+])
+def test_ctrl_c_exits_130_on_every_command(monkeypatch, trained, corpus, tmp_path, args, target):
+    from click.testing import CliRunner
+    from charrnn.cli import main
+    _interrupt_library(monkeypatch, target)
+    args = [a.format(run=trained, corpus=corpus, tmp=tmp_path) for a in args]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 130, (r.exit_code, r.output)
+    assert "Aborted" not in r.output
+
+
+def test_sigint_during_eval_exits_130(tmp_path, trained):
+    """A real SIGINT to a real `charrnn eval` busy scoring a few MB."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to see when the command has opened its file")
+    big = tmp_path / "big.txt"
+    big.write_text(("the cat sat on the mat. a dog " * 1000 + "\n") * 800)   # 24 MB
+    cmd, env = charrnn_cmd("eval", trained, big)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and p.poll() is None:   # inside the command, reading
+        try:
+            fds = os.listdir(f"/proc/{p.pid}/fd")
+            if any(os.readlink(f"/proc/{p.pid}/fd/{fd}") == str(big) for fd in fds):
+                break
+        except OSError:
+            pass
+        time.sleep(0.01)
+    assert p.poll() is None, p.communicate()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "Aborted" not in err
+
+
+def test_second_ctrl_c_during_training_prints_the_resume_command(tmp_path, corpus):
+    run_dir = tmp_path / "r"
+    cmd, env = charrnn_cmd("train", corpus, "--out", run_dir, "--hidden", "256",
+                           "--layers", "2", "--seq-len", "32", "--batch-size", "8",
+                           "--eval-every", "1", "--max-steps", "100000", "--max-minutes", "0")
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (run_dir / "state.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.005)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    command = f"charrnn train --out {run_dir} --resume"
+    assert f"resume with: {command}" in err, err
+    r = run("train", "--out", run_dir, "--resume", "--max-steps", "3", "-q")   # it resumes
+    assert r.returncode == 0, r.stderr

@@ -34,7 +34,7 @@ from charrnn.training import distributed as dist
 from charrnn.training.options import RESUME_OVERRIDABLE, TrainConfig
 from charrnn.training.progress import Output
 from charrnn.training.run_start import open_run, remove_if_unused
-from charrnn.io.rundir import RunLock
+from charrnn.io.rundir import STATE_FILE, RunLock
 from charrnn.errors import CharRNNError, ConfigError
 from charrnn.training.trainer import Interrupted, Trainer
 
@@ -133,6 +133,20 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
             trainer.model.parallel = cells.Parallel(threads)
         try:
             return trainer.run(sig)
+        except KeyboardInterrupt:   # a second Ctrl-C: the last checkpoint is as it was
+            raise _interrupted_again(comm, run_dir, trainer) from None
         finally:
             if trainer.model.parallel is not None:
                 trainer.model.parallel.close()
+
+
+def _interrupted_again(comm, run_dir, trainer):
+    """Interrupted for a second Ctrl-C: what was last saved, and how to resume (if
+    anything was: a new run without a checkpoint is removed)."""
+    if not (Path(run_dir) / STATE_FILE).is_file():
+        return Interrupted(signal.SIGINT, f"interrupted at step {trainer.step}, before the "
+                           "first checkpoint: nothing was saved")
+    return Interrupted(signal.SIGINT,
+                       f"interrupted again at step {trainer.step}; the last checkpoint (step "
+                       f"{trainer.saved_step}) in {run_dir} is intact\n"
+                       f"resume with: {dist.resume_command(comm.size, run_dir)}")
