@@ -14,6 +14,7 @@ byte-level: byte b is the character chr(b), so the vocabulary is still a list of
 strings, and decode_ids() turns ids back into bytes.
 """
 import codecs
+import hashlib
 import json
 import operator
 import os
@@ -73,11 +74,12 @@ ERRORS = ("strict", "replace", "ignore")   # --encoding-errors: Python's codec h
 
 
 def _code_points(path: Path, encoding: str, chunk_size: int, errors: str = "strict",
-                 tail: Optional[list] = None):
+                 tail: Optional[list] = None, digest=None):
     """Yield the file's characters chunk by chunk: uint32 code points (uint8 for bytes).
 
     A multi-byte character cut off by the end of the file is left out; the number of
-    its bytes is appended to `tail` (a list) if given."""
+    its bytes is appended to `tail` (a list) if given. digest (a hashlib object), if
+    given, is updated with every byte of the file."""
     try:
         f = open(path, "rb")
     except OSError as e:
@@ -85,14 +87,23 @@ def _code_points(path: Path, encoding: str, chunk_size: int, errors: str = "stri
     with f:
         if encoding == BYTES:
             while chunk := f.read(chunk_size):
+                if digest is not None:
+                    digest.update(chunk)
                 yield np.frombuffer(chunk, np.uint8)
             return
         # The incremental decoder keeps a multi-byte sequence cut by a chunk boundary
         # until the next chunk completes it.
         decoder = codecs.getincrementaldecoder(encoding)(errors)
-        offset = 0  # bytes of the file before `chunk`
+        head = f.read(4)
+        if digest is not None:
+            digest.update(head)
+        skip = _sniff(path, head, encoding)   # a UTF-8 byte-order mark is no character
+        carry, offset = head[skip:], skip     # offset: bytes of the file before `chunk`
         while True:
             chunk = f.read(chunk_size)
+            if digest is not None:
+                digest.update(chunk)
+            chunk, carry = carry + chunk, b""
             final = not chunk
             if final:
                 pending = _pending_bytes(decoder)
@@ -115,6 +126,18 @@ def _code_points(path: Path, encoding: str, chunk_size: int, errors: str = "stri
             if final:
                 return
             offset += len(chunk)
+
+
+def _sniff(path, head: bytes, encoding: str) -> int:
+    """Bytes to skip at the start of a text file (a UTF-8 byte-order mark: 3), or a
+    CorpusError for a file that is not text in this encoding at all."""
+    if head.startswith(b"\x1f\x8b"):
+        raise CorpusError(f"{path} is gzip-compressed, not text: decompress it first "
+                          f"(gunzip -k {path}), or pass --encoding bytes to train on its bytes")
+    if encoding in ("utf-8", "ascii") and head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise CorpusError(f"{path} starts with a UTF-16 byte-order mark: it is UTF-16 text; "
+                          "pass --encoding utf-16")
+    return 3 if encoding == "utf-8" and head.startswith(codecs.BOM_UTF8) else 0
 
 
 def _pending_bytes(decoder) -> int:
@@ -177,7 +200,8 @@ def _check_content(path, vocab, n, encoding):
 
 
 def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
-                chunk_size: int = DEFAULT_CHUNK_SIZE, errors: str = "strict") -> Corpus:
+                chunk_size: int = DEFAULT_CHUNK_SIZE, errors: str = "strict",
+                source: Optional[str] = None) -> Corpus:
     """Read a text file into a vocabulary and an id array.
 
     encoding: "utf-8", any Python codec name, or "bytes" for a byte-level model.
@@ -187,6 +211,9 @@ def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
     (1-4 bytes per character). errors: "strict" (an invalid byte is a CorpusError
     naming its offset), "replace" (U+FFFD instead) or "ignore" (left out). A character
     cut off by the end of the file is dropped in every mode (Corpus.dropped_tail).
+    source: what the cache records as the text's origin instead of `path` (a copy of
+    a pipe: "<stdin>"); such a cache is the only copy of the text and is reused by
+    load_cache whatever `path` is.
     """
     path = Path(path)
     encoding = normalize_encoding(encoding)
@@ -205,7 +232,8 @@ def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
     # table over all code points (1.1 MB) is O(n), unlike sorting every chunk.
     seen = np.zeros(256 if encoding == BYTES else sys.maxunicode + 1, dtype=bool)
     n, tail = 0, []
-    for cps in _code_points(path, encoding, chunk_size, errors, tail):
+    digest = hashlib.sha256() if cache_dir is not None else None   # to know the text again
+    for cps in _code_points(path, encoding, chunk_size, errors, tail, digest):
         seen[cps] = True
         n += len(cps)
     codes = np.flatnonzero(seen)  # sorted: the vocabulary, as code points
@@ -242,8 +270,10 @@ def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
     dropped = sum(tail)
     if cache_dir is None:
         return Corpus(ids, vocab, encoding, path, dropped)
+    meta = {"source": source or str(path.resolve()), "streamed": source is not None,
+            "sha256": digest.hexdigest()}
     return _finish_cache(Path(cache_dir), tmp, path, encoding, fingerprint, vocab, n, dtype,
-                         errors, dropped)
+                         errors, dropped, meta)
 
 
 # The cache: corpus.npy holds the ids, corpus.json says which file and encoding they
@@ -271,6 +301,43 @@ def _open_cache(cache_dir, path, encoding, fingerprint, errors) -> Optional[Corp
         return None  # missing or damaged: rebuild it
 
 
+def cache_meta(cache_dir) -> Optional[dict]:
+    """The run's corpus.json (what its encoded corpus came from), or None."""
+    try:
+        meta = json.loads(_cache_paths(Path(cache_dir))[1].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == CACHE_FORMAT else None
+
+
+def load_cache(cache_dir, encoding: str, errors: str = "strict") -> Corpus:
+    """The encoded corpus a run directory holds, without its text file (moved, deleted,
+    or a pipe read once). CorpusError if there is none for this encoding."""
+    meta = cache_meta(cache_dir)
+    encoding = normalize_encoding(encoding)
+    source = (meta or {}).get("source", "the text")
+    if meta is None or meta.get("encoding") != encoding or meta.get("errors", "strict") != errors:
+        raise CorpusError(f"{cache_dir} holds no usable encoded corpus (corpus.npy, "
+                          f"corpus.json) of {source}; pass the text file")
+    try:
+        ids = np.load(_cache_paths(Path(cache_dir))[0], mmap_mode="r")
+        if ids.shape != (meta["length"],) or ids.dtype != np.dtype(meta["dtype"]):
+            raise ValueError
+        return Corpus(ids, meta["vocab"], encoding, Path(source),
+                      int(meta.get("dropped_tail", 0)))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CorpusError(f"the encoded corpus in {cache_dir} (corpus.npy) is damaged; "
+                          f"pass the text file {source}") from None
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(DEFAULT_CHUNK_SIZE):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _create_cache(cache_dir, n, dtype):
     npy, meta_path = _cache_paths(cache_dir)
     tmp = npy.with_name("corpus.npy.tmp")
@@ -296,9 +363,9 @@ def _write_cache(out, ids, cache_dir):
 
 
 def _finish_cache(cache_dir, tmp, path, encoding, fingerprint, vocab, n, dtype, errors,
-                  dropped) -> Corpus:
+                  dropped, meta) -> Corpus:
     npy, meta_path = _cache_paths(cache_dir)
-    meta = {"format": CACHE_FORMAT, "source": str(path.resolve()), "encoding": encoding,
+    meta = {**meta, "format": CACHE_FORMAT, "encoding": encoding,
             "size": fingerprint[0], "mtime_ns": fingerprint[1], "length": n,
             "dtype": np.dtype(dtype).name, "vocab": vocab, "errors": errors,
             "dropped_tail": dropped}

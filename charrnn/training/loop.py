@@ -113,7 +113,7 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
             elif v != cfg_dict.get(k):
                 log(f"note: --{k.replace('_', '-')} ignored on --resume (the run uses {cfg_dict.get(k)!r})")
         cfg = TrainConfig(**cfg_dict).validate()
-        corpus = meta["corpus"]
+        corpus = corpus if corpus is not None else meta["corpus"]   # open_run checked it
     else:
         cfg = TrainConfig(**options).validate()
         corpus = str(corpus if corpus is not None else data.bundled_corpus())

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.data import corpus as data
+from charrnn.data import sources
 from charrnn.data.batches import Batches
 from charrnn.data.heldout import HeldOut
 from charrnn.errors import CheckpointError, RunDirError
@@ -34,14 +35,16 @@ def open_run(corpus, out, resume):
         saved = checkpoint.load_state(state_path)
         if "train_config" not in saved.meta or "corpus" not in saved.meta:
             raise CheckpointError(f"cannot resume from {state_path}: it lacks the run's options")
-        if corpus is not None and Path(corpus).resolve() != Path(saved.meta["corpus"]).resolve():
+        if (corpus is not None and sources.display_name(corpus) != saved.meta["corpus"]
+                and not sources.same_text(corpus, run_dir)):   # moved: the same text is fine
             raise RunDirError(f"--resume: {run_dir} was trained on {saved.meta['corpus']}, not {corpus}")
         return run_dir, saved
-    if corpus is not None:
+    if corpus is not None and not sources.is_stream(corpus):
         p = Path(corpus)
         if not p.exists():
             raise data.CorpusError(f"no such file: {p}")
-    run_dir = Path(out) if out is not None else default_run_dir(corpus or "tinyshakespeare")
+    run_dir = Path(out) if out is not None else default_run_dir(
+        "stdin" if sources.is_stream(corpus) else corpus or "tinyshakespeare")
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"--out {run_dir} exists and is not a directory")
     if run_dir.is_dir() and any((run_dir / f).exists() for f in (STATE_FILE, MODEL_FILE)):
@@ -62,7 +65,7 @@ def remove_if_unused(run_dir):
     one that this run created, and only the files a run writes)."""
     if (run_dir / STATE_FILE).exists():
         return
-    for name in ("corpus.npy", "corpus.json", METRICS_FILE, SAMPLES_FILE, LOCK_FILE):
+    for name in ("corpus.npy", "corpus.json", sources.SPOOL_FILE, METRICS_FILE, SAMPLES_FILE, LOCK_FILE):
         try:
             (run_dir / name).unlink()
         except OSError:

@@ -17,7 +17,7 @@ import signal
 import time
 from pathlib import Path
 
-from charrnn.data import corpus as data
+from charrnn.data import sources
 from charrnn.errors import DivergenceError
 from charrnn.inspect.verbatim import copied
 from charrnn.io.rundir import METRICS_FILE, SAMPLES_FILE
@@ -43,11 +43,12 @@ class Trainer:
     def __init__(self, cfg, corpus, run_dir, saved, log, quiet, progress, comm):
         self.run_dir, self.log, self.quiet = Path(run_dir), log, quiet
         self.comm = comm
-        self.corpus_path = str(Path(corpus).resolve())
+        self.corpus_path = sources.display_name(corpus)
         # rank 0 writes the encoded corpus into the run directory; the others then read it
         self.corpus = dist.load_corpus_root_first(
-            comm, lambda cache: data.load_corpus(corpus, encoding=cfg.encoding, cache_dir=cache,
-                                                 errors=cfg.encoding_errors),
+            comm, lambda cache: sources.load_run_corpus(
+                corpus, encoding=cfg.encoding, errors=cfg.encoding_errors, cache_dir=cache,
+                resumed=saved is not None, log=log),
             run_dir)
         # the auto options from the corpus and the budget (the same on every rank)
         self.cfg, self.train_batches, self.heldout, choice = prepare(
