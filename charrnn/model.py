@@ -57,11 +57,14 @@ def load(path, best=False):
     return CharRNN(ck.config, ck.vocab, params=ck.params)
 
 
-def evaluate(model, path, encoding=None, seq_len=64, batch_size=32, encoding_errors="strict"):
-    """Loss of `model` on a text file: dict(loss nats/char, bpc, chars scored).
+def evaluate(model, path, encoding=None, seq_len=64, batch_size=32, encoding_errors="strict",
+             unknown="error"):
+    """Loss of `model` on a text file: dict(loss nats/char, bpc, chars scored, skipped).
 
     `model` is a CharRNN, a run directory (its best.safetensors, as `charrnn eval`
-    loads) or a .safetensors file.
+    loads) or a .safetensors file. Any text the model can read is scored, one repeated
+    character too. unknown: characters the model never saw are an error ("error") or
+    left out ("skip"; `skipped` counts them).
 
     Every character after the first is scored. The text is cut into up to batch_size
     parallel streams, each read in windows of seq_len with its state carried (as in
@@ -73,12 +76,16 @@ def evaluate(model, path, encoding=None, seq_len=64, batch_size=32, encoding_err
     elif not isinstance(model, CharRNN):
         raise ConfigError(f"expected a CharRNN, a run directory or a .safetensors path, not "
                           f"{type(model).__name__}")
+    if unknown not in ("error", "skip"):
+        raise ConfigError(f"unknown must be 'error' or 'skip', not {unknown!r}")
     corpus = load_corpus(path, encoding=encoding or model.cfg.encoding,
-                         errors=encoding_errors)
-    ids = remap_ids(corpus, model.vocab) if corpus.vocab != model.vocab else corpus.ids
+                         errors=encoding_errors, training=False)
+    ids, skipped = (remap_ids(corpus, model.vocab, unknown) if corpus.vocab != model.vocab
+                    else (corpus.ids, 0))
     targets = len(ids) - 1
     if targets < 1:
-        raise CorpusError(f"{path} is too short to score (at least 2 characters are needed)")
+        raise CorpusError(f"{path} is too short to evaluate: at least 2 characters the model "
+                          f"knows are needed ({len(ids)} read, {skipped:,} unknown skipped)")
     total, _ = score(model, ids, seq_len, max(1, min(batch_size, targets // seq_len)))
     return {"loss": float(total / targets), "bpc": float(total / targets / np.log(2)),
-            "chars": targets}
+            "chars": targets, "skipped": skipped}

@@ -130,3 +130,31 @@ def test_eval_command(runner, corpus):
 def test_missing_checkpoint_is_a_one_line_error(runner, args, needle):
     r = invoke(runner, *args)
     assert r.exit_code == 1 and needle in r.output and r.output.count("\n") == 1
+
+
+def test_eval_scores_any_text_the_model_can_read(runner, corpus):
+    """Issue 27, item 12: one repeated character is scored; unknown characters are an
+    error or skipped (and counted); messages speak of evaluation."""
+    invoke(runner, "train", corpus, "--max-steps", "3", "--out", "r", "-q", *TINY)
+    same = corpus.parent / "same.txt"
+    same.write_text("a" * 100)
+    r = invoke(runner, "eval", "r", same)
+    assert r.exit_code == 0, r.output
+    assert "over 99 characters" in r.output
+    mixed = corpus.parent / "mixed.txt"
+    mixed.write_text("Shall I compare thee? Zebra! " * 10)
+    r = invoke(runner, "eval", "r", mixed)
+    assert r.exit_code == 1 and r.output.count("\n") == 1
+    assert "--unknown skip" in r.output
+    r = invoke(runner, "eval", "r", mixed, "--unknown", "skip")
+    assert r.exit_code == 0, r.output
+    assert "(30 characters the model never saw skipped)" in r.output   # Z, b, !
+    empty = corpus.parent / "empty.txt"
+    empty.write_text("")
+    r = invoke(runner, "eval", "r", empty)
+    assert r.exit_code == 1 and r.output.count("\n") == 1
+    assert "nothing to evaluate" in r.output and "train" not in r.output
+    bad = corpus.parent / "bad.txt"
+    bad.write_bytes(b"Shall \xff I")
+    r = invoke(runner, "eval", "r", bad)
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "train" not in r.output

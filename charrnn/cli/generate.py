@@ -73,9 +73,13 @@ def sample(checkpoint, temperature, prime, length, top_k, top_p, seed, num_sampl
 @click.option("--encoding", help="Encoding of FILE (default: the model's).")
 @click.option("--encoding-errors", type=click.Choice(["strict", "replace", "ignore"]),
               default="strict", show_default=True, help="Invalid bytes in FILE (see train).")
-def eval_(checkpoint, file, latest, best, encoding, encoding_errors):
+@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
+              show_default=True, help="Characters the model never saw: an error, or skip "
+              "them (the text is scored without them; the count is said).")
+def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown):
     """Loss of a model on a text file, in nats/char and bits/char. A run directory
-    gives its best.safetensors; --latest its newest weights.
+    gives its best.safetensors; --latest its newest weights. Any text is scored (one
+    repeated character too).
 
     \b
     Example:
@@ -83,5 +87,10 @@ def eval_(checkpoint, file, latest, best, encoding, encoding_errors):
     """
     from charrnn.model import evaluate
     model = load_model(checkpoint, latest, best)
-    r = call(evaluate, model, file, encoding=encoding, encoding_errors=encoding_errors)
-    click.echo(f"loss {r['loss']:.4f} nats/char, {r['bpc']:.4f} bits/char over {r['chars']:,} characters")
+    r = call(evaluate, model, file, encoding=encoding, encoding_errors=encoding_errors,
+             unknown=unknown)
+    skipped = r["skipped"]
+    click.echo(f"loss {r['loss']:.4f} nats/char, {r['bpc']:.4f} bits/char over {r['chars']:,} "
+               f"character{'s' * (r['chars'] != 1)}" + (
+                   f" ({skipped:,} character{'s' * (skipped != 1)} the model never saw "
+                   "skipped)" if skipped else ""))

@@ -74,7 +74,7 @@ ERRORS = ("strict", "replace", "ignore")   # --encoding-errors: Python's codec h
 
 
 def _code_points(path: Path, encoding: str, chunk_size: int, errors: str = "strict",
-                 tail: Optional[list] = None, digest=None):
+                 tail: Optional[list] = None, digest=None, training: bool = True):
     """Yield the file's characters chunk by chunk: uint32 code points (uint8 for bytes).
 
     A multi-byte character cut off by the end of the file is left out; the number of
@@ -118,7 +118,7 @@ def _code_points(path: Path, encoding: str, chunk_size: int, errors: str = "stri
                 # held back from earlier chunks followed by this chunk.
                 held_back = len(e.object) - len(chunk)
                 raise CorpusError(_decode_message(path, encoding, offset - held_back + e.start,
-                                                  e)) from None
+                                                  e, training)) from None
             if text:
                 # UTF-32 is one uint32 per character: code points without a per-char object.
                 # surrogatepass: codecs like unicode_escape can produce lone surrogates.
@@ -155,9 +155,11 @@ def check_errors(errors: str) -> str:
     return errors
 
 
-def _decode_message(path, encoding, offset, e: UnicodeDecodeError) -> str:
+def _decode_message(path, encoding, offset, e: UnicodeDecodeError, training=True) -> str:
     bad = e.object[e.start:e.start + 1].hex()
-    if encoding == "utf-8":
+    if not training:   # `charrnn eval`: the model's encoding is fixed
+        fix = "if the file is in another encoding pass it with --encoding"
+    elif encoding == "utf-8":
         fix = ("if the file is in another encoding pass it, e.g. --encoding latin-1, "
                "or train on raw bytes with --encoding bytes")
     else:
@@ -167,7 +169,7 @@ def _decode_message(path, encoding, offset, e: UnicodeDecodeError) -> str:
             "(or ignore)")
 
 
-def _stat(path: Path):
+def _stat(path: Path, training: bool = True):
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -176,6 +178,8 @@ def _stat(path: Path):
         raise CorpusError(f"cannot read the corpus {path}: {e.strerror}") from None
     if path.is_dir():
         raise CorpusError(f"{path} is a directory; pass a text file inside it instead")
+    if st.st_size == 0 and not training:
+        raise CorpusError(f"{path} is empty (0 bytes): there is nothing to evaluate")
     if st.st_size == 0:
         raise CorpusError(f"{path} is empty (0 bytes); pass a text file with some content "
                           "(a few hundred kB or more trains well)")
@@ -201,7 +205,7 @@ def _check_content(path, vocab, n, encoding):
 
 def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
                 chunk_size: int = DEFAULT_CHUNK_SIZE, errors: str = "strict",
-                source: Optional[str] = None) -> Corpus:
+                source: Optional[str] = None, training: bool = True) -> Corpus:
     """Read a text file into a vocabulary and an id array.
 
     encoding: "utf-8", any Python codec name, or "bytes" for a byte-level model.
@@ -213,7 +217,8 @@ def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
     cut off by the end of the file is dropped in every mode (Corpus.dropped_tail).
     source: what the cache records as the text's origin instead of `path` (a copy of
     a pipe: "<stdin>"); such a cache is the only copy of the text and is reused by
-    load_cache whatever `path` is.
+    load_cache whatever `path` is. training=False (`charrnn eval`): any text is read
+    (one repeated character too), and messages speak of evaluation.
     """
     path = Path(path)
     encoding = normalize_encoding(encoding)
@@ -221,7 +226,7 @@ def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
     chunk_size = operator.index(chunk_size)
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be at least 1 byte, got {chunk_size}")
-    fingerprint = _stat(path)
+    fingerprint = _stat(path, training)
 
     if cache_dir is not None:
         cached = _open_cache(Path(cache_dir), path, encoding, fingerprint, errors)
@@ -233,12 +238,13 @@ def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
     seen = np.zeros(256 if encoding == BYTES else sys.maxunicode + 1, dtype=bool)
     n, tail = 0, []
     digest = hashlib.sha256() if cache_dir is not None else None   # to know the text again
-    for cps in _code_points(path, encoding, chunk_size, errors, tail, digest):
+    for cps in _code_points(path, encoding, chunk_size, errors, tail, digest, training):
         seen[cps] = True
         n += len(cps)
     codes = np.flatnonzero(seen)  # sorted: the vocabulary, as code points
     vocab = [chr(c) for c in codes]
-    _check_content(path, vocab, n, encoding)
+    if training:
+        _check_content(path, vocab, n, encoding)
 
     # Pass 2: code point -> id through a lookup table (4.5 MB at most), into a compact array.
     dtype = id_dtype(len(vocab))
