@@ -42,6 +42,14 @@ class CharRNN(Network):
                                 length=length, temperature=temperature, top_k=top_k,
                                 top_p=top_p, seed=seed, num_samples=num_samples, stop=stop)
 
+    def stream_batch(self, prime="", length=500, temperature=1.0, top_k=None, top_p=None,
+                     seed=None, num_samples=1, stop=()):
+        """An iterator of (j, str piece) while num_samples samples are made together:
+        the texts generate() returns, piece by piece, in bounded memory."""
+        return sampler.Sampler(self.params, self.config, self.vocab).stream_batch(
+            prime=prime, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
+            seed=seed, num_samples=num_samples, stop=stop)
+
     def stream(self, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,
                length=None, stop=()):
         """An iterator of text chunks as they are generated (unbounded if length is None)."""

@@ -158,3 +158,34 @@ def test_eval_scores_any_text_the_model_can_read(runner, corpus):
     bad.write_bytes(b"Shall \xff I")
     r = invoke(runner, "eval", "r", bad)
     assert r.exit_code == 1 and r.output.count("\n") == 1 and "train" not in r.output
+
+
+def test_sample_reads_backslash_escapes_in_stop_and_prime(runner, corpus):
+    """Item 15: --stop "\\n\\n" as `charrnn sample --help` shows it."""
+    import charrnn
+    invoke(runner, "train", corpus, "--max-steps", "3", "--out", "r", "-q", *TINY)
+    model = charrnn.load("r", best=True)
+    want = model.generate(prime="Thou\n", length=300, seed=5, stop=["\n"])
+    r = invoke(runner, "sample", "r", "--prime", r"Thou\n", "--length", "300", "--seed", "5",
+               "--stop", r"\n")
+    assert r.exit_code == 0, r.output
+    assert r.output == want + "\n"
+    assert r.output.count("\n") <= 3   # the prime's newline, the stop's, the last line's
+    r = invoke(runner, "sample", "r", "--stop", "abc\\")
+    assert r.exit_code == 2 and "--stop" in r.output
+
+
+def test_num_samples_are_streamed_and_separated_by_headers(runner, corpus):
+    """Item 14: K samples, each under '--- sample J of K ---', the texts generate() makes;
+    the pieces come in lockstep (the first sample streams, the others wait on disk)."""
+    import charrnn
+    invoke(runner, "train", corpus, "--max-steps", "3", "--out", "r", "-q", *TINY)
+    model = charrnn.load("r", best=True)
+    texts = model.generate(prime="Sh", length=5000, seed=2, num_samples=3)
+    r = invoke(runner, "sample", "r", "--prime", "Sh", "--length", "5000", "--seed", "2",
+               "--num-samples", "3")
+    assert r.exit_code == 0, r.output
+    assert r.output == "".join(f"--- sample {j + 1} of 3 ---\n{t}\n" for j, t in
+                               enumerate(texts))[:-1] + "\n"
+    order = [j for j, _ in model.stream_batch(prime="Sh", length=5000, seed=2, num_samples=3)]
+    assert order[:3] == [0, 1, 2] and order[3:6] == [0, 1, 2] and len(order) > 6
