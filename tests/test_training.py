@@ -361,3 +361,32 @@ def test_threaded_model_matches_serial(cell):
     assert abs(serial.loss_value - threaded.loss_value) < 1e-12
     np.testing.assert_allclose(threaded.grad_flat, serial.grad_flat, rtol=1e-10, atol=1e-14)
     threaded.parallel.close()
+
+
+def test_messages_say_1_step_not_1_steps(tmp_path, corpus):
+    """Issue 27, item 18: plurals; every line of the log carries the charrnn: prefix."""
+    from charrnn.errors import plural
+    from charrnn.training import auto
+    assert (plural(1, "step"), plural(2, "stream"), plural(1000, "step")) == \
+        ("1 step", "2 streams", "1,000 steps")
+    choice = auto.choose(200, 10, 5.0, {}, "gru")
+    assert "1 streams" not in " ".join(choice.notes)
+    lines = []
+    charrnn.train(corpus, out=tmp_path / "r", log=lines.append, max_steps=1, max_minutes=0,
+                  hidden=8, layers=1, embed=4, seq_len=8, batch_size=1, eval_every=1)
+    text = "\n".join(lines)
+    assert "1 steps" not in text and "1 streams" not in text and "done after 1 step " in text
+    lines.clear()
+    charrnn.train(out=tmp_path / "r", resume=True, log=lines.append, max_steps=2, hidden=9)
+    notes = [l for l in lines if "note:" in l]
+    assert notes and all(l.startswith("charrnn: note:") for l in notes)
+
+
+def test_the_final_record_carries_rounded_numbers_of_its_own_step(tmp_path, corpus):
+    """Issue 27, item 18: no unrounded training loss in the final line of metrics.jsonl."""
+    charrnn.train(corpus, out=tmp_path / "r", quiet=True, max_steps=7, eval_every=5,
+                  max_minutes=0, hidden=8, layers=1, embed=4, seq_len=8, batch_size=2)
+    m = metrics(tmp_path / "r")
+    final, last_step = m[-1], m[-2]
+    assert final["final"] and final["step"] == last_step["step"] == 7
+    assert final["train_loss"] == last_step["train_loss"] == round(final["train_loss"], 5)

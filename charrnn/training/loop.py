@@ -111,7 +111,7 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
                     meta["anneal_steps"] = None   # a new budget: plan the lr anneal anew
                 cfg_dict[k] = v
             elif v != cfg_dict.get(k):
-                log(f"note: --{k.replace('_', '-')} ignored on --resume (the run uses {cfg_dict.get(k)!r})")
+                log(f"charrnn: note: --{k.replace('_', '-')} ignored on --resume (the run uses {cfg_dict.get(k)!r})")
         cfg = TrainConfig(**cfg_dict).validate()
         corpus = corpus if corpus is not None else meta["corpus"]   # open_run checked it
     else:

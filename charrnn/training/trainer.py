@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from charrnn.data import sources
-from charrnn.errors import DivergenceError
+from charrnn.errors import DivergenceError, plural
 from charrnn.inspect.verbatim import copied
 from charrnn.io.rundir import METRICS_FILE, SAMPLES_FILE
 from charrnn.model import CharRNN
@@ -59,7 +59,7 @@ class Trainer:
         self.lo, self.hi = dist.stream_block(cfg.batch_size, comm.rank, comm.size)   # our streams
         if comm.size > 1:
             log(f"charrnn: data-parallel over {comm.describe()}: {self.hi - self.lo} "
-                f"of the {cfg.batch_size} streams per rank")
+                f"of the {plural(cfg.batch_size, 'stream')} per rank")
         vocab = self.corpus.vocab
         mcfg = ModelConfig(cfg.cell, cfg.hidden, cfg.layers, cfg.embed, cfg.dropout,
                            len(vocab), self.corpus.encoding)
@@ -143,7 +143,7 @@ class Trainer:
         self.log(f"charrnn: training a {cfg.layers}x{cfg.hidden} {cfg.cell.upper()} "
                  f"({model.flat.size:,} parameters, vocabulary {len(model.vocab)}) on "
                  f"{self.corpus_path}: {len(self.corpus.ids):,} characters, "
-                 f"{len(self.train_batches)} steps per epoch")
+                 f"{plural(len(self.train_batches), 'step')} per epoch")
         self.log(f"charrnn: run directory {self.run_dir}")
         bar = Bar(cfg, self.step, self.quiet)
         write = bar.write if not self.quiet else self.log
@@ -223,7 +223,8 @@ class Trainer:
         signal; a run killed or diverged has none (`charrnn runs` reads it)."""
         signame = signal.Signals(sig.received).name if sig.received else "SIGINT"
         record = {"step": self.step, "epoch": round(self.epoch(), 4),
-                  "train_loss": self.train_loss, "wall_time": round(self.elapsed(), 2),
+                  "train_loss": None if self.train_loss is None else round(self.train_loss, 5),
+                  "wall_time": round(self.elapsed(), 2),
                   "final": True, "stopped_by": stop or signame}
         if self.step > self.saved_step or self.last_val is None:
             self._evaluate_and_save(record, write)
@@ -243,7 +244,7 @@ class Trainer:
             raise Interrupted(sig.received or signal.SIGINT,
                               f"interrupted at step {self.step}; checkpoint saved in {self.run_dir}\n"
                               f"resume with: {dist.resume_command(self.comm.size, self.run_dir)}")
-        done = (f"charrnn: done after {self.step} steps ({summary['epochs']} epochs, "
+        done = (f"charrnn: done after {plural(self.step, 'step')} ({summary['epochs']} epochs, "
                 f"{summary['minutes']} min): ")
         if self.last_val is None:
             log(done + f"train loss {train_loss or float('nan'):.4f} (no validation)")
@@ -252,8 +253,8 @@ class Trainer:
                 f"({self.last_val / math.log(2):.3f} bits/char), best {self.best_val:.4f} "
                 f"at step {self.best_step} (best.safetensors)")
         if stop == "patience":
-            log(f"charrnn: stopped early: no better validation loss in {self.cfg.patience} "
-                "evaluations (--patience)")
+            log(f"charrnn: stopped early: no better validation loss in "
+                f"{plural(self.cfg.patience, 'evaluation')} (--patience)")
         log(f"charrnn: sample with: charrnn sample {self.run_dir}")
         return summary
 
