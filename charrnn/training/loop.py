@@ -36,7 +36,7 @@ from charrnn.training.progress import Output
 from charrnn.training.run_start import open_run, remove_if_unused
 from charrnn.io.rundir import STATE_FILE, RunLock
 from charrnn.errors import CharRNNError, ConfigError
-from charrnn.training.trainer import Interrupted, Trainer
+from charrnn.training.trainer import Interrupted, Trainer, anneal_factor
 
 
 class _Signals:
@@ -107,8 +107,10 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
         cfg_dict = dict(meta["train_config"])
         for k, v in options.items():
             if k in RESUME_OVERRIDABLE:
-                if k != "eval_every" and v != cfg_dict.get(k):
-                    meta["anneal_steps"] = None   # a new budget: plan the lr anneal anew
+                if k != "eval_every" and v != cfg_dict.get(k) and meta.get("anneal_steps"):
+                    # a new budget mid-anneal: a new window, from the lr where it is
+                    meta["anneal_from"] = anneal_factor(meta["anneal_steps"], meta["step"])
+                    meta["anneal_steps"] = None
                 cfg_dict[k] = v
             elif v != cfg_dict.get(k):
                 log(f"charrnn: note: --{k.replace('_', '-')} ignored on --resume (the run uses {cfg_dict.get(k)!r})")

@@ -39,6 +39,15 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+def anneal_factor(window, step):
+    """The lr factor at `step` of the anneal window (start, end[, from]): it falls
+    linearly from `from` (1 unless a resume changed the budget mid-anneal) to 0.1."""
+    start, end, *rest = window
+    f0 = rest[0] if rest else 1.0
+    frac = min(1.0, max(0, step - start) / max(1, end - start))
+    return f0 - (f0 - 0.1) * frac
+
+
 class Trainer:
     def __init__(self, cfg, corpus, run_dir, saved, log, quiet, progress, comm):
         self.run_dir, self.log, self.quiet = Path(run_dir), log, quiet
@@ -68,7 +77,8 @@ class Trainer:
         self.buf = dist.attach_tail(self.model) if comm.size > 1 else None   # the step's message
         self.state = self.model.init_state(self.hi - self.lo)
         self.step, self.elapsed_before, self.best_val = 0, 0.0, math.inf
-        self.anneal_steps = None   # (first, last) step of the final lr decay, once fixed
+        self.anneal_steps = None   # (first, last, from) of the final lr decay, once fixed
+        self.anneal_from = None    # the anneal's factor when a resume changed the budget
         self.last_val = None
         self.bad_evals = 0         # evaluations since the best one (for --patience)
         self.best_step = 0
@@ -95,9 +105,9 @@ class Trainer:
         """lr * lr_decay^epoch, times the anneal factor once annealing has started."""
         lr = self.cfg.lr * self.cfg.lr_decay ** self.epoch()
         if self.anneal_steps is not None:
-            start, end = self.anneal_steps
-            frac = min(1.0, (self.step - start) / max(1, end - start))
-            lr *= 1.0 - 0.9 * frac
+            lr *= anneal_factor(self.anneal_steps, self.step)
+        elif self.anneal_from is not None:
+            lr *= self.anneal_from
         return lr
 
     def _plan(self, elapsed, step_time, eval_cost):
@@ -121,8 +131,9 @@ class Trainer:
         if not ends:
             return
         end = min(ends)
-        if self.step >= (1 - c.anneal) * end:
-            self.anneal_steps = (self.step, max(end, self.step + 1))
+        if self.step >= (1 - c.anneal) * end or self.anneal_from is not None:
+            # a budget changed on resume mid-anneal: go on from where the lr is
+            self.anneal_steps = (self.step, max(end, self.step + 1), self.anneal_from or 1.0)
 
     def _done(self, elapsed, eval_cost):
         c = self.cfg
@@ -149,13 +160,15 @@ class Trainer:
         write = bar.write if not self.quiet else self.log
         t_start = time.perf_counter()
         self.elapsed = lambda: self.elapsed_before + time.perf_counter() - t_start
-        stop = None
+        stop, first = None, self.step
         metrics = open(self.metrics_path if self.comm.is_root else os.devnull, "a")
         try:
             while True:
                 # time, speed and signals as rank 0 saw them (one process: as they are)
                 now = self.comm.clock(self.elapsed(), self.step_time, self.eval_cost)
                 stop = self._done(now[0], now[2])
+                if stop and self.step == first > 0:   # resumed, but already done: no new record
+                    return self._already_done(stop)
                 if stop or self.comm.interrupted(sig):
                     break
                 self._plan(*now)
@@ -232,14 +245,25 @@ class Trainer:
             del record["train_loss"]   # this step's line (written before) already has it
         metrics.write(json.dumps(record) + "\n")
 
+    def _summary(self, stop):
+        return {"run_dir": str(self.run_dir), "steps": self.step,
+                "epochs": round(self.epoch(), 3), "train_loss": self.train_loss,
+                "val_loss": self.last_val, "best_val_loss": self.best_val,
+                "minutes": round(self.elapsed() / 60, 2), "chars_per_sec": self.rate,
+                "stopped_by": stop, "rank": self.comm.rank, "ranks": self.comm.size}
+
+    def _already_done(self, stop):
+        """--resume of a run that had already stopped: say so, change nothing."""
+        how = ("a larger --patience (or 0: none)" if stop == "patience" else
+               f"a larger --{stop} (or 0: no limit)")
+        self.log(f"charrnn: {self.run_dir} already finished at step {self.step} (stopped by "
+                 f"{stop}): nothing to do; to train on, resume with {how}")
+        return self._summary(stop)
+
     def _finish(self, stop, sig):
         """The summary dict, or Interrupted; the closing lines of the log."""
         log, train_loss = self.log, self.train_loss
-        summary = {"run_dir": str(self.run_dir), "steps": self.step,
-                   "epochs": round(self.epoch(), 3), "train_loss": train_loss,
-                   "val_loss": self.last_val, "best_val_loss": self.best_val,
-                   "minutes": round(self.elapsed() / 60, 2), "chars_per_sec": self.rate,
-                   "stopped_by": stop, "rank": self.comm.rank, "ranks": self.comm.size}
+        summary = self._summary(stop)
         if self.comm.interrupted(sig):
             raise Interrupted(sig.received or signal.SIGINT,
                               f"interrupted at step {self.step}; checkpoint saved in {self.run_dir}\n"
