@@ -229,3 +229,17 @@ def test_second_ctrl_c_during_training_prints_the_resume_command(tmp_path, corpu
     assert f"resume with: {command}" in err, err
     r = run("train", "--out", run_dir, "--resume", "--max-steps", "3", "-q")   # it resumes
     assert r.returncode == 0, r.stderr
+
+
+def test_report_and_eval_of_a_diverged_run_without_warnings(trained, corpus, tmp_path):
+    """Item 7: a model whose probabilities reach 0 (inf loss) is reported quietly."""
+    from charrnn.io import checkpoint
+    from charrnn.inspect.report import write_report
+    for name in ("best.safetensors", "model.safetensors"):
+        ck = checkpoint.load_model(trained / name)
+        checkpoint.save_model(trained / name, {k: v * np.float32(1e30) for k, v in
+                                               ck.params.items()}, ck.config, ck.vocab)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_report(trained, tmp_path / "r.html")
+        assert charrnn.evaluate(trained, corpus)["loss"] > 1e6

@@ -98,8 +98,11 @@ def build_report(run_dir, text=None, best=True, passage_chars=PASSAGE_CHARS,
     p = model.probe(scan)
     body = [_header(run, which, records), _curves(records, run), _config(run)]
     body.append(_samples(read_samples(run_dir)))
-    body.append(_passage(p, passage_chars, source, offset))
-    body.append(_units(p, min(UNIT_CHARS, passage_chars), source))
+    # a diverged model gives probabilities of 0 and constant units: the report shows
+    # the inf loss and finds no tracking unit, without NumPy warnings in the output
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        body.append(_passage(p, passage_chars, source, offset))
+        body.append(_units(p, min(UNIT_CHARS, passage_chars), source))
     body.append(f"<footer>charrnn report, written {time.strftime('%Y-%m-%d %H:%M')} from "
                 f"{escape(str(Path(run_dir).resolve()))}</footer>")
     return H.page(f"charrnn report: {run.name}", "\n".join(body))
