@@ -75,6 +75,7 @@ def train(file, out, resume, threads, quiet, distributed, **options):
                        distributed=distributed, **options)
     except Interrupted as e:
         import signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # saved and stopping: say so in full
         for line in str(e).splitlines() if not getattr(e, "quiet", False) else ():
             click.echo(f"charrnn: {line}", err=True)
         sys.exit(130 if e.signum == signal.SIGINT else 143)

@@ -287,12 +287,12 @@ def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
 # half-way leaves no cache that claims to be valid.
 
 
-def _cache_paths(cache_dir: Path):
+def cache_paths(cache_dir: Path):
     return cache_dir / "corpus.npy", cache_dir / "corpus.json"
 
 
 def _open_cache(cache_dir, path, encoding, fingerprint, errors) -> Optional[Corpus]:
-    npy, meta_path = _cache_paths(cache_dir)
+    npy, meta_path = cache_paths(cache_dir)
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if (meta.get("format") != CACHE_FORMAT or meta.get("source") != str(path.resolve())
@@ -307,45 +307,8 @@ def _open_cache(cache_dir, path, encoding, fingerprint, errors) -> Optional[Corp
         return None  # missing or damaged: rebuild it
 
 
-def cache_meta(cache_dir) -> Optional[dict]:
-    """The run's corpus.json (what its encoded corpus came from), or None."""
-    try:
-        meta = json.loads(_cache_paths(Path(cache_dir))[1].read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and meta.get("format") == CACHE_FORMAT else None
-
-
-def load_cache(cache_dir, encoding: str, errors: str = "strict") -> Corpus:
-    """The encoded corpus a run directory holds, without its text file (moved, deleted,
-    or a pipe read once). CorpusError if there is none for this encoding."""
-    meta = cache_meta(cache_dir)
-    encoding = normalize_encoding(encoding)
-    source = (meta or {}).get("source", "the text")
-    if meta is None or meta.get("encoding") != encoding or meta.get("errors", "strict") != errors:
-        raise CorpusError(f"{cache_dir} holds no usable encoded corpus (corpus.npy, "
-                          f"corpus.json) of {source}; pass the text file")
-    try:
-        ids = np.load(_cache_paths(Path(cache_dir))[0], mmap_mode="r")
-        if ids.shape != (meta["length"],) or ids.dtype != np.dtype(meta["dtype"]):
-            raise ValueError
-        return Corpus(ids, meta["vocab"], encoding, Path(source),
-                      int(meta.get("dropped_tail", 0)))
-    except (OSError, ValueError, KeyError, TypeError):
-        raise CorpusError(f"the encoded corpus in {cache_dir} (corpus.npy) is damaged; "
-                          f"pass the text file {source}") from None
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(DEFAULT_CHUNK_SIZE):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _create_cache(cache_dir, n, dtype):
-    npy, meta_path = _cache_paths(cache_dir)
+    npy, meta_path = cache_paths(cache_dir)
     tmp = npy.with_name("corpus.npy.tmp")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -370,7 +333,7 @@ def _write_cache(out, ids, cache_dir):
 
 def _finish_cache(cache_dir, tmp, path, encoding, fingerprint, vocab, n, dtype, errors,
                   dropped, meta) -> Corpus:
-    npy, meta_path = _cache_paths(cache_dir)
+    npy, meta_path = cache_paths(cache_dir)
     meta = {**meta, "format": CACHE_FORMAT, "encoding": encoding,
             "size": fingerprint[0], "mtime_ns": fingerprint[1], "length": n,
             "dtype": np.dtype(dtype).name, "vocab": vocab, "errors": errors,

@@ -128,27 +128,31 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
     gemm = "blas" if threads > 1 and not split else cells.current_gemm_backend()
     if comm.size > 1:
         log(f"charrnn: {threads} thread{'s' * (threads > 1)} per rank")
-    with dist.RootLock(comm, RunLock, run_dir), threadpool_limits(limits=1 if split else threads), \
-            cells.gemm_backend(gemm), _Signals() as sig:
-        trainer = Trainer(cfg, corpus, run_dir, saved, log, quiet, progress, comm)
-        if split:
-            trainer.model.parallel = cells.Parallel(threads)
-        try:
-            return trainer.run(sig)
-        except KeyboardInterrupt:   # a second Ctrl-C: the last checkpoint is as it was
-            raise _interrupted_again(comm, run_dir, trainer) from None
-        finally:
-            if trainer.model.parallel is not None:
-                trainer.model.parallel.close()
+    trainer = None
+    try:
+        with dist.RootLock(comm, RunLock, run_dir), \
+                threadpool_limits(limits=1 if split else threads), \
+                cells.gemm_backend(gemm), _Signals() as sig:
+            trainer = Trainer(cfg, corpus, run_dir, saved, log, quiet, progress, comm)
+            if split:
+                trainer.model.parallel = cells.Parallel(threads)
+            try:
+                return trainer.run(sig)
+            finally:
+                if trainer.model.parallel is not None:
+                    trainer.model.parallel.close()
+    except KeyboardInterrupt:   # a second Ctrl-C, in a step or while stopping after the first
+        raise _interrupted_again(comm, run_dir, trainer) from None
 
 
 def _interrupted_again(comm, run_dir, trainer):
     """Interrupted for a second Ctrl-C: what was last saved, and how to resume (if
     anything was: a new run without a checkpoint is removed)."""
+    at = f" at step {trainer.step}" if trainer is not None else ""
     if not (Path(run_dir) / STATE_FILE).is_file():
-        return Interrupted(signal.SIGINT, f"interrupted at step {trainer.step}, before the "
-                           "first checkpoint: nothing was saved")
+        return Interrupted(signal.SIGINT, f"interrupted{at}, before the first checkpoint: "
+                           "nothing was saved")
+    saved = f" (step {trainer.saved_step})" if trainer is not None else ""
     return Interrupted(signal.SIGINT,
-                       f"interrupted again at step {trainer.step}; the last checkpoint (step "
-                       f"{trainer.saved_step}) in {run_dir} is intact\n"
-                       f"resume with: {dist.resume_command(comm.size, run_dir)}")
+                       f"interrupted again{at}; the last checkpoint{saved} in {run_dir} is "
+                       f"intact\nresume with: {dist.resume_command(comm.size, run_dir)}")
