@@ -243,3 +243,12 @@ def test_report_and_eval_of_a_diverged_run_without_warnings(trained, corpus, tmp
         warnings.simplefilter("error")
         write_report(trained, tmp_path / "r.html")
         assert charrnn.evaluate(trained, corpus)["loss"] > 1e6
+
+
+def test_the_bar_on_a_terminal_keeps_its_unicode_blocks():
+    """The stream wrapper of items 8 and 18 says the terminal's encoding, so tqdm draws
+    its Unicode bar (not '###') on a UTF-8 terminal."""
+    import io
+    from charrnn.training.progress import Output
+    tty = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    assert Output(tty).encoding == "utf-8"

@@ -65,6 +65,10 @@ class Output:
     def line(self, text):
         self.write(text + "\n")
 
+    @property
+    def encoding(self):   # tqdm draws its Unicode bar only on a stream that says UTF-8
+        return getattr(self.stream, "encoding", None)
+
     def isatty(self):
         try:
             return not self.closed and self.stream.isatty()
