@@ -34,6 +34,11 @@ class ExportError(CharRNNError):
     """A model cannot be exported (an optional dependency missing, too large a model)."""
 
 
+def plural(n, word):
+    """'1 step', '2 steps', '1,000 steps': a count and its noun, for messages."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def short(x):
     """repr(x) cut to one short line, for names and values read from a bad file."""
     text = repr(x)

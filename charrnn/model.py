@@ -10,12 +10,14 @@ charrnn.nn.network.Network holds the parameters and the forward/backward passes;
 CharRNN adds what sits above the network (the sampler, the probe, held-out scoring),
 so the layers below never import upward.
 """
+import os
+
 import numpy as np
 
 from charrnn.data.corpus import load_corpus
 from charrnn.data.heldout import score
 from charrnn.data.text import remap_ids
-from charrnn.errors import CorpusError
+from charrnn.errors import ConfigError, CorpusError
 from charrnn.generate import sampler
 from charrnn.io import checkpoint, rundir
 from charrnn.nn.network import Network
@@ -40,6 +42,14 @@ class CharRNN(Network):
                                 length=length, temperature=temperature, top_k=top_k,
                                 top_p=top_p, seed=seed, num_samples=num_samples, stop=stop)
 
+    def stream_batch(self, prime="", length=500, temperature=1.0, top_k=None, top_p=None,
+                     seed=None, num_samples=1, stop=()):
+        """An iterator of (j, str piece) while num_samples samples are made together:
+        the texts generate() returns, piece by piece, in bounded memory."""
+        return sampler.Sampler(self.params, self.config, self.vocab).stream_batch(
+            prime=prime, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
+            seed=seed, num_samples=num_samples, stop=stop)
+
     def stream(self, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,
                length=None, stop=()):
         """An iterator of text chunks as they are generated (unbounded if length is None)."""
@@ -55,19 +65,35 @@ def load(path, best=False):
     return CharRNN(ck.config, ck.vocab, params=ck.params)
 
 
-def evaluate(model, path, encoding=None, seq_len=64, batch_size=32, encoding_errors="strict"):
-    """Loss of `model` on a text file: dict(loss nats/char, bpc, chars scored).
+def evaluate(model, path, encoding=None, seq_len=64, batch_size=32, encoding_errors="strict",
+             unknown="error"):
+    """Loss of `model` on a text file: dict(loss nats/char, bpc, chars scored, skipped).
+
+    `model` is a CharRNN, a run directory (its best.safetensors, as `charrnn eval`
+    loads) or a .safetensors file. Any text the model can read is scored, one repeated
+    character too. unknown: characters the model never saw are an error ("error") or
+    left out ("skip"; `skipped` counts them).
 
     Every character after the first is scored. The text is cut into up to batch_size
     parallel streams, each read in windows of seq_len with its state carried (as in
     validation); the few characters left over (fewer than the streams) are scored as
     one more stream from a zero state.
     """
+    if isinstance(model, (str, os.PathLike)):
+        model = load(model, best=True)
+    elif not isinstance(model, CharRNN):
+        raise ConfigError(f"expected a CharRNN, a run directory or a .safetensors path, not "
+                          f"{type(model).__name__}")
+    if unknown not in ("error", "skip"):
+        raise ConfigError(f"unknown must be 'error' or 'skip', not {unknown!r}")
     corpus = load_corpus(path, encoding=encoding or model.cfg.encoding,
-                         errors=encoding_errors)
-    ids = remap_ids(corpus, model.vocab) if corpus.vocab != model.vocab else corpus.ids
+                         errors=encoding_errors, training=False)
+    ids, skipped = (remap_ids(corpus, model.vocab, unknown) if corpus.vocab != model.vocab
+                    else (corpus.ids, 0))
     targets = len(ids) - 1
     if targets < 1:
-        raise CorpusError(f"{path} is too short to score (at least 2 characters are needed)")
+        raise CorpusError(f"{path} is too short to evaluate: at least 2 characters the model "
+                          f"knows are needed ({len(ids)} read, {skipped:,} unknown skipped)")
     total, _ = score(model, ids, seq_len, max(1, min(batch_size, targets // seq_len)))
-    return {"loss": total / targets, "bpc": total / targets / np.log(2), "chars": targets}
+    return {"loss": float(total / targets), "bpc": float(total / targets / np.log(2)),
+            "chars": targets, "skipped": skipped}

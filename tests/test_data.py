@@ -216,7 +216,7 @@ def test_damaged_cache_is_rebuilt(tmp_path):
     (b"", r"is empty \(0 bytes\)"),
     (b" \n\t\r\n  \n", "contains only whitespace"),
     (b"aaaaaaaaaaaa", r"single distinct character, 'a' \(U\+0061\), repeated 12 times"),
-    ("\ufeff".encode("utf-8"), "single distinct character"),  # a BOM is a character
+    ("\ufeff".encode("utf-8"), "contains no characters"),  # a BOM is not a character
 ])
 def test_corpus_content_errors(tmp_path, content, match):
     with pytest.raises(CorpusError, match=match) as exc:
@@ -418,3 +418,37 @@ def test_bundled_corpus():
     assert path.name == "tinyshakespeare.txt" and path.is_file()
     with pytest.raises(CorpusError, match="missing from this installation"):
         bundled_corpus("no-such-corpus.txt")
+
+
+# ---- text as people have it (issue 27, item 17) -------------------------------------------
+
+def test_a_utf8_byte_order_mark_is_not_a_character(tmp_path):
+    from charrnn.data.corpus import load_corpus
+    p = tmp_path / "bom.txt"
+    p.write_bytes(b"\xef\xbb\xbfhello world\n")
+    for chunk_size in (1, 2, 5, 1 << 20):
+        c = load_corpus(p, chunk_size=chunk_size)
+        assert "\ufeff" not in c.vocab and len(c) == len("hello world\n")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xef\xbb\xbfab\xffcd")
+    with pytest.raises(CorpusError, match="byte offset 5 "):
+        load_corpus(bad)
+
+
+def test_utf16_with_a_bom_is_named_and_reads_with_its_encoding(tmp_path):
+    from charrnn.data.corpus import load_corpus
+    p = tmp_path / "u16.txt"
+    p.write_bytes("hello world\n".encode("utf-16"))
+    with pytest.raises(CorpusError, match="UTF-16 .*--encoding utf-16"):
+        load_corpus(p)
+    assert "".join(load_corpus(p, encoding="utf-16").vocab) == "".join(sorted(set("hello world\n")))
+
+
+def test_a_gzip_file_is_named_as_such(tmp_path):
+    import gzip
+    from charrnn.data.corpus import load_corpus
+    p = tmp_path / "text.txt.gz"
+    p.write_bytes(gzip.compress(b"hello world\n" * 100))
+    for errors in ("strict", "replace"):
+        with pytest.raises(CorpusError, match="gzip-compressed"):
+            load_corpus(p, errors=errors)

@@ -226,6 +226,14 @@ def test_bad_prefix_is_refused(tmp_path):
     assert r.exit_code == 1 and r.output.count("\n") == 1 and "C identifier" in r.output
 
 
+def test_prefix_renames_the_main_macro_in_the_header_too():
+    """Issue 27, item 18: the comment tells the macro the code tests."""
+    from charrnn.export.c_source import c_source
+    src = c_source(random_model("gru", 1), prefix="tiny")
+    assert "#ifdef TINY_MAIN" in src and "-DTINY_MAIN" in src
+    assert "CHARRNN_MAIN" not in src and "charrnn_" not in src
+
+
 # ---- a microcontroller: Cortex-M4, 256 KB flash, 64 KB RAM -------------------------------
 
 FIRMWARE = """

@@ -194,3 +194,30 @@ def test_report_bounds_the_probabilities_it_computes(run, tmp_path, monkeypatch)
     monkeypatch.setattr(report, "PROBS_BUDGET", 500 * V)     # as for a huge vocabulary
     _, page = parse(report.write_report(run, tmp_path / "r.html"))
     assert 100 < len(page.spans) < 500
+
+
+# ---- every valid run has a report (issue 27, item 13) -------------------------------------
+
+SMALL = dict(hidden=8, layers=1, embed=4, seq_len=8, batch_size=2, max_minutes=0,
+             max_steps=4, eval_every=2)
+
+
+def test_report_of_a_run_trained_without_validation(tmp_path):
+    text = tmp_path / "short.txt"
+    text.write_text("hello world, the cat sat. " * 20)   # too short to hold anything out
+    summary = train(str(text), out=str(tmp_path / "r"), quiet=True, **SMALL)
+    assert summary["val_loss"] is None
+    r = CliRunner().invoke(main, ["report", str(tmp_path / "r"), "-o", str(tmp_path / "r.html")])
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "r.html").read_text()
+    assert "Samples during training" in html and "no held-out part" in html
+    assert "What the model expects" in html   # the passage, from the training text
+
+
+def test_report_of_a_byte_level_run_on_non_ascii_text(tmp_path):
+    text = tmp_path / "fr.txt"
+    text.write_text("Le café était très amusé, où êtes-vous? Ça va. " * 300, encoding="utf-8")
+    train(str(text), out=str(tmp_path / "r"), quiet=True, encoding="bytes", **SMALL)
+    r = CliRunner().invoke(main, ["report", str(tmp_path / "r"), "-o", str(tmp_path / "r.html")])
+    assert r.exit_code == 0, r.output
+    assert "held-out" in (tmp_path / "r.html").read_text()

@@ -124,7 +124,8 @@ def test_invalid_bytes_error_or_encoding_errors(tmp_path):
     assert "\ufffd" in charrnn.load(tmp_path / "r").vocab
     ok(cli("train", p, "--encoding-errors", "ignore", "--max-minutes", "0.05", "--out", "i"))
     assert "\ufffd" not in charrnn.load(tmp_path / "i").vocab
-    assert cli("train", p, "--encoding-errors", "bogus").exit_code == 2
+    r = cli("train", p, "--encoding-errors", "bogus")
+    assert r.exit_code == 2 and "Invalid value for '--encoding-errors'" in r.output
 
 
 def test_patience_stops_when_validation_stops_improving(tmp_path):
@@ -156,7 +157,8 @@ def test_sample_and_eval_use_best_weights_unless_latest(tmp_path):
     assert ok(cli("sample", "r", "--latest", *args)) == ok(cli("sample", "r/model.safetensors", *args))
     assert ok(cli("eval", "r", p)) == ok(cli("eval", "other/model.safetensors", p))
     assert ok(cli("eval", "r", p, "--latest")) == ok(cli("eval", "r/model.safetensors", p))
-    assert cli("sample", "r", "--latest", "--best").exit_code == 1
+    r = cli("sample", "r", "--latest", "--best")
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "--latest or --best" in r.output
 
 
 def test_progress_fills_toward_the_nearest_limit():

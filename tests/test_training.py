@@ -227,8 +227,8 @@ def test_resume_with_a_larger_budget_continues(corpus, tmp_path):
     s = train(str(corpus), out=str(run), quiet=True, max_steps=20, resume=True)
     assert s["steps"] == 20
     lrs = [r["lr"] for r in metrics(run) if "lr" in r]
-    assert lrs[10] > 1.5 * lrs[9]            # the lr comes back up, then anneals again
-    assert lrs[-1] < 0.4 * lrs[10]
+    assert lrs[10] <= lrs[9]                 # the lr goes on from where it was (issue 27,
+    assert lrs[-1] <= lrs[10]                # item 16), never back up to anneal again
 
 
 def test_resume_crosses_epoch_boundary(tmp_path):
@@ -503,3 +503,60 @@ def test_threaded_model_matches_serial(cell):
     assert abs(serial.loss_value - threaded.loss_value) < 1e-12
     np.testing.assert_allclose(threaded.grad_flat, serial.grad_flat, rtol=1e-10, atol=1e-14)
     threaded.parallel.close()
+
+
+def test_messages_say_1_step_not_1_steps(tmp_path, corpus):
+    """Issue 27, item 18: plurals; every line of the log carries the charrnn: prefix."""
+    from charrnn.errors import plural
+    from charrnn.training import auto
+    assert (plural(1, "step"), plural(2, "stream"), plural(1000, "step")) == \
+        ("1 step", "2 streams", "1,000 steps")
+    choice = auto.choose(200, 10, 5.0, {}, "gru")
+    assert "1 streams" not in " ".join(choice.notes)
+    lines = []
+    charrnn.train(corpus, out=tmp_path / "r", log=lines.append, max_steps=1, max_minutes=0,
+                  hidden=8, layers=1, embed=4, seq_len=8, batch_size=1, eval_every=1)
+    text = "\n".join(lines)
+    assert "1 steps" not in text and "1 streams" not in text and "done after 1 step " in text
+    lines.clear()
+    charrnn.train(out=tmp_path / "r", resume=True, log=lines.append, max_steps=2, hidden=9)
+    notes = [l for l in lines if "note:" in l]
+    assert notes and all(l.startswith("charrnn: note:") for l in notes)
+
+
+def test_the_final_record_carries_rounded_numbers_of_its_own_step(tmp_path, corpus):
+    """Issue 27, item 18: no unrounded training loss in the final line of metrics.jsonl."""
+    charrnn.train(corpus, out=tmp_path / "r", quiet=True, max_steps=7, eval_every=5,
+                  max_minutes=0, hidden=8, layers=1, embed=4, seq_len=8, batch_size=2)
+    m = metrics(tmp_path / "r")
+    final, last_step = m[-1], m[-2]
+    assert final["final"] and final["step"] == last_step["step"] == 7
+    assert final["train_loss"] == last_step["train_loss"] == round(final["train_loss"], 5)
+
+
+@pytest.mark.parametrize("stopper", [{"max_steps": 6}, {"patience": 1}])
+def test_resume_of_a_finished_run_says_so_and_changes_nothing(tmp_path, corpus, stopper):
+    """Issue 27, item 16: no second final record, exit 0, the message says what to raise."""
+    options = dict(max_minutes=0, hidden=8, layers=1, embed=4, seq_len=8, batch_size=2,
+                   eval_every=1, lr=0.3 if "patience" in stopper else 3e-3)
+    options.setdefault("max_steps", 200)
+    options.update(stopper)
+    first = charrnn.train(corpus, out=tmp_path / "r", quiet=True, **options)
+    assert first["stopped_by"] == ("patience" if "patience" in stopper else "max-steps")
+    before = (tmp_path / "r" / "metrics.jsonl").read_text()
+    lines = []
+    summary = charrnn.train(out=tmp_path / "r", resume=True, log=lines.append)
+    assert (tmp_path / "r" / "metrics.jsonl").read_text() == before
+    assert summary["steps"] == first["steps"] and summary["stopped_by"] == first["stopped_by"]
+    assert any("already finished" in l and "nothing to do" in l for l in lines), lines
+
+
+def test_raising_the_budget_mid_anneal_continues_the_lr(tmp_path, corpus):
+    """Issue 27, item 16: the lr goes on from where the anneal left it (no jump back up)."""
+    options = dict(max_minutes=0, hidden=8, layers=1, embed=4, seq_len=8, batch_size=2,
+                   eval_every=5, anneal=0.5)
+    charrnn.train(corpus, out=tmp_path / "r", quiet=True, max_steps=20, **options)
+    charrnn.train(out=tmp_path / "r", resume=True, quiet=True, max_steps=40)
+    lr = {r["step"]: r["lr"] for r in metrics(tmp_path / "r") if "lr" in r}
+    assert lr[20] < 0.25 * lr[10]                 # annealing by step 20
+    assert lr[21] <= lr[20] and lr[40] <= lr[21]  # and it goes on falling, no restart

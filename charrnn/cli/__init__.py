@@ -5,13 +5,31 @@ Bad option values fail in Click itself (exit 2); charrnn's own errors become a o
 message (exit 1); an interrupted training run saves and exits 130 (SIGINT) or 143
 (SIGTERM). Nothing here imports NumPy at start-up, so `charrnn --help` is instant.
 """
+import sys
+
 import click
 
 from charrnn.cli import export, generate, info, train, view
 from charrnn.cli.common import call
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Group(click.Group):
+    """Ctrl-C ends every command with exit status 130 (128 + SIGINT), as shells
+    expect, not Click's "Aborted!" and 1; `charrnn train` handles it itself (it saves
+    and says how to resume)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            try:
+                click.echo("charrnn: interrupted", err=True)
+            except OSError:
+                pass
+            sys.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="charrnn-fast", prog_name="charrnn")
 def main():
     """Character-level RNN text generator: train on your text, then sample from it.

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from charrnn.cli.common import call, finite
+from charrnn.cli.common import call, finite, quiet_broken_pipe
 from charrnn.training.options import CELLS, ENCODING_ERRORS, OPTIMIZERS, described
 
 
@@ -75,6 +75,7 @@ def train(file, out, resume, threads, quiet, distributed, **options):
                        distributed=distributed, **options)
     except Interrupted as e:
         import signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # saved and stopping: say so in full
         for line in str(e).splitlines() if not getattr(e, "quiet", False) else ():
             click.echo(f"charrnn: {line}", err=True)
         sys.exit(130 if e.signum == signal.SIGINT else 143)
@@ -83,4 +84,7 @@ def train(file, out, resume, threads, quiet, distributed, **options):
         sys.exit(130)
     if quiet and summary.get("rank", 0) == 0:
         val = summary["val_loss"]
-        click.echo(f"{summary['run_dir']}\tval_loss={'none' if val is None else f'{val:.4f}'}")
+        try:
+            click.echo(f"{summary['run_dir']}\tval_loss={'none' if val is None else f'{val:.4f}'}")
+        except BrokenPipeError:   # the run is saved; the reader went away
+            quiet_broken_pipe()

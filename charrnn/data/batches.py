@@ -12,7 +12,7 @@ import operator
 from typing import NamedTuple
 
 import numpy as np
-from charrnn.errors import CheckpointError, ConfigError, CorpusError
+from charrnn.errors import CheckpointError, ConfigError, CorpusError, plural
 
 
 def _positive_int(value, option: str) -> int:
@@ -79,7 +79,7 @@ class Batches:
         if len(ids) < need:
             raise CorpusError(
                 f"{part} has {len(ids):,} characters, but --batch-size {B} with --seq-len {T} "
-                f"needs at least {need:,} ({B} streams of seq_len + 1 = {T + 1}); use a "
+                f"needs at least {need:,} ({plural(B, 'stream')} of seq_len + 1 = {T + 1}); use a "
                 "smaller --batch-size or --seq-len, or a longer corpus")
         L = len(ids) // B
         self.streams = ids[:B * L].reshape(B, L)  # (B, L) a view: nothing is copied

@@ -14,6 +14,7 @@ byte-level: byte b is the character chr(b), so the vocabulary is still a list of
 strings, and decode_ids() turns ids back into bytes.
 """
 import codecs
+import hashlib
 import json
 import operator
 import os
@@ -73,11 +74,12 @@ ERRORS = ("strict", "replace", "ignore")   # --encoding-errors: Python's codec h
 
 
 def _code_points(path: Path, encoding: str, chunk_size: int, errors: str = "strict",
-                 tail: Optional[list] = None):
+                 tail: Optional[list] = None, digest=None, training: bool = True):
     """Yield the file's characters chunk by chunk: uint32 code points (uint8 for bytes).
 
     A multi-byte character cut off by the end of the file is left out; the number of
-    its bytes is appended to `tail` (a list) if given."""
+    its bytes is appended to `tail` (a list) if given. digest (a hashlib object), if
+    given, is updated with every byte of the file."""
     try:
         f = open(path, "rb")
     except OSError as e:
@@ -85,14 +87,23 @@ def _code_points(path: Path, encoding: str, chunk_size: int, errors: str = "stri
     with f:
         if encoding == BYTES:
             while chunk := f.read(chunk_size):
+                if digest is not None:
+                    digest.update(chunk)
                 yield np.frombuffer(chunk, np.uint8)
             return
         # The incremental decoder keeps a multi-byte sequence cut by a chunk boundary
         # until the next chunk completes it.
         decoder = codecs.getincrementaldecoder(encoding)(errors)
-        offset = 0  # bytes of the file before `chunk`
+        head = f.read(4)
+        if digest is not None:
+            digest.update(head)
+        skip = _sniff(path, head, encoding)   # a UTF-8 byte-order mark is no character
+        carry, offset = head[skip:], skip     # offset: bytes of the file before `chunk`
         while True:
             chunk = f.read(chunk_size)
+            if digest is not None:
+                digest.update(chunk)
+            chunk, carry = carry + chunk, b""
             final = not chunk
             if final:
                 pending = _pending_bytes(decoder)
@@ -107,7 +118,7 @@ def _code_points(path: Path, encoding: str, chunk_size: int, errors: str = "stri
                 # held back from earlier chunks followed by this chunk.
                 held_back = len(e.object) - len(chunk)
                 raise CorpusError(_decode_message(path, encoding, offset - held_back + e.start,
-                                                  e)) from None
+                                                  e, training)) from None
             if text:
                 # UTF-32 is one uint32 per character: code points without a per-char object.
                 # surrogatepass: codecs like unicode_escape can produce lone surrogates.
@@ -115,6 +126,18 @@ def _code_points(path: Path, encoding: str, chunk_size: int, errors: str = "stri
             if final:
                 return
             offset += len(chunk)
+
+
+def _sniff(path, head: bytes, encoding: str) -> int:
+    """Bytes to skip at the start of a text file (a UTF-8 byte-order mark: 3), or a
+    CorpusError for a file that is not text in this encoding at all."""
+    if head.startswith(b"\x1f\x8b"):
+        raise CorpusError(f"{path} is gzip-compressed, not text: decompress it first "
+                          f"(gunzip -k {path}), or pass --encoding bytes to train on its bytes")
+    if encoding in ("utf-8", "ascii") and head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise CorpusError(f"{path} starts with a UTF-16 byte-order mark: it is UTF-16 text; "
+                          "pass --encoding utf-16")
+    return 3 if encoding == "utf-8" and head.startswith(codecs.BOM_UTF8) else 0
 
 
 def _pending_bytes(decoder) -> int:
@@ -132,9 +155,11 @@ def check_errors(errors: str) -> str:
     return errors
 
 
-def _decode_message(path, encoding, offset, e: UnicodeDecodeError) -> str:
+def _decode_message(path, encoding, offset, e: UnicodeDecodeError, training=True) -> str:
     bad = e.object[e.start:e.start + 1].hex()
-    if encoding == "utf-8":
+    if not training:   # `charrnn eval`: the model's encoding is fixed
+        fix = "if the file is in another encoding pass it with --encoding"
+    elif encoding == "utf-8":
         fix = ("if the file is in another encoding pass it, e.g. --encoding latin-1, "
                "or train on raw bytes with --encoding bytes")
     else:
@@ -144,7 +169,7 @@ def _decode_message(path, encoding, offset, e: UnicodeDecodeError) -> str:
             "(or ignore)")
 
 
-def _stat(path: Path):
+def _stat(path: Path, training: bool = True):
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -153,6 +178,8 @@ def _stat(path: Path):
         raise CorpusError(f"cannot read the corpus {path}: {e.strerror}") from None
     if path.is_dir():
         raise CorpusError(f"{path} is a directory; pass a text file inside it instead")
+    if st.st_size == 0 and not training:
+        raise CorpusError(f"{path} is empty (0 bytes): there is nothing to evaluate")
     if st.st_size == 0:
         raise CorpusError(f"{path} is empty (0 bytes); pass a text file with some content "
                           "(a few hundred kB or more trains well)")
@@ -177,7 +204,8 @@ def _check_content(path, vocab, n, encoding):
 
 
 def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
-                chunk_size: int = DEFAULT_CHUNK_SIZE, errors: str = "strict") -> Corpus:
+                chunk_size: int = DEFAULT_CHUNK_SIZE, errors: str = "strict",
+                source: Optional[str] = None, training: bool = True) -> Corpus:
     """Read a text file into a vocabulary and an id array.
 
     encoding: "utf-8", any Python codec name, or "bytes" for a byte-level model.
@@ -187,6 +215,10 @@ def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
     (1-4 bytes per character). errors: "strict" (an invalid byte is a CorpusError
     naming its offset), "replace" (U+FFFD instead) or "ignore" (left out). A character
     cut off by the end of the file is dropped in every mode (Corpus.dropped_tail).
+    source: what the cache records as the text's origin instead of `path` (a copy of
+    a pipe: "<stdin>"); such a cache is the only copy of the text and is reused by
+    load_cache whatever `path` is. training=False (`charrnn eval`): any text is read
+    (one repeated character too), and messages speak of evaluation.
     """
     path = Path(path)
     encoding = normalize_encoding(encoding)
@@ -194,7 +226,7 @@ def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
     chunk_size = operator.index(chunk_size)
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be at least 1 byte, got {chunk_size}")
-    fingerprint = _stat(path)
+    fingerprint = _stat(path, training)
 
     if cache_dir is not None:
         cached = _open_cache(Path(cache_dir), path, encoding, fingerprint, errors)
@@ -205,12 +237,14 @@ def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
     # table over all code points (1.1 MB) is O(n), unlike sorting every chunk.
     seen = np.zeros(256 if encoding == BYTES else sys.maxunicode + 1, dtype=bool)
     n, tail = 0, []
-    for cps in _code_points(path, encoding, chunk_size, errors, tail):
+    digest = hashlib.sha256() if cache_dir is not None else None   # to know the text again
+    for cps in _code_points(path, encoding, chunk_size, errors, tail, digest, training):
         seen[cps] = True
         n += len(cps)
     codes = np.flatnonzero(seen)  # sorted: the vocabulary, as code points
     vocab = [chr(c) for c in codes]
-    _check_content(path, vocab, n, encoding)
+    if training:
+        _check_content(path, vocab, n, encoding)
 
     # Pass 2: code point -> id through a lookup table (4.5 MB at most), into a compact array.
     dtype = id_dtype(len(vocab))
@@ -242,8 +276,10 @@ def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
     dropped = sum(tail)
     if cache_dir is None:
         return Corpus(ids, vocab, encoding, path, dropped)
+    meta = {"source": source or str(path.resolve()), "streamed": source is not None,
+            "sha256": digest.hexdigest()}
     return _finish_cache(Path(cache_dir), tmp, path, encoding, fingerprint, vocab, n, dtype,
-                         errors, dropped)
+                         errors, dropped, meta)
 
 
 # The cache: corpus.npy holds the ids, corpus.json says which file and encoding they
@@ -251,12 +287,12 @@ def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
 # half-way leaves no cache that claims to be valid.
 
 
-def _cache_paths(cache_dir: Path):
+def cache_paths(cache_dir: Path):
     return cache_dir / "corpus.npy", cache_dir / "corpus.json"
 
 
 def _open_cache(cache_dir, path, encoding, fingerprint, errors) -> Optional[Corpus]:
-    npy, meta_path = _cache_paths(cache_dir)
+    npy, meta_path = cache_paths(cache_dir)
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if (meta.get("format") != CACHE_FORMAT or meta.get("source") != str(path.resolve())
@@ -272,7 +308,7 @@ def _open_cache(cache_dir, path, encoding, fingerprint, errors) -> Optional[Corp
 
 
 def _create_cache(cache_dir, n, dtype):
-    npy, meta_path = _cache_paths(cache_dir)
+    npy, meta_path = cache_paths(cache_dir)
     tmp = npy.with_name("corpus.npy.tmp")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -296,9 +332,9 @@ def _write_cache(out, ids, cache_dir):
 
 
 def _finish_cache(cache_dir, tmp, path, encoding, fingerprint, vocab, n, dtype, errors,
-                  dropped) -> Corpus:
-    npy, meta_path = _cache_paths(cache_dir)
-    meta = {"format": CACHE_FORMAT, "source": str(path.resolve()), "encoding": encoding,
+                  dropped, meta) -> Corpus:
+    npy, meta_path = cache_paths(cache_dir)
+    meta = {**meta, "format": CACHE_FORMAT, "encoding": encoding,
             "size": fingerprint[0], "mtime_ns": fingerprint[1], "length": n,
             "dtype": np.dtype(dtype).name, "vocab": vocab, "errors": errors,
             "dropped_tail": dropped}

@@ -2,7 +2,8 @@
 
     encode_text("ROMEO:", vocab)   -> (len,) int64 ids   (ConfigError naming unknown chars)
     decode_ids(ids, vocab)         -> str (bytes for a byte-level model)
-    remap_ids(corpus, vocab)       -> a corpus's ids in another vocabulary (a model's)
+    remap_ids(corpus, vocab)       -> (a corpus's ids in another vocabulary (a model's),
+                                       characters it lacks, skipped or an error)
 
 A vocabulary is a list of one-character strings; id i is vocab[i]. A byte-level model
 (encoding "bytes") reads byte b as the character chr(b).
@@ -66,19 +67,24 @@ def encode_text(text: Union[str, bytes], vocab, encoding: str = "utf-8",
     return np.array([index[c] for c in text], dtype=np.int64)
 
 
-def remap_ids(corpus, vocab) -> np.ndarray:
-    """corpus.ids re-expressed in another vocabulary (a model's), as int32.
-
-    CorpusError listing the characters of the corpus that vocab lacks."""
+def remap_ids(corpus, vocab, unknown="error"):
+    """(corpus.ids re-expressed in another vocabulary (a model's) as int32, how many
+    characters vocab lacks). unknown="error": CorpusError listing the characters of the
+    corpus that vocab lacks; "skip": those characters are left out."""
     index = {c: i for i, c in enumerate(vocab)}
     missing = [c for c in corpus.vocab if c not in index]
-    if missing:
+    if missing and unknown != "skip":
         shown = show_chars(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10
                                        else "")
         raise CorpusError(f"{corpus.path} contains characters the model never saw in "
-                          f"training: {shown}")
-    table = np.array([index[c] for c in corpus.vocab], dtype=np.int32)
-    return table[corpus.ids]
+                          f"training: {shown}; pass --unknown skip to score the text "
+                          "without them")
+    table = np.array([index.get(c, -1) for c in corpus.vocab], dtype=np.int32)
+    ids = table[corpus.ids]
+    if not missing:
+        return ids, 0
+    kept = ids[ids >= 0]
+    return kept, len(ids) - len(kept)
 
 
 def decode_ids(ids, vocab, encoding: str = "utf-8") -> Union[str, bytes]:

@@ -193,7 +193,8 @@ def c_source(model, int8=False, prefix="charrnn"):
     src += rt.SAMPLER + _c_program.MAIN + "\n#endif /* CHARRNN_DECLARATIONS_ONLY */\n"
     if prefix != "charrnn":
         src = re.sub(r"\bcharrnn_", prefix + "_", src)
-        src = re.sub(r"\bCHARRNN_", prefix.upper() + "_", src)
+        # -DCHARRNN_MAIN in the header comment too (no word boundary after -D)
+        src = re.sub(r"(\b|(?<=-D))CHARRNN_", prefix.upper() + "_", src)
     return src
 
 

@@ -128,11 +128,25 @@ class Sampler:
         run.prime(np.ascontiguousarray(ids, dtype=np.int32))
         return run, prime_text
 
-    def _generate(self, prime, length, temperature, top_k, top_p, seed, K, stop, chunk):
-        stops = _stops(stop)
+    def stream_batch(self, prime="", length=500, temperature=1.0, top_k=None, top_p=None,
+                     seed=None, num_samples=1, stop=()):
+        """An iterator of (j, str piece) while num_samples samples are made together:
+        the same texts as generate(), piece by piece (each prime first), in memory
+        bounded by one chunk per sample. Options are checked here."""
+        K, length, stops = _count(num_samples, "num_samples"), _count(length, "length"), _stops(stop)
         run, prime_text = self._start_run(prime, temperature, top_k, top_p, seed, K)
+        return self._pieces(run, prime_text, length, stops, K, CHUNK)
+
+    def _generate(self, prime, length, temperature, top_k, top_p, seed, K, stop, chunk):
+        run, prime_text = self._start_run(prime, temperature, top_k, top_p, seed, K)
+        pieces = [[] for _ in range(K)]
+        for j, text in self._pieces(run, prime_text, length, _stops(stop), K, chunk):
+            pieces[j].append(text)
+        return ["".join(p) for p in pieces]
+
+    def _pieces(self, run, prime_text, length, stops, K, chunk):
         outs = [_Output(self, prime_text, stops) for _ in range(K)]
-        pieces = [[prime_text] for _ in range(K)]
+        yield from ((j, prime_text) for j in range(K))
         live = list(range(K))
         ids = np.empty((K, min(chunk, length)), np.int32)
         remaining = length
@@ -141,12 +155,11 @@ class Sampler:
             remaining -= n
             for j in list(live):
                 text, stopped = outs[j].feed(ids[j, :n])
-                pieces[j].append(text)
+                yield j, text
                 if stopped:
                     live.remove(j)
         for j in live:
-            pieces[j].append(outs[j].finish())
-        return ["".join(p) for p in pieces]
+            yield j, outs[j].finish()
 
     def _stream(self, run, prime_text, length, stops, chunk):
         out = _Output(self, prime_text, stops)
@@ -325,6 +338,13 @@ def _f32(a):
 
 
 def _prepare(cell, L, p, table_limit):
+    # A diverged model's weights (inf, nan, past float32's range) give inf/nan here, as
+    # the loop would compute them anyway: no NumPy RuntimeWarning in the user's output.
+    with np.errstate(all="ignore"):
+        return _fold(cell, L, p, table_limit)
+
+
+def _fold(cell, L, p, table_limit):
     """(emb, table, layers, Wd, bd) for _sample.Net; see kernels/_sample.pyx.
 
     lstm/rnn: both biases are folded into one, and layers k >= 1 get one fused weight

@@ -118,6 +118,8 @@ def save_plot(series, out, axis="steps"):
     lows = [np.percentile(s.train, 1) for s in series] + [s.val.min() for s in series if len(s.val)]
     highs = [np.percentile(s.train, 99) for s in series] + [s.val.max() for s in series if len(s.val)]
     lo, hi = min(lows), max(highs)
+    if hi - lo < 1e-9 * max(1.0, abs(hi)):   # one step: a range to draw it in, not a point
+        lo, hi = lo - 0.5, hi + 0.5
     ax.set_ylim(max(0.0, lo - 0.05 * (hi - lo)), hi + 0.05 * (hi - lo))  # no first-step spike
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")

@@ -52,21 +52,29 @@ def write_report(run_dir, out=None, text=None, best=True, passage_chars=PASSAGE_
 
 def held_out_text(run_dir, model, limit):
     """(the first `limit` characters of the run's held-out split, its offset in the
-    corpus). ReportError if the run has no encoded corpus."""
-    from charrnn.data.batches import split_train_val
+    corpus, what it is). A run trained without validation shows the start of its
+    training text instead. The text is bytes for a byte-level model (what it reads).
+    ReportError if the run has no encoded corpus."""
     run = read_run(run_dir)
     try:
         ids = np.load(Path(run_dir) / "corpus.npy", mmap_mode="r")
     except (OSError, ValueError):
         raise ReportError(f"{run_dir} has no readable corpus.npy to take a held-out "
                           f"passage from; pass a text file (--text FILE)") from None
-    train, val = split_train_val(ids, run.config.get("val_frac", 0.1))
-    if len(val) < 2:
-        raise ReportError(f"the held-out split of {run_dir} is too short; pass --text FILE")
-    piece = np.asarray(val[:limit], np.int64)
+    val_frac = run.config.get("val_frac", 0.1) or 0.0
+    n_val = int(len(ids) * val_frac) if 0 < val_frac < 1 else 0
+    if n_val >= 2:
+        offset, source = len(ids) - n_val, f"the held-out last {val_frac:.0%} of the corpus"
+    else:
+        offset, source = 0, "the start of the training text (the run has no held-out part)"
+    piece = np.asarray(ids[offset:offset + limit], np.int64)
+    if len(piece) < 2:
+        raise ReportError(f"the corpus of {run_dir} is too short to show; pass --text FILE")
     if piece.max() >= len(model.vocab):
         raise ReportError(f"{run_dir}/corpus.npy does not match the model's vocabulary")
-    return "".join(model.vocab[i] for i in piece), len(train)
+    if model.cfg.encoding == "bytes":
+        return bytes(ord(model.vocab[i]) for i in piece), offset, source
+    return "".join(model.vocab[i] for i in piece), offset, source
 
 
 def build_report(run_dir, text=None, best=True, passage_chars=PASSAGE_CHARS,
@@ -84,15 +92,17 @@ def build_report(run_dir, text=None, best=True, passage_chars=PASSAGE_CHARS,
     scan_chars = min(scan_chars, max(400, PROBS_BUDGET // len(model.vocab)))
     passage_chars = min(passage_chars, scan_chars - 1)
     if text is None:
-        scan, offset = held_out_text(run_dir, model, max(scan_chars, passage_chars + 1))
-        source = f"the held-out last {run.config.get('val_frac', 0.1):.0%} of the corpus"
+        scan, offset, source = held_out_text(run_dir, model, max(scan_chars, passage_chars + 1))
     else:
         scan, offset, source = text[:max(scan_chars, passage_chars + 1)], 0, "the given text"
     p = model.probe(scan)
     body = [_header(run, which, records), _curves(records, run), _config(run)]
     body.append(_samples(read_samples(run_dir)))
-    body.append(_passage(p, passage_chars, source, offset))
-    body.append(_units(p, min(UNIT_CHARS, passage_chars), source))
+    # a diverged model gives probabilities of 0 and constant units: the report shows
+    # the inf loss and finds no tracking unit, without NumPy warnings in the output
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        body.append(_passage(p, passage_chars, source, offset))
+        body.append(_units(p, min(UNIT_CHARS, passage_chars), source))
     body.append(f"<footer>charrnn report, written {time.strftime('%Y-%m-%d %H:%M')} from "
                 f"{escape(str(Path(run_dir).resolve()))}</footer>")
     return H.page(f"charrnn report: {run.name}", "\n".join(body))

@@ -16,6 +16,7 @@ colour of each character is target_probs, the "neurons" are columns of hidden.
 Memory: probs is T x V float64, so probe long texts of big vocabularies in pieces
 (each from the last one's p.state).
 """
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -45,8 +46,13 @@ class Probe:
 
     @property
     def loss(self):
-        """Mean cross-entropy over the T-1 predicted characters, nats/char."""
-        return float(-np.log(self.target_probs).mean())
+        """Mean cross-entropy over the T-1 predicted characters, nats/char: nan for a
+        one-character text (nothing predicted), inf if a character had probability 0."""
+        p = self.target_probs
+        if len(p) == 0:
+            return math.nan
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(-np.log(p).mean())
 
     def top(self, t, k=5):
         """The k likeliest next characters after text[:t+1]: [(char, prob)], best first."""

@@ -34,6 +34,7 @@ embedding 64, dropout 0.1, 32 streams of 64, lr decay 0.85, evaluations every 50
 import math
 from dataclasses import dataclass, field
 
+from charrnn.errors import plural
 from charrnn.nn.shapes import GATES
 
 # Fixed defaults that do not adapt.
@@ -116,7 +117,7 @@ def _fit(n_train, batch, seq_len, given, notes):
     if batch * (seq_len + 1) > n_train:
         return b0, t0     # cannot fit: the values as they were, for the clear refusal
     if (batch, seq_len) != (b0, t0):
-        notes.append(f"the training part ({n_train:,} characters) cannot fill {b0} streams "
+        notes.append(f"the training part ({n_train:,} characters) cannot fill {plural(b0, 'stream')} "
                      f"of {t0 + 1}: using --batch-size {batch} --seq-len {seq_len}")
     return batch, seq_len
 
@@ -186,10 +187,10 @@ def describe(choice, cell="gru"):
         parts.append(f"{v['layers']}x{v['hidden']} {cell.upper()}, embedding {v['embed']}")
     for k, label in (("dropout", "dropout {}"), ("lr_decay", "lr decay {}/epoch"),
                      ("batch_size", "batch {}"), ("seq_len", "window {}"),
-                     ("eval_every", "evaluate every {} steps"),
+                     ("eval_every", "evaluate every {}"),
                      ("patience", "patience {}"), ("max_epochs", "at most {} epochs")):
         if k in auto and not (k in ("patience", "max_epochs") and not v[k]):
-            parts.append(label.format(v[k]))
+            parts.append(label.format(plural(v[k], "step") if k == "eval_every" else v[k]))
     if "patience" in auto and not v["patience"] and choice.val_chars:
         parts.append("no early stopping")
     return ", ".join(parts)

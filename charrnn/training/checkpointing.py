@@ -59,6 +59,7 @@ class Checkpoints:
             t.step = int(meta["step"])
             t.elapsed_before = float(meta["elapsed"])
             t.anneal_steps = meta.get("anneal_steps")
+            t.anneal_from = meta.get("anneal_from")
             t.best_val = float(meta["best_val"])
             t.last_val = meta.get("last_val")
             t.bad_evals = int(meta.get("bad_evals", 0))
@@ -72,7 +73,7 @@ class Checkpoints:
         t = self.trainer
         return {
             "step": t.step, "opt_t": t.opt.t, "elapsed": elapsed,
-            "anneal_steps": t.anneal_steps,
+            "anneal_steps": t.anneal_steps, "anneal_from": t.anneal_from,
             "best_val": t.best_val, "last_val": t.last_val, "bad_evals": t.bad_evals,
             "best_step": t.best_step,
             "cursor": t.train_batches.state_dict(),

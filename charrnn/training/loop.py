@@ -24,18 +24,19 @@ The steps themselves are charrnn.training.trainer's.
 """
 import os
 import signal
-import sys
 import threading
 from dataclasses import fields
+from pathlib import Path
 
 from charrnn.nn import cells
 from charrnn.data import corpus as data
 from charrnn.training import distributed as dist
 from charrnn.training.options import RESUME_OVERRIDABLE, TrainConfig
+from charrnn.training.progress import Output
 from charrnn.training.run_start import open_run, remove_if_unused
-from charrnn.io.rundir import RunLock
+from charrnn.io.rundir import STATE_FILE, RunLock
 from charrnn.errors import CharRNNError, ConfigError
-from charrnn.training.trainer import Interrupted, Trainer
+from charrnn.training.trainer import Interrupted, Trainer, anneal_factor
 
 
 class _Signals:
@@ -76,7 +77,7 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
     rank; see charrnn.training.distributed). Then log, progress and files are rank 0's only.
     """
     if log is None:
-        log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+        log = (lambda s: None) if quiet else Output().line   # a closed stderr stops no run
     unknown = set(options) - {f.name for f in fields(TrainConfig)}
     if unknown:
         raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
@@ -110,13 +111,15 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
         cfg_dict = dict(meta["train_config"])
         for k, v in options.items():
             if k in RESUME_OVERRIDABLE:
-                if k != "eval_every" and v != cfg_dict.get(k):
-                    meta["anneal_steps"] = None   # a new budget: plan the lr anneal anew
+                if k != "eval_every" and v != cfg_dict.get(k) and meta.get("anneal_steps"):
+                    # a new budget mid-anneal: a new window, from the lr where it is
+                    meta["anneal_from"] = anneal_factor(meta["anneal_steps"], meta["step"])
+                    meta["anneal_steps"] = None
                 cfg_dict[k] = v
             elif v != cfg_dict.get(k):
-                log(f"note: --{k.replace('_', '-')} ignored on --resume (the run uses {cfg_dict.get(k)!r})")
+                log(f"charrnn: note: --{k.replace('_', '-')} ignored on --resume (the run uses {cfg_dict.get(k)!r})")
         cfg = TrainConfig(**cfg_dict).validate()
-        corpus = meta["corpus"]
+        corpus = corpus if corpus is not None else meta["corpus"]   # open_run checked it
     else:
         cfg = TrainConfig(**options).validate()
         corpus = str(corpus if corpus is not None else data.bundled_corpus())
@@ -129,13 +132,31 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
     gemm = "blas" if threads > 1 and not split else cells.current_gemm_backend()
     if comm.size > 1:
         log(f"charrnn: {threads} thread{'s' * (threads > 1)} per rank")
-    with dist.RootLock(comm, RunLock, run_dir), threadpool_limits(limits=1 if split else threads), \
-            cells.gemm_backend(gemm), _Signals() as sig:
-        trainer = Trainer(cfg, corpus, run_dir, saved, log, quiet, progress, comm)
-        if split:
-            trainer.model.parallel = cells.Parallel(threads)
-        try:
-            return trainer.run(sig)
-        finally:
-            if trainer.model.parallel is not None:
-                trainer.model.parallel.close()
+    trainer = None
+    try:
+        with dist.RootLock(comm, RunLock, run_dir), \
+                threadpool_limits(limits=1 if split else threads), \
+                cells.gemm_backend(gemm), _Signals() as sig:
+            trainer = Trainer(cfg, corpus, run_dir, saved, log, quiet, progress, comm)
+            if split:
+                trainer.model.parallel = cells.Parallel(threads)
+            try:
+                return trainer.run(sig)
+            finally:
+                if trainer.model.parallel is not None:
+                    trainer.model.parallel.close()
+    except KeyboardInterrupt:   # a second Ctrl-C, in a step or while stopping after the first
+        raise _interrupted_again(comm, run_dir, trainer) from None
+
+
+def _interrupted_again(comm, run_dir, trainer):
+    """Interrupted for a second Ctrl-C: what was last saved, and how to resume (if
+    anything was: a new run without a checkpoint is removed)."""
+    at = f" at step {trainer.step}" if trainer is not None else ""
+    if not (Path(run_dir) / STATE_FILE).is_file():
+        return Interrupted(signal.SIGINT, f"interrupted{at}, before the first checkpoint: "
+                           "nothing was saved")
+    saved = f" (step {trainer.saved_step})" if trainer is not None else ""
+    return Interrupted(signal.SIGINT,
+                       f"interrupted again{at}; the last checkpoint{saved} in {run_dir} is "
+                       f"intact\nresume with: {dist.resume_command(comm.size, run_dir)}")

@@ -11,6 +11,7 @@ run starts, and the run's saved config holds the values it picked. Importing thi
 module loads no NumPy and no kernel, so the CLI can read it at start-up.
 """
 import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
@@ -94,6 +95,7 @@ class TrainConfig:
         from charrnn.errors import ConfigError
         from charrnn.nn.network import ModelConfig
 
+        _check_types(self)
         for f in fields(self):   # every float option: NaN and inf pass the range checks
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):
@@ -114,8 +116,9 @@ class TrainConfig:
             (d["eval_every"] >= 1, "--eval-every must be at least 1"),
             (d["patience"] >= 0, "--patience must be >= 0 (0: no early stopping)"),
             (self.max_steps >= 0, "--max-steps must be >= 0 (0: no limit)"),
-            (d["max_epochs"] >= 0, "--max-epochs must be >= 0 (0: no limit)"),
-            (self.max_minutes >= 0, "--max-minutes must be >= 0 (0: no limit)"),
+            (0 <= d["max_epochs"] < math.inf, "--max-epochs must be a number >= 0 (0: no limit)"),
+            (0 <= self.max_minutes < math.inf, "--max-minutes must be a number >= 0 (0: no limit)"),
+            (0 <= self.seed < 2**64, "--seed must be a whole number in [0, 2**64)"),
             (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
         ]
         for ok, message in checks:
@@ -123,6 +126,25 @@ class TrainConfig:
                 raise ConfigError(message)
         check_errors(self.encoding_errors)
         return self
+
+
+def _check_types(cfg):
+    """Each option has the type its field declares (ints are floats too; a bool is
+    neither), so a value from Python (`lr="0.01"`) is a ConfigError, not a TypeError
+    deep in the run. Floats must be finite numbers (NaN passes no range check)."""
+    from charrnn.errors import ConfigError
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        kind = str if f.type in (str, "str") else int if "int" in str(f.type) else float
+        if v is None and f.default is None:
+            continue
+        ok = (isinstance(v, str) if kind is str else not isinstance(v, bool) and
+              isinstance(v, numbers.Real if kind is float else numbers.Integral))
+        if not ok:
+            want = {str: "a string", int: "a whole number", float: "a number"}[kind]
+            raise ConfigError(f"--{f.name.replace('_', '-')} must be {want}, not {v!r}")
+        if kind is float and v != v:
+            raise ConfigError(f"--{f.name.replace('_', '-')} must be a number, not nan")
 
 
 def described(name):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.data import corpus as data
+from charrnn.data import sources
 from charrnn.data.batches import Batches
 from charrnn.data.heldout import HeldOut
 from charrnn.errors import CheckpointError, RunDirError
@@ -42,16 +43,18 @@ def open_run(corpus, out, resume):
         saved = checkpoint.load_state(state_path)
         if "train_config" not in saved.meta or "corpus" not in saved.meta:
             raise CheckpointError(f"cannot resume from {state_path}: it lacks the run's options")
-        if corpus is not None and Path(corpus).resolve() != Path(saved.meta["corpus"]).resolve():
+        if (corpus is not None and sources.display_name(corpus) != saved.meta["corpus"]
+                and not sources.same_text(corpus, run_dir)):   # moved: the same text is fine
             raise RunDirError(f"--resume: {run_dir} was trained on {saved.meta['corpus']}, not {corpus}")
         return run_dir, saved, False
-    if corpus is not None:
+    if corpus is not None and not sources.is_stream(corpus):
         p = Path(corpus)
         if not p.exists():
             raise data.CorpusError(f"no such file: {p}")
     try:
         if out is None:   # a fresh name, made by this process alone
-            return _writable(make_default_run_dir(corpus or "tinyshakespeare")), None, True
+            name = "stdin" if sources.is_stream(corpus) else corpus or "tinyshakespeare"
+            return _writable(make_default_run_dir(name)), None, True
         run_dir = Path(out)
         if run_dir.exists() and not run_dir.is_dir():
             raise RunDirError(f"--out {run_dir} exists and is not a directory")
@@ -79,7 +82,7 @@ def open_run(corpus, out, resume):
 def _run_file(name):
     """A file a charrnn run writes into its directory (or its temp files)."""
     return (name in RUN_FILES or name.endswith(TMP_SUFFIX) or name.startswith(".write-test")
-            or name in ("corpus.npy.tmp", "corpus.json.tmp"))
+            or name in ("corpus.npy.tmp", "corpus.json.tmp", sources.SPOOL_FILE))
 
 
 def _writable(run_dir):
@@ -107,7 +110,8 @@ def remove_if_unused(run_dir, created):
     try:
         if (run_dir / STATE_FILE).exists():
             return
-        for name in ("corpus.npy", "corpus.json", METRICS_FILE, SAMPLES_FILE, LOCK_FILE):
+        for name in ("corpus.npy", "corpus.json", sources.SPOOL_FILE, METRICS_FILE,
+                     SAMPLES_FILE, LOCK_FILE):
             try:
                 (run_dir / name).unlink()
             except OSError:

@@ -17,8 +17,8 @@ import signal
 import time
 from pathlib import Path
 
-from charrnn.data import corpus as data
-from charrnn.errors import DivergenceError
+from charrnn.data import sources
+from charrnn.errors import DivergenceError, plural
 from charrnn.inspect.verbatim import copied
 from charrnn.io.rundir import METRICS_FILE, SAMPLES_FILE, STATE_FILE
 from charrnn.model import CharRNN
@@ -55,17 +55,27 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+def anneal_factor(window, step):
+    """The lr factor at `step` of the anneal window (start, end[, from]): it falls
+    linearly from `from` (1 unless a resume changed the budget mid-anneal) to 0.1."""
+    start, end, *rest = window
+    f0 = rest[0] if rest else 1.0
+    frac = min(1.0, max(0, step - start) / max(1, end - start))
+    return f0 - (f0 - 0.1) * frac
+
+
 class Trainer:
     def __init__(self, cfg, corpus, run_dir, saved, log, quiet, progress, comm):
         self.run_dir, self.log, self.quiet = Path(run_dir), log, quiet
         self.comm = comm
-        self.corpus_path = str(Path(corpus).resolve())
+        self.corpus_path = sources.display_name(corpus)
         # rank 0 writes the encoded corpus into the run directory; the others then read it
         def load(cache):
             if saved is not None and comm.is_root:   # a refused resume rewrites nothing
                 check_corpus_unchanged(corpus, run_dir, cfg.encoding, cfg.encoding_errors)
-            return data.load_corpus(corpus, encoding=cfg.encoding, cache_dir=cache,
-                                    errors=cfg.encoding_errors)
+            return sources.load_run_corpus(corpus, encoding=cfg.encoding,
+                                           errors=cfg.encoding_errors, cache_dir=cache,
+                                           resumed=saved is not None, log=log)
         self.corpus = dist.load_corpus_root_first(comm, load, run_dir)
         # the auto options from the corpus and the budget (the same on every rank)
         self.cfg, self.train_batches, self.heldout, choice = prepare(
@@ -76,7 +86,7 @@ class Trainer:
         self.lo, self.hi = dist.stream_block(cfg.batch_size, comm.rank, comm.size)   # our streams
         if comm.size > 1:
             log(f"charrnn: data-parallel over {comm.describe()}: {self.hi - self.lo} "
-                f"of the {cfg.batch_size} streams per rank")
+                f"of the {plural(cfg.batch_size, 'stream')} per rank")
         vocab = self.corpus.vocab
         mcfg = ModelConfig(cfg.cell, cfg.hidden, cfg.layers, cfg.embed, cfg.dropout,
                            len(vocab), self.corpus.encoding)
@@ -85,7 +95,8 @@ class Trainer:
         self.buf = dist.attach_tail(self.model) if comm.size > 1 else None   # the step's message
         self.state = self.model.init_state(self.hi - self.lo)
         self.step, self.elapsed_before, self.best_val = 0, 0.0, math.inf
-        self.anneal_steps = None   # (first, last) step of the final lr decay, once fixed
+        self.anneal_steps = None   # (first, last, from) of the final lr decay, once fixed
+        self.anneal_from = None    # the anneal's factor when a resume changed the budget
         self.last_val = None
         self.bad_evals = 0         # evaluations since the best one (for --patience)
         self.best_step = 0
@@ -112,9 +123,9 @@ class Trainer:
         """lr * lr_decay^epoch, times the anneal factor once annealing has started."""
         lr = self.cfg.lr * self.cfg.lr_decay ** self.epoch()
         if self.anneal_steps is not None:
-            start, end = self.anneal_steps
-            frac = min(1.0, (self.step - start) / max(1, end - start))
-            lr *= 1.0 - 0.9 * frac
+            lr *= anneal_factor(self.anneal_steps, self.step)
+        elif self.anneal_from is not None:
+            lr *= self.anneal_from
         return lr
 
     def _plan(self, elapsed, step_time, eval_cost):
@@ -140,8 +151,9 @@ class Trainer:
         if not ends:
             return
         end = min(ends)
-        if self.step >= (1 - c.anneal) * end:
-            self.anneal_steps = (self.step, max(end, self.step + 1))
+        if self.step >= (1 - c.anneal) * end or self.anneal_from is not None:
+            # a budget changed on resume mid-anneal: go on from where the lr is
+            self.anneal_steps = (self.step, max(end, self.step + 1), self.anneal_from or 1.0)
 
     def _done(self, elapsed, eval_cost):
         c = self.cfg
@@ -162,19 +174,21 @@ class Trainer:
         self.log(f"charrnn: training a {cfg.layers}x{cfg.hidden} {cfg.cell.upper()} "
                  f"({model.flat.size:,} parameters, vocabulary {len(model.vocab)}) on "
                  f"{self.corpus_path}: {len(self.corpus.ids):,} characters, "
-                 f"{len(self.train_batches)} steps per epoch")
+                 f"{plural(len(self.train_batches), 'step')} per epoch")
         self.log(f"charrnn: run directory {self.run_dir}")
         bar = Bar(cfg, self.step, self.quiet)
         write = bar.write if not self.quiet else self.log
         t_start = time.perf_counter()
         self.elapsed = lambda: self.elapsed_before + time.perf_counter() - t_start
-        stop = None
+        stop, first = None, self.step
         metrics = open(self.metrics_path if self.comm.is_root else os.devnull, "a")
         try:
             while True:
                 # time, speed and signals as rank 0 saw them (one process: as they are)
                 now = self.comm.clock(self.elapsed(), self.step_time, self.eval_cost)
                 stop = self._done(now[0], now[2])
+                if stop and self.step == first > 0:   # resumed, but already done: no new record
+                    return self._already_done(stop)
                 if stop or self.comm.interrupted(sig):
                     break
                 self._plan(*now)
@@ -257,7 +271,8 @@ class Trainer:
         signal; a run killed or diverged has none (`charrnn runs` reads it)."""
         signame = signal.Signals(sig.received).name if sig.received else "SIGINT"
         record = {"step": self.step, "epoch": round(self.epoch(), 4),
-                  "train_loss": self.train_loss, "wall_time": round(self.elapsed(), 2),
+                  "train_loss": None if self.train_loss is None else round(self.train_loss, 5),
+                  "wall_time": round(self.elapsed(), 2),
                   "final": True, "stopped_by": stop or signame}
         if self.step > self.saved_step or self.last_val is None:
             self._evaluate_and_save(record, write)
@@ -265,19 +280,30 @@ class Trainer:
             del record["train_loss"]   # this step's line (written before) already has it
         metrics.write(json.dumps(record) + "\n")
 
+    def _summary(self, stop):
+        return {"run_dir": str(self.run_dir), "steps": self.step,
+                "epochs": round(self.epoch(), 3), "train_loss": self.train_loss,
+                "val_loss": self.last_val, "best_val_loss": self.best_val,
+                "minutes": round(self.elapsed() / 60, 2), "chars_per_sec": self.rate,
+                "stopped_by": stop, "rank": self.comm.rank, "ranks": self.comm.size}
+
+    def _already_done(self, stop):
+        """--resume of a run that had already stopped: say so, change nothing."""
+        how = ("a larger --patience (or 0: none)" if stop == "patience" else
+               f"a larger --{stop} (or 0: no limit)")
+        self.log(f"charrnn: {self.run_dir} already finished at step {self.step} (stopped by "
+                 f"{stop}): nothing to do; to train on, resume with {how}")
+        return self._summary(stop)
+
     def _finish(self, stop, sig):
         """The summary dict, or Interrupted; the closing lines of the log."""
         log, train_loss = self.log, self.train_loss
-        summary = {"run_dir": str(self.run_dir), "steps": self.step,
-                   "epochs": round(self.epoch(), 3), "train_loss": train_loss,
-                   "val_loss": self.last_val, "best_val_loss": self.best_val,
-                   "minutes": round(self.elapsed() / 60, 2), "chars_per_sec": self.rate,
-                   "stopped_by": stop, "rank": self.comm.rank, "ranks": self.comm.size}
+        summary = self._summary(stop)
         if self.comm.interrupted(sig):
             raise Interrupted(sig.received or signal.SIGINT,
                               f"interrupted at step {self.step}; checkpoint saved in {self.run_dir}\n"
                               f"resume with: {dist.resume_command(self.comm.size, self.run_dir)}")
-        done = (f"charrnn: done after {self.step} steps ({summary['epochs']} epochs, "
+        done = (f"charrnn: done after {plural(self.step, 'step')} ({summary['epochs']} epochs, "
                 f"{summary['minutes']} min): ")
         if self.last_val is None:
             log(done + f"train loss {train_loss or float('nan'):.4f} (no validation)")
@@ -286,8 +312,8 @@ class Trainer:
                 f"({self.last_val / math.log(2):.3f} bits/char), best {self.best_val:.4f} "
                 f"at step {self.best_step} (best.safetensors)")
         if stop == "patience":
-            log(f"charrnn: stopped early: no better validation loss in {self.cfg.patience} "
-                "evaluations (--patience)")
+            log(f"charrnn: stopped early: no better validation loss in "
+                f"{plural(self.cfg.patience, 'evaluation')} (--patience)")
         log(f"charrnn: sample with: charrnn sample {self.run_dir}")
         return summary
 
