@@ -64,8 +64,16 @@ def test_checkpoint_loads_strictly_and_matches_loss_and_gradients(cell, tmp_path
     assert abs(loss - tloss.item()) < 1e-10
     for name, p in theirs.named_parameters():
         np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-8, atol=1e-12, err_msg=name)
+    # the final state of every layer: h, and for the LSTM its cell state c too (a wrong c
+    # would leave this step's loss and h right but break the next chunk)
     th = tstate[0] if cell == "lstm" else tstate
     np.testing.assert_allclose(np.stack([s[0] for s in new_state]), th.detach().numpy(), atol=1e-12)
+    if cell == "lstm":
+        assert all(len(s) == 2 for s in new_state)
+        np.testing.assert_allclose(np.stack([s[1] for s in new_state]),
+                                   tstate[1].detach().numpy(), atol=1e-12)
+    else:
+        assert all(len(s) == 1 for s in new_state)
 
 
 def test_trained_run_loads_into_pytorch(tmp_path):
