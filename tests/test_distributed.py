@@ -21,6 +21,8 @@ from charrnn.training.loop import train
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="no MPI wheel on Windows")
 
+PROC = Path("/proc")   # Linux's process table: how a test finds the rank processes
+
 TINY = dict(hidden=16, layers=2, embed=8, seq_len=8, batch_size=4, max_minutes=0,
             val_frac=0.1)
 
@@ -125,14 +127,14 @@ def test_resume_with_another_rank_count(corpus, tmp_path, first, then):
 
 def _worker_of_rank(rank, run):
     """pid of the process that trains as `rank` (the child of the launcher's process)."""
-    for d in Path("/proc").iterdir():
+    for d in PROC.iterdir():
         if not d.name.isdigit():
             continue
         try:
             cmd = (d / "cmdline").read_bytes()
             env = (d / "environ").read_bytes().split(b"\0")
             ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            parent = Path(f"/proc/{ppid}/cmdline").read_bytes()
+            parent = (PROC / str(ppid) / "cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             continue
         mine = str(run).encode()
@@ -141,6 +143,8 @@ def _worker_of_rank(rank, run):
     return None
 
 
+@pytest.mark.skipif(not (PROC / "self" / "environ").exists(),
+                    reason="finds the rank to kill in /proc, which this system does not have")
 def test_killed_rank_ends_the_job_and_the_run_resumes(corpus, tmp_path):
     run = tmp_path / "run"
     proc = launch(2, corpus, run, dict(TINY, eval_every=2, max_steps=100000), wait=False)
