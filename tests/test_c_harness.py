@@ -1,8 +1,8 @@
 """The kernels' C code without Python (tests/cross/harness.c): natively with GCC and with
 Clang on every tier this CPU has, and cross-compiled for arm64 under qemu-aarch64
 (tests/cross/arm64.sh, NEON); every tier against double precision, every SIMD tier
-against the scalar tier's results on the same inputs. CI installs clang, the cross compiler and qemu-user
-(.ci/run); elsewhere a missing tool skips, in CI it fails."""
+against the scalar tier's results on the same inputs. CI installs clang, the cross
+compiler and qemu-user (.ci/run); elsewhere a missing tool skips, in CI it fails."""
 import os
 import re
 import shutil
