@@ -16,7 +16,7 @@ import safetensors.numpy
 
 from charrnn.errors import CheckpointError
 from charrnn.io import checkpoint as ck
-from charrnn.nn import shapes
+from charrnn.nn import cells, isa, shapes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,6 +30,45 @@ def corpus(tmp_path):
     words = ["the ", "cat ", "sat ", "on ", "mat.\n", "a ", "dog "]
     p.write_text("".join(rng.choice(words) for _ in range(800)))
     return p
+
+
+# ---------------------------------------------------------------- kernel variants
+# float32 kernels run on every ISA tier this CPU has (charrnn.nn.isa), each with both
+# GEMMs (charrnn's own sgemm, SciPy's BLAS). float64 depends on neither: its gate math is
+# compiled once, outside the tier table (kernels/dispatch.h holds float32 functions only),
+# and its products always go to BLAS. So a float64 case runs once, not once per float32
+# variant (test_kernels.py's test_float64_ignores_tier_and_backend holds that premise).
+TIERS = isa.available()
+GEMMS = ["own", "blas"]
+F32_VARIANTS = [(t, b) for t in TIERS for b in GEMMS]
+
+
+@pytest.fixture(params=[(np.float64, None, None)] + [(np.float32, t, b) for t, b in F32_VARIANTS],
+                ids=lambda p: "float64" if p[1] is None else f"float32-{p[1]}-{p[2]}")
+def dtype(request):
+    """A kernel test's dtype: float64 once, float32 on every tier with both GEMMs."""
+    dt, tier, backend = request.param
+    if tier is None:
+        yield dt
+        return
+    with isa.use(tier), cells.gemm_backend(backend):
+        yield dt
+
+
+@pytest.fixture(params=F32_VARIANTS, ids=lambda p: f"{p[0]}-{p[1]}")
+def gemm(request):
+    """A float32 test's tier and GEMM, every combination; yields the GEMM's name."""
+    tier, backend = request.param
+    with isa.use(tier), cells.gemm_backend(backend):
+        assert isa.current() == tier and cells.current_gemm_backend() == backend
+        yield backend
+
+
+@pytest.fixture(params=TIERS)
+def tier(request):
+    """Every ISA tier, for a float32 test that picks its GEMM itself or uses none."""
+    with isa.use(request.param):
+        yield request.param
 
 
 def spawn(script, *args):
@@ -101,3 +140,42 @@ def rejects(path, match=None):
     message = str(e.value)
     assert "\n" not in message and str(path) in message
     return message
+
+
+# ---------------------------------------------------------------- skips that hide failures
+# CHARRNN_ALLOWED_SKIPS, when set, turns skips into a failed run: a test file that skips
+# (a test, or the whole module) must be named in it (file names, comma-separated). .ci/run
+# sets it empty: everything runs there. The wheel jobs (pyproject.toml, cibuildwheel) name
+# the files that need the source tree or tools a wheel's user does not have.
+_skipped = []
+
+
+def _note_skip(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append(report)
+
+
+def pytest_collectreport(report):
+    _note_skip(report)
+
+
+def pytest_runtest_logreport(report):
+    _note_skip(report)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    allowed = os.environ.get("CHARRNN_ALLOWED_SKIPS")
+    if allowed is None:
+        return
+    names = allowed.replace(",", " ").split()
+    bad = [r for r in _skipped if Path(r.nodeid.split("::")[0]).name not in names]
+    if not bad:
+        return
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"{len(bad)} skipped outside CHARRNN_ALLOWED_SKIPS={allowed!r}:"]
+    for r in bad:
+        reason = r.longrepr[2] if isinstance(r.longrepr, tuple) else str(r.longrepr)
+        lines.append(f"  {r.nodeid or '(collection)'}: {reason}")
+    for line in lines:
+        tr.write_line(line, red=True) if tr else print(line)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,7 +1,8 @@
 """The kernels' C code without Python (tests/cross/harness.c): natively with GCC and with
 Clang on every tier this CPU has, and cross-compiled for arm64 under qemu-aarch64
-(tests/cross/arm64.sh, NEON). CI installs clang, the cross compiler and qemu-user
-(.ci/run); elsewhere a missing tool skips, in CI it fails."""
+(tests/cross/arm64.sh, NEON); every tier against double precision, every SIMD tier
+against the scalar tier's results on the same inputs. CI installs clang, the cross
+compiler and qemu-user (.ci/run); elsewhere a missing tool skips, in CI it fails."""
 import os
 import re
 import shutil
@@ -35,6 +36,15 @@ def _closing(out):
     return int(m.group(1)), int(m.group(2))
 
 
+def _vs_scalar(out):
+    """The largest difference from the scalar tier (as a fraction of its bound) and how
+    many scalar results each other tier was compared with."""
+    m = re.search(r"^largest difference from the scalar tier: ([\d.]+) of its bound "
+                  r"\((\d+) values\)$", out, re.M)
+    assert m, out
+    return float(m.group(1)), int(m.group(2))
+
+
 @pytest.mark.parametrize("cc", ["gcc", "clang"])
 def test_native_harness_on_every_tier(cc, tmp_path):
     _need(cc)
@@ -47,6 +57,10 @@ def test_native_harness_on_every_tier(cc, tmp_path):
     assert bad == 0 and ok > 1000
     assert re.findall(r"^tier (\w+) +ok$", p.stdout, re.M) == isa.available()
     assert f"built with {cc}" in p.stdout
+    worst, values = _vs_scalar(p.stdout)
+    assert worst <= 1 and values > 100000
+    if len(isa.available()) > 1:   # a SIMD tier was compared, and its sums differ (FMA)
+        assert worst > 0
 
 
 def test_arm64_harness_under_qemu():
@@ -59,3 +73,5 @@ def test_arm64_harness_under_qemu():
     ok, bad = _closing(p.stdout)
     assert bad == 0 and ok > 1000
     assert re.findall(r"^tier (\w+) +ok$", p.stdout, re.M) == ["scalar", "neon"]
+    worst, values = _vs_scalar(p.stdout)
+    assert 0 < worst <= 1 and values > 100000

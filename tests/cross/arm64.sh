@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # arm64, tested on x86: the kernels' C code (every tier an arm64 build has: scalar and
 # NEON) cross-compiled with aarch64-linux-gnu-gcc at the package's -O3 and run under
-# qemu-aarch64 by the C harness (tests/cross/harness.c): sgemm NEON vs double and
-# scalar on tile edges, K = 0, accumulate; gate math vs double precision.
+# qemu-aarch64 by the C harness (tests/cross/harness.c): sgemm on tile edges, K = 0,
+# accumulate, gate math and fast math, each tier vs double precision and NEON vs scalar.
 # Installs the cross compiler and qemu-user with apt-get when missing. Exit 0 = pass.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
