@@ -96,10 +96,6 @@ class TrainConfig:
         from charrnn.nn.network import ModelConfig
 
         _check_types(self)
-        for f in fields(self):   # every float option: NaN and inf pass the range checks
-            v = getattr(self, f.name)
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number, not {v}")
         auto = {"dropout": 0.0, "lr_decay": 1.0, "patience": 0, "max_epochs": 0,
                 "val_frac": 0.1}
         d = {k: (auto.get(k, 1) if v is None else v) for k, v in asdict(self).items()}
@@ -143,8 +139,8 @@ def _check_types(cfg):
         if not ok:
             want = {str: "a string", int: "a whole number", float: "a number"}[kind]
             raise ConfigError(f"--{f.name.replace('_', '-')} must be {want}, not {v!r}")
-        if kind is float and v != v:
-            raise ConfigError(f"--{f.name.replace('_', '-')} must be a number, not nan")
+        if kind is float and not math.isfinite(v):   # NaN passes every range check
+            raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number, not {v}")
 
 
 def described(name):
