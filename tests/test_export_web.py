@@ -248,10 +248,10 @@ def test_es_module_api(browser, tmp_path, served):
             const out = {};
             out.gen = (await m.generate({seed: "ROMEO:", length: 300, temperature: 0.8,
                                          randomSeed: 42})).sample;
-            out.gen2 = (await m.generate({prompt: "", length: 200, randomSeed: "18446744073709551615",
+            out.gen2 = (await m.generate({prompt: "", length: 200, randomSeed: "18446744073709551615", temperature: 1,
                                           topK: 4})).sample;
             let s = "";
-            for await (const piece of m.stream({seed: "KING", length: 250, randomSeed: 3}))
+            for await (const piece of m.stream({seed: "KING", length: 250, randomSeed: 3, temperature: 1}))
                 s += piece;
             out.stream = s;
             // feed / predict / reset, as an ml5 sketch does it
@@ -265,9 +265,15 @@ def test_es_module_api(browser, tmp_path, served):
             out.feedPredict = fp;
             m.reset(); await m.feed("ROMEO");
             const p = await m.predict(1.0);
-            out.probs = p.probabilities; out.vocab = m.vocab;
+            out.probs = p.probabilities; out.vocab = m.vocab; out.vocabSize = m.vocabSize;
             out.again = (await m.predict(1.0)).probabilities;   // the state did not move
+            out.defaults = (await m.generate({seed: "A", randomSeed: 8})).sample;
             try { await m.generate({seed: "ROMEO€"}); } catch (e) { out.err = e.message; }
+            out.simd = charrnn.simdSupported();
+            const validate = WebAssembly.validate;
+            WebAssembly.validate = () => false;       // a browser without SIMD128
+            try { await charrnn.load("./"); } catch (e) { out.err4 = e.message; }
+            WebAssembly.validate = validate;
             try { await m.generate({temperature: "hot"}); } catch (e) { out.err2 = e.message; }
             try { await charrnn.load("./nothing/"); } catch (e) { out.err3 = e.message; }
             return out;
@@ -276,13 +282,19 @@ def test_es_module_api(browser, tmp_path, served):
         assert got["gen2"] == sample_cli(ckpt, "", 2**64 - 1, 200, "--top-k", 4)
         assert got["stream"] == sample_cli(ckpt, "KING", 3, 250)
         assert got["feedPredict"] == got["gen"]
-        assert got["vocab"] == list(m.vocab)
+        # ml5's defaults: length 20, temperature 0.5
+        assert "A" + got["defaults"] == sample_cli(ckpt, "A", 8, 20, "--temp", 0.5)
+        assert got["vocab"] == list(m.vocab) and got["vocabSize"] == len(m.vocab)
+        assert [p["char"] for p in got["probs"]] == list(m.vocab)      # ml5's shape
         want = m.probe("ROMEO").probs[-1]
-        np.testing.assert_allclose(got["probs"], want, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose([p["probability"] for p in got["probs"]], want, rtol=1e-4,
+                                   atol=1e-6)
         assert got["again"] == got["probs"]
         assert got["err"] == ("the prompt has a character outside the model's vocabulary: "
                               "\"€\" (U+20AC)")
         assert got["err2"] == "temperature must be a number >= 0 (0 = greedy), got hot"
+        assert got["simd"] is True
+        assert got["err4"].startswith("this browser cannot run WebAssembly SIMD128")
         assert got["err3"].startswith("cannot fetch the runtime") or \
             got["err3"].startswith("cannot fetch the weights")
         assert all(u.startswith(served) for u in tab.requests), tab.requests

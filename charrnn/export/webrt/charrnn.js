@@ -126,6 +126,8 @@ export class CharRNN {
     new Uint8Array(wasm.memory.buffer, ptr, n).set(bytes.subarray(start));
     const rc = wasm.cr_load(ptr, n);
     if (rc !== 0) throw new CharRNNError(`cannot load the weights: ${LOAD_ERRORS[rc] || rc}`);
+    this.vocabSize = this.vocab.length;
+    this.ready = true;             // ml5's property; load() resolves once it is
     this.pending = null;           // the last input id not yet stepped
     this.logits = null;            // the logits after the whole input, once computed
     this.randomSeed(options.randomSeed ?? randomSeed());
@@ -206,10 +208,11 @@ export class CharRNN {
       new Float32Array(w.memory.buffer, w.cr_logits(), this.vocab.length).set(this.logits);
       w.cr_options(t, 0, 1);
       const id = w.cr_sample();
-      const probs = Array.from(new Float32Array(w.memory.buffer, w.cr_probs(t || 0),
-        this.vocab.length));
-      const sample = this.bytes ? String.fromCharCode(this.vocab[id]) : this.vocab[id];
-      const out = {sample, id, probabilities: probs};
+      const probs = new Float32Array(w.memory.buffer, w.cr_probs(t), this.vocab.length);
+      const char = (i) => this.bytes ? String.fromCharCode(this.vocab[i]) : this.vocab[i];
+      // ml5's shape: [{char, probability}] in vocabulary order
+      const probabilities = Array.from(probs, (p, i) => ({char: char(i), probability: p}));
+      const out = {sample: char(id), id, probabilities};
       if (callback) callback(null, out);
       return out;
     } catch (e) { if (callback) { callback(e); return undefined; } throw e; }
@@ -277,17 +280,19 @@ export class CharRNN {
   }
 }
 
-// The options of generate/stream, checked: one-line CharRNNError for a bad value.
+// The options of generate/stream, checked: one-line CharRNNError for a bad value. The
+// defaults are ml5's (length 20, temperature 0.5), the prompt defaults to "" (the model
+// starts on "\n", as charrnn sample does); temperature 0 is greedy (charrnn's rule).
 export function checkOptions(o = {}) {
   if (typeof o !== "object" || o === null) throw new CharRNNError("options must be an object");
   const num = (v) => typeof v === "number" ? v : (typeof v === "string" && v.trim() !== "" ? Number(v) : NaN);
   const prompt = o.seed ?? o.prompt ?? "";
   const out = {prompt, stateful: !!o.stateful, randomSeed: o.randomSeed};
-  const t = num(o.temperature ?? 1);
+  const t = num(o.temperature ?? 0.5);
   if (!Number.isFinite(t) || t < 0) {
     throw new CharRNNError(`temperature must be a number >= 0 (0 = greedy), got ${o.temperature}`);
   }
-  const len = num(o.length ?? 200);
+  const len = num(o.length ?? 20);
   if (!Number.isInteger(len) || len < 1 || len > 1e9) {
     throw new CharRNNError(`length must be a whole number from 1 to 10^9, got ${o.length}`);
   }
