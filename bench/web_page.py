@@ -110,8 +110,14 @@ def main():
             rows.append((name, p, n, p / n))
             if cfg["cell"] == "gru":
                 sizes["float32"] = os.path.getsize(page)
-                sizes["int8"] = os.path.getsize(export_html(
-                    ck, tmp / "gru-int8.html", int8=True))
+                page8 = export_html(ck, tmp / "gru-int8.html", int8=True)
+                sizes["int8"] = os.path.getsize(page8)
+                tab = b.open(Path(page8).as_uri() + "#autostart=0")
+                rates8 = [args.length / (page_run(tab, args.length, i + 1)["ms"] / 1000)
+                          for i in range(args.repeat)]
+                b.close_tab(tab)
+                rows.append((name + " --int8", statistics.median(rates8), n,
+                             statistics.median(rates8) / n))
                 for _ in range(5):
                     tab = b.open(Path(page).as_uri())
                     tab.wait("charrnnPage.firstChar !== null")

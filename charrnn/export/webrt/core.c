@@ -117,11 +117,15 @@ static void cr_mv_f(float *y, const float *M, const float *x, int rows, int cols
     }
 }
 
-/* 4 int8 at w as float32x4 */
+/* 4 int8 at w as float32x4. Not f32x4.convert_i32x4_s: clang 14 turns that conversion
+ * of sign-extended bytes into one scalar convert per lane. Instead the float whose bits
+ * are those of 1.5 * 2^23 plus q is exactly 1.5 * 2^23 + q (|q| < 2^22), and subtracting
+ * 1.5 * 2^23 leaves q, exactly. */
 static v128_t cr_q4(const int8_t *w)
 {
-    v128_t q = wasm_v128_load32_zero(w);
-    return wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(wasm_i16x8_extend_low_i8x16(q)));
+    v128_t q = wasm_i32x4_extend_low_i16x8(wasm_i16x8_extend_low_i8x16(wasm_v128_load32_zero(w)));
+    v128_t f = wasm_i32x4_add(q, wasm_i32x4_splat(0x4B400000));
+    return wasm_f32x4_sub(f, wasm_f32x4_splat(12582912.0f));
 }
 
 /* y[r] += s[r] * (q[r, :] . x), int8 rows: the sum over q x in float, scaled once */
