@@ -379,3 +379,23 @@ def test_weights_file_is_checked_by_the_runtime(browser, tmp_path, served):
             tab.eval("import('./charrnn.js').then((c) => c.load('./'))")
     finally:
         browser.close_tab(tab)
+
+
+def test_stop_button_and_the_python_api(browser, tmp_path):
+    from charrnn.export import export_html, export_web
+    m = random_model("gru", 2)
+    ckpt = save(m, tmp_path / "m.safetensors")
+    page = export_html(m, tmp_path / "api.html", int8=False)     # a CharRNN, not a path
+    assert export_web(m, tmp_path / "site") == tmp_path / "site"
+    assert sorted(os.listdir(tmp_path / "site"))[0] == "charrnn.js"
+    tab = browser.open(Path(page).as_uri() + "#autostart=0&seed=4&length=100000000&temperature=1")
+    try:
+        tab.eval("charrnnPage.ready.then(() => { window.run = charrnnPage.generate(); })")
+        tab.wait("document.getElementById('out').textContent.length > 2000")
+        tab.eval("document.getElementById('stop').click()")
+        tab.eval("window.run")
+        last = tab.eval("charrnnPage.last")
+        assert last["stopped"] and 2000 < len(last["text"]) < 10**8
+        assert last["text"] == sample_cli(ckpt, "", 4, len(last["text"]))
+    finally:
+        browser.close_tab(tab)
