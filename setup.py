@@ -82,7 +82,11 @@ setup(
     # The bundled corpora live in data/ at the top of the repository and install as the
     # package charrnn._data, so `charrnn train` finds them after a non-editable install.
     package_dir={"charrnn._data": "data"},
-    package_data={"charrnn._data": ["*.txt"]},
+    # The web runtime (charrnn export --format html|web): its C source, the prebuilt
+    # charrnn.wasm (python -m charrnn.export.web_build), the ES module and the page.
+    package_data={"charrnn._data": ["*.txt"],
+                  "charrnn.export": ["webrt/*.c", "webrt/*.js", "webrt/*.html",
+                                     "webrt/*.wasm"]},
     ext_modules=extensions(),
     zip_safe=False,
     options={"build_ext": {"parallel": JOBS}},

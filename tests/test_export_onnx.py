@@ -175,12 +175,12 @@ def test_a_directory_that_is_not_a_run(tmp_path, fmt):
 
 def test_unknown_format_is_a_usage_error(tmp_path):
     r = cli("export", trained_run(), "--format", "tflite", "-o", tmp_path / "m")
-    assert r.exit_code == 2 and "'tflite' is not one of 'onnx', 'c'" in r.output
+    assert r.exit_code == 2 and "'tflite' is not one of 'onnx', 'c', 'html', 'web'" in r.output
 
 
-def test_int8_is_for_c_only(tmp_path):
+def test_int8_is_not_for_onnx(tmp_path):
     r = cli("export", trained_run(), "--format", "onnx", "--int8", "-o", tmp_path / "m")
-    assert r.exit_code == 2 and "--format c only" in r.output
+    assert r.exit_code == 2 and "--int8 applies to --format c, html and web, not onnx" in r.output
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "c"])

@@ -1,8 +1,10 @@
 """Taking a trained model out of Python: ONNX for ONNX runtimes, bare C99 for anything
-with a C compiler (microcontrollers included).
+with a C compiler (microcontrollers included), a web page or a folder for the browser.
 
-    charrnn.export_onnx(model, "model.onnx")        # charrnn/onnx_export.py
-    charrnn.export_c(model, "model.c", int8=False)  # charrnn/c_export.py
+    charrnn.export_onnx(model, "model.onnx")        # onnx_graph.py
+    charrnn.export_c(model, "model.c", int8=False)  # c_source.py
+    export_html(model, "model.html", int8=False)    # web_page.py (WebAssembly, webrt/)
+    export_web(model, "site/model/", int8=False)    # the same runtime as files
 
 `model` is a CharRNN or whatever `charrnn sample` accepts: a run directory or a
 .safetensors checkpoint. Files are written atomically (temp file, fsync, rename), so a
@@ -54,3 +56,31 @@ def export_c(model, path, int8=False, prefix="charrnn"):
     from charrnn.export.c_source import c_source
     write_output(path, c_source(as_model(model), int8=int8, prefix=prefix).encode("utf-8"))
     return path
+
+
+def _model_and_info(model, best):
+    from charrnn.export.web_page import run_info
+    info = run_info(model, best=best) if isinstance(model, (str, os.PathLike)) else {}
+    return as_model(model, best=best), info
+
+
+def export_html(model, path, int8=False, best=True, info=None):
+    """Write `model` as one self-contained HTML page (WebAssembly runtime and weights
+    inside, no request: opens from file://); returns path. info: the page's note of
+    training (step, val_loss, corpus); read from the run when `model` is a path."""
+    from charrnn.export.web_page import page_html
+    model, found = _model_and_info(model, best)
+    write_output(path, page_html(model, int8=int8, info=info or found).encode("utf-8"))
+    return path
+
+
+def export_web(model, out_dir, int8=False, best=True, info=None):
+    """Write `model` into the folder out_dir (made if missing) as charrnn.js (an ES
+    module, ml5.js CharRNN's API), charrnn.wasm, model.bin and index.html; returns
+    out_dir."""
+    from charrnn.export.web_page import check_folder, web_folder
+    model, found = _model_and_info(model, best)
+    check_folder(out_dir)
+    for name, data in web_folder(model, out_dir, int8=int8, info=info or found).items():
+        write_output(os.path.join(out_dir, name), data)
+    return out_dir
