@@ -52,6 +52,7 @@ _LAZY = {"CharRNN": "charrnn.model", "load": "charrnn.model", "evaluate": "charr
          "train": "charrnn.training.loop", "TrainConfig": "charrnn.training.options",
          "ModelConfig": "charrnn.nn.network", "runs": "charrnn.inspect.runs",
          "export_onnx": "charrnn.export", "export_c": "charrnn.export",
+         "export_html": "charrnn.export", "export_web": "charrnn.export",
          "info": "charrnn.inspect.system"}
 # Modules users reach from the top-level package: charrnn.cells (the checked kernel
 # API) and charrnn.reference (the float64 specification).
@@ -68,6 +69,6 @@ def __getattr__(name):
 
 
 __all__ = ["CharRNN", "load", "evaluate", "train", "runs", "ModelConfig", "TrainConfig",
-           "export_onnx", "export_c", "info", "cells", "reference",
+           "export_onnx", "export_c", "export_html", "export_web", "info", "cells", "reference",
            "CharRNNError", "CheckpointError", "ConfigError", "CorpusError",
            "DivergenceError", "ExportError", "RunDirError", "ShapeError"]
