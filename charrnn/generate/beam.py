@@ -23,6 +23,8 @@ import numpy as np
 from charrnn.errors import ConfigError
 from charrnn.generate.options import _count
 
+CHUNK = 256    # steps per call into the compiled loop
+
 
 @dataclass(frozen=True)
 class Beam:
@@ -54,7 +56,8 @@ def beam_search(sampler, prime="", length=200, beam=4, num_results=1, no_repeat=
     run, prime_text = sampler._start_run(prime, 0.0, None, None, 0, K, no_repeat)
     ids = np.empty((length, K), np.int32)
     parents = np.empty((length, K), np.int32)
-    run.beam(ids, parents, length)
+    for t in range(0, length, CHUNK):   # Ctrl-C is seen between chunks
+        run.beam(ids[t:], parents[t:], min(CHUNK, length - t))
     scores = run.beam_scores()
     live = [k for k in range(N) if np.isfinite(scores[k])]   # fewer if V**length < K
     # Walk the back-pointers from each final beam to the first step.
