@@ -32,7 +32,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 from libc.math cimport INFINITY
 
-from _blas cimport gemm, gemv
+from _blas cimport gemm, gemv, cr_sgemm, cr_sgemm_pack, cr_sgemm_packed_size
 from _cellmath cimport (cr_ftz_begin, cr_ftz_end, fill_bias_f32,
                         lstm_fwd_step_f32, gru_fwd_step_f32, rnn_fwd_step_f32)
 
@@ -67,9 +67,15 @@ include "_sample_net.pxi"   # the model: Net, its weights checked at the boundar
 
 
 cdef inline void _mm(Py_ssize_t K, Py_ssize_t M, Py_ssize_t D, const float *X, Py_ssize_t ldx,
-                     const float *W, float *out) noexcept nogil:
-    """out (K, M) += X (K, D; row stride ldx) @ W^T, W (M, D) row-major."""
-    if K == 1:
+                     const float *W, float *out, const float *Wp=NULL) noexcept nogil:
+    """out (K, M) += X (K, D; row stride ldx) @ W^T, W (M, D) row-major.
+
+    Wp: W^T packed for charrnn's own sgemm (beam search, K > 1), or NULL: BLAS. BLAS
+    packs W again at every call, which costs more than the product itself for a few rows;
+    the sampling path keeps BLAS (its texts stay bit for bit what they were)."""
+    if Wp != NULL and K > 1:
+        cr_sgemm(False, K, M, D, X, ldx, Wp, -1, out, M, 1, NULL, NULL)
+    elif K == 1:
         gemv(False, <int>M, <int>D, <float>1, W, <int>D, X, <float>1, out)
     else:
         gemm(False, True, <int>K, <int>M, <int>D, <float>1, X, <int>ldx, W, <int>D,
@@ -126,6 +132,7 @@ cdef class Run:
     cdef int32_t *bparent   # (K)
     cdef int32_t *bid       # (K)
     cdef float *bscratch    # (K, L*H) reordering scratch
+    cdef const float **packed  # [2L+1] Wi[0..L), Wr[0..L), Wd packed for cr_sgemm, or NULL
 
     def __init__(self, Net net, Py_ssize_t K, seed):
         cdef Py_ssize_t L = net.m.L, H = net.m.H, E = net.m.E, V = net.m.V
@@ -171,6 +178,7 @@ cdef class Run:
         self.inv_temps = NULL
         self.greedys = NULL
         self.nr_N = 0
+        self.packed = NULL
         cr_rng_seed(self.rng, K, <uint64_t> seed)
         self.set_options(1.0, None, None)
 
@@ -320,6 +328,7 @@ cdef class Run:
             return 0
         if self.nr_N:
             self._nr_reserve(n)
+        self._pack()
         cdef Py_ssize_t t, k
         cdef unsigned int fpmode
         with nogil:
@@ -330,6 +339,43 @@ cdef class Run:
                 self._beam_step(&ids[t, 0], &parents[t, 0])
             cr_ftz_end(fpmode)
         return n
+
+    def _pack(self):
+        """Pack every weight matrix once for charrnn's own sgemm (used by beam(), K > 1)."""
+        cdef Py_ssize_t L = self.m.L, H = self.m.H, GH = self.m.G * self.m.H, k, D
+        cdef const float *W
+        cdef float[::1] buf
+        if self.packed != NULL or self.K == 1:
+            return
+        keep = []
+        ptrs = <const float **> calloc(2 * L + 1, sizeof(float *))
+        if ptrs == NULL:
+            raise MemoryError()
+        for k in range(2 * L + 1):
+            if k < L:
+                W, n_out = self.m.Wi[k], GH
+                D = self.m.E if k == 0 else (H if self.m.kind == GRU else 2 * H)
+                if k == 0 and self.m.table != NULL:
+                    W = NULL      # layer 0's input part comes from the table
+            elif k < 2 * L:
+                W, n_out, D = self.m.Wr[k - L], GH, H
+            else:
+                W, n_out, D = self.m.Wd, self.m.V, H
+            if W == NULL:
+                continue
+            a = np.empty(cr_sgemm_packed_size(D, n_out), np.float32)
+            buf = a
+            cr_sgemm_pack(1, D, n_out, W, D, &buf[0])
+            ptrs[k] = &buf[0]
+            keep.append(a)
+        self._bufs["packed"] = keep
+        self.packed = ptrs
+
+    cdef inline const float *_p(self, Py_ssize_t i) noexcept nogil:
+        return NULL if self.packed == NULL else self.packed[i]
+
+    def __dealloc__(self):
+        free(self.packed)
 
     def beam_scores(self):
         """Copy of the K beams' scores: sums of natural-log probabilities (-inf: unused)."""
@@ -354,18 +400,18 @@ cdef class Run:
                     fill_bias_f32(A, self.m.bi[0], NULL, K, GH)
                     for n in range(K):
                         memcpy(self.xe + n * E, self.m.emb + self.cur[n] * E, E * sizeof(float))
-                    _mm(K, GH, E, self.xe, E, self.m.Wi[0], A)
+                    _mm(K, GH, E, self.xe, E, self.m.Wi[0], A, self._p(0))
                 if kind != GRU:
-                    _mm(K, GH, H, self.S, LH, self.m.Wr[0], A)
+                    _mm(K, GH, H, self.S, LH, self.m.Wr[0], A, self._p(L))
             else:
                 fill_bias_f32(A, self.m.bi[k], NULL, K, GH)
                 if kind != GRU:   # [h_{k-1} | h_k] @ [W_ih | W_hh]^T
-                    _mm(K, GH, 2 * H, self.S + (k - 1) * H, LH, self.m.Wi[k], A)
+                    _mm(K, GH, 2 * H, self.S + (k - 1) * H, LH, self.m.Wi[k], A, self._p(k))
                 else:
-                    _mm(K, GH, H, self.S + (k - 1) * H, LH, self.m.Wi[k], A)
+                    _mm(K, GH, H, self.S + (k - 1) * H, LH, self.m.Wi[k], A, self._p(k))
             if kind == GRU:
                 fill_bias_f32(self.gh, self.m.br[k], NULL, K, GH)
-                _mm(K, GH, H, self.S + k * H, LH, self.m.Wr[k], self.gh)
+                _mm(K, GH, H, self.S + k * H, LH, self.m.Wr[k], self.gh, self._p(L + k))
             # Row by row: h_k sits at a stride of L*H in S, the step functions want (N, H).
             for n in range(K):
                 h = self.S + n * LH + k * H
@@ -384,7 +430,7 @@ cdef class Run:
         """logits[0..K-1] = h_{L-1} W_dec^T + b_dec."""
         cdef Py_ssize_t L = self.m.L, H = self.m.H, V = self.m.V
         fill_bias_f32(self.logits, self.m.bd, NULL, K, V)
-        _mm(K, V, H, self.S + (L - 1) * H, L * H, self.m.Wd, self.logits)
+        _mm(K, V, H, self.S + (L - 1) * H, L * H, self.m.Wd, self.logits, self._p(2 * L))
 
     cdef void _pick(self, int32_t *out, Py_ssize_t ldo) noexcept nogil:
         """Choose every stream's next id from its logits: out[n * ldo] and cur[n].

@@ -120,3 +120,17 @@ def test_longest_repeat_against_brute_force():
             assert r.first < r.second
     assert longest_repeat("the state of the state of the").text == "the state of the"
     assert longest_repeat("").length == 0 and longest_repeat("ab").length == 0
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_beam_without_the_layer0_table(cell):
+    """K > 1 runs on packed weights (charrnn's own sgemm): layer 0 from the table or from
+    the packed W_ih0 gives the same beams."""
+    from charrnn.generate.beam import beam_search
+    from charrnn.generate.sampler import Sampler
+    m = make(cell, V=7, H=16, L=2, seed=8)
+    a = beam_search(Sampler(m.params, m.config, m.vocab), "ab", 30, beam=5, num_results=5)
+    b = beam_search(Sampler(m.params, m.config, m.vocab, table_limit=0), "ab", 30, beam=5,
+                    num_results=5)
+    assert [x.text for x in a] == [x.text for x in b]
+    assert [x.logprob for x in a] == pytest.approx([x.logprob for x in b], abs=1e-4)
