@@ -133,4 +133,7 @@ def test_beam_without_the_layer0_table(cell):
     b = beam_search(Sampler(m.params, m.config, m.vocab, table_limit=0), "ab", 30, beam=5,
                     num_results=5)
     assert [x.text for x in a] == [x.text for x in b]
-    assert [x.logprob for x in a] == pytest.approx([x.logprob for x in b], abs=1e-4)
+    # The table is folded in float64, the other path sums in float32; over 30 steps of a
+    # random GRU the difference grows to ~2e-3 (teacher-forced K = 1 sampling and the
+    # probe differ as much on these texts).
+    assert [x.logprob for x in a] == pytest.approx([x.logprob for x in b], abs=5e-3)
