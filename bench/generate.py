@@ -13,8 +13,8 @@ loops: --samples samples of --length characters at temperature 0.5 (seeds 1..S) 
 trained run's best weights, with and without no_repeat=20: how many contain a repeated
 substring of >= 40 characters, the mean longest repeat, and the mean loss of the samples
 under the model (nats/char at temperature 1, the probe's loss: what the control costs
-in likelihood); beam search (K = 4, 500 characters) likewise. The run's validation loss
-is given for scale.
+in likelihood); temperature 0.2, greedy and beam search (K = 4) likewise (one sample
+each for the deterministic two). The run's validation loss is given for scale.
 """
 import argparse
 import json
@@ -34,6 +34,7 @@ import charrnn  # noqa: E402
 from charrnn.generate.beam import beam_search  # noqa: E402
 from charrnn.generate.loops import longest_repeat  # noqa: E402
 from charrnn.generate.sampler import Sampler  # noqa: E402
+from charrnn.io import checkpoint, rundir  # noqa: E402
 from charrnn.nn import shapes  # noqa: E402
 
 
@@ -70,19 +71,22 @@ def speed(repeat, length):
 
 def loops(run, samples, length):
     model = charrnn.load(run, best=True)
-    val = json.loads((Path(run) / "metrics.json").read_text()).get("best_val_loss") \
-        if (Path(run) / "metrics.json").exists() else None
+    info = checkpoint.load_model(rundir.find_checkpoint(run, best=True)).info
+    val = info.get("best_val_loss", info.get("val_loss"))
     rows = []
-    for label, kw in (("temperature 0.5", {}), ("temperature 0.5, no_repeat 20",
-                                                dict(no_repeat=20))):
-        texts = model.generate("\n", length, temperature=0.5, seed=1, num_samples=samples,
-                               **kw)
-        rows.append(_row(model, label, [t[1:] for t in texts]))
-    for label, kw in (("beam K = 4", {}), ("beam K = 4, no_repeat 20", dict(no_repeat=20))):
-        texts = [b.text[1:] for b in model.beam_search("\n", 500, beam=4, **kw)]
-        rows.append(_row(model, label + " (500 chars)", texts))
+    for control in (None, 20):
+        kw = {} if control is None else dict(no_repeat=control)
+        tail = "" if control is None else f", no_repeat {control}"
+        for t in (0.5, 0.2):
+            texts = model.generate("\n", length, temperature=t, seed=1, num_samples=samples,
+                                   **kw)
+            rows.append(_row(model, f"temperature {t}{tail}", [x[1:] for x in texts]))
+        rows.append(_row(model, f"greedy{tail}",
+                         [model.generate("\n", length, temperature=0, **kw)[1:]]))
+        rows.append(_row(model, f"beam K = 4{tail}",
+                         [model.generate("\n", length, beam=4, **kw)[1:]]))
     return dict(title=f"Loops in {length}-character samples of a briefly trained GRU 2×256 "
-                      f"(Tiny Shakespeare){'' if val is None else f', validation loss {val:.3f}'}",
+                      f"(Tiny Shakespeare, 2.5 min, validation loss {val:.3f} nats/char)",
                 command=f"python bench/generate.py loops RUN --samples {samples} "
                         f"--length {length}",
                 columns=["Decoding", "samples", "with a repeat >= 40 chars",

@@ -52,7 +52,7 @@ _LAZY = {"CharRNN": "charrnn.model", "load": "charrnn.model", "evaluate": "charr
          "train": "charrnn.training.loop", "TrainConfig": "charrnn.training.options",
          "ModelConfig": "charrnn.nn.network", "runs": "charrnn.inspect.runs",
          "export_onnx": "charrnn.export", "export_c": "charrnn.export",
-         "info": "charrnn.inspect.system"}
+         "info": "charrnn.inspect.system", "longest_repeat": "charrnn.generate.loops"}
 # Modules users reach from the top-level package: charrnn.cells (the checked kernel
 # API) and charrnn.reference (the float64 specification).
 _MODULES = {"cells": "charrnn.nn.cells", "reference": "charrnn.nn.reference"}
@@ -68,6 +68,6 @@ def __getattr__(name):
 
 
 __all__ = ["CharRNN", "load", "evaluate", "train", "runs", "ModelConfig", "TrainConfig",
-           "export_onnx", "export_c", "info", "cells", "reference",
+           "export_onnx", "export_c", "info", "longest_repeat", "cells", "reference",
            "CharRNNError", "CheckpointError", "ConfigError", "CorpusError",
            "DivergenceError", "ExportError", "RunDirError", "ShapeError"]
