@@ -53,7 +53,7 @@ _LAZY = {"CharRNN": "charrnn.model", "load": "charrnn.model", "evaluate": "charr
          "ModelConfig": "charrnn.nn.network", "runs": "charrnn.inspect.runs",
          "export_onnx": "charrnn.export", "export_c": "charrnn.export",
          "export_html": "charrnn.export", "export_web": "charrnn.export",
-         "info": "charrnn.inspect.system"}
+         "info": "charrnn.inspect.system", "longest_repeat": "charrnn.generate.loops"}
 # Modules users reach from the top-level package: charrnn.cells (the checked kernel
 # API) and charrnn.reference (the float64 specification).
 _MODULES = {"cells": "charrnn.nn.cells", "reference": "charrnn.nn.reference"}
@@ -69,6 +69,7 @@ def __getattr__(name):
 
 
 __all__ = ["CharRNN", "load", "evaluate", "train", "runs", "ModelConfig", "TrainConfig",
-           "export_onnx", "export_c", "export_html", "export_web", "info", "cells", "reference",
+           "export_onnx", "export_c", "export_html", "export_web", "info", "longest_repeat",
+           "cells", "reference",
            "CharRNNError", "CheckpointError", "ConfigError", "CorpusError",
            "DivergenceError", "ExportError", "RunDirError", "ShapeError"]

@@ -19,6 +19,7 @@ from charrnn.data.heldout import score
 from charrnn.data.text import remap_ids
 from charrnn.errors import ConfigError, CorpusError
 from charrnn.generate import sampler
+from charrnn.generate.beam import beam_search
 from charrnn.io import checkpoint, rundir
 from charrnn.nn.network import Network
 from charrnn.nn.probe import probe
@@ -35,27 +36,51 @@ class CharRNN(Network):
     # ---- generation (charrnn.generate.sampler runs the per-character loop in C) -------
 
     def generate(self, prime="", length=500, temperature=1.0, top_k=None, top_p=None,
-                 seed=None, num_samples=1, stop=()):
+                 seed=None, num_samples=1, stop=(), beam=None, no_repeat=None):
         """Text continuing `prime` (which it starts with): a str, or a list of
-        num_samples strs generated together as one batch."""
+        num_samples strs generated together as one batch (or one per temperature if
+        temperature is a list). beam=K: the most likely continuation by beam search
+        (num_samples <= K: the best ones); no_repeat=N: no character N-gram repeats."""
+        if beam is not None:
+            if stop or top_k is not None or top_p is not None or \
+                    isinstance(temperature, (list, tuple)):
+                raise ConfigError("beam search is deterministic: stop, top_k, top_p and a "
+                                  "temperature list do not apply to it")
+            beams = self.beam_search(prime, length, beam=beam, num_results=num_samples,
+                                     no_repeat=no_repeat)
+            texts = [b.text for b in beams]
+            return texts[0] if num_samples == 1 else texts
         return sampler.generate(self.params, self.config, self.vocab, prime=prime,
                                 length=length, temperature=temperature, top_k=top_k,
-                                top_p=top_p, seed=seed, num_samples=num_samples, stop=stop)
+                                top_p=top_p, seed=seed, num_samples=num_samples, stop=stop,
+                                no_repeat=no_repeat)
+
+    def beam_search(self, prime="", length=200, beam=4, num_results=1, no_repeat=None):
+        """The num_results (<= beam) most likely continuations found by a beam search
+        of `beam` beams, best first: a list of charrnn.generate.beam.Beam (text,
+        logprob: the sum of the generated characters' log-probabilities, length,
+        score: logprob per character)."""
+        return beam_search(self._sampler(), prime=prime, length=length, beam=beam,
+                           num_results=num_results, no_repeat=no_repeat)
 
     def stream_batch(self, prime="", length=500, temperature=1.0, top_k=None, top_p=None,
-                     seed=None, num_samples=1, stop=()):
+                     seed=None, num_samples=1, stop=(), no_repeat=None):
         """An iterator of (j, str piece) while num_samples samples are made together:
         the texts generate() returns, piece by piece, in bounded memory."""
-        return sampler.Sampler(self.params, self.config, self.vocab).stream_batch(
+        return self._sampler().stream_batch(
             prime=prime, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
-            seed=seed, num_samples=num_samples, stop=stop)
+            seed=seed, num_samples=num_samples, stop=stop, no_repeat=no_repeat)
 
     def stream(self, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,
-               length=None, stop=()):
+               length=None, stop=(), no_repeat=None):
         """An iterator of text chunks as they are generated (unbounded if length is None)."""
-        return sampler.stream(self.params, self.config, self.vocab, prime=prime,
-                              temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                              length=length, stop=stop)
+        return self._sampler().stream(prime=prime, temperature=temperature, top_k=top_k,
+                                      top_p=top_p, seed=seed, length=length, stop=stop,
+                                      no_repeat=no_repeat)
+
+    def _sampler(self):
+        # Built per call: the parameters may have changed in place (training) since.
+        return sampler.Sampler(self.params, self.config, self.vocab)
 
 
 def load(path, best=False):

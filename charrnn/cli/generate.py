@@ -19,13 +19,51 @@ def unescape(text):
         raise click.BadParameter(f"{text!r}: {e.reason}; write a backslash as \\\\") from None
 
 
+def temperatures(ctx, param, value):
+    """--temp 0.8, or a sheet --temp 0.2,0.5,1.0: each a finite number >= 0."""
+    out = []
+    for part in value.split(","):
+        try:
+            t = float(part)
+        except ValueError:
+            raise click.BadParameter(f"{part.strip()!r} is not a number (give a temperature "
+                                     f"such as 0.8, or a list such as 0.2,0.5,1.0)") from None
+        if not (0 <= t < float("inf")):
+            raise click.BadParameter(f"{part.strip()!r}: each temperature must be a finite "
+                                     f"number >= 0")
+        out.append(t)
+    return out[0] if len(out) == 1 else out
+
+
+def read_prime_file(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        with open(value, encoding="utf-8", errors="strict", newline="") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise click.BadParameter(f"{value} is not UTF-8 text ({e.reason} at byte "
+                                 f"{e.start})") from None
+    except OSError as e:
+        raise click.BadParameter(f"{value}: {e.strerror or e}") from None
+    if not text:
+        raise click.BadParameter(f"{value} is empty; a prime file needs at least one "
+                                 f"character")
+    return text
+
+
 @click.command()
 @click.argument("checkpoint", required=False, type=click.Path(path_type=str))
-@click.option("--temp", "--temperature", "temperature", default=1.0, show_default=True,
-              type=click.FloatRange(0), callback=finite, help="Sampling temperature; 0 is greedy (argmax).")
+@click.option("--temp", "--temperature", "temperature", default="1.0", show_default=True,
+              callback=temperatures, help="Sampling temperature; 0 is greedy (argmax). A "
+              "comma-separated list (--temp 0.2,0.5,1.0) prints one labelled sample per "
+              "temperature, all made as one batch.")
 @click.option("--prime", default="", callback=lambda c, p, v: unescape(v),
               help="Text to start from: the state is warmed up on it and the output starts "
               "with it. Backslash escapes are read: \\n, \\t, \\\\ (a backslash), \\u00e9.")
+@click.option("--prime-file", type=click.Path(dir_okay=False, path_type=str),
+              callback=read_prime_file, help="Read the prime from FILE (UTF-8, taken as it "
+              "is: no escapes), instead of --prime.")
 @click.option("--length", default=2000, show_default=True, type=click.IntRange(min=1),
               help="Characters to generate (after the prime).")
 @click.option("--top-k", type=click.IntRange(min=1), help="Sample only among the K likeliest characters.")
@@ -35,14 +73,27 @@ def unescape(text):
 @click.option("--num-samples", default=1, show_default=True, type=click.IntRange(min=1),
               help="Generate K samples together (one batch), each under a header line "
               "'--- sample J of K ---': the first streams as it is made, the others follow "
-              "(kept in a temporary file meanwhile, not in memory).")
+              "(kept in a temporary file meanwhile, not in memory). With --beam: print the "
+              "K best beams (K <= --beam).")
 @click.option("--stop", multiple=True, callback=lambda c, p, v: tuple(unescape(s) for s in v),
               help="End a sample when it emits this string (repeatable; backslash escapes "
               "as for --prime: --stop '\\n\\n' ends at a blank line).")
+@click.option("--beam", type=click.IntRange(min=1), help="Beam search with K beams: the most "
+              "likely continuation instead of a random one (deterministic; --temp, --top-k, "
+              "--top-p and --seed do not apply). 1 is greedy.")
+@click.option("--no-repeat", type=click.IntRange(min=2), help="Never complete a character "
+              "N-gram that the sample already generated (N ~ 10-40 stops loops).")
+@click.option("--verbose", "-v", is_flag=True, help="After each sample, report on stderr the "
+              "longest repeated substring (and, with --beam, the log-probability).")
+@click.option("--color", "--colour", "color", is_flag=True, help="Colour each generated "
+              "character by the model's probability of it (ANSI; red = unlikely).")
+@click.option("--interactive", "-i", is_flag=True, help="A prompt that keeps the model "
+              "loaded: type a start, read the continuation; :help lists the commands.")
 @click.option("--latest", is_flag=True, help="Use model.safetensors, the newest weights, instead "
               "of best.safetensors (the best validation loss, the default).")
 @click.option("--best", is_flag=True, hidden=True, help="Use best.safetensors (the default).")
-def sample(checkpoint, temperature, prime, length, top_k, top_p, seed, num_samples, stop, latest, best):
+def sample(checkpoint, temperature, prime, prime_file, length, top_k, top_p, seed,
+           num_samples, stop, beam, no_repeat, verbose, color, interactive, latest, best):
     """Generate text from CHECKPOINT (a run directory or .safetensors file; default: the
     most recent run under charrnn-runs/). Text streams to stdout as it is made. A run
     directory gives its best.safetensors (best validation loss); --latest gives its
@@ -52,26 +103,74 @@ def sample(checkpoint, temperature, prime, length, top_k, top_p, seed, num_sampl
     Example:
       charrnn sample --temp 0.8 --prime "ROMEO:" --length 500
       charrnn sample runs/big --top-p 0.9 --num-samples 4 --stop "\\n\\n"
+      charrnn sample --beam 8 --num-samples 3 --no-repeat 20 --length 200
+      charrnn sample --temp 0.2,0.5,1.0 --prime-file start.txt
+      charrnn sample -i
     """
+    sheet = isinstance(temperature, list)
+    if prime_file is not None:
+        if prime:
+            raise click.UsageError("give --prime or --prime-file, not both")
+        prime = prime_file
+    if beam is not None:
+        if num_samples > beam:
+            raise click.BadParameter(f"{num_samples} is more than the {beam} beams kept "
+                                     f"(--beam {num_samples} or more)",
+                                     param_hint="'--num-samples'")
+        if sheet or top_k or top_p or stop:
+            raise click.UsageError("--beam is deterministic: --temp lists, --top-k, --top-p "
+                                   "and --stop do not apply to it")
+    if sheet and num_samples != 1:
+        raise click.UsageError("a --temp list makes one sample per temperature; leave out "
+                               "--num-samples")
+    if interactive:
+        from charrnn.cli.repl import repl
+        model = load_model(checkpoint, latest, best)
+        repl(model, dict(temperature=temperature[0] if sheet else temperature, length=length,
+                         top_k=top_k, top_p=top_p, seed=seed, beam=beam,
+                         no_repeat=no_repeat, stop=stop), color=color, prime=prime)
+        return
     model = load_model(checkpoint, latest, best)
     out = sys.stdout
+    report = _Report(model, verbose, color)
     try:
-        if num_samples == 1:
+        if beam is not None:
+            beams = call(model.beam_search, prime=prime, length=length, beam=beam,
+                         num_results=num_samples, no_repeat=no_repeat)
+            for j, b in enumerate(beams):
+                if num_samples > 1:
+                    out.write(f"{'' if j == 0 else chr(10)}--- beam {j + 1} of {beam}: "
+                              f"log-probability {b.logprob:.3f} ({b.score:.4f} per "
+                              f"character) ---\n")
+                out.write(report.text(prime, b.text))
+                if num_samples == 1:
+                    report.say(f"log-probability {b.logprob:.3f} ({b.score:.4f} per "
+                               f"character)")
+                report.done(b.text[len(prime):])
+            out.write("\n")
+        elif num_samples == 1 and not sheet:
             chunks = call(model.stream, prime=prime, temperature=temperature, top_k=top_k,
-                          top_p=top_p, seed=seed, length=length, stop=stop)
+                          top_p=top_p, seed=seed, length=length, stop=stop,
+                          no_repeat=no_repeat)
             it = iter(chunks)
+            report.start(prime)
             while True:
                 chunk = call(next, it, None)
                 if chunk is None:
                     break
-                out.write(chunk)
+                out.write(report.piece(chunk))
                 out.flush()
             out.write("\n")
+            report.done()
         else:
             pieces = call(model.stream_batch, prime=prime, length=length,
                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                          num_samples=num_samples, stop=stop)
-            _write_samples(out, pieces, num_samples)
+                          num_samples=len(temperature) if sheet else num_samples, stop=stop,
+                          no_repeat=no_repeat)
+            K = len(temperature) if sheet else num_samples
+            labels = ([f"--- temperature {t:g} ---" for t in temperature] if sheet else
+                      [f"--- sample {j + 1} of {K} ---" for j in range(K)])
+            _write_samples(out, pieces, K, labels, report, prime)
         out.flush()
     except BrokenPipeError:
         quiet_broken_pipe()
@@ -79,26 +178,73 @@ def sample(checkpoint, temperature, prime, length, top_k, top_p, seed, num_sampl
         sys.exit(130)
 
 
-def _write_samples(out, pieces, K):
+class _Report:
+    """--verbose (the longest repeat of each sample, on stderr) and --color."""
+
+    def __init__(self, model, verbose, color):
+        self.model, self.verbose, self.color = model, verbose, color
+        self.colorer, self.parts = None, []
+        if color:
+            from charrnn.generate.color import legend
+            click.echo(legend(), err=True)
+
+    def start(self, prime):
+        self.parts, self.prime_left = [], len(prime)
+        if self.color:
+            from charrnn.generate.color import Colorer
+            self.colorer = Colorer(self.model, prime)
+
+    def piece(self, text):
+        """text as printed: the prime part as is, the generated part coloured."""
+        keep = min(self.prime_left, len(text))
+        self.prime_left -= keep
+        head, tail = text[:keep], text[keep:]
+        if self.verbose:
+            self.parts.append(tail)
+        return head + (self.colorer.feed(tail) if self.colorer else tail)
+
+    def text(self, prime, whole):
+        self.start(prime)
+        return self.piece(whole)
+
+    def say(self, message):
+        if self.verbose:
+            click.echo(message, err=True)
+
+    def done(self, generated=None):
+        if not self.verbose:
+            return
+        from charrnn.generate.loops import longest_repeat
+        r = longest_repeat("".join(self.parts) if generated is None else generated)
+        shown = r.text if len(r.text) <= 60 else r.text[:57] + "..."
+        click.echo(f"longest repeated substring: {r.length} characters"
+                   + (f" {shown!r}" if r.length else ""), err=True)
+
+
+def _write_samples(out, pieces, K, labels, report, prime):
     """Sample 1 as it is made; samples 2..K, made alongside, wait in a temporary file
     (memory: one (offset, size) per piece) and follow, each under its header."""
     import tempfile
     index = [[] for _ in range(K)]
     with tempfile.TemporaryFile() as spool:
-        out.write(f"--- sample 1 of {K} ---\n")
+        out.write(labels[0] + "\n")
+        report.start(prime)
         for j, text in pieces:
             if j == 0:
-                out.write(text)
+                out.write(report.piece(text))
                 out.flush()
             elif text:
                 data = text.encode("utf-8", "surrogatepass")
                 index[j].append((spool.tell(), len(data)))
                 spool.write(data)
+        report.done()
         for j in range(1, K):
-            out.write(f"\n--- sample {j + 1} of {K} ---\n")
+            out.write("\n" + labels[j] + "\n")
+            report.start(prime)
             for offset, size in index[j]:
                 spool.seek(offset)
-                out.write(spool.read(size).decode("utf-8", "surrogatepass"))
+                out.write(report.piece(spool.read(size).decode("utf-8", "surrogatepass")))
+            report.done()
             spool.seek(0, 2)
         out.write("\n")
 

@@ -23,6 +23,13 @@ Options, all validated up front (ConfigError with a one-line message):
   bytes), at most: a stop string ends a sample earlier.
 - stop: a string or several; a sample ends right after it first emits one of them (an
   occurrence may begin in the prime but must end in the generated text).
+- temperature may also be a list (generate, stream_batch): a sheet of one sample per
+  temperature, all made together as one batch (stream j draws as sample j would).
+- no_repeat N >= 2: no character N-gram that already occurs in a sample's generated text
+  (the prime excluded) is completed again: those characters get probability 0 before
+  top-k / top-p and the draw (kernels/loopctl.h, a rolling hash of the last N-1
+  characters and a hash set per stream). If every character is banned, the step draws
+  unrestricted. None: off.
 - num_samples K: K independent samples generated together, one matrix product per layer
   and step for all of them. Sample j draws from random stream j of the seed (xoshiro256**
   jumped j times), so the samples differ but are reproducible.
@@ -34,8 +41,6 @@ arrive in different chunks still comes out whole.
 from __future__ import annotations
 
 import codecs
-import math
-import os
 
 import numpy as np
 
@@ -43,6 +48,8 @@ from charrnn import _sample
 from charrnn.nn.shapes import expected_shapes
 from charrnn.data.text import BYTES, encode_text, normalize_encoding
 from charrnn.errors import ConfigError
+from charrnn.generate.options import (_check_params, _check_vocab, _count, _no_repeat,
+                                      _options, _seed, _stops, _temperatures)
 
 CHUNK = 256                # characters per call into the compiled loop
 START = "\n"               # the first input of an empty prime, if in the vocabulary
@@ -83,30 +90,36 @@ class Sampler:
     # -- public API --------------------------------------------------------------------
 
     def generate(self, prime="", length=500, temperature=1.0, top_k=None, top_p=None,
-                 seed=None, num_samples=1, stop=()):
+                 seed=None, num_samples=1, stop=(), no_repeat=None):
         """prime + up to `length` generated characters: a str, or a list of num_samples
-        str if num_samples > 1. See the module docstring for the options."""
-        single = num_samples == 1 and not isinstance(num_samples, bool)
-        K = _count(num_samples, "num_samples")
+        str if num_samples > 1 (or temperature is a list: one sample per temperature).
+        See the module docstring for the options."""
+        K = _batch(num_samples, temperature)
+        single = K == 1 and not isinstance(temperature, (list, tuple, np.ndarray))
         texts = self._generate(prime, _count(length, "length"), temperature, top_k, top_p,
-                               seed, K, stop, CHUNK)
+                               seed, K, stop, CHUNK, no_repeat)
         return texts[0] if single else texts
 
     def stream(self, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,
-               length=None, stop=()):
+               length=None, stop=(), no_repeat=None):
         """An iterator of str pieces (the prime first, then about a line at a time) of one
         sample; endless if length is None. Options are checked here, not at the first
         next()."""
         length = None if length is None else _count(length, "length")
         stops = _stops(stop)
-        run, prime_text = self._start_run(prime, temperature, top_k, top_p, seed, 1)
+        run, prime_text = self._start_run(prime, temperature, top_k, top_p, seed, 1,
+                                          no_repeat)
         return self._stream(run, prime_text, length, stops, CHUNK)
 
     # -- internals ---------------------------------------------------------------------
 
-    def _start_run(self, prime, temperature, top_k, top_p, seed, K):
+    def _start_run(self, prime, temperature, top_k, top_p, seed, K, no_repeat=None):
         """Validate the options, create the compiled state and feed it the prime."""
+        temps, temperature = _temperatures(temperature)
         temperature, top_k, top_p = _options(temperature, top_k, top_p)
+        no_repeat = _no_repeat(no_repeat)
+        if temps is not None and len(temps) != K:
+            raise ConfigError(f"{len(temps)} temperatures for {K} samples")
         seed = _seed(seed)
         if K * max(self._net.sizes["L"] * self._net.sizes["H"],
                    self._net.sizes["G"] * self._net.sizes["H"], self._net.sizes["V"],
@@ -125,20 +138,26 @@ class Sampler:
         run = _sample.Run(self._net, K, seed)
         V = len(self.vocab)
         run.set_options(temperature, None if top_k is None else min(top_k, V), top_p)
+        if temps is not None:
+            run.set_temperatures(temps)
+        run.set_no_repeat(no_repeat)
         run.prime(np.ascontiguousarray(ids, dtype=np.int32))
         return run, prime_text
 
     def stream_batch(self, prime="", length=500, temperature=1.0, top_k=None, top_p=None,
-                     seed=None, num_samples=1, stop=()):
+                     seed=None, num_samples=1, stop=(), no_repeat=None):
         """An iterator of (j, str piece) while num_samples samples are made together:
         the same texts as generate(), piece by piece (each prime first), in memory
         bounded by one chunk per sample. Options are checked here."""
-        K, length, stops = _count(num_samples, "num_samples"), _count(length, "length"), _stops(stop)
-        run, prime_text = self._start_run(prime, temperature, top_k, top_p, seed, K)
+        K, length, stops = _batch(num_samples, temperature), _count(length, "length"), _stops(stop)
+        run, prime_text = self._start_run(prime, temperature, top_k, top_p, seed, K,
+                                          no_repeat)
         return self._pieces(run, prime_text, length, stops, K, CHUNK)
 
-    def _generate(self, prime, length, temperature, top_k, top_p, seed, K, stop, chunk):
-        run, prime_text = self._start_run(prime, temperature, top_k, top_p, seed, K)
+    def _generate(self, prime, length, temperature, top_k, top_p, seed, K, stop, chunk,
+                  no_repeat=None):
+        run, prime_text = self._start_run(prime, temperature, top_k, top_p, seed, K,
+                                          no_repeat)
         pieces = [[] for _ in range(K)]
         for j, text in self._pieces(run, prime_text, length, _stops(stop), K, chunk):
             pieces[j].append(text)
@@ -235,100 +254,33 @@ class _Output:
 # ---- module-level API ------------------------------------------------------------------
 
 def generate(params, config, vocab, prime="", length=500, temperature=1.0, top_k=None,
-             top_p=None, seed=None, num_samples=1, stop=()):
+             top_p=None, seed=None, num_samples=1, stop=(), no_repeat=None):
     """prime + up to `length` generated characters (a list of num_samples texts if
     num_samples > 1). Builds a Sampler each call: keep a Sampler to sample repeatedly."""
     return Sampler(params, config, vocab).generate(
         prime=prime, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
-        seed=seed, num_samples=num_samples, stop=stop)
+        seed=seed, num_samples=num_samples, stop=stop, no_repeat=no_repeat)
 
 
 def stream(params, config, vocab, prime="", temperature=1.0, top_k=None, top_p=None,
-           seed=None, length=None, stop=()):
+           seed=None, length=None, stop=(), no_repeat=None):
     """Iterator of str pieces of one sample (the prime first); endless if length is None."""
     return Sampler(params, config, vocab).stream(
         prime=prime, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-        length=length, stop=stop)
+        length=length, stop=stop, no_repeat=no_repeat)
 
 
-# ---- validation ------------------------------------------------------------------------
-
-def _is_number(x):
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
-
-
-def _options(temperature, top_k, top_p):
-    if not _is_number(temperature) or not math.isfinite(temperature) or temperature < 0:
-        raise ConfigError(f"temperature must be a finite number >= 0 (0 = greedy), got "
-                          f"{temperature!r}")
-    if top_k is not None:
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-            raise ConfigError(f"top_k must be a whole number >= 1 (or None for no limit), "
-                              f"got {top_k!r}")
-        top_k = int(top_k)
-    if top_p is not None:
-        if not _is_number(top_p) or not 0.0 < top_p <= 1.0:  # also refuses NaN
-            raise ConfigError(f"top_p must be a number in (0, 1] (or None for no limit), "
-                              f"got {top_p!r}")
-        top_p = float(top_p)
-    return float(temperature), top_k, top_p
-
-
-def _count(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
-    return int(value)
-
-
-def _seed(seed):
-    if seed is None:
-        return int.from_bytes(os.urandom(8), "little")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
-            or not 0 <= seed < 2**64:
-        raise ConfigError(f"seed must be a whole number in [0, 2**64) or None, got {seed!r}")
-    return int(seed)
-
-
-def _stops(stop):
-    stops = (stop,) if isinstance(stop, str) else stop
-    try:
-        stops = tuple(stops)
-    except TypeError:
-        raise ConfigError(f"stop must be a string or a list of strings, got {stop!r}") \
-            from None
-    for s in stops:
-        if not isinstance(s, str) or not s:
-            raise ConfigError(f"every stop string must be a non-empty str, got {s!r}")
-    return stops
-
-
-def _check_vocab(vocab, V):
-    vocab = list(vocab) if isinstance(vocab, (list, tuple)) else vocab
-    if not isinstance(vocab, list) or not all(isinstance(c, str) and len(c) == 1
-                                              for c in vocab):
-        raise ConfigError("vocab must be a list of one-character strings")
-    if len(vocab) != V:
-        raise ConfigError(f"vocab has {len(vocab)} characters but config vocab_size is {V}")
-    if len(set(vocab)) != V:
-        raise ConfigError("vocab has repeated characters")
-    return vocab
-
-
-def _check_params(params, shapes):
-    missing = [n for n in shapes if n not in params]
-    extra = [n for n in params if n not in shapes]
-    if missing or extra:
-        what = "; ".join(x for x in (missing and f"missing {', '.join(missing)}",
-                                     extra and f"unexpected {', '.join(map(str, extra))}") if x)
-        raise ConfigError(f"params do not match the config: {what}")
-    out = {}
-    for name, shape in shapes.items():
-        a = np.asarray(params[name])
-        if a.shape != shape or a.dtype.kind != "f":
-            raise ConfigError(f"params {name} is {a.dtype}{list(a.shape)}; expected "
-                              f"float{list(shape)} for this config")
-        out[name] = a
-    return out
+def _batch(num_samples, temperature):
+    """How many streams: num_samples, or one per temperature of a list (then num_samples
+    must be 1 or that many)."""
+    K = _count(num_samples, "num_samples")
+    temps, _ = _temperatures(temperature)
+    if temps is not None:
+        if K not in (1, len(temps)):
+            raise ConfigError(f"num_samples {K} with {len(temps)} temperatures: a "
+                              f"temperature list makes one sample per temperature")
+        K = len(temps)
+    return K
 
 
 # ---- weight layout for the compiled loop -----------------------------------------------
