@@ -82,7 +82,7 @@ setup(
     # The bundled corpora live in data/ at the top of the repository and install as the
     # package charrnn._data, so `charrnn train` finds them after a non-editable install.
     package_dir={"charrnn._data": "data"},
-    package_data={"charrnn._data": ["*.txt"]},
+    package_data={"charrnn._data": ["*.txt"], "charrnn.serve": ["playground.html"]},
     ext_modules=extensions(),
     zip_safe=False,
     options={"build_ext": {"parallel": JOBS}},

@@ -145,6 +145,7 @@ class Scheduler:
         self.thread = None
         self.running = False
         self.stepped = 0               # batch steps so far (tests, /health)
+        self.peak = 0                  # most rows stepped together so far
         self.error = None
 
     # -- any thread ------------------------------------------------------------------------
@@ -240,6 +241,7 @@ class Scheduler:
             e.batch.join(job.ids, job.seed, job.stream, job.temperature, job.top_k,
                          job.top_p, -1 if job.logprobs is None else job.logprobs)
             e.jobs.append(job)
+            self.peak = max(self.peak, len(e.jobs))
         self.waiting = left
 
     def _step(self, e, T):

@@ -99,7 +99,7 @@ async def health(request):
     s = _state(request)
     return JSONResponse({"status": "ok" if s.scheduler.error is None else "error",
                          "models": list(s.models), "in_flight": s.scheduler.in_flight(),
-                         "steps": s.scheduler.stepped})
+                         "steps": s.scheduler.stepped, "peak_batch": s.scheduler.peak})
 
 
 async def list_models(request):
