@@ -267,3 +267,196 @@ def test_curl_sees_server_sent_events(server):
     assert all(b["object"] == "text_completion" for b in bodies)
     assert bodies[-1]["choices"][0]["finish_reason"] == "length"
     assert len("".join(b["choices"][0]["text"] for b in bodies)) == 40
+
+
+# ---- safety: key, caps, errors, disconnects -------------------------------------------
+
+def test_api_key_is_required_on_the_api_only(server):
+    r = post(server, dict(prompt="a", max_tokens=2), key=None)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    assert post(server, dict(prompt="a", max_tokens=2), key="wrong").status_code == 401
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"
+    assert "charrnn playground" in httpx.get(server.url + "/").text
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=server.url + "/v1", api_key="nope", max_retries=0) \
+            .completions.create(model="tiny", prompt="a", max_tokens=1)
+
+
+@pytest.mark.parametrize("body, status, param, words", [
+    ({"prompt": "ROMEO:€✓", "max_tokens": 3}, 400, "prompt", "'€' (U+20AC), '✓'"),
+    ({"prompt": "a", "max_tokens": 0}, 400, "max_tokens", "[1,"),
+    ({"prompt": "a", "max_tokens": "9"}, 400, "max_tokens", "integer"),
+    ({"prompt": "a", "temperature": -1}, 400, "temperature", ">= 0"),
+    ({"prompt": "a", "top_p": 0}, 400, "top_p", "(0, 1]"),
+    ({"prompt": "a", "n": 10_000}, 400, "n", "[1, 16]"),
+    ({"prompt": "a", "stop": ["a", "b", "c", "d", "e"]}, 400, "stop", "up to 4"),
+    ({"prompt": "a", "seed": -1}, 400, "seed", "[0,"),
+    ({"prompt": "a", "logprobs": 6}, 400, "logprobs", "[0, 5]"),
+    ({"prompt": "a", "frobnicate": 1}, 400, "frobnicate", "unknown field"),
+    ({"prompt": "a", "presence_penalty": 1.5}, 400, "presence_penalty", "not supported"),
+    ({"prompt": {"a": 1}}, 400, "prompt", "must be a string"),
+    ({"prompt": [0, 10_000]}, 400, "prompt", "outside the vocabulary"),
+    ({"prompt": "a", "model": "other"}, 404, "model", "does not exist"),
+    ([1, 2], 400, None, "JSON object"),
+])
+def test_bad_requests_get_openai_shaped_errors(server, body, status, param, words):
+    r = post(server, body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["param"] == param and words in err["message"]
+
+
+def test_bad_json_wrong_method_and_unknown_path(server):
+    h = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    r = httpx.post(server.url + "/v1/completions", content=b'{"prompt": ', headers=h)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    r = httpx.get(server.url + "/v1/completions", headers=h)
+    assert r.status_code == 405 and "error" in r.json()
+    assert httpx.get(server.url + "/v2/nothing").json()["error"]["code"] == "not_found"
+
+
+def test_caps_body_size_and_busy_server(model):
+    limits = Limits(max_body=2000, max_batch=1, max_queue=0, max_tokens=10**7)
+    with Served({"tiny": model}, limits=limits) as s:
+        r = httpx.post(s.url + "/v1/completions", json={"prompt": "a" * 3000})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+        with httpx.stream("POST", s.url + "/v1/completions", timeout=30,
+                          json=dict(prompt="a", max_tokens=10**7, stream=True)) as long:
+            lines = long.iter_lines()      # kept: a dropped iterator closes the connection
+            next(lines)                    # it holds the only row for a minute
+            r = httpx.post(s.url + "/v1/completions", json=dict(prompt="a", max_tokens=5))
+            assert r.status_code == 429 and r.headers["retry-after"] == "1"
+            assert r.json()["error"]["type"] == "rate_limit_exceeded"
+        # the stream's client went away: its row is free within a step
+        steps = s.scheduler.stepped
+        for _ in range(100):
+            if s.scheduler.in_flight() == 0:
+                break
+            time.sleep(0.02)
+        assert s.scheduler.in_flight() == 0 and s.scheduler.stepped - steps < 10**6
+        assert httpx.post(s.url + "/v1/completions",
+                          json=dict(prompt="a", max_tokens=5)).status_code == 200
+
+
+def test_unknown_characters_can_be_skipped(model):
+    with Served({"tiny": model}, unknown="skip") as s:
+        r = httpx.post(s.url + "/v1/completions", json=dict(prompt="RO€MEO:", max_tokens=20,
+                                                            seed=1, echo=True))
+        assert r.json()["choices"][0]["text"] == model.generate("ROMEO:", 20, seed=1)
+
+
+def test_fuzzed_request_bodies_get_a_completion_or_a_json_error(model):
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
+                        st.floats(allow_nan=False), st.text(max_size=8))
+    values = st.recursive(scalars, lambda c: st.lists(c, max_size=3) |
+                          st.dictionaries(st.text(max_size=5), c, max_size=3), max_leaves=6)
+    fields = st.sampled_from(["model", "prompt", "max_tokens", "temperature", "top_p", "top_k",
+                              "n", "stop", "seed", "stream", "logprobs", "echo", "user",
+                              "best_of", "stream_options", "x"])
+    bodies = st.dictionaries(fields, values | st.integers(0, 40), max_size=8) | values
+    seen = set()
+    with Served({"tiny": model}, limits=Limits(max_tokens=40, max_n=3)) as s, \
+            httpx.Client(base_url=s.url, timeout=30) as h:
+        @hypothesis.settings(max_examples=150, deadline=None, database=None,
+                             suppress_health_check=list(hypothesis.HealthCheck))
+        @hypothesis.given(bodies)
+        def check(body):
+            r = h.post("/v1/completions", content=json.dumps(body))
+            seen.add(r.status_code)
+            assert r.status_code in (200, 400, 404), r.text
+            if r.headers["content-type"].startswith("text/event-stream"):
+                assert r.text.endswith("data: [DONE]\n\n")
+            elif r.status_code == 200:
+                assert r.json()["object"] == "text_completion"
+            else:
+                assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+        check()
+        assert h.get("/health").json()["status"] == "ok" and s.scheduler.in_flight() == 0
+    assert 400 in seen
+
+
+# ---- the command: SIGTERM, live reload ------------------------------------------------
+
+def start_cli(*args):
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-m", "charrnn.cli", "serve", *args, "--port",
+                          str(port), "--log-level", "warning"], env=env,
+                         stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/health").status_code == 200:
+                return p, url
+        except httpx.TransportError:
+            time.sleep(0.05)
+    p.kill()
+    raise RuntimeError(p.stderr.read())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_ends_streams_cleanly_and_exits_0(run, sig):
+    p, url = start_cli(str(run))
+    try:
+        with httpx.stream("POST", url + "/v1/completions", timeout=30,
+                          json=dict(prompt="a", max_tokens=8192, stream=True)) as r:
+            lines = r.iter_lines()
+            next(lines)
+            p.send_signal(sig)
+            rest = [line for line in lines if line]
+        assert rest[-1] == "data: [DONE]"
+        assert json.loads(rest[-2][6:])["choices"][0]["finish_reason"] == "length"
+        assert p.wait(20) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert "Traceback" not in p.stderr.read()
+
+
+def test_watch_swaps_in_new_weights_between_steps(tmp_path):
+    old, new = random_model("gru", 1, seed=1), random_model("gru", 1, seed=2)
+    rundir = save_run(old, tmp_path / "live")
+    with Served([str(rundir)], watch=0.05, limits=Limits(max_tokens=8192)) as s:
+        with httpx.stream("POST", s.url + "/v1/completions", timeout=30,
+                          json=dict(prompt="ROMEO:", max_tokens=3000, seed=4, stream=True)) as r:
+            lines = r.iter_lines()
+            first = next(lines)
+            save_run(new, rundir)                   # as training does: atomic renames
+            for _ in range(200):
+                if s.asgi.state.charrnn.models["live"].version == 1:
+                    break
+                time.sleep(0.02)
+            after = httpx.post(s.url + "/v1/completions",
+                               json=dict(prompt="ROMEO:", max_tokens=50, seed=4)).json()
+            text = "".join(json.loads(x[6:])["choices"][0]["text"]
+                           for x in [first, *lines] if x.startswith("data: {"))
+    assert text == old.generate("ROMEO:", 3000, seed=4)[6:]           # in flight: old weights
+    assert after["choices"][0]["text"] == new.generate("ROMEO:", 50, seed=4)[6:]
+    assert after["system_fingerprint"].endswith("-v1")
+
+
+# ---- the playground ---------------------------------------------------------------------
+
+def test_playground_streams_coloured_text_in_headless_chromium(server, model):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("headless Chromium is needed for this test")
+    url = (f"{server.url}/?prompt=ROMEO%3A&max_tokens=60&seed=3&temperature=0.8&key={KEY}"
+           "&autorun=1")
+    dom = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
+                          "--no-first-run", "--user-data-dir=" + str(Path(os.environ.get(
+                              "TMPDIR", "/tmp")) / f"charrnn-chromium-{os.getpid()}"),
+                          "--virtual-time-budget=15000", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=90).stdout
+    assert 'data-done="1"' in dom, dom[-2000:]
+    import html
+    import re
+    spans = re.findall(r'<span class="p"[^>]*title="([^"]*)"[^>]*>([^<]*)</span>', dom)
+    assert len(spans) == 60 and "alternatives" in html.unescape(spans[0][0])
+    text = "".join(html.unescape(s) for _, s in spans)
+    assert "ROMEO:" + text == model.generate("ROMEO:", 60, 0.8, seed=3)

@@ -136,7 +136,7 @@ async def completions(request):
     meta = dict(cid=f"cmpl-{uuid.uuid4().hex}", created=int(time.time()), model=req.model,
                 fingerprint=f"charrnn-{engine.name}-v{engine.version}")
     if req.stream:
-        return StreamingResponse(_stream(req, jobs, events, meta),
+        return _EventStream(_stream(req, jobs, events, meta),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     return await _collect(request, req, jobs, events, meta)
@@ -206,6 +206,7 @@ async def _stream(req, jobs, events, meta):
                                       if req.logprobs is not None else None)])
         done = 0
         while done < len(jobs):
+            await asyncio.sleep(0)   # let a disconnect be seen even while events pour in
             ev = await events.get()
             idx, kind = ev[0], ev[1]
             if kind == "text":
@@ -224,6 +225,27 @@ async def _stream(req, jobs, events, meta):
     finally:   # also when the client went away: the rows are freed at the next step
         for j in jobs:
             j.cancel()
+
+
+class _EventStream(StreamingResponse):
+    """A streaming response that stops as soon as the client disconnects, whatever the
+    server's ASGI version (Starlette only watches for it below ASGI 2.4): the generator
+    is cancelled where it waits, and its `finally` frees the rows."""
+
+    async def __call__(self, scope, receive, send):
+        import anyio
+
+        async with anyio.create_task_group() as tg:
+            async def watch():
+                await self.listen_for_disconnect(receive)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            try:
+                await self.stream_response(send)
+            except OSError:     # the transport closed under us: the same as a disconnect
+                pass
+            tg.cancel_scope.cancel()
 
 
 # ---- helpers ----------------------------------------------------------------------------
