@@ -460,3 +460,21 @@ def test_playground_streams_coloured_text_in_headless_chromium(server, model):
     assert len(spans) == 60 and "alternatives" in html.unescape(spans[0][0])
     text = "".join(html.unescape(s) for _, s in spans)
     assert "ROMEO:" + text == model.generate("ROMEO:", 60, 0.8, seed=3)
+
+
+# ---- the docs page's examples, run --------------------------------------------------------
+
+def test_serving_page_examples_run(model):
+    import re
+    page = (ROOT / "docs" / "serving.md").read_text(encoding="utf-8")
+    with Served({"tiny": model}) as s:
+        def local(code):
+            return (code.replace("http://127.0.0.1:8000", s.url)
+                    .replace("shakespeare-20260101-120000", "tiny"))
+
+        for block in re.findall(r"```bash\n(curl .*?)```", page, re.S):
+            out = subprocess.run(["bash", "-c", local(block)], capture_output=True, text=True,
+                                 timeout=60, check=True).stdout
+            assert '"text_completion"' in out and "error" not in out
+        python = re.findall(r"```python\n(.*?)```", page, re.S)
+        exec(compile(local(python[0]), "serving.md", "exec"), {})
