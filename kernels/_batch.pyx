@@ -50,11 +50,29 @@ TOP_MAX = 5                 # alternatives per character at most (OpenAI's limit
 STREAM_MAX = 1024           # stream index j at most (seeding jumps j times)
 
 
+# Below this many rows: one GEMV per row. SciPy's OpenBLAS sgemm costs ~0.45 ms for a
+# 2x256 GRU step whatever the rows (it packs the weights each call), one GEMV per row
+# 0.046 ms: rows by GEMV win up to ~12 rows (bench/serve.py's notes, AMD EPYC Zen 3).
+cdef Py_ssize_t gemv_rows = 12
+
+
+def set_gemv_rows(Py_ssize_t n):
+    """Batches of fewer than n rows multiply row by row (GEMV), as Run does for one
+    stream; n or more rows, one GEMM. Returns the previous value."""
+    global gemv_rows
+    old, gemv_rows = gemv_rows, max(1, n)
+    return old
+
+
 cdef inline void _mm(Py_ssize_t K, Py_ssize_t M, Py_ssize_t D, const float *X, Py_ssize_t ldx,
                      const float *W, float *out) noexcept nogil:
     """out (K, M) += X (K, D; row stride ldx) @ W^T, W (M, D) row-major (as _sample.pyx)."""
+    cdef Py_ssize_t n
     if K == 1:
         gemv(False, <int>M, <int>D, <float>1, W, <int>D, X, <float>1, out)
+    elif K < gemv_rows:
+        for n in range(K):
+            gemv(False, <int>M, <int>D, <float>1, W, <int>D, X + n * ldx, <float>1, out + n * M)
     else:
         gemm(False, True, <int>K, <int>M, <int>D, <float>1, X, <int>ldx, W, <int>D,
              <float>1, out, <int>M)

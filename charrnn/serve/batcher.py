@@ -17,6 +17,7 @@ to their end on the old weights and is dropped when empty (Scheduler.swap).
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -26,7 +27,9 @@ import numpy as np
 from charrnn import _batch
 from charrnn.generate import sampler as _sampler
 
-STEPS = 8              # steps per batch call while nobody waits (Python runs between calls)
+STEPS = 8              # steps per batch call while nobody waits (Python runs between calls),
+                       # twice that beyond 8 rows: fewer, larger events when the batch is big
+SWITCH_INTERVAL = 0.0005  # seconds: how long a thread waiting for the GIL waits at most
 
 
 class Engine:
@@ -42,10 +45,10 @@ class Engine:
         self.batch = _batch.Batch(self.net, capacity)
         self.jobs = []                 # row -> Job
         R = capacity
-        self.ids = np.zeros((R, STEPS), np.int32)
-        self.lp = np.zeros((R, STEPS), np.float32)
-        self.top_ids = np.zeros((R, STEPS, _batch.TOP_MAX), np.int32)
-        self.top_lp = np.zeros((R, STEPS, _batch.TOP_MAX), np.float32)
+        self.ids = np.zeros((R, 2 * STEPS), np.int32)
+        self.lp = np.zeros((R, 2 * STEPS), np.float32)
+        self.top_ids = np.zeros((R, 2 * STEPS, _batch.TOP_MAX), np.int32)
+        self.top_lp = np.zeros((R, 2 * STEPS, _batch.TOP_MAX), np.float32)
 
     @property
     def free(self):
@@ -184,6 +187,10 @@ class Scheduler:
             self.cv.notify()
 
     def start(self):
+        # The batch thread needs the GIL back after every step; with Python's default
+        # 5 ms switch interval it could wait that long behind the event loop's thread
+        # (the convoy effect), longer than a step of 8 rows takes. 0.5 ms: bench/serve.py.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         self.running = True
         self.thread = threading.Thread(target=self._run, name="charrnn-batch", daemon=True)
         self.thread.start()
@@ -213,7 +220,7 @@ class Scheduler:
                     engines = [e for es in self.engines.values() for e in es if e.jobs]
                     busy = bool(self.waiting)
                 for e in engines:
-                    self._step(e, 1 if busy else self.steps)
+                    self._step(e, 1 if busy else self.steps * (1 + (len(e.jobs) > 8)))
                 with self.cv:          # drop drained old engines
                     for name, es in self.engines.items():
                         self.engines[name] = [e for e in es[:-1] if e.jobs] + es[-1:]
@@ -255,7 +262,7 @@ class Scheduler:
                 self._leave(e, r)
         if not jobs:
             return
-        T = min(T, min(j.remaining for j in jobs))
+        T = min(T, e.ids.shape[1], min(j.remaining for j in jobs))
         e.batch.step(e.ids, e.lp, e.top_ids, e.top_lp, T)
         self.stepped += T
         for r in range(len(jobs) - 1, -1, -1):
