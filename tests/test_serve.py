@@ -111,8 +111,16 @@ def engine(model, capacity=8):
     return Engine(model, capacity)
 
 
+@pytest.fixture(params=["gemm", "gemv"])
+def product(request):
+    """Both ways a batch multiplies: one GEMM for all rows, or one GEMV per row."""
+    old = _batch.set_gemv_rows(1 if request.param == "gemm" else 1000)
+    yield request.param
+    _batch.set_gemv_rows(old)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_rows_joining_and_leaving_give_each_the_samplers_text(cell):
+def test_rows_joining_and_leaving_give_each_the_samplers_text(cell, product):
     # rows join at different steps and leave early, each with its own options and seed
     m = random_model(cell, 2)
     smp = S.Sampler(m.params, m.config, m.vocab)
