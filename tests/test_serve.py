@@ -486,3 +486,29 @@ def test_serving_page_examples_run(model):
             assert '"text_completion"' in out and "error" not in out
         python = re.findall(r"```python\n(.*?)```", page, re.S)
         exec(compile(local(python[0]), "serving.md", "exec"), {})
+
+
+def test_watch_follows_a_real_training_run(tmp_path):
+    import charrnn
+    corpus = tmp_path / "c.txt"
+    corpus.write_text((ROOT / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:20000],
+                      encoding="utf-8")
+    run = tmp_path / "run"
+    small = dict(quiet=True, threads=1, max_minutes=0, eval_every=10)
+    charrnn.train(str(corpus), out=str(run), cell="gru", hidden=16, layers=1, embed=8,
+                  max_steps=10, val_frac=0.1, seq_len=16, batch_size=4, **small)
+    with Served([str(run)], watch=0.05) as s:
+        served = s.asgi.state.charrnn.models["run"]
+        code = (f"import charrnn; charrnn.train({str(corpus)!r}, out={str(run)!r}, resume=True, "
+                f"max_steps=300, **{small!r})")
+        subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                       check=True, timeout=120)
+        final = charrnn.load(str(run), best=True)
+        for _ in range(200):                  # the last checkpoint is picked up too
+            r = httpx.post(s.url + "/v1/completions", json=dict(prompt="T", max_tokens=80,
+                                                                seed=1, echo=True)).json()
+            if r["choices"][0]["text"] == final.generate("T", 80, seed=1):
+                break
+            time.sleep(0.05)
+        assert r["choices"][0]["text"] == final.generate("T", 80, seed=1)
+        assert served.version >= 1 and r["system_fingerprint"] == f"charrnn-run-v{served.version}"
