@@ -512,3 +512,17 @@ def test_watch_follows_a_real_training_run(tmp_path):
             time.sleep(0.05)
         assert r["choices"][0]["text"] == final.generate("T", 80, seed=1)
         assert served.version >= 1 and r["system_fingerprint"] == f"charrnn-run-v{served.version}"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_failed_batch_thread_is_a_500_not_a_hang(model):
+    # the thread re-raises (its traceback reaches the server's log); clients get 500s
+    with Served({"tiny": model}) as s:
+        def boom(*a):
+            raise RuntimeError("boom")
+        s.scheduler._step = boom
+        r = httpx.post(s.url + "/v1/completions", json=dict(prompt="a", max_tokens=5), timeout=30)
+        assert r.status_code == 500 and "boom" in r.json()["error"]["message"]
+        r = httpx.post(s.url + "/v1/completions", json=dict(prompt="a", max_tokens=5), timeout=30)
+        assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+        assert httpx.get(s.url + "/health").json()["status"] == "error"

@@ -118,6 +118,9 @@ async def get_model(request):
 async def completions(request):
     s = _auth(request)
     req = P.parse_completion(await _body(request, s.limits), s.limits, s.models)
+    if s.scheduler.error is not None:
+        raise P.APIError(500, f"the batch thread failed ({s.scheduler.error!r}); restart the "
+                         "server", code="internal_error")
     engine = s.scheduler.newest(req.model)
     prompts = [_encode(engine, p, s.unknown) for p in req.prompts]
     choices = len(prompts) * req.n
