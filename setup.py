@@ -42,7 +42,7 @@ def extensions():
     # Longest compile first (GCC 12 -O3: the cells ~5-6 s, _copylen ~1 s), so that the
     # parallel jobs end together.
     names = ["_lstm", "_gru", "_rnn", "_ops", "_isa", "_sample", "_table", "_dropout", "_twins",
-             "_copylen"]
+             "_copylen", "_batch"]
     common = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     common += [("CHARRNN_DEBUG_BUILD", "1")] if DEBUG else []
     common += [("CHARRNN_NO_AVX512", "1")] if NO_AVX512 else []
@@ -83,10 +83,12 @@ setup(
     # package charrnn._data, so `charrnn train` finds them after a non-editable install.
     package_dir={"charrnn._data": "data"},
     # The web runtime (charrnn export --format html|web): its C source, the prebuilt
-    # charrnn.wasm (python -m charrnn.export.web_build), the ES module and the page.
+    # charrnn.wasm (python -m charrnn.export.web_build), the ES module and the page; the
+    # serve playground.
     package_data={"charrnn._data": ["*.txt"],
                   "charrnn.export": ["webrt/*.c", "webrt/*.js", "webrt/*.html",
-                                     "webrt/*.wasm"]},
+                                     "webrt/*.wasm"],
+                  "charrnn.serve": ["playground.html"]},
     ext_modules=extensions(),
     zip_safe=False,
     options={"build_ext": {"parallel": JOBS}},

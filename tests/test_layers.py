@@ -22,6 +22,7 @@ LAYERS = [
     ("charrnn.model",),
     ("charrnn.inspect", "charrnn.export"),
     ("charrnn.training",),
+    ("charrnn.serve",),
     ("charrnn.cli",),
     ("charrnn",),
 ]
