@@ -39,12 +39,7 @@ from _cellmath cimport (cr_ftz_begin, cr_ftz_end, fill_bias_f32,
 include "_dispatch.pxi"
 
 
-cdef extern from "sampling.h" nogil:
-    void cr_rng_seed(uint64_t *states, Py_ssize_t K, uint64_t seed)
-    double cr_rng_uniform(uint64_t *s)
-    Py_ssize_t cr_argmax(const float *z, Py_ssize_t V)
-    Py_ssize_t cr_pick(const float *z, Py_ssize_t V, float inv_temp, Py_ssize_t top_k,
-                       double top_p, double u, float *w, int32_t *order)
+include "_sampling.pxi"   # cr_rng_seed, cr_rng_uniform, cr_argmax, cr_pick
 
 
 cdef extern from "loopctl.h" nogil:
