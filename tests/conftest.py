@@ -14,11 +14,23 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
+import charrnn
 from charrnn.errors import CheckpointError
 from charrnn.io import checkpoint as ck
 from charrnn.nn import cells, isa, shapes
 
 REPO = Path(__file__).resolve().parents[1]
+# Where the charrnn under test was imported from: the source tree built in place, or
+# site-packages after `pip install .` (CI). Child processes get it first on their path,
+# so they run the same charrnn, never a source tree without its compiled modules.
+CHARRNN_PATH = str(Path(charrnn.__file__).resolve().parents[1])
+
+
+def child_env(**extra):
+    """os.environ for a child Python that must import the charrnn under test: that one
+    first on its path, and not the current directory (`python -m`/`-c` would put a
+    checkout's charrnn/, without its compiled modules, before an installed one)."""
+    return dict(os.environ, PYTHONPATH=CHARRNN_PATH, PYTHONSAFEPATH="1", **extra)
 
 
 @pytest.fixture
@@ -72,8 +84,8 @@ def tier(request):
 
 
 def spawn(script, *args):
-    """`python -c script args...` on the source tree, its stdout a text pipe."""
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    """`python -c script args...` with the charrnn under test, its stdout a text pipe."""
+    env = child_env()
     return subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
                             stdout=subprocess.PIPE, text=True, env=env)
 

@@ -10,7 +10,6 @@ temperatures (Run.set_temperatures).
 - a temperature list is one batch whose sample j is what that temperature alone draws
   from random stream j (temperature 0: greedy).
 """
-import numpy as np
 import pytest
 
 from test_generate_beam import make

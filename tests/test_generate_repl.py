@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from conftest import CHARRNN_PATH
 from test_generate_cli import small_model
 
 REQUIRED = os.environ.get("CHARRNN_REQUIRE_TOOLS") == "1"
@@ -22,8 +23,7 @@ def term(tmp_path):
         pytest.fail(msg) if REQUIRED else pytest.skip(msg)
     model = small_model(tmp_path / "m.safetensors")
     sock = f"charrnn-test-{os.getpid()}"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = f"PYTHONPATH={root} HOME={tmp_path} INPUTRC=/dev/null"
+    env = f"PYTHONPATH={CHARRNN_PATH} PYTHONSAFEPATH=1 HOME={tmp_path} INPUTRC=/dev/null"
     cmd = (f"env {env} {sys.executable} -c 'from charrnn.cli import main; main()' sample "
            f"{model} -i --length 40 --seed 1; echo EXITED $?; sleep 60")
     t = Term(sock)

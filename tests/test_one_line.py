@@ -14,7 +14,7 @@ import pytest
 import charrnn
 from charrnn import ConfigError
 
-from conftest import REPO
+from conftest import child_env
 
 TINY = ["--hidden", "16", "--layers", "1", "--embed", "8", "--seq-len", "8",
         "--batch-size", "4", "--eval-every", "2", "--max-minutes", "0"]
@@ -22,7 +22,7 @@ TINY = ["--hidden", "16", "--layers", "1", "--embed", "8", "--seq-len", "8",
 
 def charrnn_cmd(*args, **kw):
     """`charrnn args...` as a child process on the source tree."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), **kw.pop("env", {}))
+    env = child_env(**kw.pop("env", {}))
     return [sys.executable, "-m", "charrnn.cli", *map(str, args)], env
 
 

@@ -30,6 +30,7 @@ from charrnn.io.checkpoint import save_model                   # noqa: E402
 from charrnn.serve import app as make_app                      # noqa: E402
 from charrnn.serve.batcher import Engine, Job, Scheduler       # noqa: E402
 from charrnn.serve.protocol import Limits                      # noqa: E402
+from conftest import child_env                                  # noqa: E402
 from export_common import random_model                         # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,7 +251,7 @@ def test_requests_with_different_options_share_the_batch(model):
 
 
 def test_seed_gives_the_text_charrnn_sample_gives(server, run):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = child_env()
     out = subprocess.run([sys.executable, "-m", "charrnn.cli", "sample", str(run), "--seed", "11",
                           "--prime", "ROMEO:", "--length", "300", "--temp", "0.7",
                           "--top-k", "20"], capture_output=True, text=True, env=env,
@@ -391,7 +392,7 @@ def test_fuzzed_request_bodies_get_a_completion_or_a_json_error(model):
 
 def start_cli(*args):
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = child_env()
     p = subprocess.Popen([sys.executable, "-m", "charrnn.cli", "serve", *args, "--port",
                           str(port), "--log-level", "warning"], env=env,
                          stderr=subprocess.PIPE, text=True)
@@ -501,7 +502,7 @@ def test_watch_follows_a_real_training_run(tmp_path):
         served = s.asgi.state.charrnn.models["run"]
         code = (f"import charrnn; charrnn.train({str(corpus)!r}, out={str(run)!r}, resume=True, "
                 f"max_steps=300, **{small!r})")
-        subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        subprocess.run([sys.executable, "-c", code], env=child_env(),
                        check=True, timeout=120)
         final = charrnn.load(str(run), best=True)
         for _ in range(200):                  # the last checkpoint is picked up too

@@ -9,14 +9,14 @@ import threading
 
 import pytest
 
-from conftest import REPO
+from conftest import child_env
 
 TINY = ["--hidden", "16", "--layers", "1", "--embed", "8", "--seq-len", "8",
         "--batch-size", "4", "--eval-every", "2", "--max-minutes", "0", "-q"]
 
 
 def charrnn(*args, stdin=None, input=None, cwd=None):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = child_env()
     return subprocess.run([sys.executable, "-m", "charrnn.cli", *map(str, args)], env=env,
                           stdin=stdin, input=input, capture_output=True, timeout=120, cwd=cwd)
 
