@@ -102,14 +102,9 @@ cdef class Batch:
         _need(R * max(L * H, GH, E, V) <= _INT_MAX, "capacity too large for BLAS")
         self.net, self.m, self.capacity, self.rows = net, net.m, R, 0
         f32 = np.float32
-        b = dict(S=np.zeros((R, L * H), f32), C=np.zeros((L, R, H), f32),
-                 act=np.zeros((R, GH), f32), gh=np.zeros((R, GH), f32),
-                 xe=np.zeros((R, E), f32), tmp=np.zeros(2 * H, f32),
-                 logits=np.zeros((R, V), f32), w=np.zeros(V, f32),
-                 order=np.zeros(V, np.int32), rng=np.zeros((R, 4), np.uint64),
-                 cur=np.zeros(R, np.int32), inv_temp=np.zeros(R, f32),
-                 top_k=np.zeros(R, np.int32), top_p=np.ones(R, np.float64),
-                 n_top=np.full(R, -1, np.int32))
+        b = step_buffers(net, R)
+        b.update(inv_temp=np.zeros(R, f32), top_k=np.zeros(R, np.int32),
+                 top_p=np.ones(R, np.float64), n_top=np.full(R, -1, np.int32))
         self._bufs = b
         self.S, self.C, self.act = _fptr(b["S"]), _fptr(b["C"]), _fptr(b["act"])
         self.gh, self.xe, self.tmp = _fptr(b["gh"]), _fptr(b["xe"]), _fptr(b["tmp"])

@@ -138,12 +138,8 @@ cdef class Run:
         _need(0 <= seed < 2**64, "seed in [0, 2**64)")
         self.net, self.m, self.K = net, net.m, K
         f32 = np.float32
-        bufs = dict(S=np.zeros((K, L * H), f32), C=np.zeros((L, K, H), f32),
-                    act=np.zeros((K, GH), f32), gh=np.zeros((K, GH), f32),
-                    xe=np.zeros((K, E), f32), tmp=np.zeros(2 * H, f32),
-                    logits=np.zeros((K, V), f32), w=np.zeros(V, f32),
-                    order=np.zeros(V, np.int32), rng=np.zeros((K, 4), np.uint64),
-                    cur=np.zeros(K, np.int32), banned=np.zeros((K, V), np.uint8),
+        bufs = step_buffers(net, K)
+        bufs.update(banned=np.zeros((K, V), np.uint8),
                     zc=np.zeros(V, f32), idc=np.zeros(V, np.int32),
                     bscore=np.zeros(K), bnew=np.zeros(K), blse=np.zeros(K),
                     bhs=np.zeros(K), bhc=np.zeros(K, np.intp), bparent=np.zeros(K, np.int32),

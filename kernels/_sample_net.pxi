@@ -51,6 +51,20 @@ cdef float *_fptr(object a) except NULL:
     return &v[0]
 
 
+cdef dict step_buffers(Net net, Py_ssize_t R):
+    """The scratch of R rows stepping `net` together, as _sample.Run and _batch.Batch
+    both need it: state S (R, L*H) and cell C (L, R, H), gate buffers, the embedded
+    input, logits (R, V), the sampler's weights and order (V,), rng (R, 4), cur (R,)."""
+    cdef Py_ssize_t L = net.m.L, H = net.m.H, GH = net.m.G * net.m.H
+    f32 = np.float32
+    return dict(S=np.zeros((R, L * H), f32), C=np.zeros((L, R, H), f32),
+                act=np.zeros((R, GH), f32), gh=np.zeros((R, GH), f32),
+                xe=np.zeros((R, net.m.E), f32), tmp=np.zeros(2 * H, f32),
+                logits=np.zeros((R, net.m.V), f32), w=np.zeros(net.m.V, f32),
+                order=np.zeros(net.m.V, np.int32), rng=np.zeros((R, 4), np.uint64),
+                cur=np.zeros(R, np.int32))
+
+
 cdef class Net:
     """A model's weights, prepared by charrnn.sample (see the module docstring).
 
