@@ -331,11 +331,11 @@ def test_every_train_option_takes_its_help_and_default_from_train_config():
     # nothing given on the command line: the library gets no option, so its defaults apply
     with mock.patch("charrnn.training.loop.train", return_value={"rank": 1}) as fn:
         CliRunner().invoke(main, ["train", "--no-distributed"], catch_exceptions=False)
-    assert fn.call_args.kwargs == dict(out=None, resume=False, threads=None, quiet=False,
-                                       distributed=False)
+    assert fn.call_args.kwargs == dict(out=None, resume=False, init=None, threads=None,
+                                       quiet=False, distributed=False)
     for f in fields(TrainConfig):
         assert f.metadata["help"] and (f.default is not None) == (f.metadata["auto"] is None)
-    assert described("lr") == "Learning rate (default: 0.003)."
+    assert described("lr") == "Learning rate (auto: 0.003; a third of the base run's with --init)."
     assert described("patience").endswith("else 0 (off)).")
     from charrnn.training import auto
     assert set(automatic()) == {f.name for f in fields(TrainConfig) if f.default is None}

@@ -27,7 +27,9 @@ How the choice goes:
   evaluations    every 500 steps, more often when the held-out part is small (an
                  evaluation then costs little); early stopping after 10 evaluations
                  without improvement when the run can see the text more than twice;
-  epochs         without validation, at most 100 passes (nothing says when to stop).
+  epochs         without validation, at most 100 passes (nothing says when to stop);
+  fine-tuning    (--init: the model is the base run's) lr a third of the base run's,
+                 and early stopping whenever there is validation.
 At 1 MB and 5 minutes this picks exactly the former fixed defaults (2x256 GRU,
 embedding 64, dropout 0.1, 32 streams of 64, lr decay 0.85, evaluations every 500).
 """
@@ -43,6 +45,16 @@ BATCH_SIZE = 32
 EVAL_EVERY = 500
 LR_DECAY = 0.85
 PATIENCE = 10
+LR = 3e-3
+
+# Fine-tuning (--init) starts a fresh Adam on trained weights: its first steps move every
+# weight by about lr whatever the gradient, so the base's own lr would shake what the
+# base learned before the moments settle. Transfer learning fine-tunes at a fraction of
+# the pre-training lr (BERT: 2e-5..5e-5 after 1e-4, a fifth to a half); a third keeps a
+# run quick to adapt within minutes. textgenrnn fine-tunes at its training lr (4e-3) but
+# decays it linearly to zero over the few epochs it runs, as --anneal does at the end.
+FINETUNE_LR = 1 / 3
+FINETUNE_LR_TEXT = "a third"
 
 # (layers, hidden, embed), smallest first.
 LADDER = [(1, 64, 16), (1, 128, 32), (2, 128, 32), (2, 192, 48), (2, 256, 64),
@@ -60,7 +72,7 @@ MIN_EVAL_EVERY = 10
 NO_VAL_MAX_EPOCHS = 100
 
 # The options chosen here: those whose TrainConfig default is None (tested).
-AUTO = ("hidden", "layers", "embed", "dropout", "lr_decay", "batch_size", "seq_len",
+AUTO = ("hidden", "layers", "embed", "dropout", "lr", "lr_decay", "batch_size", "seq_len",
         "val_frac", "eval_every", "patience", "max_epochs")
 VAL_FRAC = 0.1
 
@@ -71,6 +83,7 @@ class Choice:
     auto: list                   # the names the user did not give
     val_chars: int               # held-out characters (0: no validation)
     notes: list = field(default_factory=list)   # one line each, for the log
+    base_lr: float = None        # fine-tuning: the base run's lr (None: from scratch)
 
 
 def params(cell, layers, hidden, embed, vocab_size):
@@ -122,9 +135,10 @@ def _fit(n_train, batch, seq_len, given, notes):
     return batch, seq_len
 
 
-def choose(n_chars, vocab_size, max_minutes, given=None, cell="gru"):
+def choose(n_chars, vocab_size, max_minutes, given=None, cell="gru", base_lr=None):
     """The defaults for a corpus of n_chars characters (vocab_size distinct) trained
-    for max_minutes (0: no limit); `given` (option -> value) overrides any of them."""
+    for max_minutes (0: no limit); `given` (option -> value) overrides any of them.
+    base_lr: fine-tuning from a base run trained at this lr (None: from scratch)."""
     given = {k: v for k, v in (given or {}).items() if v is not None}
     notes = []
     minutes = budget_minutes(max_minutes)
@@ -149,6 +163,7 @@ def choose(n_chars, vocab_size, max_minutes, given=None, cell="gru"):
     epochs = nominal_chars_per_sec(n_params) * minutes * 60 / max(1, n_train)
     v["dropout"] = _dropout(epochs)
     v["lr_decay"] = round(LR_DECAY ** min(1.0, n_train / 1e6), 4)
+    v["lr"] = LR if base_lr is None else float(f"{base_lr * FINETUNE_LR:.3g}")
 
     seq_len = given.get("seq_len", SEQ_LEN)
     batch = given.get("batch_size",
@@ -160,7 +175,7 @@ def choose(n_chars, vocab_size, max_minutes, given=None, cell="gru"):
         scored = min(val_chars, MAX_SCORED)
         every = scored / (VAL_COST * v["batch_size"] * v["seq_len"])
         v["eval_every"] = int(min(EVAL_EVERY, max(MIN_EVAL_EVERY, _round_nice(every))))
-        v["patience"] = PATIENCE if epochs > 2 else 0
+        v["patience"] = PATIENCE if epochs > 2 or base_lr is not None else 0
         v["max_epochs"] = 0
     else:
         v["eval_every"] = EVAL_EVERY
@@ -168,7 +183,7 @@ def choose(n_chars, vocab_size, max_minutes, given=None, cell="gru"):
         v["max_epochs"] = NO_VAL_MAX_EPOCHS
     auto = [k for k in AUTO if k not in given]
     v.update({k: given[k] for k in AUTO if k in given})
-    return Choice(v, auto, val_chars, notes)
+    return Choice(v, auto, val_chars, notes, base_lr)
 
 
 def _round_nice(x):
@@ -185,6 +200,8 @@ def describe(choice, cell="gru"):
     parts = []
     if auto & {"layers", "hidden", "embed"}:
         parts.append(f"{v['layers']}x{v['hidden']} {cell.upper()}, embedding {v['embed']}")
+    if "lr" in auto and choice.base_lr is not None:   # from scratch: always LR, not news
+        parts.append(f"lr {v['lr']:g} ({FINETUNE_LR_TEXT} of the base run's {choice.base_lr:g})")
     for k, label in (("dropout", "dropout {}"), ("lr_decay", "lr decay {}/epoch"),
                      ("batch_size", "batch {}"), ("seq_len", "window {}"),
                      ("eval_every", "evaluate every {}"),

@@ -67,7 +67,9 @@ class TrainConfig:
         "characters")
     # ---- optimisation
     optimizer: str = option("adam", "Optimizer")
-    lr: float = option(3e-3, "Learning rate")
+    lr: Optional[float] = option(
+        None, "Learning rate",
+        f"auto: {auto.LR}; {auto.FINETUNE_LR_TEXT} of the base run's with --init")
     lr_decay: Optional[float] = option(   # applied smoothly every step
         None, "Learning-rate factor per epoch",
         f"auto: {auto.LR_DECAY}, per million characters on smaller corpora")
@@ -82,8 +84,8 @@ class TrainConfig:
         "at least)")
     patience: Optional[int] = option(
         None, "Stop after this many evaluations without a better validation loss, 0: never",
-        f"auto: {auto.PATIENCE} when the budget allows more than 2 passes over the text, else "
-        "0 (off)")
+        f"auto: {auto.PATIENCE} when the budget allows more than 2 passes over the text or the "
+        "run fine-tunes (--init), else 0 (off)")
     max_steps: int = option(0, "Stop after this many steps, 0: no limit")
     max_epochs: Optional[float] = option(
         None, "Stop after this many epochs, 0: no limit",
@@ -97,7 +99,7 @@ class TrainConfig:
 
         _check_types(self)
         auto = {"dropout": 0.0, "lr_decay": 1.0, "patience": 0, "max_epochs": 0,
-                "val_frac": 0.1}
+                "val_frac": 0.1, "lr": 1.0}
         d = {k: (auto.get(k, 1) if v is None else v) for k, v in asdict(self).items()}
         ModelConfig(self.cell, d["hidden"], d["layers"], d["embed"], d["dropout"], 1,
                     self.encoding).validate()
@@ -105,7 +107,7 @@ class TrainConfig:
             (d["seq_len"] >= 1, "--seq-len must be at least 1"),
             (d["batch_size"] >= 1, "--batch-size must be at least 1"),
             (0 <= d["val_frac"] < 1, "--val-frac must be in [0, 1) (0: no validation)"),
-            (self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number"),
+            (d["lr"] > 0, "--lr must be a positive number"),
             (0 < d["lr_decay"] <= 1, "--lr-decay must be in (0, 1]"),
             (0 <= self.anneal < 1, "--anneal must be in [0, 1)"),
             (self.grad_clip >= 0, "--grad-clip must be >= 0 (0 disables clipping)"),
