@@ -39,13 +39,17 @@ from charrnn.training.options import CELLS, ENCODING_ERRORS, OPTIMIZERS, describ
 @click.option("--max-minutes", type=click.FloatRange(0), callback=finite, help=described("max_minutes"))
 @click.option("--out", type=click.Path(file_okay=False, path_type=str),
               help="Run directory (default: charrnn-runs/<file>-<time>; $CHARRNN_RUNS sets the root).")
+@click.option("--init", metavar="RUN", type=click.Path(path_type=str),
+              help="Fine-tune: start from the weights of another run (its directory: "
+                   "best.safetensors, else model.safetensors; or a .safetensors file), keeping "
+                   "its model and adding FILE's new characters to its vocabulary.")
 @click.option("--seed", type=int, help=described("seed"))
 @click.option("--resume", is_flag=True, help="Continue the run in --out (default: the newest run).")
 @click.option("--threads", type=click.IntRange(min=1), help="BLAS threads (default: all cores).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, samples or log lines.")
 @click.option("--distributed/--no-distributed", default=None,
               help="Data-parallel over MPI (default: when started by mpiexec with several ranks).")
-def train(file, out, resume, threads, quiet, distributed, **options):
+def train(file, out, resume, init, threads, quiet, distributed, **options):
     """Train a model on FILE (default: the bundled Tiny Shakespeare).
 
     Shows a progress bar; every --eval-every steps it validates, prints a sample (and
@@ -62,6 +66,7 @@ def train(file, out, resume, threads, quiet, distributed, **options):
     Example:
       charrnn train corpus.txt --hidden 512 --max-minutes 30 --out runs/big
       charrnn train corpus.txt --out runs/big --resume
+      charrnn train small.txt --init runs/big --out runs/small
       mpiexec -n 4 charrnn train corpus.txt --out runs/big
     """
     if distributed is not False:
@@ -71,8 +76,8 @@ def train(file, out, resume, threads, quiet, distributed, **options):
 
     options = {k: v for k, v in options.items() if v is not None}
     try:
-        summary = call(train_fn, file, out=out, resume=resume, threads=threads, quiet=quiet,
-                       distributed=distributed, **options)
+        summary = call(train_fn, file, out=out, resume=resume, init=init, threads=threads,
+                       quiet=quiet, distributed=distributed, **options)
     except Interrupted as e:
         import signal
         signal.signal(signal.SIGINT, signal.SIG_IGN)   # saved and stopping: say so in full

@@ -52,6 +52,7 @@ class Run:
     best_val_loss: Optional[float] = None  # nats/char
     wall_minutes: float = 0.0
     updated: float = 0.0                   # time of the last write (seconds since epoch)
+    parent: Optional[dict] = None          # fine-tuned (--init): run, checkpoint, sha256, step
     config: dict = field(default_factory=dict, repr=False)   # the training options
 
     @property
@@ -64,6 +65,15 @@ class Run:
         if self.cell is None:
             return "?"
         return f"{self.cell.upper()} {self.layers}x{self.hidden}"
+
+    @property
+    def parent_name(self):
+        """The run it was fine-tuned from, short: its directory's name ('base'), or
+        'base/model.safetensors' when a file was named; None for a run from scratch."""
+        if not self.parent or not self.parent.get("run"):
+            return None
+        run = Path(self.parent["run"])
+        return f"{run.parent.name}/{run.name}" if run.suffix == ".safetensors" else run.name
 
     def to_json(self):
         d = asdict(self)
@@ -98,12 +108,13 @@ def read_run(path):
         raise RunDirError(f"{p} is not a run directory (no {METRICS_FILE}, "
                           f"{STATE_FILE} or {MODEL_FILE} in it)")
     records = read_jsonl(p / METRICS_FILE)
-    state_meta = _header_json(p / STATE_FILE, "meta") or {}
-    model_config = _header_json(p / MODEL_FILE, "config") or {}
-    info = _header_json(p / MODEL_FILE, "info") or {}
+    state_meta = header_json(p / STATE_FILE, "meta") or {}
+    model_config = header_json(p / MODEL_FILE, "config") or {}
+    info = header_json(p / MODEL_FILE, "info") or {}
     tcfg = state_meta.get("train_config") or {}
     run = Run(path=p, name=p.name, state="interrupted", config=tcfg,
-              corpus=state_meta.get("corpus"))
+              corpus=state_meta.get("corpus"),
+              parent=state_meta.get("parent") or info.get("parent"))
     for key in ("cell", "layers", "hidden", "embed", "vocab_size"):
         setattr(run, key, model_config.get(key, tcfg.get(key)))
     steps = [r for r in records if "train_loss" in r and "lr" in r]
@@ -179,7 +190,7 @@ def read_samples(path):
     return read_jsonl(Path(path) / SAMPLES_FILE)
 
 
-def _header_json(path, key):
+def header_json(path, key):
     """One JSON value of a charrnn safetensors file's metadata, reading only its header
     (bounded and checked by charrnn.io.safetensors_file); None if absent or unreadable."""
     try:
@@ -246,9 +257,13 @@ def _pid_alive(pid):
 # ---- the table `charrnn runs` prints ------------------------------------------------------
 
 def format_table(found):
-    """The runs as an aligned text table (one header line, one line per run)."""
+    """The runs as an aligned text table (one header line, one line per run). A
+    "from" column names the run each was fine-tuned from, when any was."""
     head = ["run", "corpus", "model", "steps", "epochs", "best val", "bits/char",
             "state", "updated"]
+    parents = any(r.parent_name for r in found)
+    if parents:
+        head.insert(3, "from")
     rows = [head]
     for r in found:
         rows.append([
@@ -259,7 +274,9 @@ def format_table(found):
             r.state + (f" (pid {r.pid})" if r.state == "running" else ""),
             time.strftime("%Y-%m-%d %H:%M", time.localtime(r.updated)),
         ])
-    right = {3, 4, 5, 6}
+        if parents:
+            rows[-1].insert(3, r.parent_name or "-")
+    right = {4, 5, 6, 7} if parents else {3, 4, 5, 6}
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w)
                        for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in rows]

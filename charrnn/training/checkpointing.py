@@ -64,6 +64,7 @@ class Checkpoints:
             t.last_val = meta.get("last_val")
             t.bad_evals = int(meta.get("bad_evals", 0))
             t.best_step = int(meta.get("best_step", 0))
+            t.parent = meta.get("parent")   # fine-tuned (--init): kept across resumes
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"cannot resume: training state is incomplete or damaged ({e})") from None
         t.train_batches.load_state_dict(meta["cursor"])
@@ -78,7 +79,7 @@ class Checkpoints:
             "best_step": t.best_step,
             "cursor": t.train_batches.state_dict(),
             "train_config": asdict(t.cfg), "auto": t.auto, "corpus": t.corpus_path,
-            "vocab": t.corpus.vocab,
+            "vocab": t.corpus.vocab, "parent": t.parent,
         }
 
     def save(self, elapsed, improved):
@@ -107,6 +108,8 @@ class Checkpoints:
                         self.meta_of(elapsed))
         info = {"step": t.step, "epoch": t.epoch(), "val_loss": t.last_val,
                 "best_val_loss": t.best_val if math.isfinite(t.best_val) else None}
+        if t.parent:
+            info["parent"] = t.parent
         args = (t.model.params, t.model.config, t.model.vocab, info)
         ckpt.save_model(t.run_dir / MODEL_FILE, *args)
         if improved:

@@ -31,6 +31,7 @@ from pathlib import Path
 from charrnn.nn import cells
 from charrnn.data import corpus as data
 from charrnn.training import distributed as dist
+from charrnn.training import finetune
 from charrnn.training.options import RESUME_OVERRIDABLE, TrainConfig
 from charrnn.training.progress import Output
 from charrnn.training.run_start import open_run, remove_if_unused
@@ -63,14 +64,17 @@ class _Signals:
             signal.signal(s, h)
 
 
-def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log=None,
-          progress=None, distributed=None, **options):
+def train(corpus=None, *, out=None, resume=False, init=None, threads=None, quiet=False,
+          log=None, progress=None, distributed=None, **options):
     """Train a model; returns a summary dict. What `charrnn train` calls.
 
     corpus: a text file (default: the bundled Tiny Shakespeare). out: the run directory
     (default: charrnn-runs/<corpus>-<time>; $CHARRNN_RUNS changes the root). resume:
-    continue the run in `out` (or, without `out`, the newest run). options: the fields
-    of TrainConfig. threads: BLAS threads (default: all cores). log: a function taking
+    continue the run in `out` (or, without `out`, the newest run). init: fine-tune from
+    the weights of another run (its directory: best.safetensors, else model.safetensors;
+    or a .safetensors file), keeping its architecture (charrnn.training.finetune); a
+    resumed run continues from its own checkpoint. options: the fields of TrainConfig.
+    threads: BLAS threads (default: all cores). log: a function taking
     one line of text (default: stderr, silent when quiet). progress: a function called
     after every step with that step's metrics dict (as written to metrics.jsonl).
     distributed: data-parallel over MPI (None: when an MPI launcher started more than one
@@ -87,6 +91,10 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
     if not comm.is_root:
         quiet, log, progress = True, (lambda s: None), None
     try:
+        base = None
+        if init is not None and not resume:   # a bad RUN stops here: no directory made yet
+            base = finetune.load_base(init)
+            options = finetune.base_options(options, base, log)
         made = {}   # whether rank 0 created the directory (decided by its mkdir)
 
         def start():
@@ -94,7 +102,10 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
             return run_dir, saved
         run_dir, saved = dist.open_run_on_root(comm, start)
         try:
-            return _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progress)
+            if saved is not None:
+                finetune.check_resume(init, saved.meta, run_dir)
+            return _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log,
+                             progress, base)
         except BaseException:
             if saved is None and comm.is_root:
                 remove_if_unused(run_dir, made["created"])
@@ -103,7 +114,7 @@ def train(corpus=None, *, out=None, resume=False, threads=None, quiet=False, log
         raise e if comm.is_root else dist.mark_quiet(e)
 
 
-def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progress):
+def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progress, base):
     from threadpoolctl import threadpool_limits
 
     if saved is not None:
@@ -137,7 +148,7 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
         with dist.RootLock(comm, RunLock, run_dir), \
                 threadpool_limits(limits=1 if split else threads), \
                 cells.gemm_backend(gemm), _Signals() as sig:
-            trainer = Trainer(cfg, corpus, run_dir, saved, log, quiet, progress, comm)
+            trainer = Trainer(cfg, corpus, run_dir, saved, log, quiet, progress, comm, base)
             if split:
                 trainer.model.parallel = cells.Parallel(threads)
             try:

@@ -22,6 +22,7 @@ from charrnn.errors import CheckpointError, RunDirError
 from charrnn.io import checkpoint
 from charrnn.io.files import TMP_SUFFIX
 from charrnn.training import auto as defaults
+from charrnn.training import finetune
 from charrnn.io.rundir import (LOCK_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE, STATE_FILE,
                                RUN_FILES, RunLock, latest_run, make_default_run_dir,
                                runs_root)
@@ -153,17 +154,20 @@ def check_corpus_unchanged(path, run_dir, encoding, errors):
         "was: restore the file, or start a new run on it")
 
 
-def prepare(cfg, corpus, log, resumed=False):
+def prepare(cfg, corpus, log, resumed=False, base=None):
     """Fill in the automatic options for this corpus, then split it for the run.
 
     -> (cfg with every option set, training Batches, HeldOut or None, defaults.Choice).
     Explicit options are never changed; automatic batch and window shrink to fit a
     short training part (one line says so); a text too short to hold anything out
     trains without validation (one line says so). Nothing is logged before the split
-    succeeds, so a refusal stays a one-line error."""
+    succeeds, so a refusal stays a one-line error. base: the finetune.Base of a run
+    fine-tuned from it (--init), whose lr sets the automatic one."""
     ids = corpus.ids
     given = {k: v for k, v in asdict(cfg).items() if k in defaults.AUTO and v is not None}
-    choice = defaults.choose(len(ids), len(corpus.vocab), cfg.max_minutes, given, cfg.cell)
+    base_lr = None if base is None else base.lr or defaults.LR   # unknown: the default's
+    choice = defaults.choose(len(ids), len(corpus.vocab), cfg.max_minutes, given, cfg.cell,
+                             base_lr)
     cfg = replace(cfg, **choice.values)
     n_train = len(ids) - choice.val_chars
     part = (f"the training part (all but the last {cfg.val_frac:g} of the corpus's "
@@ -180,6 +184,9 @@ def prepare(cfg, corpus, log, resumed=False):
             log(f"charrnn: note: {note}")
         if choice.auto:
             minutes = f"{cfg.max_minutes:g}-minute budget" if cfg.max_minutes else "no time limit"
+            tuned = "" if base is None else f", fine-tuning {base.given}"
             log(f"charrnn: auto for {len(ids) - choice.val_chars:,} training characters and "
-                f"{minutes}: {defaults.describe(choice, cfg.cell)} (options you pass win)")
+                f"{minutes}{tuned}: {defaults.describe(choice, cfg.cell)} (options you pass win)")
+        if base is not None:
+            log(finetune.describe(base, corpus.vocab))
     return cfg, train, held, choice

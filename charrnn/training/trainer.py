@@ -25,6 +25,7 @@ from charrnn.model import CharRNN
 from charrnn.nn import optim
 from charrnn.nn.network import ModelConfig, StreamMasks
 from charrnn.training import distributed as dist
+from charrnn.training import finetune
 from charrnn.training.checkpointing import Checkpoints
 from charrnn.training.progress import Bar
 from charrnn.training.run_start import check_corpus_unchanged, prepare
@@ -65,7 +66,7 @@ def anneal_factor(window, step):
 
 
 class Trainer:
-    def __init__(self, cfg, corpus, run_dir, saved, log, quiet, progress, comm):
+    def __init__(self, cfg, corpus, run_dir, saved, log, quiet, progress, comm, base=None):
         self.run_dir, self.log, self.quiet = Path(run_dir), log, quiet
         self.comm = comm
         self.corpus_path = sources.display_name(corpus)
@@ -73,13 +74,14 @@ class Trainer:
         def load(cache):
             if saved is not None and comm.is_root:   # a refused resume rewrites nothing
                 check_corpus_unchanged(corpus, run_dir, cfg.encoding, cfg.encoding_errors)
-            return sources.load_run_corpus(corpus, encoding=cfg.encoding,
+            text = sources.load_run_corpus(corpus, encoding=cfg.encoding,
                                            errors=cfg.encoding_errors, cache_dir=cache,
                                            resumed=saved is not None, log=log)
+            return finetune.grown(text, base, saved, cache)   # --init: the merged vocabulary
         self.corpus = dist.load_corpus_root_first(comm, load, run_dir)
         # the auto options from the corpus and the budget (the same on every rank)
         self.cfg, self.train_batches, self.heldout, choice = prepare(
-            cfg, self.corpus, log, resumed=saved is not None)
+            cfg, self.corpus, log, resumed=saved is not None, base=base)
         self.auto = choice.auto if saved is None else saved.meta.get("auto", [])
         self.train_ids = self.corpus.ids[:len(self.corpus.ids) - choice.val_chars]
         cfg = self.cfg
@@ -91,6 +93,9 @@ class Trainer:
         mcfg = ModelConfig(cfg.cell, cfg.hidden, cfg.layers, cfg.embed, cfg.dropout,
                            len(vocab), self.corpus.encoding)
         self.model = CharRNN(mcfg, vocab, seed=cfg.seed, forget_bias=cfg.forget_bias)
+        self.parent = None if base is None else base.record()   # restored on resume
+        if base is not None:
+            finetune.start_from(self.model, base)
         self.opt = optim.make(cfg.optimizer, self.model.flat.size)
         self.buf = dist.attach_tail(self.model) if comm.size > 1 else None   # the step's message
         self.state = self.model.init_state(self.hi - self.lo)
