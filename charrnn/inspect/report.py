@@ -116,8 +116,15 @@ def _header(run, which, records):
     state = f'<span class="state-{run.state}">{run.state}</span>'
     if run.stopped_by:
         state += f" ({escape(run.stopped_by)})"
+    parent = ""
+    if run.parent_name:   # fine-tuned (--init): from which run, and which of its steps
+        step = run.parent.get("step")
+        at = f" at step {step:,}" if isinstance(step, int) else ""
+        parent = (f'fine-tuned from <span title="{escape(str(run.parent.get("checkpoint")))}'
+                  f' sha256 {escape(str(run.parent.get("sha256")))}">'
+                  f"{escape(run.parent_name)}</span>{at} &middot; ")
     out = [f"<h1>{escape(run.name)} <small>{escape(run.model)}</small></h1>",
-           f'<p class="note">{state} &middot; corpus {escape(str(run.corpus))} &middot; '
+           f'<p class="note">{state} &middot; corpus {escape(str(run.corpus))} &middot; {parent}'
            f"updated {time.strftime('%Y-%m-%d %H:%M', time.localtime(run.updated))} &middot; "
            f"model shown: {which}</p>",
            '<div class="kpis">',
