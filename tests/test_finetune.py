@@ -220,6 +220,10 @@ def test_the_parent_is_recorded_and_listed(base, target, tmp_path):
     assert head.split()[:4] == ["run", "corpus", "model", "from"]
     assert {row.split()[0]: row.split()[4] for row in rows} == {"ft": base.name, "scratch": "-"}
     assert [r.parent for r in charrnn.runs(root) if r.name == "ft"] == [parent]
+    from charrnn.inspect.report import build_report
+    page = build_report(root / "ft")
+    assert "fine-tuned from <span" in page and f">{base.name}</span> at step" in page
+    assert parent["sha256"] in page and "fine-tuned from" not in build_report(root / "scratch")
 
 
 def test_resume_of_a_fine_tuning_run_is_exact_and_keeps_its_parent(base, target, tmp_path):
@@ -294,3 +298,17 @@ def test_a_bad_base_is_a_one_line_error_before_training(tmp_path, target, make, 
     assert len(r.output.strip().splitlines()) == 1 and not out.exists()
     with pytest.raises(CheckpointError):
         finetune.load_base(bad)
+
+
+def test_resume_after_the_text_was_touched_re_encodes_it_in_the_merged_vocabulary(
+        base, target, tmp_path):
+    import os
+    run = tmp_path / "ft"
+    train(str(target), out=str(run), init=str(base), quiet=True, threads=1, max_steps=2, **RUN)
+    st = target.stat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))   # same text, new mtime
+    train(str(target), out=str(run), resume=True, quiet=True, threads=1, max_steps=4)
+    vocab = json.loads((run / "corpus.json").read_text())["vocab"]
+    assert vocab == charrnn.load(run).vocab and metrics(run)[-1]["step"] == 4
+    ids = np.load(run / "corpus.npy")
+    assert "".join(vocab[i] for i in ids) == target.read_text()
