@@ -49,6 +49,8 @@ class ModelConfig:
     dropout: float = 0.0      # drop probability for the three dropout sites
     vocab_size: int = 0       # V: set from the corpus
     encoding: str = "utf-8"   # how the corpus was decoded ("bytes" for byte-level models)
+    end_marker: str = ""      # documents (--docs): the character that ends one; the state
+                              # is zeroed on every step whose input it is. "": no documents
 
     def validate(self):
         if self.cell not in GATES:
@@ -59,6 +61,9 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not isinstance(self.end_marker, str) or len(self.end_marker) > 1:
+            raise ConfigError(f"end_marker must be one character or empty, got "
+                              f"{self.end_marker!r}")
         return self
 
 
@@ -78,6 +83,10 @@ class Network:
         self.vocab = list(vocab)
         if len(self.vocab) != self.cfg.vocab_size:
             raise ConfigError(f"vocabulary has {len(self.vocab)} characters, config says {self.cfg.vocab_size}")
+        if self.cfg.end_marker and self.cfg.end_marker not in self.vocab:
+            raise ConfigError(f"the end marker {self.cfg.end_marker!r} is not in the vocabulary")
+        # documents: the id whose input zeroes the state (None: no documents)
+        self.end_id = self.vocab.index(self.cfg.end_marker) if self.cfg.end_marker else None
         self.dtype = np.dtype(dtype)
         self.shapes = expected_shapes(self.config)
         sizes = [int(np.prod(s)) for s in self.shapes.values()]

@@ -27,7 +27,12 @@ How the choice goes:
   evaluations    every 500 steps, more often when the held-out part is small (an
                  evaluation then costs little); early stopping after 10 evaluations
                  without improvement when the run can see the text more than twice;
-  epochs         without validation, at most 100 passes (nothing says when to stop).
+  epochs         without validation, at most 100 passes (nothing says when to stop);
+  documents      (--docs) whole documents are held out (charrnn.data.documents), and
+                 the window grows from 64 to hold the median document and its end
+                 marker, up to DOC_SEQ_LEN (128): a window longer than a document
+                 teaches nothing more (the state is zeroed at each document's start),
+                 a shorter one cuts the gradient inside most documents.
 At 1 MB and 5 minutes this picks exactly the former fixed defaults (2x256 GRU,
 embedding 64, dropout 0.1, 32 streams of 64, lr decay 0.85, evaluations every 500).
 """
@@ -57,6 +62,7 @@ MIN_WINDOWS = 8                 # windows per epoch the automatic batch leaves a
 VAL_COST = 0.1                  # an evaluation may cost this fraction of the training
                                 # characters between evaluations (forward only, ~1/3)
 MIN_EVAL_EVERY = 10
+DOC_SEQ_LEN = 128               # the longest automatic window with --docs
 NO_VAL_MAX_EPOCHS = 100
 
 # The options chosen here: those whose TrainConfig default is None (tested).
@@ -122,14 +128,17 @@ def _fit(n_train, batch, seq_len, given, notes):
     return batch, seq_len
 
 
-def choose(n_chars, vocab_size, max_minutes, given=None, cell="gru"):
+def choose(n_chars, vocab_size, max_minutes, given=None, cell="gru", held_out=None,
+           doc_len=None):
     """The defaults for a corpus of n_chars characters (vocab_size distinct) trained
-    for max_minutes (0: no limit); `given` (option -> value) overrides any of them."""
+    for max_minutes (0: no limit); `given` (option -> value) overrides any of them.
+    Documents (--docs): held_out(val_frac) is the characters held out (whole documents),
+    doc_len the median document's length with its end marker."""
     given = {k: v for k, v in (given or {}).items() if v is not None}
     notes = []
     minutes = budget_minutes(max_minutes)
     val_frac = given.get("val_frac", VAL_FRAC)
-    val_chars = int(n_chars * val_frac)
+    val_chars = int(n_chars * val_frac) if held_out is None else held_out(val_frac)
     least = 2 if "val_frac" in given else MIN_VAL_CHARS   # an explicit one: if it scores
     if val_frac == 0:      # no validation (what a run that could not validate records)
         val_chars = 0
@@ -150,7 +159,8 @@ def choose(n_chars, vocab_size, max_minutes, given=None, cell="gru"):
     v["dropout"] = _dropout(epochs)
     v["lr_decay"] = round(LR_DECAY ** min(1.0, n_train / 1e6), 4)
 
-    seq_len = given.get("seq_len", SEQ_LEN)
+    seq_len = given.get("seq_len", SEQ_LEN if doc_len is None else
+                        min(DOC_SEQ_LEN, max(SEQ_LEN, doc_len)))
     batch = given.get("batch_size",
                       max(1, min(BATCH_SIZE, n_train // ((seq_len + 1) * MIN_WINDOWS))))
     v["batch_size"], v["seq_len"] = _fit(n_train, batch, seq_len, given, notes)

@@ -18,11 +18,12 @@ from charrnn.data import corpus as data
 from charrnn.data import sources
 from charrnn.data.batches import Batches
 from charrnn.data.heldout import HeldOut
+from charrnn.data.several import FileSet, load_files
 from charrnn.errors import CheckpointError, RunDirError
 from charrnn.io import checkpoint
 from charrnn.io.files import TMP_SUFFIX
 from charrnn.training import auto as defaults
-from charrnn.io.rundir import (LOCK_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE, STATE_FILE,
+from charrnn.io.rundir import (DOCUMENTS_FILE, LOCK_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE, STATE_FILE,
                                RUN_FILES, RunLock, latest_run, make_default_run_dir,
                                runs_root)
 
@@ -43,17 +44,19 @@ def open_run(corpus, out, resume):
         saved = checkpoint.load_state(state_path)
         if "train_config" not in saved.meta or "corpus" not in saved.meta:
             raise CheckpointError(f"cannot resume from {state_path}: it lacks the run's options")
-        if (corpus is not None and sources.display_name(corpus) != saved.meta["corpus"]
-                and not sources.same_text(corpus, run_dir)):   # moved: the same text is fine
-            raise RunDirError(f"--resume: {run_dir} was trained on {saved.meta['corpus']}, not {corpus}")
+        if corpus is not None and not sources.same_source(corpus, saved.meta, run_dir):
+            raise RunDirError(f"--resume: {run_dir} was trained on {saved.meta['corpus']}, "
+                              f"not {sources.display_name(corpus)}")   # moved: same text is fine
         return run_dir, saved, False
-    if corpus is not None and not sources.is_stream(corpus):
+    several = isinstance(corpus, FileSet)
+    if corpus is not None and not several and not sources.is_stream(corpus):
         p = Path(corpus)
         if not p.exists():
             raise data.CorpusError(f"no such file: {p}")
     try:
         if out is None:   # a fresh name, made by this process alone
-            name = "stdin" if sources.is_stream(corpus) else corpus or "tinyshakespeare"
+            name = ("stdin" if not several and sources.is_stream(corpus) else
+                    corpus.stem if several else corpus or "tinyshakespeare")
             return _writable(make_default_run_dir(name)), None, True
         run_dir = Path(out)
         if run_dir.exists() and not run_dir.is_dir():
@@ -82,7 +85,8 @@ def open_run(corpus, out, resume):
 def _run_file(name):
     """A file a charrnn run writes into its directory (or its temp files)."""
     return (name in RUN_FILES or name.endswith(TMP_SUFFIX) or name.startswith(".write-test")
-            or name in ("corpus.npy.tmp", "corpus.json.tmp", sources.SPOOL_FILE))
+            or name in ("corpus.npy.tmp", "corpus.json.tmp", sources.SPOOL_FILE,
+                        DOCUMENTS_FILE + ".tmp"))
 
 
 def _writable(run_dir):
@@ -111,7 +115,7 @@ def remove_if_unused(run_dir, created):
         if (run_dir / STATE_FILE).exists():
             return
         for name in ("corpus.npy", "corpus.json", sources.SPOOL_FILE, METRICS_FILE,
-                     SAMPLES_FILE, LOCK_FILE):
+                     SAMPLES_FILE, DOCUMENTS_FILE, LOCK_FILE):
             try:
                 (run_dir / name).unlink()
             except OSError:
@@ -134,12 +138,16 @@ def check_corpus_unchanged(path, run_dir, encoding, errors):
     try:
         meta = json.loads((Path(run_dir) / "corpus.json").read_text(encoding="utf-8"))
         old = np.load(Path(run_dir) / "corpus.npy", mmap_mode="r")
-        st = Path(path).stat()
+        files = path.files if isinstance(path, FileSet) else [path]
+        now = [[st.st_size, st.st_mtime_ns] for st in (Path(f).stat() for f in files)]
     except (OSError, ValueError):
         return
-    if [meta.get("size"), meta.get("mtime_ns")] == [st.st_size, st.st_mtime_ns]:
+    then = ([[f.get("size"), f.get("mtime_ns")] for f in meta.get("files") or []]
+            if isinstance(path, FileSet) else [[meta.get("size"), meta.get("mtime_ns")]])
+    if now == then:
         return
-    new = data.load_corpus(path, encoding=encoding, errors=errors)   # in memory: writes nothing
+    new = (load_files(path, encoding=encoding, errors=errors) if isinstance(path, FileSet)
+           else data.load_corpus(path, encoding=encoding, errors=errors))   # in memory
     if new.vocab == meta.get("vocab") and np.array_equal(new.ids, old):
         return
     # compare as code points: the two vocabularies may number the characters differently
@@ -148,30 +156,43 @@ def check_corpus_unchanged(path, run_dir, encoding, errors):
     what = ("text appended: " if len(new_cp) > len(old_cp)
             and np.array_equal(new_cp[:len(old_cp)], old_cp) else "")
     raise data.CorpusError(
-        f"cannot resume: the corpus {path} changed since the run started ({what}"
+        f"cannot resume: the corpus {path.label if isinstance(path, FileSet) else path} "
+        f"changed since the run started ({what}"
         f"{len(old_cp):,} characters then, {len(new_cp):,} now); the run is left as it "
         "was: restore the file, or start a new run on it")
 
 
-def prepare(cfg, corpus, log, resumed=False):
+def prepare(cfg, corpus, log, resumed=False, docs=None):
     """Fill in the automatic options for this corpus, then split it for the run.
 
     -> (cfg with every option set, training Batches, HeldOut or None, defaults.Choice).
     Explicit options are never changed; automatic batch and window shrink to fit a
     short training part (one line says so); a text too short to hold anything out
     trains without validation (one line says so). Nothing is logged before the split
-    succeeds, so a refusal stays a one-line error."""
+    succeeds, so a refusal stays a one-line error. docs (charrnn.data.documents.
+    Documents, for --docs): the stream of documents is split instead, whole documents
+    held out, and the held-out part starts with the end marker before its first one."""
     ids = corpus.ids
     given = {k: v for k, v in asdict(cfg).items() if k in defaults.AUTO and v is not None}
-    choice = defaults.choose(len(ids), len(corpus.vocab), cfg.max_minutes, given, cfg.cell)
+    if docs is None:
+        choice = defaults.choose(len(ids), len(corpus.vocab), cfg.max_minutes, given, cfg.cell)
+    else:
+        choice = defaults.choose(docs.stream_length, len(docs.vocab), cfg.max_minutes, given,
+                                 cfg.cell, held_out=docs.held_out_chars,
+                                 doc_len=docs.median_length)
     cfg = replace(cfg, **choice.values)
+    ids = ids if docs is None else docs.lay_out(cfg.val_frac)
     n_train = len(ids) - choice.val_chars
-    part = (f"the training part (all but the last {cfg.val_frac:g} of the corpus's "
+    whose, what = ("corpus's", "corpus") if docs is None else ("documents'", "documents")
+    part = (f"the training part (all but the last {cfg.val_frac:g} of the {whose} "
             f"{len(ids):,} characters)" if choice.val_chars else
-            f"the corpus ({len(ids):,} characters, all for training)")
+            f"the {what} ({len(ids):,} characters, all for training)")
     train = Batches(ids[:n_train], cfg.batch_size, cfg.seq_len, dtype=np.int32, part=part)
-    held = HeldOut(ids[n_train:], cfg.seq_len, cfg.batch_size) if choice.val_chars else None
+    held = (HeldOut(ids[n_train - (docs is not None):], cfg.seq_len, cfg.batch_size)
+            if choice.val_chars else None)
     if not resumed:
+        if docs is not None:
+            log(f"charrnn: {docs.describe(cfg.val_frac if choice.val_chars else 0)}")
         if corpus.dropped_tail:
             log(f"charrnn: note: {corpus.path} ends inside a character: its incomplete final "
                 f"character ({corpus.dropped_tail} byte{'s' if corpus.dropped_tail > 1 else ''})"
