@@ -171,9 +171,10 @@ def load_files(fs: FileSet, *, encoding="utf-8", cache_dir=None, errors="strict"
         counts.append(n)
         lasts.append(last)
         digests.append(digest.hexdigest())
-    later = np.cumsum(np.array(counts[::-1]) > 0)[::-1]   # files with characters from i on
-    join = [counts[i] > 0 and lasts[i] != NEWLINE and later[i + 1] > 0
-            for i in range(len(counts) - 1)] + [False]
+    # a newline after file i if it has characters, does not end with one, and a later
+    # file has characters
+    join = [counts[i] > 0 and lasts[i] != NEWLINE and any(counts[i + 1:])
+            for i in range(len(counts))]
     if any(join):
         seen[NEWLINE] = True
     codes = np.flatnonzero(seen)

@@ -153,11 +153,17 @@ def check_corpus_unchanged(path, run_dir, encoding, errors):
     # compare as code points: the two vocabularies may number the characters differently
     old_cp = np.array([ord(c) for c in meta.get("vocab", [])], dtype=np.int64)[old]
     new_cp = np.array([ord(c) for c in new.vocab], dtype=np.int64)[new.ids]
+    name = path
+    if isinstance(path, FileSet):   # the first file whose text differs
+        was = [(f["start"], f["end"]) for f in meta["files"]]
+        for f, (a, b), (_, c, d) in zip(path.files, was, new.parts):
+            if not np.array_equal(old_cp[a:b], new_cp[c:d]):
+                name, old_cp, new_cp = f"{f} (of {path.label})", old_cp[a:b], new_cp[c:d]
+                break
     what = ("text appended: " if len(new_cp) > len(old_cp)
             and np.array_equal(new_cp[:len(old_cp)], old_cp) else "")
     raise data.CorpusError(
-        f"cannot resume: the corpus {path.label if isinstance(path, FileSet) else path} "
-        f"changed since the run started ({what}"
+        f"cannot resume: the corpus {name} changed since the run started ({what}"
         f"{len(old_cp):,} characters then, {len(new_cp):,} now); the run is left as it "
         "was: restore the file, or start a new run on it")
 
