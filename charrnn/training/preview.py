@@ -53,7 +53,7 @@ class Preview:
         items = self.model.items(self.count, length=ITEM_CHARS, temperature=TEMPERATURE,
                                  seed=step, known=self.known)
         cut = f" ({items.cut} cut at {ITEM_CHARS} characters)" if items.cut else ""
-        return (as_text(items.texts).rstrip("\n"),
+        return (as_text(items.texts)[:-1],   # without the last line break
                 {"items": items.draws, "copied_items": round(items.copies / items.draws, 4)},
                 f"items of this sample found verbatim among the training documents: "
                 f"{items.copies} of {items.draws}{cut}")
