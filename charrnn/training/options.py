@@ -60,7 +60,7 @@ class TrainConfig:
         "none", "Read the text as documents: none, one stream; lines, every line that is "
         "not empty; files, every file. Each starts from a zero state and ends with an "
         "end marker (U+0003) the model learns to emit; sample them with "
-        "`charrnn sample --items`")
+        "charrnn sample --items")
     seq_len: Optional[int] = option(None, "Characters per BPTT window",
                                     f"auto: {auto.SEQ_LEN}, shorter only if the text cannot fill one window; "
                                     f"with --docs up to {auto.DOC_SEQ_LEN} to hold the median document")
