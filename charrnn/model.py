@@ -11,13 +11,14 @@ CharRNN adds what sits above the network (the sampler, the probe, held-out scori
 so the layers below never import upward.
 """
 import os
+from dataclasses import replace
 
 import numpy as np
 
 from pathlib import Path
 
 from charrnn.data.corpus import load_corpus
-from charrnn.data.documents import Known
+from charrnn.data.documents import Documents, Known, check_mode
 from charrnn.data.heldout import score
 from charrnn.data.text import remap_ids
 from charrnn.errors import ConfigError, CorpusError
@@ -135,13 +136,15 @@ def load_known(run_dir, required=True):
 
 
 def evaluate(model, path, encoding=None, seq_len=64, batch_size=32, encoding_errors="strict",
-             unknown="error"):
+             unknown="error", docs="none"):
     """Loss of `model` on a text file: dict(loss nats/char, bpc, chars scored, skipped).
 
     `model` is a CharRNN, a run directory (its best.safetensors, as `charrnn eval`
     loads) or a .safetensors file. Any text the model can read is scored, one repeated
     character too. unknown: characters the model never saw are an error ("error") or
-    left out ("skip"; `skipped` counts them).
+    left out ("skip"; `skipped` counts them). docs "lines" or "files" (a model trained
+    with --docs): the file is scored as documents, laid out as training lays them out
+    (charrnn.data.documents), each end marker scored too.
 
     Every character after the first is scored. The text is cut into up to batch_size
     parallel streams, each read in windows of seq_len with its state carried (as in
@@ -155,8 +158,16 @@ def evaluate(model, path, encoding=None, seq_len=64, batch_size=32, encoding_err
                           f"{type(model).__name__}")
     if unknown not in ("error", "skip"):
         raise ConfigError(f"unknown must be 'error' or 'skip', not {unknown!r}")
+    check_mode(docs)
+    if (docs != "none") != bool(model.cfg.end_marker):
+        raise ConfigError("this model was trained on documents: pass --docs lines or --docs "
+                          "files to score the file as documents" if docs == "none" else
+                          "this model was trained without documents: leave out --docs")
     corpus = load_corpus(path, encoding=encoding or model.cfg.encoding,
                          errors=encoding_errors, training=False)
+    if docs != "none":
+        laid = Documents(corpus, docs, seed=0)
+        corpus = replace(corpus, ids=laid.lay_out(0), vocab=laid.vocab)
     ids, skipped = (remap_ids(corpus, model.vocab, unknown) if corpus.vocab != model.vocab
                     else (corpus.ids, 0))
     targets = len(ids) - 1

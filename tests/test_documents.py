@@ -352,3 +352,14 @@ def test_cli_trains_on_a_folder_of_files_as_documents(tmp_path):
     assert out.count("--- item ") in (0, 3)          # headers when an item has a line break
     r = cli("runs", tmp_path)
     assert "recipes/ (10 files)" in r.stdout
+
+
+def test_eval_scores_a_file_as_documents(names_run, tmp_path):
+    held = tmp_path / "more.txt"
+    held.write_text("alice\nbobo\r\nzedie\n\n")
+    r = charrnn.evaluate(charrnn.load(names_run), held, docs="lines")
+    assert r["chars"] == len("alice bobo zedie".split()) + sum(map(len, ["alice", "bobo", "zedie"]))
+    with pytest.raises(ConfigError, match="trained on documents: pass --docs lines"):
+        charrnn.evaluate(names_run, held)
+    r = cli("eval", names_run, held, "--docs", "lines")
+    assert r.returncode == 0 and r.stdout.startswith("loss ") and "over 17 characters" in r.stdout

@@ -307,7 +307,10 @@ def _write_samples(out, pieces, K, labels, report, prime):
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
               show_default=True, help="Characters the model never saw: an error, or skip "
               "them (the text is scored without them; the count is said).")
-def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown):
+@click.option("--docs", type=click.Choice(["none", "lines", "files"]), default="none",
+              show_default=True, help="For a model trained with --docs: score FILE as "
+              "documents, one per line (lines) or the whole file as one (files).")
+def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, docs):
     """Loss of a model on a text file, in nats/char and bits/char. A run directory
     gives its best.safetensors; --latest its newest weights. Any text is scored (one
     repeated character too).
@@ -319,7 +322,7 @@ def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown):
     from charrnn.model import evaluate
     model = load_model(checkpoint, latest, best)
     r = call(evaluate, model, file, encoding=encoding, encoding_errors=encoding_errors,
-             unknown=unknown)
+             unknown=unknown, docs=docs)
     skipped = r["skipped"]
     click.echo(f"loss {r['loss']:.4f} nats/char, {r['bpc']:.4f} bits/char over {r['chars']:,} "
                f"character{'s' * (r['chars'] != 1)}" + (
