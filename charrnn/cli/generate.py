@@ -153,6 +153,9 @@ def sample(checkpoint, temperature, prime, prime_file, length, top_k, top_p, see
                          no_repeat=no_repeat, stop=stop), color=color, prime=prime)
         return
     model = load_model(checkpoint, latest, best)
+    if model.cfg.end_marker:
+        click.echo("charrnn: this model was trained on documents, each ended by U+0003 in "
+                   "this text: --items N samples whole ones", err=True)
     out = sys.stdout
     report = _Report(model, verbose, color)
     try:
