@@ -39,6 +39,8 @@ cdef extern from "cellmath.h" nogil:
 
 # Typed dispatch over `floating` so the kernels read like one function for both dtypes.
 from cython cimport floating
+from libc.stdint cimport uint8_t
+from libc.string cimport memcpy, memset
 from _blas cimport gemm, mm, cr_sgemm_packed_size, cr_sgemm_packed_ok, cr_sgemm, cr_sgemm_tn
 
 cdef inline void fill_bias(floating *out, const floating *b1, const floating *b2,
@@ -161,3 +163,47 @@ cdef inline void sequence_weight_grads(
     if r1 > r0:
         mm(own, False, False, <int>(r1 - r0), <int>D, <int>G, dGx + r0 * G, <int>G,
            W_ih, <int>D, Wp_ih, True, dx + r0 * D, <int>D)
+
+
+# ---- resets: streams that start afresh at a step (charrnn.nn.reference's docstring) ----
+# A reset mask is (T, N) uint8, nonzero: the state entering step t of stream n is zero;
+# an empty (0, 0) mask means none, and then the kernels never read it nor their reset
+# scratch (which may be empty too). Plain byte loops and memcpy: no ISA tier involved.
+
+cdef inline int reset_given(const uint8_t[:, ::1] reset, Py_ssize_t T, Py_ssize_t N,
+                            str kernel) except -1:
+    """1 if reset is a (T, N) mask, 0 if it is the empty (0, 0) "none"; else ValueError."""
+    if reset.shape[0] == 0 and reset.shape[1] == 0:
+        return 0
+    if not shape2(reset.shape, T, N):
+        need(False, kernel, f"reset ({reset.shape[0]}, {reset.shape[1]}), not ({T}, {N})")
+    return 1
+
+
+cdef inline bint any_reset(const uint8_t *r, Py_ssize_t M) noexcept nogil:
+    cdef Py_ssize_t m
+    for m in range(M):
+        if r[m]:
+            return True
+    return False
+
+
+cdef inline void copy_live(floating *dst, const floating *src, const uint8_t *r,
+                           Py_ssize_t M, Py_ssize_t H) noexcept nogil:
+    """dst (M, H) := src (M, H) with the rows m where r[m] zeroed: the states a step
+    starts from when some of its M streams reset there."""
+    cdef Py_ssize_t m
+    for m in range(M):
+        if r[m]:
+            memset(dst + m * H, 0, H * sizeof(floating))
+        else:
+            memcpy(dst + m * H, src + m * H, H * sizeof(floating))
+
+
+cdef inline void zero_reset(floating *a, const uint8_t *r, Py_ssize_t M,
+                            Py_ssize_t H) noexcept nogil:
+    """Rows m of a (M, H) where r[m]: a gradient that must not flow back past a reset."""
+    cdef Py_ssize_t m
+    for m in range(M):
+        if r[m]:
+            memset(a + m * H, 0, H * sizeof(floating))

@@ -16,17 +16,21 @@ Saved for backward (allocated by the caller, charrnn.cells):
     ghn (T, N, H)     gh_n = W_hn h_{t-1} + b_hn
 Scratch: gh (N, 3H) in forward; dgx, dgh (T, N, 3H), dh_a, dh_b (N, H) in backward.
 Backward adds (+=) into every gradient it is given.
+Resets: as in _lstm.pyx. reset (T, N) uint8 or empty (0, 0): none; the forward's steps
+with resets read h_{t-1} from scratch hz (N, H), backward's from hp (T+1, N, H), the
+states each step saw, which the weight gradients then read instead of hs.
 Packed weights Wp_ih, Wp_hh: as in _lstm.pyx (empty arrays: BLAS).
 
 As in _lstm.pyx, each pass has two phases that charrnn.cells can spread over threads:
 recurrences over batch rows [n0, n1), whole-sequence GEMMs over output rows.
 """
 from cython cimport floating
+from libc.stdint cimport uint8_t
 from libc.string cimport memcpy
 
 from _blas cimport mm
 from _cellmath cimport (need, need_range, packed, mm_bias, shape2, shape3, sequence_weight_grads, cr_ftz_begin, cr_ftz_end, fill_bias,
-                        colsum_add, add_inplace,
+                        colsum_add, add_inplace, reset_given, any_reset, copy_live, zero_reset,
                         gru_fwd_step_f32, gru_fwd_step_f64,
                         gru_bwd_step_f32, gru_bwd_step_f64)
 
@@ -61,11 +65,13 @@ def forward_input(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
                 <int>D, Wp, &b_ih[0], <floating *> NULL, A, <int>G)
 
 
-def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
+def forward_recur(const floating[:, ::1] h0, const uint8_t[:, ::1] reset,
+                  const floating[:, ::1] W_hh,
                   const floating[::1] Wp_hh, const floating[::1] b_hh, floating[:, :, ::1] hs,
                   floating[:, :, ::1] act, floating[:, :, ::1] ghn, floating[:, ::1] gh,
-                  Py_ssize_t n0, Py_ssize_t n1):
-    """The recurrence for batch rows [n0, n1)."""
+                  floating[:, ::1] hz, Py_ssize_t n0, Py_ssize_t n1):
+    """The recurrence for batch rows [n0, n1). hz (N, H): scratch for steps with resets
+    (empty when reset is)."""
     cdef Py_ssize_t T = act.shape[0], N = act.shape[1], H = h0.shape[1], G = 3 * H
     cdef Py_ssize_t t, M = n1 - n0
     _need(T >= 1 and N >= 1 and H >= 1, "empty dimension")
@@ -75,47 +81,57 @@ def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
     _need(shape3(act.shape, T, N, G) and shape3(ghn.shape, T, N, H), "act/ghn")
     _need(shape2(gh.shape, N, G), "gh")
     _range(n0, n1, N, "batch")
+    cdef bint resets = reset_given(reset, T, N, "gru")
+    _need(not resets or shape2(hz.shape, N, H), "hz")
     cdef const floating *Wp = packed(Wp_hh, H, G, "gru", "Wp_hh")
     if M == 0:
         return
     cdef floating *A = &act[0, 0, 0]
+    cdef const floating *hp
     cdef unsigned int fpmode
     with nogil:
         fpmode = cr_ftz_begin()
         memcpy(&hs[0, n0, 0], &h0[n0, 0], M * H * sizeof(floating))
         for t in range(T):
-            mm_bias(<int>M, <int>G, <int>H, &hs[t, n0, 0], <int>H, &W_hh[0, 0], <int>H, Wp,
+            hp = &hs[t, n0, 0]
+            if resets and any_reset(&reset[t, n0], M):
+                copy_live(&hz[n0, 0], hp, &reset[t, n0], M, H)
+                hp = &hz[n0, 0]
+            mm_bias(<int>M, <int>G, <int>H, hp, <int>H, &W_hh[0, 0], <int>H, Wp,
                     &b_hh[0], <floating *> NULL, &gh[n0, 0], <int>G)
             if floating is float:
                 gru_fwd_step_f32(A + (t * N + n0) * G, &gh[n0, 0], &ghn[t, n0, 0],
-                                 &hs[t, n0, 0], &hs[t + 1, n0, 0], M, H)
+                                 hp, &hs[t + 1, n0, 0], M, H)
             else:
                 gru_fwd_step_f64(A + (t * N + n0) * G, &gh[n0, 0], &ghn[t, n0, 0],
-                                 &hs[t, n0, 0], &hs[t + 1, n0, 0], M, H)
+                                 hp, &hs[t + 1, n0, 0], M, H)
         cr_ftz_end(fpmode)
 
 
 def forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
+            const uint8_t[:, ::1] reset,
             const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
             const floating[::1] Wp_ih, const floating[::1] Wp_hh,
             const floating[::1] b_ih, const floating[::1] b_hh,
             floating[:, :, ::1] hs, floating[:, :, ::1] act, floating[:, :, ::1] ghn,
-            floating[:, ::1] gh):
+            floating[:, ::1] gh, floating[:, ::1] hz):
     _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh gates")
     forward_input(x, W_ih, Wp_ih, b_ih, act, 0, x.shape[0] * x.shape[1])
-    forward_recur(h0, W_hh, Wp_hh, b_hh, hs, act, ghn, gh, 0, x.shape[1])
+    forward_recur(h0, reset, W_hh, Wp_hh, b_hh, hs, act, ghn, gh, hz, 0, x.shape[1])
 
 
 # ---- backward -------------------------------------------------------------------------
 
 def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
+                   const uint8_t[:, ::1] reset,
                    const floating[:, ::1] W_hh, const floating[::1] Wp_hh,
                    const floating[:, :, ::1] hs,
                    const floating[:, :, ::1] act, const floating[:, :, ::1] ghn,
                    floating[:, :, ::1] dgx, floating[:, :, ::1] dgh,
-                   floating[:, ::1] dh_a, floating[:, ::1] dh_b, floating[:, ::1] dh0,
-                   Py_ssize_t n0, Py_ssize_t n1):
-    """dgx, dgh (T, N, 3H) for batch rows [n0, n1); adds the gradient of h0."""
+                   floating[:, ::1] dh_a, floating[:, ::1] dh_b, floating[:, :, ::1] hp,
+                   floating[:, ::1] dh0, Py_ssize_t n0, Py_ssize_t n1):
+    """dgx, dgh (T, N, 3H) for batch rows [n0, n1); adds the gradient of h0. With
+    resets, also hp[:T, n0:n1] (T+1, N, H) := the h_{t-1} each step saw."""
     cdef Py_ssize_t T = act.shape[0], N = act.shape[1], H = W_hh.shape[1], G = 3 * H
     cdef Py_ssize_t t, M = n1 - n0
     _need(T >= 1 and N >= 1 and H >= 1, "empty dimension")
@@ -127,6 +143,8 @@ def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
     _need(shape2(dhT.shape, N, H) and shape2(dh_a.shape, N, H) and shape2(dh_b.shape, N, H)
           and shape2(dh0.shape, N, H), "state gradients")
     _range(n0, n1, N, "batch")
+    cdef bint resets = reset_given(reset, T, N, "gru")
+    _need(not resets or shape3(hp.shape, T + 1, N, H), "hp")
     cdef const floating *Wp = packed(Wp_hh, G, H, "gru", "Wp_hh")
     if M == 0:
         return
@@ -134,22 +152,34 @@ def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
     cdef floating *dH = &dgh[0, 0, 0]
     cdef floating *dh_next = &dh_a[n0, 0]
     cdef floating *dh_prev
+    cdef const floating *h_prev
+    cdef bint cut
     cdef unsigned int fpmode
     with nogil:
         fpmode = cr_ftz_begin()
         memcpy(dh_next, &dhT[n0, 0], M * H * sizeof(floating))
         for t in range(T - 1, -1, -1):
             dh_prev = &dh_b[n0, 0] if dh_next == &dh_a[n0, 0] else &dh_a[n0, 0]
+            h_prev, cut = &hs[t, n0, 0], False
+            if resets:
+                cut = any_reset(&reset[t, n0], M)
+                if cut:
+                    copy_live(&hp[t, n0, 0], h_prev, &reset[t, n0], M, H)
+                else:
+                    memcpy(&hp[t, n0, 0], h_prev, M * H * sizeof(floating))
+                h_prev = &hp[t, n0, 0]
             if floating is float:
-                gru_bwd_step_f32(&act[t, n0, 0], &ghn[t, n0, 0], &hs[t, n0, 0], &dy[t, n0, 0],
+                gru_bwd_step_f32(&act[t, n0, 0], &ghn[t, n0, 0], h_prev, &dy[t, n0, 0],
                                  dh_next, dX + (t * N + n0) * G, dH + (t * N + n0) * G,
                                  dh_prev, M, H)
             else:
-                gru_bwd_step_f64(&act[t, n0, 0], &ghn[t, n0, 0], &hs[t, n0, 0], &dy[t, n0, 0],
+                gru_bwd_step_f64(&act[t, n0, 0], &ghn[t, n0, 0], h_prev, &dy[t, n0, 0],
                                  dh_next, dX + (t * N + n0) * G, dH + (t * N + n0) * G,
                                  dh_prev, M, H)
             mm(Wp != NULL, False, False, <int>M, <int>H, <int>G, dH + (t * N + n0) * G, <int>G,
                &W_hh[0, 0], <int>H, Wp, True, dh_prev, <int>H)
+            if cut:   # streams that reset at t: nothing flows back past it, nor into dh0
+                zero_reset(dh_prev, &reset[t, n0], M, H)
             dh_next = dh_prev
         # The gradient of h_{-1} is the gradient of h0. Formed in full, then added once, so
         # that repeated calls accumulate exactly.
@@ -187,17 +217,19 @@ def backward_weights(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
 
 
 def backward(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
+             const uint8_t[:, ::1] reset,
              const floating[:, :, ::1] x, const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
              const floating[::1] Wp_ih, const floating[::1] Wp_hh,
              const floating[:, :, ::1] hs, const floating[:, :, ::1] act,
              const floating[:, :, ::1] ghn,
              floating[:, :, ::1] dgx, floating[:, :, ::1] dgh,
-             floating[:, ::1] dh_a, floating[:, ::1] dh_b,
+             floating[:, ::1] dh_a, floating[:, ::1] dh_b, floating[:, :, ::1] hp,
              floating[:, :, ::1] dx, floating[:, ::1] dh0,
              floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
              floating[::1] db_ih, floating[::1] db_hh):
     _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh gates")
     _need(shape3(act.shape, x.shape[0], x.shape[1], W_hh.shape[0]), "act")
-    backward_recur(dy, dhT, W_hh, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, 0, x.shape[1])
-    backward_weights(x, W_ih, Wp_ih, hs, dgx, dgh, dx, dW_ih, dW_hh, db_ih, db_hh,
-                     0, W_ih.shape[0], 0, x.shape[0] * x.shape[1])
+    backward_recur(dy, dhT, reset, W_hh, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, hp, dh0,
+                   0, x.shape[1])
+    backward_weights(x, W_ih, Wp_ih, hp if reset.shape[0] else hs, dgx, dgh, dx, dW_ih, dW_hh,
+                     db_ih, db_hh, 0, W_ih.shape[0], 0, x.shape[0] * x.shape[1])

@@ -9,17 +9,21 @@ Saved for backward (allocated by the caller, charrnn.cells):
     hs  (T+1, N, H)   hs[0] = h0, hs[1:] = the output y  (tanh' = 1 - h^2 needs only h)
 Scratch: pre (T, N, H) in forward; da (T, N, H), dh (N, H) in backward.
 Backward adds (+=) into every gradient it is given.
+Resets: as in _lstm.pyx. reset (T, N) uint8 or empty (0, 0): none; the forward's steps
+with resets read h_{t-1} from scratch hz (N, H); backward writes hp (T+1, N, H), the
+states each step saw, which the weight gradients then read instead of hs.
 Packed weights Wp_ih, Wp_hh: as in _lstm.pyx (empty arrays: BLAS).
 
 As in _lstm.pyx, each pass has two phases that charrnn.cells can spread over threads:
 recurrences over batch rows [n0, n1), whole-sequence GEMMs over output rows.
 """
 from cython cimport floating
+from libc.stdint cimport uint8_t
 from libc.string cimport memcpy
 
 from _blas cimport mm
 from _cellmath cimport (need, need_range, packed, mm_bias, shape2, shape3, sequence_weight_grads, cr_ftz_begin, cr_ftz_end, fill_bias,
-                        colsum_add,
+                        colsum_add, add_inplace, reset_given, any_reset, copy_live, zero_reset,
                         rnn_fwd_step_f32, rnn_fwd_step_f64,
                         rnn_bwd_step_f32, rnn_bwd_step_f64)
 
@@ -54,25 +58,34 @@ def forward_input(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
                 <int>D, Wp, &b_ih[0], &b_hh[0], P, <int>H)
 
 
-def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
+def forward_recur(const floating[:, ::1] h0, const uint8_t[:, ::1] reset,
+                  const floating[:, ::1] W_hh,
                   const floating[::1] Wp_hh, floating[:, :, ::1] hs, floating[:, :, ::1] pre,
-                  Py_ssize_t n0, Py_ssize_t n1):
-    """The recurrence for batch rows [n0, n1)."""
+                  floating[:, ::1] hz, Py_ssize_t n0, Py_ssize_t n1):
+    """The recurrence for batch rows [n0, n1). hz (N, H): scratch for steps with resets
+    (empty when reset is)."""
     cdef Py_ssize_t T = pre.shape[0], N = pre.shape[1], H = h0.shape[1], t, M = n1 - n0
     _need(T >= 1 and N >= 1 and H >= 1, "empty dimension")
     _need(shape2(h0.shape, N, H) and shape2(W_hh.shape, H, H), "h0/W_hh")
     _need(shape3(hs.shape, T + 1, N, H) and shape3(pre.shape, T, N, H), "hs/pre")
     _range(n0, n1, N, "batch")
+    cdef bint resets = reset_given(reset, T, N, "rnn")
+    _need(not resets or shape2(hz.shape, N, H), "hz")
     cdef const floating *Wp = packed(Wp_hh, H, H, "rnn", "Wp_hh")
     if M == 0:
         return
     cdef floating *P = &pre[0, 0, 0]
+    cdef const floating *hp
     cdef unsigned int fpmode
     with nogil:
         fpmode = cr_ftz_begin()
         memcpy(&hs[0, n0, 0], &h0[n0, 0], M * H * sizeof(floating))
         for t in range(T):
-            mm(Wp != NULL, False, True, <int>M, <int>H, <int>H, &hs[t, n0, 0], <int>H,
+            hp = &hs[t, n0, 0]
+            if resets and any_reset(&reset[t, n0], M):
+                copy_live(&hz[n0, 0], hp, &reset[t, n0], M, H)
+                hp = &hz[n0, 0]
+            mm(Wp != NULL, False, True, <int>M, <int>H, <int>H, hp, <int>H,
                &W_hh[0, 0], <int>H, Wp, True, P + (t * N + n0) * H, <int>H)
             if floating is float:
                 rnn_fwd_step_f32(P + (t * N + n0) * H, &hs[t + 1, n0, 0], M * H)
@@ -82,24 +95,27 @@ def forward_recur(const floating[:, ::1] h0, const floating[:, ::1] W_hh,
 
 
 def forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
+            const uint8_t[:, ::1] reset,
             const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
             const floating[::1] Wp_ih, const floating[::1] Wp_hh,
             const floating[::1] b_ih, const floating[::1] b_hh,
-            floating[:, :, ::1] hs, floating[:, :, ::1] pre):
+            floating[:, :, ::1] hs, floating[:, :, ::1] pre, floating[:, ::1] hz):
     _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh")
     forward_input(x, W_ih, Wp_ih, b_ih, b_hh, pre, 0, x.shape[0] * x.shape[1])
-    forward_recur(h0, W_hh, Wp_hh, hs, pre, 0, x.shape[1])
+    forward_recur(h0, reset, W_hh, Wp_hh, hs, pre, hz, 0, x.shape[1])
 
 
 # ---- backward -------------------------------------------------------------------------
 
 def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
+                   const uint8_t[:, ::1] reset,
                    const floating[:, ::1] W_hh, const floating[::1] Wp_hh,
                    const floating[:, :, ::1] hs,
-                   floating[:, :, ::1] da, floating[:, ::1] dh, floating[:, ::1] dh0,
-                   Py_ssize_t n0, Py_ssize_t n1):
+                   floating[:, :, ::1] da, floating[:, ::1] dh, floating[:, :, ::1] hp,
+                   floating[:, ::1] dh0, Py_ssize_t n0, Py_ssize_t n1):
     """da (T, N, H), the gradient of the pre-activations, for batch rows [n0, n1);
-    adds the gradient of h0."""
+    adds the gradient of h0. With resets, also hp[:T, n0:n1] (T+1, N, H) := the h_{t-1}
+    each step saw."""
     cdef Py_ssize_t T = da.shape[0], N = da.shape[1], H = W_hh.shape[1], t, M = n1 - n0
     _need(T >= 1 and N >= 1 and H >= 1, "empty dimension")
     _need(shape2(W_hh.shape, H, H), "W_hh")
@@ -107,23 +123,42 @@ def backward_recur(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
     _need(shape2(dhT.shape, N, H) and shape2(dh.shape, N, H) and shape2(dh0.shape, N, H),
           "state gradients")
     _range(n0, n1, N, "batch")
+    cdef bint resets = reset_given(reset, T, N, "rnn")
+    _need(not resets or shape3(hp.shape, T + 1, N, H), "hp")
     cdef const floating *Wp = packed(Wp_hh, H, H, "rnn", "Wp_hh")
     if M == 0:
         return
     cdef floating *dA = &da[0, 0, 0]
+    cdef bint cut
     cdef unsigned int fpmode
     with nogil:
         fpmode = cr_ftz_begin()
         memcpy(&dh[n0, 0], &dhT[n0, 0], M * H * sizeof(floating))
         for t in range(T - 1, -1, -1):
+            cut = False
+            if resets:
+                cut = any_reset(&reset[t, n0], M)
+                if cut:
+                    copy_live(&hp[t, n0, 0], &hs[t, n0, 0], &reset[t, n0], M, H)
+                else:
+                    memcpy(&hp[t, n0, 0], &hs[t, n0, 0], M * H * sizeof(floating))
             if floating is float:
                 rnn_bwd_step_f32(&hs[t + 1, n0, 0], &dy[t, n0, 0], &dh[n0, 0],
                                  dA + (t * N + n0) * H, M * H)
             else:
                 rnn_bwd_step_f64(&hs[t + 1, n0, 0], &dy[t, n0, 0], &dh[n0, 0],
                                  dA + (t * N + n0) * H, M * H)
-            mm(Wp != NULL, False, False, <int>M, <int>H, <int>H, dA + (t * N + n0) * H, <int>H,
-               &W_hh[0, 0], <int>H, Wp, t == 0, &dh[n0, 0] if t > 0 else &dh0[n0, 0], <int>H)
+            if not cut:
+                mm(Wp != NULL, False, False, <int>M, <int>H, <int>H, dA + (t * N + n0) * H,
+                   <int>H, &W_hh[0, 0], <int>H, Wp, t == 0,
+                   &dh[n0, 0] if t > 0 else &dh0[n0, 0], <int>H)
+                continue
+            # streams that reset at t: nothing flows back past it, nor into dh0
+            mm(Wp != NULL, False, False, <int>M, <int>H, <int>H, dA + (t * N + n0) * H,
+               <int>H, &W_hh[0, 0], <int>H, Wp, False, &dh[n0, 0], <int>H)
+            zero_reset(&dh[n0, 0], &reset[t, n0], M, H)
+            if t == 0:
+                add_inplace(&dh0[n0, 0], &dh[n0, 0], M * H)
         cr_ftz_end(fpmode)
 
 
@@ -155,15 +190,16 @@ def backward_weights(const floating[:, :, ::1] x, const floating[:, ::1] W_ih,
 
 
 def backward(const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
+             const uint8_t[:, ::1] reset,
              const floating[:, :, ::1] x, const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
              const floating[::1] Wp_ih, const floating[::1] Wp_hh,
              const floating[:, :, ::1] hs,
-             floating[:, :, ::1] da, floating[:, ::1] dh,
+             floating[:, :, ::1] da, floating[:, ::1] dh, floating[:, :, ::1] hp,
              floating[:, :, ::1] dx, floating[:, ::1] dh0,
              floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
              floating[::1] db_ih, floating[::1] db_hh):
     _need(W_ih.shape[0] == W_hh.shape[0], "W_ih/W_hh")
     _need(shape3(da.shape, x.shape[0], x.shape[1], W_hh.shape[1]), "da")
-    backward_recur(dy, dhT, W_hh, Wp_hh, hs, da, dh, dh0, 0, x.shape[1])
-    backward_weights(x, W_ih, Wp_ih, hs, da, dx, dW_ih, dW_hh, db_ih, db_hh,
-                     0, W_ih.shape[0], 0, x.shape[0] * x.shape[1])
+    backward_recur(dy, dhT, reset, W_hh, Wp_hh, hs, da, dh, hp, dh0, 0, x.shape[1])
+    backward_weights(x, W_ih, Wp_ih, hp if reset.shape[0] else hs, da, dx, dW_ih, dW_hh,
+                     db_ih, db_hh, 0, W_ih.shape[0], 0, x.shape[0] * x.shape[1])

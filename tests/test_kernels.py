@@ -260,28 +260,29 @@ def test_raw_kernels_check_shapes_themselves(tier):
     f = np.zeros
     x, h0 = f((T, N, D)), f((N, H))
     nop = f(0)   # no packed weights: BLAS
+    none, z2, z3 = np.zeros((0, 0), np.uint8), f((0, 0)), f((0, 0, 0))   # no resets, no scratch
     with pytest.raises(ValueError):  # hs one step too short
-        _lstm.forward(x, h0, h0, f((4 * H, D)), f((4 * H, H)), nop, nop, f(4 * H), f(4 * H),
-                      f((T, N, H)), f((T + 1, N, H)), f((T, N, 4 * H)), f((T, N, H)))
+        _lstm.forward(x, h0, h0, none, f((4 * H, D)), f((4 * H, H)), nop, nop, f(4 * H), f(4 * H),
+                      f((T, N, H)), f((T + 1, N, H)), f((T, N, 4 * H)), f((T, N, H)), z2, z2)
     with pytest.raises(ValueError):  # W_hh has the wrong number of gates
-        _gru.forward(x, h0, f((3 * H, D)), f((2 * H, H)), nop, nop, f(3 * H), f(3 * H),
-                     f((T + 1, N, H)), f((T, N, 3 * H)), f((T, N, H)), f((N, 3 * H)))
+        _gru.forward(x, h0, none, f((3 * H, D)), f((2 * H, H)), nop, nop, f(3 * H), f(3 * H),
+                     f((T + 1, N, H)), f((T, N, 3 * H)), f((T, N, H)), f((N, 3 * H)), z2)
     with pytest.raises(ValueError):  # mixed dtypes
-        _rnn.forward(x.astype(np.float32), h0, f((H, D)), f((H, H)), nop, nop, f(H), f(H),
-                     f((T + 1, N, H)), f((T, N, H)))
+        _rnn.forward(x.astype(np.float32), h0, none, f((H, D)), f((H, H)), nop, nop, f(H), f(H),
+                     f((T + 1, N, H)), f((T, N, H)), z2)
     with pytest.raises(ValueError):  # dx has the wrong D
-        _rnn.backward(f((T, N, H)), h0, x, f((H, D)), f((H, H)), nop, nop, f((T + 1, N, H)),
-                      f((T, N, H)), f((N, H)), f((T, N, D + 1)), f((N, H)),
+        _rnn.backward(f((T, N, H)), h0, none, x, f((H, D)), f((H, H)), nop, nop, f((T + 1, N, H)),
+                      f((T, N, H)), f((N, H)), z3, f((T, N, D + 1)), f((N, H)),
                       f((H, D)), f((H, H)), f(H), f(H))
     x32, h32 = x.astype(np.float32), h0.astype(np.float32)
     g = lambda *s: np.zeros(s, np.float32)  # noqa: E731
     good = g(_ops.sgemm_packed_size(H, 4 * H))
     with pytest.raises(ValueError):  # a packed W_hh^T one float short
-        _lstm.forward_recur(h32, h32, g(4 * H, H), good[1:], g(T + 1, N, H), g(T + 1, N, H),
-                            g(T, N, 4 * H), g(T, N, H), 0, N)
+        _lstm.forward_recur(h32, h32, none, g(4 * H, H), good[1:], g(T + 1, N, H), g(T + 1, N, H),
+                            g(T, N, 4 * H), g(T, N, H), g(0, 0), g(0, 0), 0, N)
     with pytest.raises(ValueError):  # packed weights with float64 (the own sgemm is float32)
-        _lstm.forward_recur(h0, h0, f((4 * H, H)), f(good.size), f((T + 1, N, H)),
-                            f((T + 1, N, H)), f((T, N, 4 * H)), f((T, N, H)), 0, N)
+        _lstm.forward_recur(h0, h0, none, f((4 * H, H)), f(good.size), f((T + 1, N, H)),
+                            f((T + 1, N, H)), f((T, N, 4 * H)), f((T, N, H)), z2, z2, 0, N)
     with pytest.raises(ValueError):  # a packed W_ih^T of the wrong shape
         _gru.forward_input(x32, g(3 * H, D), g(_ops.sgemm_packed_size(D + 1, 3 * H)), g(3 * H),
                            g(T, N, 3 * H), 0, T * N)

@@ -86,6 +86,50 @@ def test_checkpoint_loads_strictly_and_matches_loss_and_gradients(cell, tmp_path
         assert all(len(s) == 1 for s in new_state)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_resets_match_pytorch_running_the_pieces(cell, threads):
+    """Network.loss_and_grad(reset=) against PyTorch running, for every stream, the
+    pieces between its resets as separate sequences: the first from the given state
+    (unless it resets at t = 0), the others from zero; one summed loss, one backward."""
+    from charrnn.nn import cells
+    V, E, H, L, T, N = 9, 7, 12, 2, 10, 4
+    cfg = dict(cell=cell, hidden=H, layers=L, embed=E, vocab_size=V)
+    ours = CharRNN(cfg, list("abcdefgh\n"), seed=5, dtype=np.float64)
+    if threads > 1:
+        ours.parallel = cells.Parallel(threads)
+    theirs = RNNModel(cell, V, E, H, L).double()
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.params.items()}, strict=True)
+    rng = np.random.default_rng(6)
+    x, y = rng.integers(0, V, (T, N)), rng.integers(0, V, (T, N))
+    reset = rng.random((T, N)) < 0.25
+    reset[0, 0] = reset[T - 1, 1] = True
+    reset[3, 2] = reset[4, 2] = True
+    state = [tuple(0.5 * rng.standard_normal((N, H)) for _ in s) for s in ours.init_state(N)]
+    loss, grads, new_state = ours.loss_and_grad(x, y, state, reset=reset)
+
+    total, finals = 0.0, []
+    for n in range(N):
+        cuts = [0] + [t for t in np.flatnonzero(reset[:, n]) if t > 0] + [T]
+        for t0, t1 in zip(cuts[:-1], cuts[1:]):
+            fresh = t0 > 0 or reset[0, n]
+            s = [tuple(np.zeros((1, H)) if fresh else a[n:n + 1] for a in layer) for layer in state]
+            logits, ts = theirs(torch.tensor(x[t0:t1, n:n + 1]), torch_state(cell, s))
+            total = total + torch.nn.functional.cross_entropy(
+                logits.reshape(-1, V), torch.tensor(y[t0:t1, n]), reduction="sum")
+        finals.append(ts)
+    (total / (T * N)).backward()
+    assert abs(loss - total.item() / (T * N)) < 1e-10
+    for name, p in theirs.named_parameters():
+        np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-8, atol=1e-12, err_msg=name)
+    for n, ts in enumerate(finals):
+        th = ts[0] if cell == "lstm" else ts
+        np.testing.assert_allclose([s[0][n] for s in new_state], th[:, 0].detach().numpy(), atol=1e-12)
+        if cell == "lstm":
+            np.testing.assert_allclose([s[1][n] for s in new_state], ts[1][:, 0].detach().numpy(),
+                                       atol=1e-12)
+
+
 def test_trained_run_loads_into_pytorch(tmp_path):
     p = tmp_path / "c.txt"
     p.write_text("the quick brown fox jumps over the lazy dog\n" * 40)

@@ -8,6 +8,11 @@ and backward's dx is E's gradient (charrnn.nn.table). Everything is validated he
 the GIL: wrong shape, dtype, memory layout or a read-only gradient raises ShapeError (a
 ValueError) with a message naming the argument; nothing reaches C that could fail there.
 
+Resets: forward's `reset=` (T, N) of bool or uint8 zeroes the state entering step t of
+the streams n where reset[t, n] (reference.py's docstring has the semantics); backward
+reads it from the cache. None, or a mask without a true entry, runs the kernels exactly
+as without one. The cache keeps a view of the mask: leave it alone until backward.
+
 Speed: pass `workspace=Workspace()` to reuse buffers between calls of the same shape
 (the training loop keeps one per layer). A cache then lives in the workspace, so call
 backward before the next forward on the same workspace. Backward's scratch buffers come
@@ -49,6 +54,9 @@ _INT_MAX = 2**31 - 1  # BLAS takes 32-bit sizes
 # None: the tier's default (own everywhere but on the scalar tier).
 _backend = ["blas" if os.environ.get("CHARRNN_SGEMM") == "blas" else None]
 _NO_PACK = {dt: np.empty(0, dt) for dt in DTYPES}   # an empty pack: the kernels use BLAS
+_NO_RESET = np.empty((0, 0), np.uint8)               # the kernels' "no reset anywhere"
+# scratch the kernels need only with resets: empty stand-ins otherwise, (N, H) and (T+1, N, H)
+_NO_SCRATCH = {dt: (np.empty((0, 0), dt), np.empty((0, 0, 0), dt)) for dt in DTYPES}
 
 
 def current_gemm_backend():
@@ -139,6 +147,30 @@ def _sizes(cell, G, x, h0, W_ih):
     return T, N, D, H, x.dtype
 
 
+def _reset_mask(reset, T, N):
+    """reset as the kernels take it: a (T, N) uint8 view, or _NO_RESET for None or a
+    mask with no true entry (then no step looks for resets, and nothing is copied)."""
+    if reset is None:
+        return _NO_RESET
+    if not isinstance(reset, np.ndarray):
+        raise ShapeError(f"reset must be a numpy array (T, N) of bool or uint8, got {type(reset).__name__}")
+    if reset.dtype not in (np.bool_, np.uint8):
+        raise ShapeError(f"reset has dtype {reset.dtype}, expected bool or uint8")
+    if reset.shape != (T, N):
+        raise ShapeError(f"reset has shape {reset.shape}, expected {(T, N)} (T, N like x's first two)")
+    if not reset.flags.c_contiguous:
+        raise ShapeError("reset is not C-contiguous: pass np.ascontiguousarray(reset)")
+    r = reset.view(np.uint8)
+    return r if r.any() else _NO_RESET
+
+
+def _reset_scratch(ws, reset, names, shape, dt):
+    """Buffers `names` of `shape` for the kernels' steps with resets; empty without."""
+    if not reset.size:
+        return [_NO_SCRATCH[dt][len(shape) - 2]] * len(names)
+    return [_empty(ws, n, shape, dt) for n in names]
+
+
 def _check_dx(dx, cache, dt):
     """dx: (T, N, D) like x, or the (V, D) gradient of a Lookup's table (checked there)."""
     if not isinstance(cache.x, Lookup):
@@ -161,11 +193,11 @@ def _state_grad(name, d, N, H, dt):
 
 class _Cache:
     """What backward needs; opaque to callers."""
-    __slots__ = ("cell", "x", "W_ih", "W_hh", "saved", "ws", "parallel")
+    __slots__ = ("cell", "x", "W_ih", "W_hh", "saved", "ws", "parallel", "reset")
 
-    def __init__(self, cell, x, W_ih, W_hh, saved, ws, parallel=None):
+    def __init__(self, cell, x, W_ih, W_hh, saved, ws, parallel, reset):
         self.cell, self.x, self.W_ih, self.W_hh = cell, x, W_ih, W_hh
-        self.saved, self.ws, self.parallel = saved, ws, parallel
+        self.saved, self.ws, self.parallel, self.reset = saved, ws, parallel, reset
 
 
 def _open_cache(cell, cache, dy):
@@ -203,7 +235,8 @@ def _forward(kernel, x, weights, out, recur, whole, parallel, ws):
 def _backward(kernel, cache, G, recur, whole, dgates, hs, Wp_ih, grads, ws):
     """recur(n0, n1): the backward recurrence's arguments for streams [n0, n1); whole:
     kernel.backward's, the layer in one call; dgates: the gate gradients the weight
-    gradients read ((dact,) or (dgx, dgh)); grads: (dx, dW_ih, dW_hh, db_ih, db_hh)."""
+    gradients read ((dact,) or (dgx, dgh)); hs: the h_{t-1} they read (with resets, the
+    recurrence's hp); grads: (dx, dW_ih, dW_hh, db_ih, db_hh)."""
     P, x = cache.parallel, cache.x
     T, N = x.shape[:2]
     H = cache.W_hh.shape[1]
@@ -221,22 +254,26 @@ def _backward(kernel, cache, G, recur, whole, dgates, hs, Wp_ih, grads, ws):
 
 # ---- LSTM ------------------------------------------------------------------------------
 
-def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None,
+                 reset=None):
     T, N, D, H, dt = _sizes("lstm", 4, x, h0, W_ih)
     _check("x", x, (T, N, D), dt)
     _check("h0", h0, (N, H), dt)
     _check("c0", c0, (N, H), dt)
     _check_weights(4, H, D, dt, W_ih, W_hh, b_ih, b_hh)
+    r = _reset_mask(reset, T, N)
     ws = workspace
+    hz, cz = _reset_scratch(ws, r, ("hz", "cz"), (N, H), dt)
     hs = _empty(ws, "hs", (T + 1, N, H), dt)
     cs = _empty(ws, "cs", (T + 1, N, H), dt)
     act = _empty(ws, "act", (T, N, 4 * H), dt)
     tc = _empty(ws, "tc", (T, N, H), dt)
     Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh, parallel)
     _forward(_lstm, x, (W_ih, Wp_ih, b_ih, b_hh), act,
-             lambda n0, n1: (h0, c0, W_hh, Wp_hh, hs, cs, act, tc, n0, n1),
-             (x, h0, c0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, cs, act, tc), parallel, ws)
-    cache = _Cache("lstm", x, W_ih, W_hh, (hs, cs, act, tc), ws, parallel)
+             lambda n0, n1: (h0, c0, r, W_hh, Wp_hh, hs, cs, act, tc, hz, cz, n0, n1),
+             (x, h0, c0, r, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, cs, act, tc, hz, cz),
+             parallel, ws)
+    cache = _Cache("lstm", x, W_ih, W_hh, (hs, cs, act, tc), ws, parallel, r)
     return hs[1:], hs[T].copy(), cs[T].copy(), cache
 
 
@@ -253,32 +290,38 @@ def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh,
     dact = _empty(ws, "dact", (T, N, 4 * H), dt)
     dh = _empty(ws, "dh", (N, H), dt)
     dc = _empty(ws, "dc", (N, H), dt)
+    r = cache.reset
+    (hp,) = _reset_scratch(ws, r, ("hp",), (T + 1, N, H), dt)
+    (cz,) = _reset_scratch(ws, r, ("cz",), (N, H), dt)
     Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, cache.parallel)
     x, W_ih, W_hh = cache.x, cache.W_ih, cache.W_hh
     _backward(_lstm, cache, 4,
-              lambda n0, n1: (dy, dhT, dcT, W_hh, Wp_hh, cs, act, tc, dact, dh, dc, dh0, dc0, n0, n1),
-              (dy, dhT, dcT, x, W_ih, W_hh, Wp_ih, Wp_hh, hs, cs, act, tc, dact, dh, dc, dx,
-               dh0, dc0, dW_ih, dW_hh, db_ih, db_hh),
-              (dact,), hs, Wp_ih, (dx, dW_ih, dW_hh, db_ih, db_hh), ws)
+              lambda n0, n1: (dy, dhT, dcT, r, W_hh, Wp_hh, hs, cs, act, tc, dact, dh, dc, hp, cz,
+                              dh0, dc0, n0, n1),
+              (dy, dhT, dcT, r, x, W_ih, W_hh, Wp_ih, Wp_hh, hs, cs, act, tc, dact, dh, dc, hp, cz,
+               dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh),
+              (dact,), hp if r.size else hs, Wp_ih, (dx, dW_ih, dW_hh, db_ih, db_hh), ws)
 
 
 # ---- GRU -------------------------------------------------------------------------------
 
-def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
+def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None, reset=None):
     T, N, D, H, dt = _sizes("gru", 3, x, h0, W_ih)
     _check("x", x, (T, N, D), dt)
     _check("h0", h0, (N, H), dt)
     _check_weights(3, H, D, dt, W_ih, W_hh, b_ih, b_hh)
+    r = _reset_mask(reset, T, N)
     ws = workspace
+    (hz,) = _reset_scratch(ws, r, ("hz",), (N, H), dt)
     hs = _empty(ws, "hs", (T + 1, N, H), dt)
     act = _empty(ws, "act", (T, N, 3 * H), dt)
     ghn = _empty(ws, "ghn", (T, N, H), dt)
     gh = _empty(ws, "gh", (N, 3 * H), dt)
     Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh, parallel)
     _forward(_gru, x, (W_ih, Wp_ih, b_ih), act,
-             lambda n0, n1: (h0, W_hh, Wp_hh, b_hh, hs, act, ghn, gh, n0, n1),
-             (x, h0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, act, ghn, gh), parallel, ws)
-    cache = _Cache("gru", x, W_ih, W_hh, (hs, act, ghn), ws, parallel)
+             lambda n0, n1: (h0, r, W_hh, Wp_hh, b_hh, hs, act, ghn, gh, hz, n0, n1),
+             (x, h0, r, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, act, ghn, gh, hz), parallel, ws)
+    cache = _Cache("gru", x, W_ih, W_hh, (hs, act, ghn), ws, parallel, r)
     return hs[1:], hs[T].copy(), cache
 
 
@@ -294,30 +337,35 @@ def gru_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=
     dgh = _empty(ws, "dgh", (T, N, 3 * H), dt)
     dh_a = _empty(ws, "dh_a", (N, H), dt)
     dh_b = _empty(ws, "dh_b", (N, H), dt)
+    r = cache.reset
+    (hp,) = _reset_scratch(ws, r, ("hp",), (T + 1, N, H), dt)
     Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, cache.parallel)
     x, W_ih, W_hh = cache.x, cache.W_ih, cache.W_hh
     _backward(_gru, cache, 3,
-              lambda n0, n1: (dy, dhT, W_hh, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dh0, n0, n1),
-              (dy, dhT, x, W_ih, W_hh, Wp_ih, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, dx, dh0,
-               dW_ih, dW_hh, db_ih, db_hh),
-              (dgx, dgh), hs, Wp_ih, (dx, dW_ih, dW_hh, db_ih, db_hh), ws)
+              lambda n0, n1: (dy, dhT, r, W_hh, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, hp, dh0,
+                              n0, n1),
+              (dy, dhT, r, x, W_ih, W_hh, Wp_ih, Wp_hh, hs, act, ghn, dgx, dgh, dh_a, dh_b, hp, dx,
+               dh0, dW_ih, dW_hh, db_ih, db_hh),
+              (dgx, dgh), hp if r.size else hs, Wp_ih, (dx, dW_ih, dW_hh, db_ih, db_hh), ws)
 
 
 # ---- RNN -------------------------------------------------------------------------------
 
-def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None):
+def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, workspace=None, parallel=None, reset=None):
     T, N, D, H, dt = _sizes("rnn", 1, x, h0, W_ih)
     _check("x", x, (T, N, D), dt)
     _check("h0", h0, (N, H), dt)
     _check_weights(1, H, D, dt, W_ih, W_hh, b_ih, b_hh)
+    r = _reset_mask(reset, T, N)
     ws = workspace
+    (hz,) = _reset_scratch(ws, r, ("hz",), (N, H), dt)
     hs = _empty(ws, "hs", (T + 1, N, H), dt)
     pre = _empty(ws, "pre", (T, N, H), dt)
     Wp_ih, Wp_hh = _packs_forward(ws, W_ih, W_hh, parallel)
     _forward(_rnn, x, (W_ih, Wp_ih, b_ih, b_hh), pre,
-             lambda n0, n1: (h0, W_hh, Wp_hh, hs, pre, n0, n1),
-             (x, h0, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, pre), parallel, ws)
-    cache = _Cache("rnn", x, W_ih, W_hh, (hs,), ws, parallel)
+             lambda n0, n1: (h0, r, W_hh, Wp_hh, hs, pre, hz, n0, n1),
+             (x, h0, r, W_ih, W_hh, Wp_ih, Wp_hh, b_ih, b_hh, hs, pre, hz), parallel, ws)
+    cache = _Cache("rnn", x, W_ih, W_hh, (hs,), ws, parallel, r)
     return hs[1:], hs[T].copy(), cache
 
 
@@ -331,9 +379,12 @@ def rnn_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh, workspace=
     ws = workspace if workspace is not None else cache.ws   # scratch only
     da = _empty(ws, "da", (T, N, H), dt)
     dh = _empty(ws, "dh", (N, H), dt)
+    r = cache.reset
+    (hp,) = _reset_scratch(ws, r, ("hp",), (T + 1, N, H), dt)
     Wp_ih, Wp_hh = _packs_backward(ws, cache.W_ih, cache.W_hh, cache.parallel)
     x, W_ih, W_hh = cache.x, cache.W_ih, cache.W_hh
     _backward(_rnn, cache, 1,
-              lambda n0, n1: (dy, dhT, W_hh, Wp_hh, hs, da, dh, dh0, n0, n1),
-              (dy, dhT, x, W_ih, W_hh, Wp_ih, Wp_hh, hs, da, dh, dx, dh0, dW_ih, dW_hh, db_ih, db_hh),
-              (da,), hs, Wp_ih, (dx, dW_ih, dW_hh, db_ih, db_hh), ws)
+              lambda n0, n1: (dy, dhT, r, W_hh, Wp_hh, hs, da, dh, hp, dh0, n0, n1),
+              (dy, dhT, r, x, W_ih, W_hh, Wp_ih, Wp_hh, hs, da, dh, hp, dx, dh0, dW_ih, dW_hh,
+               db_ih, db_hh),
+              (da,), hp if r.size else hs, Wp_ih, (dx, dW_ih, dW_hh, db_ih, db_hh), ws)

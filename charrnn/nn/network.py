@@ -180,12 +180,14 @@ class Network:
 
     # ---- forward and backward ---------------------------------------------------------
 
-    def forward_backward(self, x, y, state=None, rng=None, grad=True):
+    def forward_backward(self, x, y, state=None, rng=None, grad=True, reset=None):
         """Mean cross-entropy (nats/char) of predicting y from x, and the final state.
 
         With grad=True the gradients are *added* to self.grads (zero them per step).
         Dropout is applied when rng (a np.random.Generator or StreamMasks) is given and
-        dropout > 0.
+        dropout > 0. reset (T, N) of bool or uint8: where reset[t, n], stream n starts
+        afresh at step t, from a zero state in every layer, as if a new sequence began
+        there (charrnn.nn.reference has the exact semantics); None: nowhere.
         """
         x, y, state = self._check_batch(x, y, state)
         cfg, dt = self.cfg, self.dtype
@@ -210,7 +212,7 @@ class Network:
             if not isinstance(inp, cells.Lookup):
                 inp = inp.reshape(T, N, -1)                             # (T, N, E or H)
             out = _FORWARD[cfg.cell](inp, *state[k], *self.layer_weights(k),
-                                     workspace=self._ws[k], parallel=self.parallel)
+                                     workspace=self._ws[k], parallel=self.parallel, reset=reset)
             y_k, final, cache = out[0], out[1:-1], out[-1]
             caches.append(cache)
             new_state.append(tuple(final))
@@ -313,12 +315,14 @@ class Network:
 
     # ---- public API -------------------------------------------------------------------
 
-    def loss_and_grad(self, x, y, state=None):
-        """loss (mean nats/char, no dropout), grads (dict like params), final state."""
+    def loss_and_grad(self, x, y, state=None, reset=None):
+        """loss (mean nats/char, no dropout), grads (dict like params), final state.
+        reset: as in forward_backward."""
         self.grad_flat.fill(0)
-        loss, state = self.forward_backward(x, y, state, rng=None, grad=True)
+        loss, state = self.forward_backward(x, y, state, rng=None, grad=True, reset=reset)
         return loss, {k: v.copy() for k, v in self.grads.items()}, state
 
-    def loss(self, x, y, state=None):
-        """Mean cross-entropy (nats/char) without gradients or dropout, and the final state."""
-        return self.forward_backward(x, y, state, rng=None, grad=False)
+    def loss(self, x, y, state=None, reset=None):
+        """Mean cross-entropy (nats/char) without gradients or dropout, and the final state.
+        reset: as in forward_backward."""
+        return self.forward_backward(x, y, state, rng=None, grad=False, reset=reset)

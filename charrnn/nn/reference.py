@@ -36,6 +36,20 @@ Conventions shared with the kernels:
 - backward *adds* (+=) into dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh, so gradients of
   several calls accumulate and the caller zeroes them once per step.
 - Everything is computed in the dtype of x (float64 is the spec; float32 is accepted).
+
+Resets (documents, and per-row lengths): forward takes an optional `reset` (T, N) of bool
+(or uint8, nonzero meaning true); None means no reset anywhere. reset[t, n] true means
+the state entering step t of stream n is zero: h_{t-1} and, for the LSTM, c_{t-1} are
+replaced by zeros, exactly as if stream n began at step t from h0 = c0 = 0. Nothing else
+changes: y[t-1] is still the real output of step t-1, and the final state is the real
+state after step T-1. Backward reads reset from the cache; consequently
+- no gradient flows from step t back through the recurrence into the steps before t of
+  that stream (nor into dh0, dc0 when t == 0): the running dh, dc are cut there;
+- dW_hh gets nothing from that stream at step t (its h_{t-1} is zero), and for the GRU
+  neither does dz's h_{t-1} term, for the LSTM df's c_{t-1} term;
+- dW_ih, db_ih, db_hh, dx and the gradient that reaches y[t-1] from dy are unchanged.
+A reset at t == 0 makes h0 (and c0) irrelevant to that stream. reset=None and an
+all-False reset give the same results.
 """
 import numpy as np
 
@@ -77,9 +91,24 @@ def _input_projection(x, W, b):
     return (x.reshape(T * N, D) @ W.T + b).reshape(T, N, -1)  # (T, N, G*H)
 
 
-def _previous_states(h0, y):
-    # h_{t-1} for t = 1..T: h0 followed by y without its last step.
-    return np.concatenate([h0[None], y[:-1]], axis=0)  # (T, N, H)
+def _resets(reset, T, N):
+    # (T, N, 1) bool, True where the state entering step t of stream n is zero;
+    # broadcasts against (N, H) states at one step and (T, N, H) at all steps.
+    if reset is None:
+        return np.zeros((T, N, 1), bool)
+    return np.asarray(reset).astype(bool).reshape(T, N, 1)
+
+
+def _cut(a, r):
+    # a with the rows of the streams that reset (r True) zeroed: the state they start
+    # from, or the gradient that must not flow back past their start.
+    return np.where(r, a.dtype.type(0), a)
+
+
+def _previous_states(h0, y, resets):
+    # h_{t-1} as step t saw it, for t = 1..T: h0 followed by y without its last step,
+    # zero where the stream reset.
+    return _cut(np.concatenate([h0[None], y[:-1]], axis=0), resets)  # (T, N, H)
 
 
 def _zeros_or_copy(d, like):
@@ -112,9 +141,10 @@ def _affine_backward(da_x, da_h, x, h_prev, W_ih, dx, dW_ih, dW_hh, db_ih, db_hh
 
 # ----------------------------------------------------------------------------- LSTM
 
-def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh):
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reset=None):
     """LSTM over a whole sequence. Returns (y (T,N,H), hT (N,H), cT (N,H), cache)."""
     T, N, D = x.shape
+    resets = _resets(reset, T, N)                                 # (T, N, 1)
     H = h0.shape[1]
     dt = x.dtype
     # Both biases can be folded into the input projection: they are only ever summed.
@@ -125,6 +155,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh):
     y = np.empty((T, N, H), dt)         # h_1..h_T
     h_prev, c_prev = h0, c0
     for t in range(T):
+        h_prev, c_prev = _cut(h_prev, resets[t]), _cut(c_prev, resets[t])
         a = xa[t] + h_prev @ W_hh.T                               # (N, 4H)
         act[t, :, :2 * H] = sigmoid(a[:, :2 * H])                 # i, f
         act[t, :, 2 * H:3 * H] = np.tanh(a[:, 2 * H:3 * H])       # g
@@ -135,7 +166,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh):
         y[t] = o * tanh_c[t]
         h_prev, c_prev = y[t], c[t]
     cache = dict(x=x, h0=h0, c0=c0, W_ih=W_ih, W_hh=W_hh,
-                 act=act, c=c, tanh_c=tanh_c, y=y)
+                 act=act, c=c, tanh_c=tanh_c, y=y, resets=resets)
     return y, y[-1].copy(), c[-1].copy(), cache
 
 
@@ -143,6 +174,7 @@ def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh)
     """Adds the gradients of lstm_forward into dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh."""
     x, h0, c0, W_ih, W_hh = (cache[k] for k in ("x", "h0", "c0", "W_ih", "W_hh"))
     act, c, tanh_c, y = (cache[k] for k in ("act", "c", "tanh_c", "y"))
+    resets = cache["resets"]
     T, N, H = y.shape
     dh = _zeros_or_copy(dhT, y[0])     # dL/dh_t from later steps, running backwards
     dc = _zeros_or_copy(dcT, y[0])     # dL/dc_t from later steps
@@ -150,7 +182,7 @@ def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh)
     for t in reversed(range(T)):
         dh += dy[t]                     # h_t is both an output and the next step's input
         i, f, g, o = np.split(act[t], 4, axis=1)                  # 4 x (N, H)
-        c_prev = c[t - 1] if t > 0 else c0
+        c_prev = _cut(c[t - 1] if t > 0 else c0, resets[t])
         # h_t = o * tanh(c_t)
         do = dh * tanh_c[t]
         dc += dh * o * (1.0 - tanh_c[t] ** 2)
@@ -163,18 +195,21 @@ def lstm_backward(dy, dhT, dcT, cache, dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh)
         da[t, :, 3 * H:4 * H] = do * o * (1.0 - o)
         dc = dc * f                     # dL/dc_{t-1}
         dh = da[t] @ W_hh               # dL/dh_{t-1}: (N, 4H) @ (4H, H)
+        # a stream that reset at t never saw its earlier states: nothing flows back to them
+        dh, dc = _cut(dh, resets[t]), _cut(dc, resets[t])
     dh0 += dh
     dc0 += dc
     # a_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh: both maps see the same da.
-    _affine_backward(da, da, x, _previous_states(h0, y), W_ih,
+    _affine_backward(da, da, x, _previous_states(h0, y, resets), W_ih,
                      dx, dW_ih, dW_hh, db_ih, db_hh)
 
 
 # ----------------------------------------------------------------------------- GRU
 
-def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh):
+def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reset=None):
     """GRU over a whole sequence. Returns (y (T,N,H), hT (N,H), cache)."""
     T, N, D = x.shape
+    resets = _resets(reset, T, N)                                 # (T, N, 1)
     H = h0.shape[1]
     dt = x.dtype
     # b_hh cannot be folded in here: b_hn is multiplied by r.
@@ -184,6 +219,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh):
     y = np.empty((T, N, H), dt)
     h_prev = h0
     for t in range(T):
+        h_prev = _cut(h_prev, resets[t])
         ha = h_prev @ W_hh.T + b_hh                               # (N, 3H)
         r = sigmoid(xa[t, :, 0 * H:1 * H] + ha[:, 0 * H:1 * H])
         z = sigmoid(xa[t, :, 1 * H:2 * H] + ha[:, 1 * H:2 * H])
@@ -194,16 +230,16 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh):
         hn[t] = ha[:, 2 * H:3 * H]
         y[t] = (1.0 - z) * n + z * h_prev
         h_prev = y[t]
-    cache = dict(x=x, h0=h0, W_ih=W_ih, W_hh=W_hh, act=act, hn=hn, y=y)
+    cache = dict(x=x, h0=h0, W_ih=W_ih, W_hh=W_hh, act=act, hn=hn, y=y, resets=resets)
     return y, y[-1].copy(), cache
 
 
 def gru_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh):
     """Adds the gradients of gru_forward into dx, dh0, dW_ih, dW_hh, db_ih, db_hh."""
     x, h0, W_ih, W_hh = (cache[k] for k in ("x", "h0", "W_ih", "W_hh"))
-    act, hn, y = cache["act"], cache["hn"], cache["y"]
+    act, hn, y, resets = cache["act"], cache["hn"], cache["y"], cache["resets"]
     T, N, H = y.shape
-    h_prevs = _previous_states(h0, y)                             # (T, N, H)
+    h_prevs = _previous_states(h0, y, resets)                     # (T, N, H)
     dh = _zeros_or_copy(dhT, y[0])
     da_x = np.empty((T, N, 3 * H), y.dtype)  # dL/d(x_t W_ih^T + b_ih), blocks r, z, n
     da_h = np.empty((T, N, 3 * H), y.dtype)  # dL/d(h_{t-1} W_hh^T + b_hh)
@@ -227,6 +263,7 @@ def gru_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh):
         da_h[t, :, 1 * H:2 * H] = daz
         da_h[t, :, 2 * H:3 * H] = dan * r
         dh = dh_prev + da_h[t] @ W_hh   # dL/dh_{t-1}: (N, 3H) @ (3H, H)
+        dh = _cut(dh, resets[t])        # not past a reset
     dh0 += dh
     _affine_backward(da_x, da_h, x, h_prevs, W_ih,
                      dx, dW_ih, dW_hh, db_ih, db_hh)
@@ -234,31 +271,33 @@ def gru_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh):
 
 # ----------------------------------------------------------------------------- RNN
 
-def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh):
+def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reset=None):
     """Elman RNN with tanh over a whole sequence. Returns (y (T,N,H), hT (N,H), cache)."""
     T, N, D = x.shape
+    resets = _resets(reset, T, N)                                 # (T, N, 1)
     H = h0.shape[1]
     xa = _input_projection(x, W_ih, b_ih + b_hh)                  # (T, N, H)
     y = np.empty((T, N, H), x.dtype)
     h_prev = h0
     for t in range(T):
-        y[t] = np.tanh(xa[t] + h_prev @ W_hh.T)
+        y[t] = np.tanh(xa[t] + _cut(h_prev, resets[t]) @ W_hh.T)
         h_prev = y[t]
     # y alone suffices for backward: tanh' = 1 - y^2.
-    cache = dict(x=x, h0=h0, W_ih=W_ih, W_hh=W_hh, y=y)
+    cache = dict(x=x, h0=h0, W_ih=W_ih, W_hh=W_hh, y=y, resets=resets)
     return y, y[-1].copy(), cache
 
 
 def rnn_backward(dy, dhT, cache, dx, dh0, dW_ih, dW_hh, db_ih, db_hh):
     """Adds the gradients of rnn_forward into dx, dh0, dW_ih, dW_hh, db_ih, db_hh."""
     x, h0, W_ih, W_hh, y = (cache[k] for k in ("x", "h0", "W_ih", "W_hh", "y"))
+    resets = cache["resets"]
     T, N, H = y.shape
     dh = _zeros_or_copy(dhT, y[0])
     da = np.empty((T, N, H), y.dtype)
     for t in reversed(range(T)):
         dh += dy[t]
         da[t] = dh * (1.0 - y[t] ** 2)
-        dh = da[t] @ W_hh                                         # (N, H) @ (H, H)
+        dh = _cut(da[t] @ W_hh, resets[t])                        # (N, H) @ (H, H)
     dh0 += dh
-    _affine_backward(da, da, x, _previous_states(h0, y), W_ih,
+    _affine_backward(da, da, x, _previous_states(h0, y, resets), W_ih,
                      dx, dW_ih, dW_hh, db_ih, db_hh)
