@@ -176,6 +176,45 @@ def test_model_config_keeps_the_end_marker_and_old_checkpoints_load(tmp_path):
         CharRNN(cfg, ["a", "b", "c"])
 
 
+# ---- the state is zeroed at every end marker ----------------------------------------------
+
+def doc_model(end_marker=END, cell="gru"):
+    from charrnn.model import CharRNN
+    from charrnn.nn.network import ModelConfig
+    vocab = [END, "a", "b", "c", "d"]
+    return CharRNN(ModelConfig(cell, 6, 2, 4, 0.0, len(vocab), "utf-8", end_marker), vocab,
+                   seed=4, dtype=np.float64)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+def test_the_network_resets_at_its_end_marker_by_itself(cell):
+    docs, plain = doc_model(cell=cell), doc_model("", cell=cell)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 5, (13, 3))
+    ids[0, 0] = ids[5, 1] = ids[12, 2] = 0                          # END here and there
+    x, y = ids[:-1], ids[1:]
+    state = [tuple(rng.standard_normal(a.shape) for a in layer) for layer in plain.init_state(3)]
+    l1, g1, s1 = docs.loss_and_grad(x, y, state)
+    l2, g2, s2 = plain.loss_and_grad(x, y, state, reset=np.ascontiguousarray(x == 0))
+    assert l1 == l2 and all(np.array_equal(g1[k], g2[k]) for k in g1)
+    assert docs.loss(x, y, state)[0] == l1
+    l3, _, _ = plain.loss_and_grad(x, y, state)
+    assert l3 != l1                                                 # resets do change it
+
+
+def test_a_document_reads_the_same_whatever_came_before():
+    m = doc_model()
+    a = m.probe("abcab" + END + "dacb")
+    b = m.probe(END + "dacb")
+    np.testing.assert_allclose(a.probs[-5:], b.probs, rtol=1e-12)
+    # and scoring two documents at once is scoring each alone (from its END)
+    ids = np.array([0, 1, 2, 0, 3, 4, 1, 0])
+    both, _ = m.loss(ids[:-1, None], ids[1:, None])
+    one, _ = m.loss(ids[:3, None], ids[1:4, None])
+    two, _ = m.loss(ids[3:-1, None], ids[4:, None])
+    assert np.isclose(both * 7, one * 3 + two * 4, rtol=1e-12)
+
+
 # ---- training and sampling ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -187,9 +187,12 @@ class Network:
         Dropout is applied when rng (a np.random.Generator or StreamMasks) is given and
         dropout > 0. reset (T, N) of bool or uint8: where reset[t, n], stream n starts
         afresh at step t, from a zero state in every layer, as if a new sequence began
-        there (charrnn.nn.reference has the exact semantics); None: nowhere.
+        there (charrnn.nn.reference has the exact semantics); None: nowhere. A model
+        trained on documents (config end_marker) adds its own: every step whose input
+        is the end marker starts from a zero state (charrnn.data.documents).
         """
         x, y, state = self._check_batch(x, y, state)
+        reset = self.resets(x, reset)
         cfg, dt = self.cfg, self.dtype
         T, N = x.shape
         R = T * N
@@ -222,6 +225,16 @@ class Network:
         if grad:
             self._backward(dtop, ids, caches, masks, T, N, table)
         return loss, new_state
+
+    def resets(self, x, reset=None):
+        """The reset mask of a batch x (T, N): `reset` (or None), and for a model with an
+        end marker, also every step whose input it is."""
+        if self.end_id is None:
+            return reset
+        mine = np.asarray(x) == self.end_id                             # (T, N) bool
+        if reset is not None:
+            mine |= np.asarray(reset, bool)
+        return np.ascontiguousarray(mine)
 
     def _decode(self, top, tgt, grad):
         """Decoder, softmax and cross-entropy (and their backward) -> (mean loss, dtop).
