@@ -402,3 +402,15 @@ def test_eval_scores_a_file_as_documents(names_run, tmp_path):
         charrnn.evaluate(names_run, held)
     r = cli("eval", names_run, held, "--docs", "lines")
     assert r.returncode == 0 and r.stdout.startswith("loss ") and "over 17 characters" in r.stdout
+
+
+def test_two_ranks_train_documents_as_one_process(tmp_path):
+    """Each rank lays the documents out alike and its network resets at END by itself."""
+    from test_distributed import assert_same_losses, launch, steps
+    data = names_file(tmp_path)
+    opts = dict(hidden=16, layers=1, embed=8, seq_len=16, batch_size=4, max_minutes=0,
+                max_steps=8, eval_every=4, docs="lines", val_frac=0.1)
+    charrnn.train(data, out=tmp_path / "one", quiet=True, threads=1, **opts)
+    launch(2, data, tmp_path / "two", opts)
+    assert_same_losses(steps(tmp_path / "one"), steps(tmp_path / "two"))
+    assert (tmp_path / "two" / "documents.npy").is_file()
