@@ -167,7 +167,7 @@ def evaluate(model, path, encoding=None, seq_len=64, batch_size=32, encoding_err
                          errors=encoding_errors, training=False)
     if docs != "none":
         laid = Documents(corpus, docs, seed=0)
-        corpus = replace(corpus, ids=laid.lay_out(0), vocab=laid.vocab)
+        corpus = replace(corpus, ids=laid.lay_out(), vocab=laid.vocab)
     ids, skipped = (remap_ids(corpus, model.vocab, unknown) if corpus.vocab != model.vocab
                     else (corpus.ids, 0))
     targets = len(ids) - 1

@@ -51,7 +51,7 @@ def test_lines_layout_markers_empty_lines_and_crlf(tmp_path):
     docs = Documents(load_corpus(p), "lines", seed=1)
     assert len(docs) == 4 and docs.dropped == 3                    # "", "   ", "\t"
     assert "3 empty lines left out" in docs.describe(0)
-    ids = docs.lay_out(0)
+    ids = docs.lay_out()
     assert sorted(documents_of(docs, ids)) == ["alice", "bob", "carol", "zed"]
     # the vocabulary: what the documents hold (no line break, no "\r") and END, sorted
     assert docs.vocab == sorted(set("alicebobcarolzed") | {END}) and docs.vocab[0] == END
@@ -65,7 +65,7 @@ def test_order_is_shuffled_by_the_seed_and_deterministic(tmp_path):
     p = tmp_path / "sorted.txt"
     p.write_text("".join(f"{c}{i}\n" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" for i in range(8)))
     corpus = load_corpus(p)
-    order = lambda seed: documents_of(d := Documents(corpus, "lines", seed), d.lay_out(0))
+    order = lambda seed: documents_of(d := Documents(corpus, "lines", seed), d.lay_out())
     a = order(7)
     assert a == order(7) and a != order(8) and sorted(a) == sorted(order(8))
     z = [i for i, name in enumerate(a) if name[0] == "Z"]
@@ -80,7 +80,7 @@ def test_files_are_documents_without_the_joining_newline(tmp_path):
     (root / "2.txt").write_text("violets\nare blue\n")
     (root / "3.txt").write_text(" \n\n")                           # whitespace: left out
     docs = Documents(load_files(expand(root)), "files", seed=3)
-    assert sorted(documents_of(docs, docs.lay_out(0))) == ["roses\nare red",
+    assert sorted(documents_of(docs, docs.lay_out())) == ["roses\nare red",
                                                             "violets\nare blue\n"]
     assert docs.dropped == 1 and "\n" in docs.vocab
 
@@ -107,10 +107,10 @@ def test_layout_in_small_blocks_equals_one_block(tmp_path, monkeypatch):
     p = tmp_path / "t.txt"
     p.write_text("\n".join(lines) + "\n")
     whole = Documents(load_corpus(p), "lines", 5)
-    ids, hashes = whole.lay_out(0.1), whole.hashes()
+    ids, hashes = whole.lay_out(), whole.hashes()
     monkeypatch.setattr(D, "BLOCK", 16)       # many blocks, and documents longer than one
     small = Documents(load_corpus(p), "lines", 5)
-    np.testing.assert_array_equal(small.lay_out(0.1), ids)
+    np.testing.assert_array_equal(small.lay_out(), ids)
     np.testing.assert_array_equal(small.hashes(), hashes)
     assert sorted(documents_of(whole, ids)) == sorted(lines)
 
@@ -124,7 +124,7 @@ def test_held_out_documents_are_whole_and_start_with_the_marker(tmp_path):
     cfg = TrainConfig(docs="lines", val_frac=0.1, seq_len=8, batch_size=2, hidden=8,
                       layers=1, embed=4, max_minutes=0)
     cfg, train, held, choice = prepare(cfg, corpus, lambda s: None, docs=docs)
-    ids = docs.lay_out(0.1)
+    ids = docs.lay_out()
     assert choice.val_chars == docs.held_out_chars(0.1)
     n_train = len(ids) - choice.val_chars
     assert ids[n_train - 1] == docs.end_id == held.ids[0]           # held out: END v1 ...
@@ -151,7 +151,7 @@ def test_the_automatic_window_holds_the_median_document():
 def test_fingerprints_know_every_document_and_nothing_else(tmp_path):
     docs = Documents(load_corpus(names_file(tmp_path)), "lines", 1)
     known = Known(docs.hashes())
-    ids = docs.lay_out(0.1)
+    ids = docs.lay_out()
     for name in set(documents_of(docs, ids)):           # training and held-out alike
         assert [ord(c) for c in name] in known
     assert [ord(c) for c in "alicexyz"] not in known and [] not in known

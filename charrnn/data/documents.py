@@ -3,7 +3,7 @@ from a zero state and ended by an end marker the model learns to emit.
 
     docs = Documents(corpus, "lines", seed)   # the documents' ranges, shuffled once
     docs.held_out_chars(val_frac)             # characters a split would score
-    ids = docs.lay_out(val_frac)              # the stream trained on (below)
+    ids = docs.lay_out()                      # the stream trained on (below)
     docs.hashes()                             # a fingerprint of each document (--novel)
 
 The end marker END is one character, U+0003 (END OF TEXT; the byte 0x03 of a
@@ -113,9 +113,10 @@ class Documents:
         return (f"{plural(len(self), 'document')} ({what}, median {self.median_length - 1:,} "
                 f"characters{dropped}){held}, each ended by the marker U+0003")
 
-    def lay_out(self, val_frac):
+    def lay_out(self):
         """The stream END d1 END ... dn END in the model's vocabulary (module docstring),
-        held-out documents last. (N,) of the smallest id dtype, in memory."""
+        in the run's order, so whatever val_frac holds out is last: held_out_chars(val_frac)
+        characters. (N,) of the smallest id dtype, in memory."""
         table = self.table
         out = np.empty(self.stream_length, table.dtype)
         out[0] = self.end_id

@@ -99,7 +99,7 @@ def _held_out_documents(run, run_dir, model, limit):
     if docs.vocab != model.vocab:
         raise ReportError(f"{run_dir}/corpus.npy does not match the model's vocabulary")
     val_frac = cfg.get("val_frac") or 0.0
-    ids = docs.lay_out(val_frac)
+    ids = docs.lay_out()
     held = docs.held_out_chars(val_frac)
     if held:
         offset, source = len(ids) - held - 1, "the held-out documents"

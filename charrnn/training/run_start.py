@@ -187,7 +187,7 @@ def prepare(cfg, corpus, log, resumed=False, docs=None):
                                  cfg.cell, held_out=docs.held_out_chars,
                                  doc_len=docs.median_length)
     cfg = replace(cfg, **choice.values)
-    ids = ids if docs is None else docs.lay_out(cfg.val_frac)
+    ids = ids if docs is None else docs.lay_out()
     n_train = len(ids) - choice.val_chars
     whose, what = ("corpus's", "corpus") if docs is None else ("documents'", "documents")
     part = (f"the training part (all but the last {cfg.val_frac:g} of the {whose} "
