@@ -11,15 +11,20 @@ CharRNN adds what sits above the network (the sampler, the probe, held-out scori
 so the layers below never import upward.
 """
 import os
+from dataclasses import replace
 
 import numpy as np
 
+from pathlib import Path
+
 from charrnn.data.corpus import load_corpus
+from charrnn.data.documents import Documents, Known, check_mode
 from charrnn.data.heldout import score
 from charrnn.data.text import remap_ids
 from charrnn.errors import ConfigError, CorpusError
 from charrnn.generate import sampler
 from charrnn.generate.beam import beam_search
+from charrnn.generate.items import sample_items
 from charrnn.io import checkpoint, rundir
 from charrnn.nn.network import Network
 from charrnn.nn.probe import probe
@@ -27,6 +32,8 @@ from charrnn.nn.probe import probe
 
 class CharRNN(Network):
     """A character-level language model over a fixed vocabulary."""
+
+    source = None   # the run directory it was loaded from (charrnn.load), if any
 
     def probe(self, text, state=None):
         """What the model predicts and how its units move while reading `text`: a
@@ -78,6 +85,26 @@ class CharRNN(Network):
                                       top_p=top_p, seed=seed, length=length, stop=stop,
                                       no_repeat=no_repeat)
 
+    def items(self, n, *, novel=False, length=1000, temperature=1.0, top_k=None,
+              top_p=None, seed=None, no_repeat=None, known=None, max_draws=None):
+        """n complete documents of a model trained with --docs, made as one batch: a
+        charrnn.generate.items.Items (iterate it for the texts; .cut: how many `length`
+        cut before their end marker, not well-formed; .dropped: copies novel=True left
+        out; .copies, .draws). Each starts from a zero state fed the end marker, as a
+        training document did, and ends where the model emits it again.
+
+        known: the training documents' fingerprints (a run directory, or a
+        charrnn.data.documents.Known); default: those of the run the model was loaded
+        from, if it has them. novel=True drops items found verbatim among them and
+        draws again, up to max_draws (default 10 x n) items in all."""
+        if known is None:
+            known = self.source
+        if known is not None and not isinstance(known, Known):
+            known = load_known(known, required=novel)
+        return sample_items(self._sampler(), n, length=length, temperature=temperature,
+                            top_k=top_k, top_p=top_p, seed=seed, no_repeat=no_repeat,
+                            known=known, novel=novel, max_draws=max_draws)
+
     def _sampler(self):
         # Built per call: the parameters may have changed in place (training) since.
         return sampler.Sampler(self.params, self.config, self.vocab)
@@ -86,18 +113,38 @@ class CharRNN(Network):
 def load(path, best=False):
     """A CharRNN from a run directory (its model.safetensors, or best.safetensors if
     best) or a .safetensors file. Raises CheckpointError with a one-line reason."""
-    ck = checkpoint.load_model(rundir.find_checkpoint(path, best=best))
-    return CharRNN(ck.config, ck.vocab, params=ck.params)
+    found = rundir.find_checkpoint(path, best=best)
+    ck = checkpoint.load_model(found)
+    model = CharRNN(ck.config, ck.vocab, params=ck.params)
+    model.source = found.parent   # its run directory (the training documents, for items)
+    return model
+
+
+def load_known(run_dir, required=True):
+    """The training documents' fingerprints a run directory keeps (documents.npy; a
+    checkpoint file's directory is its run's). None if it has none and not required."""
+    p = Path(run_dir)
+    path = (p if p.is_dir() else p.parent) / rundir.DOCUMENTS_FILE
+    try:
+        return Known.load(path)
+    except (OSError, ValueError):
+        if not required:
+            return None
+        raise CorpusError(f"{p} has no readable {rundir.DOCUMENTS_FILE} (the fingerprints "
+                          "of its training documents, written by `charrnn train --docs`): "
+                          "pass the run directory the model was trained in") from None
 
 
 def evaluate(model, path, encoding=None, seq_len=64, batch_size=32, encoding_errors="strict",
-             unknown="error"):
+             unknown="error", docs="none"):
     """Loss of `model` on a text file: dict(loss nats/char, bpc, chars scored, skipped).
 
     `model` is a CharRNN, a run directory (its best.safetensors, as `charrnn eval`
     loads) or a .safetensors file. Any text the model can read is scored, one repeated
     character too. unknown: characters the model never saw are an error ("error") or
-    left out ("skip"; `skipped` counts them).
+    left out ("skip"; `skipped` counts them). docs "lines" or "files" (a model trained
+    with --docs): the file is scored as documents, laid out as training lays them out
+    (charrnn.data.documents), each end marker scored too.
 
     Every character after the first is scored. The text is cut into up to batch_size
     parallel streams, each read in windows of seq_len with its state carried (as in
@@ -111,8 +158,16 @@ def evaluate(model, path, encoding=None, seq_len=64, batch_size=32, encoding_err
                           f"{type(model).__name__}")
     if unknown not in ("error", "skip"):
         raise ConfigError(f"unknown must be 'error' or 'skip', not {unknown!r}")
+    check_mode(docs)
+    if (docs != "none") != bool(model.cfg.end_marker):
+        raise ConfigError("this model was trained on documents: pass --docs lines or --docs "
+                          "files to score the file as documents" if docs == "none" else
+                          "this model was trained without documents: leave out --docs")
     corpus = load_corpus(path, encoding=encoding or model.cfg.encoding,
                          errors=encoding_errors, training=False)
+    if docs != "none":
+        laid = Documents(corpus, docs, seed=0)
+        corpus = replace(corpus, ids=laid.lay_out(), vocab=laid.vocab)
     ids, skipped = (remap_ids(corpus, model.vocab, unknown) if corpus.vocab != model.vocab
                     else (corpus.ids, 0))
     targets = len(ids) - 1

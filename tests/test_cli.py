@@ -103,9 +103,10 @@ def test_train_invalid_utf8_suggests_encoding_and_latin1_works(runner, tmp_path)
 def test_train_missing_file_and_directory(runner, tmp_path):
     r = invoke(runner, "train", tmp_path / "nope.txt", *TINY)
     assert "nope.txt" in one_line(r)
-    r = invoke(runner, "train", tmp_path, *TINY)
-    usage_error(r, "[FILE]")                      # Click's Path(dir_okay=False) refuses it
-    assert "is a directory" in r.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = invoke(runner, "train", empty, *TINY)     # a folder is its files: here none
+    assert "the folder" in one_line(r) and "holds no files" in r.output
     assert not (tmp_path / "charrnn-runs").exists()
 
 

@@ -452,3 +452,152 @@ def test_a_gzip_file_is_named_as_such(tmp_path):
     for errors in ("strict", "replace"):
         with pytest.raises(CorpusError, match="gzip-compressed"):
             load_corpus(p, errors=errors)
+
+
+# ---- several files: folders, lists, patterns (charrnn.data.several) ---------------------
+
+def notes(tmp_path):
+    """A folder: files in subfolders, a hidden file and folder, an empty file; b.txt
+    does not end with a newline, so a newline joins it to the next file."""
+    root = tmp_path / "notes"
+    for name, text in [("b.txt", "bee"), ("a.txt", "ant\n"), ("sub/c.txt", "cat\n"),
+                       ("sub/a2.txt", "ape"), (".hidden", "HIDDEN\n"),
+                       (".git/x.txt", "GIT\n"), ("empty.txt", "")]:
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+    return root
+
+
+def test_a_folder_is_its_files_in_sorted_path_order_joined_by_newlines(tmp_path):
+    from charrnn.data.several import expand, load_files
+    root = notes(tmp_path)
+    fs = expand(root)
+    assert [p.relative_to(root).as_posix() for p in fs.files] == \
+        ["a.txt", "b.txt", "sub/a2.txt", "sub/c.txt"]          # hidden and empty left out
+    assert fs.notes == ["1 empty file left out"] and fs.name == "notes/ (4 files)"
+    corpus = load_files(fs)
+    # "ant\n" ends with a newline: nothing added; "bee" does not: one newline; the last
+    # file ("cat\n") is followed by nothing
+    assert decode_ids(corpus.ids, corpus.vocab) == "ant\nbee\nape\ncat\n"
+    texts = [decode_ids(corpus.ids[a:b], corpus.vocab) for _, a, b in corpus.parts]
+    assert texts == ["ant\n", "bee", "ape", "cat\n"]          # the joining newline: in none
+    assert [n for n, _, _ in corpus.parts] == [str(p) for p in fs.files]
+
+
+def test_a_list_of_files_and_a_pattern_the_shell_left_alone(tmp_path, monkeypatch):
+    from charrnn.data import sources
+    from charrnn.data.several import FileSet
+    root = notes(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    fs = sources.resolve(["notes/sub/c.txt", "notes/b.txt", "notes/sub/c.txt"])
+    assert isinstance(fs, FileSet)
+    assert [p.as_posix() for p in fs.files] == ["notes/sub/c.txt", "notes/b.txt"]  # each once
+    assert [p.name for p in sources.resolve("notes/**/*.txt").files] == \
+        ["a.txt", "b.txt", "a2.txt", "c.txt"]
+    assert sources.resolve(["notes/a.txt"]) == "notes/a.txt"   # one file: as it always was
+    assert sources.resolve(root / "a.txt") == str(root / "a.txt")
+    for bad, match in [("notes/*.zip", "no file matches notes/\\*.zip"),
+                       (["notes/a.txt", "gone.txt"], "no such file or folder: gone.txt"),
+                       (["-", "notes/a.txt"], "standard input.*only alone")]:
+        with pytest.raises(CorpusError, match=match) as e:
+            sources.resolve(bad)
+        assert "\n" not in str(e.value)
+    (tmp_path / "void").mkdir()
+    with pytest.raises(CorpusError, match="holds no files"):
+        sources.resolve("void")
+
+
+def test_the_cache_of_several_files_sees_a_change_in_any_of_them(tmp_path, monkeypatch):
+    from charrnn.data import several
+    root = notes(tmp_path)
+    run = tmp_path / "run"
+    fs = several.expand(root)
+    first = several.load_files(fs, cache_dir=run)
+    assert isinstance(first.ids, np.memmap)
+    meta = __import__("json").loads((run / "corpus.json").read_text())
+    assert [f["path"] for f in meta["files"]] == fs.resolved()
+    assert all(len(f["sha256"]) == 64 for f in meta["files"])
+
+    real = data._code_points
+    monkeypatch.setattr(data, "_code_points", lambda *a: pytest.fail("a file was re-read"))
+    again = several.load_files(fs, cache_dir=run)
+    np.testing.assert_array_equal(again.ids, first.ids)
+    assert again.parts == first.parts
+    monkeypatch.setattr(data, "_code_points", real)
+
+    (root / "sub" / "a2.txt").write_text("apE", encoding="utf-8")   # the third of four
+    os.utime(root / "sub" / "a2.txt", ns=(1, 1))
+    changed = several.load_files(fs, cache_dir=run)
+    assert decode_ids(changed.ids, changed.vocab) == "ant\nbee\napE\ncat\n"
+
+
+def test_an_unreadable_file_in_a_folder_is_named_before_training(tmp_path):
+    """chmod 000: refused by name for a user; root reads it anyway (then it trains)."""
+    import charrnn
+    root = notes(tmp_path)
+    bad = root / "sub" / "c.txt"
+    bad.chmod(0)
+    try:
+        readable = os.access(bad, os.R_OK)
+        seen = []
+        run = tmp_path / "run"
+        if readable:   # root: permission bits do not stop it
+            charrnn.train(root, out=run, quiet=True, max_steps=1, hidden=8, layers=1,
+                          embed=4, seq_len=4, batch_size=1, max_minutes=0)
+        else:
+            with pytest.raises(CorpusError, match=f"cannot read the corpus .*{bad.name}: "
+                                                  "Permission denied") as e:
+                charrnn.train(root, out=run, quiet=True, progress=seen.append)
+            assert "\n" not in str(e.value) and seen == [] and not run.exists()
+    finally:
+        bad.chmod(0o644)
+
+
+@pytest.mark.parametrize("errors", ["strict", "replace"])
+def test_a_latin1_or_binary_file_among_utf8_ones(tmp_path, errors):
+    """Refused by name and offset whoever runs it (root too), before any training step;
+    --encoding-errors replace trains on it."""
+    import charrnn
+    root = notes(tmp_path)
+    (root / "sub" / "latin.txt").write_bytes("café\n".encode("latin-1"))
+    (root / "z.bin").write_bytes(bytes(range(120, 256)) * 3)
+    run, seen = tmp_path / "run", []
+    opts = dict(out=run, quiet=True, max_steps=2, hidden=8, layers=1, embed=4, seq_len=4,
+                batch_size=1, max_minutes=0, encoding_errors=errors, progress=seen.append)
+    if errors == "strict":
+        with pytest.raises(CorpusError, match=r"notes/sub/latin.txt is not valid utf-8: "
+                                              r"byte 0xe9 at byte offset 3") as e:
+            charrnn.train(root, **opts)
+        assert "\n" not in str(e.value) and seen == [] and not run.exists()
+        (root / "sub" / "latin.txt").unlink()
+        with pytest.raises(CorpusError, match=r"notes/z.bin is not valid utf-8"):
+            charrnn.train(root, **opts)
+        assert seen == [] and not run.exists()
+    else:
+        charrnn.train(root, **opts)
+        assert len(seen) == 2 and "\ufffd" in charrnn.load(run).vocab
+
+
+def test_several_files_resume_and_show_in_runs(tmp_path):
+    import charrnn
+    from charrnn.inspect.runs import format_table, read_run
+    root = notes(tmp_path)
+    opts = dict(quiet=True, hidden=8, layers=1, embed=4, seq_len=4, batch_size=1,
+                max_minutes=0, val_frac=0.2)
+    charrnn.train(root, out=tmp_path / "r", max_steps=3, **opts)
+    s = charrnn.train(out=tmp_path / "r", resume=True, quiet=True, max_steps=5)  # no files
+    assert s["steps"] == 5
+    s = charrnn.train(root, out=tmp_path / "r", resume=True, quiet=True, max_steps=6)
+    assert s["steps"] == 6
+    run = read_run(tmp_path / "r")
+    assert run.corpus == str(root.resolve()) + os.sep and run.corpus_name == "notes/ (4 files)"
+    assert "notes/ (4 files)" in format_table([run])
+    (root / "new.txt").write_text("new\n")
+    from charrnn.errors import RunDirError
+    with pytest.raises(RunDirError, match="was trained on .*notes/, not .*notes/"):
+        charrnn.train(root, out=tmp_path / "r", resume=True, quiet=True, max_steps=7)
+    (root / "new.txt").unlink()
+    (root / "a.txt").write_text("ANT\n")
+    with pytest.raises(CorpusError, match=r"the corpus .*a.txt \(of .*notes/\) changed"):
+        charrnn.train(out=tmp_path / "r", resume=True, quiet=True, max_steps=7)

@@ -89,11 +89,19 @@ def read_prime_file(ctx, param, value):
               "character by the model's probability of it (ANSI; red = unlikely).")
 @click.option("--interactive", "-i", is_flag=True, help="A prompt that keeps the model "
               "loaded: type a start, read the continuation; :help lists the commands.")
+@click.option("--items", type=click.IntRange(min=1), help="Sample N whole documents of a "
+              "model trained with --docs, made as one batch: one per line (each under a "
+              "header '--- item J of N ---' when one holds a line break). --length caps "
+              "each: stderr counts those it cut before their end (not well-formed).")
+@click.option("--novel", is_flag=True, help="With --items: drop items found verbatim among "
+              "the training documents and draw again, up to 10 x N draws (stderr says how "
+              "many were dropped).")
 @click.option("--latest", is_flag=True, help="Use model.safetensors, the newest weights, instead "
               "of best.safetensors (the best validation loss, the default).")
 @click.option("--best", is_flag=True, hidden=True, help="Use best.safetensors (the default).")
 def sample(checkpoint, temperature, prime, prime_file, length, top_k, top_p, seed,
-           num_samples, stop, beam, no_repeat, verbose, color, interactive, latest, best):
+           num_samples, stop, beam, no_repeat, verbose, color, interactive, items, novel,
+           latest, best):
     """Generate text from CHECKPOINT (a run directory or .safetensors file; default: the
     most recent run under charrnn-runs/). Text streams to stdout as it is made. A run
     directory gives its best.safetensors (best validation loss); --latest gives its
@@ -106,8 +114,22 @@ def sample(checkpoint, temperature, prime, prime_file, length, top_k, top_p, see
       charrnn sample --beam 8 --num-samples 3 --no-repeat 20 --length 200
       charrnn sample --temp 0.2,0.5,1.0 --prime-file start.txt
       charrnn sample -i
+      charrnn sample runs/names --items 20 --novel --temp 0.8
     """
     sheet = isinstance(temperature, list)
+    if novel and items is None:
+        raise click.UsageError("--novel drops sampled items that copy a training document: "
+                               "give --items N")
+    if items is not None:
+        given = [name for name, on in (("--prime", prime), ("--prime-file", prime_file),
+                 ("--num-samples", num_samples != 1), ("--stop", stop),
+                 ("--beam", beam is not None), ("--color", color), ("-i", interactive),
+                 ("a --temp list", sheet), ("--verbose", verbose)) if on]
+        if given:
+            raise click.UsageError(f"--items samples whole documents, each from its start: "
+                                   f"{', '.join(given)} do not apply to it")
+        return _items(load_model(checkpoint, latest, best), items, novel, length,
+                      temperature, top_k, top_p, seed, no_repeat)
     if prime_file is not None:
         if prime:
             raise click.UsageError("give --prime or --prime-file, not both")
@@ -131,6 +153,9 @@ def sample(checkpoint, temperature, prime, prime_file, length, top_k, top_p, see
                          no_repeat=no_repeat, stop=stop), color=color, prime=prime)
         return
     model = load_model(checkpoint, latest, best)
+    if model.cfg.end_marker:
+        click.echo("charrnn: this model was trained on documents, each ended by U+0003 in "
+                   "this text: --items N samples whole ones", err=True)
     out = sys.stdout
     report = _Report(model, verbose, color)
     try:
@@ -176,6 +201,30 @@ def sample(checkpoint, temperature, prime, prime_file, length, top_k, top_p, see
         quiet_broken_pipe()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _items(model, n, novel, length, temperature, top_k, top_p, seed, no_repeat):
+    """--items: the items on stdout, what became of the draws on stderr."""
+    from charrnn.generate.items import as_text
+    got = call(model.items, n, novel=novel, length=length, temperature=temperature,
+               top_k=top_k, top_p=top_p, seed=seed, no_repeat=no_repeat)
+    try:
+        sys.stdout.write(as_text(got.texts))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_broken_pipe()
+    if got.cut:
+        click.echo(f"charrnn: {got.cut} of {len(got)} items reached --length {length} before "
+                   "their end marker: cut there, not well-formed", err=True)
+    if novel:
+        click.echo(f"charrnn: --novel: {got.dropped} of {got.draws} items drawn were found "
+                   "among the training documents and dropped", err=True)
+        if len(got) < n:
+            click.echo(f"charrnn: only {len(got)} novel items in {got.draws} draws, the "
+                       f"limit (10 x {n}); try a higher --temp", err=True)
+    elif got.known:
+        click.echo(f"charrnn: {got.copies} of {got.draws} items are found verbatim among the "
+                   "training documents (--novel drops them)", err=True)
 
 
 class _Report:
@@ -261,7 +310,10 @@ def _write_samples(out, pieces, K, labels, report, prime):
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
               show_default=True, help="Characters the model never saw: an error, or skip "
               "them (the text is scored without them; the count is said).")
-def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown):
+@click.option("--docs", type=click.Choice(["none", "lines", "files"]), default="none",
+              show_default=True, help="For a model trained with --docs: score FILE as "
+              "documents, one per line (lines) or the whole file as one (files).")
+def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, docs):
     """Loss of a model on a text file, in nats/char and bits/char. A run directory
     gives its best.safetensors; --latest its newest weights. Any text is scored (one
     repeated character too).
@@ -273,7 +325,7 @@ def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown):
     from charrnn.model import evaluate
     model = load_model(checkpoint, latest, best)
     r = call(evaluate, model, file, encoding=encoding, encoding_errors=encoding_errors,
-             unknown=unknown)
+             unknown=unknown, docs=docs)
     skipped = r["skipped"]
     click.echo(f"loss {r['loss']:.4f} nats/char, {r['bpc']:.4f} bits/char over {r['chars']:,} "
                f"character{'s' * (r['chars'] != 1)}" + (

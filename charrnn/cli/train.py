@@ -8,11 +8,11 @@ import sys
 import click
 
 from charrnn.cli.common import call, finite, quiet_broken_pipe
-from charrnn.training.options import CELLS, ENCODING_ERRORS, OPTIMIZERS, described
+from charrnn.training.options import CELLS, DOCS, ENCODING_ERRORS, OPTIMIZERS, described
 
 
 @click.command()
-@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=str))
+@click.argument("files", nargs=-1, metavar="[FILE]...", type=click.Path(path_type=str))
 @click.option("--cell", type=click.Choice(CELLS), help=described("cell"))
 @click.option("--hidden", type=click.IntRange(min=1), help=described("hidden"))
 @click.option("--layers", type=click.IntRange(min=1), help=described("layers"))
@@ -21,6 +21,7 @@ from charrnn.training.options import CELLS, ENCODING_ERRORS, OPTIMIZERS, describ
 @click.option("--forget-bias", type=float, callback=finite, help=described("forget_bias"))
 @click.option("--encoding", help=described("encoding"))
 @click.option("--encoding-errors", type=click.Choice(ENCODING_ERRORS), help=described("encoding_errors"))
+@click.option("--docs", type=click.Choice(DOCS), help=described("docs"))
 @click.option("--seq-len", type=click.IntRange(min=1), help=described("seq_len"))
 @click.option("--batch-size", type=click.IntRange(min=1), help=described("batch_size"))
 @click.option("--lr", type=click.FloatRange(0, min_open=True), callback=finite, help=described("lr"))
@@ -49,8 +50,12 @@ from charrnn.training.options import CELLS, ENCODING_ERRORS, OPTIMIZERS, describ
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, samples or log lines.")
 @click.option("--distributed/--no-distributed", default=None,
               help="Data-parallel over MPI (default: when started by mpiexec with several ranks).")
-def train(file, out, resume, init, threads, quiet, distributed, **options):
-    """Train a model on FILE (default: the bundled Tiny Shakespeare).
+def train(files, out, resume, init, threads, quiet, distributed, **options):
+    """Train a model on FILE (default: the bundled Tiny Shakespeare), or on several:
+    a folder (its files, recursively, in sorted path order, hidden ones skipped),
+    several paths, or a quoted pattern ('notes/*.md'), joined into one text with a
+    newline between files. --docs lines or files reads the text as documents (one per
+    line, or per file), which `charrnn sample --items` then samples whole.
 
     Shows a progress bar; every --eval-every steps it validates, prints a sample (and
     how much of it is copied from FILE) and writes model.safetensors, best.safetensors,
@@ -68,6 +73,8 @@ def train(file, out, resume, init, threads, quiet, distributed, **options):
       charrnn train corpus.txt --out runs/big --resume
       charrnn train small.txt --init runs/big --out runs/small
       mpiexec -n 4 charrnn train corpus.txt --out runs/big
+      charrnn train names.txt --docs lines --out runs/names
+      charrnn train notes/ --docs files
     """
     if distributed is not False:
         from charrnn.training.rank_supervisor import supervise
@@ -76,7 +83,8 @@ def train(file, out, resume, init, threads, quiet, distributed, **options):
 
     options = {k: v for k, v in options.items() if v is not None}
     try:
-        summary = call(train_fn, file, out=out, resume=resume, init=init, threads=threads,
+        corpus = None if not files else files[0] if len(files) == 1 else list(files)
+        summary = call(train_fn, corpus, out=out, resume=resume, init=init, threads=threads,
                        quiet=quiet, distributed=distributed, **options)
     except Interrupted as e:
         import signal

@@ -65,6 +65,8 @@ class Corpus:
     path: Path        # the text file it came from
     dropped_tail: int = 0   # bytes of an incomplete final character left out (a file
                             # cut mid-character, as `head -c` leaves it)
+    parts: Optional[list] = None   # several files: (name, start, end) of each in ids
+                                   # (charrnn.data.several); None: one file, all of ids
 
     def __len__(self) -> int:
         return len(self.ids)

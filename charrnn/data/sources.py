@@ -1,6 +1,8 @@
 """Where a run's text comes from: a file, a pipe (`charrnn train -`, /dev/stdin, a FIFO),
 or, on resume, the encoded corpus the run directory already holds.
 
+    resolve(corpus)                  one file or pipe (a str), or several files (a
+                                     charrnn.data.several.FileSet): folders, patterns, lists
     is_stream(path)                  "-", /dev/stdin, a FIFO, a character device
     display_name(path)               what a run records as its corpus ("<stdin>" for "-")
     load_run_corpus(path, ...)       the Corpus a run trains on (see there)
@@ -22,6 +24,7 @@ from typing import Optional
 import numpy as np
 
 from charrnn.data import corpus as data
+from charrnn.data import several
 from charrnn.data.text import normalize_encoding
 from charrnn.errors import CorpusError, RunDirError
 
@@ -44,7 +47,26 @@ def is_stream(path) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
 
 
+def resolve(corpus):
+    """What a run reads: None (the bundled corpus), a str (one file or a pipe, read as
+    always), or a FileSet (a folder, a pattern, or several paths; see
+    charrnn.data.several). A list of one path is that path."""
+    if corpus is None or isinstance(corpus, several.FileSet):
+        return corpus
+    if not isinstance(corpus, (str, os.PathLike)):
+        corpus = list(corpus)
+        if len(corpus) != 1:
+            return several.expand(corpus)
+        corpus = corpus[0]
+    corpus = os.fspath(corpus)
+    if corpus != STDIN and (Path(corpus).is_dir() or several.is_pattern(corpus)):
+        return several.expand(corpus)
+    return corpus
+
+
 def display_name(path) -> str:
+    if isinstance(path, several.FileSet):
+        return path.label
     if str(path) in (STDIN, "/dev/stdin"):
         return STDIN_NAME
     return str(Path(path).resolve()) if not is_stream(path) else str(path)
@@ -75,6 +97,15 @@ def load_run_corpus(path, *, encoding, errors, cache_dir, resumed=False, log=Non
     - otherwise: the file, through the run's cache (charrnn.data.corpus.load_corpus)
     """
     meta = cache_meta(cache_dir) if cache_dir is not None else None
+    if isinstance(path, several.FileSet):
+        gone = [p for p in path.files if not Path(p).exists()]
+        if resumed and meta is not None and gone:
+            corpus = load_cache(cache_dir, encoding, errors)
+            if log is not None:
+                log(f"charrnn: note: {gone[0]} is gone; resuming from the run's encoded "
+                    f"corpus ({Path(cache_dir) / 'corpus.npy'})")
+            return corpus
+        return several.load_files(path, encoding=encoding, cache_dir=cache_dir, errors=errors)
     name = display_name(path)
     if meta is not None and meta.get("streamed") and (resumed or meta.get("source") == name):
         return load_cache(cache_dir, encoding, errors)
@@ -119,8 +150,8 @@ def load_cache(cache_dir, encoding: str, errors: str = "strict") -> data.Corpus:
         ids = np.load(data.cache_paths(Path(cache_dir))[0], mmap_mode="r")
         if ids.shape != (meta["length"],) or ids.dtype != np.dtype(meta["dtype"]):
             raise ValueError
-        return data.Corpus(ids, meta["vocab"], encoding, Path(source),
-                           int(meta.get("dropped_tail", 0)))
+        return several.with_parts(data.Corpus(ids, meta["vocab"], encoding, Path(source),
+                                              int(meta.get("dropped_tail", 0))), meta)
     except (OSError, ValueError, KeyError, TypeError):
         raise CorpusError(f"the encoded corpus in {cache_dir} (corpus.npy) is damaged; "
                           f"pass the text file {source}") from None
@@ -138,9 +169,26 @@ def same_text(path, run_dir) -> bool:
     """True if the file at `path` holds exactly the text the run's corpus was encoded
     from (its SHA-256, recorded in corpus.json)."""
     meta = cache_meta(run_dir)
+    if isinstance(path, several.FileSet):
+        return several.same_files(path, meta)
     if meta is None or "sha256" not in meta or is_stream(path):
         return False
     try:
         return file_sha256(path) == meta["sha256"]
     except OSError:
         return False
+
+
+def same_source(corpus, meta, run_dir) -> bool:
+    """True if corpus (as resolve() gives it) is what a run's state `meta` was trained
+    on: the same path(s), or files holding the same text (moved)."""
+    if isinstance(corpus, several.FileSet):
+        same = corpus.resolved() == meta.get("files")
+    else:
+        same = "files" not in meta and display_name(corpus) == meta["corpus"]
+    return same or same_text(corpus, run_dir)
+
+
+def recorded(meta):
+    """The corpus a run's state `meta` names: a str, or a FileSet for several files."""
+    return several.from_meta(meta) if meta.get("files") else meta["corpus"]

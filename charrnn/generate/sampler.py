@@ -19,6 +19,8 @@ Options, all validated up front (ConfigError with a one-line message):
   be in the model's vocabulary (else ConfigError listing the others).
   An empty prime starts the model on "\\n" if the vocabulary has it, else on vocab[0],
   as if the text so far ended a line; that start character is not part of the output.
+  A model trained on documents (config end_marker) starts on its end marker instead,
+  as each of its documents did (charrnn.generate.items samples whole ones).
 - length: how many characters are generated after the prime (for byte-level models,
   bytes), at most: a stop string ends a sample earlier.
 - stop: a string or several; a sample ends right after it first emits one of them (an
@@ -84,7 +86,9 @@ class Sampler:
         # id -> code point (text models) or byte value (byte-level models)
         self._codes = np.array([ord(c) for c in self.vocab],
                                np.uint8 if self.bytes else np.uint32)
-        self._start = self.vocab.index(START) if START in self.vocab else 0
+        self.end_marker = config.get("end_marker") or ""   # documents: what ends one
+        start = self.end_marker or START
+        self._start = self.vocab.index(start) if start in self.vocab else 0
         self._newline = self.vocab.index("\n") if "\n" in self.vocab else -1
 
     # -- public API --------------------------------------------------------------------

@@ -56,6 +56,8 @@ def held_out_text(run_dir, model, limit):
     training text instead. The text is bytes for a byte-level model (what it reads).
     ReportError if the run has no encoded corpus."""
     run = read_run(run_dir)
+    if run.config.get("docs", "none") != "none":
+        return _held_out_documents(run, run_dir, model, limit)
     try:
         ids = np.load(Path(run_dir) / "corpus.npy", mmap_mode="r")
     except (OSError, ValueError):
@@ -72,9 +74,38 @@ def held_out_text(run_dir, model, limit):
         raise ReportError(f"the corpus of {run_dir} is too short to show; pass --text FILE")
     if piece.max() >= len(model.vocab):
         raise ReportError(f"{run_dir}/corpus.npy does not match the model's vocabulary")
+    return _text(model, piece), offset, source
+
+
+def _text(model, ids):
     if model.cfg.encoding == "bytes":
-        return bytes(ord(model.vocab[i]) for i in piece), offset, source
-    return "".join(model.vocab[i] for i in piece), offset, source
+        return bytes(ord(model.vocab[i]) for i in ids)
+    return "".join(model.vocab[i] for i in ids)
+
+
+def _held_out_documents(run, run_dir, model, limit):
+    """held_out_text of a run trained with --docs: its held-out documents as it laid
+    them out (charrnn.data.documents), END before each one."""
+    from charrnn.data.documents import Documents
+    from charrnn.data.sources import load_cache
+    cfg = run.config
+    try:
+        corpus = load_cache(run_dir, cfg.get("encoding", "utf-8"),
+                            cfg.get("encoding_errors", "strict"))
+        docs = Documents(corpus, cfg["docs"], cfg["seed"])
+    except (CharRNNError, KeyError) as e:
+        raise ReportError(f"{run_dir}: its documents cannot be read ({e}); pass a text "
+                          "file (--text FILE)") from None
+    if docs.vocab != model.vocab:
+        raise ReportError(f"{run_dir}/corpus.npy does not match the model's vocabulary")
+    val_frac = cfg.get("val_frac") or 0.0
+    ids = docs.lay_out()
+    held = docs.held_out_chars(val_frac)
+    if held:
+        offset, source = len(ids) - held - 1, "the held-out documents"
+    else:
+        offset, source = 0, "the training documents (the run has no held-out part)"
+    return _text(model, ids[offset:offset + limit]), offset, source
 
 
 def build_report(run_dir, text=None, best=True, passage_chars=PASSAGE_CHARS,
@@ -207,6 +238,11 @@ def _samples(samples):
     out.append('<div class="scroll samples" style="max-height:520px">')
     for s in samples:
         val = f" &middot; val {s['val_loss']:.4f}" if s.get("val_loss") is not None else ""
+        if s.get("items"):       # documents: the share of items found among them
+            val += (f" &middot; {round(s.get('copied_items', 0) * s['items'])} of "
+                    f"{s['items']} items found among the training documents")
+        elif s.get("copied") is not None:
+            val += f" &middot; longest piece copied from the text: {s['copied']} characters"
         out.append(f'<div class="sample"><div class="head">step {s["step"]:,} &middot; epoch '
                    f'{s.get("epoch", 0):.2f}{val}</div><pre>{escape(s.get("text", ""))}</pre></div>')
     out.append("</div>")
@@ -216,7 +252,7 @@ def _samples(samples):
 def _passage_start(text, limit):
     """Start the shown passage at a speech (after a blank line) or at least a line, so
     it reads as text; skip a little so the model has context."""
-    for mark in ("\n\n", "\n"):
+    for mark in ("\x03", "\n\n", "\n"):   # a document's start (--docs), a speech, a line
         i = text.find(mark, 40, max(41, len(text) - limit))
         if i >= 0:
             return i + len(mark)
@@ -226,7 +262,7 @@ def _passage_start(text, limit):
 def _passage(p, limit, source, offset):
     start = _passage_start(p.text, limit)
     end = min(len(p.text), start + limit)
-    chars = p.text[start:end]
+    chars = p.text[start:end].replace("\x03", "\n")   # documents (--docs): one a line
     tp = p.target_probs[start - 1:end - 1]       # P(text[t] | text[:t]) for t in [start, end)
     tops = [p.top(t - 1) for t in range(start, end)]
     loss = float(-np.log(tp).mean())
@@ -247,7 +283,7 @@ def _units(p, limit, source):
     from charrnn.inspect.hidden_units import interesting_units
     units = interesting_units(p.text, p.hidden)
     start = _passage_start(p.text, limit)
-    chars = p.text[start:start + limit]
+    chars = p.text[start:start + limit].replace("\x03", "\n")
     out = ["<h2>Hidden units that track the text</h2>",
            f'<p class="note">For each visible property of the text, the hidden unit whose '
            f"activation (h, after reading each character) correlates best with it over "

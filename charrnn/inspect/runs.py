@@ -38,7 +38,8 @@ class Run:
     state: str                             # one of STATES
     stopped_by: Optional[str] = None       # max-steps/... or SIGINT/SIGTERM, if recorded
     pid: Optional[int] = None              # of the trainer, while running
-    corpus: Optional[str] = None           # the text file it trains on
+    corpus: Optional[str] = None           # the text file it trains on (several: a label)
+    corpus_name: Optional[str] = None      # short: the file's name, "notes/ (12 files)"
     cell: Optional[str] = None
     layers: Optional[int] = None
     hidden: Optional[int] = None
@@ -112,9 +113,11 @@ def read_run(path):
     model_config = header_json(p / MODEL_FILE, "config") or {}
     info = header_json(p / MODEL_FILE, "info") or {}
     tcfg = state_meta.get("train_config") or {}
-    run = Run(path=p, name=p.name, state="interrupted", config=tcfg,
-              corpus=state_meta.get("corpus"),
-              parent=state_meta.get("parent") or info.get("parent"))
+    corpus = state_meta.get("corpus")
+    run = Run(path=p, name=p.name, state="interrupted", config=tcfg, corpus=corpus,
+              parent=state_meta.get("parent") or info.get("parent"),
+              corpus_name=state_meta.get("corpus_name") or (Path(corpus).name if corpus
+                                                            else None))
     for key in ("cell", "layers", "hidden", "embed", "vocab_size"):
         setattr(run, key, model_config.get(key, tcfg.get(key)))
     steps = [r for r in records if "train_loss" in r and "lr" in r]
@@ -267,7 +270,7 @@ def format_table(found):
     rows = [head]
     for r in found:
         rows.append([
-            r.name, Path(r.corpus).name if r.corpus else "?", r.model, f"{r.steps:,}",
+            r.name, r.corpus_name or "?", r.model, f"{r.steps:,}",
             f"{r.epochs:.2f}",
             "-" if r.best_val_loss is None else f"{r.best_val_loss:.4f}",
             "-" if r.best_val_bpc is None else f"{r.best_val_bpc:.3f}",

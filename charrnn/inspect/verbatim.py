@@ -5,7 +5,10 @@
 
 Shown at every evaluation so that memorisation is visible: a model that has learnt the
 text's style writes new strings (the longest shared piece is a few words), one that
-memorises its 10 kB corpus reproduces whole lines.
+memorises its 10 kB corpus reproduces whole lines. A run on documents (--docs) measures
+whole items instead: the share of sampled items found verbatim among its documents
+(charrnn.data.documents.Known, fingerprints of every document; see
+charrnn.training.preview), the items `charrnn sample --items --novel` drops.
 
 Cost: the sample (~200 characters) becomes a suffix automaton (at most 2 x 200 states);
 the text then passes through it once in C (charrnn._copylen.scan), a table lookup per

@@ -5,6 +5,7 @@
     state.safetensors   everything needed to continue exactly (charrnn.io.checkpoint)
     metrics.jsonl       one JSON line per step
     corpus.npy/.json    the encoded corpus, memory-mapped (reused on --resume)
+    documents.npy       with --docs: a fingerprint of every document (sample --novel)
     charrnn.lock        held while a `charrnn train` runs in the directory
 
 Every file is written through atomic_write (temp file in the same directory, fsync,
@@ -35,9 +36,10 @@ SAMPLES_FILE = "samples.jsonl"     # the sample written at each evaluation
 LOCK_FILE = "charrnn.lock"         # held by the `charrnn train` using the directory
 REPORT_FILE = "report.html"        # written by `charrnn report`
 CORPUS_FILES = ("corpus.npy", "corpus.json")   # the encoded corpus (charrnn.data.corpus)
+DOCUMENTS_FILE = "documents.npy"   # --docs: the documents' fingerprints (--novel)
 # every file a run directory may hold: a directory with anything else is not a run
 RUN_FILES = (MODEL_FILE, BEST_FILE, STATE_FILE, METRICS_FILE, SAMPLES_FILE, LOCK_FILE,
-             REPORT_FILE, *CORPUS_FILES)
+             REPORT_FILE, DOCUMENTS_FILE, *CORPUS_FILES)
 
 
 # --------------------------------------------------------------------------- finding runs

@@ -49,6 +49,8 @@ class ModelConfig:
     dropout: float = 0.0      # drop probability for the three dropout sites
     vocab_size: int = 0       # V: set from the corpus
     encoding: str = "utf-8"   # how the corpus was decoded ("bytes" for byte-level models)
+    end_marker: str = ""      # documents (--docs): the character that ends one; the state
+                              # is zeroed on every step whose input it is. "": no documents
 
     def validate(self):
         if self.cell not in GATES:
@@ -59,6 +61,9 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not isinstance(self.end_marker, str) or len(self.end_marker) > 1:
+            raise ConfigError(f"end_marker must be one character or empty, got "
+                              f"{self.end_marker!r}")
         return self
 
 
@@ -78,6 +83,10 @@ class Network:
         self.vocab = list(vocab)
         if len(self.vocab) != self.cfg.vocab_size:
             raise ConfigError(f"vocabulary has {len(self.vocab)} characters, config says {self.cfg.vocab_size}")
+        if self.cfg.end_marker and self.cfg.end_marker not in self.vocab:
+            raise ConfigError(f"the end marker {self.cfg.end_marker!r} is not in the vocabulary")
+        # documents: the id whose input zeroes the state (None: no documents)
+        self.end_id = self.vocab.index(self.cfg.end_marker) if self.cfg.end_marker else None
         self.dtype = np.dtype(dtype)
         self.shapes = expected_shapes(self.config)
         sizes = [int(np.prod(s)) for s in self.shapes.values()]
@@ -178,9 +187,12 @@ class Network:
         Dropout is applied when rng (a np.random.Generator or StreamMasks) is given and
         dropout > 0. reset (T, N) of bool or uint8: where reset[t, n], stream n starts
         afresh at step t, from a zero state in every layer, as if a new sequence began
-        there (charrnn.nn.reference has the exact semantics); None: nowhere.
+        there (charrnn.nn.reference has the exact semantics); None: nowhere. A model
+        trained on documents (config end_marker) adds its own: every step whose input
+        is the end marker starts from a zero state (charrnn.data.documents).
         """
         x, y, state = self._check_batch(x, y, state)
+        reset = self.resets(x, reset)
         cfg, dt = self.cfg, self.dtype
         T, N = x.shape
         R = T * N
@@ -213,6 +225,16 @@ class Network:
         if grad:
             self._backward(dtop, ids, caches, masks, T, N, table)
         return loss, new_state
+
+    def resets(self, x, reset=None):
+        """The reset mask of a batch x (T, N): `reset` (or None), and for a model with an
+        end marker, also every step whose input it is."""
+        if self.end_id is None:
+            return reset
+        mine = np.asarray(x) == self.end_id                             # (T, N) bool
+        if reset is not None:
+            mine |= np.asarray(reset, bool)
+        return np.ascontiguousarray(mine)
 
     def _decode(self, top, tgt, grad):
         """Decoder, softmax and cross-entropy (and their backward) -> (mean loss, dtop).

@@ -10,7 +10,8 @@
 
 T characters, V vocabulary, L layers, H hidden units. It is one forward pass over the
 whole text with batch size 1, on the same float32 kernels as training (no dropout),
-starting from a zero state unless one is given; tests check it against
+starting from a zero state unless one is given (and, for a model trained on
+documents, at each of its end markers); tests check it against
 charrnn/reference.py. This is the data behind Karpathy's pictures of char-RNNs: the
 colour of each character is target_probs, the "neurons" are columns of hidden.
 Memory: probs is T x V float64, so probe long texts of big vocabularies in pieces
@@ -73,10 +74,11 @@ def probe(model, text, state=None):
     T, dt = len(ids), model.dtype
     _, _, state = model._check_batch(ids.reshape(T, 1), None, state)
     inp = model.params["encoder.weight"][ids].reshape(T, 1, cfg.embed)    # (T, 1, E)
+    reset = model.resets(ids.reshape(T, 1))   # documents: zero state at each end marker
     hidden, cell_states, final = [], [], []
     for k in range(cfg.layers):
         out = _FORWARD[cfg.cell](np.ascontiguousarray(inp, dt), *state[k],
-                                 *model.layer_weights(k))
+                                 *model.layer_weights(k), reset=reset)
         y, cache = out[0], out[-1]                                        # y (T, 1, H)
         final.append(tuple(out[1:-1]))
         hidden.append(y[:, 0].copy())

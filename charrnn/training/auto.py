@@ -30,6 +30,11 @@ How the choice goes:
   epochs         without validation, at most 100 passes (nothing says when to stop);
   fine-tuning    (--init: the model is the base run's) lr a third of the base run's,
                  and early stopping whenever there is validation.
+  documents      (--docs) whole documents are held out (charrnn.data.documents), and
+                 the window grows from 64 to hold the median document and its end
+                 marker, up to DOC_SEQ_LEN (128): a window longer than a document
+                 teaches nothing more (the state is zeroed at each document's start),
+                 a shorter one cuts the gradient inside most documents.
 At 1 MB and 5 minutes this picks exactly the former fixed defaults (2x256 GRU,
 embedding 64, dropout 0.1, 32 streams of 64, lr decay 0.85, evaluations every 500).
 """
@@ -69,6 +74,7 @@ MIN_WINDOWS = 8                 # windows per epoch the automatic batch leaves a
 VAL_COST = 0.1                  # an evaluation may cost this fraction of the training
                                 # characters between evaluations (forward only, ~1/3)
 MIN_EVAL_EVERY = 10
+DOC_SEQ_LEN = 128               # the longest automatic window with --docs
 NO_VAL_MAX_EPOCHS = 100
 
 # The options chosen here: those whose TrainConfig default is None (tested).
@@ -135,15 +141,18 @@ def _fit(n_train, batch, seq_len, given, notes):
     return batch, seq_len
 
 
-def choose(n_chars, vocab_size, max_minutes, given=None, cell="gru", base_lr=None):
+def choose(n_chars, vocab_size, max_minutes, given=None, cell="gru", base_lr=None,
+           held_out=None, doc_len=None):
     """The defaults for a corpus of n_chars characters (vocab_size distinct) trained
     for max_minutes (0: no limit); `given` (option -> value) overrides any of them.
-    base_lr: fine-tuning from a base run trained at this lr (None: from scratch)."""
+    base_lr: fine-tuning from a base run trained at this lr (None: from scratch).
+    Documents (--docs): held_out(val_frac) is the characters held out (whole documents),
+    doc_len the median document's length with its end marker."""
     given = {k: v for k, v in (given or {}).items() if v is not None}
     notes = []
     minutes = budget_minutes(max_minutes)
     val_frac = given.get("val_frac", VAL_FRAC)
-    val_chars = int(n_chars * val_frac)
+    val_chars = int(n_chars * val_frac) if held_out is None else held_out(val_frac)
     least = 2 if "val_frac" in given else MIN_VAL_CHARS   # an explicit one: if it scores
     if val_frac == 0:      # no validation (what a run that could not validate records)
         val_chars = 0
@@ -165,7 +174,8 @@ def choose(n_chars, vocab_size, max_minutes, given=None, cell="gru", base_lr=Non
     v["lr_decay"] = round(LR_DECAY ** min(1.0, n_train / 1e6), 4)
     v["lr"] = LR if base_lr is None else float(f"{base_lr * FINETUNE_LR:.3g}")
 
-    seq_len = given.get("seq_len", SEQ_LEN)
+    seq_len = given.get("seq_len", SEQ_LEN if doc_len is None else
+                        min(DOC_SEQ_LEN, max(SEQ_LEN, doc_len)))
     batch = given.get("batch_size",
                       max(1, min(BATCH_SIZE, n_train // ((seq_len + 1) * MIN_WINDOWS))))
     v["batch_size"], v["seq_len"] = _fit(n_train, batch, seq_len, given, notes)

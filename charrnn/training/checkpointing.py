@@ -40,7 +40,7 @@ class Checkpoints:
     def restore(self, saved):
         t = self.trainer
         arrays, meta = saved.arrays, saved.meta
-        if meta.get("vocab") != t.corpus.vocab:
+        if meta.get("vocab") != t.model.vocab:
             raise CheckpointError(f"cannot resume: the vocabulary of {t.corpus_path} changed "
                                   "since the run started; start a new run")
         try:
@@ -79,7 +79,7 @@ class Checkpoints:
             "best_step": t.best_step,
             "cursor": t.train_batches.state_dict(),
             "train_config": asdict(t.cfg), "auto": t.auto, "corpus": t.corpus_path,
-            "vocab": t.corpus.vocab, "parent": t.parent,
+            **t.sources, "vocab": t.model.vocab, "parent": t.parent,
         }
 
     def save(self, elapsed, improved):

@@ -30,6 +30,8 @@ from pathlib import Path
 
 from charrnn.nn import cells
 from charrnn.data import corpus as data
+from charrnn.data import sources
+from charrnn.data.several import FileSet
 from charrnn.training import distributed as dist
 from charrnn.training import finetune
 from charrnn.training.options import RESUME_OVERRIDABLE, TrainConfig
@@ -68,7 +70,10 @@ def train(corpus=None, *, out=None, resume=False, init=None, threads=None, quiet
           log=None, progress=None, distributed=None, **options):
     """Train a model; returns a summary dict. What `charrnn train` calls.
 
-    corpus: a text file (default: the bundled Tiny Shakespeare). out: the run directory
+    corpus: a text file (default: the bundled Tiny Shakespeare), "-" (standard input), or
+    several files: a folder (its files, recursively, in sorted path order), a pattern
+    ("notes/*.md") or a list of paths, joined into one text (charrnn.data.several); with
+    docs="lines" or "files" the text is read as documents. out: the run directory
     (default: charrnn-runs/<corpus>-<time>; $CHARRNN_RUNS changes the root). resume:
     continue the run in `out` (or, without `out`, the newest run). init: fine-tune from
     the weights of another run (its directory: best.safetensors, else model.safetensors;
@@ -91,6 +96,7 @@ def train(corpus=None, *, out=None, resume=False, init=None, threads=None, quiet
     if not comm.is_root:
         quiet, log, progress = True, (lambda s: None), None
     try:
+        corpus = sources.resolve(corpus)   # one file, or a FileSet of several
         base = None
         if init is not None and not resume:   # a bad RUN stops here: no directory made yet
             base = finetune.load_base(init)
@@ -130,10 +136,11 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
             elif v != cfg_dict.get(k):
                 log(f"charrnn: note: --{k.replace('_', '-')} ignored on --resume (the run uses {cfg_dict.get(k)!r})")
         cfg = TrainConfig(**cfg_dict).validate()
-        corpus = corpus if corpus is not None else meta["corpus"]   # open_run checked it
+        corpus = corpus if corpus is not None else sources.recorded(meta)   # open_run checked it
     else:
         cfg = TrainConfig(**options).validate()
-        corpus = str(corpus if corpus is not None else data.bundled_corpus())
+        corpus = corpus if isinstance(corpus, FileSet) else str(
+            corpus if corpus is not None else data.bundled_corpus())
 
     threads = threads or comm.threads_default()   # one process: all cores
     split = threads > 1 and os.environ.get("CHARRNN_THREADING", "split") == "split"

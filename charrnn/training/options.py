@@ -21,6 +21,7 @@ from charrnn.training import auto
 CELLS = tuple(GATES)
 OPTIMIZERS = ("adam", "rmsprop")
 ENCODING_ERRORS = ("strict", "replace", "ignore")   # Python's codec error handlers
+DOCS = ("none", "lines", "files")                  # charrnn.data.documents.MODES
 
 
 def option(default, help, auto=None):
@@ -55,14 +56,21 @@ class TrainConfig:
         "strict", "Invalid bytes in FILE: strict stops with an error naming the offset; "
         "replace puts U+FFFD, ignore leaves them out (a character cut off by the end of the "
         "file is always dropped)")
+    docs: str = option(
+        "none", "Read the text as documents: none, one stream; lines, every line that is "
+        "not empty; files, every file. Each starts from a zero state and ends with an "
+        "end marker (U+0003) the model learns to emit; sample them with "
+        "charrnn sample --items")
     seq_len: Optional[int] = option(None, "Characters per BPTT window",
-                                    f"auto: {auto.SEQ_LEN}, shorter only if the text cannot fill one window")
+                                    f"auto: {auto.SEQ_LEN}, shorter only if the text cannot fill one window; "
+                                    f"with --docs up to {auto.DOC_SEQ_LEN} to hold the median document")
     batch_size: Optional[int] = option(
         None, "Parallel streams",
         f"auto: {auto.BATCH_SIZE}, fewer for texts under ~17k characters ({auto.MIN_WINDOWS} "
         "windows per epoch at least), shrunk to fit")
     val_frac: Optional[float] = option(   # the last 10%: nanoGPT's Tiny Shakespeare split
-        None, "Fraction at the end of the corpus held out for validation",
+        None, "Fraction at the end of the corpus held out for validation (with --docs: "
+        "of the documents, whole ones, chosen by --seed)",
         f"auto: {auto.VAL_FRAC}; none (no validation) when that is under {auto.MIN_VAL_CHARS} "
         "characters")
     # ---- optimisation
@@ -118,6 +126,7 @@ class TrainConfig:
             (0 <= self.max_minutes < math.inf, "--max-minutes must be a number >= 0 (0: no limit)"),
             (0 <= self.seed < 2**64, "--seed must be a whole number in [0, 2**64)"),
             (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
+            (self.docs in DOCS, f"--docs must be one of {', '.join(DOCS)}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -18,12 +18,13 @@ from charrnn.data import corpus as data
 from charrnn.data import sources
 from charrnn.data.batches import Batches
 from charrnn.data.heldout import HeldOut
+from charrnn.data.several import FileSet, load_files
 from charrnn.errors import CheckpointError, RunDirError
 from charrnn.io import checkpoint
 from charrnn.io.files import TMP_SUFFIX
 from charrnn.training import auto as defaults
 from charrnn.training import finetune
-from charrnn.io.rundir import (LOCK_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE, STATE_FILE,
+from charrnn.io.rundir import (DOCUMENTS_FILE, LOCK_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE, STATE_FILE,
                                RUN_FILES, RunLock, latest_run, make_default_run_dir,
                                runs_root)
 
@@ -44,17 +45,19 @@ def open_run(corpus, out, resume):
         saved = checkpoint.load_state(state_path)
         if "train_config" not in saved.meta or "corpus" not in saved.meta:
             raise CheckpointError(f"cannot resume from {state_path}: it lacks the run's options")
-        if (corpus is not None and sources.display_name(corpus) != saved.meta["corpus"]
-                and not sources.same_text(corpus, run_dir)):   # moved: the same text is fine
-            raise RunDirError(f"--resume: {run_dir} was trained on {saved.meta['corpus']}, not {corpus}")
+        if corpus is not None and not sources.same_source(corpus, saved.meta, run_dir):
+            raise RunDirError(f"--resume: {run_dir} was trained on {saved.meta['corpus']}, "
+                              f"not {sources.display_name(corpus)}")   # moved: same text is fine
         return run_dir, saved, False
-    if corpus is not None and not sources.is_stream(corpus):
+    several = isinstance(corpus, FileSet)
+    if corpus is not None and not several and not sources.is_stream(corpus):
         p = Path(corpus)
         if not p.exists():
             raise data.CorpusError(f"no such file: {p}")
     try:
         if out is None:   # a fresh name, made by this process alone
-            name = "stdin" if sources.is_stream(corpus) else corpus or "tinyshakespeare"
+            name = ("stdin" if not several and sources.is_stream(corpus) else
+                    corpus.stem if several else corpus or "tinyshakespeare")
             return _writable(make_default_run_dir(name)), None, True
         run_dir = Path(out)
         if run_dir.exists() and not run_dir.is_dir():
@@ -83,7 +86,8 @@ def open_run(corpus, out, resume):
 def _run_file(name):
     """A file a charrnn run writes into its directory (or its temp files)."""
     return (name in RUN_FILES or name.endswith(TMP_SUFFIX) or name.startswith(".write-test")
-            or name in ("corpus.npy.tmp", "corpus.json.tmp", sources.SPOOL_FILE))
+            or name in ("corpus.npy.tmp", "corpus.json.tmp", sources.SPOOL_FILE,
+                        DOCUMENTS_FILE + ".tmp"))
 
 
 def _writable(run_dir):
@@ -112,7 +116,7 @@ def remove_if_unused(run_dir, created):
         if (run_dir / STATE_FILE).exists():
             return
         for name in ("corpus.npy", "corpus.json", sources.SPOOL_FILE, METRICS_FILE,
-                     SAMPLES_FILE, LOCK_FILE):
+                     SAMPLES_FILE, DOCUMENTS_FILE, LOCK_FILE):
             try:
                 (run_dir / name).unlink()
             except OSError:
@@ -135,47 +139,71 @@ def check_corpus_unchanged(path, run_dir, encoding, errors):
     try:
         meta = json.loads((Path(run_dir) / "corpus.json").read_text(encoding="utf-8"))
         old = np.load(Path(run_dir) / "corpus.npy", mmap_mode="r")
-        st = Path(path).stat()
+        files = path.files if isinstance(path, FileSet) else [path]
+        now = [[st.st_size, st.st_mtime_ns] for st in (Path(f).stat() for f in files)]
     except (OSError, ValueError):
         return
-    if [meta.get("size"), meta.get("mtime_ns")] == [st.st_size, st.st_mtime_ns]:
+    then = ([[f.get("size"), f.get("mtime_ns")] for f in meta.get("files") or []]
+            if isinstance(path, FileSet) else [[meta.get("size"), meta.get("mtime_ns")]])
+    if now == then:
         return
-    new = data.load_corpus(path, encoding=encoding, errors=errors)   # in memory: writes nothing
+    new = (load_files(path, encoding=encoding, errors=errors) if isinstance(path, FileSet)
+           else data.load_corpus(path, encoding=encoding, errors=errors))   # in memory
     if new.vocab == meta.get("vocab") and np.array_equal(new.ids, old):
         return
     # compare as code points: the two vocabularies may number the characters differently
     old_cp = np.array([ord(c) for c in meta.get("vocab", [])], dtype=np.int64)[old]
     new_cp = np.array([ord(c) for c in new.vocab], dtype=np.int64)[new.ids]
+    name = path
+    if isinstance(path, FileSet):   # the first file whose text differs
+        was = [(f["start"], f["end"]) for f in meta["files"]]
+        for f, (a, b), (_, c, d) in zip(path.files, was, new.parts):
+            if not np.array_equal(old_cp[a:b], new_cp[c:d]):
+                name, old_cp, new_cp = f"{f} (of {path.label})", old_cp[a:b], new_cp[c:d]
+                break
     what = ("text appended: " if len(new_cp) > len(old_cp)
             and np.array_equal(new_cp[:len(old_cp)], old_cp) else "")
     raise data.CorpusError(
-        f"cannot resume: the corpus {path} changed since the run started ({what}"
+        f"cannot resume: the corpus {name} changed since the run started ({what}"
         f"{len(old_cp):,} characters then, {len(new_cp):,} now); the run is left as it "
         "was: restore the file, or start a new run on it")
 
 
-def prepare(cfg, corpus, log, resumed=False, base=None):
+def prepare(cfg, corpus, log, resumed=False, docs=None, base=None):
     """Fill in the automatic options for this corpus, then split it for the run.
 
     -> (cfg with every option set, training Batches, HeldOut or None, defaults.Choice).
     Explicit options are never changed; automatic batch and window shrink to fit a
     short training part (one line says so); a text too short to hold anything out
     trains without validation (one line says so). Nothing is logged before the split
-    succeeds, so a refusal stays a one-line error. base: the finetune.Base of a run
-    fine-tuned from it (--init), whose lr sets the automatic one."""
+    succeeds, so a refusal stays a one-line error. docs (charrnn.data.documents.
+    Documents, for --docs): the stream of documents is split instead, whole documents
+    held out, and the held-out part starts with the end marker before its first one.
+    base: the finetune.Base of a run fine-tuned from it (--init), whose lr sets the
+    automatic one."""
     ids = corpus.ids
     given = {k: v for k, v in asdict(cfg).items() if k in defaults.AUTO and v is not None}
     base_lr = None if base is None else base.lr or defaults.LR   # unknown: the default's
-    choice = defaults.choose(len(ids), len(corpus.vocab), cfg.max_minutes, given, cfg.cell,
-                             base_lr)
+    if docs is None:
+        choice = defaults.choose(len(ids), len(corpus.vocab), cfg.max_minutes, given, cfg.cell,
+                                 base_lr=base_lr)
+    else:
+        choice = defaults.choose(docs.stream_length, len(docs.vocab), cfg.max_minutes, given,
+                                 cfg.cell, base_lr=base_lr, held_out=docs.held_out_chars,
+                                 doc_len=docs.median_length)
     cfg = replace(cfg, **choice.values)
+    ids = ids if docs is None else docs.lay_out()
     n_train = len(ids) - choice.val_chars
-    part = (f"the training part (all but the last {cfg.val_frac:g} of the corpus's "
+    whose, what = ("corpus's", "corpus") if docs is None else ("documents'", "documents")
+    part = (f"the training part (all but the last {cfg.val_frac:g} of the {whose} "
             f"{len(ids):,} characters)" if choice.val_chars else
-            f"the corpus ({len(ids):,} characters, all for training)")
+            f"the {what} ({len(ids):,} characters, all for training)")
     train = Batches(ids[:n_train], cfg.batch_size, cfg.seq_len, dtype=np.int32, part=part)
-    held = HeldOut(ids[n_train:], cfg.seq_len, cfg.batch_size) if choice.val_chars else None
+    held = (HeldOut(ids[n_train - (docs is not None):], cfg.seq_len, cfg.batch_size)
+            if choice.val_chars else None)
     if not resumed:
+        if docs is not None:
+            log(f"charrnn: {docs.describe(cfg.val_frac if choice.val_chars else 0)}")
         if corpus.dropped_tail:
             log(f"charrnn: note: {corpus.path} ends inside a character: its incomplete final "
                 f"character ({corpus.dropped_tail} byte{'s' if corpus.dropped_tail > 1 else ''})"
@@ -188,5 +216,5 @@ def prepare(cfg, corpus, log, resumed=False, base=None):
             log(f"charrnn: auto for {len(ids) - choice.val_chars:,} training characters and "
                 f"{minutes}{tuned}: {defaults.describe(choice, cfg.cell)} (options you pass win)")
         if base is not None:
-            log(finetune.describe(base, corpus.vocab))
+            log(finetune.describe(base, corpus.vocab if docs is None else docs.vocab))
     return cfg, train, held, choice

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 from charrnn.data import sources
+from charrnn.data.documents import END, Documents
+from charrnn.data.several import FileSet
 from charrnn.errors import DivergenceError, plural
-from charrnn.inspect.verbatim import copied
 from charrnn.io.rundir import METRICS_FILE, SAMPLES_FILE, STATE_FILE
 from charrnn.model import CharRNN
 from charrnn.nn import optim
@@ -27,6 +28,7 @@ from charrnn.nn.network import ModelConfig, StreamMasks
 from charrnn.training import distributed as dist
 from charrnn.training import finetune
 from charrnn.training.checkpointing import Checkpoints
+from charrnn.training.preview import Preview
 from charrnn.training.progress import Bar
 from charrnn.training.run_start import check_corpus_unchanged, prepare
 
@@ -70,6 +72,9 @@ class Trainer:
         self.run_dir, self.log, self.quiet = Path(run_dir), log, quiet
         self.comm = comm
         self.corpus_path = sources.display_name(corpus)
+        # several files: which ones, exactly (resume reads them again), and a short name
+        self.sources = ({"files": corpus.resolved(), "corpus_name": corpus.name}
+                        if isinstance(corpus, FileSet) else {})
         # rank 0 writes the encoded corpus into the run directory; the others then read it
         def load(cache):
             if saved is not None and comm.is_root:   # a refused resume rewrites nothing
@@ -79,23 +84,35 @@ class Trainer:
                                            resumed=saved is not None, log=log)
             return finetune.grown(text, base, saved, cache)   # --init: the merged vocabulary
         self.corpus = dist.load_corpus_root_first(comm, load, run_dir)
+        if saved is None and isinstance(corpus, FileSet):
+            for note in corpus.notes:
+                log(f"charrnn: note: {corpus.label}: {note}")
+        # documents (--docs): their order, shuffled by the seed (the same on every rank)
+        # (fine-tuned: every character of the base's vocabulary stays in the model's)
+        keep = (base.vocab if base is not None else
+                saved.meta.get("vocab") or () if saved is not None and saved.meta.get("parent")
+                else ())
+        docs = (Documents(self.corpus, cfg.docs, cfg.seed, keep) if cfg.docs != "none"
+                else None)
         # the auto options from the corpus and the budget (the same on every rank)
         self.cfg, self.train_batches, self.heldout, choice = prepare(
-            cfg, self.corpus, log, resumed=saved is not None, base=base)
+            cfg, self.corpus, log, resumed=saved is not None, docs=docs, base=base)
         self.auto = choice.auto if saved is None else saved.meta.get("auto", [])
-        self.train_ids = self.corpus.ids[:len(self.corpus.ids) - choice.val_chars]
         cfg = self.cfg
         self.lo, self.hi = dist.stream_block(cfg.batch_size, comm.rank, comm.size)   # our streams
         if comm.size > 1:
             log(f"charrnn: data-parallel over {comm.describe()}: {self.hi - self.lo} "
                 f"of the {plural(cfg.batch_size, 'stream')} per rank")
-        vocab = self.corpus.vocab
+        vocab = self.corpus.vocab if docs is None else docs.vocab
         mcfg = ModelConfig(cfg.cell, cfg.hidden, cfg.layers, cfg.embed, cfg.dropout,
-                           len(vocab), self.corpus.encoding)
+                           len(vocab), self.corpus.encoding, END if docs else "")
         self.model = CharRNN(mcfg, vocab, seed=cfg.seed, forget_bias=cfg.forget_bias)
         self.parent = None if base is None else base.record()   # restored on resume
         if base is not None:
             finetune.start_from(self.model, base)
+        # what each evaluation shows (documents: their fingerprints into the run directory)
+        self.preview = (Preview.for_run(self.model, self.corpus, docs, choice.val_chars,
+                                        self.run_dir) if comm.is_root else None)
         self.opt = optim.make(cfg.optimizer, self.model.flat.size)
         self.buf = dist.attach_tail(self.model) if comm.size > 1 else None   # the step's message
         self.state = self.model.init_state(self.hi - self.lo)
@@ -329,9 +346,6 @@ class Trainer:
         Every rank scores the whole held-out part (the same weights: the same number)."""
         return None if self.heldout is None else self.heldout.mean_loss(self.model)
 
-    def sample_preview(self, length=200):
-        return self.model.generate(prime="", length=length, temperature=0.8, seed=self.step)
-
     def _evaluate_and_save(self, record, write, metrics=None):
         """Validate (if there is a held-out part), make a sample and measure how much of it
         is copied from the training text, write the step's metrics line (if `metrics`),
@@ -350,15 +364,16 @@ class Trainer:
             else:
                 self.bad_evals += 1
         try:
-            text = self.sample_preview() if self.comm.is_root else None
+            shown = self.preview.make(self.step) if self.comm.is_root else None
         except ImportError:
-            text = None
-        if text is not None:
-            record["copied"] = self.copied(text)
+            shown = None
+        if shown is not None:
+            text, copy, said = shown
+            record.update(copy)
             # kept for `charrnn report` (watch the model learn); quiet runs too
             line = {"step": self.step, "epoch": round(self.epoch(), 4),
                     "val_loss": record.get("val_loss"), "temperature": 0.8, "text": text,
-                    "copied": record["copied"]}
+                    **copy}
             try:
                 with open(self.samples_path, "a") as f:
                     f.write(json.dumps(line) + "\n")
@@ -373,13 +388,7 @@ class Trainer:
         else:
             write(head + f"val loss {val:.4f} nats/char = {val / math.log(2):.3f} bits/char"
                   + (" (best)" if improved else f" (best {self.best_val:.4f} at step {self.best_step})"))
-        if text is not None and not self.quiet:
+        if shown is not None and not self.quiet:
             write("  | " + text.replace("\n", "\n  | "))
-            write(f"  longest piece of this sample found verbatim in the training text: "
-                  f"{record['copied']} of {len(text)} characters")
+            write("  " + said)
         return time.perf_counter() - t0
-
-    def copied(self, text):
-        index = {c: i for i, c in enumerate(self.model.vocab)}
-        ids = [index[c] for c in text if c in index]
-        return copied(ids, self.train_ids, len(index))
