@@ -61,3 +61,52 @@ def test_stack_matches_torch_packed_bidirectional(cell, L):
     np.testing.assert_allclose(dx, xt.grad.numpy(), atol=1e-11)
     for name, p in m.named_parameters():
         np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-9, atol=1e-11, err_msg=name)
+
+
+class TorchClassifier(torch.nn.Module):
+    """charrnn.nn.classifier.Classifier written in PyTorch."""
+
+    def __init__(self, cell, V, E, H, L, C, pool):
+        super().__init__()
+        self.encoder = torch.nn.Embedding(V, E)
+        self.rnn = TORCH_CELL[cell](E, H, L, bidirectional=True)
+        self.decoder = torch.nn.Linear(2 * H, C)
+        self.pool = pool
+
+    def forward(self, ids, lengths):
+        packed = pack_padded_sequence(self.encoder(ids), lengths, enforce_sorted=False)
+        out, state = self.rnn(packed)
+        if self.pool == "final":
+            h = state[0] if isinstance(state, tuple) else state
+            feat = torch.cat([h[-2], h[-1]], dim=1)
+        else:
+            out, _ = pad_packed_sequence(out)
+            feat = out.sum(dim=0) / lengths[:, None].to(out.dtype)
+        return self.decoder(feat)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("pool", ["final", "mean"])
+def test_classifier_matches_torch(cell, pool):
+    from charrnn.nn.classifier import Classifier
+    V, E, H, L, C = 7, 4, 5, 2, 3
+    cfg = dict(cell=cell, hidden=H, layers=L, embed=E, vocab_size=V, classes=C, pool=pool)
+    ours = Classifier(cfg, seed=2, dtype=np.float64)
+    ours.flat[...] = np.random.default_rng(3).uniform(-0.5, 0.5, ours.flat.shape)
+    rng = np.random.default_rng(4)
+    lengths = np.array([6, 1, 4, 6, 2])
+    ids = rng.integers(0, V, (6, 5))
+    labels = rng.integers(0, C, 5)
+    loss, grads = ours.loss_and_grad(ids, lengths, labels)
+
+    theirs = TorchClassifier(cell, V, E, H, L, C, pool).double()
+    assert list(dict(theirs.named_parameters())) == list(ours.shapes)
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.params.items()}, strict=True)
+    logits = theirs(torch.tensor(ids), torch.tensor(lengths))
+    tloss = torch.nn.functional.cross_entropy(logits, torch.tensor(labels))
+    tloss.backward()
+    assert abs(loss - tloss.item()) < 1e-12
+    probs = torch.softmax(logits, dim=1).detach().numpy()
+    np.testing.assert_allclose(ours.predict_proba(ids, lengths), probs, atol=1e-12)
+    for name, p in theirs.named_parameters():
+        np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
