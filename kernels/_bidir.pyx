@@ -29,6 +29,8 @@ def gather(const floating[:, :, ::1] src, Py_ssize_t c0, const int32_t[:, ::1] i
     if C < 0 or c0 < 0 or d0 < 0 or c0 + C > src.shape[2] or d0 + C > dst.shape[2]:
         raise ValueError(f"gather: columns [{c0}, {c0 + C}) of src / [{d0}, {d0 + C}) of dst "
                          f"outside {src.shape[2]} / {dst.shape[2]}")
+    if C == 0:
+        return
     with nogil:
         for t in range(T):
             for n in range(N):

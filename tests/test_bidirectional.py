@@ -220,3 +220,22 @@ def test_gather_checks_its_indices_and_columns():
         _bidir.gather(src, 2, np.zeros((3, 2), np.int32), dst, 0, 3, False)
     with pytest.raises(ValueError, match="do not fit"):
         _bidir.gather(src, 0, np.zeros((2, 2), np.int32), dst, 0, 4, False)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_two_threads_run_the_directions_at_once_with_the_same_results(cell, dtype):
+    from charrnn.nn import cells
+    T, N, D, H, L = 9, 6, 5, 7, 2
+    lengths = np.array([9, 1, 4, 9, 2, 6])
+    params, x, dout, dfinals = make(cell, T, N, D, H, L, seed=6, lengths=lengths)
+    args = (cast(params, dtype), x.astype(dtype), lengths, cast(dout, dtype), cast(dfinals, dtype))
+    want = run(bi, cell, *args)
+    P = cells.Parallel(2)
+    try:
+        wss = [cells.Workspace() for _ in range(2 * L)]
+        got = run(bi, cell, *args, parallel=P, workspaces=wss)
+    finally:
+        P.close()
+    for a, b in zip([want[0], *want[1], want[2], *want[3].values()],
+                    [got[0], *got[1], got[2], *got[3].values()]):
+        np.testing.assert_array_equal(a, b)

@@ -29,6 +29,7 @@ import numpy as np
 from charrnn import _bidir
 from charrnn.errors import ShapeError
 from charrnn.nn import cells
+from charrnn.nn.parallel import serial as _serial
 from charrnn.nn.reference_bidir import DIRECTIONS, names, param_shapes
 
 __all__ = ["Plan", "forward", "backward", "param_shapes", "names", "check_lengths"]
@@ -93,16 +94,19 @@ def _weights(params, prefix, k, sfx):
 
 
 class _Cache:
-    __slots__ = ("cell", "plan", "dims", "layers", "dtype")
+    __slots__ = ("cell", "plan", "dims", "layers", "dtype", "parallel")
 
-    def __init__(self, cell, plan, dims, layers, dtype):
-        self.cell, self.plan, self.dims, self.layers, self.dtype = cell, plan, dims, layers, dtype
+    def __init__(self, cell, plan, dims, layers, dtype, parallel):
+        self.cell, self.plan, self.dims, self.layers = cell, plan, dims, layers
+        self.dtype, self.parallel = dtype, parallel
 
 
 def forward(cell, x, lengths, params, prefix="", workspaces=None, parallel=None):
     """-> (out (T, N, 2H), finals, cache). params maps prefix + PyTorch name -> array;
     workspaces: None or 2L cells.Workspace (layer k forward, reverse at 2k, 2k+1), reused
-    between calls (a cache then lives in them: backward before the next forward)."""
+    between calls (a cache then lives in them: backward before the next forward);
+    parallel: a cells.Parallel, whose threads run the two directions at once (forward
+    and backward), or None."""
     if cell not in _FORWARD:
         raise ShapeError(f"unknown cell {cell!r}: use one of lstm, gru, rnn")
     if not isinstance(x, np.ndarray) or x.ndim != 3:
@@ -115,7 +119,8 @@ def forward(cell, x, lengths, params, prefix="", workspaces=None, parallel=None)
     L = _layers(params, prefix)
     if workspaces is not None and len(workspaces) != 2 * L:
         raise ShapeError(f"workspaces: expected {2 * L} (two per layer), got {len(workspaces)}")
-    inp, layers, dims, finals = x, [], [], None
+    inp, layers, dims = x, [], []
+    finals = None
     for k in range(L):
         H = params[f"{prefix}weight_hh_l{k}"].shape[1]
         D = inp.shape[2]
@@ -123,23 +128,25 @@ def forward(cell, x, lengths, params, prefix="", workspaces=None, parallel=None)
         if finals is None:
             finals = [np.empty((2 * L, N, H), x.dtype) for _ in range(2 if cell == "lstm" else 1)]
         h0 = np.zeros((N, H), x.dtype)
-        caches = []
-        for d, sfx in enumerate(DIRECTIONS):
+        caches = [None, None]
+
+        def direction(d, par):   # called at once, below: the loop variables are current
             ws = None if workspaces is None else workspaces[2 * k + d]
             xd = cells._empty(ws, "bidir_x", (T, N, D), x.dtype)   # (T, N, D) right-aligned
             _bidir.gather(inp, 0, plan.into[d], xd, 0, D, False)
             state0 = (h0, h0) if cell == "lstm" else (h0,)
-            res = _FORWARD[cell](xd, *state0, *_weights(params, prefix, k, sfx),
-                                 workspace=ws, parallel=parallel, reset=plan.reset)
-            y, fin, cache = res[0], res[1:-1], res[-1]
+            res = _FORWARD[cell](xd, *state0, *_weights(params, prefix, k, DIRECTIONS[d]),
+                                 workspace=ws, parallel=par, reset=plan.reset)
+            y, fin, caches[d] = res[0], res[1:-1], res[-1]
+            # the two directions write disjoint columns of out and slots of finals
             _bidir.gather(y, 0, plan.back[d], out, d * H, H, False)
             for s, f in enumerate(fin):
                 finals[s][2 * k + d] = f
-            caches.append(cache)
+        _both(parallel, direction)
         layers.append(caches)
         dims.append((D, H))
         inp = out
-    return inp, tuple(finals), _Cache(cell, plan, dims, layers, x.dtype)
+    return inp, tuple(finals), _Cache(cell, plan, dims, layers, x.dtype, parallel)
 
 
 def backward(dout, dfinals, cache, grads, prefix="", workspace=None):
@@ -148,7 +155,7 @@ def backward(dout, dfinals, cache, grads, prefix="", workspace=None):
     are ignored; dfinals: like forward's finals, or None (zero)."""
     if not isinstance(cache, _Cache):
         raise ShapeError("backward: cache must come from charrnn.nn.bidirectional.forward")
-    plan, dt = cache.plan, cache.dtype
+    plan, dt, parallel = cache.plan, cache.dtype, cache.parallel   # threads as forward's
     T, N = plan.T, plan.N
     H_top = cache.dims[-1][1]
     _check("dout", dout, (T, N, 2 * H_top), dt)
@@ -164,25 +171,44 @@ def backward(dout, dfinals, cache, grads, prefix="", workspace=None):
             for a in dfinals:
                 if a is not None:
                     _check("dfinals[i]", a, (2 * L, N, H), dt, contiguous=False)
-        dprev = np.empty((T, N, D), dt)                             # (T, N, D)
-        for dirn, sfx in enumerate(DIRECTIONS):
+        dxs = [None, None]
+
+        def direction(dirn, par):   # called at once, below
             dy = np.empty((T, N, H), dt)                            # (T, N, H) right-aligned
             _bidir.gather(d, dirn * H, plan.into[dirn], dy, 0, H, False)
             dfin = [None if dfinals is None or a is None else np.ascontiguousarray(a[2 * k + dirn])
                     for a in (dfinals or [None, None])]
-            dxd = np.zeros((T, N, D), dt)
+            dxs[dirn] = dxd = np.zeros((T, N, D), dt)               # (T, N, D) right-aligned
             dh0 = np.zeros((N, H), dt)
-            dw = _weights(grads, prefix, k, sfx)
+            dw = _weights(grads, prefix, k, DIRECTIONS[dirn])
+            # concurrent directions each take scratch from their own forward workspace
+            ws = workspace if _serial(parallel) else None
             if cache.cell == "lstm":
                 _BACKWARD["lstm"](dy, dfin[0], dfin[1], cache.layers[k][dirn], dxd, dh0,
-                                  np.zeros_like(dh0), *dw, workspace=workspace)
+                                  np.zeros_like(dh0), *dw, workspace=ws)
             else:
                 _BACKWARD[cache.cell](dy, dfin[0], cache.layers[k][dirn], dxd, dh0, *dw,
-                                      workspace=workspace)
-            # the first direction sets dprev (zeros at padding), the second adds to it
-            _bidir.gather(dxd, 0, plan.back[dirn], dprev, 0, D, dirn == 1)
+                                      workspace=ws)
+        _both(parallel, direction)
+        # both directions' dx into the padded layout: the first sets (zeros at padding),
+        # the second adds, after both have finished
+        dprev = np.empty((T, N, D), dt)                             # (T, N, D)
+        for dirn in range(2):
+            _bidir.gather(dxs[dirn], 0, plan.back[dirn], dprev, 0, D, dirn == 1)
         d = dprev
     return d
+
+
+def _both(parallel, direction):
+    """direction(d, parallel) for d = 0 (forward) and 1 (reverse). They are independent, so
+    with threads (a cells.Parallel of 2 or more) they run at once, one per thread, each
+    cell call serial (the cells release the GIL); a third thread and more stay idle.
+    Without, one after the other."""
+    if _serial(parallel):
+        direction(0, parallel)
+        direction(1, parallel)
+    else:
+        parallel.run(direction, [(0, None), (1, None)])
 
 
 def _check(name, a, shape, dtype, contiguous=True):
