@@ -130,3 +130,18 @@ def test_a_tiny_classifier_learns_first_equals_last(cell, lr):
     accuracy = float(np.mean(m.predict(ids, lengths) == labels))
     assert accuracy > 0.95, accuracy
     assert np.allclose(m.predict_proba(ids, lengths).sum(axis=1), 1)
+
+
+def test_threads_give_the_same_loss_and_gradients():
+    from charrnn.nn import cells
+    m = tiny("gru", "mean", dtype=np.float32)
+    ids, lengths, labels = batch()
+    want = m.loss_and_grad(ids, lengths, labels)
+    m.parallel = cells.Parallel(2)
+    try:
+        got = m.loss_and_grad(ids, lengths, labels)
+    finally:
+        m.parallel.close()
+    assert got[0] == want[0]
+    for k in want[1]:
+        np.testing.assert_array_equal(got[1][k], want[1][k])

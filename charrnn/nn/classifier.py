@@ -105,6 +105,7 @@ class Classifier:
         # per layer and direction: buffers reused between steps, holding forward's caches
         self._ws = [cells.Workspace() for _ in range(2 * self.cfg.layers)]
         self._bws = cells.Workspace()   # backward's scratch, shared by the layers in turn
+        self.parallel = None   # a cells.Parallel: its threads run the two directions at once
 
     @property
     def config(self):
@@ -164,7 +165,7 @@ class Classifier:
         _ops.embedding_forward(ids.reshape(-1), self.params["encoder.weight"], x)
         rnn = {k[4:]: v for k, v in self.params.items() if k.startswith("rnn.")}
         out, finals, bcache = bi.forward(cfg.cell, x.reshape(T, N, cfg.embed), lengths, rnn,
-                                         workspaces=self._ws)
+                                         workspaces=self._ws, parallel=self.parallel)
         if cfg.pool == "final":
             feat = np.concatenate([finals[0][-2], finals[0][-1]], axis=1)   # (N, 2H)
         else:   # out is zero at padded positions: the sum is over the valid ones
