@@ -5,6 +5,8 @@ never reaches anything. A test taking `dtype` runs float64 once and float32 on e
 tier with both GEMMs (conftest.py). PyTorch parity: test_bidirectional_pytorch.py."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from charrnn import _bidir
 from charrnn.errors import ShapeError
@@ -239,3 +241,16 @@ def test_two_threads_run_the_directions_at_once_with_the_same_results(cell, dtyp
     for a, b in zip([want[0], *want[1], want[2], *want[3].values()],
                     [got[0], *got[1], got[2], *got[3].values()]):
         np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=40, deadline=None)
+@given(cell=st.sampled_from(CELLS), L=st.integers(1, 3), T=st.integers(1, 9),
+       N=st.integers(1, 6), D=st.integers(1, 5), H=st.integers(1, 6), data=st.data())
+def test_any_lengths_match_the_reference(cell, L, T, N, D, H, data):
+    lengths = np.array(data.draw(st.lists(st.integers(1, T), min_size=N, max_size=N)))
+    params, x, dout, dfinals = make(cell, T, N, D, H, L, seed=T * 100 + N, lengths=lengths)
+    want = run(rb, cell, params, x, lengths, dout, dfinals)
+    got = run(bi, cell, params, x, lengths, dout, dfinals)
+    for a, b in zip([got[0], *got[1], got[2], *got[3].values()],
+                    [want[0], *want[1], want[2], *want[3].values()]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
