@@ -17,8 +17,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 # what the tests below import
-EXTENSIONS = ["_isa", "_ops", "_twins", "_lstm", "_gru", "_rnn", "_table", "_sample", "_dropout"]
-TESTS = ["test_kernels.py", "test_reference.py", "test_kernels_hypothesis.py", "test_lookup.py"]
+EXTENSIONS = ["_isa", "_ops", "_twins", "_lstm", "_gru", "_rnn", "_table", "_sample", "_dropout",
+              "_bidir"]
+TESTS = ["test_kernels.py", "test_reference.py", "test_kernels_hypothesis.py", "test_lookup.py",
+         "test_bidirectional.py"]
 TIMEOUT = 900  # seconds, for the build and for the test run
 
 # Runs in the subprocess: makes sure it tests the debug copy, then runs pytest.
