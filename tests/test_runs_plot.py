@@ -81,6 +81,15 @@ def test_runs_states_and_numbers_come_from_the_run(root):
     assert stopped.steps == 6
 
 
+def test_a_run_stopped_early_by_patience_is_finished(corpus, tmp_path):
+    # a rising validation loss from the start: lr far too high for the model
+    train(str(corpus), out=str(tmp_path / "early"), quiet=True, max_steps=400, patience=1,
+          lr=0.5, grad_clip=0, **TINY)
+    (run,) = charrnn.runs(tmp_path)
+    assert run.stopped_by == "patience" and run.steps < 400
+    assert run.state == "finished"
+
+
 def test_runs_table_and_json(root):
     r = invoke("runs", root)
     assert r.exit_code == 0, r.output

@@ -28,6 +28,7 @@ from charrnn.io.rundir import (LOCK_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE
                                runs_root)
 
 BUDGETS = ("max-steps", "max-epochs", "max-minutes")
+FINISHED = BUDGETS + ("patience",)   # early stopping is a run that finished, too
 STATES = ("running", "finished", "interrupted")
 
 
@@ -149,7 +150,7 @@ def _state(records, pid, tcfg):
     if why is None:
         # A run from before charrnn recorded why it stopped: did it reach a budget?
         why = _budget_reached(last, tcfg)
-    return ("finished" if why in BUDGETS else "interrupted"), why
+    return ("finished" if why in FINISHED else "interrupted"), why
 
 
 def _budget_reached(last, tcfg):
