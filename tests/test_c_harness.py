@@ -1,8 +1,10 @@
 """The kernels' C code without Python (tests/cross/harness.c): natively with GCC and with
-Clang on every tier this CPU has, and cross-compiled for arm64 under qemu-aarch64
-(tests/cross/arm64.sh, NEON); every tier against double precision, every SIMD tier
-against the scalar tier's results on the same inputs. CI installs clang, the cross
-compiler and qemu-user (.ci/run); elsewhere a missing tool skips, in CI it fails."""
+Clang on every tier this CPU has, cross-compiled for arm64 under qemu-aarch64
+(tests/cross/arm64.sh, NEON) and for Windows x64 under Wine (tests/cross/windows.sh,
+mingw-w64: every x86 tier, and the Windows calling convention's callee-saved registers
+around every kernel); every tier against double precision, every SIMD tier against the
+scalar tier's results on the same inputs. CI installs clang, the cross compilers,
+qemu-user and Wine (.ci/run); elsewhere a missing tool skips, in CI it fails."""
 import os
 import re
 import shutil
@@ -75,3 +77,29 @@ def test_arm64_harness_under_qemu():
     assert re.findall(r"^tier (\w+) +ok$", p.stdout, re.M) == ["scalar", "neon"]
     worst, values = _vs_scalar(p.stdout)
     assert 0 < worst <= 1 and values > 100000
+
+
+def _wine():
+    return shutil.which("wine64") or (os.access("/usr/lib/wine/wine64", os.X_OK)
+                                      and "/usr/lib/wine/wine64") or shutil.which("wine")
+
+
+def test_windows_harness_under_wine():
+    if not (shutil.which("x86_64-w64-mingw32-gcc") and _wine()):
+        if os.environ.get("CI"):
+            pytest.fail("mingw-w64 or wine64 is missing in CI: .ci/run should install them")
+        if os.geteuid() != 0:
+            pytest.skip("no mingw-w64 / wine64, and not root to install them")
+    p = subprocess.run(["bash", str(REPO / "tests" / "cross" / "windows.sh")],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout + p.stderr
+    ok, bad = _closing(p.stdout)
+    assert bad == 0 and ok > 1000
+    # every x86 tier this CPU runs (the Windows build has the same tiers as the native one)
+    assert re.findall(r"^tier (\w+) +ok$", p.stdout, re.M) == isa.available()
+    assert "built with gcc" in p.stdout
+    worst, values = _vs_scalar(p.stdout)
+    assert 0 < worst <= 1 and values > 100000
+    m = re.search(r"^windows x64: callee-saved registers kept across (\d+) kernel calls$",
+                  p.stdout, re.M)
+    assert m and int(m.group(1)) >= 20 * len(isa.available()), p.stdout

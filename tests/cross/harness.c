@@ -18,8 +18,10 @@
  * GCC on NEON under qemu: 0.36 of the bound (Clang contracts the scalar tier's gate math
  * into FMAs, 1 ulp; GCC in -std=c99 does not, and its tiers agree bit for bit there).
  *
- * Built natively by tests/test_c_harness.py (gcc and clang) and cross-compiled for arm64
- * and run under qemu-aarch64 by tests/cross/arm64.sh. Prints one line per failure and a
+ * Built natively by tests/test_c_harness.py (gcc and clang), cross-compiled for arm64
+ * and run under qemu-aarch64 by tests/cross/arm64.sh, and for Windows x64 with mingw-w64
+ * and run under Wine by tests/cross/windows.sh (which also checks the Windows calling
+ * convention around every kernel: test_win64_abi). Prints one line per failure and a
  * closing "N passed, M failed"; exit 0 only if nothing failed.
  */
 #include <math.h>
@@ -372,9 +374,197 @@ static void test_math(const char *tier)
     free(x); free(e); free(s); free(t); free(row);
 }
 
+/* ---- the Windows x64 calling convention ---------------------------------------------- */
+/* Built for Windows (tests/cross/windows.sh: mingw-w64, run under Wine): every kernel a
+ * tier's table holds is called through cr_win64_probe, which fills the registers the
+ * Windows x64 convention makes callee-saved -- rbx, rbp, rdi, rsi, r12-r15 and xmm6-xmm15
+ * (System V lets a function clobber rdi, rsi and every xmm) -- with known values, calls
+ * fn(arg) and reports what they hold afterwards. A compiler keeps the convention in C by
+ * itself; a kernel written in assembly for System V, or inline assembly with a missing
+ * clobber, breaks it, and the caller's values then change under it without a crash. Each
+ * call goes through a small thunk that passes the arguments on and has no use for those
+ * registers, so what the probe sees is the kernel's doing. */
+#if defined(_WIN32) && CR_X86 && defined(__GNUC__)
+#define WIN64_PROBE 1
+#include <stdint.h>
+/* 8 general registers, then xmm6-xmm15 as two 64-bit halves each */
+const uint64_t win64_canary[28] = {
+    0x0123456789abcdefULL, 0x1b2b3b4b5b6b7b8bULL, 0x2c2c2c2c2c2c2c2cULL, 0x3d3e3f4041424344ULL,
+    0x4a4b4c4d4e4f5051ULL, 0x5a5a5a5a5a5a5a5aULL, 0x6b6c6d6e6f707172ULL, 0x7c7d7e7f80818283ULL,
+    0x3ff0000000000001ULL, 0x4000000000000002ULL, 0x4008000000000003ULL, 0x4010000000000004ULL,
+    0x4014000000000005ULL, 0x4018000000000006ULL, 0x401c000000000007ULL, 0x4020000000000008ULL,
+    0x4022000000000009ULL, 0x402400000000000aULL, 0x402600000000000bULL, 0x402800000000000cULL,
+    0x402a00000000000dULL, 0x402c00000000000eULL, 0x402e00000000000fULL, 0x4030000000000010ULL,
+    0x4031000000000011ULL, 0x4032000000000012ULL, 0x4033000000000013ULL, 0x4034000000000014ULL,
+};
+void cr_win64_probe(void (*fn)(void *), void *arg, uint64_t seen[28]);
+/* Frame: 8 pushes and 216 bytes leave rsp 16-byte aligned at the call; [rsp, +32) is
+ * fn's shadow space, [+32, +192) the caller's xmm6-xmm15, [+192] seen. */
+__asm__(
+    ".text\n"
+    ".globl cr_win64_probe\n"
+    "cr_win64_probe:\n"
+    "  pushq %rbx\n  pushq %rbp\n  pushq %rdi\n  pushq %rsi\n"
+    "  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+    "  subq $216, %rsp\n"
+    "  movaps %xmm6, 32(%rsp)\n  movaps %xmm7, 48(%rsp)\n  movaps %xmm8, 64(%rsp)\n"
+    "  movaps %xmm9, 80(%rsp)\n  movaps %xmm10, 96(%rsp)\n  movaps %xmm11, 112(%rsp)\n"
+    "  movaps %xmm12, 128(%rsp)\n  movaps %xmm13, 144(%rsp)\n  movaps %xmm14, 160(%rsp)\n"
+    "  movaps %xmm15, 176(%rsp)\n"
+    "  movq %r8, 192(%rsp)\n"
+    "  movq %rcx, %rax\n"
+    "  movq %rdx, %rcx\n"
+    "  leaq win64_canary(%rip), %rdx\n"
+    "  movq 0(%rdx), %rbx\n  movq 8(%rdx), %rbp\n  movq 16(%rdx), %rdi\n  movq 24(%rdx), %rsi\n"
+    "  movq 32(%rdx), %r12\n  movq 40(%rdx), %r13\n  movq 48(%rdx), %r14\n  movq 56(%rdx), %r15\n"
+    "  movups 64(%rdx), %xmm6\n  movups 80(%rdx), %xmm7\n  movups 96(%rdx), %xmm8\n"
+    "  movups 112(%rdx), %xmm9\n  movups 128(%rdx), %xmm10\n  movups 144(%rdx), %xmm11\n"
+    "  movups 160(%rdx), %xmm12\n  movups 176(%rdx), %xmm13\n  movups 192(%rdx), %xmm14\n"
+    "  movups 208(%rdx), %xmm15\n"
+    "  callq *%rax\n"
+    "  movq 192(%rsp), %r8\n"
+    "  movq %rbx, 0(%r8)\n  movq %rbp, 8(%r8)\n  movq %rdi, 16(%r8)\n  movq %rsi, 24(%r8)\n"
+    "  movq %r12, 32(%r8)\n  movq %r13, 40(%r8)\n  movq %r14, 48(%r8)\n  movq %r15, 56(%r8)\n"
+    "  movups %xmm6, 64(%r8)\n  movups %xmm7, 80(%r8)\n  movups %xmm8, 96(%r8)\n"
+    "  movups %xmm9, 112(%r8)\n  movups %xmm10, 128(%r8)\n  movups %xmm11, 144(%r8)\n"
+    "  movups %xmm12, 160(%r8)\n  movups %xmm13, 176(%r8)\n  movups %xmm14, 192(%r8)\n"
+    "  movups %xmm15, 208(%r8)\n"
+    "  movaps 32(%rsp), %xmm6\n  movaps 48(%rsp), %xmm7\n  movaps 64(%rsp), %xmm8\n"
+    "  movaps 80(%rsp), %xmm9\n  movaps 96(%rsp), %xmm10\n  movaps 112(%rsp), %xmm11\n"
+    "  movaps 128(%rsp), %xmm12\n  movaps 144(%rsp), %xmm13\n  movaps 160(%rsp), %xmm14\n"
+    "  movaps 176(%rsp), %xmm15\n"
+    "  addq $216, %rsp\n"
+    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n"
+    "  popq %rsi\n  popq %rdi\n  popq %rbp\n  popq %rbx\n"
+    "  ret\n");
+
+static int win64_calls;   /* kernels called through the probe, over every tier */
+
+static void win64_check(void (*fn)(void *), void *arg, const char *what, const char *tier)
+{
+    static const char *names[18] = {"rbx", "rbp", "rdi", "rsi", "r12", "r13", "r14", "r15",
+                                    "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+                                    "xmm12", "xmm13", "xmm14", "xmm15"};
+    uint64_t seen[28];
+    cr_win64_probe(fn, arg, seen);
+    win64_calls++;
+    for (int i = 0; i < 28; i++)
+        if (seen[i] != win64_canary[i]) {
+            char label[160];
+            snprintf(label, sizeof label, "%s keeps %s (Windows x64 callee-saved)", what,
+                     names[i < 8 ? i : 8 + (i - 8) / 2]);
+            check(0, label, tier, 0, 0);
+            return;
+        }
+    check(1, what, tier, 0, 0);
+}
+
+/* The probe's own check: a function that clobbers rsi and xmm7 as System V allows must
+ * be caught. */
+void win64_sysv_style(void *arg);
+__asm__(
+    ".text\n"
+    ".globl win64_sysv_style\n"
+    "win64_sysv_style:\n"
+    "  xorl %esi, %esi\n"
+    "  xorps %xmm7, %xmm7\n"
+    "  ret\n");
+
+static void test_win64_probe(void)
+{
+    uint64_t seen[28];
+    cr_win64_probe(win64_sysv_style, NULL, seen);
+    check(seen[3] == 0 && seen[10] == 0 && seen[11] == 0 && seen[2] == win64_canary[2]
+          && seen[12] == win64_canary[12], "the probe sees rsi and xmm7 clobbered", "-", 0, 0);
+}
+
+typedef struct {
+    cr_ukernel_fn fn;
+    ptrdiff_t K, a_ofs[CR_MR_MAX];
+    const float *A, *B, *bias;
+    float *C;
+    int NR, mr, nr, accumulate;
+} win64_ukernel_call;
+
+static void win64_ukernel(void *p)
+{
+    win64_ukernel_call *c = p;
+    c->fn(c->K, c->A, c->a_ofs, 1, c->B, c->NR, c->C, c->NR, c->mr, c->nr, c->accumulate,
+          c->bias);
+}
+
+typedef struct { float *act, *c_prev, *c, *tc, *h, *dy, *dh, *dc, *dact, *dgh, *dhp; idx_t N, H; } win64_cells_call;
+static void win64_lstm_fwd(void *p)
+{
+    win64_cells_call *c = p;
+    cr_k->lstm_fwd(c->act, c->c_prev, c->c, c->tc, c->h, c->N, c->H);
+}
+static void win64_lstm_bwd(void *p)
+{
+    win64_cells_call *c = p;
+    cr_k->lstm_bwd(c->act, c->c_prev, c->tc, c->dy, c->dh, c->dc, c->dact, c->N, c->H);
+}
+static void win64_gru_fwd(void *p)
+{
+    win64_cells_call *c = p;
+    cr_k->gru_fwd(c->act, c->dact, c->c, c->c_prev, c->h, c->N, c->H);
+}
+static void win64_gru_bwd(void *p)
+{
+    win64_cells_call *c = p;
+    cr_k->gru_bwd(c->act, c->c, c->c_prev, c->dy, c->dh, c->dact, c->dgh, c->dhp, c->N, c->H);
+}
+static void win64_softmax(void *p)
+{
+    win64_cells_call *c = p;
+    cr_k->softmax_xent_row(c->act, c->N * c->H, 1, 1.0f);
+}
+static void win64_fast_math(void *p)
+{
+    win64_cells_call *c = p;
+    cr_k->fast_math(c->act, c->c, c->tc, c->h, c->N * c->H);
+}
+
+/* Every micro-kernel of the tier at every tile height and a full and a partial width,
+ * with and without accumulate and bias; then the gate math, softmax and fast math. */
+static void test_win64_abi(const char *tier)
+{
+    const cr_gemm_tier *t = &cr_k->gemm;
+    const ptrdiff_t K = 37;
+    float *A = randv((size_t)(CR_MR_MAX * K)), *B = randv((size_t)(K * t->nr));
+    float *bias = randv((size_t)t->nr), *C = randv((size_t)(CR_MR_MAX * t->nr));
+    int top = t->tall ? t->tall : t->mr;
+    for (int mr = 1; mr <= top; mr++)
+        for (int f = 0; f < 4; f++) {
+            win64_ukernel_call c = {t->kernel, K, {0}, A, B, f & 1 ? bias : NULL, C, t->nr, mr,
+                                    f & 2 ? t->nr : t->nr - 3, f == 3};
+            for (int r = 0; r < CR_MR_MAX; r++) c.a_ofs[r] = (r < mr ? r : mr - 1) * K;
+            char what[80];
+            snprintf(what, sizeof what, "win64 micro-kernel mr=%d nr=%d", mr, c.nr);
+            win64_check(win64_ukernel, &c, what, tier);
+        }
+    const idx_t N = 3, H = 21;
+    size_t G = (size_t)(4 * N * H), S = (size_t)(N * H);
+    win64_cells_call c = {randv(G), randv(S), randv(S), randv(S), randv(S), randv(S),
+                          randv(S), randv(S), randv(G), randv(G), randv(S), N, H};
+    win64_check(win64_lstm_fwd, &c, "win64 lstm forward", tier);
+    win64_check(win64_lstm_bwd, &c, "win64 lstm backward", tier);
+    win64_check(win64_gru_fwd, &c, "win64 gru forward", tier);
+    win64_check(win64_gru_bwd, &c, "win64 gru backward", tier);
+    win64_check(win64_softmax, &c, "win64 softmax row", tier);
+    win64_check(win64_fast_math, &c, "win64 fast math", tier);
+    free(c.act); free(c.c_prev); free(c.c); free(c.tc); free(c.h); free(c.dy); free(c.dh);
+    free(c.dc); free(c.dact); free(c.dgh); free(c.dhp);
+    free(A); free(B); free(bias); free(C);
+}
+#endif
+
 int main(void)
 {
     int ran = 0;
+#ifdef WIN64_PROBE
+    test_win64_probe();
+#endif
     /* CR_ISA_SCALAR is 0 and always runs: it goes first and records */
     for (int isa = 0; isa < CR_ISA_COUNT; isa++) {
         if (cr_isa_set(isa) != 0)
@@ -389,6 +579,9 @@ int main(void)
         test_sgemm_tn(tier);
         test_cells(tier);
         test_math(tier);
+#ifdef WIN64_PROBE
+        test_win64_abi(tier);
+#endif
         cr_ftz_end(ftz);
         if (!recording)   /* every scalar result was compared */
             check(log_pos == log_len, "as many results as the scalar tier", tier,
@@ -400,6 +593,9 @@ int main(void)
            cr_isa_name(cr_isa_best()), cr_compiler());
     printf("largest difference from the scalar tier: %.2f of its bound (%zu values)\n",
            worst_vs_scalar, log_len);
+#ifdef WIN64_PROBE
+    printf("windows x64: callee-saved registers kept across %d kernel calls\n", win64_calls);
+#endif
     printf("%d passed, %d failed\n", passed, failed);
     free(scalar_log);
     return failed == 0 && ran > 0 ? 0 : 1;
