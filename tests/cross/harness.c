@@ -27,6 +27,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cellmath.h"
 
@@ -169,8 +170,6 @@ static void test_sgemm(const char *tier)
     test_sgemm_case(tier, 0, 1, 0, 1, 200, 33, 130);
 }
 
-/* ---- gate math vs float64 ------------------------------------------------------------ */
-
 static double max_diff(const float *a, const double *b, size_t n)
 {
     double m = 0;
@@ -180,6 +179,229 @@ static double max_diff(const float *a, const double *b, size_t n)
     }
     return m;
 }
+
+/* ---- bf16 products (sgemm_bf16.h) --------------------------------------------------- */
+
+/* Rounding to bfloat16: ties to even, overflow to infinity, NaN kept NaN (also a NaN
+ * whose payload is all in the low 16 bits), signed zeros and subnormals kept. */
+static void test_bf16_rounding(void)
+{
+    static const struct { uint32_t in, out; } cases[] = {
+        {0x3f800000u, 0x3f80u},   /* 1.0 */
+        {0x3f808000u, 0x3f80u},   /* halfway, even below: down */
+        {0x3f818000u, 0x3f82u},   /* halfway, odd below: up */
+        {0x3f808001u, 0x3f81u},   /* just above halfway: up */
+        {0x3f807fffu, 0x3f80u},   /* just below halfway: down */
+        {0xbf818000u, 0xbf82u},   /* negative: by magnitude */
+        {0x7f7fffffu, 0x7f80u},   /* FLT_MAX: to infinity */
+        {0x7f800000u, 0x7f80u},   /* infinity */
+        {0xff800000u, 0xff80u},
+        {0x80000000u, 0x8000u},   /* -0 */
+        {0x00018000u, 0x0002u},   /* a subnormal, halfway, odd below: up */
+        {0x7fc00000u, 0x7fc0u},   /* quiet NaN */
+        {0x7f800001u, 0x7fc0u},   /* signalling NaN, payload in the low bits: still NaN */
+        {0xffffffffu, 0xffffu},
+    };
+    int ok = 1;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        float f;
+        memcpy(&f, &cases[i].in, sizeof f);
+        uint32_t got = cr_bf16_bits(f);
+        if (got != cases[i].out) {
+            printf("  bf16(0x%08x) = 0x%04x, want 0x%04x\n", (unsigned)cases[i].in,
+                   (unsigned)got, (unsigned)cases[i].out);
+            ok = 0;
+        }
+    }
+    check(ok, "bf16 rounding: nearest even, inf, NaN, -0, subnormal", "-", 0, 0);
+    /* every pair element back to float32 exactly */
+    uint32_t pair = cr_bf16_pair(1.5f, -2.25f);
+    check(cr_bf16_lo(pair) == 1.5f && cr_bf16_hi(pair) == -2.25f, "bf16 pair round trip", "-",
+          0, 0);
+}
+
+/* The bf16 GEMM's result, computed as its specification says in plain float32: inputs
+ * rounded, k in pairs, each product added in k order, blocks of CR_KC summed from zero
+ * and added to C (bias with the first block). The portable kernel must give these bits
+ * on every tier. */
+static void bf16_spec(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A,
+                      const float *B, float *C, int accumulate, const float *b1, const float *b2)
+{
+    for (ptrdiff_t i = 0; i < M; i++)
+        for (ptrdiff_t j = 0; j < N; j++) {
+            float c = C[i * N + j];
+            for (ptrdiff_t pc = 0; pc < K || pc == 0; pc += CR_KC) {
+                ptrdiff_t k1 = K - pc < CR_KC ? K : pc + CR_KC;
+                float sum = 0.0f;
+                for (ptrdiff_t k = pc; k < k1; k++) {
+                    float a = cr_bf16_round(trans_a ? A[k * M + i] : A[i * K + k]);
+                    float p = a * cr_bf16_round(B[k * N + j]);    /* exact */
+                    sum = sum + p;
+                }
+                if (pc == 0 && b1)
+                    sum = sum + (b2 ? b1[j] + b2[j] : b1[j]);
+                c = pc == 0 && !accumulate ? sum : sum + c;
+            }
+            C[i * N + j] = c;
+        }
+}
+
+static int bf16_kinds_native;   /* cases the native kernels ran, over every tier */
+static double worst_native;     /* the largest |native - portable| / bound */
+
+/* C := bf16(op(A)) @ bf16(B) (+ C) (+ b1 + b2) through cr_sgemm on a bf16 pack of kind,
+ * against double precision on the rounded inputs (float32 summation's bound), against
+ * double on the raw inputs (bf16's bound: each product within 2^-7 of its exact value),
+ * and bit for bit against bf16_spec (portable) or within a bound of the portable kernel
+ * (native). C has ldc = N + 3 and a guard row: nothing outside C's M x N is written. */
+static void test_bf16_case(const char *tier, int kind, int trans_a, int trans_b,
+                           int accumulate, int bias, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K)
+{
+    const ptrdiff_t ldc = N + 3;
+    float *A = randv((size_t)(M * K)), *B = randv((size_t)(K * N));
+    float *b1 = randv((size_t)N), *b2 = randv((size_t)N);
+    float *C0 = randv((size_t)(M * N));
+    float *C = malloc((size_t)((M + 1) * ldc) * sizeof(float));
+    const float guard = 12345.0f;
+    for (ptrdiff_t i = 0; i < (M + 1) * ldc; i++) C[i] = guard;
+    for (ptrdiff_t i = 0; i < M; i++) memcpy(C + i * ldc, C0 + i * N, (size_t)N * sizeof(float));
+    /* B as given to the packing: (K, N), or (N, K) if trans_b */
+    float *Bs = malloc((size_t)(K * N + 1) * sizeof(float));
+    for (ptrdiff_t k = 0; k < K; k++)
+        for (ptrdiff_t j = 0; j < N; j++) Bs[trans_b ? j * K + k : k * N + j] = B[k * N + j];
+    double lim_r = 0, lim_x = 0, err_r = 0, err_x = 0;
+    double *want_r = malloc((size_t)(M * N) * sizeof(double));
+    double *want_x = malloc((size_t)(M * N) * sizeof(double));
+    for (ptrdiff_t i = 0; i < M; i++)
+        for (ptrdiff_t j = 0; j < N; j++) {
+            double sr = 0, sx = 0, mag = 0;
+            for (ptrdiff_t k = 0; k < K; k++) {
+                float a = trans_a ? A[k * M + i] : A[i * K + k], b = B[k * N + j];
+                sr += (double)cr_bf16_round(a) * cr_bf16_round(b);
+                sx += (double)a * b;
+                mag += fabs((double)a * b);
+            }
+            double base = (bias ? (double)b1[j] + b2[j] : 0) + (accumulate ? C0[i * N + j] : 0);
+            want_r[i * N + j] = sr + base;
+            want_x[i * N + j] = sx + base;
+            double scale = fabs(sr + base) > 1 ? fabs(sr + base) : 1;
+            double lr = 2e-6 * scale * sqrt((double)(K > 0 ? K : 1));
+            lim_r = lr > lim_r ? lr : lim_r;
+            double lx = lr + 1.0 / 128 * mag;   /* bf16's unit roundoff 2^-8, twice */
+            lim_x = lx > lim_x ? lx : lim_x;
+        }
+    size_t np = cr_sgemm_bf16_packed_size(K, N, kind);
+    float *Bp = malloc(np * sizeof(float));
+    check(cr_sgemm_pack_bf16(trans_b, K, N, Bs, trans_b ? K : N, Bp, kind) == 0
+          && cr_sgemm_packed_ok(Bp, np, K, N) && !cr_sgemm_packed_ok(Bp, np, K + 1, N)
+          && !cr_sgemm_packed_ok(Bp, np - 1, K, N), "bf16 pack accepted for its own shape only",
+          tier, 0, 0);
+    cr_sgemm(trans_a, M, N, K, A, trans_a ? M : K, Bp, -1, C, ldc, accumulate,
+             bias ? b1 : NULL, bias ? b2 : NULL);
+    int guard_ok = 1;
+    float *got = malloc((size_t)(M * N + 1) * sizeof(float));
+    for (ptrdiff_t i = 0; i <= M; i++)
+        for (ptrdiff_t j = 0; j < ldc; j++) {
+            float v = C[i * ldc + j];
+            if (i < M && j < N)
+                got[i * N + j] = v;
+            else
+                guard_ok &= v == guard;
+        }
+    /* (maxima as ternaries, never fmax: aarch64 GCC 12's vectoriser crashes on an fmax
+     * reduction here, an internal compiler error) */
+    err_r = max_diff(got, want_r, (size_t)(M * N));
+    err_x = max_diff(got, want_x, (size_t)(M * N));
+    char what[200];
+    snprintf(what, sizeof what, "bf16 %s M=%td N=%td K=%td trans_a=%d trans_b=%d acc=%d bias=%d",
+             kind ? "native" : "portable", M, N, K, trans_a, trans_b, accumulate, bias);
+    check(err_r <= lim_r, what, tier, err_r, lim_r);
+    char what_x[240];
+    snprintf(what_x, sizeof what_x, "%s vs unrounded inputs", what);
+    check(err_x <= lim_x, what_x, tier, err_x, lim_x);
+    check(guard_ok, "bf16 sgemm writes only C", tier, 0, 0);
+    float *spec = malloc((size_t)(M * N + 1) * sizeof(float));
+    memcpy(spec, C0, (size_t)(M * N) * sizeof(float));
+    bf16_spec(trans_a, M, N, K, A, B, spec, accumulate, bias ? b1 : NULL, bias ? b2 : NULL);
+    if (kind == 0) {
+        int same = memcmp(got, spec, (size_t)(M * N) * sizeof(float)) == 0;
+        check(same, "bf16 portable: the specification's bits", tier, 0, 0);
+        vs_scalar(what, tier, got, (size_t)(M * N), 1e-300, 0);   /* bit for bit */
+    } else {
+        bf16_kinds_native++;
+        double r = 0;
+        for (ptrdiff_t i = 0; i < M * N; i++) {
+            double d = fabs((double)got[i] - spec[i]) / (lim_r / 4);
+            r = d > r ? d : r;
+        }
+        worst_native = r > worst_native ? r : worst_native;
+        char label[240];
+        snprintf(label, sizeof label, "%s vs portable", what);
+        check(r <= 1, label, tier, r, 1);
+    }
+    free(A); free(B); free(b1); free(b2); free(C0); free(C); free(Bs); free(want_r);
+    free(want_x); free(Bp); free(got); free(spec);
+}
+
+/* Rows split between two calls (as threads split them) give the same bits as one call;
+ * a NaN in A reaches its row only, a NaN in B its column only. */
+static void test_bf16_split_and_nan(const char *tier, int kind)
+{
+    const ptrdiff_t M = 23, N = 29, K = 300;
+    float *A = randv((size_t)(M * K)), *B = randv((size_t)(K * N));
+    float *C1 = calloc((size_t)(M * N), sizeof(float)), *C2 = calloc((size_t)(M * N), sizeof(float));
+    size_t np = cr_sgemm_bf16_packed_size(K, N, kind);
+    float *Bp = malloc(np * sizeof(float));
+    cr_sgemm_pack_bf16(0, K, N, B, N, Bp, kind);
+    cr_sgemm(0, M, N, K, A, K, Bp, -1, C1, N, 0, NULL, NULL);
+    cr_sgemm(0, 7, N, K, A, K, Bp, -1, C2, N, 0, NULL, NULL);
+    cr_sgemm(0, M - 7, N, K, A + 7 * K, K, Bp, -1, C2 + 7 * N, N, 0, NULL, NULL);
+    check(memcmp(C1, C2, (size_t)(M * N) * sizeof(float)) == 0,
+          kind ? "bf16 native: rows split = one call" : "bf16 portable: rows split = one call",
+          tier, 0, 0);
+    A[5 * K + 17] = NAN;
+    B[123 * N + 4] = NAN;
+    cr_sgemm_pack_bf16(0, K, N, B, N, Bp, kind);
+    cr_sgemm(0, M, N, K, A, K, Bp, -1, C1, N, 0, NULL, NULL);
+    int ok = 1;
+    for (ptrdiff_t i = 0; i < M; i++)
+        for (ptrdiff_t j = 0; j < N; j++)
+            ok &= (i == 5 || j == 4) == (isnan(C1[i * N + j]) != 0);
+    check(ok, kind ? "bf16 native: NaN propagates" : "bf16 portable: NaN propagates", tier, 0, 0);
+    free(A); free(B); free(C1); free(C2); free(Bp);
+}
+
+static void test_bf16(const char *tier)
+{
+    static const ptrdiff_t Ms[] = {1, 2, 3, 4, 5, 8, 9, 13, 17};
+    static const ptrdiff_t Ns[] = {1, 11, 12, 13, 16, 17, 25, 33};
+    static const ptrdiff_t Ks[] = {0, 1, 2, 3, 7, 64, 257};
+    for (int kind = 0; kind < 2; kind++) {
+        if (!cr_bf16_kernel(kind))
+            continue;
+        for (size_t m = 0; m < sizeof Ms / sizeof *Ms; m++)
+            for (size_t n = 0; n < sizeof Ns / sizeof *Ns; n++)
+                for (size_t k = 0; k < sizeof Ks / sizeof *Ks; k++) {
+                    int v = (int)(m + n + k);
+                    test_bf16_case(tier, kind, v & 1, (v >> 1) & 1, (v >> 2) & 1, v % 3 == 0,
+                                   Ms[m], Ns[n], Ks[k]);
+                }
+        /* every row remainder (tiles of 4 and 8) and column remainder (panels of 12 and
+         * 16) on an odd K */
+        for (ptrdiff_t m = 1; m <= 17; m++) test_bf16_case(tier, kind, 0, 0, 1, 1, m, 33, 5);
+        for (ptrdiff_t n = 1; n <= 33; n++) test_bf16_case(tier, kind, 0, 1, 0, 1, 9, n, 5);
+        /* every flag on a ragged shape; k blocks (256) with an odd K past CR_K_LONG; more
+         * rows than a copied block of A (CR_BF16_MC = 96) */
+        for (int f = 0; f < 16; f++)
+            test_bf16_case(tier, kind, f & 1, (f >> 1) & 1, (f >> 2) & 1, (f >> 3) & 1, 19, 37, 301);
+        test_bf16_case(tier, kind, 0, 1, 1, 1, 40, 48, 601);
+        test_bf16_case(tier, kind, 1, 0, 1, 1, 101, 37, 513);
+        test_bf16_case(tier, kind, 0, 1, 0, 1, 200, 33, 130);
+        test_bf16_split_and_nan(tier, kind);
+    }
+}
+
+/* ---- gate math vs float64 ------------------------------------------------------------ */
 
 static double *tod(const float *a, size_t n)
 {
@@ -493,6 +715,21 @@ static void win64_ukernel(void *p)
           c->bias);
 }
 
+typedef struct {
+    cr_ukernel_bf16_fn fn;
+    ptrdiff_t KP;
+    const uint32_t *A, *B;
+    const float *bias;
+    float *C;
+    int NR, mr, nr, accumulate;
+} win64_bf16_call;
+
+static void win64_bf16(void *p)
+{
+    win64_bf16_call *c = p;
+    c->fn(c->KP, c->A, c->B, c->C, c->NR, c->mr, c->nr, c->accumulate, c->bias);
+}
+
 typedef struct { float *act, *c_prev, *c, *tc, *h, *dy, *dh, *dc, *dact, *dgh, *dhp; idx_t N, H; } win64_cells_call;
 static void win64_lstm_fwd(void *p)
 {
@@ -525,14 +762,15 @@ static void win64_fast_math(void *p)
     cr_k->fast_math(c->act, c->c, c->tc, c->h, c->N * c->H);
 }
 
-/* Every micro-kernel of the tier at every tile height and a full and a partial width,
- * with and without accumulate and bias; then the gate math, softmax and fast math. */
+/* Every micro-kernel of the tier (float32, bf16) at every tile height and a full and a
+ * partial width, with and without accumulate and bias; then the gate math, softmax and
+ * fast math. */
 static void test_win64_abi(const char *tier)
 {
     const cr_gemm_tier *t = &cr_k->gemm;
     const ptrdiff_t K = 37;
     float *A = randv((size_t)(CR_MR_MAX * K)), *B = randv((size_t)(K * t->nr));
-    float *bias = randv((size_t)t->nr), *C = randv((size_t)(CR_MR_MAX * t->nr));
+    float *bias = randv(CR_NR_MAX), *C = randv((size_t)(CR_MR_MAX * CR_NR_MAX));
     int top = t->tall ? t->tall : t->mr;
     for (int mr = 1; mr <= top; mr++)
         for (int f = 0; f < 4; f++) {
@@ -543,6 +781,26 @@ static void test_win64_abi(const char *tier)
             snprintf(what, sizeof what, "win64 micro-kernel mr=%d nr=%d", mr, c.nr);
             win64_check(win64_ukernel, &c, what, tier);
         }
+    for (int kind = 0; kind < 2; kind++) {   /* the bf16 micro-kernels, portable and native */
+        const cr_bf16_tier *b = cr_bf16_kernel(kind);
+        if (!b)
+            continue;
+        const ptrdiff_t KP = 19;
+        uint32_t *Ab = malloc((size_t)(KP * b->mr) * sizeof(uint32_t));
+        uint32_t *Bb = malloc((size_t)(KP * b->nr) * sizeof(uint32_t));
+        for (ptrdiff_t i = 0; i < KP * b->mr; i++) Ab[i] = cr_bf16_pair(frand(), frand());
+        for (ptrdiff_t i = 0; i < KP * b->nr; i++) Bb[i] = cr_bf16_pair(frand(), frand());
+        for (int mr = 1; mr <= b->mr; mr++)
+            for (int f = 0; f < 4; f++) {
+                win64_bf16_call c = {b->kernel, KP, Ab, Bb, f & 1 ? bias : NULL, C, b->nr, mr,
+                                     f & 2 ? b->nr : b->nr - 3, f == 3};
+                char what[80];
+                snprintf(what, sizeof what, "win64 bf16 %s micro-kernel mr=%d nr=%d",
+                         kind ? "native" : "portable", mr, c.nr);
+                win64_check(win64_bf16, &c, what, tier);
+            }
+        free(Ab); free(Bb);
+    }
     const idx_t N = 3, H = 21;
     size_t G = (size_t)(4 * N * H), S = (size_t)(N * H);
     win64_cells_call c = {randv(G), randv(S), randv(S), randv(S), randv(S), randv(S),
@@ -562,6 +820,7 @@ static void test_win64_abi(const char *tier)
 int main(void)
 {
     int ran = 0;
+    test_bf16_rounding();
 #ifdef WIN64_PROBE
     test_win64_probe();
 #endif
@@ -577,6 +836,7 @@ int main(void)
         unsigned ftz = cr_ftz_begin();
         test_sgemm(tier);
         test_sgemm_tn(tier);
+        test_bf16(tier);
         test_cells(tier);
         test_math(tier);
 #ifdef WIN64_PROBE
@@ -593,6 +853,9 @@ int main(void)
            cr_isa_name(cr_isa_best()), cr_compiler());
     printf("largest difference from the scalar tier: %.2f of its bound (%zu values)\n",
            worst_vs_scalar, log_len);
+    printf("bf16: cpu %s; native kernel cases: %d, largest difference from the portable "
+           "kernel: %.2f of its bound\n", cr_cpu_has_bf16() ? "yes" : "no", bf16_kinds_native,
+           worst_native);
 #ifdef WIN64_PROBE
     printf("windows x64: callee-saved registers kept across %d kernel calls\n", win64_calls);
 #endif
