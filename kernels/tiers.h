@@ -31,6 +31,9 @@
 #define CR_BUILD_NEON 1
 #endif
 
+/* A tier without a native bf16 micro-kernel (its table's bf16_native). */
+#define CR_NO_BF16 { 0, 0, NULL }
+
 /* ---- scalar: baseline flags ------------------------------------------------------- */
 #define TIER(name) name##_scalar
 #include "tier_impl.h"
@@ -85,10 +88,33 @@
 #include "ukernel_bf16.h"
 #undef TIER
 #include "ukernel_neon.h"
+/* The BF16 micro-kernel, in a region of its own that adds BF16 to the NEON baseline (so
+ * nothing else of the tier can use it), run only where cpu.h finds FEAT_BF16. GCC >= 10
+ * and Clang >= 11 (Apple's >= 13) have the target; MSVC (no arm64 inline assembly) and
+ * CHARRNN_NO_BF16 builds have no native bf16 kernel. */
+#if !defined(CHARRNN_NO_BF16)                                                            \
+    && ((defined(__clang__) && __clang_major__ >= (defined(__apple_build_version__) ? 13 : 11)) \
+        || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 10))
+#define CR_BUILD_NEON_BF16 1
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("bf16"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("+bf16")
+#endif
+#include "ukernel_neon_bf16.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#define CR_NEON_BF16 { CR_NEON_BF16_MR, CR_NEON_BF16_NR, cr_ukernel_neon_bf16 }
+#else
+#define CR_NEON_BF16 CR_NO_BF16
+#endif
 #endif
 
 /* BF16_NATIVE: the tier's native bf16 micro-kernel ({MR, NR, kernel}), or CR_NO_BF16. */
-#define CR_NO_BF16 { 0, 0, NULL }
 #define CR_TIER_TABLE(T, ISA, MR, NR, SPLIT, TALL, DEFAULT, BF16_NATIVE)             \
     { ISA, #T, { MR, NR, cr_ukernel_##T, SPLIT, TALL }, DEFAULT, fill_bias_f32_##T,           \
       colsum_add_f32_##T, add_inplace_f32_##T, lstm_fwd_step_f32_##T,                 \
@@ -115,7 +141,7 @@ static const cr_kernels cr_tier_avx512 =
  * per-step products are short and wide (M = 16-64), where packing the weights once per
  * pass is what wins on every CPU measured, and Accelerate's small-M sgemm has no such
  * reuse. CHARRNN_SGEMM=blas switches. */
-static const cr_kernels cr_tier_neon = CR_TIER_TABLE(neon, CR_ISA_NEON, CR_NEON_MR, CR_NEON_NR, 0, 0, 1, CR_NO_BF16);
+static const cr_kernels cr_tier_neon = CR_TIER_TABLE(neon, CR_ISA_NEON, CR_NEON_MR, CR_NEON_NR, 0, 0, 1, CR_NEON_BF16);
 #endif
 
 static const cr_kernels *const cr_tiers[CR_ISA_COUNT] = {
