@@ -20,7 +20,10 @@ the training loop does.
 GEMMs: float32 runs on charrnn's own sgemm (kernels/sgemm.h) on the ISA tier in use
 (charrnn.nn.isa: AVX-512, AVX2+FMA or NEON micro-kernels), with the weights packed once per
 pass; float64, and float32 on the scalar tier, on SciPy's BLAS. `gemm_backend("blas")`
-(or CHARRNN_SGEMM=blas in the environment) makes float32 use BLAS too.
+(or CHARRNN_SGEMM=blas in the environment) makes float32 use BLAS too. A workspace of
+precision "bf16" (`Workspace(precision="bf16")`) packs the weights in bfloat16 instead:
+every product with a packed weight then rounds its inputs to bf16 and sums in float32
+(kernels/sgemm_bf16.h, always the own GEMM; charrnn.nn.precision says where it may run).
 """
 import contextlib
 import os
@@ -28,7 +31,7 @@ import os
 import numpy as np
 
 from charrnn import _gru, _isa, _lstm, _ops, _rnn
-from charrnn.nn import isa
+from charrnn.nn import isa, precision
 from charrnn.nn import table
 from charrnn.errors import ShapeError
 from charrnn.nn.table import Lookup
@@ -72,26 +75,43 @@ def gemm_backend(name):
         _backend[0] = old
 
 
+def _packer(ws, dtype):
+    """How a pass with workspace ws packs its weights: None (BLAS: float64, or float32 on
+    the BLAS backend), or (size(K, N), pack(trans, W, out)): float32 for the own sgemm,
+    or bf16 if ws's precision is (always the own GEMM: a BLAS has no bf16)."""
+    if dtype != np.float32:
+        return None
+    if ws is not None and ws.precision == "bf16":
+        native = precision.kernel_native()
+        return (lambda K, N: _ops.sgemm_packed_size_bf16(K, N, native),
+                lambda trans, W, out: _ops.sgemm_pack_bf16(trans, W, out, native))
+    if current_gemm_backend() != "own":
+        return None
+    return _ops.sgemm_packed_size, _ops.sgemm_pack
+
+
 def pack(ws, name, W, trans):
-    """W (or W^T if trans) packed for the own sgemm, in workspace buffer `name`; or an
-    empty array (BLAS) for float64 or the BLAS backend."""
-    if W.dtype != np.float32 or current_gemm_backend() != "own":
+    """W (or W^T if trans) packed for the own GEMM (in bf16 if ws's precision is), in
+    workspace buffer `name`; or an empty array (BLAS) for float64 or the BLAS backend."""
+    p = _packer(ws, W.dtype)
+    if p is None:
         return _NO_PACK[W.dtype]
     K, N = (W.shape[1], W.shape[0]) if trans else W.shape
-    out = _empty(ws, name, (_ops.sgemm_packed_size(K, N),), W.dtype)
-    _ops.sgemm_pack(trans, W, out)
+    out = _empty(ws, name, (p[0](K, N),), W.dtype)
+    p[1](trans, W, out)
     return out
 
 
 def _pack_two(ws, names, Ws, trans, parallel):
     """pack() of two weights, on two threads when parallel has them."""
-    if _serial(parallel) or Ws[0].dtype != np.float32 or current_gemm_backend() != "own":
+    p = _packer(ws, Ws[0].dtype)
+    if _serial(parallel) or p is None:
         return tuple(pack(ws, n, W, trans) for n, W in zip(names, Ws))
     outs = []
     for n, W in zip(names, Ws):
         K, N = (W.shape[1], W.shape[0]) if trans else W.shape
-        outs.append(_empty(ws, n, (_ops.sgemm_packed_size(K, N),), W.dtype))
-    parallel.run(_ops.sgemm_pack, [(trans, W, o) for W, o in zip(Ws, outs)])
+        outs.append(_empty(ws, n, (p[0](K, N),), W.dtype))
+    parallel.run(p[1], [(trans, W, o) for W, o in zip(Ws, outs)])
     return tuple(outs)
 
 
