@@ -8,7 +8,7 @@ import sys
 import click
 
 from charrnn.cli.common import call, finite, quiet_broken_pipe
-from charrnn.training.options import CELLS, ENCODING_ERRORS, OPTIMIZERS, described
+from charrnn.training.options import CELLS, ENCODING_ERRORS, OPTIMIZERS, PRECISIONS, described
 
 
 @click.command()
@@ -40,6 +40,7 @@ from charrnn.training.options import CELLS, ENCODING_ERRORS, OPTIMIZERS, describ
 @click.option("--out", type=click.Path(file_okay=False, path_type=str),
               help="Run directory (default: charrnn-runs/<file>-<time>; $CHARRNN_RUNS sets the root).")
 @click.option("--seed", type=int, help=described("seed"))
+@click.option("--precision", type=click.Choice(PRECISIONS), help=described("precision"))
 @click.option("--resume", is_flag=True, help="Continue the run in --out (default: the newest run).")
 @click.option("--threads", type=click.IntRange(min=1), help="BLAS threads (default: all cores).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, samples or log lines.")

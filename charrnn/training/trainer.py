@@ -91,6 +91,7 @@ class Trainer:
         mcfg = ModelConfig(cfg.cell, cfg.hidden, cfg.layers, cfg.embed, cfg.dropout,
                            len(vocab), self.corpus.encoding)
         self.model = CharRNN(mcfg, vocab, seed=cfg.seed, forget_bias=cfg.forget_bias)
+        self.model.precision = cfg.precision   # "fp32" or "bf16" (loop resolved auto)
         self.opt = optim.make(cfg.optimizer, self.model.flat.size)
         self.buf = dist.attach_tail(self.model) if comm.size > 1 else None   # the step's message
         self.state = self.model.init_state(self.hi - self.lo)
@@ -176,6 +177,10 @@ class Trainer:
                  f"{self.corpus_path}: {len(self.corpus.ids):,} characters, "
                  f"{plural(len(self.train_batches), 'step')} per epoch")
         self.log(f"charrnn: run directory {self.run_dir}")
+        if cfg.precision == "bf16":
+            from charrnn.nn import precision
+            self.log(f"charrnn: precision bf16: the matrix products' "
+                     f"{precision.describe('bf16')}")
         bar = Bar(cfg, self.step, self.quiet)
         write = bar.write if not self.quiet else self.log
         t_start = time.perf_counter()
