@@ -9,6 +9,7 @@ rounded to bf16, float32 summation's; against float64 on the inputs themselves, 
 (each product within 2^-7 of its exact value). The C harness (test_c_harness.py) covers
 the kernels' edges in C: every row and column remainder, K = 0, odd K, NaN, rounding."""
 import json
+import os
 import subprocess
 import sys
 
@@ -24,7 +25,7 @@ from charrnn.nn import reference as ref
 from charrnn.nn.network import ModelConfig, Network
 from charrnn.training.loop import train
 
-from conftest import TIERS, child_env
+from conftest import CHARRNN_PATH, TIERS, child_env
 from test_reference import make_inputs, random_dout
 
 KINDS = ["portable"] + (["native"] if precision.native() else [])
@@ -64,10 +65,15 @@ def bf16_gemm(A, B, kind, trans_a=False, trans_b=False):
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
 def test_gemm_against_float64(tier, kind, M, N, K, trans_a, trans_b):
     """Tight against float64 on the rounded inputs; bf16's bound against the raw inputs,
-    and far enough from them to show that the inputs really were rounded."""
+    and far enough from them to show that the inputs really were rounded. (The native
+    kernel is its tier's: on the others a native pack is refused.)"""
     rng = np.random.default_rng(M * 1000 + N * 10 + K)
     A = rng.standard_normal((K, M) if trans_a else (M, K)).astype(np.float32)
     B = rng.standard_normal((K, N)).astype(np.float32)
+    if kind == "native" and not precision.native():
+        with pytest.raises(ValueError, match="no native bf16 kernel on this tier"):
+            bf16_gemm(A, B, kind, trans_a, trans_b)
+        return
     C = bf16_gemm(A, B, kind, trans_a, trans_b)
     opA = (A.T if trans_a else A).astype(np.float64)
     rounded = bf16(opA.astype(np.float32)).astype(np.float64) @ bf16(B).astype(np.float64)
@@ -83,7 +89,8 @@ def test_gemm_against_float64(tier, kind, M, N, K, trans_a, trans_b):
 @pytest.mark.parametrize("kind", KINDS)
 def test_rounding_of_both_operands_is_nearest_even(kind):
     """Through the whole path (packing B, copying A into the tiles): times the identity,
-    each operand comes back rounded to bf16, ties to even, NaN still NaN."""
+    each operand comes back rounded to bf16, ties to even, NaN still NaN (Arm's BFDOT
+    also flushes subnormal inputs to zero)."""
     one = np.float32(1.0)
     specials = np.array([1 + 2.0**-8, 1 + 3 * 2.0**-8, -(1 + 3 * 2.0**-8), 1 + 2.0**-8 + 2.0**-20,
                          3.0e38, 1e-40, 0.1, -7.3], np.float32)
@@ -92,6 +99,8 @@ def test_rounding_of_both_operands_is_nearest_even(kind):
     X[0] = specials
     eye = np.eye(n, dtype=np.float32)
     want = bf16(X)
+    if kind == "native":
+        want[np.abs(want) < np.finfo(np.float32).tiny] = 0
     assert want[0, 0] == one and want[0, 1] == np.float32(1 + 2.0**-6)   # ties: to even
     np.testing.assert_array_equal(bf16_gemm(eye, X, kind), want)        # B rounded
     np.testing.assert_array_equal(bf16_gemm(X, eye, kind), want)        # A rounded
@@ -116,14 +125,19 @@ def test_portable_kernel_gives_the_same_bits_on_every_tier():
         np.testing.assert_array_equal(r, results[0])
 
 
-@pytest.mark.skipif("native" not in KINDS, reason="no native bf16 kernel on this CPU")
 def test_native_kernel_agrees_with_the_portable_one():
+    """Within float32 summation's bound of it (they round differently); where there is
+    no native kernel, asking for one is refused."""
     rng = np.random.default_rng(6)
     A = rng.standard_normal((37, 300)).astype(np.float32)
     B = rng.standard_normal((300, 45)).astype(np.float32)
+    if not precision.native():
+        with pytest.raises(ValueError, match="no native bf16 kernel on this tier and CPU"):
+            bf16_gemm(A, B, "native")
+        return
     mag = np.abs(A) @ np.abs(B)
     diff = np.abs(bf16_gemm(A, B, "native") - bf16_gemm(A, B, "portable"))
-    assert np.all(diff <= 1e-6 * np.sqrt(300) * mag)
+    assert np.all(diff <= 1e-6 * np.sqrt(300) * mag) and diff.max() > 0
 
 
 def test_a_bf16_pack_is_refused_where_it_cannot_run():
@@ -192,13 +206,23 @@ BF16_TOL = 2e-2   # bf16 keeps 8 significant bits (2^-8 = 4e-3 a rounding); seen
 F32_TOL = 1e-4    # test_kernels.py's
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("size", [(1, 1, 2, 3), (5, 3, 4, 6), (20, 13, 33, 40)])
-def test_cells_in_bf16_match_the_reference(cell, size, gemm, monkeypatch):
+def test_cells_in_bf16_match_the_reference(cell, size, gemm, kind, monkeypatch):
     """Forward and backward within bf16's tolerance of the float64 reference, on every
     tier with either float32 GEMM selected (bf16 always runs on the own GEMM: the
-    backend changes no bit); float32 on the same inputs stays within float32's."""
-    monkeypatch.setenv(precision.ENV, "portable")
+    backend changes no bit); float32 on the same inputs stays within float32's. The
+    native kernel where the CPU has one (on its tier; the others then use the portable)."""
+    if kind == "portable":
+        monkeypatch.setenv(precision.ENV, "portable")
+    else:
+        monkeypatch.delenv(precision.ENV, raising=False)
+        if not precision.native():       # a tier without it: bf16 is refused there
+            with pytest.raises(ConfigError, match="bf16 products: "):
+                run_cell(cell, make_inputs(cell, *size, seed=3),
+                         random_dout(cell, *size[:2], size[3], seed=4), "bf16")
+            return
     T, N, D, H = size
     inp = make_inputs(cell, T, N, D, H, seed=3)
     dout = random_dout(cell, T, N, H, seed=4)
@@ -333,14 +357,14 @@ def test_auto_records_what_it_picked_and_old_runs_resume_in_fp32(corpus, tmp_pat
 
 
 def test_resuming_a_bf16_run_where_bf16_cannot_run_is_refused(corpus, tmp_path, monkeypatch):
-    if precision.native():
-        pytest.skip("this CPU runs bf16 natively")
+    """(Where the CPU runs bf16 natively, on the scalar tier, which has no bf16 kernel.)"""
     monkeypatch.setenv(precision.ENV, "portable")
     train(str(corpus), out=str(tmp_path / "a"), quiet=True,
           **dict(TINY, max_steps=3, precision="bf16"))
     monkeypatch.delenv(precision.ENV)
-    with pytest.raises(ConfigError, match="cannot resume: this run trains in bf16"):
-        train(str(corpus), out=str(tmp_path / "a"), quiet=True, resume=True, max_steps=5)
+    with isa.use("scalar" if precision.native() else isa.current()):
+        with pytest.raises(ConfigError, match="cannot resume: this run trains in bf16"):
+            train(str(corpus), out=str(tmp_path / "a"), quiet=True, resume=True, max_steps=5)
 
 
 def test_forced_bf16_on_a_tier_without_it_is_a_one_line_cli_error(corpus, tmp_path):
@@ -348,6 +372,9 @@ def test_forced_bf16_on_a_tier_without_it_is_a_one_line_cli_error(corpus, tmp_pa
     tier on arm64) and --precision bf16: exit 1, one line, no run directory left."""
     tier = "avx2" if "avx2" in TIERS else "scalar"
     env = {k: v for k, v in child_env(CHARRNN_ISA=tier).items() if k != precision.ENV}
+    # the charrnn under test first, then whatever else the path had (arm64_python.sh's
+    # dependencies live there)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [CHARRNN_PATH, os.environ.get("PYTHONPATH")] if p)
     r = subprocess.run([sys.executable, "-m", "charrnn.cli", "train", str(corpus), "--out",
                         str(tmp_path / "run"), "--precision", "bf16", "--max-steps", "2", "-q"],
                        env=env, capture_output=True, text=True, timeout=120)
