@@ -58,6 +58,11 @@ cdef extern from "cellmath.h" nogil:
                   const float *A, Py_ssize_t lda, const float *B, Py_ssize_t ldb,
                   float *C, Py_ssize_t ldc, int accumulate,
                   const float *b1, const float *b2)
+    # bf16 products (sgemm_bf16.h): B rounded and packed for kind 0 (the portable
+    # kernel) or 1 (the tier's native one); cr_sgemm runs a bf16 pack's product in bf16.
+    size_t cr_sgemm_bf16_packed_size(Py_ssize_t K, Py_ssize_t N, int kind)
+    int cr_sgemm_pack_bf16(int trans_b, Py_ssize_t K, Py_ssize_t N, const float *B,
+                           Py_ssize_t ldb, float *Bp, int kind)
     void cr_sgemm_tn(Py_ssize_t M, Py_ssize_t K, const float *A, Py_ssize_t lda,
                      Py_ssize_t N1, const float *B1, Py_ssize_t ldb1, float *C1, Py_ssize_t ldc1,
                      Py_ssize_t N2, const float *B2, Py_ssize_t ldb2, float *C2, Py_ssize_t ldc2,

@@ -20,6 +20,12 @@ cdef extern from "cellmath.h":
     int cr_sgemm_default()
     const char *cr_compiler()
     const void *cr_tiers_api_ptr()
+    int cr_cpu_has_bf16()
+    int cr_bf16_native()
+    ctypedef struct cr_bf16_tier:
+        int mr, nr
+        void *kernel
+    const cr_bf16_tier *cr_bf16_kernel(int kind)
 
 cdef extern from *:
     """
@@ -40,7 +46,7 @@ cr_isa_set(cr_isa_best())
 _tiers = PyCapsule_New(<void *>cr_tiers_api_ptr(), b"charrnn._isa._tiers", NULL)
 
 _FEATURES = ["sse2", "avx", "fma", "avx2", "avx512f", "avx512dq", "avx512bw", "avx512vl",
-             "os-ymm", "os-zmm", "neon"]
+             "os-ymm", "os-zmm", "neon", "avx512bf16", "bf16"]
 
 
 def cpu_features():
@@ -82,3 +88,21 @@ def sgemm_tile():
 def sgemm_default():
     """True if the current tier runs float32 products on the own sgemm by default."""
     return bool(cr_sgemm_default())
+
+
+def cpu_bf16():
+    """True if this CPU (and OS) has bf16 dot products: x86 AVX512_BF16 with the avx512
+    tier's features and ZMM state, or Arm FEAT_BF16 (kernels/cpu.h)."""
+    return bool(cr_cpu_has_bf16())
+
+
+def bf16_native():
+    """True if the current tier has a native bf16 micro-kernel and this CPU runs it."""
+    return bool(cr_bf16_native())
+
+
+def bf16_tile(bint native=False):
+    """(MR, NR) of the current tier's bf16 micro-kernel, portable or native; None if it
+    has no native one on this CPU."""
+    cdef const cr_bf16_tier *t = cr_bf16_kernel(native)
+    return None if t == NULL else (t.mr, t.nr)

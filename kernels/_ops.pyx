@@ -12,7 +12,8 @@ from libc.math cimport exp, log, sqrt
 from libc.stdint cimport int32_t
 from libc.string cimport memcpy
 
-from _blas cimport mm, cr_sgemm_tn, cr_sgemm_pack, cr_sgemm_packed_size
+from _blas cimport (mm, cr_sgemm_tn, cr_sgemm_pack, cr_sgemm_packed_size,
+                   cr_sgemm_bf16_packed_size, cr_sgemm_pack_bf16)
 from _cellmath cimport colsum_add, packed, mm_bias, softmax_xent_row_f32
 
 include "_dispatch.pxi"
@@ -217,3 +218,30 @@ def sgemm_pack(bint trans, const float[:, ::1] W, float[::1] out):
     cdef const float *pW = &W[0, 0] if K > 0 and N > 0 else NULL   # then nothing is read
     with nogil:
         cr_sgemm_pack(trans, K, N, pW, W.shape[1], &out[0])
+
+
+# ---- bf16 products (sgemm_bf16.h): weights rounded and packed in bf16 ------------------
+
+def sgemm_packed_size_bf16(Py_ssize_t K, Py_ssize_t N, bint native=False):
+    """Floats of a (K, N) matrix packed in bf16 for the current tier's portable kernel, or
+    its native one (ValueError if it has none on this CPU: charrnn._isa.bf16_native)."""
+    if K < 0 or N < 0:
+        raise ValueError("sgemm_packed_size_bf16: negative size")
+    cdef size_t n = cr_sgemm_bf16_packed_size(K, N, native)
+    if n == 0:
+        raise ValueError("sgemm_packed_size_bf16: no native bf16 kernel on this tier and CPU")
+    return n
+
+
+def sgemm_pack_bf16(bint trans, const float[:, ::1] W, float[::1] out, bint native=False):
+    """out := B rounded to bf16 (nearest even) and packed for the bf16 products, where
+    B = W^T if trans else W; for the portable kernel, or the native one if native. Any
+    product whose packed B is out then runs in bf16 (inputs rounded, float32 sums)."""
+    cdef Py_ssize_t K = W.shape[1] if trans else W.shape[0]
+    cdef Py_ssize_t N = W.shape[0] if trans else W.shape[1]
+    cdef size_t n = sgemm_packed_size_bf16(K, N, native)
+    if <size_t>out.shape[0] != n:
+        raise ValueError(f"sgemm_pack_bf16: out has {out.shape[0]} floats, needs {n}")
+    cdef const float *pW = &W[0, 0] if K > 0 and N > 0 else NULL   # then nothing is read
+    with nogil:
+        cr_sgemm_pack_bf16(trans, K, N, pW, W.shape[1], &out[0], native)

@@ -9,6 +9,12 @@
  *   avx2    AVX2 + FMA, with the OS saving YMM state                (x86-64-v3)
  *   avx512  AVX-512 F/DQ/BW/VL, with the OS saving ZMM and mask state (x86-64-v4)
  *   neon    arm64 Advanced SIMD
+ *
+ * Not a tier but a capability of one, for mixed-precision products (sgemm_bf16.h):
+ * bf16 dot products, x86 AVX512_BF16 (cpuid leaf 7 subleaf 1, EAX bit 5, on top of the
+ * avx512 tier's features and ZMM state) or Arm FEAT_BF16 (Linux: getauxval(AT_HWCAP2) &
+ * HWCAP2_BF16; macOS: sysctl hw.optional.arm.FEAT_BF16; FreeBSD: elf_aux_info). Windows
+ * on Arm is not asked (no documented flag to ask): there it reads as absent.
  */
 #ifndef CHARRNN_CPU_H
 #define CHARRNN_CPU_H
@@ -38,7 +44,8 @@ enum { CR_ISA_SCALAR = 0, CR_ISA_AVX2 = 1, CR_ISA_AVX512 = 2, CR_ISA_NEON = 3, C
 enum {
     CR_F_SSE2 = 1 << 0, CR_F_AVX = 1 << 1, CR_F_FMA = 1 << 2, CR_F_AVX2 = 1 << 3,
     CR_F_AVX512F = 1 << 4, CR_F_AVX512DQ = 1 << 5, CR_F_AVX512BW = 1 << 6,
-    CR_F_AVX512VL = 1 << 7, CR_F_OS_YMM = 1 << 8, CR_F_OS_ZMM = 1 << 9, CR_F_NEON = 1 << 10
+    CR_F_AVX512VL = 1 << 7, CR_F_OS_YMM = 1 << 8, CR_F_OS_ZMM = 1 << 9, CR_F_NEON = 1 << 10,
+    CR_F_AVX512BF16 = 1 << 11, CR_F_ARM_BF16 = 1 << 12
 };
 
 #if CR_X86
@@ -91,11 +98,16 @@ static unsigned cr_detect_features(void)
     int osxsave = (r[2] >> 27) & 1;
     if (max_leaf >= 7) {
         cr_cpuid(7, 0, r);
+        unsigned max_sub = r[0];
         if (r[1] & (1u << 5)) f |= CR_F_AVX2;
         if (r[1] & (1u << 16)) f |= CR_F_AVX512F;
         if (r[1] & (1u << 17)) f |= CR_F_AVX512DQ;
         if (r[1] & (1u << 30)) f |= CR_F_AVX512BW;
         if (r[1] & (1u << 31)) f |= CR_F_AVX512VL;
+        if (max_sub >= 1) {
+            cr_cpuid(7, 1, r);
+            if (r[0] & (1u << 5)) f |= CR_F_AVX512BF16;
+        }
     }
     if (osxsave) {
         unsigned long long xcr0 = cr_xcr0();
@@ -106,7 +118,37 @@ static unsigned cr_detect_features(void)
     return f;
 }
 #elif CR_ARM64
-static unsigned cr_detect_features(void) { return CR_F_NEON; }
+#if defined(__linux__) || defined(__ANDROID__)
+#include <sys/auxv.h>
+#ifndef AT_HWCAP2
+#define AT_HWCAP2 26
+#endif
+#ifndef HWCAP2_BF16
+#define HWCAP2_BF16 (1 << 14)
+#endif
+static int cr_arm_bf16(void) { return (getauxval(AT_HWCAP2) & HWCAP2_BF16) != 0; }
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+static int cr_arm_bf16(void)
+{
+    int v = 0;
+    size_t n = sizeof v;
+    return sysctlbyname("hw.optional.arm.FEAT_BF16", &v, &n, NULL, 0) == 0 && v == 1;
+}
+#elif defined(__FreeBSD__)
+#include <sys/auxv.h>
+#ifndef HWCAP2_BF16
+#define HWCAP2_BF16 (1 << 14)
+#endif
+static int cr_arm_bf16(void)
+{
+    unsigned long hwcap2 = 0;
+    return elf_aux_info(AT_HWCAP2, &hwcap2, sizeof hwcap2) == 0 && (hwcap2 & HWCAP2_BF16);
+}
+#else
+static int cr_arm_bf16(void) { return 0; }
+#endif
+static unsigned cr_detect_features(void) { return CR_F_NEON | (cr_arm_bf16() ? CR_F_ARM_BF16 : 0); }
 #else
 static unsigned cr_detect_features(void) { return 0; }
 #endif
@@ -136,6 +178,17 @@ CR_UNUSED static int cr_cpu_has(int isa)
     case CR_ISA_NEON: return CR_ARM64 && (f & CR_F_NEON) != 0;
     default: return 0;
     }
+}
+
+/* 1 if this CPU (and its OS) has bf16 dot products: AVX512_BF16 with the avx512 tier's
+ * features, or Arm FEAT_BF16. Whether a kernel uses them is the tier table's business
+ * (dispatch.h: bf16_native). */
+CR_UNUSED static int cr_cpu_has_bf16(void)
+{
+    unsigned f = cr_cpu_features();
+    if (CR_X86)
+        return cr_cpu_has(CR_ISA_AVX512) && (f & CR_F_AVX512BF16) != 0;
+    return CR_ARM64 && (f & CR_F_ARM_BF16) != 0;
 }
 
 #endif

@@ -13,8 +13,11 @@
 #ifndef CHARRNN_DISPATCH_H
 #define CHARRNN_DISPATCH_H
 
+#include <math.h>
+
 #include "cpu.h"
 #include "sgemm.h"
+#include "sgemm_bf16.h"
 
 /* ---- the table ----------------------------------------------------------------------- */
 typedef struct {
@@ -36,12 +39,15 @@ typedef struct {
     double (*softmax_xent_row)(float *, idx_t, idx_t, float);
     void (*weights)(float *, const float *, float, float, idx_t);
     void (*fast_math)(const float *, float *, float *, float *, idx_t);
+    cr_bf16_tier bf16;          /* the portable bf16 micro-kernel, in this tier's region */
+    cr_bf16_tier bf16_native;   /* the native one (kernel NULL: none); runs only where
+                                 * cr_cpu_has_bf16() */
 } cr_kernels;
 
 /* The capsule charrnn._isa exports. abi changes whenever cr_kernels does, so that a module
  * built against another layout (a partial rebuild, CHARRNN_ONLY) fails at import instead
  * of calling through the wrong slot. */
-#define CR_TIERS_ABI 1
+#define CR_TIERS_ABI 2
 typedef struct {
     int abi;
     size_t size;                          /* sizeof(cr_kernels) where the tiers live */
@@ -133,12 +139,64 @@ static inline size_t cr_sgemm_packed_size(ptrdiff_t K, ptrdiff_t N)
 static inline void cr_sgemm_pack(int trans_b, ptrdiff_t K, ptrdiff_t N, const float *B,
                                  ptrdiff_t ldb, float *Bp)
 { cr_sgemm_pack_nr(trans_b, K, N, B, ldb, Bp, CR_K->gemm.nr); }
+
+/* ---- bf16 products (sgemm_bf16.h) on the current tier --------------------------------
+ * A bf16 pack names its kind: 0 for the tier's portable kernel (every tier, every CPU),
+ * 1 for its native one (where the tier has one and the CPU runs it). */
+static inline int cr_bf16_native(void)
+{ return CR_K->bf16_native.kernel != NULL && cr_cpu_has_bf16(); }
+/* The kernel a pack of this kind runs on, on the current tier and CPU; NULL if none. */
+static inline const cr_bf16_tier *cr_bf16_kernel(int kind)
+{
+    if (kind == 0) return &CR_K->bf16;
+    return kind == 1 && cr_bf16_native() ? &CR_K->bf16_native : NULL;
+}
+/* Floats of a bf16 pack of a (K, N) matrix for kind; 0 if this tier has no such kernel. */
+static inline size_t cr_sgemm_bf16_packed_size(ptrdiff_t K, ptrdiff_t N, int kind)
+{
+    const cr_bf16_tier *t = cr_bf16_kernel(kind);
+    return t ? cr_sgemm_bf16_packed_size_nr(K, N, t->nr) : 0;
+}
+/* B (or B stored (N, K) if trans_b) rounded and packed for kind: 0, or -1 (no such
+ * kernel here: nothing written). */
+static inline int cr_sgemm_pack_bf16(int trans_b, ptrdiff_t K, ptrdiff_t N, const float *B,
+                                     ptrdiff_t ldb, float *Bp, int kind)
+{
+    const cr_bf16_tier *t = cr_bf16_kernel(kind);
+    if (!t) return -1;
+    cr_sgemm_pack_bf16_nr(trans_b, K, N, B, ldb, Bp, t->nr, kind);
+    return 0;
+}
+
+/* 1 if Bp (n >= 1 floats) is a (K, N) matrix packed for the current tier: in float32
+ * (cr_sgemm_pack), or in bf16 for a kernel that runs here (cr_sgemm_pack_bf16). */
 static inline int cr_sgemm_packed_ok(const float *Bp, size_t n, ptrdiff_t K, ptrdiff_t N)
-{ return cr_sgemm_pack_ok(Bp, n, K, N, CR_K->gemm.nr); }
+{
+    if (cr_is_bf16_pack(Bp, n)) {
+        int kind = cr_get_i32(Bp + 4);
+        const cr_bf16_tier *t = cr_bf16_kernel(kind);
+        return t != NULL && cr_sgemm_bf16_pack_ok(Bp, n, K, N, t->nr, kind);
+    }
+    return cr_sgemm_pack_ok(Bp, n, K, N, CR_K->gemm.nr);
+}
+/* B packed (ldb < 0) in bf16 runs the bf16 product on the kernel its pack names; a pack
+ * that cannot run here (which cr_sgemm_packed_ok refuses first) gives NaN rows. */
 static inline void cr_sgemm(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A,
                             ptrdiff_t lda, const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc,
                             int accumulate, const float *b1, const float *b2)
-{ cr_sgemm_run(&CR_K->gemm, trans_a, M, N, K, A, lda, B, ldb, C, ldc, accumulate, b1, b2); }
+{
+    if (ldb < 0 && cr_get_i32(B) == CR_PACK_MAGIC_BF16) {
+        const cr_bf16_tier *t = cr_bf16_kernel(cr_get_i32(B + 4));
+        if (t && cr_get_i32(B + 1) == t->nr) {
+            cr_sgemm_bf16_run(t, trans_a, M, N, K, A, lda, B, C, ldc, accumulate, b1, b2);
+        } else {
+            for (ptrdiff_t i = 0; i < M; i++)
+                for (ptrdiff_t j = 0; j < N; j++) C[i * ldc + j] = NAN;
+        }
+        return;
+    }
+    cr_sgemm_run(&CR_K->gemm, trans_a, M, N, K, A, lda, B, ldb, C, ldc, accumulate, b1, b2);
+}
 /* The weight gradients of a cell over a whole sequence: C1 (M, N1) += A^T B1 and, if
  * N2 > 0, C2 (M, N2) += A^T B2, sharing the copies of A (stored (K, M), row stride lda);
  * asum (M, or NULL) += the row sums of A^T, asum2 (or NULL) the same (sgemm.h). */

@@ -31,9 +31,13 @@
 #define CR_BUILD_NEON 1
 #endif
 
+/* A tier without a native bf16 micro-kernel (its table's bf16_native). */
+#define CR_NO_BF16 { 0, 0, NULL }
+
 /* ---- scalar: baseline flags ------------------------------------------------------- */
 #define TIER(name) name##_scalar
 #include "tier_impl.h"
+#include "ukernel_bf16.h"
 #undef TIER
 #include "ukernel_scalar.h"
 
@@ -47,6 +51,7 @@
 #endif
 #define TIER(name) name##_avx2
 #include "tier_impl.h"
+#include "ukernel_bf16.h"
 #undef TIER
 #include "ukernel_avx2.h"
 #if defined(__clang__)
@@ -66,6 +71,7 @@
 #endif
 #define TIER(name) name##_avx512
 #include "tier_impl.h"
+#include "ukernel_bf16.h"
 #undef TIER
 #include "ukernel_avx512.h"
 #if defined(__clang__)
@@ -79,34 +85,63 @@
 #ifdef CR_BUILD_NEON
 #define TIER(name) name##_neon
 #include "tier_impl.h"
+#include "ukernel_bf16.h"
 #undef TIER
 #include "ukernel_neon.h"
+/* The BF16 micro-kernel, in a region of its own that adds BF16 to the NEON baseline (so
+ * nothing else of the tier can use it), run only where cpu.h finds FEAT_BF16. GCC >= 10
+ * and Clang >= 11 (Apple's >= 13) have the target; MSVC (no arm64 inline assembly) and
+ * CHARRNN_NO_BF16 builds have no native bf16 kernel. */
+#if !defined(CHARRNN_NO_BF16)                                                            \
+    && ((defined(__clang__) && __clang_major__ >= (defined(__apple_build_version__) ? 13 : 11)) \
+        || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 10))
+#define CR_BUILD_NEON_BF16 1
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("bf16"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("+bf16")
+#endif
+#include "ukernel_neon_bf16.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#define CR_NEON_BF16 { CR_NEON_BF16_MR, CR_NEON_BF16_NR, cr_ukernel_neon_bf16 }
+#else
+#define CR_NEON_BF16 CR_NO_BF16
+#endif
 #endif
 
-#define CR_TIER_TABLE(T, ISA, MR, NR, SPLIT, TALL, DEFAULT)                          \
+/* BF16_NATIVE: the tier's native bf16 micro-kernel ({MR, NR, kernel}), or CR_NO_BF16. */
+#define CR_TIER_TABLE(T, ISA, MR, NR, SPLIT, TALL, DEFAULT, BF16_NATIVE)             \
     { ISA, #T, { MR, NR, cr_ukernel_##T, SPLIT, TALL }, DEFAULT, fill_bias_f32_##T,           \
       colsum_add_f32_##T, add_inplace_f32_##T, lstm_fwd_step_f32_##T,                 \
       lstm_bwd_step_f32_##T, gru_fwd_step_f32_##T, gru_bwd_step_f32_##T,              \
       rnn_fwd_step_f32_##T, rnn_bwd_step_f32_##T, softmax_xent_row_f32_##T,           \
-      cr_weights_##T, fast_math_f32_##T }
+      cr_weights_##T, fast_math_f32_##T,                                              \
+      { CR_BF16_MR, CR_BF16_NR, cr_ukernel_bf16_##T }, BF16_NATIVE }
 
 /* The scalar tier's products default to BLAS: a scalar micro-kernel cannot beat a
  * SIMD BLAS; it is there as the readable reference and for CPUs no other tier fits. */
 static const cr_kernels cr_tier_scalar =
-    CR_TIER_TABLE(scalar, CR_ISA_SCALAR, CR_SCALAR_MR, CR_SCALAR_NR, 0, 0, 0);
+    CR_TIER_TABLE(scalar, CR_ISA_SCALAR, CR_SCALAR_MR, CR_SCALAR_NR, 0, 0, 0, CR_NO_BF16);
 #ifdef CR_BUILD_AVX2
-static const cr_kernels cr_tier_avx2 = CR_TIER_TABLE(avx2, CR_ISA_AVX2, CR_AVX2_MR, CR_AVX2_NR, 4, 0, 1);
+static const cr_kernels cr_tier_avx2 = CR_TIER_TABLE(avx2, CR_ISA_AVX2, CR_AVX2_MR, CR_AVX2_NR, 4, 0, 1,
+                                                    CR_NO_BF16);
 #endif
 #ifdef CR_BUILD_AVX512
 static const cr_kernels cr_tier_avx512 =
-    CR_TIER_TABLE(avx512, CR_ISA_AVX512, CR_AVX512_MR, CR_AVX512_NR, 0, CR_AVX512_TALL, 1);
+    CR_TIER_TABLE(avx512, CR_ISA_AVX512, CR_AVX512_MR, CR_AVX512_NR, 0, CR_AVX512_TALL, 1,
+                  CR_NO_BF16);
 #endif
 #ifdef CR_BUILD_NEON
 /* NEON by default even where SciPy's BLAS is Accelerate: it cannot be timed here; the
  * per-step products are short and wide (M = 16-64), where packing the weights once per
  * pass is what wins on every CPU measured, and Accelerate's small-M sgemm has no such
  * reuse. CHARRNN_SGEMM=blas switches. */
-static const cr_kernels cr_tier_neon = CR_TIER_TABLE(neon, CR_ISA_NEON, CR_NEON_MR, CR_NEON_NR, 0, 0, 1);
+static const cr_kernels cr_tier_neon = CR_TIER_TABLE(neon, CR_ISA_NEON, CR_NEON_MR, CR_NEON_NR, 0, 0, 1, CR_NEON_BF16);
 #endif
 
 static const cr_kernels *const cr_tiers[CR_ISA_COUNT] = {

@@ -1,9 +1,13 @@
 """The kernels' C code without Python (tests/cross/harness.c): natively with GCC and with
-Clang on every tier this CPU has, and cross-compiled for arm64 under qemu-aarch64
-(tests/cross/arm64.sh, NEON); every tier against double precision, every SIMD tier
-against the scalar tier's results on the same inputs. CI installs clang, the cross
-compiler and qemu-user (.ci/run); elsewhere a missing tool skips, in CI it fails."""
+Clang on every tier this CPU has, cross-compiled for arm64 under qemu-aarch64
+(tests/cross/arm64.sh, NEON and its BF16 kernel, on a CPU with FEAT_BF16 and an Armv8.0
+one without) and for Windows x64 under Wine (tests/cross/windows.sh,
+mingw-w64: every x86 tier, and the Windows calling convention's callee-saved registers
+around every kernel); every tier against double precision, every SIMD tier against the
+scalar tier's results on the same inputs. CI installs clang, the cross compilers,
+qemu-user and Wine (.ci/run); elsewhere a missing tool skips, in CI it fails."""
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -45,6 +49,13 @@ def _vs_scalar(out):
     return float(m.group(1)), int(m.group(2))
 
 
+def _no_native_bf16_on_x86(out):
+    """x86 has no native bf16 kernel yet (an AVX512_BF16 one could not be run here): every
+    bf16 case ran on the portable kernel, whatever the CPU has."""
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert re.search(r"^bf16: cpu (yes|no); native kernel cases: 0,", out, re.M), out
+
+
 @pytest.mark.parametrize("cc", ["gcc", "clang"])
 def test_native_harness_on_every_tier(cc, tmp_path):
     _need(cc)
@@ -61,6 +72,7 @@ def test_native_harness_on_every_tier(cc, tmp_path):
     assert worst <= 1 and values > 100000
     if len(isa.available()) > 1:   # a SIMD tier was compared, and its sums differ (FMA)
         assert worst > 0
+    _no_native_bf16_on_x86(p.stdout)
 
 
 def test_arm64_harness_under_qemu():
@@ -68,10 +80,56 @@ def test_arm64_harness_under_qemu():
         if os.geteuid() != 0 and not os.environ.get("CI"):
             pytest.skip("no aarch64 cross compiler / qemu-user, and not root to install them")
     p = subprocess.run(["bash", str(REPO / "tests" / "cross" / "arm64.sh")],
+                       capture_output=True, text=True, timeout=1200)
+    assert p.returncode == 0, p.stdout + p.stderr
+    # one section per run: "+ qemu-aarch64 -cpu CPU harness[-clang] ..."
+    runs = re.split(r"^\+ \S*qemu-aarch64\S* -cpu (\S+) (\S+)", p.stdout, flags=re.M)[1:]
+    runs = {(cpu, exe): out for cpu, exe, out in zip(runs[0::3], runs[1::3], runs[2::3])}
+    want = {("max", "harness"), ("cortex-a53", "harness")}
+    if shutil.which("clang") or os.environ.get("CI"):
+        want.add(("max", "harness-clang"))
+    assert set(runs) == want, p.stdout
+    for (cpu, exe), out in runs.items():
+        ok, bad = _closing(out)
+        assert bad == 0 and ok > 1000, out
+        assert re.findall(r"^tier (\w+) +ok$", out, re.M) == ["scalar", "neon"]
+        worst, values = _vs_scalar(out)
+        # GCC's scalar tier does not contract a * b + c into FMAs, NEON's does; Clang
+        # contracts both, and its tiers agree bit for bit
+        assert (0 < worst if exe == "harness" else 0 <= worst) and worst <= 1 and values > 100000
+        # FEAT_BF16: -cpu max has it (BFDOT runs on every bf16 case, within its bound of
+        # the portable kernel), the Cortex-A53 (Armv8.0) not (the portable kernel only)
+        m = re.search(r"^bf16: cpu (yes|no); native kernel cases: (\d+), largest difference "
+                      r"from the portable kernel: ([\d.]+) of its bound$", out, re.M)
+        assert m, out
+        if cpu == "max":
+            assert m.group(1) == "yes" and int(m.group(2)) > 500 and 0 < float(m.group(3)) <= 1
+        else:
+            assert m.group(1) == "no" and int(m.group(2)) == 0
+
+
+def _wine():
+    return shutil.which("wine64") or (os.access("/usr/lib/wine/wine64", os.X_OK)
+                                      and "/usr/lib/wine/wine64") or shutil.which("wine")
+
+
+def test_windows_harness_under_wine():
+    if not (shutil.which("x86_64-w64-mingw32-gcc") and _wine()):
+        if os.environ.get("CI"):
+            pytest.fail("mingw-w64 or wine64 is missing in CI: .ci/run should install them")
+        if os.geteuid() != 0:
+            pytest.skip("no mingw-w64 / wine64, and not root to install them")
+    p = subprocess.run(["bash", str(REPO / "tests" / "cross" / "windows.sh")],
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
     ok, bad = _closing(p.stdout)
     assert bad == 0 and ok > 1000
-    assert re.findall(r"^tier (\w+) +ok$", p.stdout, re.M) == ["scalar", "neon"]
+    # every x86 tier this CPU runs (the Windows build has the same tiers as the native one)
+    assert re.findall(r"^tier (\w+) +ok$", p.stdout, re.M) == isa.available()
+    assert "built with gcc" in p.stdout
     worst, values = _vs_scalar(p.stdout)
     assert 0 < worst <= 1 and values > 100000
+    m = re.search(r"^windows x64: callee-saved registers kept across (\d+) kernel calls$",
+                  p.stdout, re.M)
+    assert m and int(m.group(1)) >= 20 * len(isa.available()), p.stdout
+    _no_native_bf16_on_x86(p.stdout)

@@ -1,4 +1,4 @@
-"""`charrnn info`: versions, ISA tier, GEMM path and threads (thin over charrnn.info)."""
+"""`charrnn info`: versions, ISA tier, GEMM path, bf16 and threads (thin over charrnn.info)."""
 import click
 
 from charrnn.cli.common import call
@@ -7,12 +7,13 @@ from charrnn.cli.common import call
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
 def info(as_json):
-    """Versions, ISA tier, GEMM path and threads: what a bug report needs.
+    """Versions, ISA tier, GEMM path, bf16 and threads: what a bug report needs.
 
     \b
     Example:
       charrnn info
       CHARRNN_ISA=avx2 charrnn info     # what a forced tier would use
+      CHARRNN_BF16=portable charrnn info   # bf16 on the portable kernel (tests)
     """
     from charrnn.inspect.system import format_info, info as info_fn
     d = call(info_fn)

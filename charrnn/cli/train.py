@@ -8,7 +8,7 @@ import sys
 import click
 
 from charrnn.cli.common import call, finite, quiet_broken_pipe
-from charrnn.training.options import CELLS, DOCS, ENCODING_ERRORS, OPTIMIZERS, described
+from charrnn.training.options import CELLS, DOCS, ENCODING_ERRORS, OPTIMIZERS, PRECISIONS, described
 
 
 @click.command()
@@ -45,6 +45,7 @@ from charrnn.training.options import CELLS, DOCS, ENCODING_ERRORS, OPTIMIZERS, d
                    "best.safetensors, else model.safetensors; or a .safetensors file), keeping "
                    "its model and adding FILE's new characters to its vocabulary.")
 @click.option("--seed", type=int, help=described("seed"))
+@click.option("--precision", type=click.Choice(PRECISIONS), help=described("precision"))
 @click.option("--resume", is_flag=True, help="Continue the run in --out (default: the newest run).")
 @click.option("--threads", type=click.IntRange(min=1), help="BLAS threads (default: all cores).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, samples or log lines.")

@@ -1,4 +1,4 @@
-"""What a bug report needs: versions, the ISA tier and GEMM path in use, threads.
+"""What a bug report needs: versions, the ISA tier and GEMM path in use, bf16, threads.
 
 `charrnn info` prints it; `charrnn.info()` returns it as a dict.
 """
@@ -14,7 +14,7 @@ def info():
     from threadpoolctl import threadpool_info
 
     from charrnn import _isa
-    from charrnn.nn import cells, isa
+    from charrnn.nn import cells, isa, precision
     from charrnn.version import __version__
 
     tier = isa.current()
@@ -38,6 +38,7 @@ def info():
         "cpu": _cpu_name(),
         "float32_gemm": gemm,
         "float64_gemm": "BLAS",
+        **precision.info(),   # bf16_cpu, bf16_products, precision_auto
         "scipy_blas": blas[0] if blas else "unknown",
         "threads": os.cpu_count() or 1,
         "compiler": _isa.compiler(),
@@ -62,7 +63,9 @@ def _cpu_name():
 LABELS = [("charrnn", "charrnn"), ("isa", "ISA tier"), ("isa_env", "CHARRNN_ISA"),
           ("isa_available", "tiers this CPU runs"), ("cpu", "CPU"),
           ("cpu_features", "CPU features"), ("float32_gemm", "float32 GEMM"),
-          ("float64_gemm", "float64 GEMM"), ("scipy_blas", "SciPy's BLAS"),
+          ("float64_gemm", "float64 GEMM"), ("bf16_cpu", "bf16 dot products"),
+          ("bf16_products", "bf16 GEMM"), ("precision_auto", "--precision auto"),
+          ("scipy_blas", "SciPy's BLAS"),
           ("threads", "threads (default)"), ("compiler", "built with"),
           ("python", "Python"), ("numpy", "NumPy"), ("scipy", "SciPy"),
           ("platform", "platform")]

@@ -25,15 +25,17 @@ the training loop does.
 GEMMs: float32 runs on charrnn's own sgemm (kernels/sgemm.h) on the ISA tier in use
 (charrnn.nn.isa: AVX-512, AVX2+FMA or NEON micro-kernels), with the weights packed once per
 pass; float64, and float32 on the scalar tier, on SciPy's BLAS. `gemm_backend("blas")`
-(or CHARRNN_SGEMM=blas in the environment) makes float32 use BLAS too.
+(or CHARRNN_SGEMM=blas in the environment) makes float32 use BLAS too. A workspace of
+precision "bf16" (`Workspace(precision="bf16")`) packs the weights in bfloat16 instead:
+every product with a packed weight then rounds its inputs to bf16 and sums in float32
+(kernels/sgemm_bf16.h, always the own GEMM; charrnn.nn.precision says where it may run).
 """
-import contextlib
-import os
-
 import numpy as np
 
-from charrnn import _gru, _isa, _lstm, _ops, _rnn
+from charrnn import _gru, _lstm, _rnn
 from charrnn.nn import isa
+from charrnn.nn.packing import (DTYPES, _pack_two, current_gemm_backend, gemm_backend,
+                                pack)
 from charrnn.nn import table
 from charrnn.errors import ShapeError
 from charrnn.nn.table import Lookup
@@ -47,60 +49,11 @@ __all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_
 
 isa.apply_env()
 
-DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT_MAX = 2**31 - 1  # BLAS takes 32-bit sizes
 
-# Which GEMM float32 uses: "own" (charrnn's sgemm on the current tier) or "blas";
-# None: the tier's default (own everywhere but on the scalar tier).
-_backend = ["blas" if os.environ.get("CHARRNN_SGEMM") == "blas" else None]
-_NO_PACK = {dt: np.empty(0, dt) for dt in DTYPES}   # an empty pack: the kernels use BLAS
 _NO_RESET = np.empty((0, 0), np.uint8)               # the kernels' "no reset anywhere"
 # scratch the kernels need only with resets: empty stand-ins otherwise, (N, H) and (T+1, N, H)
 _NO_SCRATCH = {dt: (np.empty((0, 0), dt), np.empty((0, 0, 0), dt)) for dt in DTYPES}
-
-
-def current_gemm_backend():
-    """"own" or "blas": what the float32 kernels use now (float64 always uses BLAS)."""
-    if _backend[0] is None:
-        return "own" if _isa.sgemm_default() else "blas"
-    return _backend[0]
-
-
-@contextlib.contextmanager
-def gemm_backend(name):
-    """Within the block, float32 kernels use `name`: "blas", or "own" (charrnn's sgemm on
-    the current ISA tier, the scalar tier's included). Process-wide, like threadpoolctl."""
-    if name not in ("own", "blas"):
-        raise ValueError(f"gemm_backend: 'own' or 'blas', not {name!r}")
-    old = _backend[0]
-    _backend[0] = name
-    try:
-        yield
-    finally:
-        _backend[0] = old
-
-
-def pack(ws, name, W, trans):
-    """W (or W^T if trans) packed for the own sgemm, in workspace buffer `name`; or an
-    empty array (BLAS) for float64 or the BLAS backend."""
-    if W.dtype != np.float32 or current_gemm_backend() != "own":
-        return _NO_PACK[W.dtype]
-    K, N = (W.shape[1], W.shape[0]) if trans else W.shape
-    out = _empty(ws, name, (_ops.sgemm_packed_size(K, N),), W.dtype)
-    _ops.sgemm_pack(trans, W, out)
-    return out
-
-
-def _pack_two(ws, names, Ws, trans, parallel):
-    """pack() of two weights, on two threads when parallel has them."""
-    if _serial(parallel) or Ws[0].dtype != np.float32 or current_gemm_backend() != "own":
-        return tuple(pack(ws, n, W, trans) for n, W in zip(names, Ws))
-    outs = []
-    for n, W in zip(names, Ws):
-        K, N = (W.shape[1], W.shape[0]) if trans else W.shape
-        outs.append(_empty(ws, n, (_ops.sgemm_packed_size(K, N),), W.dtype))
-    parallel.run(_ops.sgemm_pack, [(trans, W, o) for W, o in zip(Ws, outs)])
-    return tuple(outs)
 
 
 def _packs_forward(ws, W_ih, W_hh, parallel=None):

@@ -118,6 +118,20 @@ class Network:
     def config(self):
         return asdict(self.cfg)
 
+    @property
+    def precision(self):
+        """"fp32" or "bf16": the precision of the matrix products of forward_backward
+        (charrnn.nn.precision); the parameters and gradients stay float32. Sampling is
+        float32 whatever this says."""
+        return self._bws.precision
+
+    @precision.setter
+    def precision(self, name):
+        if name == "bf16" and self.dtype != np.float32:
+            raise ConfigError(f"bf16 products need a float32 network, not {self.dtype}")
+        for ws in (*self._ws, self._bws):   # their packs: every layer's, and the decoder's
+            ws.precision = name
+
     def _views(self, flat, sizes):
         views, off = {}, 0
         for (name, shape), n in zip(self.shapes.items(), sizes):

@@ -8,10 +8,25 @@ import numpy as np
 
 
 class Workspace:
-    """Named buffers reused across calls while their shape and dtype stay the same."""
+    """Named buffers reused across calls while their shape and dtype stay the same; the
+    packed weights among them. precision: the products of the passes run with this
+    workspace, "fp32" or "bf16" (inputs rounded to bfloat16, float32 sums: float32
+    arrays only; charrnn.nn.precision)."""
 
-    def __init__(self):
+    def __init__(self, precision="fp32"):
         self._bufs = {}
+        self.precision = precision
+
+    @property
+    def precision(self):
+        return self._precision
+
+    @precision.setter
+    def precision(self, name):
+        if name not in ("fp32", "bf16"):
+            from charrnn.errors import ConfigError
+            raise ConfigError(f"Workspace precision: 'fp32' or 'bf16', not {name!r}")
+        self._precision = name
 
     def get(self, name, shape, dtype):
         a = self._bufs.get(name)

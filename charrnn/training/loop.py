@@ -25,10 +25,10 @@ The steps themselves are charrnn.training.trainer's.
 import os
 import signal
 import threading
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
-from charrnn.nn import cells
+from charrnn.nn import cells, precision
 from charrnn.data import corpus as data
 from charrnn.data import sources
 from charrnn.data.several import FileSet
@@ -126,6 +126,7 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
     if saved is not None:
         meta = saved.meta
         cfg_dict = dict(meta["train_config"])
+        cfg_dict.setdefault("precision", "fp32")   # a run from before --precision: float32
         for k, v in options.items():
             if k in RESUME_OVERRIDABLE:
                 if k != "eval_every" and v != cfg_dict.get(k) and meta.get("anneal_steps"):
@@ -141,6 +142,9 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
         cfg = TrainConfig(**options).validate()
         corpus = corpus if isinstance(corpus, FileSet) else str(
             corpus if corpus is not None else data.bundled_corpus())
+    # auto becomes what this machine runs, recorded with the run; bf16 where it cannot run
+    # (a resumed bf16 run included) is a ConfigError here, before any work
+    cfg = replace(cfg, precision=precision.resolve(cfg.precision, resumed=saved is not None))
 
     threads = threads or comm.threads_default()   # one process: all cores
     split = threads > 1 and os.environ.get("CHARRNN_THREADING", "split") == "split"

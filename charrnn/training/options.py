@@ -15,6 +15,7 @@ import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
+from charrnn.nn.precision import PRECISIONS
 from charrnn.nn.shapes import GATES
 from charrnn.training import auto
 
@@ -85,6 +86,13 @@ class TrainConfig:
                            "learning rate falls linearly to 10%")
     grad_clip: float = option(5.0, "Global gradient-norm limit, 0 disables")
     seed: int = option(1337, "Random seed")
+    # ---- compute
+    precision: str = option(
+        "auto", "Precision of the matrix products: fp32, or bf16 (their inputs rounded to "
+        "bfloat16, float32 sums; weights, optimizer state, gradients, gate math and cell "
+        "state stay float32); auto: bf16 where the CPU has bf16 dot products that charrnn "
+        "has a verified kernel for (arm64 FEAT_BF16), else fp32. The run records the "
+        "precision it used; --resume keeps it; sampling is always fp32")
     # ---- schedule
     eval_every: Optional[int] = option(
         None, "Steps between validations and checkpoints",
@@ -127,6 +135,7 @@ class TrainConfig:
             (0 <= self.seed < 2**64, "--seed must be a whole number in [0, 2**64)"),
             (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.docs in DOCS, f"--docs must be one of {', '.join(DOCS)}"),
+            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -107,6 +107,7 @@ class Trainer:
         mcfg = ModelConfig(cfg.cell, cfg.hidden, cfg.layers, cfg.embed, cfg.dropout,
                            len(vocab), self.corpus.encoding, END if docs else "")
         self.model = CharRNN(mcfg, vocab, seed=cfg.seed, forget_bias=cfg.forget_bias)
+        self.model.precision = cfg.precision   # "fp32" or "bf16" (loop resolved auto)
         self.parent = None if base is None else base.record()   # restored on resume
         if base is not None:
             finetune.start_from(self.model, base)
@@ -198,6 +199,10 @@ class Trainer:
                  f"{self.corpus_path}: {len(self.corpus.ids):,} characters, "
                  f"{plural(len(self.train_batches), 'step')} per epoch")
         self.log(f"charrnn: run directory {self.run_dir}")
+        if cfg.precision == "bf16":
+            from charrnn.nn import precision
+            self.log(f"charrnn: precision bf16: the matrix products' "
+                     f"{precision.describe('bf16')}")
         bar = Bar(cfg, self.step, self.quiet)
         write = bar.write if not self.quiet else self.log
         t_start = time.perf_counter()

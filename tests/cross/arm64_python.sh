@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # arm64, tested on x86, from Python: the kernel tests (test_isa, test_kernels,
-# test_kernels_hypothesis, test_sample, test_dropout) run under qemu-aarch64 with a Debian
+# test_kernels_hypothesis, test_sample, test_dropout, and test_bf16: qemu's default CPU has
+# FEAT_BF16, so the BFDOT kernel runs there) run under qemu-aarch64 with a Debian
 # bookworm arm64 root filesystem's python3, NumPy and SciPy, on every tier an arm64 build
 # has (scalar and NEON; the tests parametrize over isa.available()). arm64.sh checks the
 # C code alone; this checks the extension modules as Python imports and calls them.
@@ -107,7 +108,7 @@ tiers=$(nice -n 19 "$work/python3" -c "from charrnn.nn import isa; print(isa.cur
 echo "+ qemu-aarch64 python3 -m pytest (kernels on: $tiers)" >&2
 rc=0
 nice -n 19 "$work/python3" -m pytest -q -p no:cacheprovider -rfEs tests/test_isa.py tests/test_kernels.py \
-    tests/test_kernels_hypothesis.py tests/test_sample.py tests/test_dropout.py "$@" \
+    tests/test_kernels_hypothesis.py tests/test_sample.py tests/test_dropout.py tests/test_bf16.py "$@" \
     | tee "$work/log" || rc=$?
 echo "arm64_python.sh: $(tail -n 1 "$work/log" | tr -d '=') on arm64 (qemu-aarch64), tiers $tiers;" \
      "$((SECONDS - start)) s in all; exit $rc"

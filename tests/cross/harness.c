@@ -18,13 +18,16 @@
  * GCC on NEON under qemu: 0.36 of the bound (Clang contracts the scalar tier's gate math
  * into FMAs, 1 ulp; GCC in -std=c99 does not, and its tiers agree bit for bit there).
  *
- * Built natively by tests/test_c_harness.py (gcc and clang) and cross-compiled for arm64
- * and run under qemu-aarch64 by tests/cross/arm64.sh. Prints one line per failure and a
+ * Built natively by tests/test_c_harness.py (gcc and clang), cross-compiled for arm64
+ * and run under qemu-aarch64 by tests/cross/arm64.sh, and for Windows x64 with mingw-w64
+ * and run under Wine by tests/cross/windows.sh (which also checks the Windows calling
+ * convention around every kernel: test_win64_abi). Prints one line per failure and a
  * closing "N passed, M failed"; exit 0 only if nothing failed.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cellmath.h"
 
@@ -167,8 +170,6 @@ static void test_sgemm(const char *tier)
     test_sgemm_case(tier, 0, 1, 0, 1, 200, 33, 130);
 }
 
-/* ---- gate math vs float64 ------------------------------------------------------------ */
-
 static double max_diff(const float *a, const double *b, size_t n)
 {
     double m = 0;
@@ -178,6 +179,248 @@ static double max_diff(const float *a, const double *b, size_t n)
     }
     return m;
 }
+
+/* ---- bf16 products (sgemm_bf16.h) --------------------------------------------------- */
+
+/* Rounding to bfloat16: ties to even, overflow to infinity, NaN kept NaN (also a NaN
+ * whose payload is all in the low 16 bits), signed zeros and subnormals kept. */
+static void test_bf16_rounding(void)
+{
+    static const struct { uint32_t in, out; } cases[] = {
+        {0x3f800000u, 0x3f80u},   /* 1.0 */
+        {0x3f808000u, 0x3f80u},   /* halfway, even below: down */
+        {0x3f818000u, 0x3f82u},   /* halfway, odd below: up */
+        {0x3f808001u, 0x3f81u},   /* just above halfway: up */
+        {0x3f807fffu, 0x3f80u},   /* just below halfway: down */
+        {0xbf818000u, 0xbf82u},   /* negative: by magnitude */
+        {0x7f7fffffu, 0x7f80u},   /* FLT_MAX: to infinity */
+        {0x7f800000u, 0x7f80u},   /* infinity */
+        {0xff800000u, 0xff80u},
+        {0x80000000u, 0x8000u},   /* -0 */
+        {0x00018000u, 0x0002u},   /* a subnormal, halfway, odd below: up */
+        {0x7fc00000u, 0x7fc0u},   /* quiet NaN */
+        {0x7f800001u, 0x7fc0u},   /* signalling NaN, payload in the low bits: still NaN */
+        {0xffffffffu, 0xffffu},
+    };
+    int ok = 1;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        float f;
+        memcpy(&f, &cases[i].in, sizeof f);
+        uint32_t got = cr_bf16_bits(f);
+        if (got != cases[i].out) {
+            printf("  bf16(0x%08x) = 0x%04x, want 0x%04x\n", (unsigned)cases[i].in,
+                   (unsigned)got, (unsigned)cases[i].out);
+            ok = 0;
+        }
+    }
+    check(ok, "bf16 rounding: nearest even, inf, NaN, -0, subnormal", "-", 0, 0);
+    /* every pair element back to float32 exactly */
+    uint32_t pair = cr_bf16_pair(1.5f, -2.25f);
+    check(cr_bf16_lo(pair) == 1.5f && cr_bf16_hi(pair) == -2.25f, "bf16 pair round trip", "-",
+          0, 0);
+}
+
+/* The bf16 GEMM's result, computed as its specification says in plain float32: inputs
+ * rounded, k in pairs, each product added in k order, blocks of CR_KC summed from zero
+ * and added to C (bias with the first block). The portable kernel must give these bits
+ * on every tier. */
+static void bf16_spec(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A,
+                      const float *B, float *C, int accumulate, const float *b1, const float *b2)
+{
+    for (ptrdiff_t i = 0; i < M; i++)
+        for (ptrdiff_t j = 0; j < N; j++) {
+            float c = C[i * N + j];
+            for (ptrdiff_t pc = 0; pc < K || pc == 0; pc += CR_KC) {
+                ptrdiff_t k1 = K - pc < CR_KC ? K : pc + CR_KC;
+                float sum = 0.0f;
+                for (ptrdiff_t k = pc; k < k1; k++) {
+                    float a = cr_bf16_round(trans_a ? A[k * M + i] : A[i * K + k]);
+                    float p = a * cr_bf16_round(B[k * N + j]);    /* exact */
+                    sum = sum + p;
+                }
+                if (pc == 0 && b1)
+                    sum = sum + (b2 ? b1[j] + b2[j] : b1[j]);
+                c = pc == 0 && !accumulate ? sum : sum + c;
+            }
+            C[i * N + j] = c;
+        }
+}
+
+static int bf16_kinds_native;   /* cases the native kernels ran, over every tier */
+static double worst_native;     /* the largest |native - portable| / bound */
+
+/* C := bf16(op(A)) @ bf16(B) (+ C) (+ b1 + b2) through cr_sgemm on a bf16 pack of kind,
+ * against double precision on the rounded inputs (float32 summation's bound), against
+ * double on the raw inputs (bf16's bound: each product within 2^-7 of its exact value),
+ * and bit for bit against bf16_spec (portable) or within a bound of the portable kernel
+ * (native). C has ldc = N + 3 and a guard row: nothing outside C's M x N is written. */
+static void test_bf16_case(const char *tier, int kind, int trans_a, int trans_b,
+                           int accumulate, int bias, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K)
+{
+    const ptrdiff_t ldc = N + 3;
+    float *A = randv((size_t)(M * K)), *B = randv((size_t)(K * N));
+    float *b1 = randv((size_t)N), *b2 = randv((size_t)N);
+    float *C0 = randv((size_t)(M * N));
+    float *C = malloc((size_t)((M + 1) * ldc) * sizeof(float));
+    const float guard = 12345.0f;
+    for (ptrdiff_t i = 0; i < (M + 1) * ldc; i++) C[i] = guard;
+    for (ptrdiff_t i = 0; i < M; i++) memcpy(C + i * ldc, C0 + i * N, (size_t)N * sizeof(float));
+    /* B as given to the packing: (K, N), or (N, K) if trans_b */
+    float *Bs = malloc((size_t)(K * N + 1) * sizeof(float));
+    for (ptrdiff_t k = 0; k < K; k++)
+        for (ptrdiff_t j = 0; j < N; j++) Bs[trans_b ? j * K + k : k * N + j] = B[k * N + j];
+    double lim_r = 0, lim_x = 0, err_r = 0, err_x = 0;
+    double *want_r = malloc((size_t)(M * N) * sizeof(double));
+    double *want_x = malloc((size_t)(M * N) * sizeof(double));
+    for (ptrdiff_t i = 0; i < M; i++)
+        for (ptrdiff_t j = 0; j < N; j++) {
+            double sr = 0, sx = 0, mag = 0;
+            for (ptrdiff_t k = 0; k < K; k++) {
+                float a = trans_a ? A[k * M + i] : A[i * K + k], b = B[k * N + j];
+                sr += (double)cr_bf16_round(a) * cr_bf16_round(b);
+                sx += (double)a * b;
+                mag += fabs((double)a * b);
+            }
+            double base = (bias ? (double)b1[j] + b2[j] : 0) + (accumulate ? C0[i * N + j] : 0);
+            want_r[i * N + j] = sr + base;
+            want_x[i * N + j] = sx + base;
+            double scale = fabs(sr + base) > 1 ? fabs(sr + base) : 1;
+            double lr = 2e-6 * scale * sqrt((double)(K > 0 ? K : 1));
+            lim_r = lr > lim_r ? lr : lim_r;
+            double lx = lr + 1.0 / 128 * mag;   /* bf16's unit roundoff 2^-8, twice */
+            lim_x = lx > lim_x ? lx : lim_x;
+        }
+    size_t np = cr_sgemm_bf16_packed_size(K, N, kind);
+    float *Bp = malloc(np * sizeof(float));
+    check(cr_sgemm_pack_bf16(trans_b, K, N, Bs, trans_b ? K : N, Bp, kind) == 0
+          && cr_sgemm_packed_ok(Bp, np, K, N) && !cr_sgemm_packed_ok(Bp, np, K + 1, N)
+          && !cr_sgemm_packed_ok(Bp, np - 1, K, N), "bf16 pack accepted for its own shape only",
+          tier, 0, 0);
+    cr_sgemm(trans_a, M, N, K, A, trans_a ? M : K, Bp, -1, C, ldc, accumulate,
+             bias ? b1 : NULL, bias ? b2 : NULL);
+    int guard_ok = 1;
+    float *got = malloc((size_t)(M * N + 1) * sizeof(float));
+    for (ptrdiff_t i = 0; i <= M; i++)
+        for (ptrdiff_t j = 0; j < ldc; j++) {
+            float v = C[i * ldc + j];
+            if (i < M && j < N)
+                got[i * N + j] = v;
+            else
+                guard_ok &= v == guard;
+        }
+    /* (maxima as ternaries, never fmax: aarch64 GCC 12's vectoriser crashes on an fmax
+     * reduction here, an internal compiler error) */
+    err_r = max_diff(got, want_r, (size_t)(M * N));
+    err_x = max_diff(got, want_x, (size_t)(M * N));
+    char what[200];
+    snprintf(what, sizeof what, "bf16 %s M=%td N=%td K=%td trans_a=%d trans_b=%d acc=%d bias=%d",
+             kind ? "native" : "portable", M, N, K, trans_a, trans_b, accumulate, bias);
+    check(err_r <= lim_r, what, tier, err_r, lim_r);
+    char what_x[240];
+    snprintf(what_x, sizeof what_x, "%s vs unrounded inputs", what);
+    check(err_x <= lim_x, what_x, tier, err_x, lim_x);
+    check(guard_ok, "bf16 sgemm writes only C", tier, 0, 0);
+    float *spec = malloc((size_t)(M * N + 1) * sizeof(float));
+    memcpy(spec, C0, (size_t)(M * N) * sizeof(float));
+    bf16_spec(trans_a, M, N, K, A, B, spec, accumulate, bias ? b1 : NULL, bias ? b2 : NULL);
+    if (kind == 0) {
+        int same = memcmp(got, spec, (size_t)(M * N) * sizeof(float)) == 0;
+        check(same, "bf16 portable: the specification's bits", tier, 0, 0);
+        vs_scalar(what, tier, got, (size_t)(M * N), 1e-300, 0);   /* bit for bit */
+    } else {
+        bf16_kinds_native++;
+        double r = 0;
+        for (ptrdiff_t i = 0; i < M * N; i++) {
+            double d = fabs((double)got[i] - spec[i]) / (lim_r / 4);
+            r = d > r ? d : r;
+        }
+        worst_native = r > worst_native ? r : worst_native;
+        char label[240];
+        snprintf(label, sizeof label, "%s vs portable", what);
+        check(r <= 1, label, tier, r, 1);
+    }
+    free(A); free(B); free(b1); free(b2); free(C0); free(C); free(Bs); free(want_r);
+    free(want_x); free(Bp); free(got); free(spec);
+}
+
+/* Rows split between two calls (as threads split them) give the same bits as one call;
+ * a NaN in A reaches its row only, a NaN in B its column only. */
+static void test_bf16_split_and_nan(const char *tier, int kind)
+{
+    const ptrdiff_t M = 23, N = 29, K = 300;
+    float *A = randv((size_t)(M * K)), *B = randv((size_t)(K * N));
+    float *C1 = calloc((size_t)(M * N), sizeof(float)), *C2 = calloc((size_t)(M * N), sizeof(float));
+    size_t np = cr_sgemm_bf16_packed_size(K, N, kind);
+    float *Bp = malloc(np * sizeof(float));
+    cr_sgemm_pack_bf16(0, K, N, B, N, Bp, kind);
+    cr_sgemm(0, M, N, K, A, K, Bp, -1, C1, N, 0, NULL, NULL);
+    cr_sgemm(0, 7, N, K, A, K, Bp, -1, C2, N, 0, NULL, NULL);
+    cr_sgemm(0, M - 7, N, K, A + 7 * K, K, Bp, -1, C2 + 7 * N, N, 0, NULL, NULL);
+    check(memcmp(C1, C2, (size_t)(M * N) * sizeof(float)) == 0,
+          kind ? "bf16 native: rows split = one call" : "bf16 portable: rows split = one call",
+          tier, 0, 0);
+    A[5 * K + 17] = NAN;
+    B[123 * N + 4] = NAN;
+    cr_sgemm_pack_bf16(0, K, N, B, N, Bp, kind);
+    cr_sgemm(0, M, N, K, A, K, Bp, -1, C1, N, 0, NULL, NULL);
+    int ok = 1;
+    for (ptrdiff_t i = 0; i < M; i++)
+        for (ptrdiff_t j = 0; j < N; j++)
+            ok &= (i == 5 || j == 4) == (isnan(C1[i * N + j]) != 0);
+    check(ok, kind ? "bf16 native: NaN propagates" : "bf16 portable: NaN propagates", tier, 0, 0);
+    free(A); free(B); free(C1); free(C2); free(Bp);
+}
+
+/* One case on the portable kernel and, where the tier has a native one on this CPU, on it
+ * with the same inputs; the random stream then goes on as if only the portable kernel
+ * ran, so every tier sees the same inputs in every later test (vs_scalar). */
+static void test_bf16_kinds(const char *tier, int trans_a, int trans_b, int accumulate,
+                            int bias, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K)
+{
+    unsigned long long before = rng_state;
+    test_bf16_case(tier, 0, trans_a, trans_b, accumulate, bias, M, N, K);
+    if (cr_bf16_kernel(1)) {
+        unsigned long long after = rng_state;
+        rng_state = before;
+        test_bf16_case(tier, 1, trans_a, trans_b, accumulate, bias, M, N, K);
+        rng_state = after;
+    }
+}
+
+static void test_bf16(const char *tier)
+{
+    static const ptrdiff_t Ms[] = {1, 2, 3, 4, 5, 8, 9, 13, 17};
+    static const ptrdiff_t Ns[] = {1, 11, 12, 13, 16, 17, 25, 33};
+    static const ptrdiff_t Ks[] = {0, 1, 2, 3, 7, 64, 257};
+    for (size_t m = 0; m < sizeof Ms / sizeof *Ms; m++)
+        for (size_t n = 0; n < sizeof Ns / sizeof *Ns; n++)
+            for (size_t k = 0; k < sizeof Ks / sizeof *Ks; k++) {
+                int v = (int)(m + n + k);
+                test_bf16_kinds(tier, v & 1, (v >> 1) & 1, (v >> 2) & 1, v % 3 == 0, Ms[m], Ns[n],
+                                Ks[k]);
+            }
+    /* every row remainder (tiles of 4 and 8) and column remainder (panels of 12 and 16)
+     * on an odd K */
+    for (ptrdiff_t m = 1; m <= 17; m++) test_bf16_kinds(tier, 0, 0, 1, 1, m, 33, 5);
+    for (ptrdiff_t n = 1; n <= 33; n++) test_bf16_kinds(tier, 0, 1, 0, 1, 9, n, 5);
+    /* every flag on a ragged shape; k blocks (256) with an odd K past CR_K_LONG; more rows
+     * than a copied block of A (CR_BF16_MC = 96) */
+    for (int f = 0; f < 16; f++)
+        test_bf16_kinds(tier, f & 1, (f >> 1) & 1, (f >> 2) & 1, (f >> 3) & 1, 19, 37, 301);
+    test_bf16_kinds(tier, 0, 1, 1, 1, 40, 48, 601);
+    test_bf16_kinds(tier, 1, 0, 1, 1, 101, 37, 513);
+    test_bf16_kinds(tier, 0, 1, 0, 1, 200, 33, 130);
+    unsigned long long before = rng_state;
+    test_bf16_split_and_nan(tier, 0);
+    if (cr_bf16_kernel(1)) {
+        unsigned long long after = rng_state;
+        rng_state = before;
+        test_bf16_split_and_nan(tier, 1);
+        rng_state = after;
+    }
+}
+
+/* ---- gate math vs float64 ------------------------------------------------------------ */
 
 static double *tod(const float *a, size_t n)
 {
@@ -372,9 +615,234 @@ static void test_math(const char *tier)
     free(x); free(e); free(s); free(t); free(row);
 }
 
+/* ---- the Windows x64 calling convention ---------------------------------------------- */
+/* Built for Windows (tests/cross/windows.sh: mingw-w64, run under Wine): every kernel a
+ * tier's table holds is called through cr_win64_probe, which fills the registers the
+ * Windows x64 convention makes callee-saved -- rbx, rbp, rdi, rsi, r12-r15 and xmm6-xmm15
+ * (System V lets a function clobber rdi, rsi and every xmm) -- with known values, calls
+ * fn(arg) and reports what they hold afterwards. A compiler keeps the convention in C by
+ * itself; a kernel written in assembly for System V, or inline assembly with a missing
+ * clobber, breaks it, and the caller's values then change under it without a crash. Each
+ * call goes through a small thunk that passes the arguments on and has no use for those
+ * registers, so what the probe sees is the kernel's doing. */
+#if defined(_WIN32) && CR_X86 && defined(__GNUC__)
+#define WIN64_PROBE 1
+#include <stdint.h>
+/* 8 general registers, then xmm6-xmm15 as two 64-bit halves each */
+const uint64_t win64_canary[28] = {
+    0x0123456789abcdefULL, 0x1b2b3b4b5b6b7b8bULL, 0x2c2c2c2c2c2c2c2cULL, 0x3d3e3f4041424344ULL,
+    0x4a4b4c4d4e4f5051ULL, 0x5a5a5a5a5a5a5a5aULL, 0x6b6c6d6e6f707172ULL, 0x7c7d7e7f80818283ULL,
+    0x3ff0000000000001ULL, 0x4000000000000002ULL, 0x4008000000000003ULL, 0x4010000000000004ULL,
+    0x4014000000000005ULL, 0x4018000000000006ULL, 0x401c000000000007ULL, 0x4020000000000008ULL,
+    0x4022000000000009ULL, 0x402400000000000aULL, 0x402600000000000bULL, 0x402800000000000cULL,
+    0x402a00000000000dULL, 0x402c00000000000eULL, 0x402e00000000000fULL, 0x4030000000000010ULL,
+    0x4031000000000011ULL, 0x4032000000000012ULL, 0x4033000000000013ULL, 0x4034000000000014ULL,
+};
+void cr_win64_probe(void (*fn)(void *), void *arg, uint64_t seen[28]);
+/* Frame: 8 pushes and 216 bytes leave rsp 16-byte aligned at the call; [rsp, +32) is
+ * fn's shadow space, [+32, +192) the caller's xmm6-xmm15, [+192] seen. */
+__asm__(
+    ".text\n"
+    ".globl cr_win64_probe\n"
+    "cr_win64_probe:\n"
+    "  pushq %rbx\n  pushq %rbp\n  pushq %rdi\n  pushq %rsi\n"
+    "  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+    "  subq $216, %rsp\n"
+    "  movaps %xmm6, 32(%rsp)\n  movaps %xmm7, 48(%rsp)\n  movaps %xmm8, 64(%rsp)\n"
+    "  movaps %xmm9, 80(%rsp)\n  movaps %xmm10, 96(%rsp)\n  movaps %xmm11, 112(%rsp)\n"
+    "  movaps %xmm12, 128(%rsp)\n  movaps %xmm13, 144(%rsp)\n  movaps %xmm14, 160(%rsp)\n"
+    "  movaps %xmm15, 176(%rsp)\n"
+    "  movq %r8, 192(%rsp)\n"
+    "  movq %rcx, %rax\n"
+    "  movq %rdx, %rcx\n"
+    "  leaq win64_canary(%rip), %rdx\n"
+    "  movq 0(%rdx), %rbx\n  movq 8(%rdx), %rbp\n  movq 16(%rdx), %rdi\n  movq 24(%rdx), %rsi\n"
+    "  movq 32(%rdx), %r12\n  movq 40(%rdx), %r13\n  movq 48(%rdx), %r14\n  movq 56(%rdx), %r15\n"
+    "  movups 64(%rdx), %xmm6\n  movups 80(%rdx), %xmm7\n  movups 96(%rdx), %xmm8\n"
+    "  movups 112(%rdx), %xmm9\n  movups 128(%rdx), %xmm10\n  movups 144(%rdx), %xmm11\n"
+    "  movups 160(%rdx), %xmm12\n  movups 176(%rdx), %xmm13\n  movups 192(%rdx), %xmm14\n"
+    "  movups 208(%rdx), %xmm15\n"
+    "  callq *%rax\n"
+    "  movq 192(%rsp), %r8\n"
+    "  movq %rbx, 0(%r8)\n  movq %rbp, 8(%r8)\n  movq %rdi, 16(%r8)\n  movq %rsi, 24(%r8)\n"
+    "  movq %r12, 32(%r8)\n  movq %r13, 40(%r8)\n  movq %r14, 48(%r8)\n  movq %r15, 56(%r8)\n"
+    "  movups %xmm6, 64(%r8)\n  movups %xmm7, 80(%r8)\n  movups %xmm8, 96(%r8)\n"
+    "  movups %xmm9, 112(%r8)\n  movups %xmm10, 128(%r8)\n  movups %xmm11, 144(%r8)\n"
+    "  movups %xmm12, 160(%r8)\n  movups %xmm13, 176(%r8)\n  movups %xmm14, 192(%r8)\n"
+    "  movups %xmm15, 208(%r8)\n"
+    "  movaps 32(%rsp), %xmm6\n  movaps 48(%rsp), %xmm7\n  movaps 64(%rsp), %xmm8\n"
+    "  movaps 80(%rsp), %xmm9\n  movaps 96(%rsp), %xmm10\n  movaps 112(%rsp), %xmm11\n"
+    "  movaps 128(%rsp), %xmm12\n  movaps 144(%rsp), %xmm13\n  movaps 160(%rsp), %xmm14\n"
+    "  movaps 176(%rsp), %xmm15\n"
+    "  addq $216, %rsp\n"
+    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n"
+    "  popq %rsi\n  popq %rdi\n  popq %rbp\n  popq %rbx\n"
+    "  ret\n");
+
+static int win64_calls;   /* kernels called through the probe, over every tier */
+
+static void win64_check(void (*fn)(void *), void *arg, const char *what, const char *tier)
+{
+    static const char *names[18] = {"rbx", "rbp", "rdi", "rsi", "r12", "r13", "r14", "r15",
+                                    "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+                                    "xmm12", "xmm13", "xmm14", "xmm15"};
+    uint64_t seen[28];
+    cr_win64_probe(fn, arg, seen);
+    win64_calls++;
+    for (int i = 0; i < 28; i++)
+        if (seen[i] != win64_canary[i]) {
+            char label[160];
+            snprintf(label, sizeof label, "%s keeps %s (Windows x64 callee-saved)", what,
+                     names[i < 8 ? i : 8 + (i - 8) / 2]);
+            check(0, label, tier, 0, 0);
+            return;
+        }
+    check(1, what, tier, 0, 0);
+}
+
+/* The probe's own check: a function that clobbers rsi and xmm7 as System V allows must
+ * be caught. */
+void win64_sysv_style(void *arg);
+__asm__(
+    ".text\n"
+    ".globl win64_sysv_style\n"
+    "win64_sysv_style:\n"
+    "  xorl %esi, %esi\n"
+    "  xorps %xmm7, %xmm7\n"
+    "  ret\n");
+
+static void test_win64_probe(void)
+{
+    uint64_t seen[28];
+    cr_win64_probe(win64_sysv_style, NULL, seen);
+    check(seen[3] == 0 && seen[10] == 0 && seen[11] == 0 && seen[2] == win64_canary[2]
+          && seen[12] == win64_canary[12], "the probe sees rsi and xmm7 clobbered", "-", 0, 0);
+}
+
+typedef struct {
+    cr_ukernel_fn fn;
+    ptrdiff_t K, a_ofs[CR_MR_MAX];
+    const float *A, *B, *bias;
+    float *C;
+    int NR, mr, nr, accumulate;
+} win64_ukernel_call;
+
+static void win64_ukernel(void *p)
+{
+    win64_ukernel_call *c = p;
+    c->fn(c->K, c->A, c->a_ofs, 1, c->B, c->NR, c->C, c->NR, c->mr, c->nr, c->accumulate,
+          c->bias);
+}
+
+typedef struct {
+    cr_ukernel_bf16_fn fn;
+    ptrdiff_t KP;
+    const uint32_t *A, *B;
+    const float *bias;
+    float *C;
+    int NR, mr, nr, accumulate;
+} win64_bf16_call;
+
+static void win64_bf16(void *p)
+{
+    win64_bf16_call *c = p;
+    c->fn(c->KP, c->A, c->B, c->C, c->NR, c->mr, c->nr, c->accumulate, c->bias);
+}
+
+typedef struct { float *act, *c_prev, *c, *tc, *h, *dy, *dh, *dc, *dact, *dgh, *dhp; idx_t N, H; } win64_cells_call;
+static void win64_lstm_fwd(void *p)
+{
+    win64_cells_call *c = p;
+    cr_k->lstm_fwd(c->act, c->c_prev, c->c, c->tc, c->h, c->N, c->H);
+}
+static void win64_lstm_bwd(void *p)
+{
+    win64_cells_call *c = p;
+    cr_k->lstm_bwd(c->act, c->c_prev, c->tc, c->dy, c->dh, c->dc, c->dact, c->N, c->H);
+}
+static void win64_gru_fwd(void *p)
+{
+    win64_cells_call *c = p;
+    cr_k->gru_fwd(c->act, c->dact, c->c, c->c_prev, c->h, c->N, c->H);
+}
+static void win64_gru_bwd(void *p)
+{
+    win64_cells_call *c = p;
+    cr_k->gru_bwd(c->act, c->c, c->c_prev, c->dy, c->dh, c->dact, c->dgh, c->dhp, c->N, c->H);
+}
+static void win64_softmax(void *p)
+{
+    win64_cells_call *c = p;
+    cr_k->softmax_xent_row(c->act, c->N * c->H, 1, 1.0f);
+}
+static void win64_fast_math(void *p)
+{
+    win64_cells_call *c = p;
+    cr_k->fast_math(c->act, c->c, c->tc, c->h, c->N * c->H);
+}
+
+/* Every micro-kernel of the tier (float32, bf16) at every tile height and a full and a
+ * partial width, with and without accumulate and bias; then the gate math, softmax and
+ * fast math. */
+static void test_win64_abi(const char *tier)
+{
+    const cr_gemm_tier *t = &cr_k->gemm;
+    const ptrdiff_t K = 37;
+    float *A = randv((size_t)(CR_MR_MAX * K)), *B = randv((size_t)(K * t->nr));
+    float *bias = randv(CR_NR_MAX), *C = randv((size_t)(CR_MR_MAX * CR_NR_MAX));
+    int top = t->tall ? t->tall : t->mr;
+    for (int mr = 1; mr <= top; mr++)
+        for (int f = 0; f < 4; f++) {
+            win64_ukernel_call c = {t->kernel, K, {0}, A, B, f & 1 ? bias : NULL, C, t->nr, mr,
+                                    f & 2 ? t->nr : t->nr - 3, f == 3};
+            for (int r = 0; r < CR_MR_MAX; r++) c.a_ofs[r] = (r < mr ? r : mr - 1) * K;
+            char what[80];
+            snprintf(what, sizeof what, "win64 micro-kernel mr=%d nr=%d", mr, c.nr);
+            win64_check(win64_ukernel, &c, what, tier);
+        }
+    for (int kind = 0; kind < 2; kind++) {   /* the bf16 micro-kernels, portable and native */
+        const cr_bf16_tier *b = cr_bf16_kernel(kind);
+        if (!b)
+            continue;
+        const ptrdiff_t KP = 19;
+        uint32_t *Ab = malloc((size_t)(KP * b->mr) * sizeof(uint32_t));
+        uint32_t *Bb = malloc((size_t)(KP * b->nr) * sizeof(uint32_t));
+        for (ptrdiff_t i = 0; i < KP * b->mr; i++) Ab[i] = cr_bf16_pair(frand(), frand());
+        for (ptrdiff_t i = 0; i < KP * b->nr; i++) Bb[i] = cr_bf16_pair(frand(), frand());
+        for (int mr = 1; mr <= b->mr; mr++)
+            for (int f = 0; f < 4; f++) {
+                win64_bf16_call c = {b->kernel, KP, Ab, Bb, f & 1 ? bias : NULL, C, b->nr, mr,
+                                     f & 2 ? b->nr : b->nr - 3, f == 3};
+                char what[80];
+                snprintf(what, sizeof what, "win64 bf16 %s micro-kernel mr=%d nr=%d",
+                         kind ? "native" : "portable", mr, c.nr);
+                win64_check(win64_bf16, &c, what, tier);
+            }
+        free(Ab); free(Bb);
+    }
+    const idx_t N = 3, H = 21;
+    size_t G = (size_t)(4 * N * H), S = (size_t)(N * H);
+    win64_cells_call c = {randv(G), randv(S), randv(S), randv(S), randv(S), randv(S),
+                          randv(S), randv(S), randv(G), randv(G), randv(S), N, H};
+    win64_check(win64_lstm_fwd, &c, "win64 lstm forward", tier);
+    win64_check(win64_lstm_bwd, &c, "win64 lstm backward", tier);
+    win64_check(win64_gru_fwd, &c, "win64 gru forward", tier);
+    win64_check(win64_gru_bwd, &c, "win64 gru backward", tier);
+    win64_check(win64_softmax, &c, "win64 softmax row", tier);
+    win64_check(win64_fast_math, &c, "win64 fast math", tier);
+    free(c.act); free(c.c_prev); free(c.c); free(c.tc); free(c.h); free(c.dy); free(c.dh);
+    free(c.dc); free(c.dact); free(c.dgh); free(c.dhp);
+    free(A); free(B); free(bias); free(C);
+}
+#endif
+
 int main(void)
 {
     int ran = 0;
+    test_bf16_rounding();
+#ifdef WIN64_PROBE
+    test_win64_probe();
+#endif
     /* CR_ISA_SCALAR is 0 and always runs: it goes first and records */
     for (int isa = 0; isa < CR_ISA_COUNT; isa++) {
         if (cr_isa_set(isa) != 0)
@@ -387,8 +855,12 @@ int main(void)
         unsigned ftz = cr_ftz_begin();
         test_sgemm(tier);
         test_sgemm_tn(tier);
+        test_bf16(tier);
         test_cells(tier);
         test_math(tier);
+#ifdef WIN64_PROBE
+        test_win64_abi(tier);
+#endif
         cr_ftz_end(ftz);
         if (!recording)   /* every scalar result was compared */
             check(log_pos == log_len, "as many results as the scalar tier", tier,
@@ -400,6 +872,12 @@ int main(void)
            cr_isa_name(cr_isa_best()), cr_compiler());
     printf("largest difference from the scalar tier: %.2f of its bound (%zu values)\n",
            worst_vs_scalar, log_len);
+    printf("bf16: cpu %s; native kernel cases: %d, largest difference from the portable "
+           "kernel: %.2f of its bound\n", cr_cpu_has_bf16() ? "yes" : "no", bf16_kinds_native,
+           worst_native);
+#ifdef WIN64_PROBE
+    printf("windows x64: callee-saved registers kept across %d kernel calls\n", win64_calls);
+#endif
     printf("%d passed, %d failed\n", passed, failed);
     free(scalar_log);
     return failed == 0 && ran > 0 ? 0 : 1;

@@ -1,0 +1,121 @@
+"""The precision of the matrix products: fp32, or bf16 (mixed precision).
+
+    fp32   every product in float32 (charrnn's own sgemm, or BLAS)
+    bf16   the products whose B operand is a weight -- the input and recurrent products of
+           every layer, forward and backward through the weights (dh, dx), and the
+           decoder's forward -- take their inputs rounded to bfloat16 (weights when they
+           are packed, once per pass; activations as they enter the tiles) and sum in
+           float32 (kernels/sgemm_bf16.h). Everything else stays float32: the weights
+           themselves (the master copy), the optimizer's state, the gradients and their
+           accumulation, the weight-gradient products, the gate math and cell state, the
+           softmax. Always on charrnn's own GEMM: a BLAS has no bf16.
+    auto   bf16 where the CPU has bf16 dot products and charrnn a kernel for them that
+           has been verified (today: arm64 FEAT_BF16, the neon tier's BFDOT kernel);
+           fp32 everywhere else, x86 AVX512_BF16 included (detected and reported by
+           `charrnn info`, but its kernel is not written: see docs/internals/kernels.md).
+
+Asking for bf16 where no native kernel runs is a ConfigError, because the portable
+kernel (plain C, every tier) is no faster than float32. For tests, CHARRNN_BF16=portable
+lets bf16 run on it anywhere, so the whole pipeline (packing, rounding, training, exact
+resume) is tested on every CPU. Where a native kernel exists, CHARRNN_BF16=portable still
+picks the portable one (the same bits on every machine).
+
+A network's precision is its workspaces' (charrnn.nn.network.Network.precision);
+charrnn.nn.cells packs the weights accordingly. Sampling is always float32.
+Importing this module loads no kernel (charrnn.training.options reads PRECISIONS at the
+CLI's start-up); the functions do.
+"""
+import os
+
+from charrnn.errors import ConfigError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+ENV = "CHARRNN_BF16"
+
+
+def native():
+    """True if the current tier has a native bf16 kernel and this CPU runs it."""
+    from charrnn import _isa
+    return _isa.bf16_native()
+
+
+def _env():
+    value = os.environ.get(ENV, "").strip().lower()
+    if value not in ("", "portable"):
+        raise ConfigError(f"{ENV}={value}: not a choice; set it to portable (bf16 products "
+                          "on the portable kernel, for tests) or leave it unset")
+    return value
+
+
+def path():
+    """The kernel bf16 products run on now: "native", "portable" (CHARRNN_BF16=portable)
+    or None (none allowed: no native kernel on this tier and CPU)."""
+    if _env() == "portable":
+        return "portable"
+    return "native" if native() else None
+
+
+def why_not():
+    """Why this process has no native bf16 kernel (for messages), or None if it has."""
+    from charrnn import _isa
+    from charrnn.nn import isa
+    if native():
+        return None
+    tier = isa.current()
+    if _isa.cpu_bf16():
+        if "avx512bf16" in _isa.cpu_features():
+            return ("this CPU has AVX512_BF16, but charrnn has no x86 bf16 kernel yet (one "
+                    "is to be written and verified on such a CPU)")
+        return f"the {tier} tier has no bf16 kernel (this CPU's BF16 is used by the neon tier)"
+    return ("this CPU has no bf16 dot products charrnn can use (arm64 FEAT_BF16; x86 "
+            "AVX512_BF16 is detected but has no kernel yet)")
+
+
+def resolve(name, resumed=False):
+    """"fp32" or "bf16" for a --precision of auto, fp32 or bf16; a ConfigError (one line)
+    for bf16 where it cannot run (resumed: the precision a run recorded)."""
+    if name not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+    if name == "auto":
+        return "bf16" if native() and _env() == "" else "fp32"
+    if name == "bf16" and path() is None:
+        if resumed:
+            raise ConfigError(f"cannot resume: this run trains in bf16 (its recorded "
+                              f"precision), but {why_not()}; resume it where it can run "
+                              f"({ENV}=portable runs it on the portable kernel, slowly)")
+        raise ConfigError(f"--precision bf16: {why_not()}; use --precision fp32 or auto "
+                          f"({ENV}=portable runs bf16 on the portable kernel, for tests)")
+    return name
+
+
+def kernel_native():
+    """For packing in bf16: True for the native kernel, False for the portable one; a
+    ConfigError if bf16 cannot run here (the network's precision was set elsewhere)."""
+    p = path()
+    if p is None:
+        raise ConfigError(f"bf16 products: {why_not()}")
+    return p == "native"
+
+
+def describe(name):
+    """One line for the log: what the products of a run in precision `name` run on."""
+    from charrnn import _isa
+    from charrnn.nn import isa
+    if name != "bf16":
+        return "float32"
+    mr, nr = _isa.bf16_tile(path() == "native")
+    kernel = (f"the {isa.current()} tier's BF16 kernel" if path() == "native"
+              else f"the portable kernel, {ENV}=portable")
+    return f"inputs in bf16, sums in float32 ({kernel}, {mr}x{nr})"
+
+
+def info():
+    """The bf16 facts of `charrnn info`."""
+    from charrnn import _isa
+    hw = [f for f in ("avx512bf16", "bf16") if f in _isa.cpu_features()]
+    return {
+        "bf16_cpu": ("yes (" + ", ".join("AVX512_BF16" if f == "avx512bf16" else "FEAT_BF16"
+                                         for f in hw) + ")") if _isa.cpu_bf16() else "no",
+        "bf16_products": describe("bf16") if path() else f"not available: {why_not()}",
+        "precision_auto": resolve("auto"),
+    }
