@@ -22,6 +22,7 @@ CELLS = tuple(GATES)
 OPTIMIZERS = ("adam", "rmsprop")
 ENCODING_ERRORS = ("strict", "replace", "ignore")   # Python's codec error handlers
 DOCS = ("none", "lines", "files")                  # charrnn.data.documents.MODES
+TASKS = ("lm", "classify")   # what a run learns (charrnn.training.loop.train dispatches)
 
 
 def option(default, help, auto=None):
@@ -32,6 +33,10 @@ def option(default, help, auto=None):
 
 @dataclass
 class TrainConfig:
+    # ---- task
+    task: str = option(
+        "lm", "What to learn: lm, a character language model of FILE; classify, a "
+        "classifier from FILE's label<TAB>text lines (charrnn classify RUN TEXT)")
     # at 1 MB and 5 minutes the auto options come to: 2x256, embed 64, dropout 0.1,
     # 32 x 64, lr decay 0.85, evaluate every 500
     # ---- model (see charrnn.nn.network.ModelConfig)
@@ -127,6 +132,7 @@ class TrainConfig:
             (0 <= self.seed < 2**64, "--seed must be a whole number in [0, 2**64)"),
             (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.docs in DOCS, f"--docs must be one of {', '.join(DOCS)}"),
+            (self.task in TASKS, f"--task must be one of {', '.join(TASKS)}"),
         ]
         for ok, message in checks:
             if not ok:
