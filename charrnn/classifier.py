@@ -1,7 +1,7 @@
 """The classifier a user holds: a trained charrnn.nn.classifier.Classifier with its
 vocabulary and labels, loaded from a run of `charrnn train --task classify`.
 
-    clf = charrnn.load_classifier("charrnn-runs/names-...")   # or charrnn.load(RUN)
+    clf = charrnn.load_classifier("charrnn-runs/names-...")   # best.safetensors
     clf.predict(["Müller", "Rossi"])            # -> ["de", "it"]
     clf.predict_proba(["Müller"])               # -> (1, C) array, columns: clf.labels
     clf.top("Müller", 3)                        # -> [("de", 0.91), ("nl", 0.05), ...]
@@ -106,3 +106,10 @@ def load_classifier(path, best=True):
     clf = TextClassifier(Classifier(ck.config, params=ck.params), ck.vocab, ck.labels,
                          info=ck.info, source=found.parent)
     return clf
+
+
+def run_kind(path, best=True):
+    """"classifier" or "lm": what the model file of a run directory (or a file) is;
+    CheckpointError if there is none."""
+    return "classifier" if classifier_file.kind(rundir.find_checkpoint(path, best=best)) \
+        == "classifier" else "lm"

@@ -25,7 +25,7 @@ from charrnn.errors import ConfigError, CorpusError
 from charrnn.generate import sampler
 from charrnn.generate.beam import beam_search
 from charrnn.generate.items import sample_items
-from charrnn.io import checkpoint, classifier_file, rundir
+from charrnn.io import checkpoint, rundir
 from charrnn.nn.network import Network
 from charrnn.nn.probe import probe
 
@@ -112,12 +112,9 @@ class CharRNN(Network):
 
 def load(path, best=False):
     """A CharRNN from a run directory (its model.safetensors, or best.safetensors if
-    best) or a .safetensors file; a classifier's (--task classify): a
-    charrnn.classifier.TextClassifier. Raises CheckpointError with a one-line reason."""
+    best) or a .safetensors file. Raises CheckpointError with a one-line reason (a
+    classifier's run, --task classify: charrnn.load_classifier loads it)."""
     found = rundir.find_checkpoint(path, best=best)
-    if classifier_file.kind(found) == "classifier":
-        from charrnn.classifier import load_classifier
-        return load_classifier(found)
     ck = checkpoint.load_model(found)
     model = CharRNN(ck.config, ck.vocab, params=ck.params)
     model.source = found.parent   # its run directory (the training documents, for items)

@@ -284,8 +284,8 @@ def _check_format(meta, fmt):
                            f"(load {STATE_FILE})")
         if found == "charrnn-classifier":
             raise Corrupt("this is a classifier (trained with --task classify), not a "
-                          "language model: use charrnn classify RUN TEXT or charrnn eval RUN "
-                          "pairs.tsv")
+                          "language model: use charrnn classify / charrnn eval (in Python: "
+                          "charrnn.load_classifier)")
         if found is None:
             raise Corrupt("not a charrnn file: a safetensors file without charrnn "
                            "metadata (written by another program?)")
