@@ -47,6 +47,16 @@ def file_digest(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+NOT_FOR_CLASSIFY = ("dropout", "seq_len", "lr_decay", "docs")   # options that do not apply
+
+
+def check_options(options):
+    """ConfigError for an option given that a classifier run does not use."""
+    for k in NOT_FOR_CLASSIFY:
+        if options.get(k) is not None and not (k == "docs" and options[k] == "none"):
+            raise ConfigError(f"--{k.replace('_', '-')} does not apply to --task classify")
+
+
 class ClassifierTrainer:
     def __init__(self, cfg, path, run_dir, saved, log, quiet, progress):
         self.run_dir, self.log, self.quiet, self.progress = Path(run_dir), log, quiet, progress
@@ -61,11 +71,6 @@ class ClassifierTrainer:
             raise CorpusError(f"{path}: every line has label {self.labels[0]!r}; a classifier "
                               "needs two labels or more")
         given = {k: v for k, v in asdict(cfg).items() if k in defaults.AUTO and v is not None}
-        for k in ("dropout", "seq_len", "lr_decay"):
-            if k in given and saved is None:
-                raise ConfigError(f"--{k.replace('_', '-')} does not apply to --task classify")
-        if cfg.docs != "none":
-            raise ConfigError("--docs does not apply to --task classify (each line is a pair)")
         n = len(pairs.left)
         split = {}
 

@@ -41,6 +41,7 @@ from charrnn.io.rundir import STATE_FILE, RunLock
 from charrnn.errors import CharRNNError, ConfigError
 from charrnn.training.trainer import Interrupted, Trainer, anneal_factor
 from charrnn.training.classify_run import ClassifierTrainer
+from charrnn.training.classify_run import check_options as check_classify_options
 
 
 class _Signals:
@@ -96,6 +97,7 @@ def train(corpus=None, *, out=None, resume=False, init=None, threads=None, quiet
     comm = dist.connect(distributed)
     if options.get("task") == "classify" and not resume:
         _check_classify(corpus, init, comm)
+        check_classify_options(options)
     if not comm.is_root:
         quiet, log, progress = True, (lambda s: None), None
     try:
