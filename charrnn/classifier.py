@@ -46,8 +46,11 @@ class TextClassifier:
         if isinstance(texts, str):
             texts = [texts]
         texts = list(texts)
+        for i, t in enumerate(texts):   # before sorting: the message names the text's index
+            if not isinstance(t, str) or not t:
+                raise CorpusError(f"text {i} is {t!r}: every text must be a non-empty string")
         out = np.empty((len(texts), len(self.labels)))
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]) if isinstance(texts[i], str) else 0)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for lo in range(0, len(texts), batch):
             rows = order[lo:lo + batch]
             out[rows] = self.model.predict_proba(*self.encode([texts[i] for i in rows]))

@@ -36,7 +36,7 @@ class TrainConfig:
     # ---- task
     task: str = option(
         "lm", "What to learn: lm, a character language model of FILE; classify, a "
-        "classifier from FILE's label<TAB>text lines (charrnn classify RUN TEXT)")
+        "classifier from FILE's lines, each a label, a tab and a text (see charrnn classify)")
     # at 1 MB and 5 minutes the auto options come to: 2x256, embed 64, dropout 0.1,
     # 32 x 64, lr decay 0.85, evaluate every 500
     # ---- model (see charrnn.nn.network.ModelConfig)
