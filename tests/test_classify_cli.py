@@ -222,3 +222,40 @@ def test_lm_task_is_the_default_and_rejects_bad_task():
     assert TrainConfig().task == "lm"
     with pytest.raises(ConfigError, match="--task must be one of lm, classify"):
         TrainConfig(task="translate").validate()
+
+
+def test_lm_runs_are_unchanged_by_the_task_option(tmp_path):
+    """task="lm" (the default) is today's language model, step for step."""
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat. " * 100)
+    lm = dict(hidden=8, embed=4, seq_len=8, batch_size=2, max_minutes=0, max_steps=6,
+              threads=1, quiet=True)
+    train(str(text), out=str(tmp_path / "a"), **lm)
+    train(str(text), out=str(tmp_path / "b"), task="lm", **lm)
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b") and len(_losses(tmp_path / "a")) == 6
+
+
+def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, pairs):
+    """A real `charrnn train --task classify` process: SIGINT saves, exits 130, resumes."""
+    import subprocess
+    import sys
+    import time
+    from conftest import child_env
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "charrnn.cli", "train", str(pairs), "--out",
+                          str(run), *TINY[:-4], "--max-minutes", "5", "--threads", "1"],
+                         stderr=subprocess.PIPE, text=True, env=child_env())
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130, err
+    assert "resume with: charrnn train --out" in err and "Traceback" not in err
+    assert (run / "state.safetensors").is_file()
+    steps = _losses(run)
+    r = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--max-steps",
+                                  str(len(steps) + 5), "-q"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert len(_losses(run)) == len(steps) + 5 and _losses(run)[:len(steps)] == steps
