@@ -259,3 +259,10 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, pairs):
                                   str(len(steps) + 5), "-q"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert len(_losses(run)) == len(steps) + 5 and _losses(run)[:len(steps)] == steps
+
+
+def test_a_run_stopped_by_patience_is_finished():
+    from charrnn.inspect.runs import _state
+    assert _state([{"step": 9, "final": True, "stopped_by": "patience"}], None, {}) == \
+        ("finished", "patience")
+    assert _state([{"step": 9, "final": True, "stopped_by": "SIGINT"}], None, {})[0] == "interrupted"

@@ -8,6 +8,7 @@ A run's state is one of
                  /proc/locks on Linux, else whether the pid in the lock file is alive)
     finished     the last line of metrics.jsonl is the "final" line of a run that
                  stopped at its budget (stopped_by max-steps, max-epochs, max-minutes)
+                 or early (patience)
     interrupted  anything else: stopped by Ctrl-C/SIGTERM (resumable), or killed,
                  crashed or diverged before it could write a final line
 
@@ -28,6 +29,7 @@ from charrnn.io.rundir import (LOCK_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE
                                runs_root)
 
 BUDGETS = ("max-steps", "max-epochs", "max-minutes")
+STOPS = (*BUDGETS, "patience")   # a run that stopped on its own: finished
 STATES = ("running", "finished", "interrupted")
 
 
@@ -157,7 +159,7 @@ def _state(records, pid, tcfg):
     if why is None:
         # A run from before charrnn recorded why it stopped: did it reach a budget?
         why = _budget_reached(last, tcfg)
-    return ("finished" if why in BUDGETS else "interrupted"), why
+    return ("finished" if why in STOPS else "interrupted"), why
 
 
 def _budget_reached(last, tcfg):
