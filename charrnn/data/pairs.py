@@ -6,6 +6,11 @@ another thing rather than model one stream.
                                                       source and target
     split_pairs(keys, val_frac, seed) -> (train indices, held-out indices)
 
+The reader knows nothing of tasks: a classifier reads (label, text) and splits
+stratified by label; a seq2seq run (to come) reads (source, target) with
+names=("source", "target"), splits with one key for all pairs, and tokenizes the
+target itself (--target-tokens chars|space).
+
 A line is split at its *first* tab (the right side may hold more tabs); a trailing
 "\\n" or "\\r\\n" is not part of it; blank lines are skipped. Every refusal is one line
 naming the file and the line number: a line without a tab, an empty side, bytes that

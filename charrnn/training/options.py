@@ -22,7 +22,9 @@ CELLS = tuple(GATES)
 OPTIMIZERS = ("adam", "rmsprop")
 ENCODING_ERRORS = ("strict", "replace", "ignore")   # Python's codec error handlers
 DOCS = ("none", "lines", "files")                  # charrnn.data.documents.MODES
-TASKS = ("lm", "classify")   # what a run learns (charrnn.training.loop.train dispatches)
+# What a run learns: charrnn.training.loop._train_in picks the trainer by task (lm:
+# trainer.Trainer, classify: classify_run.ClassifierTrainer); seq2seq joins here later.
+TASKS = ("lm", "classify")
 
 
 def option(default, help, auto=None):
