@@ -150,6 +150,8 @@ def test_python_api(trained):
 
 def test_wrong_kind_is_one_line(runner, trained, tmp_path):
     assert "is a classifier" in one_line(invoke(runner, "sample", trained, "--length", "5"))
+    assert "is a classifier run" in one_line(invoke(runner, "report", trained, "-o",
+                                                    tmp_path / "r.html"))
     with pytest.raises(CheckpointError, match="is a classifier"):
         charrnn.load(trained)
     lm = tmp_path / "lm"
