@@ -4,6 +4,9 @@
     charrnn.train("corpus.txt", max_minutes=5)        # what `charrnn train` runs
     model = charrnn.load("charrnn-runs/corpus-...")    # run directory or .safetensors
     print(model.generate(prime="ROMEO:", length=300, temperature=0.8))
+    charrnn.train("pairs.tsv", task="classify")        # label<TAB>text lines
+    clf = charrnn.load_classifier("charrnn-runs/pairs-...")
+    print(clf.top("some text", 3))                     # [(label, probability), ...]
 
 Heavy modules (NumPy, the kernels) are imported on first use, so `charrnn --help`
 starts fast.
@@ -48,7 +51,8 @@ from charrnn.errors import (CharRNNError, CheckpointError, ConfigError, CorpusEr
 from charrnn.version import __version__  # noqa: F401  (charrnn.__version__)
 
 # The public API, imported on first use: name -> the module that defines it.
-_LAZY = {"CharRNN": "charrnn.model", "load": "charrnn.model", "evaluate": "charrnn.model",
+_LAZY = {"CharRNN": "charrnn.model", "load": "charrnn.model", "load_classifier": "charrnn.classifier",
+         "TextClassifier": "charrnn.classifier", "evaluate": "charrnn.model",
          "train": "charrnn.training.loop", "TrainConfig": "charrnn.training.options",
          "ModelConfig": "charrnn.nn.network", "runs": "charrnn.inspect.runs",
          "export_onnx": "charrnn.export", "export_c": "charrnn.export",
@@ -68,7 +72,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'charrnn' has no attribute {name!r}")
 
 
-__all__ = ["CharRNN", "load", "evaluate", "train", "runs", "ModelConfig", "TrainConfig",
+__all__ = ["CharRNN", "load", "load_classifier", "TextClassifier", "evaluate", "train", "runs", "ModelConfig", "TrainConfig",
            "export_onnx", "export_c", "export_html", "export_web", "info", "longest_repeat",
            "cells", "reference",
            "CharRNNError", "CheckpointError", "ConfigError", "CorpusError",

@@ -112,7 +112,8 @@ class CharRNN(Network):
 
 def load(path, best=False):
     """A CharRNN from a run directory (its model.safetensors, or best.safetensors if
-    best) or a .safetensors file. Raises CheckpointError with a one-line reason."""
+    best) or a .safetensors file. Raises CheckpointError with a one-line reason (a
+    classifier's run, --task classify: charrnn.load_classifier loads it)."""
     found = rundir.find_checkpoint(path, best=best)
     ck = checkpoint.load_model(found)
     model = CharRNN(ck.config, ck.vocab, params=ck.params)

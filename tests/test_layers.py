@@ -19,7 +19,7 @@ LAYERS = [
     ("charrnn.nn",),
     ("charrnn.io",),
     ("charrnn.generate",),
-    ("charrnn.model",),
+    ("charrnn.model", "charrnn.classifier"),   # the objects a user loads: LM, classifier
     ("charrnn.inspect", "charrnn.export"),
     ("charrnn.training",),
     ("charrnn.serve",),

@@ -316,12 +316,17 @@ def _write_samples(out, pieces, K, labels, report, prime):
 def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, docs):
     """Loss of a model on a text file, in nats/char and bits/char. A run directory
     gives its best.safetensors; --latest its newest weights. Any text is scored (one
-    repeated character too).
+    repeated character too). For a classifier (--task classify), FILE holds
+    label<TAB>text lines: accuracy, loss (nats per text) and the count per label.
 
     \b
     Example:
       charrnn eval charrnn-runs/tinyshakespeare-20260101-120000 other.txt
+      charrnn eval runs/names test.tsv
     """
+    from charrnn.classifier import run_kind
+    if call(run_kind, checkpoint, best=not latest) == "classifier":
+        return _eval_classifier(checkpoint, file, latest, encoding, encoding_errors)
     from charrnn.model import evaluate
     model = load_model(checkpoint, latest, best)
     r = call(evaluate, model, file, encoding=encoding, encoding_errors=encoding_errors,
@@ -331,3 +336,18 @@ def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, do
                f"character{'s' * (r['chars'] != 1)}" + (
                    f" ({skipped:,} character{'s' * (skipped != 1)} the model never saw "
                    "skipped)" if skipped else ""))
+
+
+def _eval_classifier(checkpoint, file, latest, encoding, encoding_errors):
+    from charrnn.classifier import load_classifier
+    clf = call(load_classifier, checkpoint, best=not latest)
+    r = call(clf.evaluate, file, encoding or "utf-8", encoding_errors)
+    loss = "-" if r["loss"] is None else f"{r['loss']:.4f}"
+    click.echo(f"accuracy {r['accuracy']:.4f} ({round(r['accuracy'] * r['pairs']):,} of "
+               f"{r['pairs']:,}), loss {loss} nats/text")
+    width = max(len(l) for l in r["per_label"])
+    for label, (hit, n) in sorted(r["per_label"].items()):
+        click.echo(f"  {label.ljust(width)}  {hit:>6,} of {n:>6,}  {hit / n:.4f}")
+    if r["unknown_labels"]:
+        click.echo(f"  ({r['unknown_labels']:,} texts have a label the model does not know: "
+                   "counted wrong, not in the loss)")

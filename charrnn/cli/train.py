@@ -8,11 +8,13 @@ import sys
 import click
 
 from charrnn.cli.common import call, finite, quiet_broken_pipe
-from charrnn.training.options import CELLS, DOCS, ENCODING_ERRORS, OPTIMIZERS, PRECISIONS, described
+from charrnn.training.options import (CELLS, DOCS, ENCODING_ERRORS, OPTIMIZERS, PRECISIONS,
+                                      TASKS, described)
 
 
 @click.command()
 @click.argument("files", nargs=-1, metavar="[FILE]...", type=click.Path(path_type=str))
+@click.option("--task", type=click.Choice(TASKS), help=described("task"))
 @click.option("--cell", type=click.Choice(CELLS), help=described("cell"))
 @click.option("--hidden", type=click.IntRange(min=1), help=described("hidden"))
 @click.option("--layers", type=click.IntRange(min=1), help=described("layers"))
@@ -64,6 +66,10 @@ def train(files, out, resume, init, threads, quiet, distributed, **options):
     you how to resume. Under `mpiexec -n N` it trains data-parallel over N ranks
     (pip install "charrnn-fast[mpi]").
 
+    --task classify trains a classifier instead, from a TSV file of label<TAB>text
+    lines (whole pairs held out for validation, stratified by label); use it with
+    `charrnn classify RUN TEXT` and `charrnn eval RUN test.tsv`.
+
     Options marked auto are chosen from the size of FILE and --max-minutes (the first
     log line says what was picked; the run's config records it); any option you pass
     wins.
@@ -76,6 +82,7 @@ def train(files, out, resume, init, threads, quiet, distributed, **options):
       mpiexec -n 4 charrnn train corpus.txt --out runs/big
       charrnn train names.txt --docs lines --out runs/names
       charrnn train notes/ --docs files
+      charrnn train names.tsv --task classify --out runs/names
     """
     if distributed is not False:
         from charrnn.training.rank_supervisor import supervise
@@ -98,7 +105,9 @@ def train(files, out, resume, init, threads, quiet, distributed, **options):
         sys.exit(130)
     if quiet and summary.get("rank", 0) == 0:
         val = summary["val_loss"]
+        acc = summary.get("val_accuracy")
         try:
-            click.echo(f"{summary['run_dir']}\tval_loss={'none' if val is None else f'{val:.4f}'}")
+            click.echo(f"{summary['run_dir']}\tval_loss={'none' if val is None else f'{val:.4f}'}"
+                       + ("" if acc is None else f"\tval_accuracy={acc:.4f}"))
         except BrokenPipeError:   # the run is saved; the reader went away
             quiet_broken_pipe()

@@ -117,6 +117,9 @@ def build_report(run_dir, text=None, best=True, passage_chars=PASSAGE_CHARS,
     try:
         model = load(Path(run_dir) / which)
     except CheckpointError as e:
+        if "is a classifier" in str(e):   # a model, but not one this report reads
+            raise ReportError(f"{run_dir} is a classifier run (--task classify): the report "
+                              "is for language models; see charrnn runs and charrnn eval") from None
         raise ReportError(f"{run_dir}: no model to report on yet ({e})") from None
     records = read_metrics(run_dir)
     # probe's probabilities are (T, V) float64: bound them for a huge vocabulary

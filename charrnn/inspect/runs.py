@@ -8,6 +8,7 @@ A run's state is one of
                  /proc/locks on Linux, else whether the pid in the lock file is alive)
     finished     the last line of metrics.jsonl is the "final" line of a run that
                  stopped at its budget (stopped_by max-steps, max-epochs, max-minutes)
+                 or early (patience)
     interrupted  anything else: stopped by Ctrl-C/SIGTERM (resumable), or killed,
                  crashed or diverged before it could write a final line
 
@@ -28,7 +29,7 @@ from charrnn.io.rundir import (LOCK_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE
                                runs_root)
 
 BUDGETS = ("max-steps", "max-epochs", "max-minutes")
-FINISHED = BUDGETS + ("patience",)   # early stopping is a run that finished, too
+STOPS = (*BUDGETS, "patience")   # a run that stopped on its own: finished
 STATES = ("running", "finished", "interrupted")
 
 
@@ -55,10 +56,14 @@ class Run:
     wall_minutes: float = 0.0
     updated: float = 0.0                   # time of the last write (seconds since epoch)
     parent: Optional[dict] = None          # fine-tuned (--init): run, checkpoint, sha256, step
+    task: str = "lm"                       # lm, or classify (--task: a classifier)
+    val_accuracy: Optional[float] = None   # classify: of the last evaluation
     config: dict = field(default_factory=dict, repr=False)   # the training options
 
     @property
     def best_val_bpc(self):
+        if self.task != "lm":   # a classifier's loss is per text, not per character
+            return None
         return None if self.best_val_loss is None else self.best_val_loss / math.log(2)
 
     @property
@@ -66,7 +71,8 @@ class Run:
         """'GRU 2x256' (or '?')."""
         if self.cell is None:
             return "?"
-        return f"{self.cell.upper()} {self.layers}x{self.hidden}"
+        bi = "Bi" if self.task == "classify" else ""
+        return f"{bi}{self.cell.upper()} {self.layers}x{self.hidden}"
 
     @property
     def parent_name(self):
@@ -121,6 +127,9 @@ def read_run(path):
                                                             else None))
     for key in ("cell", "layers", "hidden", "embed", "vocab_size"):
         setattr(run, key, model_config.get(key, tcfg.get(key)))
+    run.task = tcfg.get("task") or "lm"
+    accs = [r["val_accuracy"] for r in records if r.get("val_accuracy") is not None]
+    run.val_accuracy = accs[-1] if accs else info.get("val_accuracy")
     steps = [r for r in records if "train_loss" in r and "lr" in r]
     vals = [r["val_loss"] for r in records if r.get("val_loss") is not None]
     last = records[-1] if records else {}
@@ -130,7 +139,7 @@ def read_run(path):
     run.val_loss = vals[-1] if vals else info.get("val_loss")
     run.best_val_loss = min(vals) if vals else info.get("best_val_loss")
     run.wall_minutes = float(last.get("wall_time", 0.0)) / 60
-    if tcfg.get("batch_size") and tcfg.get("seq_len"):
+    if tcfg.get("batch_size") and tcfg.get("seq_len") and run.task == "lm":
         run.chars_seen = run.steps * tcfg["batch_size"] * tcfg["seq_len"]
     run.updated = max((q.stat().st_mtime for q in (p / METRICS_FILE, p / STATE_FILE, p)
                        if q.exists()), default=0.0)
@@ -150,7 +159,7 @@ def _state(records, pid, tcfg):
     if why is None:
         # A run from before charrnn recorded why it stopped: did it reach a budget?
         why = _budget_reached(last, tcfg)
-    return ("finished" if why in FINISHED else "interrupted"), why
+    return ("finished" if why in STOPS else "interrupted"), why
 
 
 def _budget_reached(last, tcfg):
@@ -262,25 +271,36 @@ def _pid_alive(pid):
 
 def format_table(found):
     """The runs as an aligned text table (one header line, one line per run). A
-    "from" column names the run each was fine-tuned from, when any was."""
+    "from" column names the run each was fine-tuned from, when any was; "task" and
+    "val acc" columns appear when any run is a classifier (--task classify)."""
     head = ["run", "corpus", "model", "steps", "epochs", "best val", "bits/char",
             "state", "updated"]
     parents = any(r.parent_name for r in found)
+    tasks = any(r.task != "lm" for r in found)
     if parents:
         head.insert(3, "from")
+    if tasks:
+        head.insert(2, "task")
+        head.insert(head.index("bits/char") + 1, "val acc")
     rows = [head]
     for r in found:
-        rows.append([
+        row = [
             r.name, r.corpus_name or "?", r.model, f"{r.steps:,}",
             f"{r.epochs:.2f}",
             "-" if r.best_val_loss is None else f"{r.best_val_loss:.4f}",
             "-" if r.best_val_bpc is None else f"{r.best_val_bpc:.3f}",
             r.state + (f" (pid {r.pid})" if r.state == "running" else ""),
             time.strftime("%Y-%m-%d %H:%M", time.localtime(r.updated)),
-        ])
+        ]
         if parents:
-            rows[-1].insert(3, r.parent_name or "-")
-    right = {4, 5, 6, 7} if parents else {3, 4, 5, 6}
+            row.insert(3, r.parent_name or "-")
+        if tasks:
+            row.insert(2, r.task)
+            row.insert(head.index("val acc"),
+                       "-" if r.val_accuracy is None else f"{r.val_accuracy:.4f}")
+        rows.append(row)
+    right = {i for i, h in enumerate(head) if h in ("steps", "epochs", "best val",
+                                                    "bits/char", "val acc")}
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w)
                        for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in rows]

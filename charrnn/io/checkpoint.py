@@ -282,6 +282,10 @@ def _check_format(meta, fmt):
         if found == MODEL_FORMAT:
             raise Corrupt("this is a charrnn model checkpoint, not a training state "
                            f"(load {STATE_FILE})")
+        if found == "charrnn-classifier":
+            raise Corrupt("this is a classifier (trained with --task classify), not a "
+                          "language model: use charrnn classify / charrnn eval (in Python: "
+                          "charrnn.load_classifier)")
         if found is None:
             raise Corrupt("not a charrnn file: a safetensors file without charrnn "
                            "metadata (written by another program?)")

@@ -221,3 +221,60 @@ def describe(choice, cell="gru"):
     if "patience" in auto and not v["patience"] and choice.val_chars:
         parts.append("no early stopping")
     return ", ".join(parts)
+
+
+# ---- classifiers (--task classify): pairs, not a stream -----------------------------
+# A classifier reads each string once per epoch, both ways, and learns one label from
+# it: the question is how many strings, not how many characters. Measured on 2 cores
+# (bench/classify.py, words by language), a 1x64 bidirectional GRU reaches its plateau
+# within minutes on ~10k strings; a wider one pays off only with more strings.
+CLS_MIN_VAL = 20            # held-out pairs below this: no validation
+CLS_BATCH = 32
+CLS_LADDER = [(0, 1, 64, 32), (20_000, 1, 128, 32), (200_000, 2, 128, 48)]   # from n pairs
+
+
+def choose_classifier(n_pairs, longest, max_minutes, given=None, held_out=None):
+    """The automatic options of a classifier run on n_pairs pairs whose longest text has
+    `longest` characters; held_out(val_frac) -> pairs held out (stratified, whole)."""
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    notes = []
+    val_frac = given.get("val_frac", VAL_FRAC)
+    n_val = held_out(val_frac) if val_frac else 0
+    least = 2 if "val_frac" in given else CLS_MIN_VAL
+    if val_frac and n_val < least:
+        notes.append(f"{n_pairs:,} pairs are too few to hold out {val_frac:g} for validation "
+                     f"({n_val}, fewer than {least}): training on all of them without "
+                     "validation")
+        n_val = 0
+    if not n_val:
+        val_frac = 0.0
+    n_train = n_pairs - n_val
+    layers, hidden, embed = [r[1:] for r in CLS_LADDER if n_train >= r[0]][-1]
+    batch = given.get("batch_size", max(1, min(CLS_BATCH, n_train // 4)))
+    per_epoch = math.ceil(n_train / batch)
+    v = {"layers": layers, "hidden": hidden, "embed": embed, "val_frac": val_frac,
+         "dropout": 0.0, "lr": LR, "lr_decay": 1.0, "batch_size": batch,
+         "seq_len": longest}   # informative: the longest row a batch pads to
+    if n_val:   # about once per epoch, within [MIN_EVAL_EVERY, EVAL_EVERY] steps
+        v["eval_every"] = int(min(EVAL_EVERY, max(MIN_EVAL_EVERY, per_epoch)))
+        v["patience"], v["max_epochs"] = PATIENCE, 0
+    else:
+        v["eval_every"] = int(min(EVAL_EVERY, max(MIN_EVAL_EVERY, per_epoch)))
+        v["patience"], v["max_epochs"] = 0, NO_VAL_MAX_EPOCHS
+    auto = [k for k in AUTO if k not in given]
+    v.update({k: given[k] for k in AUTO if k in given})
+    return Choice(v, auto, n_val, notes)
+
+
+def describe_classifier(choice, cell="gru"):
+    v, auto = choice.values, set(choice.auto)
+    parts = []
+    if auto & {"layers", "hidden", "embed"}:
+        parts.append(f"{v['layers']}x{v['hidden']} bidirectional {cell.upper()}, "
+                     f"embedding {v['embed']}")
+    for k, label in (("batch_size", "batch {}"), ("lr", "lr {}"),
+                     ("eval_every", "evaluate every {} steps"), ("patience", "patience {}"),
+                     ("max_epochs", "at most {} epochs")):
+        if k in auto and not (k in ("patience", "max_epochs") and not v[k]):
+            parts.append(label.format(v[k]))
+    return ", ".join(parts)

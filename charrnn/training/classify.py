@@ -10,41 +10,17 @@ Adam and global-norm clipping): characters -> bidirectional stack -> pooled -> s
 The vocabulary is the training texts' characters, sorted, after id 0, which stands for
 any character not seen in training; labels are the distinct labels, sorted. Each step
 draws batch_size pairs at random (seeded) and pads them to the longest.
-No checkpoints, CLI or held-out scoring yet: see docs/internals/bidirectional.md.
+Runs with checkpoints, validation and resume: charrnn.training.classify_run
+(`charrnn train --task classify`); see docs/classify.md.
 """
-from dataclasses import dataclass, field
-
 import numpy as np
 
+from charrnn.classifier import TextClassifier
 from charrnn.errors import ConfigError, CorpusError
 from charrnn.nn import optim
-from charrnn.nn.classifier import Classifier, pad_batch
+from charrnn.nn.classifier import Classifier
 
-UNKNOWN = 0   # the id of a character not in the vocabulary
-
-
-@dataclass
-class TextClassifier:
-    model: Classifier
-    vocab: list          # characters; vocab[i] has id i + 1
-    labels: list         # class i is labels[i]
-    history: list = field(default_factory=list)   # (step, mean training loss of the batch)
-
-    def encode(self, texts):
-        """(ids (T, N) int32, lengths (N,)) of a list of non-empty strings."""
-        index = {c: i + 1 for i, c in enumerate(self.vocab)}
-        for i, t in enumerate(texts):
-            if not isinstance(t, str) or not t:
-                raise CorpusError(f"text {i} is {t!r}: every text must be a non-empty string")
-        return pad_batch([[index.get(c, UNKNOWN) for c in t] for t in texts])
-
-    def predict_proba(self, texts):
-        """(N, C) float64 class probabilities; columns in the order of self.labels."""
-        return self.model.predict_proba(*self.encode(texts))
-
-    def predict(self, texts):
-        """The most probable label of each text."""
-        return [self.labels[i] for i in self.predict_proba(texts).argmax(axis=1)]
+__all__ = ["TextClassifier", "train_classifier"]
 
 
 def train_classifier(pairs, cell="lstm", hidden=64, layers=1, embed=32, pool="final",

@@ -40,6 +40,8 @@ from charrnn.training.run_start import open_run, remove_if_unused
 from charrnn.io.rundir import STATE_FILE, RunLock
 from charrnn.errors import CharRNNError, ConfigError
 from charrnn.training.trainer import Interrupted, Trainer, anneal_factor
+from charrnn.training.classify_run import ClassifierTrainer
+from charrnn.training.classify_run import check_options as check_classify_options
 
 
 class _Signals:
@@ -93,6 +95,9 @@ def train(corpus=None, *, out=None, resume=False, init=None, threads=None, quiet
     if threads is not None and threads < 1:
         raise ConfigError("--threads must be at least 1")
     comm = dist.connect(distributed)
+    if options.get("task") == "classify" and not resume:
+        _check_classify(corpus, init, comm)
+        check_classify_options(options)
     if not comm.is_root:
         quiet, log, progress = True, (lambda s: None), None
     try:
@@ -140,7 +145,7 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
         corpus = corpus if corpus is not None else sources.recorded(meta)   # open_run checked it
     else:
         cfg = TrainConfig(**options).validate()
-        corpus = corpus if isinstance(corpus, FileSet) else str(
+        corpus = corpus if isinstance(corpus, FileSet) or cfg.task != "lm" else str(
             corpus if corpus is not None else data.bundled_corpus())
     # auto becomes what this machine runs, recorded with the run; bf16 where it cannot run
     # (a resumed bf16 run included) is a ConfigError here, before any work
@@ -159,7 +164,11 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
         with dist.RootLock(comm, RunLock, run_dir), \
                 threadpool_limits(limits=1 if split else threads), \
                 cells.gemm_backend(gemm), _Signals() as sig:
-            trainer = Trainer(cfg, corpus, run_dir, saved, log, quiet, progress, comm, base)
+            if cfg.task == "classify":
+                _check_classify(corpus, init=None, comm=comm)
+                trainer = ClassifierTrainer(cfg, corpus, run_dir, saved, log, quiet, progress)
+            else:
+                trainer = Trainer(cfg, corpus, run_dir, saved, log, quiet, progress, comm, base)
             if split:
                 trainer.model.parallel = cells.Parallel(threads)
             try:
@@ -169,6 +178,22 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
                     trainer.model.parallel.close()
     except KeyboardInterrupt:   # a second Ctrl-C, in a step or while stopping after the first
         raise _interrupted_again(comm, run_dir, trainer) from None
+
+
+def _check_classify(corpus, init, comm):
+    """What --task classify cannot take, before any directory is made."""
+    if corpus is None:
+        raise ConfigError("--task classify needs FILE: a TSV file of label<TAB>text lines")
+    if isinstance(corpus, (FileSet, list, tuple)):
+        raise ConfigError("--task classify reads one TSV file (label<TAB>text lines), "
+                          "not several")
+    if sources.is_stream(corpus):
+        raise ConfigError("--task classify reads a TSV file, not a pipe or standard input "
+                          "(a resumed run reads it again)")
+    if init is not None:
+        raise ConfigError("--init (fine-tuning) is for language models; not with --task classify")
+    if comm.size > 1:
+        raise ConfigError("--task classify trains in one process: run it without mpiexec")
 
 
 def _interrupted_again(comm, run_dir, trainer):

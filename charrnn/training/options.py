@@ -23,6 +23,9 @@ CELLS = tuple(GATES)
 OPTIMIZERS = ("adam", "rmsprop")
 ENCODING_ERRORS = ("strict", "replace", "ignore")   # Python's codec error handlers
 DOCS = ("none", "lines", "files")                  # charrnn.data.documents.MODES
+# What a run learns: charrnn.training.loop._train_in picks the trainer by task (lm:
+# trainer.Trainer, classify: classify_run.ClassifierTrainer); seq2seq joins here later.
+TASKS = ("lm", "classify")
 
 
 def option(default, help, auto=None):
@@ -33,6 +36,10 @@ def option(default, help, auto=None):
 
 @dataclass
 class TrainConfig:
+    # ---- task
+    task: str = option(
+        "lm", "What to learn: lm, a character language model of FILE; classify, a "
+        "classifier from FILE's lines, each a label, a tab and a text (see charrnn classify)")
     # at 1 MB and 5 minutes the auto options come to: 2x256, embed 64, dropout 0.1,
     # 32 x 64, lr decay 0.85, evaluate every 500
     # ---- model (see charrnn.nn.network.ModelConfig)
@@ -136,6 +143,7 @@ class TrainConfig:
             (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.docs in DOCS, f"--docs must be one of {', '.join(DOCS)}"),
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
+            (self.task in TASKS, f"--task must be one of {', '.join(TASKS)}"),
         ]
         for ok, message in checks:
             if not ok:

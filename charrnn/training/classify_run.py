@@ -1,0 +1,370 @@
+"""A classifier's training run (`charrnn train pairs.tsv --task classify`): what
+charrnn.training.loop.train runs instead of the language model's Trainer.
+
+    ClassifierTrainer(cfg, path, run_dir, saved, log, quiet, progress)   .run(signals)
+
+The run directory is a language model's (loop.py): model.safetensors, best.safetensors
+(charrnn.io.classifier_file), state.safetensors (parameters, optimizer moments, step,
+budget and patience bookkeeping), metrics.jsonl (train_loss per step; val_loss and
+val_accuracy at each evaluation; a final line saying why the run stopped).
+
+Data: label<TAB>text lines (charrnn.data.pairs); whole pairs held out, stratified by
+label, chosen by the seed. The vocabulary is the training texts' characters (id 0: any
+other); the labels are every label of the file, sorted.
+Batches: epoch e shuffles the training pairs by (seed, e), cuts the order into buckets
+of BUCKET batches, sorts each bucket by length and cuts it into batches (little
+padding), then shuffles the batches. Step s is batch s % per_epoch of epoch
+s // per_epoch: the data cursor is the step, so a resumed run reads what an
+uninterrupted one would.
+"""
+import hashlib
+import json
+import math
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from charrnn.data.pairs import read_pairs, split_pairs
+from charrnn.errors import ConfigError, CorpusError, DivergenceError, plural
+from charrnn.io import checkpoint as ckpt
+from charrnn.io import classifier_file
+from charrnn.io.rundir import BEST_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE
+from charrnn.nn import optim
+from charrnn.nn.classifier import Classifier, pad_batch
+from charrnn.training import auto as defaults
+from charrnn.training.progress import Bar
+from charrnn.training.trainer import Interrupted, anneal_factor
+
+BUCKET = 50          # batches per length bucket
+EVAL_BATCH = 256     # rows per forward pass when scoring the held-out pairs
+
+
+def file_digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+NOT_FOR_CLASSIFY = ("dropout", "seq_len", "lr_decay", "docs")   # options that do not apply
+
+
+def check_options(options):
+    """ConfigError for an option given that a classifier run does not use."""
+    for k in NOT_FOR_CLASSIFY:
+        if options.get(k) is not None and not (k == "docs" and options[k] == "none"):
+            raise ConfigError(f"--{k.replace('_', '-')} does not apply to --task classify")
+
+
+class ClassifierTrainer:
+    def __init__(self, cfg, path, run_dir, saved, log, quiet, progress):
+        self.run_dir, self.log, self.quiet, self.progress = Path(run_dir), log, quiet, progress
+        self.path = str(Path(path).resolve())
+        pairs = read_pairs(path, cfg.encoding, cfg.encoding_errors)
+        self.sha256 = file_digest(path)
+        if saved is not None and saved.meta.get("pairs_sha256") != self.sha256:
+            raise CorpusError(f"cannot resume: {path} changed since the run started; the "
+                              "run is left as it was: restore the file, or start a new run")
+        self.labels = sorted(set(pairs.left))
+        if len(self.labels) < 2:
+            raise CorpusError(f"{path}: every line has label {self.labels[0]!r}; a classifier "
+                              "needs two labels or more")
+        given = {k: v for k, v in asdict(cfg).items() if k in defaults.AUTO and v is not None}
+        n = len(pairs.left)
+        split = {}
+
+        def held_out(frac):
+            split[frac] = split_pairs(pairs.left, frac, cfg.seed)
+            return len(split[frac][1])
+        longest = max(map(len, pairs.right))
+        choice = defaults.choose_classifier(n, longest, cfg.max_minutes, given, held_out)
+        self.cfg = cfg = type(cfg)(**{**asdict(cfg), **choice.values})
+        tr, va = split_pairs(pairs.left, cfg.val_frac, cfg.seed) if cfg.val_frac else (
+            np.arange(n), np.arange(0))
+        self.auto = choice.auto if saved is None else saved.meta.get("auto", [])
+        self.vocab = sorted({c for i in tr for c in pairs.right[i]})
+        index = {c: i + 1 for i, c in enumerate(self.vocab)}
+        code = {x: i for i, x in enumerate(self.labels)}
+
+        def enc(rows):
+            return ([np.array([index.get(c, 0) for c in pairs.right[i]], np.int32) for i in rows],
+                    np.array([code[pairs.left[i]] for i in rows], np.int32))
+        self.train_x, self.train_y = enc(tr)
+        self.val_x, self.val_y = enc(va)
+        self.train_len = np.array([len(x) for x in self.train_x])
+        self.per_epoch = math.ceil(len(tr) / cfg.batch_size)
+        self._plan_epoch = (None, None)
+        mcfg = dict(cell=cfg.cell, hidden=cfg.hidden, layers=cfg.layers, embed=cfg.embed,
+                    vocab_size=len(self.vocab) + 1, classes=len(self.labels), pool="final")
+        self.model = Classifier(mcfg, seed=cfg.seed, forget_bias=cfg.forget_bias)
+        self.opt = optim.make(cfg.optimizer, self.model.flat.size)
+        self.step, self.elapsed_before, self.best_val, self.best_step = 0, 0.0, math.inf, 0
+        self.anneal_steps = self.anneal_from = self.last_val = self.last_acc = None
+        self.bad_evals = self.saved_step = 0
+        self.step_time, self.rate, self.eval_cost, self.train_loss = None, None, 0.0, None
+        if saved is not None:
+            self._restore(saved)
+        else:
+            for note in choice.notes:
+                log(f"charrnn: note: {note}")
+            held = (f"{len(va):,} held out (whole pairs, stratified by label)" if len(va)
+                    else "none held out")
+            log(f"charrnn: {path}: {n:,} pairs, {len(self.labels)} labels, {len(tr):,} for "
+                f"training, {held}")
+            if choice.auto:
+                log(f"charrnn: auto for {len(tr):,} training pairs: "
+                    f"{defaults.describe_classifier(choice, cfg.cell)} (options you pass win)")
+        self.metrics_path = self.run_dir / METRICS_FILE
+        self._trim_log()
+
+    # ---- data ---------------------------------------------------------------------------
+
+    def epoch(self):
+        return self.step / self.per_epoch
+
+    def batch(self, step):
+        """(ids (T, N), lengths (N,), labels (N,)) of step `step` (0-based)."""
+        e, k = divmod(step, self.per_epoch)
+        if self._plan_epoch[0] != e:
+            B = self.cfg.batch_size
+            rng = np.random.default_rng([self.cfg.seed, 0xC1A55, e])
+            order = rng.permutation(len(self.train_x))
+            batches = []
+            for lo in range(0, len(order), B * BUCKET):
+                chunk = order[lo:lo + B * BUCKET]
+                chunk = chunk[np.argsort(self.train_len[chunk], kind="stable")]
+                batches += [chunk[i:i + B] for i in range(0, len(chunk), B)]
+            self._plan_epoch = (e, [batches[i] for i in rng.permutation(len(batches))])
+        rows = self._plan_epoch[1][k]
+        ids, lengths = pad_batch([self.train_x[i] for i in rows])
+        return ids, lengths, self.train_y[rows]
+
+    # ---- schedule (as the language model's Trainer) -------------------------------------
+
+    def lr(self):
+        lr = self.cfg.lr * self.cfg.lr_decay ** self.epoch()
+        if self.anneal_steps is not None:
+            lr *= anneal_factor(self.anneal_steps, self.step)
+        elif self.anneal_from is not None:
+            lr *= self.anneal_from
+        return lr
+
+    def _plan(self, elapsed):
+        c = self.cfg
+        if not c.anneal or self.anneal_steps is not None:
+            return
+        ends = [c.max_steps] if c.max_steps else []
+        if c.max_epochs:
+            ends.append(math.ceil(c.max_epochs * self.per_epoch))
+        if c.max_minutes and self.step_time:
+            left = c.max_minutes * 60 - elapsed - self.eval_cost
+            ends.append(self.step + int(max(0.0, left) /
+                                        (self.step_time + self.eval_cost / c.eval_every)))
+        if ends and (self.step >= (1 - c.anneal) * min(ends) or self.anneal_from is not None):
+            self.anneal_steps = (self.step, max(min(ends), self.step + 1), self.anneal_from or 1.0)
+
+    def _done(self, elapsed):
+        c = self.cfg
+        if c.max_steps and self.step >= c.max_steps:
+            return "max-steps"
+        if c.max_epochs and self.epoch() >= c.max_epochs:
+            return "max-epochs"
+        if c.max_minutes and elapsed + self.eval_cost >= c.max_minutes * 60:
+            return "max-minutes"
+        if c.patience and self.bad_evals >= c.patience:
+            return "patience"
+        return None
+
+    # ---- the run ------------------------------------------------------------------------
+
+    def run(self, sig):
+        cfg, model = self.cfg, self.model
+        self.log(f"charrnn: training a {cfg.layers}x{cfg.hidden} bidirectional "
+                 f"{cfg.cell.upper()} classifier ({model.flat.size:,} parameters, "
+                 f"vocabulary {len(self.vocab)}, {len(self.labels)} labels), "
+                 f"{plural(self.per_epoch, 'step')} per epoch")
+        self.log(f"charrnn: run directory {self.run_dir}")
+        bar = Bar(cfg, self.step, self.quiet)
+        write = bar.write if not self.quiet else self.log
+        t0 = time.perf_counter()
+        self.elapsed = lambda: self.elapsed_before + time.perf_counter() - t0
+        first, stop = self.step, None
+        with open(self.metrics_path, "a") as metrics:
+            try:
+                while True:
+                    stop = self._done(self.elapsed())
+                    if stop and self.step == first > 0:
+                        self.log(f"charrnn: {self.run_dir} already finished at step "
+                                 f"{self.step} (stopped by {stop}): nothing to do")
+                        return self._summary(stop)
+                    if stop or sig.received is not None:
+                        break
+                    self._plan(self.elapsed())
+                    record = self._step()
+                    if self.step % cfg.eval_every == 0:
+                        self._evaluate_and_save(record, write)
+                    self._line(metrics, record)
+                    if self.progress is not None:
+                        self.progress(record)
+                    shown = {"loss": f"{record['train_loss']:.3f}"}
+                    if len(self.val_x):
+                        shown["val acc"] = "-" if self.last_acc is None else f"{self.last_acc:.3f}"
+                    shown["pairs/s"] = f"{self.rate:.0f}"
+                    bar.update(self.step, self.epoch(), self.elapsed(), shown)
+                signame = signal.Signals(sig.received).name if sig.received else None
+                final = {"step": self.step, "epoch": round(self.epoch(), 4),
+                         "wall_time": round(self.elapsed(), 2), "final": True,
+                         "stopped_by": stop or signame}
+                if sig.received is not None:   # saved as it is: no evaluation, so the
+                    if self.step > self.saved_step:   # patience count resumes exactly
+                        self._save(improved=not len(self.val_x))
+                elif self.step > self.saved_step or self.last_val is None and len(self.val_x):
+                    self._evaluate_and_save(final, write)
+                self._line(metrics, final)
+            finally:
+                bar.close()
+        if sig.received is not None:
+            raise Interrupted(sig.received, f"interrupted at step {self.step}; checkpoint "
+                              f"saved in {self.run_dir}\nresume with: charrnn train --out "
+                              f"{self.run_dir} --resume")
+        return self._finish(stop)
+
+    def _step(self):
+        cfg, model = self.cfg, self.model
+        t0 = time.perf_counter()
+        ids, lengths, y = self.batch(self.step)
+        model.grad_flat.fill(0)
+        loss = float(model.forward_backward(ids, lengths, y))
+        norm, gscale = optim.clip_scale(model.grad_flat, cfg.grad_clip)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            kept = (f"the last good checkpoint (step {self.saved_step}) is in {self.run_dir}"
+                    if (self.run_dir / STATE_FILE).exists() else "nothing was saved")
+            raise DivergenceError(f"training diverged at step {self.step + 1}: loss {loss}, "
+                                  f"gradient norm {norm}; {kept}. Try a lower --lr")
+        lr = self.lr()
+        self.opt.step(model.flat, model.grad_flat, lr, gscale, parallel=model.parallel)
+        self.step += 1
+        dt = time.perf_counter() - t0
+        self.step_time = dt if self.step_time is None else 0.95 * self.step_time + 0.05 * dt
+        r = len(y) / dt
+        self.rate = r if self.rate is None else 0.9 * self.rate + 0.1 * r
+        self.train_loss = loss
+        return {"step": self.step, "epoch": round(self.epoch(), 4), "train_loss": round(loss, 5),
+                "lr": lr, "grad_norm": round(norm, 4), "pairs_per_sec": round(self.rate, 1),
+                "wall_time": round(self.elapsed(), 2)}
+
+    @staticmethod
+    def _line(metrics, record):
+        metrics.write(json.dumps(record) + "\n")
+        metrics.flush()
+
+    def evaluate(self):
+        """(mean loss in nats, accuracy) over the held-out pairs, or (None, None)."""
+        if not len(self.val_x):
+            return None, None
+        order = np.argsort([len(x) for x in self.val_x], kind="stable")
+        loss, hits = 0.0, 0
+        for lo in range(0, len(order), EVAL_BATCH):
+            rows = order[lo:lo + EVAL_BATCH]
+            p = self.model.predict_proba(*pad_batch([self.val_x[i] for i in rows]))
+            y = self.val_y[rows]
+            loss -= float(np.log(np.maximum(p[np.arange(len(y)), y], 1e-300)).sum())
+            hits += int((p.argmax(axis=1) == y).sum())
+        return loss / len(order), hits / len(order)
+
+    def _evaluate_and_save(self, record, write):
+        t0 = time.perf_counter()
+        val, acc = self.evaluate()
+        improved = val is None or val < self.best_val
+        if val is not None:
+            self.last_val, self.last_acc = val, acc
+            record.update(val_loss=round(val, 5), val_accuracy=round(acc, 5))
+            if improved:
+                self.best_val, self.best_step, self.bad_evals = val, self.step, 0
+            else:
+                self.bad_evals += 1
+        self._save(improved)
+        head = f"step {self.step} (epoch {self.epoch():.2f}): "
+        write(head + (f"train loss {self.train_loss or float('nan'):.4f} (no validation)"
+                      if val is None else f"val loss {val:.4f}, accuracy {acc:.4f}"
+                      + (" (best)" if improved else
+                         f" (best loss {self.best_val:.4f} at step {self.best_step})")))
+        self.eval_cost = time.perf_counter() - t0
+
+    # ---- checkpoints --------------------------------------------------------------------
+
+    def _save(self, improved):
+        arrays = {f"param.{k}": v for k, v in self.model.params.items()}
+        arrays.update({f"opt.{k}": v for k, v in self.opt.state.items()})
+        ckpt.save_state(self.run_dir / STATE_FILE, arrays, {
+            "task": "classify", "step": self.step, "opt_t": self.opt.t,
+            "elapsed": self.elapsed(), "anneal_steps": self.anneal_steps,
+            "anneal_from": self.anneal_from, "best_val": self.best_val,
+            "last_val": self.last_val, "last_acc": self.last_acc,
+            "bad_evals": self.bad_evals, "best_step": self.best_step,
+            "train_config": asdict(self.cfg), "auto": self.auto, "corpus": self.path,
+            "pairs_sha256": self.sha256, "vocab": self.vocab, "labels": self.labels})
+        info = {"step": self.step, "epoch": round(self.epoch(), 4), "val_loss": self.last_val,
+                "val_accuracy": self.last_acc,
+                "best_val_loss": self.best_val if math.isfinite(self.best_val) else None}
+        args = (self.model.params, self.model.config, self.vocab, self.labels, info)
+        classifier_file.save(self.run_dir / MODEL_FILE, *args)
+        if improved:
+            classifier_file.save(self.run_dir / BEST_FILE, *args)
+        self.saved_step = self.step
+
+    def _restore(self, saved):
+        from charrnn.errors import CheckpointError
+        a, m = saved.arrays, saved.meta
+        if m.get("vocab") != self.vocab or m.get("labels") != self.labels:
+            raise CheckpointError("cannot resume: the run's vocabulary or labels differ")
+        try:
+            for k, v in self.model.params.items():
+                v[...] = a[f"param.{k}"]
+            for k, v in self.opt.state.items():
+                v[...] = a[f"opt.{k}"]
+            self.opt.t, self.step = int(m["opt_t"]), int(m["step"])
+            self.elapsed_before, self.best_val = float(m["elapsed"]), float(m["best_val"])
+            self.anneal_steps, self.anneal_from = m.get("anneal_steps"), m.get("anneal_from")
+            self.last_val, self.last_acc = m.get("last_val"), m.get("last_acc")
+            self.bad_evals, self.best_step = int(m["bad_evals"]), int(m["best_step"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"cannot resume: training state is incomplete ({e})") from None
+        self.saved_step = self.step
+
+    def _trim_log(self):
+        """On resume, drop lines past the saved step (written by the run that died)."""
+        if not self.metrics_path.exists():
+            return
+        keep = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= self.saved_step:
+                    keep.append(line)
+            except (ValueError, KeyError, TypeError):
+                pass
+        self.metrics_path.write_text("".join(l + "\n" for l in keep))
+
+    # ---- the end ------------------------------------------------------------------------
+
+    def _summary(self, stop):
+        return {"run_dir": str(self.run_dir), "task": "classify", "steps": self.step,
+                "epochs": round(self.epoch(), 3), "train_loss": self.train_loss,
+                "val_loss": self.last_val, "val_accuracy": self.last_acc,
+                "best_val_loss": self.best_val, "minutes": round(self.elapsed() / 60, 2),
+                "pairs_per_sec": self.rate, "stopped_by": stop, "rank": 0, "ranks": 1}
+
+    def _finish(self, stop):
+        s = self._summary(stop)
+        done = f"charrnn: done after {plural(self.step, 'step')} ({s['epochs']} epochs, {s['minutes']} min): "
+        if self.last_val is None:
+            self.log(done + f"train loss {self.train_loss or float('nan'):.4f} (no validation)")
+        else:
+            self.log(done + f"val loss {self.last_val:.4f}, accuracy {self.last_acc:.4f}; best "
+                     f"loss {self.best_val:.4f} at step {self.best_step} (best.safetensors)")
+        if stop == "patience":
+            self.log(f"charrnn: stopped early: no better validation loss in "
+                     f"{plural(self.cfg.patience, 'evaluation')} (--patience)")
+        self.log(f"charrnn: classify with: charrnn classify {self.run_dir} TEXT")
+        return s
