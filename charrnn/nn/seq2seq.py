@@ -164,7 +164,7 @@ class Seq2Seq:
         N, S, C = E.shape
         x = np.empty((1, N, cfg.embed + C), dt)                         # (1, N, E + C)
         emb = np.empty((N, cfg.embed), dt)
-        _ops.embedding_forward(prev, P["tgt_embed"], emb)
+        _ops.embedding_forward(np.ascontiguousarray(prev, np.int32), P["tgt_embed"], emb)
         x[0, :, :cfg.embed], x[0, :, cfg.embed:] = emb, ctx
         w = (P["dec.weight_ih"], P["dec.weight_hh"], P["dec.bias_ih"], P["dec.bias_hh"])
         res = getattr(cells, cfg.cell + "_forward")(x, *state, *w)
