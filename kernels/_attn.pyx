@@ -21,6 +21,7 @@ from libc.string cimport memset
 from _blas cimport mm
 
 include "_dispatch.pxi"
+include "_attn_core.pxi"
 
 cdef enum:
     BAHDANAU = 0
@@ -83,20 +84,37 @@ def keys_backward(const floating[:, :, ::1] dK, const floating[:, :, ::1] E,
                <int>A, NULL, True, &dW_k[0, 0], <int>A)
 
 
-cdef inline void _softmax(floating *s, Py_ssize_t l, Py_ssize_t S) noexcept nogil:
-    # s[:l] := softmax(s[:l]) in place (max subtracted), s[l:S] := 0
-    cdef Py_ssize_t j
-    cdef floating mx = s[0], tot = 0
-    for j in range(1, l):
-        if s[j] > mx:
-            mx = s[j]
-    for j in range(l):
-        s[j] = exp(s[j] - mx)
-        tot += s[j]
-    for j in range(l):
-        s[j] /= tot
-    for j in range(l, S):
-        s[j] = 0
+cdef int check_step(int kind, const floating[:, ::1] q, const floating[:, :, ::1] K,
+                    const floating[:, :, ::1] E, tuple wq, const floating[::1] v,
+                    const int64_t[::1] lengths, const floating[:, :, ::1] tanhs,
+                    const floating[:, ::1] alpha, const floating[:, ::1] nc) except -1:
+    """The shapes one attention step reads (wq: W_q's shape, (Hd, A)), or ValueError."""
+    cdef Py_ssize_t N = E.shape[0], S = E.shape[1], C = E.shape[2], A = K.shape[2], Hd = q.shape[1]
+    _need(kind == BAHDANAU or kind == LUONG, f"kind {kind}")
+    _need(q.shape[0] == N and K.shape[0] == N and K.shape[1] == S and alpha.shape[0] == N
+          and alpha.shape[1] == S and nc.shape[0] == N and nc.shape[1] == C, "q, K, E, alpha, ctx")
+    if kind == BAHDANAU:
+        _need(wq == (Hd, A) and v.shape[0] == A
+              and tanhs.shape[0] == N and tanhs.shape[1] == S and tanhs.shape[2] == A,
+              "W_q, v, tanhs")
+    else:
+        _need(A == Hd, "Luong keys must have the query's size")
+    _lengths_ok(lengths, N, S)
+    return 0
+
+
+cdef int check_step_grads(int kind, Py_ssize_t N, Py_ssize_t S, Py_ssize_t C, Py_ssize_t A,
+                          Py_ssize_t Hd, const floating[:, ::1] dq, const floating[:, :, ::1] dK,
+                          const floating[:, :, ::1] dE, const floating[:, ::1] dW_q,
+                          const floating[::1] dv, const floating[:, ::1] ds,
+                          const floating[:, ::1] dqW) except -1:
+    _need(dq.shape[0] == N and dq.shape[1] == Hd and dK.shape[0] == N and dK.shape[1] == S
+          and dK.shape[2] == A and dE.shape[0] == N and dE.shape[1] == S and dE.shape[2] == C
+          and ds.shape[0] == N and ds.shape[1] == S, "dq, dK, dE, ds")
+    if kind == BAHDANAU:
+        _need(dW_q.shape[0] == Hd and dW_q.shape[1] == A and dv.shape[0] == A
+              and dqW.shape[0] == N and dqW.shape[1] == A, "dW_q, dv, dqW")
+    return 0
 
 
 def step_forward(int kind, const floating[:, ::1] q, const floating[:, :, ::1] K,
@@ -105,40 +123,12 @@ def step_forward(int kind, const floating[:, ::1] q, const floating[:, :, ::1] K
                  floating[:, ::1] ctx, floating[:, :, ::1] tanhs, floating[:, ::1] qW):
     """ctx (N, C), alpha (N, S); Bahdanau also fills tanhs (N, S, A) (saved for backward)
     and uses qW (N, A) as scratch; Luong takes W_q, v, tanhs, qW empty."""
-    cdef Py_ssize_t N = E.shape[0], S = E.shape[1], C = E.shape[2], A = K.shape[2]
-    cdef Py_ssize_t Hd = q.shape[1], n, j, a, l
-    _need(kind in (BAHDANAU, LUONG), f"kind {kind}")
-    _need(q.shape[0] == N and K.shape[0] == N and K.shape[1] == S and alpha.shape[0] == N
-          and alpha.shape[1] == S and ctx.shape[0] == N and ctx.shape[1] == C, "q, K, alpha, ctx")
-    if kind == BAHDANAU:
-        _need(W_q.shape[0] == Hd and W_q.shape[1] == A and v.shape[0] == A
-              and tanhs.shape[0] == N and tanhs.shape[1] == S and tanhs.shape[2] == A
-              and qW.shape[0] == N and qW.shape[1] == A, "W_q, v, tanhs, qW")
-    else:
-        _need(A == Hd, "Luong keys must have the query's size")
-    _lengths_ok(lengths, N, S)
-    own = own and floating is float
-    if N == 0 or A == 0 or C == 0:
-        return
+    check_step(kind, q, K, E, (W_q.shape[0], W_q.shape[1]), v, lengths, tanhs, alpha, ctx)
+    _need(kind == LUONG or (qW.shape[0] == E.shape[0] and qW.shape[1] == K.shape[2]), "qW")
+    _need(ctx.shape[0] == E.shape[0] and ctx.shape[1] == E.shape[2], "ctx")
     with nogil:
-        if kind == BAHDANAU:
-            mm(own, False, False, <int>N, <int>A, <int>Hd, &q[0, 0], <int>Hd, &W_q[0, 0],
-               <int>A, NULL, False, &qW[0, 0], <int>A)
-        for n in range(N):
-            l = lengths[n]
-            if kind == BAHDANAU:
-                for j in range(l):
-                    for a in range(A):
-                        tanhs[n, j, a] = tanh(qW[n, a] + K[n, j, a])
-                # scores as a column: (l, A) @ v (A, 1)
-                mm(own, False, False, <int>l, 1, <int>A, &tanhs[n, 0, 0], <int>A, &v[0], 1,
-                   NULL, False, &alpha[n, 0], 1)
-            else:
-                mm(own, False, False, <int>l, 1, <int>Hd, &K[n, 0, 0], <int>A, &q[n, 0], 1,
-                   NULL, False, &alpha[n, 0], 1)
-            _softmax(&alpha[n, 0], l, S)
-            mm(own, False, False, 1, <int>C, <int>l, &alpha[n, 0], <int>S, &E[n, 0, 0],
-               <int>C, NULL, False, &ctx[n, 0], <int>C)
+        attend_fwd(kind, q, K, E, W_q, v, lengths, own and floating is float, alpha, ctx,
+                   tanhs, qW)
 
 
 def step_backward(int kind, const floating[:, ::1] dctx, const floating[:, ::1] q,
@@ -151,57 +141,9 @@ def step_backward(int kind, const floating[:, ::1] dctx, const floating[:, ::1] 
                   floating[:, ::1] ds, floating[:, ::1] dqW):
     """Adds the gradients of sum(dctx * ctx) into dq (N, Hd), dK[n, :l], dE[n, :l] and,
     Bahdanau, dW_q (Hd, A), dv (A,). ds (N, S), dqW (N, A) are scratch; W_qT (A, Hd)."""
-    cdef Py_ssize_t N = E.shape[0], S = E.shape[1], C = E.shape[2], A = K.shape[2]
-    cdef Py_ssize_t Hd = q.shape[1], n, j, a, l
-    cdef floating dot, g
-    _need(kind in (BAHDANAU, LUONG), f"kind {kind}")
-    _need(q.shape[0] == N and K.shape[0] == N and K.shape[1] == S and alpha.shape[0] == N
-          and alpha.shape[1] == S and dctx.shape[0] == N and dctx.shape[1] == C
-          and dq.shape[0] == N and dq.shape[1] == Hd and dK.shape[0] == N and dK.shape[1] == S
-          and dK.shape[2] == A and dE.shape[0] == N and dE.shape[1] == S and dE.shape[2] == C
-          and ds.shape[0] == N and ds.shape[1] == S, "q, K, alpha, dctx, dq, dK, dE, ds")
-    if kind == BAHDANAU:
-        _need(W_qT.shape[0] == A and W_qT.shape[1] == Hd and v.shape[0] == A
-              and tanhs.shape[0] == N and tanhs.shape[1] == S and tanhs.shape[2] == A
-              and dW_q.shape[0] == Hd and dW_q.shape[1] == A and dv.shape[0] == A
-              and dqW.shape[0] == N and dqW.shape[1] == A, "W_qT, v, tanhs, dW_q, dv, dqW")
-    else:
-        _need(A == Hd, "Luong keys must have the query's size")
-    _lengths_ok(lengths, N, S)
-    own = own and floating is float
-    if N == 0 or A == 0 or C == 0:
-        return
+    cdef Py_ssize_t N = E.shape[0], S = E.shape[1], C = E.shape[2], A = K.shape[2], Hd = q.shape[1]
+    check_step(kind, q, K, E, (W_qT.shape[1], W_qT.shape[0]), v, lengths, tanhs, alpha, dctx)
+    check_step_grads(kind, N, S, C, A, Hd, dq, dK, dE, dW_q, dv, ds, dqW)
     with nogil:
-        for n in range(N):
-            l = lengths[n]
-            # d alpha_j = dctx . e_j, as a column (l, C) @ (C, 1)
-            mm(own, False, False, <int>l, 1, <int>C, &E[n, 0, 0], <int>C, &dctx[n, 0], 1,
-               NULL, False, &ds[n, 0], 1)
-            # dE[n, :l] += alpha^T (l, 1) @ dctx (1, C)
-            mm(own, True, False, <int>l, <int>C, 1, &alpha[n, 0], <int>S, &dctx[n, 0],
-               <int>C, NULL, True, &dE[n, 0, 0], <int>C)
-            # softmax backward: ds_j = a_j (da_j - sum_k a_k da_k)
-            dot = 0
-            for j in range(l):
-                dot = dot + alpha[n, j] * ds[n, j]
-            for j in range(l):
-                ds[n, j] = alpha[n, j] * (ds[n, j] - dot)
-            if kind == BAHDANAU:
-                mm(own, False, False, 1, <int>A, <int>l, &ds[n, 0], <int>S, &tanhs[n, 0, 0],
-                   <int>A, NULL, True, &dv[0], <int>A)
-                memset(&dqW[n, 0], 0, A * sizeof(floating))
-                for j in range(l):
-                    for a in range(A):
-                        g = ds[n, j] * v[a] * (1 - tanhs[n, j, a] * tanhs[n, j, a])
-                        dK[n, j, a] += g
-                        dqW[n, a] += g
-            else:
-                mm(own, False, False, 1, <int>Hd, <int>l, &ds[n, 0], <int>S, &K[n, 0, 0],
-                   <int>A, NULL, True, &dq[n, 0], <int>Hd)
-                mm(own, True, False, <int>l, <int>Hd, 1, &ds[n, 0], <int>S, &q[n, 0], <int>Hd,
-                   NULL, True, &dK[n, 0, 0], <int>A)
-        if kind == BAHDANAU:
-            mm(own, False, False, <int>N, <int>Hd, <int>A, &dqW[0, 0], <int>A, &W_qT[0, 0],
-               <int>Hd, NULL, True, &dq[0, 0], <int>Hd)
-            mm(own, True, False, <int>Hd, <int>A, <int>N, &q[0, 0], <int>Hd, &dqW[0, 0],
-               <int>A, NULL, True, &dW_q[0, 0], <int>A)
+        attend_bwd(kind, dctx, q, K, E, W_qT, v, lengths, alpha, tanhs, own and floating is float,
+                   dq, dK, dE, dW_q, dv, ds, dqW)
