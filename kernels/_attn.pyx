@@ -29,16 +29,6 @@ cdef enum:
 KINDS = {"bahdanau": BAHDANAU, "luong": LUONG}
 
 
-cdef int _lengths_ok(const int64_t[::1] lengths, Py_ssize_t N, Py_ssize_t S) except -1:
-    cdef Py_ssize_t n
-    if lengths.shape[0] != N:
-        raise ValueError(f"attention kernel: lengths has {lengths.shape[0]} rows, expected {N}")
-    for n in range(N):
-        if lengths[n] < 1 or lengths[n] > S:
-            raise ValueError(f"attention kernel: lengths[{n}] = {lengths[n]} outside 1..{S}")
-    return 0
-
-
 cdef int _need(bint ok, str what) except -1:
     if not ok:
         raise ValueError(f"attention kernel: inconsistent shapes ({what})")

@@ -1,7 +1,16 @@
 # The attention step's maths over memoryviews, shared by kernels/_attn.pyx (one checked
 # step from Python) and kernels/_decoder.pyx (the decoder's loop). Callers check every
 # shape first: nothing here can fail, and all of it runs without the GIL.
-# Needs: floating, mm (_blas), exp, tanh, memset, and BAHDANAU / LUONG.
+# Needs: floating, int64_t, mm (_blas), exp, tanh, memset, and BAHDANAU / LUONG.
+
+cdef int _lengths_ok(const int64_t[::1] lengths, Py_ssize_t N, Py_ssize_t S) except -1:
+    cdef Py_ssize_t n
+    if lengths.shape[0] != N:
+        raise ValueError(f"attention: lengths has {lengths.shape[0]} rows, expected {N}")
+    for n in range(N):
+        if lengths[n] < 1 or lengths[n] > S:
+            raise ValueError(f"attention: lengths[{n}] = {lengths[n]} outside 1..{S}")
+    return 0
 
 cdef inline void _softmax(floating *s, Py_ssize_t l, Py_ssize_t S) noexcept nogil:
     # s[:l] := softmax(s[:l]) in place (max subtracted), s[l:S] := 0

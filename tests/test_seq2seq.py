@@ -284,3 +284,46 @@ def test_space_separated_target_tokens():
     tr = train_seq2seq(pairs, tokens="words", embed=16, hidden=32, decoder=64, steps=400, lr=0.01)
     assert sorted(tr.tgt_vocab) == sorted(n.upper() for n in names)
     assert tr.transduce(["42", "7"]) == ["FOUR TWO", "SEVEN"]
+
+
+# ---- the compiled decoder loop -----------------------------------------------------------
+
+@pytest.mark.parametrize("cell,attention", CASES)
+def test_decoder_loop_matches_reference_on_every_tier(cell, attention):
+    from charrnn.nn import cells
+    m = model(cell, attention, np.float32)
+    b = batch(np.random.default_rng(11), S=5, T=4)
+    want, wg = rs.loss_and_grad(cell, attention, params64(m), *b)
+    for tier in isa.available():
+        with isa.use(tier):
+            for backend in ("own", "blas"):
+                with cells.gemm_backend(backend):
+                    loss, g = m.loss_and_grad(*b)
+                assert abs(loss - want) < 1e-4, (tier, backend)
+                for name in wg:
+                    np.testing.assert_allclose(g[name], wg[name], atol=1e-4, rtol=1e-4,
+                                               err_msg=f"{tier} {backend} {name}")
+
+
+@pytest.mark.parametrize("cell,attention", CASES)
+def test_decoding_steps_score_like_training(cell, attention):
+    # step() (decoding, from Python) and the compiled loop (training) are one model: the
+    # greedy output, fed back as the target, costs exactly minus its greedy score
+    m = model(cell, attention, scale=1.5)
+    src = np.array([[1], [3], [2]])
+    outs, scores = greedy(m, src, [3], 8)
+    seq = outs[0] + ([EOS] if len(outs[0]) < 8 else [])   # cut at max_len: no EOS
+    loss = m.loss(src, [3], np.array([BOS] + seq).reshape(-1, 1), [len(seq)])
+    assert abs(loss * len(seq) + scores[0]) < 1e-9
+
+
+def test_decoder_kernel_refuses_bad_shapes():
+    from charrnn import _decoder
+    m = model("lstm", "luong")
+    src, src_len, tgt, tgt_len = m.check(*batch(np.random.default_rng(12)))
+    E, K, _ = m.encode(src, src_len)
+    with pytest.raises(ValueError, match="decoder kernel: inconsistent shapes"):
+        m._decode_forward(np.ascontiguousarray(tgt[:3]), E, K[:, :, :2].copy(), src_len)
+    with pytest.raises(ValueError, match="lengths"):
+        m._decode_forward(np.ascontiguousarray(tgt[:3]), E, K, np.array([9, 1, 1]))
+    assert set(_decoder.CELLS) == {"lstm", "gru"}

@@ -10,9 +10,11 @@ output, Hd decoder hidden, A attention size, Vt target vocabulary.
 How, per batch:
 - encoder: embedding gather (_ops) -> charrnn.nn.bidirectional (compiled cells over the
   padded batch) -> batch-major E (N, S, C) -> keys K = E W_k (_attn.keys_forward), once;
-- decoder, s = 1..T: one compiled cell step (charrnn.nn.cells with T = 1) on
-  [embedding ; ctx_{s-1}], then the attention step (_attn.step_forward, nogil); the loop
-  over s is Python for now (issue 32 asks for it in C: see docs/internals/seq2seq.md);
+- decoder, s = 1..T, in training: one compiled call runs every step (kernels/_decoder.pyx,
+  nogil): the cell's step maths (cellmath.h, as the LSTM / GRU kernels) on
+  [embedding ; ctx_{s-1}], then the attention step (kernels/_attn_core.pxi); backward is
+  one call too. Decoding (charrnn.nn.seq2seq_decode) steps from Python with step(): one
+  compiled cell call (charrnn.nn.cells, T = 1) and one _attn.step_forward per step;
 - output layer and cross-entropy over the valid steps only, as one (M, Hd + C) GEMM
   (_ops.linear_forward / softmax_xent): padded steps are never scored, so nothing flows
   back from them.
@@ -26,7 +28,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from charrnn import _attn, _ops
+from charrnn import _attn, _decoder, _ops
 from charrnn.errors import ConfigError, ShapeError
 from charrnn.nn import bidirectional as bi
 from charrnn.nn import cells
@@ -194,68 +196,89 @@ class Seq2Seq:
         """Mean cross-entropy per predicted token (nats); with grad, its gradients *added*
         to self.grads."""
         src, src_len, tgt, tgt_len = self.check(src, src_len, tgt, tgt_len)
-        T, N = tgt.shape[0] - 1, tgt.shape[1]
+        T = tgt.shape[0] - 1
         E, K, bcache = self.encode(src, src_len)
-        state, ctx = self.zero_state(N, E.shape[2])
-        feats, saved = [], []
-        for s in range(T):
-            state, ctx, feat, sv = self.step(tgt[s], state, ctx, E, K, src_len)
-            feats.append(feat)
-            saved.append(sv)
+        sv = self._decode_forward(np.ascontiguousarray(tgt[:T]), E, K, src_len)
+        feats = np.concatenate([sv["hs"][1:], sv["ctxs"][1:]], axis=2)  # (T, N, Hd + C)
         valid = np.arange(T)[:, None] < tgt_len[None, :]               # (T, N)
-        rows = np.ascontiguousarray(np.stack(feats)[valid])            # (M, Hd + C)
+        rows = np.ascontiguousarray(feats[valid])                      # (M, Hd + C)
         labels = np.ascontiguousarray(tgt[1:][valid])                   # (M,)
         z = self.logits(rows)                                           # (M, Vt)
         M = rows.shape[0]
         # softmax_xent overwrites z with d(mean loss)/dz when its scale != 0
         total = _ops.softmax_xent(z, labels, 1.0 / M if grad else 0.0)
         if grad:
-            self._backward(z, rows, valid, tgt, src, src_len, E, K, bcache, saved)
+            self._backward(z, rows, valid, tgt, src, src_len, E, K, bcache, sv)
         return total / M
 
-    def _backward(self, dz, rows, valid, tgt, src, src_len, E, K, bcache, saved):
+    def _attn_weights(self, grads=False):
+        # (W_q, v) for Bahdanau, or empty stand-ins for Luong (the kernels ignore them)
+        dt = self.dtype
+        if self.cfg.attention != "bahdanau":
+            return np.empty((0, 0), dt), np.empty(0, dt)
+        d = self.grads if grads else self.params
+        return d["attn.W_q"], d["attn.v"]
+
+    def _decode_forward(self, tgt_in, E, K, src_len):
+        """The decoder over every target step, one compiled call (kernels/_decoder.pyx);
+        -> the arrays its backward reads."""
+        cfg, P, dt = self.cfg, self.params, self.dtype
+        T, N = tgt_in.shape
+        S, C, A = E.shape[1], E.shape[2], K.shape[2]
+        Hd, Em, lstm = cfg.decoder, cfg.embed, cfg.cell == "lstm"
+        GH = (4 if lstm else 3) * Hd
+        bah = cfg.attention == "bahdanau"
+        emb = np.empty((T * N, Em), dt)                                 # (T*N, E)
+        _ops.embedding_forward(tgt_in.reshape(-1), P["tgt_embed"], emb)
+        sv = dict(emb_ids=tgt_in,
+                  xs=np.empty((T, N, Em + C), dt),                      # cell inputs
+                  hs=np.zeros((T + 1, N, Hd), dt),                      # hs[0] = 0
+                  cs=np.zeros((T + 1, N, Hd) if lstm else (0, 0, 0), dt),
+                  act=np.empty((T, N, GH), dt),
+                  tc=np.empty((T, N, Hd), dt),                          # tanh(c) or ghn
+                  alphas=np.empty((T, N, S), dt),
+                  ctxs=np.zeros((T + 1, N, C), dt),                     # ctxs[0] = 0
+                  tanhs=np.empty((T, N, S, A) if bah else (T, 0, 0, 0), dt))
+        W_ih, W_hh = P["dec.weight_ih"], P["dec.weight_hh"]
+        _decoder.forward(_decoder.CELLS[cfg.cell], _attn.KINDS[cfg.attention],
+                         emb.reshape(T, N, Em), W_ih, cells.pack(None, "", W_ih, True),
+                         W_hh, cells.pack(None, "", W_hh, True), P["dec.bias_ih"],
+                         P["dec.bias_hh"], K, E, *self._attn_weights(), src_len, self._own(),
+                         sv["xs"], sv["hs"], sv["cs"], sv["act"], sv["tc"],
+                         np.empty((0, 0) if lstm else (N, GH), dt), sv["alphas"], sv["ctxs"],
+                         sv["tanhs"], np.empty((N, A) if bah else (0, 0), dt))
+        return sv
+
+    def _backward(self, dz, rows, valid, tgt, src, src_len, E, K, bcache, sv):
         cfg, P, g, dt = self.cfg, self.params, self.grads, self.dtype
         own = self._own()
         T, N = valid.shape
-        Hd, Em = cfg.decoder, cfg.embed
+        S, C, A = E.shape[1], E.shape[2], K.shape[2]
+        Hd, Em, lstm = cfg.decoder, cfg.embed, cfg.cell == "lstm"
+        GH = (4 if lstm else 3) * Hd
+        bah = cfg.attention == "bahdanau"
         drows = np.empty_like(rows)                                     # (M, Hd + C)
         _ops.linear_backward(dz, rows, P["out.weight"], drows, g["out.weight"], g["out.bias"], own)
-        dfeat = np.zeros((T, N, rows.shape[1]), dt)                     # (T, N, Hd + C)
+        dfeat = np.zeros((T, N, Hd + C), dt)                            # (T, N, Hd + C)
         dfeat[valid] = drows
         dK, dE = np.zeros_like(K), np.zeros_like(E)
-        bahdanau = cfg.attention == "bahdanau"
-        S, A = K.shape[1], K.shape[2]
-        if bahdanau:
-            W_qT, v, dW_q, dv = (np.ascontiguousarray(P["attn.W_q"].T), P["attn.v"],
-                                 g["attn.W_q"], g["attn.v"])
-        else:
-            W_qT, v, dW_q, dv = (np.empty((0, 0), dt), np.empty(0, dt), np.empty((0, 0), dt),
-                                 np.empty(0, dt))
-        ds, dqW = np.empty((N, S), dt), np.empty((N, A) if bahdanau else (0, 0), dt)
-        demb = np.zeros((T, N, Em), dt)                                 # (T, N, E)
-        dstate = [None, None]
-        dctx_next = np.zeros((N, E.shape[2]), dt)
-        dw = (g["dec.weight_ih"], g["dec.weight_hh"], g["dec.bias_ih"], g["dec.bias_hh"])
-        for s in reversed(range(T)):
-            ccache, h, alpha, tanhs = saved[s]
-            dctx = np.ascontiguousarray(dfeat[s, :, Hd:]) + dctx_next   # (N, C)
-            dq = np.zeros((N, Hd), dt)
-            _attn.step_backward(_attn.KINDS[cfg.attention], dctx, h, K, E, W_qT, v, src_len,
-                                alpha, tanhs, own, dq, dK, dE, dW_q, dv, ds, dqW)
-            dy = (dfeat[s, :, :Hd] + dq)[None]                          # (1, N, Hd)
-            dx = np.zeros((1, N, Em + E.shape[2]), dt)
-            dh0 = np.zeros((N, Hd), dt)
-            if cfg.cell == "lstm":
-                dc0 = np.zeros((N, Hd), dt)
-                cells.lstm_backward(dy, dstate[0], dstate[1], ccache, dx, dh0, dc0, *dw)
-                dstate = [dh0, dc0]
-            else:
-                cells.gru_backward(dy, dstate[0], ccache, dx, dh0, *dw)
-                dstate = [dh0, None]
-            demb[s] = dx[0, :, :Em]
-            dctx_next = np.ascontiguousarray(dx[0, :, Em:])
-        _ops.embedding_backward(np.ascontiguousarray(tgt[:T]).reshape(-1),
-                                demb.reshape(T * N, Em), g["tgt_embed"])
+        demb = np.empty((T, N, Em), dt)                                 # (T, N, E)
+        W_q, v = self._attn_weights()
+        W_qT = np.ascontiguousarray(W_q.T)
+        W_ih, W_hh = P["dec.weight_ih"], P["dec.weight_hh"]
+        e = lambda *shape: np.empty(shape, dt)  # noqa: E731   scratch
+        _decoder.backward(_decoder.CELLS[cfg.cell], _attn.KINDS[cfg.attention], dfeat,
+                          W_ih, cells.pack(None, "", W_ih, False),
+                          W_hh, cells.pack(None, "", W_hh, False), K, E, W_qT, v, src_len,
+                          own, sv["xs"], sv["hs"], sv["cs"], sv["act"], sv["tc"],
+                          sv["alphas"], sv["tanhs"], demb, dK, dE, g["dec.weight_ih"],
+                          g["dec.weight_hh"], g["dec.bias_ih"], g["dec.bias_hh"],
+                          *self._attn_weights(grads=True), e(T, N, GH),
+                          e(0, 0, 0) if lstm else e(T, N, GH), e(N, C), e(N, Hd), e(N, Hd),
+                          e(N, Hd), e(N, Hd), e(N, Hd), e(N, Em + C), e(N, S),
+                          e(N, A) if bah else e(0, 0))
+        _ops.embedding_backward(sv["emb_ids"].reshape(-1), demb.reshape(T * N, Em),
+                                g["tgt_embed"])
         _attn.keys_backward(dK, E, np.ascontiguousarray(P["attn.W_k"].T), src_len, own, dE,
                             g["attn.W_k"])
         genc = {k[4:]: v for k, v in g.items() if k.startswith("enc.")}
