@@ -327,3 +327,21 @@ def test_decoder_kernel_refuses_bad_shapes():
     with pytest.raises(ValueError, match="lengths"):
         m._decode_forward(np.ascontiguousarray(tgt[:3]), E, K, np.array([9, 1, 1]))
     assert set(_decoder.CELLS) == {"lstm", "gru"}
+
+
+def test_save_and_load(tmp_path):
+    from charrnn.errors import CheckpointError
+    from charrnn.training.seq2seq import load_transducer
+    pairs = [("ab", "B A"), ("ba", "A B"), ("aab", "B A A")]
+    tr = train_seq2seq(pairs, tokens="words", embed=4, hidden=4, decoder=6, steps=3)
+    tr.save(tmp_path / "m.safetensors")
+    back = load_transducer(tmp_path / "m.safetensors")
+    assert back.tgt_vocab == tr.tgt_vocab and back.src_vocab == tr.src_vocab
+    assert back.tokens == "words" and back.max_len == tr.max_len
+    for k, v in tr.model.params.items():
+        np.testing.assert_array_equal(back.model.params[k], v)
+    assert back.transduce(["ab", "abba"], beam=2) == tr.transduce(["ab", "abba"], beam=2)
+    (tmp_path / "junk.safetensors").write_bytes(b"nonsense")
+    with pytest.raises(CheckpointError, match="cannot load") as e:
+        load_transducer(tmp_path / "junk.safetensors")
+    assert "\n" not in str(e.value)

@@ -11,19 +11,24 @@ Targets are characters (tokens="chars") or space-separated tokens (tokens="words
 phonemes). Source vocabulary: the training sources' characters, sorted, after id 0 (any
 character not seen in training). Target vocabulary: BOS (id 0), EOS (id 1), then the
 training targets' tokens, sorted. Each step draws batch_size pairs at random (seeded).
-No checkpoints or CLI yet: see docs/internals/seq2seq.md.
+Transducer.save(path) / load_transducer(path): one safetensors file (the parameters by
+name; config, vocabularies and a format tag in its metadata, with charrnn.io's checksum).
+No CLI yet: see docs/internals/seq2seq.md.
 """
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from charrnn.errors import ConfigError, CorpusError
+from charrnn.errors import CheckpointError, ConfigError, CorpusError
+from charrnn.io import safetensors_file as sf
 from charrnn.nn import optim
 from charrnn.nn.classifier import pad_batch
 from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
 from charrnn.nn.seq2seq_decode import beam_search, greedy
 
 TOKENS = ("chars", "words")
+FORMAT, VERSION = "charrnn-seq2seq", "1"   # the file's metadata "format" and "version"
 
 
 @dataclass
@@ -73,6 +78,14 @@ class Transducer:
                     for n in range(src.shape[1])]
         return [self.join(self.tgt_vocab[i - 2] for i in out) for out in outs]
 
+    def save(self, path):
+        """One safetensors file: parameters by name, everything else in the metadata."""
+        meta = {"format": FORMAT, "version": VERSION, "config": json.dumps(self.model.config),
+                "src_vocab": json.dumps(self.src_vocab, ensure_ascii=False),
+                "tgt_vocab": json.dumps(self.tgt_vocab, ensure_ascii=False),
+                "tokens": self.tokens, "max_len": str(self.max_len)}
+        sf.write(path, dict(self.model.params), meta)
+
     def loss(self, pairs):
         """Mean cross-entropy per target token (EOS included) over (source, target) pairs."""
         src, src_len = self.encode_sources([s for s, _ in pairs])
@@ -119,3 +132,27 @@ def train_seq2seq(pairs, tokens="chars", cell="lstm", attention="luong", embed=3
         if log is not None and step % 100 == 0:
             log(step, float(np.mean([h[1] for h in tr.history[-100:]])))
     return tr
+
+
+def load_transducer(path):
+    """A Transducer saved by Transducer.save (float32), or a one-line CheckpointError."""
+    def check(meta):
+        if meta.get("format") != FORMAT:
+            raise sf.Corrupt(f"not a charrnn seq2seq model (format {meta.get('format')!r})")
+        if meta.get("version") != VERSION:
+            raise sf.Corrupt(f"seq2seq file version {meta.get('version')!r}; this charrnn "
+                             f"reads version {VERSION}: upgrade charrnn")
+    try:
+        tensors, meta = sf.read(path, check)
+    except sf.Corrupt as e:
+        raise CheckpointError(f"cannot load {path}: {e}") from None
+    model = Seq2Seq(json.loads(meta["config"]))
+    if set(tensors) != set(model.params):
+        raise CheckpointError(f"cannot load {path}: its tensors do not fit its config")
+    for name, p in model.params.items():
+        a = tensors[name][0]
+        if a.shape != p.shape:
+            raise CheckpointError(f"cannot load {path}: {name} is {a.shape}, expected {p.shape}")
+        p[...] = a
+    return Transducer(model, json.loads(meta["src_vocab"]), json.loads(meta["tgt_vocab"]),
+                      meta["tokens"], int(meta["max_len"]))
