@@ -345,3 +345,14 @@ def test_save_and_load(tmp_path):
     with pytest.raises(CheckpointError, match="cannot load") as e:
         load_transducer(tmp_path / "junk.safetensors")
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("cell,attention", CASES)
+def test_backward_twice_accumulates_exactly_double(cell, attention):
+    m = model(cell, attention)
+    b = batch(np.random.default_rng(13))
+    m.grad_flat.fill(0)
+    m.forward_backward(*b)
+    once = m.grad_flat.copy()
+    m.forward_backward(*b)
+    np.testing.assert_array_equal(m.grad_flat, 2 * once)
