@@ -348,11 +348,13 @@ def test_save_and_load(tmp_path):
 
 
 @pytest.mark.parametrize("cell,attention", CASES)
-def test_backward_twice_accumulates_exactly_double(cell, attention):
+def test_backward_twice_accumulates_double(cell, attention):
     m = model(cell, attention)
     b = batch(np.random.default_rng(13))
     m.grad_flat.fill(0)
     m.forward_backward(*b)
     once = m.grad_flat.copy()
     m.forward_backward(*b)
-    np.testing.assert_array_equal(m.grad_flat, 2 * once)
+    # not bit-exact: a gradient summed from several steps or rows within one pass (an id's
+    # embedding row, dW_q) adds the second pass's terms one by one onto the first's sum
+    np.testing.assert_allclose(m.grad_flat, 2 * once, rtol=1e-13, atol=1e-16)
