@@ -1,0 +1,296 @@
+"""The encoder-decoder with attention (issue 32) on the compiled kernels.
+
+The specification, names and shapes: charrnn.nn.reference_seq2seq (read its docstring:
+input feeding, both attentions query the current decoder state, the decoder starts from
+zeros). Sizes: S source steps, T target steps, N rows, E embedding, C = 2He encoder
+output, Hd decoder hidden, A attention size, Vt target vocabulary.
+    src (S, N) ids, src_len (N,) in 1..S      tgt (T+1, N) ids, tgt[0] = BOS,
+    tgt_len (N,) in 1..T: row n predicts tgt[1..tgt_len[n], n] (its tokens, then EOS)
+
+How, per batch:
+- encoder: embedding gather (_ops) -> charrnn.nn.bidirectional (compiled cells over the
+  padded batch) -> batch-major E (N, S, C) -> keys K = E W_k (_attn.keys_forward), once;
+- decoder, s = 1..T, in training: one compiled call runs every step (kernels/_decoder.pyx,
+  nogil): the cell's step maths (cellmath.h, as the LSTM / GRU kernels) on
+  [embedding ; ctx_{s-1}], then the attention step (kernels/_attn_core.pxi); backward is
+  one call too. Decoding (charrnn.nn.seq2seq_decode) steps from Python with step(): one
+  compiled cell call (charrnn.nn.cells, T = 1) and one _attn.step_forward per step;
+- output layer and cross-entropy over the valid steps only, as one (M, Hd + C) GEMM
+  (_ops.linear_forward / softmax_xent): padded steps are never scored, so nothing flows
+  back from them.
+Backward runs the same pieces in reverse, the gradient of ctx_{s-1} coming back from
+step s's cell input; everything reaches the encoder through dK and dE.
+
+Parameters live in one flat buffer (self.flat, named views self.params) so that
+charrnn.nn.optim's optimizers work unchanged (float32); float64 for the tests.
+"""
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from charrnn import _attn, _decoder, _ops
+from charrnn.errors import ConfigError, ShapeError
+from charrnn.nn import bidirectional as bi
+from charrnn.nn import cells
+from charrnn.nn.reference_seq2seq import ATTENTIONS, param_shapes
+
+BOS, EOS = 0, 1   # target ids every target vocabulary starts with
+
+
+@dataclass
+class Seq2SeqConfig:
+    cell: str = "lstm"          # lstm or gru: the encoder's and the decoder's
+    attention: str = "luong"    # luong (h . W e) or bahdanau (v . tanh(W_q h + W_k e))
+    embed: int = 32             # E: source and target embedding size
+    hidden: int = 64            # He: encoder units per direction (C = 2He)
+    decoder: int = 128          # Hd: decoder units
+    attn: int = 64              # A: Bahdanau's attention size (Luong: Hd)
+    layers: int = 1             # encoder layers
+    src_vocab: int = 0          # Vs: set from the data
+    tgt_vocab: int = 0          # Vt: set from the data, BOS and EOS included
+
+    def validate(self):
+        if self.cell not in ("lstm", "gru"):
+            raise ConfigError(f"cell must be lstm or gru, not {self.cell!r}")
+        if self.attention not in ATTENTIONS:
+            raise ConfigError(f"attention must be one of {', '.join(ATTENTIONS)}, not {self.attention!r}")
+        for name in ("embed", "hidden", "decoder", "attn", "layers", "src_vocab", "tgt_vocab"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if self.tgt_vocab < 3:
+            raise ConfigError(f"tgt_vocab must count BOS, EOS and at least one token, got {self.tgt_vocab}")
+        return self
+
+
+class Seq2Seq:
+    def __init__(self, config, seed=0, dtype=np.float32):
+        cfg = config if isinstance(config, Seq2SeqConfig) else Seq2SeqConfig(**config)
+        self.cfg = cfg.validate()
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in cells.DTYPES:
+            raise ConfigError(f"dtype must be float32 or float64, not {self.dtype}")
+        self.shapes = param_shapes(cfg.cell, cfg.attention, cfg.src_vocab, cfg.tgt_vocab,
+                                   cfg.embed, cfg.hidden, cfg.decoder, cfg.attn, cfg.layers)
+        sizes = [int(np.prod(s)) for s in self.shapes.values()]
+        self.flat = np.zeros(sum(sizes), self.dtype)
+        self.grad_flat = np.zeros_like(self.flat)
+        self.params = self._views(self.flat, sizes)
+        self.grads = self._views(self.grad_flat, sizes)
+        self._init(np.random.default_rng(seed))
+
+    @property
+    def config(self):
+        return asdict(self.cfg)
+
+    def _views(self, flat, sizes):
+        views, off = {}, 0
+        for (name, shape), n in zip(self.shapes.items(), sizes):
+            views[name] = flat[off:off + n].reshape(shape)
+            off += n
+        return views
+
+    def _init(self, rng):
+        # PyTorch's defaults: cells and linear maps uniform(+-1/sqrt(fan)), embeddings
+        # uniform(-0.1, 0.1); the LSTM forget-gate biases start at 1 (torch-rnn's habit)
+        cfg = self.cfg
+        for name, p in self.params.items():
+            if name.endswith("embed"):
+                p[...] = rng.uniform(-0.1, 0.1, p.shape)
+            elif name == "out.bias":
+                p[...] = 0
+            else:
+                fan = p.shape[-1] if name.startswith(("enc.", "dec.", "out.")) else p.shape[0]
+                k = 1 / np.sqrt(fan)
+                p[...] = rng.uniform(-k, k, p.shape)
+        if cfg.cell == "lstm":
+            for name, p in self.params.items():
+                if name.startswith(("enc.bias_ih", "dec.bias_ih")):
+                    H = p.shape[0] // 4
+                    p[H:2 * H] += 1
+
+    # ---- checks ------------------------------------------------------------------------
+
+    def check(self, src, src_len, tgt=None, tgt_len=None):
+        """(src, src_len, tgt, tgt_len) as int arrays, padding replaced by id 0; or a
+        one-line ShapeError."""
+        src, src_len = self._ids("src", src, src_len, self.cfg.src_vocab)
+        if tgt is None:
+            return src, src_len, None, None
+        tgt = np.asarray(tgt)
+        if tgt.ndim != 2 or tgt.shape[1] != src.shape[1] or tgt.shape[0] < 2:
+            raise ShapeError(f"tgt must be (T+1, {src.shape[1]}) ids with T >= 1, got {tgt.shape}")
+        tgt_len = bi.check_lengths(tgt_len, tgt.shape[0] - 1, tgt.shape[1])
+        tgt, _ = self._ids("tgt", tgt, tgt_len + 1, self.cfg.tgt_vocab)
+        return src, src_len, tgt, tgt_len
+
+    def _ids(self, name, ids, lengths, V):
+        ids = np.asarray(ids)
+        if ids.ndim != 2 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
+            raise ShapeError(f"{name} must be a non-empty 2-d integer array (S, N), got {ids.dtype} {ids.shape}")
+        lengths = bi.check_lengths(lengths, *ids.shape)
+        valid = np.arange(ids.shape[0])[:, None] < lengths[None, :]
+        ids = np.where(valid, ids, 0).astype(np.int32)                  # padding reads id 0
+        bad = np.flatnonzero((ids < 0) | (ids >= V))
+        if bad.size:
+            t, n = divmod(int(bad[0]), ids.shape[1])
+            raise ShapeError(f"{name}[{t}, {n}] = {ids[t, n]} is outside the vocabulary (size {V})")
+        return ids, lengths
+
+    def _own(self):
+        return self.dtype == np.float32 and cells.current_gemm_backend() == "own"
+
+    # ---- pieces shared by training and decoding ------------------------------------------
+
+    def encode(self, src, src_len):
+        """-> (E (N, S, C), K (N, S, A), cache): encoder outputs and attention keys."""
+        cfg, P, dt = self.cfg, self.params, self.dtype
+        S, N = src.shape
+        x = np.empty((S * N, cfg.embed), dt)                            # (S*N, E)
+        _ops.embedding_forward(src.reshape(-1), P["src_embed"], x)
+        enc = {k[4:]: v for k, v in P.items() if k.startswith("enc.")}
+        out, _, bcache = bi.forward(cfg.cell, x.reshape(S, N, cfg.embed), src_len, enc)
+        E = np.ascontiguousarray(out.transpose(1, 0, 2))                # (N, S, C)
+        K = np.empty(E.shape[:2] + (P["attn.W_k"].shape[1],), dt)       # (N, S, A)
+        _attn.keys_forward(E, P["attn.W_k"], src_len, self._own(), K)
+        return E, K, bcache
+
+    def zero_state(self, N, C):
+        """(state, ctx): the decoder's start, zeros ((h,) or (h, c), each (N, Hd); (N, C))."""
+        z = np.zeros((N, self.cfg.decoder), self.dtype)
+        return ((z, z.copy()) if self.cfg.cell == "lstm" else (z,)), np.zeros((N, C), self.dtype)
+
+    def step(self, prev, state, ctx, E, K, src_len):
+        """One decoder step: prev (N,) target ids -> (state, ctx, feat (N, Hd + C), saved)."""
+        cfg, P, dt = self.cfg, self.params, self.dtype
+        N, S, C = E.shape
+        x = np.empty((1, N, cfg.embed + C), dt)                         # (1, N, E + C)
+        emb = np.empty((N, cfg.embed), dt)
+        _ops.embedding_forward(np.ascontiguousarray(prev, np.int32), P["tgt_embed"], emb)
+        x[0, :, :cfg.embed], x[0, :, cfg.embed:] = emb, ctx
+        w = (P["dec.weight_ih"], P["dec.weight_hh"], P["dec.bias_ih"], P["dec.bias_hh"])
+        res = getattr(cells, cfg.cell + "_forward")(x, *state, *w)
+        state, ccache = tuple(res[1:-1]), res[-1]
+        h = state[0]                                                    # (N, Hd)
+        A = K.shape[2]
+        bahdanau = cfg.attention == "bahdanau"
+        alpha, ctx = np.empty((N, S), dt), np.empty((N, C), dt)
+        tanhs = np.empty((N, S, A) if bahdanau else (0, 0, 0), dt)
+        qW = np.empty((N, A) if bahdanau else (0, 0), dt)
+        W_q, v = (P["attn.W_q"], P["attn.v"]) if bahdanau else (np.empty((0, 0), dt), np.empty(0, dt))
+        _attn.step_forward(_attn.KINDS[cfg.attention], h, K, E, W_q, v, src_len, self._own(),
+                           alpha, ctx, tanhs, qW)
+        feat = np.concatenate([h, ctx], axis=1)                         # (N, Hd + C)
+        return state, ctx, feat, (ccache, h, alpha, tanhs)
+
+    def logits(self, feat):
+        """(R, Vt) from features (R, Hd + C)."""
+        out = np.empty((feat.shape[0], self.cfg.tgt_vocab), self.dtype)
+        _ops.linear_forward(np.ascontiguousarray(feat), self.params["out.weight"],
+                            np.empty(0, self.dtype), self.params["out.bias"], out)
+        return out
+
+    # ---- training ----------------------------------------------------------------------
+
+    def forward_backward(self, src, src_len, tgt, tgt_len, grad=True):
+        """Mean cross-entropy per predicted token (nats); with grad, its gradients *added*
+        to self.grads."""
+        src, src_len, tgt, tgt_len = self.check(src, src_len, tgt, tgt_len)
+        T = tgt.shape[0] - 1
+        E, K, bcache = self.encode(src, src_len)
+        sv = self._decode_forward(np.ascontiguousarray(tgt[:T]), E, K, src_len)
+        feats = np.concatenate([sv["hs"][1:], sv["ctxs"][1:]], axis=2)  # (T, N, Hd + C)
+        valid = np.arange(T)[:, None] < tgt_len[None, :]               # (T, N)
+        rows = np.ascontiguousarray(feats[valid])                      # (M, Hd + C)
+        labels = np.ascontiguousarray(tgt[1:][valid])                   # (M,)
+        z = self.logits(rows)                                           # (M, Vt)
+        M = rows.shape[0]
+        # softmax_xent overwrites z with d(mean loss)/dz when its scale != 0
+        total = _ops.softmax_xent(z, labels, 1.0 / M if grad else 0.0)
+        if grad:
+            self._backward(z, rows, valid, tgt, src, src_len, E, K, bcache, sv)
+        return total / M
+
+    def _attn_weights(self, grads=False):
+        # (W_q, v) for Bahdanau, or empty stand-ins for Luong (the kernels ignore them)
+        dt = self.dtype
+        if self.cfg.attention != "bahdanau":
+            return np.empty((0, 0), dt), np.empty(0, dt)
+        d = self.grads if grads else self.params
+        return d["attn.W_q"], d["attn.v"]
+
+    def _decode_forward(self, tgt_in, E, K, src_len):
+        """The decoder over every target step, one compiled call (kernels/_decoder.pyx);
+        -> the arrays its backward reads."""
+        cfg, P, dt = self.cfg, self.params, self.dtype
+        T, N = tgt_in.shape
+        S, C, A = E.shape[1], E.shape[2], K.shape[2]
+        Hd, Em, lstm = cfg.decoder, cfg.embed, cfg.cell == "lstm"
+        GH = (4 if lstm else 3) * Hd
+        bah = cfg.attention == "bahdanau"
+        emb = np.empty((T * N, Em), dt)                                 # (T*N, E)
+        _ops.embedding_forward(tgt_in.reshape(-1), P["tgt_embed"], emb)
+        sv = dict(emb_ids=tgt_in,
+                  xs=np.empty((T, N, Em + C), dt),                      # cell inputs
+                  hs=np.zeros((T + 1, N, Hd), dt),                      # hs[0] = 0
+                  cs=np.zeros((T + 1, N, Hd) if lstm else (0, 0, 0), dt),
+                  act=np.empty((T, N, GH), dt),
+                  tc=np.empty((T, N, Hd), dt),                          # tanh(c) or ghn
+                  alphas=np.empty((T, N, S), dt),
+                  ctxs=np.zeros((T + 1, N, C), dt),                     # ctxs[0] = 0
+                  tanhs=np.empty((T, N, S, A) if bah else (T, 0, 0, 0), dt))
+        W_ih, W_hh = P["dec.weight_ih"], P["dec.weight_hh"]
+        _decoder.forward(_decoder.CELLS[cfg.cell], _attn.KINDS[cfg.attention],
+                         emb.reshape(T, N, Em), W_ih, cells.pack(None, "", W_ih, True),
+                         W_hh, cells.pack(None, "", W_hh, True), P["dec.bias_ih"],
+                         P["dec.bias_hh"], K, E, *self._attn_weights(), src_len, self._own(),
+                         sv["xs"], sv["hs"], sv["cs"], sv["act"], sv["tc"],
+                         np.empty((0, 0) if lstm else (N, GH), dt), sv["alphas"], sv["ctxs"],
+                         sv["tanhs"], np.empty((N, A) if bah else (0, 0), dt))
+        return sv
+
+    def _backward(self, dz, rows, valid, tgt, src, src_len, E, K, bcache, sv):
+        cfg, P, g, dt = self.cfg, self.params, self.grads, self.dtype
+        own = self._own()
+        T, N = valid.shape
+        S, C, A = E.shape[1], E.shape[2], K.shape[2]
+        Hd, Em, lstm = cfg.decoder, cfg.embed, cfg.cell == "lstm"
+        GH = (4 if lstm else 3) * Hd
+        bah = cfg.attention == "bahdanau"
+        drows = np.empty_like(rows)                                     # (M, Hd + C)
+        _ops.linear_backward(dz, rows, P["out.weight"], drows, g["out.weight"], g["out.bias"], own)
+        dfeat = np.zeros((T, N, Hd + C), dt)                            # (T, N, Hd + C)
+        dfeat[valid] = drows
+        dK, dE = np.zeros_like(K), np.zeros_like(E)
+        demb = np.empty((T, N, Em), dt)                                 # (T, N, E)
+        W_q, v = self._attn_weights()
+        W_qT = np.ascontiguousarray(W_q.T)
+        W_ih, W_hh = P["dec.weight_ih"], P["dec.weight_hh"]
+        e = lambda *shape: np.empty(shape, dt)  # noqa: E731   scratch
+        _decoder.backward(_decoder.CELLS[cfg.cell], _attn.KINDS[cfg.attention], dfeat,
+                          W_ih, cells.pack(None, "", W_ih, False),
+                          W_hh, cells.pack(None, "", W_hh, False), K, E, W_qT, v, src_len,
+                          own, sv["xs"], sv["hs"], sv["cs"], sv["act"], sv["tc"],
+                          sv["alphas"], sv["tanhs"], demb, dK, dE, g["dec.weight_ih"],
+                          g["dec.weight_hh"], g["dec.bias_ih"], g["dec.bias_hh"],
+                          *self._attn_weights(grads=True), e(T, N, GH),
+                          e(0, 0, 0) if lstm else e(T, N, GH), e(N, C), e(N, Hd), e(N, Hd),
+                          e(N, Hd), e(N, Hd), e(N, Hd), e(N, Em + C), e(N, S),
+                          e(N, A) if bah else e(0, 0))
+        _ops.embedding_backward(sv["emb_ids"].reshape(-1), demb.reshape(T * N, Em),
+                                g["tgt_embed"])
+        _attn.keys_backward(dK, E, np.ascontiguousarray(P["attn.W_k"].T), src_len, own, dE,
+                            g["attn.W_k"])
+        genc = {k[4:]: v for k, v in g.items() if k.startswith("enc.")}
+        dout = np.ascontiguousarray(dE.transpose(1, 0, 2))              # (S, N, C)
+        dx = bi.backward(dout, None, bcache, genc)                      # (S, N, E)
+        _ops.embedding_backward(src.reshape(-1), dx.reshape(-1, Em), g["src_embed"])
+
+    def loss_and_grad(self, src, src_len, tgt, tgt_len):
+        """(mean loss, gradients as a dict like params: a copy)."""
+        self.grad_flat.fill(0)
+        loss = self.forward_backward(src, src_len, tgt, tgt_len)
+        return loss, {k: v.copy() for k, v in self.grads.items()}
+
+    def loss(self, src, src_len, tgt, tgt_len):
+        return self.forward_backward(src, src_len, tgt, tgt_len, grad=False)

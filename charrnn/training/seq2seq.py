@@ -1,0 +1,158 @@
+"""Training a transducer (string -> string or token sequence) from pairs, in Python.
+
+    from charrnn.training.seq2seq import train_seq2seq
+    t = train_seq2seq([("cat", "K AE1 T"), ...], tokens="words", steps=2000)
+    t.transduce(["dog"])                   # -> ["D AO1 G"]
+    t.transduce(["dog"], beam=5)           # beam search
+
+The model is charrnn.nn.seq2seq.Seq2Seq (float32, Adam, global-norm clipping): source
+characters -> bidirectional encoder -> attention -> LSTM/GRU decoder -> target tokens.
+Targets are characters (tokens="chars") or space-separated tokens (tokens="words", e.g.
+phonemes). Source vocabulary: the training sources' characters, sorted, after id 0 (any
+character not seen in training). Target vocabulary: BOS (id 0), EOS (id 1), then the
+training targets' tokens, sorted. Each step draws batch_size pairs at random (seeded).
+Transducer.save(path) / load_transducer(path): one safetensors file (the parameters by
+name; config, vocabularies and a format tag in its metadata, with charrnn.io's checksum).
+No CLI yet: see docs/internals/seq2seq.md.
+"""
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from charrnn.errors import CheckpointError, ConfigError, CorpusError
+from charrnn.io import safetensors_file as sf
+from charrnn.nn import optim
+from charrnn.nn.classifier import pad_batch
+from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
+from charrnn.nn.seq2seq_decode import beam_search, greedy
+
+TOKENS = ("chars", "words")
+FORMAT, VERSION = "charrnn-seq2seq", "1"   # the file's metadata "format" and "version"
+
+
+@dataclass
+class Transducer:
+    model: Seq2Seq
+    src_vocab: list       # characters; src_vocab[i] has id i + 1 (0: unknown)
+    tgt_vocab: list       # tokens; tgt_vocab[i] has id i + 2 (0: BOS, 1: EOS)
+    tokens: str           # "chars" or "words"
+    max_len: int          # default output limit: twice the longest training target + 2
+    history: list = field(default_factory=list)   # (step, mean training loss per token)
+
+    def split(self, target):
+        return list(target) if self.tokens == "chars" else target.split()
+
+    def join(self, toks):
+        return ("" if self.tokens == "chars" else " ").join(toks)
+
+    def encode_sources(self, texts):
+        """(src (S, N) int32, src_len (N,)) of a list of non-empty strings."""
+        index = {c: i + 1 for i, c in enumerate(self.src_vocab)}
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t:
+                raise CorpusError(f"source {i} is {t!r}: every source must be a non-empty string")
+        return pad_batch([[index.get(c, 0) for c in t] for t in texts])
+
+    def encode_targets(self, targets):
+        """(tgt (T+1, N) int32 starting with BOS, tgt_len (N,) counting EOS)."""
+        index = {tok: i + 2 for i, tok in enumerate(self.tgt_vocab)}
+        seqs = []
+        for i, t in enumerate(targets):
+            toks = self.split(t)
+            missing = [tok for tok in toks if tok not in index]
+            if missing:
+                raise CorpusError(f"target {i} has token {missing[0]!r}, not in the vocabulary")
+            seqs.append([BOS] + [index[tok] for tok in toks] + [EOS])
+        tgt, lens = pad_batch(seqs)
+        return tgt, lens - 1
+
+    def transduce(self, texts, beam=1, max_len=None):
+        """The output string of each text: greedy with beam=1, else beam search."""
+        src, src_len = self.encode_sources(texts)
+        max_len = self.max_len if max_len is None else max_len
+        if beam == 1:
+            outs, _ = greedy(self.model, src, src_len, max_len)
+        else:
+            outs = [beam_search(self.model, src[:src_len[n], n], beam, max_len)[0]
+                    for n in range(src.shape[1])]
+        return [self.join(self.tgt_vocab[i - 2] for i in out) for out in outs]
+
+    def save(self, path):
+        """One safetensors file: parameters by name, everything else in the metadata."""
+        meta = {"format": FORMAT, "version": VERSION, "config": json.dumps(self.model.config),
+                "src_vocab": json.dumps(self.src_vocab, ensure_ascii=False),
+                "tgt_vocab": json.dumps(self.tgt_vocab, ensure_ascii=False),
+                "tokens": self.tokens, "max_len": str(self.max_len)}
+        sf.write(path, dict(self.model.params), meta)
+
+    def loss(self, pairs):
+        """Mean cross-entropy per target token (EOS included) over (source, target) pairs."""
+        src, src_len = self.encode_sources([s for s, _ in pairs])
+        tgt, tgt_len = self.encode_targets([t for _, t in pairs])
+        return self.model.loss(src, src_len, tgt, tgt_len)
+
+
+def train_seq2seq(pairs, tokens="chars", cell="lstm", attention="luong", embed=32, hidden=64,
+                  decoder=128, attn=64, steps=1000, batch_size=32, lr=0.005, grad_clip=5.0,
+                  seed=0, log=None):
+    """A Transducer trained on `pairs`, a list of (source, target) non-empty strings.
+    log: None, or a callable log(step, loss) called every 100 steps."""
+    pairs = list(pairs)
+    if not pairs:
+        raise CorpusError("no (source, target) pairs to train on")
+    if tokens not in TOKENS:
+        raise ConfigError(f"tokens must be one of {', '.join(TOKENS)}, not {tokens!r}")
+    for i, p in enumerate(pairs):
+        if not (isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) and x.strip() for x in p)):
+            raise CorpusError(f"pair {i} is {p!r}: expected (non-empty source, non-empty target)")
+    for name, v in (("steps", steps), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+    split = list if tokens == "chars" else str.split
+    src_vocab = sorted({c for s, _ in pairs for c in s})
+    tgt_vocab = sorted({tok for _, t in pairs for tok in split(t)})
+    longest = max(len(split(t)) for _, t in pairs)
+    cfg = dict(cell=cell, attention=attention, embed=embed, hidden=hidden, decoder=decoder,
+               attn=attn, src_vocab=len(src_vocab) + 1, tgt_vocab=len(tgt_vocab) + 2)
+    tr = Transducer(Seq2Seq(cfg, seed=seed), src_vocab, tgt_vocab, tokens, 2 * longest + 2)
+    src_all = [s for s, _ in pairs]
+    tgt_all = [t for _, t in pairs]
+    model, opt = tr.model, optim.Adam(tr.model.flat.size)
+    rng = np.random.default_rng(seed)
+    for step in range(1, steps + 1):
+        pick = rng.integers(0, len(pairs), min(batch_size, len(pairs)))
+        src, src_len = tr.encode_sources([src_all[i] for i in pick])
+        tgt, tgt_len = tr.encode_targets([tgt_all[i] for i in pick])
+        model.grad_flat.fill(0)
+        loss = model.forward_backward(src, src_len, tgt, tgt_len)
+        _, gscale = optim.clip_scale(model.grad_flat, grad_clip)
+        opt.step(model.flat, model.grad_flat, lr, gscale)
+        tr.history.append((step, float(loss)))
+        if log is not None and step % 100 == 0:
+            log(step, float(np.mean([h[1] for h in tr.history[-100:]])))
+    return tr
+
+
+def load_transducer(path):
+    """A Transducer saved by Transducer.save (float32), or a one-line CheckpointError."""
+    def check(meta):
+        if meta.get("format") != FORMAT:
+            raise sf.Corrupt(f"not a charrnn seq2seq model (format {meta.get('format')!r})")
+        if meta.get("version") != VERSION:
+            raise sf.Corrupt(f"seq2seq file version {meta.get('version')!r}; this charrnn "
+                             f"reads version {VERSION}: upgrade charrnn")
+    try:
+        tensors, meta = sf.read(path, check)
+    except sf.Corrupt as e:
+        raise CheckpointError(f"cannot load {path}: {e}") from None
+    model = Seq2Seq(json.loads(meta["config"]))
+    if set(tensors) != set(model.params):
+        raise CheckpointError(f"cannot load {path}: its tensors do not fit its config")
+    for name, p in model.params.items():
+        a = tensors[name][0]
+        if a.shape != p.shape:
+            raise CheckpointError(f"cannot load {path}: {name} is {a.shape}, expected {p.shape}")
+        p[...] = a
+    return Transducer(model, json.loads(meta["src_vocab"]), json.loads(meta["tgt_vocab"]),
+                      meta["tokens"], int(meta["max_len"]))

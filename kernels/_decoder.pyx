@@ -1,0 +1,222 @@
+"""The attention decoder's loop over target steps, forward and backward, in one nogil call
+each (charrnn/nn/seq2seq.py; the specification is charrnn.nn.reference_seq2seq).
+
+Sizes: T target steps, N rows, Em embedding, C encoder output, D = Em + C the cell input,
+Hd decoder hidden, G gate blocks (LSTM 4, GRU 3), GH = G*Hd, S source steps, A key size.
+Per step s (0-based), with hs[0] = cs[0] = 0 and ctxs[0] = 0 laid down by the caller:
+    xs[s]     = [emb[s] ; ctxs[s]]                                   (N, D)  input feeding
+    LSTM      act[s] = xs[s] W_ih^T + b_ih + hs[s] W_hh^T + b_hh; lstm_fwd_step -> hs[s+1], cs[s+1]
+    GRU       act[s] = xs[s] W_ih^T + b_ih, gh = hs[s] W_hh^T + b_hh; gru_fwd_step -> hs[s+1]
+    attention (kernels/_attn_core.pxi) with query hs[s+1] -> alphas[s], ctxs[s+1]
+The cells' step maths are cellmath.h's, the very functions the LSTM / GRU kernels run, on
+the current ISA tier; products go through mm / mm_bias (_cellmath.pxd): float32 on
+charrnn's own sgemm when packs are given (cells.pack), BLAS otherwise.
+Backward takes dfeat (T, N, Hd + C), the gradient of every [h_s ; ctx_s], and adds into
+the weight gradients, dK and dE; demb (T, N, Em) is assigned. Gate gradients of all
+steps are kept (dact, dgh) so the weight gradients are one GEMM each after the loop.
+"""
+from cython cimport floating
+from libc.math cimport exp, tanh
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy, memset
+from _blas cimport mm
+from _cellmath cimport (lstm_fwd_step_f32, lstm_fwd_step_f64, lstm_bwd_step_f32,
+                        lstm_bwd_step_f64, gru_fwd_step_f32, gru_fwd_step_f64,
+                        gru_bwd_step_f32, gru_bwd_step_f64, mm_bias, packed,
+                        sequence_weight_grads)
+
+include "_dispatch.pxi"
+
+cdef enum:
+    BAHDANAU = 0
+    LUONG = 1
+
+include "_attn_core.pxi"
+
+cdef enum:
+    LSTM = 0
+    GRU = 1
+CELLS = {"lstm": LSTM, "gru": GRU}
+
+
+cdef int _need(bint ok, str what) except -1:
+    if not ok:
+        raise ValueError(f"decoder kernel: inconsistent shapes ({what})")
+    return 0
+
+
+cdef inline void _lstm_fwd(floating *act, const floating *c_prev, floating *c, floating *tc,
+                           floating *h, Py_ssize_t N, Py_ssize_t H) noexcept nogil:
+    if floating is float:
+        lstm_fwd_step_f32(act, c_prev, c, tc, h, N, H)
+    else:
+        lstm_fwd_step_f64(act, c_prev, c, tc, h, N, H)
+
+
+cdef inline void _gru_fwd(floating *act, const floating *gh, floating *ghn,
+                          const floating *h_prev, floating *h, Py_ssize_t N,
+                          Py_ssize_t H) noexcept nogil:
+    if floating is float:
+        gru_fwd_step_f32(act, gh, ghn, h_prev, h, N, H)
+    else:
+        gru_fwd_step_f64(act, gh, ghn, h_prev, h, N, H)
+
+
+cdef tuple _sh(Py_ssize_t *shape, int nd):
+    return tuple([shape[i] for i in range(nd)])
+
+
+def _check(int cell, int kind, T, N, Em, C, Hd, S, A, shapes):
+    """Every array's shape against the sizes, or one ValueError naming the first misfit."""
+    G = 4 if cell == LSTM else 3
+    D, GH = Em + C, G * Hd
+    _need(cell in (LSTM, GRU) and kind in (BAHDANAU, LUONG), f"cell {cell}, kind {kind}")
+    _need(kind == BAHDANAU or A == Hd, "Luong keys must have the decoder's size")
+    want = dict(W_ih=(GH, D), W_hh=(GH, Hd), b_ih=(GH,), b_hh=(GH,), K=(N, S, A), E=(N, S, C),
+                emb=(T, N, Em), xs=(T, N, D), hs=(T + 1, N, Hd), act=(T, N, GH),
+                tc=(T, N, Hd), alphas=(T, N, S), ctxs=(T + 1, N, C),
+                cs=(T + 1, N, Hd) if cell == LSTM else (0, 0, 0),
+                gh=(N, GH) if cell == GRU else (0, 0),
+                W_q=(Hd, A) if kind == BAHDANAU else (0, 0), v=(A,) if kind == BAHDANAU else (0,),
+                tanhs=(T, N, S, A) if kind == BAHDANAU else (T, 0, 0, 0),   # Luong: none
+                qW=(N, A) if kind == BAHDANAU else (0, 0),
+                dfeat=(T, N, Hd + C), demb=(T, N, Em), dK=(N, S, A), dE=(N, S, C),
+                dW_ih=(GH, D), dW_hh=(GH, Hd), db_ih=(GH,), db_hh=(GH,),
+                dW_q=(Hd, A) if kind == BAHDANAU else (0, 0), dv=(A,) if kind == BAHDANAU else (0,),
+                dact=(T, N, GH), dgh=(T, N, GH) if cell == GRU else (0, 0, 0), dctx=(N, C),
+                dq=(N, Hd), dy=(N, Hd), dh=(N, Hd), dc=(N, Hd), dhp=(N, Hd), dx=(N, D),
+                ds=(N, S), dqW=(N, A) if kind == BAHDANAU else (0, 0),
+                W_qT=(A, Hd) if kind == BAHDANAU else (0, 0))
+    for name, shape in shapes.items():
+        _need(tuple(shape) == want[name], f"{name} {tuple(shape)}, expected {want[name]}")
+
+
+def forward(int cell, int kind, const floating[:, :, ::1] emb,
+            const floating[:, ::1] W_ih, const floating[::1] Wp_ih,
+            const floating[:, ::1] W_hh, const floating[::1] Wp_hh,
+            const floating[::1] b_ih, const floating[::1] b_hh,
+            const floating[:, :, ::1] K, const floating[:, :, ::1] E,
+            const floating[:, ::1] W_q, const floating[::1] v, const int64_t[::1] lengths,
+            bint own, floating[:, :, ::1] xs, floating[:, :, ::1] hs, floating[:, :, ::1] cs,
+            floating[:, :, ::1] act, floating[:, :, ::1] tc, floating[:, ::1] gh,
+            floating[:, :, ::1] alphas, floating[:, :, ::1] ctxs,
+            floating[:, :, :, ::1] tanhs, floating[:, ::1] qW):
+    """The loop above; tc holds the LSTM's tanh(c) or the GRU's ghn. hs[0], cs[0] (LSTM)
+    and ctxs[0] must be set (zeros) by the caller."""
+    cdef Py_ssize_t T = emb.shape[0], N = emb.shape[1], Em = emb.shape[2], C = E.shape[2]
+    cdef Py_ssize_t Hd = W_hh.shape[1], S = E.shape[1], A = K.shape[2], s, n
+    cdef Py_ssize_t D = Em + C, GH = W_hh.shape[0]
+    _check(cell, kind, T, N, Em, C, Hd, S, A, dict(
+        W_ih=_sh(W_ih.shape, 2), W_hh=_sh(W_hh.shape, 2), b_ih=_sh(b_ih.shape, 1), b_hh=_sh(b_hh.shape, 1),
+        K=_sh(K.shape, 3), E=_sh(E.shape, 3), emb=_sh(emb.shape, 3), xs=_sh(xs.shape, 3), hs=_sh(hs.shape, 3),
+        cs=_sh(cs.shape, 3), act=_sh(act.shape, 3), tc=_sh(tc.shape, 3), gh=_sh(gh.shape, 2),
+        alphas=_sh(alphas.shape, 3), ctxs=_sh(ctxs.shape, 3), W_q=_sh(W_q.shape, 2), v=_sh(v.shape, 1),
+        tanhs=_sh(tanhs.shape, 4), qW=_sh(qW.shape, 2)))
+    own = own and floating is float
+    cdef const floating *P_ih = packed(Wp_ih, D, GH, "decoder", "Wp_ih")
+    cdef const floating *P_hh = packed(Wp_hh, Hd, GH, "decoder", "Wp_hh")
+    _lengths_ok(lengths, N, S)
+    with nogil:
+        for s in range(T):
+            for n in range(N):
+                memcpy(&xs[s, n, 0], &emb[s, n, 0], Em * sizeof(floating))
+                memcpy(&xs[s, n, Em], &ctxs[s, n, 0], C * sizeof(floating))
+            if cell == LSTM:
+                mm_bias(<int>N, <int>GH, <int>D, &xs[s, 0, 0], <int>D, &W_ih[0, 0], <int>D, P_ih,
+                        &b_ih[0], &b_hh[0], &act[s, 0, 0], <int>GH)
+                mm(P_hh != NULL, False, True, <int>N, <int>GH, <int>Hd, &hs[s, 0, 0], <int>Hd,
+                   &W_hh[0, 0], <int>Hd, P_hh, True, &act[s, 0, 0], <int>GH)
+                _lstm_fwd(&act[s, 0, 0], &cs[s, 0, 0], &cs[s + 1, 0, 0], &tc[s, 0, 0],
+                          &hs[s + 1, 0, 0], N, Hd)
+            else:
+                mm_bias(<int>N, <int>GH, <int>D, &xs[s, 0, 0], <int>D, &W_ih[0, 0], <int>D, P_ih,
+                        &b_ih[0], NULL, &act[s, 0, 0], <int>GH)
+                mm_bias(<int>N, <int>GH, <int>Hd, &hs[s, 0, 0], <int>Hd, &W_hh[0, 0], <int>Hd,
+                        P_hh, &b_hh[0], NULL, &gh[0, 0], <int>GH)
+                _gru_fwd(&act[s, 0, 0], &gh[0, 0], &tc[s, 0, 0], &hs[s, 0, 0], &hs[s + 1, 0, 0],
+                         N, Hd)
+            attend_fwd(kind, hs[s + 1], K, E, W_q, v, lengths, own, alphas[s], ctxs[s + 1],
+                       tanhs[s], qW)
+
+
+def backward(int cell, int kind, const floating[:, :, ::1] dfeat,
+             const floating[:, ::1] W_ih, const floating[::1] Wp_ih,
+             const floating[:, ::1] W_hh, const floating[::1] Wp_hh,
+             const floating[:, :, ::1] K, const floating[:, :, ::1] E,
+             const floating[:, ::1] W_qT, const floating[::1] v, const int64_t[::1] lengths,
+             bint own, const floating[:, :, ::1] xs, const floating[:, :, ::1] hs,
+             const floating[:, :, ::1] cs, const floating[:, :, ::1] act,
+             const floating[:, :, ::1] tc, const floating[:, :, ::1] alphas,
+             const floating[:, :, :, ::1] tanhs,
+             floating[:, :, ::1] demb, floating[:, :, ::1] dK, floating[:, :, ::1] dE,
+             floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db_ih,
+             floating[::1] db_hh, floating[:, ::1] dW_q, floating[::1] dv,
+             floating[:, :, ::1] dact, floating[:, :, ::1] dgh, floating[:, ::1] dctx,
+             floating[:, ::1] dq, floating[:, ::1] dy, floating[:, ::1] dh, floating[:, ::1] dc,
+             floating[:, ::1] dhp, floating[:, ::1] dx, floating[:, ::1] ds, floating[:, ::1] dqW):
+    """Backward of forward(). Wp_ih, Wp_hh: W_ih, W_hh packed *untransposed* (the B of
+    dG @ W), or empty. The rest from dact on is scratch."""
+    cdef Py_ssize_t T = xs.shape[0], N = xs.shape[1], C = E.shape[2], D = xs.shape[2]
+    cdef Py_ssize_t Em = D - C, Hd = W_hh.shape[1], S = E.shape[1], A = K.shape[2], s, n, j
+    cdef Py_ssize_t GH = W_hh.shape[0]
+    _check(cell, kind, T, N, Em, C, Hd, S, A, dict(
+        dfeat=_sh(dfeat.shape, 3), W_ih=_sh(W_ih.shape, 2), W_hh=_sh(W_hh.shape, 2), K=_sh(K.shape, 3),
+        E=_sh(E.shape, 3), W_qT=_sh(W_qT.shape, 2), v=_sh(v.shape, 1), xs=_sh(xs.shape, 3), hs=_sh(hs.shape, 3),
+        cs=_sh(cs.shape, 3), act=_sh(act.shape, 3), tc=_sh(tc.shape, 3), alphas=_sh(alphas.shape, 3),
+        tanhs=_sh(tanhs.shape, 4), demb=_sh(demb.shape, 3), dK=_sh(dK.shape, 3), dE=_sh(dE.shape, 3),
+        dW_ih=_sh(dW_ih.shape, 2), dW_hh=_sh(dW_hh.shape, 2), db_ih=_sh(db_ih.shape, 1),
+        db_hh=_sh(db_hh.shape, 1), dW_q=_sh(dW_q.shape, 2), dv=_sh(dv.shape, 1), dact=_sh(dact.shape, 3),
+        dgh=_sh(dgh.shape, 3), dctx=_sh(dctx.shape, 2), dq=_sh(dq.shape, 2), dy=_sh(dy.shape, 2),
+        dh=_sh(dh.shape, 2), dc=_sh(dc.shape, 2), dhp=_sh(dhp.shape, 2), dx=_sh(dx.shape, 2), ds=_sh(ds.shape, 2),
+        dqW=_sh(dqW.shape, 2)))
+    _lengths_ok(lengths, N, S)
+    own = own and floating is float
+    cdef const floating *P_ih = packed(Wp_ih, GH, D, "decoder", "Wp_ih")
+    cdef const floating *P_hh = packed(Wp_hh, GH, Hd, "decoder", "Wp_hh")
+    cdef floating *dGh
+    if T == 0 or N == 0:
+        return
+    with nogil:
+        memset(&dh[0, 0], 0, N * Hd * sizeof(floating))
+        memset(&dc[0, 0], 0, N * Hd * sizeof(floating))
+        memset(&dx[0, 0], 0, N * D * sizeof(floating))
+        for s in range(T - 1, -1, -1):
+            # ctx_{s+1} feeds the output and step s+1's input (dx's ctx columns)
+            for n in range(N):
+                for j in range(C):
+                    dctx[n, j] = dfeat[s, n, Hd + j] + dx[n, Em + j]
+            memset(&dq[0, 0], 0, N * Hd * sizeof(floating))
+            attend_bwd(kind, dctx, hs[s + 1], K, E, W_qT, v, lengths, alphas[s],
+                       tanhs[s], own,
+                       dq, dK, dE, dW_q, dv, ds, dqW)
+            for n in range(N):
+                for j in range(Hd):
+                    dy[n, j] = dfeat[s, n, j] + dq[n, j]
+            if cell == LSTM:
+                if floating is float:
+                    lstm_bwd_step_f32(&act[s, 0, 0], &cs[s, 0, 0], &tc[s, 0, 0], &dy[0, 0],
+                                      &dh[0, 0], &dc[0, 0], &dact[s, 0, 0], N, Hd)
+                else:
+                    lstm_bwd_step_f64(&act[s, 0, 0], &cs[s, 0, 0], &tc[s, 0, 0], &dy[0, 0],
+                                      &dh[0, 0], &dc[0, 0], &dact[s, 0, 0], N, Hd)
+                # dh_{s-1} = dact W_hh (the running dh is read above, before this)
+                mm(own, False, False, <int>N, <int>Hd, <int>GH, &dact[s, 0, 0], <int>GH,
+                   &W_hh[0, 0], <int>Hd, P_hh, False, &dh[0, 0], <int>Hd)
+            else:
+                if floating is float:
+                    gru_bwd_step_f32(&act[s, 0, 0], &tc[s, 0, 0], &hs[s, 0, 0], &dy[0, 0],
+                                     &dh[0, 0], &dact[s, 0, 0], &dgh[s, 0, 0], &dhp[0, 0], N, Hd)
+                else:
+                    gru_bwd_step_f64(&act[s, 0, 0], &tc[s, 0, 0], &hs[s, 0, 0], &dy[0, 0],
+                                     &dh[0, 0], &dact[s, 0, 0], &dgh[s, 0, 0], &dhp[0, 0], N, Hd)
+                mm(own, False, False, <int>N, <int>Hd, <int>GH, &dgh[s, 0, 0], <int>GH,
+                   &W_hh[0, 0], <int>Hd, P_hh, True, &dhp[0, 0], <int>Hd)
+                memcpy(&dh[0, 0], &dhp[0, 0], N * Hd * sizeof(floating))
+            mm(own, False, False, <int>N, <int>D, <int>GH, &dact[s, 0, 0], <int>GH,
+               &W_ih[0, 0], <int>D, P_ih, False, &dx[0, 0], <int>D)
+            for n in range(N):
+                memcpy(&demb[s, n, 0], &dx[n, 0], Em * sizeof(floating))
+        dGh = &dact[0, 0, 0] if cell == LSTM else &dgh[0, 0, 0]
+        sequence_weight_grads(&dact[0, 0, 0], dGh, T * N, GH, &xs[0, 0, 0], D, &hs[0, 0, 0],
+                              Hd, &W_ih[0, 0], P_ih, <floating *>NULL, &dW_ih[0, 0],
+                              &dW_hh[0, 0], &db_ih[0], &db_hh[0], 0, GH, 0, 0)
