@@ -30,7 +30,7 @@ import numpy as np
 from charrnn import _ops
 from charrnn.errors import ConfigError, ShapeError
 from charrnn.nn import bidirectional as bi
-from charrnn.nn import cells
+from charrnn.nn import cells, flat
 from charrnn.nn.shapes import GATES
 
 POOLS = ("final", "mean")
@@ -90,18 +90,12 @@ class Classifier:
         if self.dtype not in cells.DTYPES:
             raise ConfigError(f"dtype must be float32 or float64, not {self.dtype}")
         self.shapes = expected_shapes(self.cfg)
-        sizes = [int(np.prod(s)) for s in self.shapes.values()]
-        self.flat = np.zeros(sum(sizes), self.dtype)        # every parameter, (P,)
-        self.grad_flat = np.zeros_like(self.flat)           # their gradients, (P,)
-        self.params = self._views(self.flat, sizes)
-        self.grads = self._views(self.grad_flat, sizes)
+        # every parameter and its gradient, (P,) each, and their named views
+        self.flat, self.grad_flat, self.params, self.grads = flat.allocate(self.shapes, self.dtype)
         if params is None:
             self._init(np.random.default_rng(seed), forget_bias)
         else:
-            for name, a in params.items():
-                if name not in self.params or self.params[name].shape != np.shape(a):
-                    raise ShapeError(f"parameter {name} with shape {np.shape(a)} does not fit this model")
-                self.params[name][...] = a
+            flat.assign(self.params, params)
         # per layer and direction: buffers reused between steps, holding forward's caches
         self._ws = [cells.Workspace() for _ in range(2 * self.cfg.layers)]
         self._bws = cells.Workspace()   # backward's scratch, shared by the layers in turn
@@ -111,12 +105,6 @@ class Classifier:
     def config(self):
         return asdict(self.cfg)
 
-    def _views(self, flat, sizes):
-        views, off = {}, 0
-        for (name, shape), n in zip(self.shapes.items(), sizes):
-            views[name] = flat[off:off + n].reshape(shape)
-            off += n
-        return views
 
     def _init(self, rng, forget_bias):
         # as charrnn.nn.network: cells PyTorch's uniform(-1/sqrt(H), 1/sqrt(H)), embedding

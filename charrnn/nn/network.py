@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from charrnn import _dropout, _ops
-from charrnn.nn import cells
+from charrnn.nn import cells, flat
 from charrnn.nn import table as lookup
 from charrnn.nn.shapes import GATES, expected_shapes
 from charrnn.errors import ConfigError, ShapeError
@@ -89,18 +89,12 @@ class Network:
         self.end_id = self.vocab.index(self.cfg.end_marker) if self.cfg.end_marker else None
         self.dtype = np.dtype(dtype)
         self.shapes = expected_shapes(self.config)
-        sizes = [int(np.prod(s)) for s in self.shapes.values()]
-        self.flat = np.zeros(sum(sizes), self.dtype)        # every parameter, (P,)
-        self.grad_flat = np.zeros_like(self.flat)           # their gradients, (P,)
-        self.params = self._views(self.flat, sizes)
-        self.grads = self._views(self.grad_flat, sizes)
+        # every parameter and its gradient, (P,) each, and their named views
+        self.flat, self.grad_flat, self.params, self.grads = flat.allocate(self.shapes, self.dtype)
         if params is None:
             self._init(np.random.default_rng(seed), forget_bias)
         else:
-            for name, a in params.items():
-                if name not in self.params or self.params[name].shape != np.shape(a):
-                    raise ShapeError(f"parameter {name} with shape {np.shape(a)} does not fit this model")
-                self.params[name][...] = a
+            flat.assign(self.params, params)
         self._ws = [cells.Workspace() for _ in range(self.cfg.layers)]   # per layer: saved for backward
         self._bws = cells.Workspace()   # backward's scratch, shared: layers run it in turn
         self.parallel = None   # a cells.Parallel to split each kernel pass over threads
@@ -112,7 +106,7 @@ class Network:
         if buf.shape != self.grad_flat.shape or buf.dtype != self.dtype:
             raise ShapeError(f"gradient buffer must be {self.dtype}{list(self.grad_flat.shape)}")
         self.grad_flat = buf
-        self.grads = self._views(buf, [int(np.prod(s)) for s in self.shapes.values()])
+        self.grads = flat.views(buf, self.shapes)
 
     @property
     def config(self):
@@ -131,13 +125,6 @@ class Network:
             raise ConfigError(f"bf16 products need a float32 network, not {self.dtype}")
         for ws in (*self._ws, self._bws):   # their packs: every layer's, and the decoder's
             ws.precision = name
-
-    def _views(self, flat, sizes):
-        views, off = {}, 0
-        for (name, shape), n in zip(self.shapes.items(), sizes):
-            views[name] = flat[off:off + n].reshape(shape)
-            off += n
-        return views
 
     def _init(self, rng, forget_bias):
         # word_language_model: encoder/decoder uniform(-0.1, 0.1), decoder bias 0;

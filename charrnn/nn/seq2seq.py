@@ -31,7 +31,7 @@ import numpy as np
 from charrnn import _attn, _decoder, _ops
 from charrnn.errors import ConfigError, ShapeError
 from charrnn.nn import bidirectional as bi
-from charrnn.nn import cells
+from charrnn.nn import cells, flat
 from charrnn.nn.reference_seq2seq import ATTENTIONS, param_shapes
 
 BOS, EOS = 0, 1   # target ids every target vocabulary starts with
@@ -72,23 +72,13 @@ class Seq2Seq:
             raise ConfigError(f"dtype must be float32 or float64, not {self.dtype}")
         self.shapes = param_shapes(cfg.cell, cfg.attention, cfg.src_vocab, cfg.tgt_vocab,
                                    cfg.embed, cfg.hidden, cfg.decoder, cfg.attn, cfg.layers)
-        sizes = [int(np.prod(s)) for s in self.shapes.values()]
-        self.flat = np.zeros(sum(sizes), self.dtype)
-        self.grad_flat = np.zeros_like(self.flat)
-        self.params = self._views(self.flat, sizes)
-        self.grads = self._views(self.grad_flat, sizes)
+        self.flat, self.grad_flat, self.params, self.grads = flat.allocate(self.shapes, self.dtype)
         self._init(np.random.default_rng(seed))
 
     @property
     def config(self):
         return asdict(self.cfg)
 
-    def _views(self, flat, sizes):
-        views, off = {}, 0
-        for (name, shape), n in zip(self.shapes.items(), sizes):
-            views[name] = flat[off:off + n].reshape(shape)
-            off += n
-        return views
 
     def _init(self, rng):
         # PyTorch's defaults: cells and linear maps uniform(+-1/sqrt(fan)), embeddings
