@@ -35,6 +35,7 @@ from charrnn.io.rundir import BEST_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE
 from charrnn.nn import optim
 from charrnn.nn.classifier import Classifier, pad_batch
 from charrnn.training import auto as defaults
+from charrnn.training.options import stop_reason
 from charrnn.training.progress import Bar
 from charrnn.training.trainer import Interrupted, anneal_factor
 
@@ -165,16 +166,8 @@ class ClassifierTrainer:
             self.anneal_steps = (self.step, max(min(ends), self.step + 1), self.anneal_from or 1.0)
 
     def _done(self, elapsed):
-        c = self.cfg
-        if c.max_steps and self.step >= c.max_steps:
-            return "max-steps"
-        if c.max_epochs and self.epoch() >= c.max_epochs:
-            return "max-epochs"
-        if c.max_minutes and elapsed + self.eval_cost >= c.max_minutes * 60:
-            return "max-minutes"
-        if c.patience and self.bad_evals >= c.patience:
-            return "patience"
-        return None
+        return stop_reason(self.cfg, self.step, self.epoch(), elapsed + self.eval_cost,
+                           self.bad_evals)
 
     # ---- the run ------------------------------------------------------------------------
 

@@ -185,3 +185,18 @@ def automatic():
 
 # Options that may change on --resume without changing the run's results.
 RESUME_OVERRIDABLE = {"eval_every", "patience", "max_steps", "max_epochs", "max_minutes"}
+
+
+def stop_reason(c, step, epochs, seconds, bad_evals):
+    """Why a run with options c stops now, or None: a budget it reached ("max-steps",
+    "max-epochs", "max-minutes": seconds counts the next evaluation's cost too) or early
+    stopping ("patience", after bad_evals evaluations without a better loss)."""
+    if c.max_steps and step >= c.max_steps:
+        return "max-steps"
+    if c.max_epochs and epochs >= c.max_epochs:
+        return "max-epochs"
+    if c.max_minutes and seconds >= c.max_minutes * 60:
+        return "max-minutes"
+    if c.patience and bad_evals >= c.patience:
+        return "patience"
+    return None

@@ -29,6 +29,7 @@ from charrnn.training import distributed as dist
 from charrnn.training import finetune
 from charrnn.training.checkpointing import Checkpoints
 from charrnn.training.preview import Preview
+from charrnn.training.options import stop_reason
 from charrnn.training.progress import Bar
 from charrnn.training.run_start import check_corpus_unchanged, prepare
 
@@ -179,16 +180,8 @@ class Trainer:
             self.anneal_steps = (self.step, max(end, self.step + 1), self.anneal_from or 1.0)
 
     def _done(self, elapsed, eval_cost):
-        c = self.cfg
-        if c.max_steps and self.step >= c.max_steps:
-            return "max-steps"
-        if c.max_epochs and self.epoch() >= c.max_epochs:
-            return "max-epochs"
-        if c.max_minutes and elapsed + eval_cost >= c.max_minutes * 60:
-            return "max-minutes"
-        if c.patience and self.bad_evals >= c.patience:
-            return "patience"
-        return None
+        return stop_reason(self.cfg, self.step, self.epoch(), elapsed + eval_cost,
+                           self.bad_evals)
 
     # ---- the run: step, record, evaluate and save, finish -----------------------------
 
