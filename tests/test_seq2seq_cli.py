@@ -199,3 +199,38 @@ def test_resume_refuses_a_changed_file(tmp_path):
     tsv.write_text(tsv.read_text() + "zz\tZ Z\n")
     with pytest.raises(CorpusError, match="changed since the run started"):
         train(str(tsv), out=str(run), resume=True, threads=1, quiet=True, **OPTS)
+
+
+def test_report_and_quiet_summary(runner, trained, tmp_path):
+    assert "is a transducer run" in one_line(invoke(runner, "report", trained, "-o",
+                                                    tmp_path / "r.html"))
+    tsv = reversals(tmp_path / "r.tsv", n=300)
+    r = invoke(runner, "train", tsv, *TINY, "--max-steps", "3", "--out", tmp_path / "q", "-q")
+    assert r.exit_code == 0 and "\tval_loss=" in r.output and "\tval_ter=" in r.output
+
+
+def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
+    """A real `charrnn train --task seq2seq` process: SIGINT saves, exits 130, resumes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import child_env
+    tsv = reversals(tmp_path / "r.tsv", n=300)
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "charrnn.cli", "train", str(tsv), "--out",
+                          str(run), *TINY[:-4], "--max-minutes", "5", "--threads", "1"],
+                         stderr=subprocess.PIPE, text=True, env=child_env())
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130, err
+    assert "resume with: charrnn train --out" in err and "Traceback" not in err
+    steps = _losses(run)
+    r = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--max-steps",
+                                  str(len(steps) + 5), "-q"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert len(_losses(run)) == len(steps) + 5 and _losses(run)[:len(steps)] == steps

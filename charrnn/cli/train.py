@@ -110,9 +110,10 @@ def train(files, out, resume, init, threads, quiet, distributed, **options):
         sys.exit(130)
     if quiet and summary.get("rank", 0) == 0:
         val = summary["val_loss"]
-        acc = summary.get("val_accuracy")
+        acc, ter = summary.get("val_accuracy"), summary.get("val_ter")
         try:
             click.echo(f"{summary['run_dir']}\tval_loss={'none' if val is None else f'{val:.4f}'}"
-                       + ("" if acc is None else f"\tval_accuracy={acc:.4f}"))
+                       + ("" if acc is None else f"\tval_accuracy={acc:.4f}")
+                       + ("" if ter is None else f"\tval_ter={ter:.4f}"))
         except BrokenPipeError:   # the run is saved; the reader went away
             quiet_broken_pipe()
