@@ -127,8 +127,8 @@ def test_eval_reports_wer_ter_and_loss(runner, trained, tmp_path):
     r = invoke(runner, "eval", trained, test)
     assert r.exit_code == 0, r.output
     assert r.output.startswith("word error rate 0.3333 (1 of 3 words wrong), token error "
-                               "rate 0.1111 (1 edits over 9 tokens), loss ")
-    assert "(4 pairs)" in r.output and "1 targets have tokens the model does not know" in r.output
+                               "rate 0.1111 (1 edit over 9 tokens), loss ")
+    assert "(4 pairs)" in r.output and "1 target with tokens the model does not know" in r.output
     r = invoke(runner, "eval", trained, test, "--beam", "3")
     assert r.output.startswith("word error rate 0.3333")
 

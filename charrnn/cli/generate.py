@@ -352,13 +352,14 @@ def _eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam):
     tr = call(load_transducer, checkpoint, best=not latest)
     r = call(tr.evaluate, file, encoding or "utf-8", encoding_errors, beam)
     loss = "-" if r["loss"] is None else f"{r['loss']:.4f}"
-    click.echo(f"word error rate {r['wer']:.4f} ({r['word_errors']:,} of {r['words']:,} "
-               f"words wrong), token error rate {r['ter']:.4f} ({r['token_errors']:,} edits "
-               f"over {r['tokens']:,} tokens), loss {loss} nats/token "
-               f"({r['pairs']:,} pairs)")
+    from charrnn.errors import plural
+    click.echo(f"word error rate {r['wer']:.4f} ({r['word_errors']:,} of "
+               f"{plural(r['words'], 'word')} wrong), token error rate {r['ter']:.4f} "
+               f"({plural(r['token_errors'], 'edit')} over {plural(r['tokens'], 'token')}), "
+               f"loss {loss} nats/token ({plural(r['pairs'], 'pair')})")
     if r["unknown_targets"]:
-        click.echo(f"  ({r['unknown_targets']:,} targets have tokens the model does not "
-                   "know: counted in the error rates, not in the loss)")
+        click.echo(f"  ({plural(r['unknown_targets'], 'target')} with tokens the model does "
+                   "not know: counted in the error rates, not in the loss)")
 
 
 def _eval_classifier(checkpoint, file, latest, encoding, encoding_errors):
