@@ -7,6 +7,9 @@
     charrnn.train("pairs.tsv", task="classify")        # label<TAB>text lines
     clf = charrnn.load_classifier("charrnn-runs/pairs-...")
     print(clf.top("some text", 3))                     # [(label, probability), ...]
+    charrnn.train("cmudict.tsv", task="seq2seq", target_tokens="space")   # source<TAB>target
+    g2p = charrnn.load_transducer("charrnn-runs/cmudict-...")
+    print(g2p.transduce(["hello"], beam=5))            # ["HH AH0 L OW1"]
 
 Heavy modules (NumPy, the kernels) are imported on first use, so `charrnn --help`
 starts fast.
@@ -52,6 +55,7 @@ from charrnn.version import __version__  # noqa: F401  (charrnn.__version__)
 
 # The public API, imported on first use: name -> the module that defines it.
 _LAZY = {"CharRNN": "charrnn.model", "load": "charrnn.model", "load_classifier": "charrnn.classifier",
+         "load_transducer": "charrnn.training.seq2seq", "Transducer": "charrnn.training.seq2seq",
          "TextClassifier": "charrnn.classifier", "evaluate": "charrnn.model",
          "train": "charrnn.training.loop", "TrainConfig": "charrnn.training.options",
          "ModelConfig": "charrnn.nn.network", "runs": "charrnn.inspect.runs",
@@ -72,7 +76,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'charrnn' has no attribute {name!r}")
 
 
-__all__ = ["CharRNN", "load", "load_classifier", "TextClassifier", "evaluate", "train", "runs", "ModelConfig", "TrainConfig",
+__all__ = ["CharRNN", "load", "load_classifier", "TextClassifier", "load_transducer", "Transducer", "evaluate", "train", "runs", "ModelConfig", "TrainConfig",
            "export_onnx", "export_c", "export_html", "export_web", "info", "longest_repeat",
            "cells", "reference",
            "CharRNNError", "CheckpointError", "ConfigError", "CorpusError",

@@ -105,6 +105,9 @@ def load_classifier(path, best=True):
     if classifier_file.kind(found) == "lm":
         raise CheckpointError(f"{path} is a language model run, not a classifier: use "
                               "charrnn sample / eval (train one with --task classify)")
+    if classifier_file.kind(found) == "seq2seq":
+        raise CheckpointError(f"{path} is a transducer run (--task seq2seq), not a "
+                              "classifier: use charrnn transduce / eval")
     ck = classifier_file.load(found)
     clf = TextClassifier(Classifier(ck.config, params=ck.params), ck.vocab, ck.labels,
                          info=ck.info, source=found.parent)
@@ -112,7 +115,7 @@ def load_classifier(path, best=True):
 
 
 def run_kind(path, best=True):
-    """"classifier" or "lm": what the model file of a run directory (or a file) is;
-    CheckpointError if there is none."""
-    return "classifier" if classifier_file.kind(rundir.find_checkpoint(path, best=best)) \
-        == "classifier" else "lm"
+    """"classifier", "seq2seq" or "lm": what the model file of a run directory (or a
+    file) is; CheckpointError if there is none."""
+    kind = classifier_file.kind(rundir.find_checkpoint(path, best=best))
+    return kind if kind in ("classifier", "seq2seq") else "lm"

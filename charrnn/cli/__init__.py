@@ -1,5 +1,5 @@
 """The `charrnn` command: Click only, thin over the Python API, one module per command
-group (train; sample and eval; classify; runs, plot and report; export; info; serve).
+group (train; sample and eval; classify; transduce; runs, plot and report; export; info; serve).
 
 Bad option values fail in Click itself (exit 2); charrnn's own errors become a one-line
 message (exit 1); an interrupted training run saves and exits 130 (SIGINT) or 143
@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from charrnn.cli import classify, export, generate, info, serve, train, view
+from charrnn.cli import classify, export, generate, info, serve, train, transduce, view
 from charrnn.cli.common import call
 
 
@@ -45,6 +45,7 @@ def main():
 
 
 
-for command in (train.train, generate.sample, generate.eval_, classify.classify, view.runs, view.plot,
+for command in (train.train, generate.sample, generate.eval_, classify.classify,
+                transduce.transduce, view.runs, view.plot,
                 view.report, export.export, info.info, serve.serve):
     main.add_command(command)

@@ -313,11 +313,17 @@ def _write_samples(out, pieces, K, labels, report, prime):
 @click.option("--docs", type=click.Choice(["none", "lines", "files"]), default="none",
               show_default=True, help="For a model trained with --docs: score FILE as "
               "documents, one per line (lines) or the whole file as one (files).")
-def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, docs):
+@click.option("--beam", default=1, show_default=True, type=click.IntRange(min=1),
+              help="For a transducer (--task seq2seq): beam search with K hypotheses "
+              "(1: greedy).")
+def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, docs, beam):
     """Loss of a model on a text file, in nats/char and bits/char. A run directory
     gives its best.safetensors; --latest its newest weights. Any text is scored (one
     repeated character too). For a classifier (--task classify), FILE holds
     label<TAB>text lines: accuracy, loss (nats per text) and the count per label.
+    For a transducer (--task seq2seq), FILE holds source<TAB>target lines: word error
+    rate (a source is right when its output matches any of its targets), token error
+    rate (edit distance over reference length) and loss (nats per target token).
 
     \b
     Example:
@@ -325,8 +331,11 @@ def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, do
       charrnn eval runs/names test.tsv
     """
     from charrnn.classifier import run_kind
-    if call(run_kind, checkpoint, best=not latest) == "classifier":
+    kind = call(run_kind, checkpoint, best=not latest)
+    if kind == "classifier":
         return _eval_classifier(checkpoint, file, latest, encoding, encoding_errors)
+    if kind == "seq2seq":
+        return _eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam)
     from charrnn.model import evaluate
     model = load_model(checkpoint, latest, best)
     r = call(evaluate, model, file, encoding=encoding, encoding_errors=encoding_errors,
@@ -336,6 +345,21 @@ def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, do
                f"character{'s' * (r['chars'] != 1)}" + (
                    f" ({skipped:,} character{'s' * (skipped != 1)} the model never saw "
                    "skipped)" if skipped else ""))
+
+
+def _eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam):
+    from charrnn.training.seq2seq import load_transducer
+    tr = call(load_transducer, checkpoint, best=not latest)
+    r = call(tr.evaluate, file, encoding or "utf-8", encoding_errors, beam)
+    loss = "-" if r["loss"] is None else f"{r['loss']:.4f}"
+    from charrnn.errors import plural
+    click.echo(f"word error rate {r['wer']:.4f} ({r['word_errors']:,} of "
+               f"{plural(r['words'], 'word')} wrong), token error rate {r['ter']:.4f} "
+               f"({plural(r['token_errors'], 'edit')} over {plural(r['tokens'], 'token')}), "
+               f"loss {loss} nats/token ({plural(r['pairs'], 'pair')})")
+    if r["unknown_targets"]:
+        click.echo(f"  ({plural(r['unknown_targets'], 'target')} with tokens the model does "
+                   "not know: counted in the error rates, not in the loss)")
 
 
 def _eval_classifier(checkpoint, file, latest, encoding, encoding_errors):

@@ -9,12 +9,13 @@ import click
 
 from charrnn.cli.common import call, finite, quiet_broken_pipe
 from charrnn.training.options import (CELLS, DOCS, ENCODING_ERRORS, OPTIMIZERS, PRECISIONS,
-                                      TASKS, described)
+                                      TARGET_TOKENS, TASKS, described)
 
 
 @click.command()
 @click.argument("files", nargs=-1, metavar="[FILE]...", type=click.Path(path_type=str))
 @click.option("--task", type=click.Choice(TASKS), help=described("task"))
+@click.option("--target-tokens", type=click.Choice(TARGET_TOKENS), help=described("target_tokens"))
 @click.option("--cell", type=click.Choice(CELLS), help=described("cell"))
 @click.option("--hidden", type=click.IntRange(min=1), help=described("hidden"))
 @click.option("--layers", type=click.IntRange(min=1), help=described("layers"))
@@ -68,7 +69,10 @@ def train(files, out, resume, init, threads, quiet, distributed, **options):
 
     --task classify trains a classifier instead, from a TSV file of label<TAB>text
     lines (whole pairs held out for validation, stratified by label); use it with
-    `charrnn classify RUN TEXT` and `charrnn eval RUN test.tsv`.
+    `charrnn classify RUN TEXT` and `charrnn eval RUN test.tsv`. --task seq2seq trains
+    an encoder-decoder with attention from source<TAB>target lines (--target-tokens
+    space for targets such as phonemes); use it with `charrnn transduce RUN TEXT` and
+    `charrnn eval RUN test.tsv`.
 
     Options marked auto are chosen from the size of FILE and --max-minutes (the first
     log line says what was picked; the run's config records it); any option you pass
@@ -83,6 +87,7 @@ def train(files, out, resume, init, threads, quiet, distributed, **options):
       charrnn train names.txt --docs lines --out runs/names
       charrnn train notes/ --docs files
       charrnn train names.tsv --task classify --out runs/names
+      charrnn train cmudict.tsv --task seq2seq --target-tokens space --out runs/g2p
     """
     if distributed is not False:
         from charrnn.training.rank_supervisor import supervise
@@ -105,9 +110,10 @@ def train(files, out, resume, init, threads, quiet, distributed, **options):
         sys.exit(130)
     if quiet and summary.get("rank", 0) == 0:
         val = summary["val_loss"]
-        acc = summary.get("val_accuracy")
+        acc, ter = summary.get("val_accuracy"), summary.get("val_ter")
         try:
             click.echo(f"{summary['run_dir']}\tval_loss={'none' if val is None else f'{val:.4f}'}"
-                       + ("" if acc is None else f"\tval_accuracy={acc:.4f}"))
+                       + ("" if acc is None else f"\tval_accuracy={acc:.4f}")
+                       + ("" if ter is None else f"\tval_ter={ter:.4f}"))
         except BrokenPipeError:   # the run is saved; the reader went away
             quiet_broken_pipe()

@@ -120,6 +120,9 @@ def build_report(run_dir, text=None, best=True, passage_chars=PASSAGE_CHARS,
         if "is a classifier" in str(e):   # a model, but not one this report reads
             raise ReportError(f"{run_dir} is a classifier run (--task classify): the report "
                               "is for language models; see charrnn runs and charrnn eval") from None
+        if "is a transducer" in str(e):
+            raise ReportError(f"{run_dir} is a transducer run (--task seq2seq): the report "
+                              "is for language models; see charrnn runs and charrnn eval") from None
         raise ReportError(f"{run_dir}: no model to report on yet ({e})") from None
     records = read_metrics(run_dir)
     # probe's probabilities are (T, V) float64: bound them for a huge vocabulary

@@ -56,8 +56,9 @@ class Run:
     wall_minutes: float = 0.0
     updated: float = 0.0                   # time of the last write (seconds since epoch)
     parent: Optional[dict] = None          # fine-tuned (--init): run, checkpoint, sha256, step
-    task: str = "lm"                       # lm, or classify (--task: a classifier)
+    task: str = "lm"                       # lm, classify or seq2seq (--task)
     val_accuracy: Optional[float] = None   # classify: of the last evaluation
+    val_ter: Optional[float] = None        # seq2seq: token error rate, last evaluation
     config: dict = field(default_factory=dict, repr=False)   # the training options
 
     @property
@@ -130,6 +131,8 @@ def read_run(path):
     run.task = tcfg.get("task") or "lm"
     accs = [r["val_accuracy"] for r in records if r.get("val_accuracy") is not None]
     run.val_accuracy = accs[-1] if accs else info.get("val_accuracy")
+    ters = [r["val_ter"] for r in records if r.get("val_ter") is not None]
+    run.val_ter = ters[-1] if ters else info.get("val_ter")
     steps = [r for r in records if "train_loss" in r and "lr" in r]
     vals = [r["val_loss"] for r in records if r.get("val_loss") is not None]
     last = records[-1] if records else {}
@@ -272,16 +275,20 @@ def _pid_alive(pid):
 def format_table(found):
     """The runs as an aligned text table (one header line, one line per run). A
     "from" column names the run each was fine-tuned from, when any was; "task" and
-    "val acc" columns appear when any run is a classifier (--task classify)."""
+    "val acc" columns appear when any run is a classifier (--task classify), "val TER"
+    when any is a transducer (--task seq2seq)."""
     head = ["run", "corpus", "model", "steps", "epochs", "best val", "bits/char",
             "state", "updated"]
     parents = any(r.parent_name for r in found)
     tasks = any(r.task != "lm" for r in found)
+    ters = any(r.task == "seq2seq" for r in found)
     if parents:
         head.insert(3, "from")
     if tasks:
         head.insert(2, "task")
         head.insert(head.index("bits/char") + 1, "val acc")
+    if ters:
+        head.insert(head.index("val acc") + 1, "val TER")
     rows = [head]
     for r in found:
         row = [
@@ -298,9 +305,11 @@ def format_table(found):
             row.insert(2, r.task)
             row.insert(head.index("val acc"),
                        "-" if r.val_accuracy is None else f"{r.val_accuracy:.4f}")
+        if ters:
+            row.insert(head.index("val TER"), "-" if r.val_ter is None else f"{r.val_ter:.4f}")
         rows.append(row)
     right = {i for i, h in enumerate(head) if h in ("steps", "epochs", "best val",
-                                                    "bits/char", "val acc")}
+                                                    "bits/char", "val acc", "val TER")}
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w)
                        for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in rows]

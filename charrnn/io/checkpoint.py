@@ -286,6 +286,10 @@ def _check_format(meta, fmt):
             raise Corrupt("this is a classifier (trained with --task classify), not a "
                           "language model: use charrnn classify / charrnn eval (in Python: "
                           "charrnn.load_classifier)")
+        if found == "charrnn-seq2seq":
+            raise Corrupt("this is a transducer (trained with --task seq2seq), not a "
+                          "language model: use charrnn transduce / charrnn eval (in Python: "
+                          "charrnn.load_transducer)")
         if found is None:
             raise Corrupt("not a charrnn file: a safetensors file without charrnn "
                            "metadata (written by another program?)")

@@ -107,7 +107,8 @@ def _load(path):
 
 
 def kind(path):
-    """"classifier", "lm" or None (not a readable charrnn model file): the header only."""
+    """"classifier", "lm", "seq2seq" (charrnn.training.seq2seq's transducer) or None
+    (not a readable charrnn model file): the header only."""
     try:
         with open(path, "rb") as f:
             import os
@@ -115,4 +116,4 @@ def kind(path):
     except (OSError, Corrupt):
         return None
     fmt = (header.get("__metadata__") or {}).get("format")
-    return {"charrnn": "lm", FORMAT: "classifier"}.get(fmt)
+    return {"charrnn": "lm", FORMAT: "classifier", "charrnn-seq2seq": "seq2seq"}.get(fmt)

@@ -59,6 +59,11 @@ def check_options(options):
 
 
 class ClassifierTrainer:
+    """The run; charrnn.training.seq2seq_run.Seq2SeqTrainer reuses it (its schedule,
+    loop, checkpoints and resume) through the hooks below marked "task"."""
+    TASK = "classify"
+    METRIC = ("val_accuracy", "accuracy")   # task: the held-out figure besides the loss
+
     def __init__(self, cfg, path, run_dir, saved, log, quiet, progress):
         self.run_dir, self.log, self.quiet, self.progress = Path(run_dir), log, quiet, progress
         self.path = str(Path(path).resolve())
@@ -124,8 +129,8 @@ class ClassifierTrainer:
     def epoch(self):
         return self.step / self.per_epoch
 
-    def batch(self, step):
-        """(ids (T, N), lengths (N,), labels (N,)) of step `step` (0-based)."""
+    def _rows(self, step):
+        """The training pairs (indices) of step `step` (0-based), as the docstring says."""
         e, k = divmod(step, self.per_epoch)
         if self._plan_epoch[0] != e:
             B = self.cfg.batch_size
@@ -137,7 +142,12 @@ class ClassifierTrainer:
                 chunk = chunk[np.argsort(self.train_len[chunk], kind="stable")]
                 batches += [chunk[i:i + B] for i in range(0, len(chunk), B)]
             self._plan_epoch = (e, [batches[i] for i in rng.permutation(len(batches))])
-        rows = self._plan_epoch[1][k]
+        return self._plan_epoch[1][k]
+
+    def batch(self, step):
+        """task: (ids (T, N), lengths (N,), labels (N,)) of step `step`: the arguments
+        of model.forward_backward."""
+        rows = self._rows(step)
         ids, lengths = pad_batch([self.train_x[i] for i in rows])
         return ids, lengths, self.train_y[rows]
 
@@ -173,10 +183,7 @@ class ClassifierTrainer:
 
     def run(self, sig):
         cfg, model = self.cfg, self.model
-        self.log(f"charrnn: training a {cfg.layers}x{cfg.hidden} bidirectional "
-                 f"{cfg.cell.upper()} classifier ({model.flat.size:,} parameters, "
-                 f"vocabulary {len(self.vocab)}, {len(self.labels)} labels), "
-                 f"{plural(self.per_epoch, 'step')} per epoch")
+        self.log(self._describe())
         self.log(f"charrnn: run directory {self.run_dir}")
         bar = Bar(cfg, self.step, self.quiet)
         write = bar.write if not self.quiet else self.log
@@ -202,7 +209,7 @@ class ClassifierTrainer:
                         self.progress(record)
                     shown = {"loss": f"{record['train_loss']:.3f}"}
                     if len(self.val_x):
-                        shown["val acc"] = "-" if self.last_acc is None else f"{self.last_acc:.3f}"
+                        shown[self.SHOWN] = "-" if self.last_acc is None else f"{self.last_acc:.3f}"
                     shown["pairs/s"] = f"{self.rate:.0f}"
                     bar.update(self.step, self.epoch(), self.elapsed(), shown)
                 signame = signal.Signals(sig.received).name if sig.received else None
@@ -223,12 +230,23 @@ class ClassifierTrainer:
                               f"{self.run_dir} --resume")
         return self._finish(stop)
 
+    SHOWN = "val acc"   # task: the bar's name for the metric
+    USE = "classify"    # task: the command that uses the run
+
+    def _describe(self):
+        """task: the first log line."""
+        c = self.cfg
+        return (f"charrnn: training a {c.layers}x{c.hidden} bidirectional {c.cell.upper()} "
+                f"classifier ({self.model.flat.size:,} parameters, vocabulary "
+                f"{len(self.vocab)}, {len(self.labels)} labels), "
+                f"{plural(self.per_epoch, 'step')} per epoch")
+
     def _step(self):
         cfg, model = self.cfg, self.model
         t0 = time.perf_counter()
-        ids, lengths, y = self.batch(self.step)
+        b = self.batch(self.step)
         model.grad_flat.fill(0)
-        loss = float(model.forward_backward(ids, lengths, y))
+        loss = float(model.forward_backward(*b))
         norm, gscale = optim.clip_scale(model.grad_flat, cfg.grad_clip)
         if not (math.isfinite(loss) and math.isfinite(norm)):
             kept = (f"the last good checkpoint (step {self.saved_step}) is in {self.run_dir}"
@@ -240,7 +258,7 @@ class ClassifierTrainer:
         self.step += 1
         dt = time.perf_counter() - t0
         self.step_time = dt if self.step_time is None else 0.95 * self.step_time + 0.05 * dt
-        r = len(y) / dt
+        r = len(b[1]) / dt
         self.rate = r if self.rate is None else 0.9 * self.rate + 0.1 * r
         self.train_loss = loss
         return {"step": self.step, "epoch": round(self.epoch(), 4), "train_loss": round(loss, 5),
@@ -272,7 +290,7 @@ class ClassifierTrainer:
         improved = val is None or val < self.best_val
         if val is not None:
             self.last_val, self.last_acc = val, acc
-            record.update(val_loss=round(val, 5), val_accuracy=round(acc, 5))
+            record.update({"val_loss": round(val, 5), self.METRIC[0]: round(acc, 5)})
             if improved:
                 self.best_val, self.best_step, self.bad_evals = val, self.step, 0
             else:
@@ -280,7 +298,7 @@ class ClassifierTrainer:
         self._save(improved)
         head = f"step {self.step} (epoch {self.epoch():.2f}): "
         write(head + (f"train loss {self.train_loss or float('nan'):.4f} (no validation)"
-                      if val is None else f"val loss {val:.4f}, accuracy {acc:.4f}"
+                      if val is None else f"val loss {val:.4f}, {self.METRIC[1]} {acc:.4f}"
                       + (" (best)" if improved else
                          f" (best loss {self.best_val:.4f} at step {self.best_step})")))
         self.eval_cost = time.perf_counter() - t0
@@ -291,7 +309,7 @@ class ClassifierTrainer:
         arrays = {f"param.{k}": v for k, v in self.model.params.items()}
         arrays.update({f"opt.{k}": v for k, v in self.opt.state.items()})
         ckpt.save_state(self.run_dir / STATE_FILE, arrays, {
-            "task": "classify", "step": self.step, "opt_t": self.opt.t,
+            "task": self.TASK, "step": self.step, "opt_t": self.opt.t,
             "elapsed": self.elapsed(), "anneal_steps": self.anneal_steps,
             "anneal_from": self.anneal_from, "best_val": self.best_val,
             "last_val": self.last_val, "last_acc": self.last_acc,
@@ -299,13 +317,17 @@ class ClassifierTrainer:
             "train_config": asdict(self.cfg), "auto": self.auto, "corpus": self.path,
             "pairs_sha256": self.sha256, "vocab": self.vocab, "labels": self.labels})
         info = {"step": self.step, "epoch": round(self.epoch(), 4), "val_loss": self.last_val,
-                "val_accuracy": self.last_acc,
+                self.METRIC[0]: self.last_acc,
                 "best_val_loss": self.best_val if math.isfinite(self.best_val) else None}
-        args = (self.model.params, self.model.config, self.vocab, self.labels, info)
-        classifier_file.save(self.run_dir / MODEL_FILE, *args)
+        self._write_model(self.run_dir / MODEL_FILE, info)
         if improved:
-            classifier_file.save(self.run_dir / BEST_FILE, *args)
+            self._write_model(self.run_dir / BEST_FILE, info)
         self.saved_step = self.step
+
+    def _write_model(self, path, info):
+        """task: the model file a user loads."""
+        classifier_file.save(path, self.model.params, self.model.config, self.vocab,
+                             self.labels, info)
 
     def _restore(self, saved):
         from charrnn.errors import CheckpointError
@@ -342,9 +364,9 @@ class ClassifierTrainer:
     # ---- the end ------------------------------------------------------------------------
 
     def _summary(self, stop):
-        return {"run_dir": str(self.run_dir), "task": "classify", "steps": self.step,
+        return {"run_dir": str(self.run_dir), "task": self.TASK, "steps": self.step,
                 "epochs": round(self.epoch(), 3), "train_loss": self.train_loss,
-                "val_loss": self.last_val, "val_accuracy": self.last_acc,
+                "val_loss": self.last_val, self.METRIC[0]: self.last_acc,
                 "best_val_loss": self.best_val, "minutes": round(self.elapsed() / 60, 2),
                 "pairs_per_sec": self.rate, "stopped_by": stop, "rank": 0, "ranks": 1}
 
@@ -354,10 +376,10 @@ class ClassifierTrainer:
         if self.last_val is None:
             self.log(done + f"train loss {self.train_loss or float('nan'):.4f} (no validation)")
         else:
-            self.log(done + f"val loss {self.last_val:.4f}, accuracy {self.last_acc:.4f}; best "
+            self.log(done + f"val loss {self.last_val:.4f}, {self.METRIC[1]} {self.last_acc:.4f}; best "
                      f"loss {self.best_val:.4f} at step {self.best_step} (best.safetensors)")
         if stop == "patience":
             self.log(f"charrnn: stopped early: no better validation loss in "
                      f"{plural(self.cfg.patience, 'evaluation')} (--patience)")
-        self.log(f"charrnn: classify with: charrnn classify {self.run_dir} TEXT")
+        self.log(f"charrnn: {self.USE} with: charrnn {self.USE} {self.run_dir} TEXT")
         return s

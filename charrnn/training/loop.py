@@ -42,6 +42,8 @@ from charrnn.errors import CharRNNError, ConfigError
 from charrnn.training.trainer import Interrupted, Trainer, anneal_factor
 from charrnn.training.classify_run import ClassifierTrainer
 from charrnn.training.classify_run import check_options as check_classify_options
+from charrnn.training.seq2seq_run import Seq2SeqTrainer
+from charrnn.training.seq2seq_run import check_options as check_seq2seq_options
 
 
 class _Signals:
@@ -95,9 +97,13 @@ def train(corpus=None, *, out=None, resume=False, init=None, threads=None, quiet
     if threads is not None and threads < 1:
         raise ConfigError("--threads must be at least 1")
     comm = dist.connect(distributed)
-    if options.get("task") == "classify" and not resume:
-        _check_classify(corpus, init, comm)
-        check_classify_options(options)
+    if options.get("task") in ("classify", "seq2seq") and not resume:
+        _check_classify(corpus, init, comm, options["task"])
+        (check_classify_options if options["task"] == "classify" else
+         check_seq2seq_options)(options)
+    if options.get("target_tokens") is not None and options.get("task") != "seq2seq" \
+            and not resume:
+        raise ConfigError("--target-tokens is for --task seq2seq")
     if not comm.is_root:
         quiet, log, progress = True, (lambda s: None), None
     try:
@@ -164,9 +170,10 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
         with dist.RootLock(comm, RunLock, run_dir), \
                 threadpool_limits(limits=1 if split else threads), \
                 cells.gemm_backend(gemm), _Signals() as sig:
-            if cfg.task == "classify":
-                _check_classify(corpus, init=None, comm=comm)
-                trainer = ClassifierTrainer(cfg, corpus, run_dir, saved, log, quiet, progress)
+            if cfg.task in ("classify", "seq2seq"):
+                _check_classify(corpus, init=None, comm=comm, task=cfg.task)
+                trainer = (ClassifierTrainer if cfg.task == "classify" else Seq2SeqTrainer)(
+                    cfg, corpus, run_dir, saved, log, quiet, progress)
             else:
                 trainer = Trainer(cfg, corpus, run_dir, saved, log, quiet, progress, comm, base)
             if split:
@@ -180,20 +187,20 @@ def _train_in(comm, run_dir, saved, corpus, options, threads, quiet, log, progre
         raise _interrupted_again(comm, run_dir, trainer) from None
 
 
-def _check_classify(corpus, init, comm):
-    """What --task classify cannot take, before any directory is made."""
+def _check_classify(corpus, init, comm, task="classify"):
+    """What --task classify or seq2seq cannot take, before any directory is made."""
+    lines = "label<TAB>text" if task == "classify" else "source<TAB>target"
     if corpus is None:
-        raise ConfigError("--task classify needs FILE: a TSV file of label<TAB>text lines")
+        raise ConfigError(f"--task {task} needs FILE: a TSV file of {lines} lines")
     if isinstance(corpus, (FileSet, list, tuple)):
-        raise ConfigError("--task classify reads one TSV file (label<TAB>text lines), "
-                          "not several")
+        raise ConfigError(f"--task {task} reads one TSV file ({lines} lines), not several")
     if sources.is_stream(corpus):
-        raise ConfigError("--task classify reads a TSV file, not a pipe or standard input "
+        raise ConfigError(f"--task {task} reads a TSV file, not a pipe or standard input "
                           "(a resumed run reads it again)")
     if init is not None:
-        raise ConfigError("--init (fine-tuning) is for language models; not with --task classify")
+        raise ConfigError(f"--init (fine-tuning) is for language models; not with --task {task}")
     if comm.size > 1:
-        raise ConfigError("--task classify trains in one process: run it without mpiexec")
+        raise ConfigError(f"--task {task} trains in one process: run it without mpiexec")
 
 
 def _interrupted_again(comm, run_dir, trainer):

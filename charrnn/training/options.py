@@ -24,8 +24,10 @@ OPTIMIZERS = ("adam", "rmsprop")
 ENCODING_ERRORS = ("strict", "replace", "ignore")   # Python's codec error handlers
 DOCS = ("none", "lines", "files")                  # charrnn.data.documents.MODES
 # What a run learns: charrnn.training.loop._train_in picks the trainer by task (lm:
-# trainer.Trainer, classify: classify_run.ClassifierTrainer); seq2seq joins here later.
-TASKS = ("lm", "classify")
+# trainer.Trainer, classify: classify_run.ClassifierTrainer, seq2seq:
+# seq2seq_run.Seq2SeqTrainer).
+TASKS = ("lm", "classify", "seq2seq")
+TARGET_TOKENS = ("chars", "space")   # seq2seq targets: characters, or space-separated tokens
 
 
 def option(default, help, auto=None):
@@ -39,7 +41,12 @@ class TrainConfig:
     # ---- task
     task: str = option(
         "lm", "What to learn: lm, a character language model of FILE; classify, a "
-        "classifier from FILE's lines, each a label, a tab and a text (see charrnn classify)")
+        "classifier from FILE's lines, each a label, a tab and a text (see charrnn classify); "
+        "seq2seq, a transducer from FILE's lines, each a source, a tab and a target (see "
+        "charrnn transduce)")
+    target_tokens: str = option(
+        "chars", "With --task seq2seq: what a target is made of: chars, its characters; "
+        "space, its space-separated tokens (phonemes such as K AE1 T)")
     # at 1 MB and 5 minutes the auto options come to: 2x256, embed 64, dropout 0.1,
     # 32 x 64, lr decay 0.85, evaluate every 500
     # ---- model (see charrnn.nn.network.ModelConfig)
@@ -144,6 +151,8 @@ class TrainConfig:
             (self.docs in DOCS, f"--docs must be one of {', '.join(DOCS)}"),
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
             (self.task in TASKS, f"--task must be one of {', '.join(TASKS)}"),
+            (self.target_tokens in TARGET_TOKENS,
+             f"--target-tokens must be one of {', '.join(TARGET_TOKENS)}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -13,7 +13,8 @@ character not seen in training). Target vocabulary: BOS (id 0), EOS (id 1), then
 training targets' tokens, sorted. Each step draws batch_size pairs at random (seeded).
 Transducer.save(path) / load_transducer(path): one safetensors file (the parameters by
 name; config, vocabularies and a format tag in its metadata, with charrnn.io's checksum).
-No CLI yet: see docs/internals/seq2seq.md.
+On the command line: `charrnn train --task seq2seq` (charrnn.training.seq2seq_run),
+`charrnn transduce`, `charrnn eval`; load_transducer takes a run directory too.
 """
 import json
 from dataclasses import dataclass, field
@@ -21,13 +22,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from charrnn.errors import CheckpointError, ConfigError, CorpusError
+from charrnn.data.pairs import read_pairs
+from charrnn.io import rundir
 from charrnn.io import safetensors_file as sf
 from charrnn.nn import optim
 from charrnn.nn.classifier import pad_batch
 from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
 from charrnn.nn.seq2seq_decode import beam_search, greedy
+from charrnn.training.seq2seq_score import error_rates, group_references
 
 TOKENS = ("chars", "words")
+BATCH = 256   # sources per greedy decoding or loss pass
 FORMAT, VERSION = "charrnn-seq2seq", "1"   # the file's metadata "format" and "version"
 
 
@@ -39,6 +44,7 @@ class Transducer:
     tokens: str           # "chars" or "words"
     max_len: int          # default output limit: twice the longest training target + 2
     history: list = field(default_factory=list)   # (step, mean training loss per token)
+    info: dict = None     # what a run's checkpoint says (step, val_loss, ...), when loaded
 
     def split(self, target):
         return list(target) if self.tokens == "chars" else target.split()
@@ -71,6 +77,9 @@ class Transducer:
         """The output string of each text: greedy with beam=1, else beam search."""
         src, src_len = self.encode_sources(texts)
         max_len = self.max_len if max_len is None else max_len
+        if beam == 1 and len(texts) > BATCH:
+            return [o for lo in range(0, len(texts), BATCH)
+                    for o in self.transduce(texts[lo:lo + BATCH], 1, max_len)]
         if beam == 1:
             outs, _ = greedy(self.model, src, src_len, max_len)
         else:
@@ -78,9 +87,10 @@ class Transducer:
                     for n in range(src.shape[1])]
         return [self.join(self.tgt_vocab[i - 2] for i in out) for out in outs]
 
-    def save(self, path):
-        """One safetensors file: parameters by name, everything else in the metadata."""
-        meta = {"format": FORMAT, "version": VERSION, "config": json.dumps(self.model.config),
+    def save(self, path, info=None):
+        """One safetensors file: parameters by name, everything else in the metadata
+        (info: a run's step, losses and error rate, as JSON)."""
+        meta = {"info": json.dumps(info or {}),"format": FORMAT, "version": VERSION, "config": json.dumps(self.model.config),
                 "src_vocab": json.dumps(self.src_vocab, ensure_ascii=False),
                 "tgt_vocab": json.dumps(self.tgt_vocab, ensure_ascii=False),
                 "tokens": self.tokens, "max_len": str(self.max_len)}
@@ -91,6 +101,32 @@ class Transducer:
         src, src_len = self.encode_sources([s for s, _ in pairs])
         tgt, tgt_len = self.encode_targets([t for _, t in pairs])
         return self.model.loss(src, src_len, tgt, tgt_len)
+
+    def score(self, sources, targets, beam=1):
+        """dict(pairs, words, wer, ter, loss, ...) of the (source, target) pairs:
+        charrnn.training.seq2seq_score.error_rates of the outputs, and the mean loss per
+        target token (EOS included) over the pairs whose tokens the model knows (the
+        others: `unknown_targets`, counted in the error rates only)."""
+        refs = group_references(sources, targets, self.split)
+        words = list(refs)
+        hyps = dict(zip(words, map(self.split, self.transduce(words, beam))))
+        r = error_rates(refs, hyps)
+        known = set(self.tgt_vocab)
+        ok = [(s, t) for s, t in zip(sources, targets) if set(self.split(t)) <= known]
+        total = count = 0.0
+        for lo in range(0, len(ok), BATCH):
+            chunk = ok[lo:lo + BATCH]
+            n = sum(len(self.split(t)) + 1 for _, t in chunk)
+            total += float(self.loss(chunk)) * n
+            count += n
+        r.update(pairs=len(sources), loss=total / count if count else None,
+                 unknown_targets=len(sources) - len(ok))
+        return r
+
+    def evaluate(self, path, encoding="utf-8", errors="strict", beam=1):
+        """score() on a source<TAB>target file (charrnn.data.pairs.read_pairs)."""
+        pairs = read_pairs(path, encoding, errors, names=("source", "target"))
+        return self.score(pairs.left, pairs.right, beam)
 
 
 def train_seq2seq(pairs, tokens="chars", cell="lstm", attention="luong", embed=32, hidden=64,
@@ -134,9 +170,18 @@ def train_seq2seq(pairs, tokens="chars", cell="lstm", attention="luong", embed=3
     return tr
 
 
-def load_transducer(path):
-    """A Transducer saved by Transducer.save (float32), or a one-line CheckpointError."""
+def load_transducer(path, best=True):
+    """A Transducer from a run directory of `charrnn train --task seq2seq`
+    (best.safetensors; model.safetensors when not best) or a file Transducer.save wrote
+    (float32); a one-line CheckpointError if it is not one."""
+    path = rundir.find_checkpoint(path, best=best)
     def check(meta):
+        if meta.get("format") == "charrnn":
+            raise sf.Corrupt("it is a language model, not a transducer: use charrnn "
+                             "sample / eval (train one with --task seq2seq)")
+        if meta.get("format") == "charrnn-classifier":
+            raise sf.Corrupt("it is a classifier, not a transducer: use charrnn classify "
+                             "(train one with --task seq2seq)")
         if meta.get("format") != FORMAT:
             raise sf.Corrupt(f"not a charrnn seq2seq model (format {meta.get('format')!r})")
         if meta.get("version") != VERSION:
@@ -155,4 +200,5 @@ def load_transducer(path):
             raise CheckpointError(f"cannot load {path}: {name} is {a.shape}, expected {p.shape}")
         p[...] = a
     return Transducer(model, json.loads(meta["src_vocab"]), json.loads(meta["tgt_vocab"]),
-                      meta["tokens"], int(meta["max_len"]))
+                      meta["tokens"], int(meta["max_len"]),
+                      info=json.loads(meta.get("info") or "{}"))

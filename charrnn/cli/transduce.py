@@ -1,0 +1,61 @@
+"""`charrnn transduce`: map texts to outputs with a seq2seq run (thin over
+charrnn.training.seq2seq.Transducer)."""
+import sys
+
+import click
+
+from charrnn.cli.common import call, quiet_broken_pipe
+
+CHUNK = 256   # texts per batch when reading standard input
+
+
+@click.command()
+@click.argument("run", metavar="RUN", type=click.Path(path_type=str))
+@click.argument("texts", nargs=-1, metavar="[TEXT]...")
+@click.option("--beam", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Beam search with K hypotheses (1: greedy decoding).")
+@click.option("--max-len", type=click.IntRange(min=1), help="Longest output, in tokens "
+              "(default: twice the longest training target, plus 2).")
+@click.option("--json", "as_json", is_flag=True,
+              help='One JSON object per text: {"text": ..., "output": ...}.')
+@click.option("--latest", is_flag=True, help="Use model.safetensors, the newest weights, instead "
+              "of best.safetensors (the best validation loss, the default).")
+def transduce(run, texts, beam, max_len, as_json, latest):
+    """Map each TEXT (or, without any, each line of standard input; empty lines are
+    skipped) to its output with the transducer in RUN (a run of `charrnn train --task
+    seq2seq`, or its .safetensors file). One line per text: TEXT<TAB>OUTPUT.
+
+    \b
+    Example:
+      charrnn transduce runs/g2p hello world
+      charrnn transduce runs/g2p hello --beam 5 --json
+      cut -f1 test.tsv | charrnn transduce runs/g2p
+    """
+    import json
+    from charrnn.training.seq2seq import load_transducer
+
+    tr = call(load_transducer, run, best=not latest)
+
+    def show(batch):
+        for text, out in zip(batch, call(tr.transduce, batch, beam, max_len)):
+            click.echo(json.dumps({"text": text, "output": out}, ensure_ascii=False)
+                       if as_json else f"{text}\t{out}")
+    try:
+        if texts:
+            empty = [i + 1 for i, t in enumerate(texts) if not t]
+            if empty:
+                raise click.BadParameter(f"TEXT {empty[0]} is empty", param_hint="TEXT")
+            show(list(texts))
+            return
+        batch = []
+        for line in sys.stdin:
+            line = line.rstrip("\r\n")
+            if line:
+                batch.append(line)
+            if len(batch) == CHUNK:
+                show(batch)
+                batch = []
+        if batch:
+            show(batch)
+    except BrokenPipeError:
+        quiet_broken_pipe()

@@ -1,0 +1,165 @@
+"""A transducer's training run (`charrnn train pairs.tsv --task seq2seq`): what
+charrnn.training.loop.train runs for that task.
+
+    Seq2SeqTrainer(cfg, path, run_dir, saved, log, quiet, progress)   .run(signals)
+
+It is the classifier's run (charrnn.training.classify_run.ClassifierTrainer: the
+schedule, bucketed batches with the step as the data cursor, checkpoints, exact resume,
+patience, Ctrl-C, the progress bar) with its own data, model and evaluation:
+
+- data: source<TAB>target lines (charrnn.data.pairs, names source and target); targets
+  are characters (--target-tokens chars) or space-separated tokens (space). Whole
+  *sources* are held out (all the lines of a source go to the same side, so no
+  pronunciation of a held-out word is trained on), chosen by the seed.
+- model: charrnn.nn.seq2seq.Seq2Seq: a --layers x --hidden bidirectional encoder over
+  the source characters (embedding --embed), a decoder of 2 x --hidden units with Luong
+  attention. Source vocabulary: the training sources' characters (id 0: any other);
+  target vocabulary: every target token of the file (BOS, EOS first).
+- evaluation: the loss per target token (EOS included) over every held-out pair, and
+  the token error rate of greedy decoding on up to EVAL_SAMPLE held-out sources (the
+  first ones, in file order: the same sample at every evaluation), as val_ter.
+- the model file: charrnn.training.seq2seq.Transducer.save (load_transducer reads it).
+"""
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from charrnn.data.pairs import read_pairs, split_pairs
+from charrnn.errors import ConfigError, CorpusError, plural
+from charrnn.nn import optim
+from charrnn.nn.classifier import pad_batch
+from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
+from charrnn.training import auto as defaults
+from charrnn.training.classify_run import EVAL_BATCH, ClassifierTrainer, file_digest
+from charrnn.training.seq2seq import Transducer
+from charrnn.training.seq2seq_score import error_rates, group_references
+
+EVAL_SAMPLE = 200   # held-out sources decoded at each evaluation for val_ter
+TOKENS = {"chars": "chars", "space": "words"}   # --target-tokens -> Transducer.tokens
+
+
+def split_by_source(sources, val_frac, seed):
+    """(train, held out) index arrays of the pairs, holding out whole sources."""
+    distinct = sorted(set(sources))
+    _, held = split_pairs([0] * len(distinct), val_frac, seed)
+    out = {distinct[i] for i in held}
+    mask = np.array([s in out for s in sources], bool)
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+class Seq2SeqTrainer(ClassifierTrainer):
+    TASK = "seq2seq"
+    METRIC = ("val_ter", "token error rate")
+    SHOWN = "val TER"
+    USE = "transduce"
+
+    def __init__(self, cfg, path, run_dir, saved, log, quiet, progress):
+        self.run_dir, self.log, self.quiet, self.progress = Path(run_dir), log, quiet, progress
+        self.path = str(Path(path).resolve())
+        pairs = read_pairs(path, cfg.encoding, cfg.encoding_errors, names=("source", "target"))
+        split = list if cfg.target_tokens == "chars" else str.split
+        for t, line in zip(pairs.right, pairs.lines):
+            if not split(t):
+                raise CorpusError(f"{path}, line {line}: the target has no tokens (only "
+                                  "spaces); each line must be source<TAB>target")
+        self.sha256 = file_digest(path)
+        if saved is not None and saved.meta.get("pairs_sha256") != self.sha256:
+            raise CorpusError(f"cannot resume: {path} changed since the run started; the "
+                              "run is left as it was: restore the file, or start a new run")
+        given = {k: v for k, v in asdict(cfg).items() if k in defaults.AUTO and v is not None}
+        n = len(pairs.left)
+
+        def held_out(frac):
+            return len(split_by_source(pairs.left, frac, cfg.seed)[1])
+        longest = max(map(len, pairs.left))
+        choice = defaults.choose_classifier(n, longest, cfg.max_minutes, given, held_out)
+        self.cfg = cfg = type(cfg)(**{**asdict(cfg), **choice.values})
+        tr, va = split_by_source(pairs.left, cfg.val_frac, cfg.seed) if cfg.val_frac else (
+            np.arange(n), np.arange(0))
+        self.auto = choice.auto if saved is None else saved.meta.get("auto", [])
+        self.vocab = sorted({c for i in tr for c in pairs.left[i]})        # sources
+        self.labels = sorted({tok for t in pairs.right for tok in split(t)})  # targets
+        longest_target = max(len(split(t)) for t in pairs.right)
+        mcfg = dict(cell=cfg.cell, attention="luong", embed=cfg.embed, hidden=cfg.hidden,
+                    decoder=2 * cfg.hidden, attn=cfg.hidden, layers=cfg.layers,
+                    src_vocab=len(self.vocab) + 1, tgt_vocab=len(self.labels) + 2)
+        self.transducer = Transducer(Seq2Seq(mcfg, seed=cfg.seed), self.vocab, self.labels,
+                                     TOKENS[cfg.target_tokens], 2 * longest_target + 2)
+        self.model = self.transducer.model
+        self.model.parallel = None
+        index = {c: i + 1 for i, c in enumerate(self.vocab)}
+        code = {tok: i + 2 for i, tok in enumerate(self.labels)}
+
+        def enc(rows):
+            return ([np.array([index.get(c, 0) for c in pairs.left[i]], np.int32) for i in rows],
+                    [np.array([BOS] + [code[t] for t in split(pairs.right[i])] + [EOS], np.int32)
+                     for i in rows])
+        self.train_x, self.train_t = enc(tr)
+        self.val_x, self.val_t = enc(va)
+        self.val_refs = dict(list(group_references(
+            [pairs.left[i] for i in va], [pairs.right[i] for i in va], split).items())[:EVAL_SAMPLE])
+        self.train_len = np.array([len(x) for x in self.train_x])
+        self.per_epoch = math.ceil(len(tr) / cfg.batch_size)
+        self._plan_epoch = (None, None)
+        self.opt = optim.make(cfg.optimizer, self.model.flat.size)
+        self.step, self.elapsed_before, self.best_val, self.best_step = 0, 0.0, math.inf, 0
+        self.anneal_steps = self.anneal_from = self.last_val = self.last_acc = None
+        self.bad_evals = self.saved_step = 0
+        self.step_time, self.rate, self.eval_cost, self.train_loss = None, None, 0.0, None
+        if saved is not None:
+            self._restore(saved)
+        else:
+            for note in choice.notes:
+                log(f"charrnn: note: {note}")
+            held = (f"{len(va):,} held out (whole sources)" if len(va) else "none held out")
+            log(f"charrnn: {path}: {n:,} pairs, {len(set(pairs.left)):,} distinct sources, "
+                f"{len(self.labels)} target tokens, {len(tr):,} pairs for training, {held}")
+            if choice.auto:
+                log(f"charrnn: auto for {len(tr):,} training pairs: "
+                    f"{defaults.describe_classifier(choice, cfg.cell)} (options you pass win)")
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self._trim_log()
+
+    def batch(self, step):
+        """(src (S, N), src_len (N,), tgt (T+1, N), tgt_len (N,)) of step `step`."""
+        rows = self._rows(step)
+        src, src_len = pad_batch([self.train_x[i] for i in rows])
+        tgt, lens = pad_batch([self.train_t[i] for i in rows])
+        return src, src_len, tgt, lens - 1
+
+    def _describe(self):
+        c = self.cfg
+        return (f"charrnn: training a transducer: {c.layers}x{c.hidden} bidirectional "
+                f"{c.cell.upper()} encoder, {2 * c.hidden}-unit decoder with attention "
+                f"({self.model.flat.size:,} parameters, {len(self.vocab)} source characters, "
+                f"{len(self.labels)} target tokens), {plural(self.per_epoch, 'step')} per epoch")
+
+    def evaluate(self):
+        """(mean loss per target token in nats, token error rate of greedy decoding on
+        the sample), or (None, None) without held-out pairs."""
+        if not len(self.val_x):
+            return None, None
+        order = np.argsort([len(x) for x in self.val_x], kind="stable")
+        total = count = 0.0
+        for lo in range(0, len(order), EVAL_BATCH):
+            rows = order[lo:lo + EVAL_BATCH]
+            src, src_len = pad_batch([self.val_x[i] for i in rows])
+            tgt, lens = pad_batch([self.val_t[i] for i in rows])
+            k = float((lens - 1).sum())
+            total += float(self.model.loss(src, src_len, tgt, lens - 1)) * k
+            count += k
+        words = list(self.val_refs)
+        hyps = dict(zip(words, map(self.transducer.split, self.transducer.transduce(words))))
+        return total / count, error_rates(self.val_refs, hyps)["ter"]
+
+    def _write_model(self, path, info):
+        self.transducer.save(path, info)
+
+
+def check_options(options):
+    """ConfigError for an option a seq2seq run does not use."""
+    for k in ("dropout", "seq_len", "lr_decay", "docs"):
+        if options.get(k) is not None and not (k == "docs" and options[k] == "none"):
+            raise ConfigError(f"--{k.replace('_', '-')} does not apply to --task seq2seq")

@@ -1,0 +1,236 @@
+"""Transducers as users meet them: `charrnn train --task seq2seq`, `charrnn transduce`,
+`charrnn eval` and `charrnn runs` on a seq2seq run, the Python API, and the metrics."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import charrnn
+from charrnn.cli import main
+from charrnn.errors import CheckpointError, CorpusError
+from charrnn.training.loop import Interrupted, train
+from charrnn.training.seq2seq_run import split_by_source
+from charrnn.training.seq2seq_score import edit_distance, error_rates, group_references
+
+from test_classify_cli import _interrupt_after, _losses, invoke, one_line, two_alphabets
+
+TINY = ["--task", "seq2seq", "--target-tokens", "space", "--hidden", "32", "--embed", "16",
+        "--batch-size", "16", "--max-minutes", "0", "--threads", "1"]
+
+
+def reversals(path, n=300, seed=0):
+    """abc -> C B A: short strings reversed, as space-separated capitals."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(n):
+        s = "".join(rng.choice(list("abcde"), rng.integers(2, 6)))
+        lines.append(s + "\t" + " ".join(s[::-1].upper()))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHARRNN_RUNS", raising=False)
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("s2s")
+    tsv = reversals(d / "rev.tsv")
+    r = CliRunner().invoke(main, ["train", str(tsv), "--out", str(d / "run"), "--max-steps",
+                                  "300", *TINY], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return d / "run"
+
+
+# ---- metrics -------------------------------------------------------------------------------
+
+def test_edit_distance():
+    assert edit_distance("kitten", "sitting") == 3
+    assert edit_distance([], ["A"]) == 1 and edit_distance(["A", "B"], ["A", "B"]) == 0
+    assert edit_distance("K AE1 T".split(), "K AH0 T S".split()) == 2
+
+
+def test_error_rates_take_any_reference():
+    refs = group_references(["read", "read", "cat"], ["R EH1 D", "R IY1 D", "K AE1 T"], str.split)
+    assert refs == {"read": [["R", "EH1", "D"], ["R", "IY1", "D"]], "cat": [["K", "AE1", "T"]]}
+    r = error_rates(refs, {"read": ["R", "IY1", "D"], "cat": ["K", "AE1"]})
+    assert (r["words"], r["word_errors"], r["wer"]) == (2, 1, 0.5)
+    assert (r["token_errors"], r["tokens"]) == (1, 6) and r["ter"] == pytest.approx(1 / 6)
+    r = error_rates(refs, {"read": ["R", "EY1", "D"], "cat": ["K", "AE1", "T"]})
+    assert r["word_errors"] == 1 and r["token_errors"] == 1   # nearest reference: 1 edit
+
+
+def test_split_holds_out_whole_sources():
+    sources = ["a", "a", "b", "c", "c", "d"] * 10 + [f"w{i}" for i in range(40)]
+    tr, va = split_by_source(sources, 0.2, 1)
+    assert sorted([*tr, *va]) == list(range(len(sources)))
+    assert not {sources[i] for i in tr} & {sources[i] for i in va}
+    assert np.array_equal(va, split_by_source(sources, 0.2, 1)[1])
+
+
+# ---- errors ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,message", [
+    ("cat\tK AE1 T\ndog D AO1 G\n", "bad.tsv, line 2: no tab; each line must be source<TAB>target"),
+    ("cat\tK AE1 T\n\n\tD AO1 G\n", "bad.tsv, line 3: empty source"),
+    ("cat\tK AE1 T\ndog\t\n", "bad.tsv, line 2: empty target"),
+    ("cat\tK AE1 T\ndog\t   \n", "bad.tsv, line 2: the target has no tokens"),
+])
+def test_cli_train_errors_are_one_line(runner, tmp_path, text, message):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(text)
+    assert message in one_line(invoke(runner, "train", bad, *TINY))
+    assert not (tmp_path / "charrnn-runs").exists() or not any((tmp_path / "charrnn-runs").iterdir())
+
+
+def test_options_that_do_not_apply(runner, tmp_path):
+    tsv = reversals(tmp_path / "r.tsv", n=20)
+    assert "--dropout does not apply to --task seq2seq" in one_line(
+        invoke(runner, "train", tsv, *TINY, "--dropout", "0.2"))
+    assert "needs FILE: a TSV file of source<TAB>target" in one_line(
+        invoke(runner, "train", "--task", "seq2seq"))
+    assert "--target-tokens is for --task seq2seq" in one_line(
+        invoke(runner, "train", tsv, "--target-tokens", "space", "--max-steps", "1"))
+
+
+# ---- train, transduce, eval, runs ----------------------------------------------------------
+
+def test_train_learns_and_writes_a_run(trained):
+    assert {"model.safetensors", "best.safetensors", "state.safetensors",
+            "metrics.jsonl"} <= {p.name for p in trained.iterdir()}
+    lines = [json.loads(l) for l in (trained / "metrics.jsonl").read_text().splitlines()]
+    ters = [l["val_ter"] for l in lines if "val_ter" in l]
+    assert ters and ters[-1] <= 0.05 and all("val_loss" in l for l in lines if "val_ter" in l)
+    assert lines[-1]["final"] and lines[-1]["stopped_by"] == "max-steps"
+
+
+def test_transduce_greedy_beam_json_and_stdin(runner, trained):
+    r = invoke(runner, "transduce", trained, "abc", "deab")
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines() == ["abc\tC B A", "deab\tB A E D"]
+    r = invoke(runner, "transduce", trained, "abc", "deab", "--beam", "4", "--json")
+    got = [json.loads(l) for l in r.output.splitlines()]
+    assert got == [{"text": "abc", "output": "C B A"}, {"text": "deab", "output": "B A E D"}]
+    r = invoke(runner, "transduce", trained, input="ab\n\ncde\n")
+    assert r.output.splitlines() == ["ab\tB A", "cde\tE D C"]
+
+
+def test_eval_reports_wer_ter_and_loss(runner, trained, tmp_path):
+    test = tmp_path / "test.tsv"
+    # "ab" twice: its second reference is wrong, but one match is enough
+    test.write_text("abc\tC B A\nab\tB A\nab\tA A\nbcd\tD C B X\n")
+    r = invoke(runner, "eval", trained, test)
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("word error rate 0.3333 (1 of 3 words wrong), token error "
+                               "rate 0.1111 (1 edit over 9 tokens), loss ")
+    assert "(4 pairs)" in r.output and "1 target with tokens the model does not know" in r.output
+    r = invoke(runner, "eval", trained, test, "--beam", "3")
+    assert r.output.startswith("word error rate 0.3333")
+
+
+def test_python_api(trained, tmp_path):
+    t = charrnn.load_transducer(trained)
+    assert t.transduce(["abc"]) == ["C B A"] and t.transduce(["abc"], beam=3) == ["C B A"]
+    assert t.info["step"] == 300 and t.tokens == "words"
+    tsv = reversals(tmp_path / "r.tsv", n=60, seed=5)
+    s = charrnn.train(str(tsv), out=str(tmp_path / "api"), task="seq2seq", hidden=8, embed=4,
+                      max_steps=3, max_minutes=0, threads=1, quiet=True)
+    assert s["task"] == "seq2seq" and s["steps"] == 3
+
+
+def test_wrong_kind_is_one_line(runner, trained, tmp_path):
+    assert "is a transducer" in one_line(invoke(runner, "sample", trained, "--length", "5"))
+    assert "is a transducer run" in one_line(invoke(runner, "classify", trained, "x"))
+    with pytest.raises(CheckpointError, match="is a transducer"):
+        charrnn.load(trained)
+    lm = tmp_path / "lm"
+    text = tmp_path / "t.txt"
+    text.write_text("hello world, " * 200)
+    r = invoke(runner, "train", text, "--out", lm, "--max-steps", "2", "--hidden", "8",
+               "--embed", "4", "--seq-len", "8", "--batch-size", "2", "--max-minutes", "0", "-q")
+    assert r.exit_code == 0, r.output
+    assert "is a language model" in one_line(invoke(runner, "transduce", lm, "x"))
+    cls = tmp_path / "cls"
+    tsv = two_alphabets(tmp_path / "c.tsv", n=40)
+    r = invoke(runner, "train", tsv, "--out", cls, "--task", "classify", "--max-steps", "2",
+               "--hidden", "8", "--embed", "4", "--max-minutes", "0", "-q")
+    assert r.exit_code == 0, r.output
+    assert "is a classifier" in one_line(invoke(runner, "transduce", cls, "x", "--latest"))
+
+
+def test_runs_lists_the_task(runner, trained):
+    r = invoke(runner, "runs", trained.parent)
+    head, row = r.output.splitlines()[:2]
+    assert "task" in head and "val TER" in head
+    assert "seq2seq" in row and "GRU 1x32" in row and "finished" in row
+    got = json.loads(invoke(runner, "runs", trained.parent, "--json").output)
+    assert got[0]["task"] == "seq2seq" and got[0]["val_ter"] <= 0.05
+
+
+# ---- resume --------------------------------------------------------------------------------
+
+OPTS = dict(task="seq2seq", target_tokens="space", hidden=12, embed=6, batch_size=16,
+            max_minutes=0, max_steps=40, eval_every=7, seed=3)
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
+    tsv = reversals(tmp_path / "r.tsv", n=200)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    train(str(tsv), out=str(whole), threads=1, quiet=True, **OPTS)
+    with pytest.raises(Interrupted):
+        train(str(tsv), out=str(cut), threads=1, quiet=True, progress=_interrupt_after(17),
+              **OPTS)
+    train(out=str(cut), resume=True, threads=1, quiet=True, **OPTS)
+    assert _losses(cut) == _losses(whole) and len(_losses(whole)) == 40
+    a = charrnn.load_transducer(whole, best=False).model.flat
+    b = charrnn.load_transducer(cut, best=False).model.flat
+    assert np.array_equal(a, b)
+
+
+def test_resume_refuses_a_changed_file(tmp_path):
+    tsv = reversals(tmp_path / "r.tsv", n=60)
+    run = tmp_path / "run"
+    train(str(tsv), out=str(run), threads=1, quiet=True, **{**OPTS, "max_steps": 3})
+    tsv.write_text(tsv.read_text() + "zz\tZ Z\n")
+    with pytest.raises(CorpusError, match="changed since the run started"):
+        train(str(tsv), out=str(run), resume=True, threads=1, quiet=True, **OPTS)
+
+
+def test_report_and_quiet_summary(runner, trained, tmp_path):
+    assert "is a transducer run" in one_line(invoke(runner, "report", trained, "-o",
+                                                    tmp_path / "r.html"))
+    tsv = reversals(tmp_path / "r.tsv", n=300)
+    r = invoke(runner, "train", tsv, *TINY, "--max-steps", "3", "--out", tmp_path / "q", "-q")
+    assert r.exit_code == 0 and "\tval_loss=" in r.output and "\tval_ter=" in r.output
+
+
+def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
+    """A real `charrnn train --task seq2seq` process: SIGINT saves, exits 130, resumes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import child_env
+    tsv = reversals(tmp_path / "r.tsv", n=300)
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "charrnn.cli", "train", str(tsv), "--out",
+                          str(run), *TINY[:-4], "--max-minutes", "5", "--threads", "1"],
+                         stderr=subprocess.PIPE, text=True, env=child_env())
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130, err
+    assert "resume with: charrnn train --out" in err and "Traceback" not in err
+    steps = _losses(run)
+    r = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--max-steps",
+                                  str(len(steps) + 5), "-q"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert len(_losses(run)) == len(steps) + 5 and _losses(run)[:len(steps)] == steps
