@@ -1,9 +1,8 @@
 """`charrnn classify`: label texts with a classifier run (thin over charrnn.classifier)."""
-import sys
 
 import click
 
-from charrnn.cli.common import call, quiet_broken_pipe
+from charrnn.cli.common import call, quiet_broken_pipe, text_batches
 
 CHUNK = 256   # texts per batch when reading standard input
 
@@ -43,21 +42,7 @@ def classify(run, texts, top, as_json, latest):
                 line = "\t".join(f"{l}\t{p:.4f}" for l, p in best) + "\t" + text
             click.echo(line)
     try:
-        if texts:
-            empty = [i + 1 for i, t in enumerate(texts) if not t]
-            if empty:
-                raise click.BadParameter(f"TEXT {empty[0]} is empty", param_hint="TEXT")
-            show(list(texts))
-            return
-        batch = []
-        for line in sys.stdin:
-            line = line.rstrip("\r\n")
-            if line:
-                batch.append(line)
-            if len(batch) == CHUNK:
-                show(batch)
-                batch = []
-        if batch:
+        for batch in text_batches(texts, CHUNK):
             show(batch)
     except BrokenPipeError:
         quiet_broken_pipe()

@@ -58,3 +58,25 @@ def load_model(checkpoint, latest, best):
     if latest and best:
         fail("pass --latest or --best, not both")
     return call(load, checkpoint, best=not latest)
+
+
+def text_batches(texts, chunk):
+    """The TEXT arguments as one batch, or else standard input's non-empty lines in
+    batches of `chunk` (`charrnn classify`, `charrnn transduce`). An empty TEXT is a
+    usage error naming it."""
+    if texts:
+        empty = [i + 1 for i, t in enumerate(texts) if not t]
+        if empty:
+            raise click.BadParameter(f"TEXT {empty[0]} is empty", param_hint="TEXT")
+        yield list(texts)
+        return
+    batch = []
+    for line in sys.stdin:
+        line = line.rstrip("\r\n")
+        if line:
+            batch.append(line)
+        if len(batch) == chunk:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

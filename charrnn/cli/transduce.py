@@ -1,10 +1,9 @@
 """`charrnn transduce`: map texts to outputs with a seq2seq run (thin over
 charrnn.training.seq2seq.Transducer)."""
-import sys
 
 import click
 
-from charrnn.cli.common import call, quiet_broken_pipe
+from charrnn.cli.common import call, quiet_broken_pipe, text_batches
 
 CHUNK = 256   # texts per batch when reading standard input
 
@@ -41,21 +40,7 @@ def transduce(run, texts, beam, max_len, as_json, latest):
             click.echo(json.dumps({"text": text, "output": out}, ensure_ascii=False)
                        if as_json else f"{text}\t{out}")
     try:
-        if texts:
-            empty = [i + 1 for i, t in enumerate(texts) if not t]
-            if empty:
-                raise click.BadParameter(f"TEXT {empty[0]} is empty", param_hint="TEXT")
-            show(list(texts))
-            return
-        batch = []
-        for line in sys.stdin:
-            line = line.rstrip("\r\n")
-            if line:
-                batch.append(line)
-            if len(batch) == CHUNK:
-                show(batch)
-                batch = []
-        if batch:
+        for batch in text_batches(texts, CHUNK):
             show(batch)
     except BrokenPipeError:
         quiet_broken_pipe()
