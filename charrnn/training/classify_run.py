@@ -37,7 +37,7 @@ from charrnn.nn.classifier import Classifier, pad_batch
 from charrnn.training import auto as defaults
 from charrnn.training.options import stop_reason
 from charrnn.training.progress import Bar
-from charrnn.training.trainer import Interrupted, anneal_factor
+from charrnn.training.trainer import Interrupted, scheduled_lr
 
 BUCKET = 50          # batches per length bucket
 EVAL_BATCH = 256     # rows per forward pass when scoring the held-out pairs
@@ -154,12 +154,8 @@ class ClassifierTrainer:
     # ---- schedule (as the language model's Trainer) -------------------------------------
 
     def lr(self):
-        lr = self.cfg.lr * self.cfg.lr_decay ** self.epoch()
-        if self.anneal_steps is not None:
-            lr *= anneal_factor(self.anneal_steps, self.step)
-        elif self.anneal_from is not None:
-            lr *= self.anneal_from
-        return lr
+        return scheduled_lr(self.cfg, self.epoch(), self.step, self.anneal_steps,
+                            self.anneal_from)
 
     def _plan(self, elapsed):
         c = self.cfg

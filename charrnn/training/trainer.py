@@ -59,6 +59,15 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+def scheduled_lr(c, epochs, step, anneal_steps, anneal_from):
+    """c.lr * c.lr_decay^epochs, times the anneal factor once annealing has started (or
+    the factor a resume changed the budget at)."""
+    lr = c.lr * c.lr_decay ** epochs
+    if anneal_steps is not None:
+        return lr * anneal_factor(anneal_steps, step)
+    return lr if anneal_from is None else lr * anneal_from
+
+
 def anneal_factor(window, step):
     """The lr factor at `step` of the anneal window (start, end[, from]): it falls
     linearly from `from` (1 unless a resume changed the budget mid-anneal) to 0.1."""
@@ -145,12 +154,8 @@ class Trainer:
 
     def lr(self):
         """lr * lr_decay^epoch, times the anneal factor once annealing has started."""
-        lr = self.cfg.lr * self.cfg.lr_decay ** self.epoch()
-        if self.anneal_steps is not None:
-            lr *= anneal_factor(self.anneal_steps, self.step)
-        elif self.anneal_from is not None:
-            lr *= self.anneal_from
-        return lr
+        return scheduled_lr(self.cfg, self.epoch(), self.step, self.anneal_steps,
+                            self.anneal_from)
 
     def _plan(self, elapsed, step_time, eval_cost):
         """Fix the anneal window [start, end) once the run is (1 - anneal) done.
