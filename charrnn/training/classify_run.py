@@ -48,6 +48,16 @@ def file_digest(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def unchanged_digest(path, saved):
+    """The SHA-256 of the pairs file; on resume (saved) a CorpusError if it is not the
+    one the run started with."""
+    digest = file_digest(path)
+    if saved is not None and saved.meta.get("pairs_sha256") != digest:
+        raise CorpusError(f"cannot resume: {path} changed since the run started; the "
+                          "run is left as it was: restore the file, or start a new run")
+    return digest
+
+
 NOT_FOR_CLASSIFY = ("dropout", "seq_len", "lr_decay", "docs")   # options that do not apply
 
 
@@ -64,14 +74,26 @@ class ClassifierTrainer:
     TASK = "classify"
     METRIC = ("val_accuracy", "accuracy")   # task: the held-out figure besides the loss
 
+    def _start(self, n_train, saved):
+        """The training state at step 0 over n_train pairs (self.train_x, self.model and
+        self.cfg set), or as `saved` (a resume) left it."""
+        cfg = self.cfg
+        self.train_len = np.array([len(x) for x in self.train_x])
+        self.per_epoch = math.ceil(n_train / cfg.batch_size)
+        self._plan_epoch = (None, None)
+        self.opt = optim.make(cfg.optimizer, self.model.flat.size)
+        self.step, self.elapsed_before, self.best_val, self.best_step = 0, 0.0, math.inf, 0
+        self.anneal_steps = self.anneal_from = self.last_val = self.last_acc = None
+        self.bad_evals = self.saved_step = 0
+        self.step_time, self.rate, self.eval_cost, self.train_loss = None, None, 0.0, None
+        if saved is not None:
+            self._restore(saved)
+
     def __init__(self, cfg, path, run_dir, saved, log, quiet, progress):
         self.run_dir, self.log, self.quiet, self.progress = Path(run_dir), log, quiet, progress
         self.path = str(Path(path).resolve())
         pairs = read_pairs(path, cfg.encoding, cfg.encoding_errors)
-        self.sha256 = file_digest(path)
-        if saved is not None and saved.meta.get("pairs_sha256") != self.sha256:
-            raise CorpusError(f"cannot resume: {path} changed since the run started; the "
-                              "run is left as it was: restore the file, or start a new run")
+        self.sha256 = unchanged_digest(path, saved)
         self.labels = sorted(set(pairs.left))
         if len(self.labels) < 2:
             raise CorpusError(f"{path}: every line has label {self.labels[0]!r}; a classifier "
@@ -98,20 +120,11 @@ class ClassifierTrainer:
                     np.array([code[pairs.left[i]] for i in rows], np.int32))
         self.train_x, self.train_y = enc(tr)
         self.val_x, self.val_y = enc(va)
-        self.train_len = np.array([len(x) for x in self.train_x])
-        self.per_epoch = math.ceil(len(tr) / cfg.batch_size)
-        self._plan_epoch = (None, None)
         mcfg = dict(cell=cfg.cell, hidden=cfg.hidden, layers=cfg.layers, embed=cfg.embed,
                     vocab_size=len(self.vocab) + 1, classes=len(self.labels), pool="final")
         self.model = Classifier(mcfg, seed=cfg.seed, forget_bias=cfg.forget_bias)
-        self.opt = optim.make(cfg.optimizer, self.model.flat.size)
-        self.step, self.elapsed_before, self.best_val, self.best_step = 0, 0.0, math.inf, 0
-        self.anneal_steps = self.anneal_from = self.last_val = self.last_acc = None
-        self.bad_evals = self.saved_step = 0
-        self.step_time, self.rate, self.eval_cost, self.train_loss = None, None, 0.0, None
-        if saved is not None:
-            self._restore(saved)
-        else:
+        self._start(len(tr), saved)
+        if saved is None:
             for note in choice.notes:
                 log(f"charrnn: note: {note}")
             held = (f"{len(va):,} held out (whole pairs, stratified by label)" if len(va)

@@ -20,7 +20,6 @@ patience, Ctrl-C, the progress bar) with its own data, model and evaluation:
   first ones, in file order: the same sample at every evaluation), as val_ter.
 - the model file: charrnn.training.seq2seq.Transducer.save (load_transducer reads it).
 """
-import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,11 +27,10 @@ import numpy as np
 
 from charrnn.data.pairs import read_pairs, split_pairs
 from charrnn.errors import ConfigError, CorpusError, plural
-from charrnn.nn import optim
 from charrnn.nn.classifier import pad_batch
 from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
 from charrnn.training import auto as defaults
-from charrnn.training.classify_run import EVAL_BATCH, ClassifierTrainer, file_digest
+from charrnn.training.classify_run import EVAL_BATCH, ClassifierTrainer, unchanged_digest
 from charrnn.training.seq2seq import Transducer
 from charrnn.training.seq2seq_score import error_rates, group_references
 
@@ -64,10 +62,7 @@ class Seq2SeqTrainer(ClassifierTrainer):
             if not split(t):
                 raise CorpusError(f"{path}, line {line}: the target has no tokens (only "
                                   "spaces); each line must be source<TAB>target")
-        self.sha256 = file_digest(path)
-        if saved is not None and saved.meta.get("pairs_sha256") != self.sha256:
-            raise CorpusError(f"cannot resume: {path} changed since the run started; the "
-                              "run is left as it was: restore the file, or start a new run")
+        self.sha256 = unchanged_digest(path, saved)
         given = {k: v for k, v in asdict(cfg).items() if k in defaults.AUTO and v is not None}
         n = len(pairs.left)
 
@@ -100,17 +95,8 @@ class Seq2SeqTrainer(ClassifierTrainer):
         self.val_x, self.val_t = enc(va)
         self.val_refs = dict(list(group_references(
             [pairs.left[i] for i in va], [pairs.right[i] for i in va], split).items())[:EVAL_SAMPLE])
-        self.train_len = np.array([len(x) for x in self.train_x])
-        self.per_epoch = math.ceil(len(tr) / cfg.batch_size)
-        self._plan_epoch = (None, None)
-        self.opt = optim.make(cfg.optimizer, self.model.flat.size)
-        self.step, self.elapsed_before, self.best_val, self.best_step = 0, 0.0, math.inf, 0
-        self.anneal_steps = self.anneal_from = self.last_val = self.last_acc = None
-        self.bad_evals = self.saved_step = 0
-        self.step_time, self.rate, self.eval_cost, self.train_loss = None, None, 0.0, None
-        if saved is not None:
-            self._restore(saved)
-        else:
+        self._start(len(tr), saved)
+        if saved is None:
             for note in choice.notes:
                 log(f"charrnn: note: {note}")
             held = (f"{len(va):,} held out (whole sources)" if len(va) else "none held out")
