@@ -1,0 +1,242 @@
+"""Training-step speed of charrnn's encoder-decoder against the same architecture in
+PyTorch, on the same CMUdict batches (issue 32: ">= 1.5x").
+
+    python bench/seq2seq_train.py --data /work/bench-runs/g2p/trainval.tsv \
+        --out bench/results/g2p/DATE-CPU-train-speed.json
+
+A step is what `charrnn train --task seq2seq` times in its loop: forward, backward,
+global-norm clipping (5.0) and an Adam update, on batches bucketed by source length as
+charrnn.training.classify_run's _rows cuts them (BUCKET batches sorted by length, then
+shuffled). Both sides get the same padded batches, already built (building them costs
+both the same and is not model speed); pairs/s counts the source-target pairs of the
+timed batches.
+
+The PyTorch model is the test's (tests/test_seq2seq_pytorch.py: nn.LSTM / nn.GRU
+bidirectional over pack_padded_sequence, nn.LSTMCell / nn.GRUCell with input feeding,
+Luong attention with a -inf length mask) in float32, written as a careful PyTorch user
+would: attention as batched products (bmm), the output layer and cross-entropy once over
+the valid steps after the loop, torch.optim.Adam, clip_grad_norm_. A benchmark-only
+dependency, imported only in its child process.
+
+Threads: charrnn as the CLI runs them (charrnn.training.loop: with 2 or more, BLAS held
+to one thread and model.parallel = cells.Parallel(threads), the own sgemm); PyTorch with
+torch.set_num_threads. Every measurement is a fresh child process; for each config and
+thread count the two sides alternate (who goes first flips each round) and a round's
+ratio comes from its own pair of runs. Reported: medians over the rounds.
+"""
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import Steal, log, run_child, thread_env, torch_version  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+BUCKET = 50   # as charrnn.training.classify_run.BUCKET
+CONFIGS = {   # name: (cell, layers, hidden per direction, decoder, embed, batch)
+    "default-gru": ("gru", 1, 128, 256, 32, 32),     # the CLI's auto choice for CMUdict
+    "gru-1x256": ("gru", 1, 256, 512, 64, 64),
+    "lstm-1x256": ("lstm", 1, 256, 512, 64, 64),
+    "gru-2x192-b128": ("gru", 2, 192, 512, 64, 128),
+}
+
+
+def batches(path, B, count, seed=0):
+    """`count` padded batches (src (S, N), src_len, tgt (T+1, N), tgt_len) of B pairs, the
+    first of an epoch bucketed as classify_run._rows does; + the vocabulary sizes."""
+    from charrnn.nn.classifier import pad_batch
+    from charrnn.nn.seq2seq import BOS, EOS
+    pairs = [line.rstrip("\n").split("\t") for line in open(path, encoding="utf-8")]
+    chars = sorted({c for s, _ in pairs for c in s})
+    tokens = sorted({t for _, p in pairs for t in p.split()})
+    ci = {c: i + 1 for i, c in enumerate(chars)}
+    ti = {t: i + 2 for i, t in enumerate(tokens)}
+    xs = [np.array([ci[c] for c in s], np.int32) for s, _ in pairs]
+    ys = [np.array([BOS] + [ti[t] for t in p.split()] + [EOS], np.int32) for _, p in pairs]
+    lens = np.array([len(x) for x in xs])
+    rng = np.random.default_rng([seed, 0xC1A55, 0])
+    order = rng.permutation(len(xs))
+    out = []
+    for lo in range(0, len(order), B * BUCKET):
+        chunk = order[lo:lo + B * BUCKET]
+        chunk = chunk[np.argsort(lens[chunk], kind="stable")]
+        out += [chunk[i:i + B] for i in range(0, len(chunk), B)]
+    out = [out[i] for i in rng.permutation(len(out))[:count]]
+    res = []
+    for rows in out:
+        src, src_len = pad_batch([xs[i] for i in rows])
+        tgt, tl = pad_batch([ys[i] for i in rows])
+        res.append((src, src_len, tgt, tl - 1))
+    return res, len(chars) + 1, len(tokens) + 2
+
+
+def _time(step, data, warmup):
+    for b in data[:warmup]:
+        step(*b)
+    t0 = time.perf_counter()
+    losses = [step(*b) for b in data[warmup:]]
+    dt = time.perf_counter() - t0
+    pairs = sum(len(b[1]) for b in data[warmup:])
+    return dict(seconds=dt, pairs=pairs, pairs_per_sec=pairs / dt, last_loss=float(losses[-1]))
+
+
+def child_charrnn(cfg, threads, data, Vs, Vt, warmup):
+    from threadpoolctl import threadpool_limits
+    from charrnn.nn import cells, optim
+    from charrnn.nn.seq2seq import Seq2Seq
+    cell, L, He, Hd, Em, _ = CONFIGS[cfg]
+    m = Seq2Seq(dict(cell=cell, attention="luong", embed=Em, hidden=He, decoder=Hd, attn=Hd,
+                     layers=L, src_vocab=Vs, tgt_vocab=Vt), seed=0)
+    opt = optim.make("adam", m.flat.size)
+    m.parallel = cells.Parallel(threads) if threads > 1 else None   # the CLI's split mode
+
+    def step(src, src_len, tgt, tgt_len):
+        m.grad_flat.fill(0)
+        loss = m.forward_backward(src, src_len, tgt, tgt_len)
+        _, gscale = optim.clip_scale(m.grad_flat, 5.0)
+        opt.step(m.flat, m.grad_flat, 0.003, gscale, parallel=m.parallel)
+        return loss
+    with threadpool_limits(limits=1):
+        return _time(step, data, warmup)
+
+
+def child_torch(cfg, threads, data, Vs, Vt, warmup):
+    import torch
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cell, L, He, Hd, Em, _ = CONFIGS[cfg]
+    C = 2 * He
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.src_embed = torch.nn.Embedding(Vs, Em)
+            self.enc = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](
+                Em, He, L, bidirectional=True)
+            self.tgt_embed = torch.nn.Embedding(Vt, Em)
+            self.dec = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}[cell](Em + C, Hd)
+            self.W_k = torch.nn.Linear(C, Hd, bias=False)
+            self.out = torch.nn.Linear(Hd + C, Vt)
+
+        def forward(self, src, src_len, tgt, tgt_len):
+            S, N = src.shape
+            T = tgt.shape[0] - 1
+            packed = pack_padded_sequence(self.src_embed(src), src_len, enforce_sorted=False)
+            e, _ = pad_packed_sequence(self.enc(packed)[0], total_length=S)
+            e = e.transpose(0, 1)                                   # (N, S, C)
+            keys = self.W_k(e)                                      # (N, S, Hd)
+            mask = torch.arange(S)[None, :] >= src_len[:, None]     # (N, S)
+            emb = self.tgt_embed(tgt[:T])                           # (T, N, Em)
+            h = torch.zeros(N, Hd)
+            c = torch.zeros(N, Hd)
+            ctx = torch.zeros(N, C)
+            feats = []
+            for s in range(T):
+                x = torch.cat([emb[s], ctx], dim=1)
+                if cell == "lstm":
+                    h, c = self.dec(x, (h, c))
+                else:
+                    h = self.dec(x, h)
+                score = torch.bmm(keys, h[:, :, None])[:, :, 0]     # (N, S)
+                alpha = torch.softmax(score.masked_fill(mask, -torch.inf), dim=1)
+                ctx = torch.bmm(alpha[:, None, :], e)[:, 0]         # (N, C)
+                feats.append(torch.cat([h, ctx], dim=1))
+            valid = torch.arange(T)[:, None] < tgt_len[None, :]    # (T, N)
+            rows = torch.stack(feats)[valid]                        # (M, Hd + C)
+            return torch.nn.functional.cross_entropy(self.out(rows), tgt[1:][valid])
+
+    m = Model()
+    opt = torch.optim.Adam(m.parameters(), lr=0.003)
+    tdata = [tuple(torch.from_numpy(np.asarray(a, np.int64)) for a in b) for b in data]
+
+    def step(src, src_len, tgt, tgt_len):
+        opt.zero_grad()
+        loss = m(src, src_len, tgt, tgt_len)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 5.0)
+        opt.step()
+        return loss.item()
+    return _time(step, tdata, warmup)
+
+
+def child(a):
+    data, Vs, Vt = batches(a.data, CONFIGS[a.config][5], a.warmup + a.batches)
+    fn = child_charrnn if a.child == "charrnn" else child_torch
+    res = fn(a.config, a.threads, data, Vs, Vt, a.warmup)
+    print(json.dumps(res))
+
+
+def cpu_name():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="/work/bench-runs/g2p/trainval.tsv")
+    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--batches", type=int, default=30, help="timed batches per run")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--out", help="JSON results file (default: print only)")
+    p.add_argument("--note", default="", help="machine load etc., recorded with the results")
+    p.add_argument("--child", choices=["charrnn", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--config", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child:
+        a.threads = int(a.threads)
+        return child(a)
+    configs, threads = a.configs.split(","), [int(t) for t in a.threads.split(",")]
+    runs = {(c, t): [] for c in configs for t in threads}
+    with Steal() as steal:
+        for r in range(a.rounds):
+            for c in configs:
+                for t in threads:
+                    sides = ["charrnn", "torch"] if r % 2 == 0 else ["torch", "charrnn"]
+                    env = thread_env(t, {"PYTHONPATH": os.pathsep.join(sys.path[:2])})
+                    got = {s: run_child(__file__, s, env, data=a.data, config=c, threads=t,
+                                        batches=a.batches, warmup=a.warmup) for s in sides}
+                    ratio = got["charrnn"]["pairs_per_sec"] / got["torch"]["pairs_per_sec"]
+                    runs[c, t].append(dict(got, ratio=ratio))
+                    log(f"round {r}: {c} x{t}: charrnn {got['charrnn']['pairs_per_sec']:.0f} "
+                        f"pairs/s, torch {got['torch']['pairs_per_sec']:.0f}, {ratio:.2f}x")
+    rows = []
+    for (c, t), rs in runs.items():
+        med = lambda k: float(np.median([x[k]["pairs_per_sec"] for x in rs]))  # noqa: E731
+        cell, L, He, Hd, Em, B = CONFIGS[c]
+        rows.append(dict(config=c, cell=cell, encoder=f"{L}x{He}", decoder=Hd, embed=Em,
+                         batch=B, threads=t, charrnn_pairs_per_sec=round(med("charrnn"), 1),
+                         torch_pairs_per_sec=round(med("torch"), 1),
+                         ratio=round(float(np.median([x["ratio"] for x in rs])), 3),
+                         ratios=[round(x["ratio"], 3) for x in rs]))
+        print(f"{c:16s} x{t}  charrnn {rows[-1]['charrnn_pairs_per_sec']:8.0f} pairs/s  "
+              f"torch {rows[-1]['torch_pairs_per_sec']:8.0f}  ratio {rows[-1]['ratio']:.2f} "
+              f"{rows[-1]['ratios']}")
+    import subprocess
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=os.path.dirname(__file__)).stdout.strip()
+    result = dict(
+        bench="seq2seq training step (forward, backward, clip, Adam) vs PyTorch, issue 32",
+        machine=f"{cpu_name()}, {os.cpu_count()} cores", note=a.note,
+        date=datetime.date.today().isoformat(), commit=commit, torch=torch_version(),
+        data=f"{a.data}: CMUdict train+val pairs; batches bucketed by source length as "
+             f"classify_run._rows (seed 0, first epoch), {a.warmup} warm-up + {a.batches} "
+             "timed batches per run, the same batches for both",
+        attention="luong", rounds=a.rounds, steal_pct=steal.pct, results=rows)
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
