@@ -17,7 +17,8 @@ GIL is released; nothing inside nogil can fail. Backward *adds* into its gradien
 from cython cimport floating
 from libc.math cimport exp, tanh
 from libc.stdint cimport int64_t
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
+import numpy as np
 from _blas cimport mm
 
 include "_dispatch.pxi"
@@ -38,40 +39,68 @@ cdef int _need(bint ok, str what) except -1:
 def keys_forward(const floating[:, :, ::1] E, const floating[:, ::1] W_k,
                  const int64_t[::1] lengths, bint own, floating[:, :, ::1] K):
     """K[n, :l] = E[n, :l] @ W_k (C, A); K[n, l:] = 0."""
-    cdef Py_ssize_t N = E.shape[0], S = E.shape[1], C = E.shape[2], A = W_k.shape[1], n, l
+    cdef Py_ssize_t N = E.shape[0], S = E.shape[1], C = E.shape[2], A = W_k.shape[1], n, l, r, R
     _need(W_k.shape[0] == C and K.shape[0] == N and K.shape[1] == S and K.shape[2] == A, "keys")
     _lengths_ok(lengths, N, S)
     own = own and floating is float
-    if A == 0:
+    if A == 0 or N == 0:
         return
+    # the valid rows of every source gathered into one (R, C) block: one GEMM instead of
+    # N small ones (each of which packed W_k again), and padding is still never read
+    R = int(np.sum(lengths))
+    cdef floating[:, ::1] Ec = np.empty((R, C), np.float32 if floating is float else np.float64)
+    cdef floating[:, ::1] Kc = np.empty((R, A), np.float32 if floating is float else np.float64)
     with nogil:
+        r = 0
         for n in range(N):
             l = lengths[n]
-            mm(own, False, False, <int>l, <int>A, <int>C, &E[n, 0, 0], <int>C, &W_k[0, 0],
-               <int>A, NULL, False, &K[n, 0, 0], <int>A)
+            memcpy(&Ec[r, 0], &E[n, 0, 0], l * C * sizeof(floating))
+            r = r + l
+        mm(own, False, False, <int>R, <int>A, <int>C, &Ec[0, 0], <int>C, &W_k[0, 0],
+           <int>A, NULL, False, &Kc[0, 0], <int>A)
+        r = 0
+        for n in range(N):
+            l = lengths[n]
+            memcpy(&K[n, 0, 0], &Kc[r, 0], l * A * sizeof(floating))
             if l < S:
                 memset(&K[n, l, 0], 0, (S - l) * A * sizeof(floating))
+            r = r + l
 
 
 def keys_backward(const floating[:, :, ::1] dK, const floating[:, :, ::1] E,
                   const floating[:, ::1] W_kT, const int64_t[::1] lengths, bint own,
                   floating[:, :, ::1] dE, floating[:, ::1] dW_k):
     """dE[n, :l] += dK[n, :l] @ W_k^T;  dW_k (C, A) += sum_n E[n, :l]^T @ dK[n, :l]."""
-    cdef Py_ssize_t N = E.shape[0], S = E.shape[1], C = E.shape[2], A = W_kT.shape[0], n, l
+    cdef Py_ssize_t N = E.shape[0], S = E.shape[1], C = E.shape[2], A = W_kT.shape[0]
+    cdef Py_ssize_t n, l, r, j, R
     _need(W_kT.shape[1] == C and dK.shape[0] == N and dK.shape[1] == S and dK.shape[2] == A
           and dE.shape[0] == N and dE.shape[1] == S and dE.shape[2] == C
           and dW_k.shape[0] == C and dW_k.shape[1] == A, "keys backward")
     _lengths_ok(lengths, N, S)
     own = own and floating is float
-    if A == 0 or C == 0:
+    if A == 0 or C == 0 or N == 0:
         return
+    # as keys_forward: the valid rows gathered, then one GEMM per gradient
+    R = int(np.sum(lengths))
+    dt = np.float32 if floating is float else np.float64
+    cdef floating[:, ::1] Ec = np.empty((R, C), dt), dEc = np.empty((R, C), dt)
+    cdef floating[:, ::1] dKc = np.empty((R, A), dt)
     with nogil:
+        r = 0
         for n in range(N):
             l = lengths[n]
-            mm(own, False, False, <int>l, <int>C, <int>A, &dK[n, 0, 0], <int>A, &W_kT[0, 0],
-               <int>C, NULL, True, &dE[n, 0, 0], <int>C)
-            mm(own, True, False, <int>C, <int>A, <int>l, &E[n, 0, 0], <int>C, &dK[n, 0, 0],
-               <int>A, NULL, True, &dW_k[0, 0], <int>A)
+            memcpy(&Ec[r, 0], &E[n, 0, 0], l * C * sizeof(floating))
+            memcpy(&dKc[r, 0], &dK[n, 0, 0], l * A * sizeof(floating))
+            r = r + l
+        mm(own, False, False, <int>R, <int>C, <int>A, &dKc[0, 0], <int>A, &W_kT[0, 0],
+           <int>C, NULL, False, &dEc[0, 0], <int>C)
+        mm(own, True, False, <int>C, <int>A, <int>R, &Ec[0, 0], <int>C, &dKc[0, 0],
+           <int>A, NULL, True, &dW_k[0, 0], <int>A)
+        r = 0
+        for n in range(N):
+            for j in range(lengths[n] * C):
+                (&dE[n, 0, 0])[j] += (&dEc[r, 0])[j]
+            r = r + lengths[n]
 
 
 cdef int check_step(int kind, const floating[:, ::1] q, const floating[:, :, ::1] K,
@@ -113,12 +142,13 @@ def step_forward(int kind, const floating[:, ::1] q, const floating[:, :, ::1] K
                  floating[:, ::1] ctx, floating[:, :, ::1] tanhs, floating[:, ::1] qW):
     """ctx (N, C), alpha (N, S); Bahdanau also fills tanhs (N, S, A) (saved for backward)
     and uses qW (N, A) as scratch; Luong takes W_q, v, tanhs, qW empty."""
+    cdef Py_ssize_t N = E.shape[0]
     check_step(kind, q, K, E, (W_q.shape[0], W_q.shape[1]), v, lengths, tanhs, alpha, ctx)
     _need(kind == LUONG or (qW.shape[0] == E.shape[0] and qW.shape[1] == K.shape[2]), "qW")
     _need(ctx.shape[0] == E.shape[0] and ctx.shape[1] == E.shape[2], "ctx")
     with nogil:
         attend_fwd(kind, q, K, E, W_q, v, lengths, own and floating is float, alpha, ctx,
-                   tanhs, qW)
+                   tanhs, qW, 0, N)
 
 
 def step_backward(int kind, const floating[:, ::1] dctx, const floating[:, ::1] q,
@@ -136,4 +166,4 @@ def step_backward(int kind, const floating[:, ::1] dctx, const floating[:, ::1] 
     check_step_grads(kind, N, S, C, A, Hd, dq, dK, dE, dW_q, dv, ds, dqW)
     with nogil:
         attend_bwd(kind, dctx, q, K, E, W_qT, v, lengths, alpha, tanhs, own and floating is float,
-                   dq, dK, dE, dW_q, dv, ds, dqW)
+                   dq, dK, dE, dW_q, dv, ds, dqW, 0, N)

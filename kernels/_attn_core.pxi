@@ -32,16 +32,19 @@ cdef void attend_fwd(int kind, const floating[:, ::1] q, const floating[:, :, ::
                      const floating[:, :, ::1] E, const floating[:, ::1] W_q,
                      const floating[::1] v, const int64_t[::1] lengths, bint own,
                      floating[:, ::1] alpha, floating[:, ::1] ctx, floating[:, :, ::1] tanhs,
-                     floating[:, ::1] qW) noexcept nogil:
-    """ctx (N, C), alpha (N, S); Bahdanau: tanhs (N, S, A) saved, qW (N, A) scratch."""
+                     floating[:, ::1] qW, Py_ssize_t r0=0, Py_ssize_t r1=-1) noexcept nogil:
+    """ctx (N, C), alpha (N, S) of rows [r0, r1) (default: all); Bahdanau: tanhs (N, S, A) saved, qW (N, A)
+    scratch. Rows are independent: threads may take disjoint ranges."""
     cdef Py_ssize_t N = E.shape[0], S = E.shape[1], C = E.shape[2], A = K.shape[2]
     cdef Py_ssize_t Hd = q.shape[1], n, j, a, l
-    if N == 0 or A == 0 or C == 0:
+    if r1 < 0:
+        r1 = N      # the default: every row
+    if r1 <= r0 or A == 0 or C == 0:
         return
     if kind == BAHDANAU:
-        mm(own, False, False, <int>N, <int>A, <int>Hd, &q[0, 0], <int>Hd, &W_q[0, 0],
-           <int>A, NULL, False, &qW[0, 0], <int>A)
-    for n in range(N):
+        mm(own, False, False, <int>(r1 - r0), <int>A, <int>Hd, &q[r0, 0], <int>Hd, &W_q[0, 0],
+           <int>A, NULL, False, &qW[r0, 0], <int>A)
+    for n in range(r0, r1):
         l = lengths[n]
         if kind == BAHDANAU:
             for j in range(l):
@@ -65,14 +68,19 @@ cdef void attend_bwd(int kind, const floating[:, ::1] dctx, const floating[:, ::
                      const floating[:, :, ::1] tanhs, bint own,
                      floating[:, ::1] dq, floating[:, :, ::1] dK, floating[:, :, ::1] dE,
                      floating[:, ::1] dW_q, floating[::1] dv,
-                     floating[:, ::1] ds, floating[:, ::1] dqW) noexcept nogil:
-    """Adds the gradients of sum(dctx * ctx) into dq, dK, dE (and dW_q, dv: Bahdanau)."""
+                     floating[:, ::1] ds, floating[:, ::1] dqW, Py_ssize_t r0=0,
+                     Py_ssize_t r1=-1) noexcept nogil:
+    """Adds the gradients of sum(dctx * ctx) of rows [r0, r1) (default: all) into dq, dK, dE (and dW_q,
+    dv: Bahdanau). Disjoint ranges may run on threads for Luong only: Bahdanau's dW_q and
+    dv sum over the rows."""
     cdef Py_ssize_t N = E.shape[0], S = E.shape[1], C = E.shape[2], A = K.shape[2]
     cdef Py_ssize_t Hd = q.shape[1], n, j, a, l
     cdef floating dot, g
-    if N == 0 or A == 0 or C == 0:
+    if r1 < 0:
+        r1 = N      # the default: every row
+    if r1 <= r0 or A == 0 or C == 0:
         return
-    for n in range(N):
+    for n in range(r0, r1):
         l = lengths[n]
         # d alpha_j = dctx . e_j, as a column (l, C) @ (C, 1)
         mm(own, False, False, <int>l, 1, <int>C, &E[n, 0, 0], <int>C, &dctx[n, 0], 1,
@@ -101,7 +109,7 @@ cdef void attend_bwd(int kind, const floating[:, ::1] dctx, const floating[:, ::
             mm(own, True, False, <int>l, <int>Hd, 1, &ds[n, 0], <int>S, &q[n, 0], <int>Hd,
                NULL, True, &dK[n, 0, 0], <int>A)
     if kind == BAHDANAU:
-        mm(own, False, False, <int>N, <int>Hd, <int>A, &dqW[0, 0], <int>A, &W_qT[0, 0],
-           <int>Hd, NULL, True, &dq[0, 0], <int>Hd)
-        mm(own, True, False, <int>Hd, <int>A, <int>N, &q[0, 0], <int>Hd, &dqW[0, 0],
+        mm(own, False, False, <int>(r1 - r0), <int>Hd, <int>A, &dqW[r0, 0], <int>A,
+           &W_qT[0, 0], <int>Hd, NULL, True, &dq[r0, 0], <int>Hd)
+        mm(own, True, False, <int>Hd, <int>A, <int>(r1 - r0), &q[r0, 0], <int>Hd, &dqW[r0, 0],
            <int>A, NULL, True, &dW_q[0, 0], <int>A)

@@ -100,11 +100,13 @@ def forward(int cell, int kind, const floating[:, :, ::1] emb,
             bint own, floating[:, :, ::1] xs, floating[:, :, ::1] hs, floating[:, :, ::1] cs,
             floating[:, :, ::1] act, floating[:, :, ::1] tc, floating[:, ::1] gh,
             floating[:, :, ::1] alphas, floating[:, :, ::1] ctxs,
-            floating[:, :, :, ::1] tanhs, floating[:, ::1] qW):
-    """The loop above; tc holds the LSTM's tanh(c) or the GRU's ghn. hs[0], cs[0] (LSTM)
-    and ctxs[0] must be set (zeros) by the caller."""
+            floating[:, :, :, ::1] tanhs, floating[:, ::1] qW, Py_ssize_t r0=0,
+            Py_ssize_t r1=-1):
+    """The loop above over rows [r0, r1) (r1 = -1: N); tc holds the LSTM's tanh(c) or the
+    GRU's ghn. hs[0], cs[0] (LSTM) and ctxs[0] must be set (zeros) by the caller. Rows
+    never meet, so threads may run disjoint ranges at once (charrnn/nn/seq2seq.py)."""
     cdef Py_ssize_t T = emb.shape[0], N = emb.shape[1], Em = emb.shape[2], C = E.shape[2]
-    cdef Py_ssize_t Hd = W_hh.shape[1], S = E.shape[1], A = K.shape[2], s, n
+    cdef Py_ssize_t Hd = W_hh.shape[1], S = E.shape[1], A = K.shape[2], s, n, M
     cdef Py_ssize_t D = Em + C, GH = W_hh.shape[0]
     _check(cell, kind, T, N, Em, C, Hd, S, A, dict(
         W_ih=_sh(W_ih.shape, 2), W_hh=_sh(W_hh.shape, 2), b_ih=_sh(b_ih.shape, 1), b_hh=_sh(b_hh.shape, 1),
@@ -116,27 +118,32 @@ def forward(int cell, int kind, const floating[:, :, ::1] emb,
     cdef const floating *P_ih = packed(Wp_ih, D, GH, "decoder", "Wp_ih")
     cdef const floating *P_hh = packed(Wp_hh, Hd, GH, "decoder", "Wp_hh")
     _lengths_ok(lengths, N, S)
+    r1 = N if r1 < 0 else r1
+    _need(0 <= r0 <= r1 <= N, f"rows [{r0}, {r1}) of {N}")
+    M = r1 - r0
+    if M == 0:
+        return
     with nogil:
         for s in range(T):
-            for n in range(N):
+            for n in range(r0, r1):
                 memcpy(&xs[s, n, 0], &emb[s, n, 0], Em * sizeof(floating))
                 memcpy(&xs[s, n, Em], &ctxs[s, n, 0], C * sizeof(floating))
             if cell == LSTM:
-                mm_bias(<int>N, <int>GH, <int>D, &xs[s, 0, 0], <int>D, &W_ih[0, 0], <int>D, P_ih,
-                        &b_ih[0], &b_hh[0], &act[s, 0, 0], <int>GH)
-                mm(P_hh != NULL, False, True, <int>N, <int>GH, <int>Hd, &hs[s, 0, 0], <int>Hd,
-                   &W_hh[0, 0], <int>Hd, P_hh, True, &act[s, 0, 0], <int>GH)
-                _lstm_fwd(&act[s, 0, 0], &cs[s, 0, 0], &cs[s + 1, 0, 0], &tc[s, 0, 0],
-                          &hs[s + 1, 0, 0], N, Hd)
+                mm_bias(<int>M, <int>GH, <int>D, &xs[s, r0, 0], <int>D, &W_ih[0, 0], <int>D, P_ih,
+                        &b_ih[0], &b_hh[0], &act[s, r0, 0], <int>GH)
+                mm(P_hh != NULL, False, True, <int>M, <int>GH, <int>Hd, &hs[s, r0, 0], <int>Hd,
+                   &W_hh[0, 0], <int>Hd, P_hh, True, &act[s, r0, 0], <int>GH)
+                _lstm_fwd(&act[s, r0, 0], &cs[s, r0, 0], &cs[s + 1, r0, 0], &tc[s, r0, 0],
+                          &hs[s + 1, r0, 0], M, Hd)
             else:
-                mm_bias(<int>N, <int>GH, <int>D, &xs[s, 0, 0], <int>D, &W_ih[0, 0], <int>D, P_ih,
-                        &b_ih[0], NULL, &act[s, 0, 0], <int>GH)
-                mm_bias(<int>N, <int>GH, <int>Hd, &hs[s, 0, 0], <int>Hd, &W_hh[0, 0], <int>Hd,
-                        P_hh, &b_hh[0], NULL, &gh[0, 0], <int>GH)
-                _gru_fwd(&act[s, 0, 0], &gh[0, 0], &tc[s, 0, 0], &hs[s, 0, 0], &hs[s + 1, 0, 0],
-                         N, Hd)
+                mm_bias(<int>M, <int>GH, <int>D, &xs[s, r0, 0], <int>D, &W_ih[0, 0], <int>D, P_ih,
+                        &b_ih[0], NULL, &act[s, r0, 0], <int>GH)
+                mm_bias(<int>M, <int>GH, <int>Hd, &hs[s, r0, 0], <int>Hd, &W_hh[0, 0], <int>Hd,
+                        P_hh, &b_hh[0], NULL, &gh[r0, 0], <int>GH)
+                _gru_fwd(&act[s, r0, 0], &gh[r0, 0], &tc[s, r0, 0], &hs[s, r0, 0],
+                         &hs[s + 1, r0, 0], M, Hd)
             attend_fwd(kind, hs[s + 1], K, E, W_q, v, lengths, own, alphas[s], ctxs[s + 1],
-                       tanhs[s], qW)
+                       tanhs[s], qW, r0, r1)
 
 
 def backward(int cell, int kind, const floating[:, :, ::1] dfeat,
@@ -149,13 +156,16 @@ def backward(int cell, int kind, const floating[:, :, ::1] dfeat,
              const floating[:, :, ::1] tc, const floating[:, :, ::1] alphas,
              const floating[:, :, :, ::1] tanhs,
              floating[:, :, ::1] demb, floating[:, :, ::1] dK, floating[:, :, ::1] dE,
-             floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db_ih,
-             floating[::1] db_hh, floating[:, ::1] dW_q, floating[::1] dv,
+             floating[:, ::1] dW_q, floating[::1] dv,
              floating[:, :, ::1] dact, floating[:, :, ::1] dgh, floating[:, ::1] dctx,
              floating[:, ::1] dq, floating[:, ::1] dy, floating[:, ::1] dh, floating[:, ::1] dc,
-             floating[:, ::1] dhp, floating[:, ::1] dx, floating[:, ::1] ds, floating[:, ::1] dqW):
-    """Backward of forward(). Wp_ih, Wp_hh: W_ih, W_hh packed *untransposed* (the B of
-    dG @ W), or empty. The rest from dact on is scratch."""
+             floating[:, ::1] dhp, floating[:, ::1] dx, floating[:, ::1] ds, floating[:, ::1] dqW,
+             Py_ssize_t r0=0, Py_ssize_t r1=-1):
+    """Backward of forward() through the steps, rows [r0, r1) (r1 = -1: N), leaving the
+    gate gradients of every step in dact (and the GRU's dgh) for weight_grads(), which
+    must run after every range. Wp_ih, Wp_hh: W_ih, W_hh packed *untransposed* (the B of
+    dG @ W), or empty. dctx and what follows it are scratch. Disjoint ranges may run on
+    threads at once, for Luong only (Bahdanau's dW_q and dv sum over the rows)."""
     cdef Py_ssize_t T = xs.shape[0], N = xs.shape[1], C = E.shape[2], D = xs.shape[2]
     cdef Py_ssize_t Em = D - C, Hd = W_hh.shape[1], S = E.shape[1], A = K.shape[2], s, n, j
     cdef Py_ssize_t GH = W_hh.shape[0]
@@ -164,8 +174,7 @@ def backward(int cell, int kind, const floating[:, :, ::1] dfeat,
         E=_sh(E.shape, 3), W_qT=_sh(W_qT.shape, 2), v=_sh(v.shape, 1), xs=_sh(xs.shape, 3), hs=_sh(hs.shape, 3),
         cs=_sh(cs.shape, 3), act=_sh(act.shape, 3), tc=_sh(tc.shape, 3), alphas=_sh(alphas.shape, 3),
         tanhs=_sh(tanhs.shape, 4), demb=_sh(demb.shape, 3), dK=_sh(dK.shape, 3), dE=_sh(dE.shape, 3),
-        dW_ih=_sh(dW_ih.shape, 2), dW_hh=_sh(dW_hh.shape, 2), db_ih=_sh(db_ih.shape, 1),
-        db_hh=_sh(db_hh.shape, 1), dW_q=_sh(dW_q.shape, 2), dv=_sh(dv.shape, 1), dact=_sh(dact.shape, 3),
+        dW_q=_sh(dW_q.shape, 2), dv=_sh(dv.shape, 1), dact=_sh(dact.shape, 3),
         dgh=_sh(dgh.shape, 3), dctx=_sh(dctx.shape, 2), dq=_sh(dq.shape, 2), dy=_sh(dy.shape, 2),
         dh=_sh(dh.shape, 2), dc=_sh(dc.shape, 2), dhp=_sh(dhp.shape, 2), dx=_sh(dx.shape, 2), ds=_sh(ds.shape, 2),
         dqW=_sh(dqW.shape, 2)))
@@ -173,50 +182,80 @@ def backward(int cell, int kind, const floating[:, :, ::1] dfeat,
     own = own and floating is float
     cdef const floating *P_ih = packed(Wp_ih, GH, D, "decoder", "Wp_ih")
     cdef const floating *P_hh = packed(Wp_hh, GH, Hd, "decoder", "Wp_hh")
-    cdef floating *dGh
-    if T == 0 or N == 0:
+    r1 = N if r1 < 0 else r1
+    _need(0 <= r0 <= r1 <= N, f"rows [{r0}, {r1}) of {N}")
+    cdef Py_ssize_t M = r1 - r0
+    if T == 0 or M == 0:
         return
     with nogil:
-        memset(&dh[0, 0], 0, N * Hd * sizeof(floating))
-        memset(&dc[0, 0], 0, N * Hd * sizeof(floating))
-        memset(&dx[0, 0], 0, N * D * sizeof(floating))
+        memset(&dh[r0, 0], 0, M * Hd * sizeof(floating))
+        memset(&dc[r0, 0], 0, M * Hd * sizeof(floating))
+        memset(&dx[r0, 0], 0, M * D * sizeof(floating))
         for s in range(T - 1, -1, -1):
             # ctx_{s+1} feeds the output and step s+1's input (dx's ctx columns)
-            for n in range(N):
+            for n in range(r0, r1):
                 for j in range(C):
                     dctx[n, j] = dfeat[s, n, Hd + j] + dx[n, Em + j]
-            memset(&dq[0, 0], 0, N * Hd * sizeof(floating))
+            memset(&dq[r0, 0], 0, M * Hd * sizeof(floating))
             attend_bwd(kind, dctx, hs[s + 1], K, E, W_qT, v, lengths, alphas[s],
                        tanhs[s], own,
-                       dq, dK, dE, dW_q, dv, ds, dqW)
-            for n in range(N):
+                       dq, dK, dE, dW_q, dv, ds, dqW, r0, r1)
+            for n in range(r0, r1):
                 for j in range(Hd):
                     dy[n, j] = dfeat[s, n, j] + dq[n, j]
             if cell == LSTM:
                 if floating is float:
-                    lstm_bwd_step_f32(&act[s, 0, 0], &cs[s, 0, 0], &tc[s, 0, 0], &dy[0, 0],
-                                      &dh[0, 0], &dc[0, 0], &dact[s, 0, 0], N, Hd)
+                    lstm_bwd_step_f32(&act[s, r0, 0], &cs[s, r0, 0], &tc[s, r0, 0], &dy[r0, 0],
+                                      &dh[r0, 0], &dc[r0, 0], &dact[s, r0, 0], M, Hd)
                 else:
-                    lstm_bwd_step_f64(&act[s, 0, 0], &cs[s, 0, 0], &tc[s, 0, 0], &dy[0, 0],
-                                      &dh[0, 0], &dc[0, 0], &dact[s, 0, 0], N, Hd)
+                    lstm_bwd_step_f64(&act[s, r0, 0], &cs[s, r0, 0], &tc[s, r0, 0], &dy[r0, 0],
+                                      &dh[r0, 0], &dc[r0, 0], &dact[s, r0, 0], M, Hd)
                 # dh_{s-1} = dact W_hh (the running dh is read above, before this)
-                mm(own, False, False, <int>N, <int>Hd, <int>GH, &dact[s, 0, 0], <int>GH,
-                   &W_hh[0, 0], <int>Hd, P_hh, False, &dh[0, 0], <int>Hd)
+                mm(own, False, False, <int>M, <int>Hd, <int>GH, &dact[s, r0, 0], <int>GH,
+                   &W_hh[0, 0], <int>Hd, P_hh, False, &dh[r0, 0], <int>Hd)
             else:
                 if floating is float:
-                    gru_bwd_step_f32(&act[s, 0, 0], &tc[s, 0, 0], &hs[s, 0, 0], &dy[0, 0],
-                                     &dh[0, 0], &dact[s, 0, 0], &dgh[s, 0, 0], &dhp[0, 0], N, Hd)
+                    gru_bwd_step_f32(&act[s, r0, 0], &tc[s, r0, 0], &hs[s, r0, 0], &dy[r0, 0],
+                                     &dh[r0, 0], &dact[s, r0, 0], &dgh[s, r0, 0], &dhp[r0, 0],
+                                     M, Hd)
                 else:
-                    gru_bwd_step_f64(&act[s, 0, 0], &tc[s, 0, 0], &hs[s, 0, 0], &dy[0, 0],
-                                     &dh[0, 0], &dact[s, 0, 0], &dgh[s, 0, 0], &dhp[0, 0], N, Hd)
-                mm(own, False, False, <int>N, <int>Hd, <int>GH, &dgh[s, 0, 0], <int>GH,
-                   &W_hh[0, 0], <int>Hd, P_hh, True, &dhp[0, 0], <int>Hd)
-                memcpy(&dh[0, 0], &dhp[0, 0], N * Hd * sizeof(floating))
-            mm(own, False, False, <int>N, <int>D, <int>GH, &dact[s, 0, 0], <int>GH,
-               &W_ih[0, 0], <int>D, P_ih, False, &dx[0, 0], <int>D)
-            for n in range(N):
+                    gru_bwd_step_f64(&act[s, r0, 0], &tc[s, r0, 0], &hs[s, r0, 0], &dy[r0, 0],
+                                     &dh[r0, 0], &dact[s, r0, 0], &dgh[s, r0, 0], &dhp[r0, 0],
+                                     M, Hd)
+                mm(own, False, False, <int>M, <int>Hd, <int>GH, &dgh[s, r0, 0], <int>GH,
+                   &W_hh[0, 0], <int>Hd, P_hh, True, &dhp[r0, 0], <int>Hd)
+                memcpy(&dh[r0, 0], &dhp[r0, 0], M * Hd * sizeof(floating))
+            mm(own, False, False, <int>M, <int>D, <int>GH, &dact[s, r0, 0], <int>GH,
+               &W_ih[0, 0], <int>D, P_ih, False, &dx[r0, 0], <int>D)
+            for n in range(r0, r1):
                 memcpy(&demb[s, n, 0], &dx[n, 0], Em * sizeof(floating))
-        dGh = &dact[0, 0, 0] if cell == LSTM else &dgh[0, 0, 0]
+
+
+def weight_grads(int cell, const floating[:, :, ::1] dact, const floating[:, :, ::1] dgh,
+                 const floating[:, :, ::1] xs, const floating[:, :, ::1] hs,
+                 const floating[:, ::1] W_ih, const floating[::1] Wp_ih,
+                 floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db_ih,
+                 floating[::1] db_hh, Py_ssize_t g0=0, Py_ssize_t g1=-1):
+    """After backward(): the decoder's weight and bias gradients of gate rows [g0, g1)
+    (g1 = -1: all), one GEMM each over every step and row (sequence_weight_grads). Each
+    gate row's sums run in the same order however the rows are cut, so threads taking
+    disjoint ranges give the serial result exactly."""
+    cdef Py_ssize_t T = xs.shape[0], N = xs.shape[1], D = xs.shape[2]
+    cdef Py_ssize_t GH = W_ih.shape[0], Hd = hs.shape[2]
+    cdef int G = 4 if cell == LSTM else 3
+    _need(cell in (LSTM, GRU) and GH == G * Hd and W_ih.shape[1] == D, "W_ih")
+    _need(_sh(hs.shape, 3) == (T + 1, N, Hd) and _sh(dact.shape, 3) == (T, N, GH)
+          and _sh(dgh.shape, 3) == (tuple([T, N, GH]) if cell == GRU else (0, 0, 0)),
+          "hs, dact, dgh")
+    _need(_sh(dW_ih.shape, 2) == (GH, D) and _sh(dW_hh.shape, 2) == (GH, Hd)
+          and db_ih.shape[0] == GH and db_hh.shape[0] == GH, "dW_ih, dW_hh, db_ih, db_hh")
+    cdef const floating *P_ih = packed(Wp_ih, GH, D, "decoder", "Wp_ih")
+    g1 = GH if g1 < 0 else g1
+    _need(0 <= g0 <= g1 <= GH, f"gate rows [{g0}, {g1}) of {GH}")
+    if T == 0 or N == 0 or g1 == g0:
+        return
+    cdef const floating *dGh = &dact[0, 0, 0] if cell == LSTM else &dgh[0, 0, 0]
+    with nogil:
         sequence_weight_grads(&dact[0, 0, 0], dGh, T * N, GH, &xs[0, 0, 0], D, &hs[0, 0, 0],
                               Hd, &W_ih[0, 0], P_ih, <floating *>NULL, &dW_ih[0, 0],
-                              &dW_hh[0, 0], &db_ih[0], &db_hh[0], 0, GH, 0, 0)
+                              &dW_hh[0, 0], &db_ih[0], &db_hh[0], g0, g1, 0, 0)

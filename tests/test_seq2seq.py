@@ -358,3 +358,34 @@ def test_backward_twice_accumulates_double(cell, attention):
     # not bit-exact: a gradient summed from several steps or rows within one pass (an id's
     # embedding row, dW_q) adds the second pass's terms one by one onto the first's sum
     np.testing.assert_allclose(m.grad_flat, 2 * once, rtol=1e-13, atol=1e-16)
+
+
+@pytest.mark.parametrize("cell,attention", CASES)
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_threads_give_the_serial_result_exactly(cell, attention, dt):
+    # model.parallel (what --threads sets): the encoder's directions at once, the
+    # decoder's rows (Luong) and its weight gradients' gate rows cut over the threads.
+    # float32 (training: the own sgemm) must give the serial loss and gradients bit for
+    # bit, at sizes that are no multiple of any vector width (rows 7, units 5 and 6);
+    # float64 runs on BLAS, whose kernels depend on the shape: there, 1e-12
+    from charrnn.nn import cells
+    sizes = dict(SIZES, hidden=5, decoder=6, attn=6, layers=2)
+    rng = np.random.default_rng(21)
+    S, T, N = 6, 5, 7
+    src, tgt = rng.integers(0, 5, (S, N)), rng.integers(2, 6, (T + 1, N))
+    tgt[0] = BOS
+    b = (src, np.array([6, 1, 3, 6, 2, 5, 4]), tgt, np.array([2, 5, 1, 5, 3, 4, 1]))
+    m = Seq2Seq(dict(cell=cell, attention=attention, **sizes), dtype=dt)
+    want, wg = m.loss_and_grad(*b)
+    for k in (2, 3):
+        m.parallel = cells.Parallel(k)
+        try:
+            for _ in range(2):                    # the reused workspace too
+                loss, g = m.loss_and_grad(*b)
+                tol = 0 if dt == np.float32 else 1e-12
+                assert abs(loss - want) <= tol, k
+                for name in wg:
+                    np.testing.assert_allclose(g[name], wg[name], rtol=tol, atol=tol,
+                                               err_msg=f"{k} {name}")
+        finally:
+            m.parallel.close()

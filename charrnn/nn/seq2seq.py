@@ -32,6 +32,7 @@ from charrnn import _attn, _decoder, _ops
 from charrnn.errors import ConfigError, ShapeError
 from charrnn.nn import bidirectional as bi
 from charrnn.nn import cells, flat
+from charrnn.nn.parallel import each
 from charrnn.nn.reference_seq2seq import ATTENTIONS, param_shapes
 
 BOS, EOS = 0, 1   # target ids every target vocabulary starts with
@@ -74,6 +75,11 @@ class Seq2Seq:
                                    cfg.embed, cfg.hidden, cfg.decoder, cfg.attn, cfg.layers)
         self.flat, self.grad_flat, self.params, self.grads = flat.allocate(self.shapes, self.dtype)
         self._init(np.random.default_rng(seed))
+        # a cells.Parallel (set by the training loop): its threads run the encoder's two
+        # directions at once and cut the decoder's loop by rows (Luong) and its weight
+        # gradients by gate rows; every cut gives the serial result exactly
+        self.parallel = None
+        self._ws = cells.Workspace()   # the decoder's packed weights, reused across batches
 
     @property
     def config(self):
@@ -139,7 +145,8 @@ class Seq2Seq:
         x = np.empty((S * N, cfg.embed), dt)                            # (S*N, E)
         _ops.embedding_forward(src.reshape(-1), P["src_embed"], x)
         enc = {k[4:]: v for k, v in P.items() if k.startswith("enc.")}
-        out, _, bcache = bi.forward(cfg.cell, x.reshape(S, N, cfg.embed), src_len, enc)
+        out, _, bcache = bi.forward(cfg.cell, x.reshape(S, N, cfg.embed), src_len, enc,
+                                    parallel=getattr(self, "parallel", None))
         E = np.ascontiguousarray(out.transpose(1, 0, 2))                # (N, S, C)
         K = np.empty(E.shape[:2] + (P["attn.W_k"].shape[1],), dt)       # (N, S, A)
         _attn.keys_forward(E, P["attn.W_k"], src_len, self._own(), K)
@@ -230,14 +237,19 @@ class Seq2Seq:
                   ctxs=np.zeros((T + 1, N, C), dt),                     # ctxs[0] = 0
                   tanhs=np.empty((T, N, S, A) if bah else (T, 0, 0, 0), dt))
         W_ih, W_hh = P["dec.weight_ih"], P["dec.weight_hh"]
-        _decoder.forward(_decoder.CELLS[cfg.cell], _attn.KINDS[cfg.attention],
-                         emb.reshape(T, N, Em), W_ih, cells.pack(None, "", W_ih, True),
-                         W_hh, cells.pack(None, "", W_hh, True), P["dec.bias_ih"],
-                         P["dec.bias_hh"], K, E, *self._attn_weights(), src_len, self._own(),
-                         sv["xs"], sv["hs"], sv["cs"], sv["act"], sv["tc"],
-                         np.empty((0, 0) if lstm else (N, GH), dt), sv["alphas"], sv["ctxs"],
-                         sv["tanhs"], np.empty((N, A) if bah else (0, 0), dt))
+        Wp_ih, Wp_hh = cells._packs_forward(self._ws, W_ih, W_hh, self._rows_parallel())
+        args = (_decoder.CELLS[cfg.cell], _attn.KINDS[cfg.attention], emb.reshape(T, N, Em),
+                W_ih, Wp_ih, W_hh, Wp_hh, P["dec.bias_ih"], P["dec.bias_hh"], K, E,
+                *self._attn_weights(), src_len, self._own(), sv["xs"], sv["hs"], sv["cs"],
+                sv["act"], sv["tc"], np.empty((0, 0) if lstm else (N, GH), dt), sv["alphas"],
+                sv["ctxs"], sv["tanhs"], np.empty((N, A) if bah else (0, 0), dt))
+        each(self._rows_parallel(), _decoder.forward, N, lambda lo, hi: (*args, lo, hi))
         return sv
+
+    def _rows_parallel(self):
+        # the decoder's rows never meet, except in Bahdanau's dW_q and dv (summed over
+        # them in the step's backward): that attention runs its loop on one thread
+        return None if self.cfg.attention == "bahdanau" else getattr(self, "parallel", None)
 
     def _backward(self, dz, rows, valid, tgt, src, src_len, E, K, bcache, sv):
         cfg, P, g, dt = self.cfg, self.params, self.grads, self.dtype
@@ -257,16 +269,18 @@ class Seq2Seq:
         W_qT = np.ascontiguousarray(W_q.T)
         W_ih, W_hh = P["dec.weight_ih"], P["dec.weight_hh"]
         e = lambda *shape: np.empty(shape, dt)  # noqa: E731   scratch
-        _decoder.backward(_decoder.CELLS[cfg.cell], _attn.KINDS[cfg.attention], dfeat,
-                          W_ih, cells.pack(None, "", W_ih, False),
-                          W_hh, cells.pack(None, "", W_hh, False), K, E, W_qT, v, src_len,
-                          own, sv["xs"], sv["hs"], sv["cs"], sv["act"], sv["tc"],
-                          sv["alphas"], sv["tanhs"], demb, dK, dE, g["dec.weight_ih"],
-                          g["dec.weight_hh"], g["dec.bias_ih"], g["dec.bias_hh"],
-                          *self._attn_weights(grads=True), e(T, N, GH),
-                          e(0, 0, 0) if lstm else e(T, N, GH), e(N, C), e(N, Hd), e(N, Hd),
-                          e(N, Hd), e(N, Hd), e(N, Hd), e(N, Em + C), e(N, S),
-                          e(N, A) if bah else e(0, 0))
+        dact, dgh = e(T, N, GH), e(0, 0, 0) if lstm else e(T, N, GH)
+        Wp_ih, Wp_hh = cells._packs_backward(self._ws, W_ih, W_hh, self._rows_parallel())
+        args = (_decoder.CELLS[cfg.cell], _attn.KINDS[cfg.attention], dfeat, W_ih, Wp_ih,
+                W_hh, Wp_hh, K, E, W_qT, v, src_len, own, sv["xs"], sv["hs"], sv["cs"],
+                sv["act"], sv["tc"], sv["alphas"], sv["tanhs"], demb, dK, dE,
+                *self._attn_weights(grads=True), dact, dgh, e(N, C), e(N, Hd), e(N, Hd),
+                e(N, Hd), e(N, Hd), e(N, Hd), e(N, Em + C), e(N, S), e(N, A) if bah else e(0, 0))
+        each(self._rows_parallel(), _decoder.backward, N, lambda lo, hi: (*args, lo, hi))
+        wargs = (_decoder.CELLS[cfg.cell], dact, dgh, sv["xs"], sv["hs"], W_ih, Wp_ih,
+                 g["dec.weight_ih"], g["dec.weight_hh"], g["dec.bias_ih"], g["dec.bias_hh"])
+        each(getattr(self, "parallel", None), _decoder.weight_grads, GH,
+             lambda lo, hi: (*wargs, lo, hi))
         _ops.embedding_backward(sv["emb_ids"].reshape(-1), demb.reshape(T * N, Em),
                                 g["tgt_embed"])
         _attn.keys_backward(dK, E, np.ascontiguousarray(P["attn.W_k"].T), src_len, own, dE,
