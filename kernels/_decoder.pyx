@@ -62,6 +62,15 @@ cdef inline void _gru_fwd(floating *act, const floating *gh, floating *ghn,
         gru_fwd_step_f64(act, gh, ghn, h_prev, h, N, H)
 
 
+cdef int _active_ok(const int64_t[::1] active, Py_ssize_t T, Py_ssize_t N) except -1:
+    cdef Py_ssize_t s
+    _need(active.shape[0] == T, f"active has {active.shape[0]} steps, expected {T}")
+    for s in range(T):
+        _need(0 <= active[s] <= N and (s == 0 or active[s] <= active[s - 1]),
+              f"active[{s}] = {active[s]}: must be non-increasing in 0..{N}")
+    return 0
+
+
 cdef tuple _sh(Py_ssize_t *shape, int nd):
     return tuple([shape[i] for i in range(nd)])
 
@@ -100,11 +109,14 @@ def forward(int cell, int kind, const floating[:, :, ::1] emb,
             bint own, floating[:, :, ::1] xs, floating[:, :, ::1] hs, floating[:, :, ::1] cs,
             floating[:, :, ::1] act, floating[:, :, ::1] tc, floating[:, ::1] gh,
             floating[:, :, ::1] alphas, floating[:, :, ::1] ctxs,
-            floating[:, :, :, ::1] tanhs, floating[:, ::1] qW, Py_ssize_t r0=0,
-            Py_ssize_t r1=-1):
+            floating[:, :, :, ::1] tanhs, floating[:, ::1] qW, const int64_t[::1] active,
+            Py_ssize_t r0=0, Py_ssize_t r1=-1):
     """The loop above over rows [r0, r1) (r1 = -1: N); tc holds the LSTM's tanh(c) or the
-    GRU's ghn. hs[0], cs[0] (LSTM) and ctxs[0] must be set (zeros) by the caller. Rows
-    never meet, so threads may run disjoint ranges at once (charrnn/nn/seq2seq.py)."""
+    GRU's ghn. hs and ctxs must be zeros (all of them) from the caller. Rows never meet,
+    so threads may run disjoint ranges at once (charrnn/nn/seq2seq.py).
+    active (T,): step s runs rows n < active[s] only (non-increasing; rows sorted by
+    target length, longest first): a row's steps past its target are never scored, so
+    they are skipped; their xs are zeroed (weight_grads reads them) and hs stays 0."""
     cdef Py_ssize_t T = emb.shape[0], N = emb.shape[1], Em = emb.shape[2], C = E.shape[2]
     cdef Py_ssize_t Hd = W_hh.shape[1], S = E.shape[1], A = K.shape[2], s, n, M
     cdef Py_ssize_t D = Em + C, GH = W_hh.shape[0]
@@ -118,14 +130,19 @@ def forward(int cell, int kind, const floating[:, :, ::1] emb,
     cdef const floating *P_ih = packed(Wp_ih, D, GH, "decoder", "Wp_ih")
     cdef const floating *P_hh = packed(Wp_hh, Hd, GH, "decoder", "Wp_hh")
     _lengths_ok(lengths, N, S)
+    _active_ok(active, T, N)
     r1 = N if r1 < 0 else r1
     _need(0 <= r0 <= r1 <= N, f"rows [{r0}, {r1}) of {N}")
-    M = r1 - r0
-    if M == 0:
-        return
+    cdef Py_ssize_t e
     with nogil:
         for s in range(T):
-            for n in range(r0, r1):
+            e = min(r1, active[s])            # rows [r0, e) run this step
+            for n in range(max(r0, e), r1):
+                memset(&xs[s, n, 0], 0, D * sizeof(floating))
+            M = e - r0
+            if M <= 0:
+                continue
+            for n in range(r0, e):
                 memcpy(&xs[s, n, 0], &emb[s, n, 0], Em * sizeof(floating))
                 memcpy(&xs[s, n, Em], &ctxs[s, n, 0], C * sizeof(floating))
             if cell == LSTM:
@@ -143,7 +160,7 @@ def forward(int cell, int kind, const floating[:, :, ::1] emb,
                 _gru_fwd(&act[s, r0, 0], &gh[r0, 0], &tc[s, r0, 0], &hs[s, r0, 0],
                          &hs[s + 1, r0, 0], M, Hd)
             attend_fwd(kind, hs[s + 1], K, E, W_q, v, lengths, own, alphas[s], ctxs[s + 1],
-                       tanhs[s], qW, r0, r1)
+                       tanhs[s], qW, r0, e)
 
 
 def backward(int cell, int kind, const floating[:, :, ::1] dfeat,
@@ -160,12 +177,13 @@ def backward(int cell, int kind, const floating[:, :, ::1] dfeat,
              floating[:, :, ::1] dact, floating[:, :, ::1] dgh, floating[:, ::1] dctx,
              floating[:, ::1] dq, floating[:, ::1] dy, floating[:, ::1] dh, floating[:, ::1] dc,
              floating[:, ::1] dhp, floating[:, ::1] dx, floating[:, ::1] ds, floating[:, ::1] dqW,
-             Py_ssize_t r0=0, Py_ssize_t r1=-1):
+             const int64_t[::1] active, Py_ssize_t r0=0, Py_ssize_t r1=-1):
     """Backward of forward() through the steps, rows [r0, r1) (r1 = -1: N), leaving the
     gate gradients of every step in dact (and the GRU's dgh) for weight_grads(), which
     must run after every range. Wp_ih, Wp_hh: W_ih, W_hh packed *untransposed* (the B of
     dG @ W), or empty. dctx and what follows it are scratch. Disjoint ranges may run on
-    threads at once, for Luong only (Bahdanau's dW_q and dv sum over the rows)."""
+    threads at once, for Luong only (Bahdanau's dW_q and dv sum over the rows). active as
+    forward's: the skipped steps' dact (dgh) and demb are zeros (nothing is scored there)."""
     cdef Py_ssize_t T = xs.shape[0], N = xs.shape[1], C = E.shape[2], D = xs.shape[2]
     cdef Py_ssize_t Em = D - C, Hd = W_hh.shape[1], S = E.shape[1], A = K.shape[2], s, n, j
     cdef Py_ssize_t GH = W_hh.shape[0]
@@ -179,12 +197,13 @@ def backward(int cell, int kind, const floating[:, :, ::1] dfeat,
         dh=_sh(dh.shape, 2), dc=_sh(dc.shape, 2), dhp=_sh(dhp.shape, 2), dx=_sh(dx.shape, 2), ds=_sh(ds.shape, 2),
         dqW=_sh(dqW.shape, 2)))
     _lengths_ok(lengths, N, S)
+    _active_ok(active, T, N)
     own = own and floating is float
     cdef const floating *P_ih = packed(Wp_ih, GH, D, "decoder", "Wp_ih")
     cdef const floating *P_hh = packed(Wp_hh, GH, Hd, "decoder", "Wp_hh")
     r1 = N if r1 < 0 else r1
     _need(0 <= r0 <= r1 <= N, f"rows [{r0}, {r1}) of {N}")
-    cdef Py_ssize_t M = r1 - r0
+    cdef Py_ssize_t M = r1 - r0, e
     if T == 0 or M == 0:
         return
     with nogil:
@@ -192,15 +211,24 @@ def backward(int cell, int kind, const floating[:, :, ::1] dfeat,
         memset(&dc[r0, 0], 0, M * Hd * sizeof(floating))
         memset(&dx[r0, 0], 0, M * D * sizeof(floating))
         for s in range(T - 1, -1, -1):
+            e = min(r1, active[s])            # rows [r0, e) ran this step
+            for n in range(max(r0, e), r1):
+                memset(&dact[s, n, 0], 0, GH * sizeof(floating))
+                if cell == GRU:
+                    memset(&dgh[s, n, 0], 0, GH * sizeof(floating))
+                memset(&demb[s, n, 0], 0, Em * sizeof(floating))
+            M = e - r0
+            if M <= 0:
+                continue
             # ctx_{s+1} feeds the output and step s+1's input (dx's ctx columns)
-            for n in range(r0, r1):
+            for n in range(r0, e):
                 for j in range(C):
                     dctx[n, j] = dfeat[s, n, Hd + j] + dx[n, Em + j]
             memset(&dq[r0, 0], 0, M * Hd * sizeof(floating))
             attend_bwd(kind, dctx, hs[s + 1], K, E, W_qT, v, lengths, alphas[s],
                        tanhs[s], own,
-                       dq, dK, dE, dW_q, dv, ds, dqW, r0, r1)
-            for n in range(r0, r1):
+                       dq, dK, dE, dW_q, dv, ds, dqW, r0, e)
+            for n in range(r0, e):
                 for j in range(Hd):
                     dy[n, j] = dfeat[s, n, j] + dq[n, j]
             if cell == LSTM:
@@ -227,7 +255,7 @@ def backward(int cell, int kind, const floating[:, :, ::1] dfeat,
                 memcpy(&dh[r0, 0], &dhp[r0, 0], M * Hd * sizeof(floating))
             mm(own, False, False, <int>M, <int>D, <int>GH, &dact[s, r0, 0], <int>GH,
                &W_ih[0, 0], <int>D, P_ih, False, &dx[r0, 0], <int>D)
-            for n in range(r0, r1):
+            for n in range(r0, e):
                 memcpy(&demb[s, n, 0], &dx[n, 0], Em * sizeof(floating))
 
 

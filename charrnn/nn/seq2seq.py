@@ -193,9 +193,16 @@ class Seq2Seq:
         """Mean cross-entropy per predicted token (nats); with grad, its gradients *added*
         to self.grads."""
         src, src_len, tgt, tgt_len = self.check(src, src_len, tgt, tgt_len)
+        # rows sorted by target length, longest first (the loss and the gradients do not
+        # depend on the order): step s of the decoder then runs the rows n < active[s]
+        # only, a prefix, and skips the ~20% of steps that pad a bucketed batch's targets
+        order = np.argsort(-tgt_len, kind="stable")
+        src, src_len = np.ascontiguousarray(src[:, order]), src_len[order]
+        tgt, tgt_len = np.ascontiguousarray(tgt[:, order]), tgt_len[order]
         T = tgt.shape[0] - 1
+        active = (tgt_len[None, :] > np.arange(T)[:, None]).sum(1).astype(np.int64)   # (T,)
         E, K, bcache = self.encode(src, src_len)
-        sv = self._decode_forward(np.ascontiguousarray(tgt[:T]), E, K, src_len)
+        sv = self._decode_forward(np.ascontiguousarray(tgt[:T]), E, K, src_len, active)
         feats = np.concatenate([sv["hs"][1:], sv["ctxs"][1:]], axis=2)  # (T, N, Hd + C)
         valid = np.arange(T)[:, None] < tgt_len[None, :]               # (T, N)
         rows = np.ascontiguousarray(feats[valid])                      # (M, Hd + C)
@@ -205,7 +212,7 @@ class Seq2Seq:
         # softmax_xent overwrites z with d(mean loss)/dz when its scale != 0
         total = _ops.softmax_xent(z, labels, 1.0 / M if grad else 0.0)
         if grad:
-            self._backward(z, rows, valid, tgt, src, src_len, E, K, bcache, sv)
+            self._backward(z, rows, valid, tgt, src, src_len, E, K, bcache, sv, active)
         return total / M
 
     def _attn_weights(self, grads=False):
@@ -216,9 +223,10 @@ class Seq2Seq:
         d = self.grads if grads else self.params
         return d["attn.W_q"], d["attn.v"]
 
-    def _decode_forward(self, tgt_in, E, K, src_len):
+    def _decode_forward(self, tgt_in, E, K, src_len, active=None):
         """The decoder over every target step, one compiled call (kernels/_decoder.pyx);
-        -> the arrays its backward reads."""
+        -> the arrays its backward reads. active (T,): the rows each step runs (a
+        prefix: forward_backward sorts them); None: all."""
         cfg, P, dt = self.cfg, self.params, self.dtype
         T, N = tgt_in.shape
         S, C, A = E.shape[1], E.shape[2], K.shape[2]
@@ -237,13 +245,14 @@ class Seq2Seq:
                   ctxs=np.zeros((T + 1, N, C), dt),                     # ctxs[0] = 0
                   tanhs=np.empty((T, N, S, A) if bah else (T, 0, 0, 0), dt))
         W_ih, W_hh = P["dec.weight_ih"], P["dec.weight_hh"]
+        sv["active"] = np.full(T, N, np.int64) if active is None else active
         Wp_ih, Wp_hh = cells._packs_forward(self._ws, W_ih, W_hh, self._rows_parallel())
         args = (_decoder.CELLS[cfg.cell], _attn.KINDS[cfg.attention], emb.reshape(T, N, Em),
                 W_ih, Wp_ih, W_hh, Wp_hh, P["dec.bias_ih"], P["dec.bias_hh"], K, E,
                 *self._attn_weights(), src_len, self._own(), sv["xs"], sv["hs"], sv["cs"],
                 sv["act"], sv["tc"], np.empty((0, 0) if lstm else (N, GH), dt), sv["alphas"],
-                sv["ctxs"], sv["tanhs"], np.empty((N, A) if bah else (0, 0), dt))
-        each(self._rows_parallel(), _decoder.forward, N, lambda lo, hi: (*args, lo, hi))
+                sv["ctxs"], sv["tanhs"], np.empty((N, A) if bah else (0, 0), dt), sv["active"])
+        self._each_row_range(_decoder.forward, args, N, sv["active"])
         return sv
 
     def _rows_parallel(self):
@@ -251,7 +260,18 @@ class Seq2Seq:
         # them in the step's backward): that attention runs its loop on one thread
         return None if self.cfg.attention == "bahdanau" else getattr(self, "parallel", None)
 
-    def _backward(self, dz, rows, valid, tgt, src, src_len, E, K, bcache, sv):
+    def _each_row_range(self, fn, args, N, active):
+        """fn(*args, lo, hi) over row ranges, one per thread, cut so that each holds about
+        as many row-steps (rows sorted longest first: equal counts would not balance)."""
+        P = self._rows_parallel()
+        if P is None or P.threads == 1 or N < 2:
+            return fn(*args, 0, N)
+        work = np.cumsum((np.arange(N)[:, None] < active[None, :]).sum(1))   # (N,)
+        cuts = [0] + [min(N, int(np.searchsorted(work, work[-1] * i / P.threads)) + 1)
+                      for i in range(1, P.threads)] + [N]
+        P.run(fn, [(*args, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])])
+
+    def _backward(self, dz, rows, valid, tgt, src, src_len, E, K, bcache, sv, active):
         cfg, P, g, dt = self.cfg, self.params, self.grads, self.dtype
         own = self._own()
         T, N = valid.shape
@@ -275,8 +295,9 @@ class Seq2Seq:
                 W_hh, Wp_hh, K, E, W_qT, v, src_len, own, sv["xs"], sv["hs"], sv["cs"],
                 sv["act"], sv["tc"], sv["alphas"], sv["tanhs"], demb, dK, dE,
                 *self._attn_weights(grads=True), dact, dgh, e(N, C), e(N, Hd), e(N, Hd),
-                e(N, Hd), e(N, Hd), e(N, Hd), e(N, Em + C), e(N, S), e(N, A) if bah else e(0, 0))
-        each(self._rows_parallel(), _decoder.backward, N, lambda lo, hi: (*args, lo, hi))
+                e(N, Hd), e(N, Hd), e(N, Hd), e(N, Em + C), e(N, S), e(N, A) if bah else e(0, 0),
+                active)
+        self._each_row_range(_decoder.backward, args, N, active)
         wargs = (_decoder.CELLS[cfg.cell], dact, dgh, sv["xs"], sv["hs"], W_ih, Wp_ih,
                  g["dec.weight_ih"], g["dec.weight_hh"], g["dec.bias_ih"], g["dec.bias_hh"])
         each(getattr(self, "parallel", None), _decoder.weight_grads, GH,
