@@ -8,12 +8,18 @@ output, Hd decoder hidden, A attention size, Vt target vocabulary.
     tgt_len (N,) in 1..T: row n predicts tgt[1..tgt_len[n], n] (its tokens, then EOS)
 
 How, per batch:
+- the rows are sorted by target length, longest first (forward_backward): results do not
+  depend on the order, and decoder step s then runs only the prefix of rows still inside
+  their target (active[s]), skipping the padded steps of the shorter targets;
 - encoder: embedding gather (_ops) -> charrnn.nn.bidirectional (compiled cells over the
   padded batch) -> batch-major E (N, S, C) -> keys K = E W_k (_attn.keys_forward), once;
 - decoder, s = 1..T, in training: one compiled call runs every step (kernels/_decoder.pyx,
   nogil): the cell's step maths (cellmath.h, as the LSTM / GRU kernels) on
   [embedding ; ctx_{s-1}], then the attention step (kernels/_attn_core.pxi); backward is
-  one call too. Decoding (charrnn.nn.seq2seq_decode) steps from Python with step(): one
+  one call too, then one GEMM per weight gradient (_decoder.weight_grads);
+- threads (self.parallel, as --threads sets it): the encoder's two directions at once,
+  the decoder's loop cut by rows (Luong; rows never meet) and its weight gradients by
+  gate rows; float32 results are bit-identical to one thread. Decoding (charrnn.nn.seq2seq_decode) steps from Python with step(): one
   compiled cell call (charrnn.nn.cells, T = 1) and one _attn.step_forward per step;
 - output layer and cross-entropy over the valid steps only, as one (M, Hd + C) GEMM
   (_ops.linear_forward / softmax_xent): padded steps are never scored, so nothing flows
