@@ -32,7 +32,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# the charrnn measured: this checkout's, or --base's (a checkout built in place)
+sys.path.insert(0, os.environ.get("BENCH_CHARRNN_ROOT")
+                or os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import Steal, log, run_child, thread_env, torch_version  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -80,20 +82,22 @@ def _time(step, data, warmup, max_seconds):
     two batches): on a loaded machine a side can slow down tenfold."""
     for b in data[:warmup]:
         step(*b)
-    secs, pairs = [], []
+    secs, cpu, pairs = [], [], []
     for b in data[warmup:]:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step(*b)
         secs.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         pairs.append(len(b[1]))
         if sum(secs) > max_seconds and len(secs) >= 2:
             break
-    return dict(seconds=secs, pairs=pairs)
+    return dict(seconds=secs, cpu_seconds=cpu, pairs=pairs)
 
 
-def rate(run, k):
-    """pairs/s over the first k timed batches of a run."""
-    return sum(run["pairs"][:k]) / sum(run["seconds"][:k])
+def rate(run, k, clock="seconds"):
+    """pairs/s over the first k timed batches of a run (per CPU second: clock
+    "cpu_seconds", which other jobs on the machine disturb less, at one thread)."""
+    return sum(run["pairs"][:k]) / sum(run[clock][:k])
 
 
 def child_charrnn(cfg, threads, data, Vs, Vt, warmup, max_seconds):
@@ -178,7 +182,7 @@ def child_torch(cfg, threads, data, Vs, Vt, warmup, max_seconds):
 
 def child(a):
     data, Vs, Vt = batches(a.data, CONFIGS[a.config][5], a.warmup + a.batches)
-    fn = child_charrnn if a.child == "charrnn" else child_torch
+    fn = child_torch if a.child == "torch" else child_charrnn
     res = fn(a.config, a.threads, data, Vs, Vt, a.warmup, a.max_seconds)
     print(json.dumps(res))
 
@@ -202,8 +206,10 @@ def main():
                    help="cut a run's timed batches after this long (ratios then use the "
                         "batches both sides timed)")
     p.add_argument("--out", help="JSON results file (default: print only)")
+    p.add_argument("--base", help="also measure the charrnn of this checkout (built in "
+                                  "place), in the same rounds: before / after a change")
     p.add_argument("--note", default="", help="machine load etc., recorded with the results")
-    p.add_argument("--child", choices=["charrnn", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=["charrnn", "base", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
@@ -211,42 +217,52 @@ def main():
         return child(a)
     configs, threads = a.configs.split(","), [int(t) for t in a.threads.split(",")]
     runs = {(c, t): [] for c in configs for t in threads}
+    sides = ["charrnn", "torch"] + (["base"] if a.base else [])
     with Steal() as steal:
         for r in range(a.rounds):
             for c in configs:
                 for t in threads:
-                    sides = ["charrnn", "torch"] if r % 2 == 0 else ["torch", "charrnn"]
-                    env = thread_env(t, {"PYTHONPATH": os.pathsep.join(sys.path[:2])})
-                    got = {s: run_child(__file__, s, env, data=a.data, config=c, threads=t,
-                                        batches=a.batches, warmup=a.warmup,
-                                        max_seconds=a.max_seconds) for s in sides}
-                    k = min(len(got[s]["seconds"]) for s in sides)   # batches both timed
-                    got = {s: dict(got[s], pairs_per_sec=rate(got[s], k)) for s in sides}
-                    ratio = got["charrnn"]["pairs_per_sec"] / got["torch"]["pairs_per_sec"]
-                    runs[c, t].append(dict(got, ratio=ratio, batches=k))
-                    log(f"round {r}: {c} x{t}: charrnn {got['charrnn']['pairs_per_sec']:.0f} "
-                        f"pairs/s, torch {got['torch']['pairs_per_sec']:.0f}, {ratio:.2f}x "
-                        f"({k} batches)")
+                    order = sides[r % len(sides):] + sides[:r % len(sides)]   # who goes first
+                    got = {}
+                    for side in order:
+                        env = thread_env(t, {"PYTHONPATH": os.path.dirname(__file__)})
+                        if side == "base":
+                            env["BENCH_CHARRNN_ROOT"] = os.path.abspath(a.base)
+                        got[side] = run_child(__file__, side, env, data=a.data, config=c,
+                                              threads=t, batches=a.batches, warmup=a.warmup,
+                                              max_seconds=a.max_seconds)
+                    k = min(len(g["seconds"]) for g in got.values())   # batches all timed
+                    got = {s: dict(g, pairs_per_sec=rate(g, k),
+                                   pairs_per_cpu_sec=rate(g, k, "cpu_seconds"))
+                           for s, g in got.items()}
+                    runs[c, t].append(dict(got, batches=k))
+                    log(f"round {r}: {c} x{t}: " + ", ".join(
+                        f"{s} {g['pairs_per_sec']:.0f} pairs/s" for s, g in got.items())
+                        + f" ({k} batches)")
     rows = []
     for (c, t), rs in runs.items():
-        med = lambda k: float(np.median([x[k]["pairs_per_sec"] for x in rs]))  # noqa: E731
         cell, L, He, Hd, Em, B = CONFIGS[c]
-        # PyTorch's best thread count up to t, round by round: on a shared machine its
-        # OpenMP threads can collapse (2 threads slower than 1), and a ratio against
-        # that collapse flatters charrnn
-        best = [x["charrnn"]["pairs_per_sec"] / max(runs[c, u][i]["torch"]["pairs_per_sec"]
-                                                    for u in threads if u <= t)
-                for i, x in enumerate(rs)]
-        rows.append(dict(config=c, cell=cell, encoder=f"{L}x{He}", decoder=Hd, embed=Em,
-                         batch=B, threads=t, charrnn_pairs_per_sec=round(med("charrnn"), 1),
-                         torch_pairs_per_sec=round(med("torch"), 1),
-                         ratio=round(float(np.median([x["ratio"] for x in rs])), 3),
-                         ratios=[round(x["ratio"], 3) for x in rs],
-                         ratio_vs_torch_best=round(float(np.median(best)), 3),
-                         timed_batches=[x["batches"] for x in rs]))
-        print(f"{c:16s} x{t}  charrnn {rows[-1]['charrnn_pairs_per_sec']:8.0f} pairs/s  "
-              f"torch {rows[-1]['torch_pairs_per_sec']:8.0f}  ratio {rows[-1]['ratio']:.2f} "
-              f"{rows[-1]['ratios']}  vs torch's best {rows[-1]['ratio_vs_torch_best']:.2f}")
+        row = dict(config=c, cell=cell, encoder=f"{L}x{He}", decoder=Hd, embed=Em, batch=B,
+                   threads=t, timed_batches=[x["batches"] for x in rs])
+        for side in sides:
+            row[f"{side}_pairs_per_sec"] = round(float(np.median(
+                [x[side]["pairs_per_sec"] for x in rs])), 1)
+        for side in [s for s in sides if s != "torch"]:
+            name = "ratio" if side == "charrnn" else "base_ratio"
+            ratios = [x[side]["pairs_per_sec"] / x["torch"]["pairs_per_sec"] for x in rs]
+            # PyTorch's best thread count up to t, round by round: on a shared machine its
+            # OpenMP threads can collapse (2 threads far slower than 1), and a ratio
+            # against that collapse flatters charrnn
+            best = [x[side]["pairs_per_sec"] / max(runs[c, u][i]["torch"]["pairs_per_sec"]
+                                                   for u in threads if u <= t)
+                    for i, x in enumerate(rs)]
+            cpu = [x[side]["pairs_per_cpu_sec"] / x["torch"]["pairs_per_cpu_sec"] for x in rs]
+            row[name] = round(float(np.median(ratios)), 3)
+            row[name + "s"] = [round(v, 3) for v in ratios]
+            row[name + "_vs_torch_best"] = round(float(np.median(best)), 3)
+            row[name + "_cpu_time"] = round(float(np.median(cpu)), 3)
+        rows.append(row)
+        print(json.dumps(row))
     import subprocess
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=os.path.dirname(__file__)).stdout.strip()
@@ -257,7 +273,13 @@ def main():
         data=f"{a.data}: CMUdict train+val pairs; batches bucketed by source length as "
              f"classify_run._rows (seed 0, first epoch), {a.warmup} warm-up + {a.batches} "
              "timed batches per run, the same batches for both",
-        attention="luong", rounds=a.rounds, steal_pct=steal.pct, results=rows)
+        attention="luong", rounds=a.rounds, steal_pct=steal.pct,
+        base=a.base and subprocess.run(["git", "rev-parse", "--short", "HEAD"],
+                                       capture_output=True, text=True,
+                                       cwd=a.base).stdout.strip(),
+        clocks="pairs_per_sec: wall clock; *_cpu_time: the ratio of pairs per CPU second "
+               "(process time; at 2 threads it counts both threads, spinning included)",
+        results=rows)
     if a.out:
         with open(a.out, "w") as f:
             json.dump(result, f, indent=1)
