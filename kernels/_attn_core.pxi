@@ -33,8 +33,8 @@ cdef void attend_fwd(int kind, const floating[:, ::1] q, const floating[:, :, ::
                      const floating[::1] v, const int64_t[::1] lengths, bint own,
                      floating[:, ::1] alpha, floating[:, ::1] ctx, floating[:, :, ::1] tanhs,
                      floating[:, ::1] qW, Py_ssize_t r0=0, Py_ssize_t r1=-1) noexcept nogil:
-    """ctx (N, C), alpha (N, S) of rows [r0, r1) (default: all); Bahdanau: tanhs (N, S, A) saved, qW (N, A)
-    scratch. Rows are independent: threads may take disjoint ranges."""
+    """ctx (N, C), alpha (N, S) of rows [r0, r1) (default: all); Bahdanau: tanhs (N, S, A)
+    saved, qW (N, A) scratch. Rows are independent: threads may take disjoint ranges."""
     cdef Py_ssize_t N = E.shape[0], S = E.shape[1], C = E.shape[2], A = K.shape[2]
     cdef Py_ssize_t Hd = q.shape[1], n, j, a, l
     if r1 < 0:
@@ -70,9 +70,9 @@ cdef void attend_bwd(int kind, const floating[:, ::1] dctx, const floating[:, ::
                      floating[:, ::1] dW_q, floating[::1] dv,
                      floating[:, ::1] ds, floating[:, ::1] dqW, Py_ssize_t r0=0,
                      Py_ssize_t r1=-1) noexcept nogil:
-    """Adds the gradients of sum(dctx * ctx) of rows [r0, r1) (default: all) into dq, dK, dE (and dW_q,
-    dv: Bahdanau). Disjoint ranges may run on threads for Luong only: Bahdanau's dW_q and
-    dv sum over the rows."""
+    """Adds the gradients of sum(dctx * ctx) of rows [r0, r1) (default: all) into dq, dK,
+    dE (and dW_q, dv: Bahdanau). Disjoint ranges may run on threads for Luong only:
+    Bahdanau's dW_q and dv sum over the rows."""
     cdef Py_ssize_t N = E.shape[0], S = E.shape[1], C = E.shape[2], A = K.shape[2]
     cdef Py_ssize_t Hd = q.shape[1], n, j, a, l
     cdef floating dot, g

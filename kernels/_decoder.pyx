@@ -12,9 +12,10 @@ The cells' step maths are cellmath.h's, the very functions the LSTM / GRU kernel
 the current ISA tier; products go through mm / mm_bias (_cellmath.pxd): float32 on
 charrnn's own sgemm when packs are given (cells.pack), BLAS otherwise.
 Backward takes dfeat (T, N, Hd + C), the gradient of every [h_s ; ctx_s], and adds into
-dK, dE (and Bahdanau's dW_q, dv); demb (T, N, Em) is assigned. Gate gradients of all steps are kept (dact, dgh)
-so the weight gradients are one GEMM each after the loop: weight_grads(), a separate call
-so that threads can cut the loop by rows and the GEMMs by gate rows.
+dK, dE (and Bahdanau's dW_q, dv); demb (T, N, Em) is assigned. Gate gradients of all
+steps are kept (dact, dgh) so the weight gradients are one GEMM each after the loop:
+weight_grads(), a separate call so that threads can cut the loop by rows and the GEMMs by
+gate rows.
 """
 from cython cimport floating
 from libc.math cimport exp, tanh

@@ -16,14 +16,15 @@ How, per batch:
 - decoder, s = 1..T, in training: one compiled call runs every step (kernels/_decoder.pyx,
   nogil): the cell's step maths (cellmath.h, as the LSTM / GRU kernels) on
   [embedding ; ctx_{s-1}], then the attention step (kernels/_attn_core.pxi); backward is
-  one call too, then one GEMM per weight gradient (_decoder.weight_grads);
-- threads (self.parallel, as --threads sets it): the encoder's two directions at once,
-  the decoder's loop cut by rows (Luong; rows never meet) and its weight gradients by
-  gate rows; float32 results are bit-identical to one thread. Decoding (charrnn.nn.seq2seq_decode) steps from Python with step(): one
-  compiled cell call (charrnn.nn.cells, T = 1) and one _attn.step_forward per step;
+  one call too, then one GEMM per weight gradient (_decoder.weight_grads). Decoding
+  (charrnn.nn.seq2seq_decode) steps from Python with step(): one compiled cell call
+  (charrnn.nn.cells, T = 1) and one _attn.step_forward per step;
 - output layer and cross-entropy over the valid steps only, as one (M, Hd + C) GEMM
   (_ops.linear_forward / softmax_xent): padded steps are never scored, so nothing flows
-  back from them.
+  back from them;
+- threads (self.parallel, as --threads sets it): the encoder's two directions at once,
+  the decoder's loop cut by rows (Luong; rows never meet) and its weight gradients by
+  gate rows; float32 results are bit-identical to one thread.
 Backward runs the same pieces in reverse, the gradient of ctx_{s-1} coming back from
 step s's cell input; everything reaches the encoder through dK and dE.
 
@@ -152,7 +153,7 @@ class Seq2Seq:
         _ops.embedding_forward(src.reshape(-1), P["src_embed"], x)
         enc = {k[4:]: v for k, v in P.items() if k.startswith("enc.")}
         out, _, bcache = bi.forward(cfg.cell, x.reshape(S, N, cfg.embed), src_len, enc,
-                                    parallel=getattr(self, "parallel", None))
+                                    parallel=self.parallel)
         E = np.ascontiguousarray(out.transpose(1, 0, 2))                # (N, S, C)
         K = np.empty(E.shape[:2] + (P["attn.W_k"].shape[1],), dt)       # (N, S, A)
         _attn.keys_forward(E, P["attn.W_k"], src_len, self._own(), K)
@@ -264,7 +265,7 @@ class Seq2Seq:
     def _rows_parallel(self):
         # the decoder's rows never meet, except in Bahdanau's dW_q and dv (summed over
         # them in the step's backward): that attention runs its loop on one thread
-        return None if self.cfg.attention == "bahdanau" else getattr(self, "parallel", None)
+        return None if self.cfg.attention == "bahdanau" else self.parallel
 
     def _each_row_range(self, fn, args, N, active):
         """fn(*args, lo, hi) over row ranges, one per thread, cut so that each holds about
@@ -306,7 +307,7 @@ class Seq2Seq:
         self._each_row_range(_decoder.backward, args, N, active)
         wargs = (_decoder.CELLS[cfg.cell], dact, dgh, sv["xs"], sv["hs"], W_ih, Wp_ih,
                  g["dec.weight_ih"], g["dec.weight_hh"], g["dec.bias_ih"], g["dec.bias_hh"])
-        each(getattr(self, "parallel", None), _decoder.weight_grads, GH,
+        each(self.parallel, _decoder.weight_grads, GH,
              lambda lo, hi: (*wargs, lo, hi))
         _ops.embedding_backward(sv["emb_ids"].reshape(-1), demb.reshape(T * N, Em),
                                 g["tgt_embed"])
