@@ -39,7 +39,8 @@ from charrnn.training.progress import Output
 from charrnn.training.run_start import open_run, remove_if_unused
 from charrnn.io.rundir import STATE_FILE, RunLock
 from charrnn.errors import CharRNNError, ConfigError
-from charrnn.training.trainer import Interrupted, Trainer, anneal_factor
+from charrnn.training.schedule import anneal_factor
+from charrnn.training.trainer import Interrupted, Trainer
 from charrnn.training.classify_run import ClassifierTrainer
 from charrnn.training.classify_run import check_options as check_classify_options
 from charrnn.training.seq2seq_run import Seq2SeqTrainer
