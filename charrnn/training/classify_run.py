@@ -122,7 +122,7 @@ class ClassifierTrainer:
         self.train_x, self.train_y = enc(tr)
         self.val_x, self.val_y = enc(va)
         mcfg = dict(cell=cfg.cell, hidden=cfg.hidden, layers=cfg.layers, embed=cfg.embed,
-                    vocab_size=len(self.vocab) + 1, classes=len(self.labels), pool="final")
+                    vocab_size=len(self.vocab) + 1, classes=len(self.labels), pool=cfg.pool)
         self.model = Classifier(mcfg, seed=cfg.seed, forget_bias=cfg.forget_bias)
         self._start(len(tr), saved)
         if saved is None:
@@ -252,7 +252,7 @@ class ClassifierTrainer:
         """task: the first log line."""
         c = self.cfg
         return (f"charrnn: training a {c.layers}x{c.hidden} bidirectional {c.cell.upper()} "
-                f"classifier ({self.model.flat.size:,} parameters, vocabulary "
+                f"classifier{', mean-pooled' * (c.pool == 'mean')} ({self.model.flat.size:,} parameters, vocabulary "
                 f"{len(self.vocab)}, {len(self.labels)} labels), "
                 f"{plural(self.per_epoch, 'step')} per epoch")
 

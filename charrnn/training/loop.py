@@ -105,6 +105,8 @@ def train(corpus=None, *, out=None, resume=False, init=None, threads=None, quiet
     if options.get("target_tokens") is not None and options.get("task") != "seq2seq" \
             and not resume:
         raise ConfigError("--target-tokens is for --task seq2seq")
+    if options.get("pool") is not None and options.get("task") != "classify" and not resume:
+        raise ConfigError("--pool is for --task classify")
     if not comm.is_root:
         quiet, log, progress = True, (lambda s: None), None
     try:
