@@ -3,8 +3,9 @@ and float32 sums (kernels/sgemm_bf16.h), the cells and the network on it, and tr
 with --precision (charrnn.nn.precision).
 
 The portable kernel runs on every tier of every CPU (CHARRNN_BF16=portable lets training
-use it); a native one (arm64 BFDOT) only where the CPU has bf16 dot products, and is then
-checked against the portable kernel as well. Tolerances: against float64 on the inputs
+use it); a native one (x86 VDPBF16PS on the avx512 tier, arm64 BFDOT on the neon tier) only
+where the CPU has bf16 dot products, and is then checked against the portable kernel as
+well (on CPUs without them, the C harness runs the x86 one on SIMDe). Tolerances: against float64 on the inputs
 rounded to bf16, float32 summation's; against float64 on the inputs themselves, bf16's
 (each product within 2^-7 of its exact value). The C harness (test_c_harness.py) covers
 the kernels' edges in C: every row and column remainder, K = 0, odd K, NaN, rounding."""
@@ -365,6 +366,18 @@ def test_resuming_a_bf16_run_where_bf16_cannot_run_is_refused(corpus, tmp_path, 
     with isa.use("scalar" if precision.native() else isa.current()):
         with pytest.raises(ConfigError, match="cannot resume: this run trains in bf16"):
             train(str(corpus), out=str(tmp_path / "a"), quiet=True, resume=True, max_steps=5)
+
+
+def test_why_not_names_the_cause():
+    """Why bf16 cannot run: the tier (a CPU with bf16 dot products on a tier without a
+    kernel for them), or the CPU."""
+    with isa.use("scalar"):
+        msg = precision.why_not()
+    if _isa.cpu_bf16():
+        assert msg.startswith("the scalar tier has no bf16 kernel (this CPU's ")
+    else:
+        assert msg.startswith("this CPU has no bf16 dot products (x86 AVX512_BF16")
+    assert "\n" not in msg
 
 
 def test_forced_bf16_on_a_tier_without_it_is_a_one_line_cli_error(corpus, tmp_path):

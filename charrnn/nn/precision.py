@@ -9,10 +9,10 @@
            themselves (the master copy), the optimizer's state, the gradients and their
            accumulation, the weight-gradient products, the gate math and cell state, the
            softmax. Always on charrnn's own GEMM: a BLAS has no bf16.
-    auto   bf16 where the CPU has bf16 dot products and charrnn a kernel for them that
-           has been verified (today: arm64 FEAT_BF16, the neon tier's BFDOT kernel);
-           fp32 everywhere else, x86 AVX512_BF16 included (detected and reported by
-           `charrnn info`, but its kernel is not written: see docs/internals/kernels.md).
+    auto   bf16 where the CPU has bf16 dot products and the current tier a kernel for
+           them: x86 AVX512_BF16 with the OS saving ZMM state (the avx512 tier's
+           VDPBF16PS kernel) and arm64 FEAT_BF16 (the neon tier's BFDOT kernel); fp32
+           everywhere else, and on those CPUs too when CHARRNN_ISA picks another tier.
 
 Asking for bf16 where no native kernel runs is a ConfigError, because the portable
 kernel (plain C, every tier) is no faster than float32. For tests, CHARRNN_BF16=portable
@@ -63,12 +63,14 @@ def why_not():
         return None
     tier = isa.current()
     if _isa.cpu_bf16():
-        if "avx512bf16" in _isa.cpu_features():
-            return ("this CPU has AVX512_BF16, but charrnn has no x86 bf16 kernel yet (one "
-                    "is to be written and verified on such a CPU)")
-        return f"the {tier} tier has no bf16 kernel (this CPU's BF16 is used by the neon tier)"
-    return ("this CPU has no bf16 dot products charrnn can use (arm64 FEAT_BF16; x86 "
-            "AVX512_BF16 is detected but has no kernel yet)")
+        x86 = "avx512bf16" in _isa.cpu_features()
+        feature, home = ("AVX512_BF16", "avx512") if x86 else ("FEAT_BF16", "neon")
+        if tier != home:
+            return f"the {tier} tier has no bf16 kernel (this CPU's {feature} is used by the {home} tier)"
+        return (f"this build of charrnn has no {feature} kernel (built with CHARRNN_NO_BF16, "
+                "or by a compiler without one: MSVC, GCC < 10, Clang < 9)")
+    return ("this CPU has no bf16 dot products (x86 AVX512_BF16 with AVX-512 state, or arm64 "
+            "FEAT_BF16)")
 
 
 def resolve(name, resumed=False):
