@@ -412,3 +412,38 @@ def test_info_says_whether_bf16_is_available_and_used(monkeypatch):
     from charrnn.inspect.system import format_info
     text = format_info(charrnn.info())
     assert "bf16 dot products" in text and "--precision auto" in text
+
+
+# ---- the start-up check of a native kernel ---------------------------------------------
+
+def test_the_startup_check_passes_agreeing_kernels_and_names_a_disagreement():
+    portable = lambda A, B: precision._gemm(A, B, False)   # noqa: E731
+    assert precision.check_agreement(portable, portable) is None
+
+    def off_by_a_percent(A, B):
+        C = portable(A, B)
+        C[12, 39] *= 1.01      # one element of the last, partial tile
+        return C
+    assert "disagreed" in precision.check_agreement(off_by_a_percent, portable)
+    nan = lambda A, B: np.full((A.shape[0], B.shape[1]), np.nan, np.float32)   # noqa: E731
+    assert "disagreed" in precision.check_agreement(nan, portable)
+
+
+def test_a_native_kernel_failing_the_startup_check_falls_back_to_fp32(monkeypatch):
+    """As a CPU whose native kernel misbehaves would: auto takes fp32, a forced bf16 is a
+    one-line error that says why."""
+    from charrnn import _isa
+    monkeypatch.delenv(precision.ENV, raising=False)
+    monkeypatch.setattr(_isa, "bf16_native", lambda: True)
+    monkeypatch.setattr(precision, "_checked", {})
+    monkeypatch.setattr(precision, "_gemm", lambda A, B, native: (
+        np.zeros((A.shape[0], B.shape[1]), np.float32) if native else
+        (A.astype(np.float64) @ B).astype(np.float32)))
+    assert not precision.native()
+    assert precision.resolve("auto") == "fp32"
+    with pytest.raises(ConfigError, match="disagreed with the portable one at start-up"):
+        precision.resolve("bf16")
+    # and a kernel that agrees is used
+    monkeypatch.setattr(precision, "_checked", {})
+    monkeypatch.setattr(precision, "_gemm", lambda A, B, native: (A.astype(np.float64) @ B).astype(np.float32))
+    assert precision.native() and precision.resolve("auto") == "bf16"

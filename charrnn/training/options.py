@@ -109,7 +109,7 @@ class TrainConfig:
         "auto", "Precision of the matrix products: fp32, or bf16 (their inputs rounded to "
         "bfloat16, float32 sums; weights, optimizer state, gradients, gate math and cell "
         "state stay float32); auto: bf16 where the CPU has bf16 dot products that charrnn "
-        "has a verified kernel for (arm64 FEAT_BF16), else fp32. The run records the "
+        "has a kernel for (x86 AVX512_BF16, arm64 FEAT_BF16) that passes a start-up check against the portable one, else fp32. The run records the "
         "precision it used; --resume keeps it; sampling is always fp32")
     # ---- schedule
     eval_every: Optional[int] = option(
