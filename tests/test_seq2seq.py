@@ -1,7 +1,8 @@
 """The encoder-decoder with attention: the specification against finite differences, the
 compiled attention kernel and model against the specification (float64 tight, float32
-loose, every ISA tier), masks, decoding (greedy = beam 1, wide beam = exhaustive search),
-errors, and a toy task the training API must learn."""
+loose, every ISA tier), masks, decoding (compiled greedy = the specification's greedy
+token for token, greedy = beam 1, wide beam = exhaustive search, a batch of sources = each
+alone), errors, and a toy task the training API must learn."""
 import itertools
 
 import numpy as np
@@ -10,9 +11,10 @@ import pytest
 from charrnn import _attn
 from charrnn.errors import ConfigError, ShapeError
 from charrnn.nn import isa
+from charrnn.nn import reference_bidir as rb
 from charrnn.nn import reference_seq2seq as rs
 from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
-from charrnn.nn.seq2seq_decode import _log_probs, beam_search, greedy
+from charrnn.nn.seq2seq_decode import beam_search, beam_search_batch, greedy
 from charrnn.training.seq2seq import train_seq2seq
 
 CASES = list(itertools.product(["lstm", "gru"], rs.ATTENTIONS))
@@ -207,47 +209,117 @@ def test_bad_input_is_one_line_error():
 
 # ---- decoding ----------------------------------------------------------------------------
 
+def reference_greedy(m, src, max_len):
+    """Greedy decoding of one source (ids (l,)) by the float64 specification, step by
+    step: (tokens, score)."""
+    cell, attention, p = m.cfg.cell, m.cfg.attention, params64(m)
+    enc = {k[4:]: v for k, v in p.items() if k.startswith("enc.")}
+    e = rb.forward(cell, p["src_embed"][src][:, None, :], np.array([len(src)]), enc)[0][:, 0]
+    K, Hd = e @ p["attn.W_k"], p["dec.weight_hh"].shape[1]
+    state = tuple(np.zeros(Hd) for _ in range(2 if cell == "lstm" else 1))
+    ctx, prev, out, score = np.zeros(e.shape[1]), BOS, [], 0.0
+    for _ in range(max_len):
+        state, _ = rs._cell_step(cell, np.concatenate([p["tgt_embed"][prev], ctx]), state, p)
+        ctx = rs.attend_forward(attention, state[0][None], K[None], e[None], [len(src)],
+                                p.get("attn.W_q"), p.get("attn.v"))[0][0]
+        z = p["out.weight"] @ np.concatenate([state[0], ctx]) + p["out.bias"]
+        lp = z - z.max() - np.log(np.exp(z - z.max()).sum())
+        lp[BOS] = -np.inf
+        prev = int(lp.argmax())
+        score += lp[prev]
+        if prev == EOS:
+            break
+        out.append(prev)
+    return out, score
+
+
+def reference_score(m, src, seq):
+    """The summed log-probability of target ids seq (EOS included if it ends so)."""
+    p = params64(m)
+    g = {k: np.zeros_like(v) for k, v in p.items()}
+    return -rs.row_loss_and_grad(m.cfg.cell, m.cfg.attention, p, np.asarray(src),
+                                 np.array([BOS] + list(seq)), g)
+
+
+def random_sources(rng, n, longest=6):
+    from charrnn.nn.classifier import pad_batch
+    srcs = [rng.integers(0, 5, rng.integers(1, longest + 1)) for _ in range(n)]
+    return srcs, *pad_batch([list(s) for s in srcs])
+
+
+@pytest.mark.parametrize("cell,attention", CASES)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_greedy_matches_the_specification(cell, attention, layers):
+    # the compiled loop over a padded batch = the specification's step-by-step greedy
+    # decoding of each row alone, token for token
+    m = Seq2Seq(dict(SIZES, cell=cell, attention=attention, layers=layers), dtype=np.float64)
+    rng = np.random.default_rng(20 + layers)
+    for p in m.params.values():
+        p[...] = rng.uniform(-1.5, 1.5, p.shape)
+    srcs, src, src_len = random_sources(rng, 10)
+    ends = cuts = 0
+    for shift, max_len in itertools.product((-2, 0, 2), (2, 7)):
+        # EOS made less or more likely: outputs cut at max_len, and outputs ended by EOS
+        m.params["out.bias"][EOS] += shift
+        outs, scores = greedy(m, src, src_len, max_len)
+        for s, out, score in zip(srcs, outs, scores):
+            want, wscore = reference_greedy(m, s, max_len)
+            assert out == want and abs(score - wscore) < 1e-9
+            ends += len(out) < max_len
+            cuts += len(out) == max_len
+        m.params["out.bias"][EOS] -= shift
+    assert ends and cuts   # some rows end with EOS, others are cut at max_len
+
+
+@pytest.mark.parametrize("cell,attention", CASES)
+def test_float32_greedy_on_every_tier(cell, attention):
+    m = model(cell, attention, scale=1.5)
+    srcs, src, src_len = random_sources(np.random.default_rng(21), 8)
+    want, wscores = greedy(m, src, src_len, 6)
+    m32 = model(cell, attention, np.float32, scale=1.5)
+    from charrnn.nn import cells
+    for tier in isa.available():
+        with isa.use(tier):
+            for backend in ("own", "blas"):
+                with cells.gemm_backend(backend):
+                    outs, scores = greedy(m32, src, src_len, 6)
+                assert outs == want, (tier, backend)
+                np.testing.assert_allclose(scores, wscores, atol=1e-4)
+
+
 @pytest.mark.parametrize("cell,attention", CASES)
 def test_greedy_is_beam_one(cell, attention):
     m = model(cell, attention, scale=1.5)
-    rng = np.random.default_rng(9)
-    srcs = [rng.integers(0, 5, rng.integers(1, 6)) for _ in range(6)]
-    for s in srcs:
-        outs, scores = greedy(m, s.reshape(-1, 1), [len(s)], 6)
+    srcs, src, src_len = random_sources(np.random.default_rng(9), 6)
+    outs, scores = greedy(m, src, src_len, 6)
+    for s, o, sc in zip(srcs, outs, scores):
         out, score = beam_search(m, s, 1, 6)
-        assert out == outs[0] and abs(score - scores[0]) < 1e-9
+        assert out == o and abs(score - sc) < 1e-9
     # a padded batch decodes like its rows one at a time
-    from charrnn.nn.classifier import pad_batch
-    src, src_len = pad_batch([list(s) for s in srcs])
-    outs, _ = greedy(m, src, src_len, 6)
     assert outs == [greedy(m, s.reshape(-1, 1), [len(s)], 6)[0][0] for s in srcs]
 
 
 def exhaustive(m, src, max_len):
-    """The best output by scoring every sequence the decoders may produce."""
+    """The best output by scoring every sequence the decoders may produce with the
+    specification."""
     Vt = m.cfg.tgt_vocab
     toks = [t for t in range(Vt) if t not in (BOS, EOS)]
     seqs = [list(p) + [EOS] for k in range(max_len) for p in itertools.product(toks, repeat=k)]
     seqs += [list(p) for p in itertools.product(toks, repeat=max_len)]
     best = None
     for seq in seqs:
-        tgt = np.array([BOS] + seq).reshape(-1, 1)
-        E, K, _ = m.encode(src.reshape(-1, 1).astype(np.int32), np.array([len(src)]))
-        state, ctx = m.zero_state(1, E.shape[2])
-        score = 0.0
-        for s, t in enumerate(seq):
-            state, ctx, feat, _ = m.step(tgt[s], state, ctx, E, K, np.array([len(src)]))
-            score += _log_probs(m, feat)[0, t]
+        score = reference_score(m, src, seq)
         out = [t for t in seq if t != EOS]
         if best is None or score > best[1] + 1e-12:
             best = (out, score)
     return best
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("attention", rs.ATTENTIONS)
-def test_wide_beam_is_exhaustive_search(attention):
+def test_wide_beam_is_exhaustive_search(cell, attention):
     sizes = dict(SIZES, tgt_vocab=4)   # BOS, EOS and two tokens: 15 outputs of <= 3
-    m = Seq2Seq(dict(sizes, cell="lstm", attention=attention), dtype=np.float64)
+    m = Seq2Seq(dict(sizes, cell=cell, attention=attention), dtype=np.float64)
     rng = np.random.default_rng(10)
     for trial in range(4):
         for p in m.params.values():
@@ -256,6 +328,43 @@ def test_wide_beam_is_exhaustive_search(attention):
         want, wscore = exhaustive(m, src, 3)
         got, score = beam_search(m, src, 16, 3)
         assert got == want and abs(score - wscore) < 1e-9
+
+
+@pytest.mark.parametrize("cell,attention", CASES)
+def test_beam_batch_equals_sources_one_at_a_time(cell, attention):
+    m = model(cell, attention, scale=1.5)
+    srcs, src, src_len = random_sources(np.random.default_rng(22), 7)
+    for beam in (2, 3, 5):
+        outs, scores = beam_search_batch(m, src, src_len, beam, 5)
+        for s, o, sc in zip(srcs, outs, scores):
+            alone = beam_search(m, s, beam, 5)
+            assert (o, sc) == alone
+            assert abs(sc - reference_score(m, s, o + ([EOS] if len(o) < 5 else []))) < 1e-9
+
+
+def test_decode_kernel_refuses_bad_shapes():
+    from charrnn import _decode
+    from charrnn.nn.seq2seq_decode import _output, _weights
+    m = model("gru", "bahdanau")
+    src, src_len, _, _ = m.check(*batch(np.random.default_rng(12))[:2])
+    E, K, _ = m.encode(src, src_len)
+    cell, (W_q, v) = _weights(m)
+    N = E.shape[0]
+    args = lambda K=K, E=E, lens=src_len, W_q=W_q, L=4: (  # noqa: E731
+        _decode.CELLS["gru"], _attn.KINDS["bahdanau"], *cell, K, E, W_q, v, lens, False,
+        *_output(m))
+    outs = lambda L=4: (np.empty((N, L), np.int32), np.empty(N, np.int64), np.empty(N))  # noqa: E731
+    for bad, msg in [(args(K=K[:, :, :2].copy()), "inconsistent shapes"),
+                     (args(W_q=W_q[:2].copy()), "inconsistent shapes"),
+                     (args(lens=np.array([9, 1, 1])), "lengths")]:
+        with pytest.raises(ValueError, match=msg) as e:
+            _decode.greedy(*bad, *outs())
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        _decode.greedy(*args(), *outs(0))
+    with pytest.raises(ValueError, match="sources of beam"):
+        _decode.beam(*args(), 2, *outs())
+    assert _decode.greedy(*args(), *outs()) >= 1
 
 
 # ---- training ----------------------------------------------------------------------------
