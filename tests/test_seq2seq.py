@@ -209,28 +209,65 @@ def test_bad_input_is_one_line_error():
 
 # ---- decoding ----------------------------------------------------------------------------
 
-def reference_greedy(m, src, max_len):
-    """Greedy decoding of one source (ids (l,)) by the float64 specification, step by
-    step: (tokens, score)."""
+def reference_decoder(m, src):
+    """(start, step) of one source (ids (l,)) by the float64 specification: step(prev,
+    state) -> (state, lp (Vt,) with lp[BOS] = -inf); a state is (cell state, ctx)."""
     cell, attention, p = m.cfg.cell, m.cfg.attention, params64(m)
     enc = {k[4:]: v for k, v in p.items() if k.startswith("enc.")}
     e = rb.forward(cell, p["src_embed"][src][:, None, :], np.array([len(src)]), enc)[0][:, 0]
     K, Hd = e @ p["attn.W_k"], p["dec.weight_hh"].shape[1]
-    state = tuple(np.zeros(Hd) for _ in range(2 if cell == "lstm" else 1))
-    ctx, prev, out, score = np.zeros(e.shape[1]), BOS, [], 0.0
-    for _ in range(max_len):
-        state, _ = rs._cell_step(cell, np.concatenate([p["tgt_embed"][prev], ctx]), state, p)
-        ctx = rs.attend_forward(attention, state[0][None], K[None], e[None], [len(src)],
+
+    def step(prev, state):
+        cs, ctx = state
+        cs, _ = rs._cell_step(cell, np.concatenate([p["tgt_embed"][prev], ctx]), cs, p)
+        ctx = rs.attend_forward(attention, cs[0][None], K[None], e[None], [len(src)],
                                 p.get("attn.W_q"), p.get("attn.v"))[0][0]
-        z = p["out.weight"] @ np.concatenate([state[0], ctx]) + p["out.bias"]
+        z = p["out.weight"] @ np.concatenate([cs[0], ctx]) + p["out.bias"]
         lp = z - z.max() - np.log(np.exp(z - z.max()).sum())
         lp[BOS] = -np.inf
+        return (cs, ctx), lp
+    start = (tuple(np.zeros(Hd) for _ in range(2 if cell == "lstm" else 1)), np.zeros(e.shape[1]))
+    return start, step
+
+
+def reference_greedy(m, src, max_len):
+    """Greedy decoding of one source, step by step: (tokens, score)."""
+    state, step = reference_decoder(m, src)
+    prev, out, score = BOS, [], 0.0
+    for _ in range(max_len):
+        state, lp = step(prev, state)
         prev = int(lp.argmax())
         score += lp[prev]
         if prev == EOS:
             break
         out.append(prev)
     return out, score
+
+
+def reference_beam(m, src, beam, max_len):
+    """Beam search of one source as seq2seq_decode's docstring states it, hypothesis by
+    hypothesis: (tokens, score)."""
+    start, step = reference_decoder(m, src)
+    live, finished = [(0.0, [], start)], []          # (score, tokens, state)
+    for s in range(max_len):
+        cands = []
+        for b, (score, toks, state) in enumerate(live):
+            new, lp = step(toks[-1] if toks else BOS, state)
+            cands += [(score + lp[t], b * len(lp) + t, toks, t, new) for t in range(len(lp))]
+        cands.sort(key=lambda c: (-c[0], c[1]))          # stable: flat index breaks ties
+        keep = []
+        for score, _, toks, t, new in cands[:beam]:
+            if not np.isfinite(score):
+                continue
+            if t == EOS or s == max_len - 1:
+                finished.append((score, toks if t == EOS else toks + [t]))
+            else:
+                keep.append((score, toks + [t], new))
+        if not keep or (finished and max(f[0] for f in finished) >= keep[0][0]):
+            break
+        live = keep
+    best = max(range(len(finished)), key=lambda i: (finished[i][0], -i))
+    return finished[best][1], finished[best][0]
 
 
 def reference_score(m, src, seq):
@@ -331,7 +368,7 @@ def test_wide_beam_is_exhaustive_search(cell, attention):
 
 
 @pytest.mark.parametrize("cell,attention", CASES)
-def test_beam_batch_equals_sources_one_at_a_time(cell, attention):
+def test_beam_batch_equals_sources_alone_and_the_reference(cell, attention):
     m = model(cell, attention, scale=1.5)
     srcs, src, src_len = random_sources(np.random.default_rng(22), 7)
     for beam in (2, 3, 5):
@@ -339,7 +376,27 @@ def test_beam_batch_equals_sources_one_at_a_time(cell, attention):
         for s, o, sc in zip(srcs, outs, scores):
             alone = beam_search(m, s, beam, 5)
             assert (o, sc) == alone
+            want, wscore = reference_beam(m, s, beam, 5)
+            assert o == want and abs(sc - wscore) < 1e-9
             assert abs(sc - reference_score(m, s, o + ([EOS] if len(o) < 5 else []))) < 1e-9
+
+
+def test_ties_go_to_the_first_candidate():
+    # every token but BOS and EOS equally likely at every step: greedy takes the lowest
+    # id, beam search keeps candidates in (score, hypothesis, token) order
+    m = model("lstm", "luong")
+    m.params["out.weight"][...] = 0
+    m.params["out.bias"][...] = [0, -1, 0, 0, 0, 0]
+    src = np.array([1, 2, 3])
+    assert greedy(m, src.reshape(-1, 1), [3], 4)[0] == [[2, 2, 2, 2]]
+    for beam in (2, 3, 7):
+        got = beam_search(m, src, beam, 4)
+        assert got == reference_beam(m, src, beam, 4)
+        # a beam of 7 reaches EOS at the first step: nothing longer can score more
+        assert got[0] == ([2, 2, 2, 2] if beam < 7 else [])
+    m.params["out.bias"][EOS] = 0   # EOS ties too, and comes first: empty outputs
+    assert greedy(m, src.reshape(-1, 1), [3], 4)[0] == [[]]
+    assert beam_search(m, src, 3, 4)[0] == []
 
 
 def test_decode_kernel_refuses_bad_shapes():
