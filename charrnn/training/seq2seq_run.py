@@ -72,7 +72,7 @@ class Seq2SeqTrainer(ClassifierTrainer):
         def held_out(frac):
             return len(split_by_source(pairs.left, frac, cfg.seed)[1])
         longest = max(map(len, pairs.left))
-        choice = defaults.choose_classifier(n, longest, cfg.max_minutes, given, held_out)
+        choice = defaults.choose_seq2seq(n, longest, cfg.max_minutes, given, held_out)
         self.cfg = cfg = type(cfg)(**{**asdict(cfg), **choice.values})
         tr, va = split_by_source(pairs.left, cfg.val_frac, cfg.seed) if cfg.val_frac else (
             np.arange(n), np.arange(0))
