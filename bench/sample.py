@@ -6,7 +6,7 @@
 Models (embedding size = hidden size, the Tiny Shakespeare vocabulary, random weights:
 speed does not depend on the values):
 
-    A  LSTM 2x128        B  LSTM 2x256
+    A  LSTM 2x128        B  LSTM 2x256        C  LSTM 2x512
 
 Each model is saved with charrnn.checkpoint.save_model into a temporary run directory;
 charrnn loads it with charrnn.load, PyTorch with load_state_dict (the names are
@@ -45,7 +45,8 @@ import common
 from common import log, torch_version
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = {"A": ("lstm", 128, 2), "B": ("lstm", 256, 2)}   # cell, hidden, layers
+CONFIGS = {"A": ("lstm", 128, 2), "B": ("lstm", 256, 2),    # cell, hidden, layers
+           "C": ("lstm", 512, 2)}
 TEMPERATURE = 1.0
 
 

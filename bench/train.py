@@ -3,6 +3,7 @@
     PYTHONPATH=. python bench/train.py                       # configs A-E, threads 1,2
     PYTHONPATH=. python bench/train.py --configs B --threads 2 --repeat 7
     PYTHONPATH=. python bench/train.py --isa avx2,avx512   # a row per ISA tier
+    PYTHONPATH=. python bench/train.py --precision fp32,bf16   # a row per precision
 
 Configs (embedding size = hidden size, Tiny Shakespeare, no dropout):
 
@@ -52,6 +53,12 @@ CHARRNN_ISA=tier (and OPENBLAS_CORETYPE=Haswell for what still goes through BLAS
 avx2 tier), PyTorch with ONEDNN_MAX_CPU_ISA=AVX2 and MKL_ENABLE_INSTRUCTIONS=AVX2 on the
 avx2 tier (oneDNN runs its LSTM, MKL its other matmuls: its GRU and RNN) and as it comes
 on the others (scalar: PyTorch keeps its default; the row shows how far the portable C is).
+
+--precision fp32,bf16 runs every measurement once per precision: charrnn with
+--precision bf16 (an error where no native bf16 kernel runs, unless CHARRNN_BF16=portable
+is set: then the portable kernel, slowly), PyTorch with its forward and loss under
+torch.autocast("cpu", dtype=torch.bfloat16) (its mixed precision: bf16 matrix products,
+float32 weights and optimiser). The GFLOP/s columns compare both with the float32 peak.
 
 The Markdown output goes to stdout (progress to stderr), followed by the command line.
 Run it on a quiet machine: anything else running skews both sides.
@@ -122,7 +129,7 @@ def child_charrnn(a):
         charrnn.train(a.corpus, out=out, cell=cell, hidden=H, layers=L, embed=H,
                       batch_size=B, seq_len=T, lr=LR, grad_clip=CLIP, dropout=0,
                       val_frac=a.val_frac, max_steps=total, eval_every=10**9,
-                      max_minutes=0, threads=a.threads, quiet=True)
+                      max_minutes=0, threads=a.threads, quiet=True, precision=a.precision)
         with open(os.path.join(out, "metrics.jsonl")) as f:
             records = [json.loads(line) for line in f if line.strip()]
     wall = {r["step"]: r["wall_time"] for r in records if not r.get("final")}
@@ -174,8 +181,9 @@ def child_torch(a):
         y = torch.from_numpy(np.ascontiguousarray(chunk[:, 1:].T))
         if k == 0:
             state = None                                         # new epoch: fresh state
-        logits, h = model(x, state)
-        loss = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            logits, h = model(x, state)
+            loss = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), CLIP)
@@ -309,6 +317,8 @@ def main():
     ap.add_argument("--json", metavar="FILE", help="also write every measurement to FILE")
     ap.add_argument("--isa", help="comma-separated ISA tiers, a row each, both sides held to "
                     "the tier (default: charrnn's and PyTorch's own choice)")
+    ap.add_argument("--precision", default="fp32", help="comma-separated fp32,bf16, a row each "
+                    "(bf16: charrnn --precision bf16, PyTorch autocast bf16; default: fp32)")
     # internal: one measurement in this process
     ap.add_argument("--child", choices=["charrnn", "torch", "peak"], help=argparse.SUPPRESS)
     ap.add_argument("--config", help=argparse.SUPPRESS)
@@ -329,6 +339,9 @@ def main():
     if bad:
         ap.error(f"unknown config(s) {', '.join(bad)}; choose from {', '.join(CONFIGS)}")
     threads = [int(t) for t in a.threads.split(",")]
+    precisions = [p.strip() for p in a.precision.split(",") if p.strip()]
+    if not precisions or set(precisions) - {"fp32", "bf16"}:
+        ap.error("--precision takes fp32, bf16 or fp32,bf16")
     if a.repeat < 1 or a.warmup < 1 or (a.steps is not None and a.steps < 1) or min(threads) < 1:
         ap.error("--repeat, --warmup, --steps and --threads must be at least 1")
     with open(a.corpus, encoding="utf-8") as f:
@@ -346,7 +359,7 @@ def main():
         envs[tier] = env = run_child("peak", None, tier_env("charrnn", tier),
                                      threads=",".join(map(str, threads)), gemm_size=a.gemm_size)
         peak = {int(k): v for k, v in env["peak_gflops"].items()}
-        for name in configs:
+        for name, prec in [(n, p) for n in configs for p in precisions]:
             cell, H, L, B, T, default_steps = CONFIGS[name]
             steps = a.steps or default_steps
             vf = val_frac_for(B, T, n_chars)
@@ -356,9 +369,10 @@ def main():
                 for r in range(a.repeat):
                     for side in ("charrnn", "torch") if tv else ("charrnn",):
                         m = run_child(side, t, tier_env(side, tier), threads=t, config=name,
-                                      steps=steps, warmup=a.warmup, corpus=a.corpus, val_frac=vf)
+                                      steps=steps, warmup=a.warmup, corpus=a.corpus, val_frac=vf,
+                                      precision=prec)
                         runs[side].append(m)
-                        log(f"{env['isa']} {name} threads={t} run {r + 1}/{a.repeat} {side:7}: "
+                        log(f"{env['isa']} {name} {prec} threads={t} run {r + 1}/{a.repeat} {side:7}: "
                             f"{m['chars_per_sec']:9,.0f} chars/s ({m['seconds']:.1f} s, "
                             f"RSS {m['rss_mib']:.0f} MiB{steal_note(m)})")
                 med = {s: statistics.median(m["chars_per_sec"] for m in v) if v else None
@@ -367,7 +381,8 @@ def main():
                        for s, v in runs.items()}
                 gflops = flops * med["charrnn"] / 1e9
                 own = env.get("own_peak_gflops", {}).get(str(t))
-                results.append({"isa": env["isa"], "config": name, "cell": cell, "hidden": H,
+                results.append({"isa": env["isa"], "config": name, "precision": prec,
+                                "cell": cell, "hidden": H,
                                 "layers": L, "batch": B, "seq": T, "threads": t, "steps": steps,
                                 "warmup": a.warmup, "charrnn": med["charrnn"],
                                 "torch": med["torch"],

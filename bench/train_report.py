@@ -42,24 +42,27 @@ def report(results, envs, tv, a, threads):
     torch_col = f"PyTorch {tv} chars/s" if tv else "PyTorch chars/s"
     out.append(f"Training speed in characters per second (median of {plural(a.repeat, 'run')}; "
                f"{plural(a.warmup, 'warm-up step')}, then the steps shown, timed):\n")
-    out.append(f"| Tier | Config | Model | Batch × seq | Threads | Steps | charrnn chars/s | {torch_col} "
-               "| charrnn / PyTorch | charrnn GFLOP/s | % of BLAS sgemm peak | % of own sgemm peak |")
-    out.append("|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    out.append(f"| Tier | Config | Precision | Model | Batch × seq | Threads | Steps | charrnn chars/s "
+               f"| {torch_col} | charrnn / PyTorch | charrnn GFLOP/s | % of BLAS sgemm peak "
+               "| % of own sgemm peak |")
+    out.append("|---|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in results:
         ratio = f"{r['ratio']:.2f}×" if r["ratio"] else "–"
-        out.append(f"| {r['isa']} | {r['config']} | {CELL_NAMES[r['cell']]} {r['layers']}×{r['hidden']} "
+        prec = r.get("precision", "fp32")   # (results saved before --precision: fp32)
+        out.append(f"| {r['isa']} | {r['config']} | {prec} | {CELL_NAMES[r['cell']]} {r['layers']}×{r['hidden']} "
                    f"| {r['batch']} × {r['seq']} | {r['threads']} | {r['steps']} "
                    f"| {fmt_int(r['charrnn'])} | {fmt_int(r['torch'])} | {ratio} "
                    f"| {r['gflops']:.1f} | {100 * r['gflops'] / r['peak_gflops']:.0f}% "
                    f"| {own_pct(r)} |")
     out.append("")
     out.append(f"Peak memory of the training process (VmHWM, median; {plural(threads[0], 'thread')}):\n")
-    out.append("| Tier | Config | charrnn | PyTorch |")
-    out.append("|---|---|--:|--:|")
+    out.append("| Tier | Config | Precision | charrnn | PyTorch |")
+    out.append("|---|---|---|--:|--:|")
     for r in results:
         if r["threads"] == threads[0]:
             pt = f"{r['rss_torch']:.0f} MiB" if r["rss_torch"] else "–"
-            out.append(f"| {r['isa']} | {r['config']} | {r['rss_charrnn']:.0f} MiB | {pt} |")
+            out.append(f"| {r['isa']} | {r['config']} | {r.get('precision', 'fp32')} "
+                       f"| {r['rss_charrnn']:.0f} MiB | {pt} |")
     out.append("")
     for env in envs.values():
         peaks = ", ".join(f"{plural(t, 'thread')} {g:.0f} GFLOP/s"

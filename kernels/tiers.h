@@ -79,6 +79,30 @@
 #elif defined(__GNUC__)
 #pragma GCC pop_options
 #endif
+/* The AVX512_BF16 micro-kernel, in a region of its own that adds AVX512_BF16 to the
+ * tier's features (so nothing else of the tier can use it), run only where cpu.h finds
+ * it. GCC >= 10 and Clang >= 9 have the target and the intrinsics; MSVC and
+ * CHARRNN_NO_BF16 builds have no native bf16 kernel on x86. */
+#if !defined(CHARRNN_NO_BF16)                                                            \
+    && ((defined(__clang__) && __clang_major__ >= (defined(__apple_build_version__) ? 12 : 9)) \
+        || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 10))
+#define CR_BUILD_AVX512_BF16 1
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,avx2,fma")
+#endif
+#include "ukernel_avx512_bf16.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#define CR_AVX512_BF16 { CR_AVX512_BF16_MR, CR_AVX512_BF16_NR, cr_ukernel_avx512_bf16 }
+#else
+#define CR_AVX512_BF16 CR_NO_BF16
+#endif
 #endif
 
 /* ---- NEON: baseline on arm64 --------------------------------------------------------- */
@@ -134,7 +158,7 @@ static const cr_kernels cr_tier_avx2 = CR_TIER_TABLE(avx2, CR_ISA_AVX2, CR_AVX2_
 #ifdef CR_BUILD_AVX512
 static const cr_kernels cr_tier_avx512 =
     CR_TIER_TABLE(avx512, CR_ISA_AVX512, CR_AVX512_MR, CR_AVX512_NR, 0, CR_AVX512_TALL, 1,
-                  CR_NO_BF16);
+                  CR_AVX512_BF16);
 #endif
 #ifdef CR_BUILD_NEON
 /* NEON by default even where SciPy's BLAS is Accelerate: it cannot be timed here; the

@@ -3,8 +3,9 @@ and float32 sums (kernels/sgemm_bf16.h), the cells and the network on it, and tr
 with --precision (charrnn.nn.precision).
 
 The portable kernel runs on every tier of every CPU (CHARRNN_BF16=portable lets training
-use it); a native one (arm64 BFDOT) only where the CPU has bf16 dot products, and is then
-checked against the portable kernel as well. Tolerances: against float64 on the inputs
+use it); a native one (x86 VDPBF16PS on the avx512 tier, arm64 BFDOT on the neon tier) only
+where the CPU has bf16 dot products, and is then checked against the portable kernel as
+well (on CPUs without them, the C harness runs the x86 one on SIMDe). Tolerances: against float64 on the inputs
 rounded to bf16, float32 summation's; against float64 on the inputs themselves, bf16's
 (each product within 2^-7 of its exact value). The C harness (test_c_harness.py) covers
 the kernels' edges in C: every row and column remainder, K = 0, odd K, NaN, rounding."""
@@ -367,6 +368,18 @@ def test_resuming_a_bf16_run_where_bf16_cannot_run_is_refused(corpus, tmp_path, 
             train(str(corpus), out=str(tmp_path / "a"), quiet=True, resume=True, max_steps=5)
 
 
+def test_why_not_names_the_cause():
+    """Why bf16 cannot run: the tier (a CPU with bf16 dot products on a tier without a
+    kernel for them), or the CPU."""
+    with isa.use("scalar"):
+        msg = precision.why_not()
+    if _isa.cpu_bf16():
+        assert msg.startswith("the scalar tier has no bf16 kernel (this CPU's ")
+    else:
+        assert msg.startswith("this CPU has no bf16 dot products (x86 AVX512_BF16")
+    assert "\n" not in msg
+
+
 def test_forced_bf16_on_a_tier_without_it_is_a_one_line_cli_error(corpus, tmp_path):
     """CHARRNN_ISA forcing a tier without a native bf16 kernel (AVX2 on x86, the scalar
     tier on arm64) and --precision bf16: exit 1, one line, no run directory left."""
@@ -399,3 +412,38 @@ def test_info_says_whether_bf16_is_available_and_used(monkeypatch):
     from charrnn.inspect.system import format_info
     text = format_info(charrnn.info())
     assert "bf16 dot products" in text and "--precision auto" in text
+
+
+# ---- the start-up check of a native kernel ---------------------------------------------
+
+def test_the_startup_check_passes_agreeing_kernels_and_names_a_disagreement():
+    portable = lambda A, B: precision._gemm(A, B, False)   # noqa: E731
+    assert precision.check_agreement(portable, portable) is None
+
+    def off_by_a_percent(A, B):
+        C = portable(A, B)
+        C[12, 39] *= 1.01      # one element of the last, partial tile
+        return C
+    assert "disagreed" in precision.check_agreement(off_by_a_percent, portable)
+    nan = lambda A, B: np.full((A.shape[0], B.shape[1]), np.nan, np.float32)   # noqa: E731
+    assert "disagreed" in precision.check_agreement(nan, portable)
+
+
+def test_a_native_kernel_failing_the_startup_check_falls_back_to_fp32(monkeypatch):
+    """As a CPU whose native kernel misbehaves would: auto takes fp32, a forced bf16 is a
+    one-line error that says why."""
+    from charrnn import _isa
+    monkeypatch.delenv(precision.ENV, raising=False)
+    monkeypatch.setattr(_isa, "bf16_native", lambda: True)
+    monkeypatch.setattr(precision, "_checked", {})
+    monkeypatch.setattr(precision, "_gemm", lambda A, B, native: (
+        np.zeros((A.shape[0], B.shape[1]), np.float32) if native else
+        (A.astype(np.float64) @ B).astype(np.float32)))
+    assert not precision.native()
+    assert precision.resolve("auto") == "fp32"
+    with pytest.raises(ConfigError, match="disagreed with the portable one at start-up"):
+        precision.resolve("bf16")
+    # and a kernel that agrees is used
+    monkeypatch.setattr(precision, "_checked", {})
+    monkeypatch.setattr(precision, "_gemm", lambda A, B, native: (A.astype(np.float64) @ B).astype(np.float32))
+    assert precision.native() and precision.resolve("auto") == "bf16"

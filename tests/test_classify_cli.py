@@ -268,3 +268,22 @@ def test_a_run_stopped_by_patience_is_finished():
     assert _state([{"step": 9, "final": True, "stopped_by": "patience"}], None, {}) == \
         ("finished", "patience")
     assert _state([{"step": 9, "final": True, "stopped_by": "SIGINT"}], None, {})[0] == "interrupted"
+
+
+def test_mean_pooling_trains_and_is_kept_by_the_run(runner, tmp_path, pairs):
+    from charrnn.nn.classifier import POOLS
+    from charrnn.training.options import POOLS as OPTION_POOLS
+    assert OPTION_POOLS == POOLS
+    run = tmp_path / "mean"
+    r = invoke(runner, "train", pairs, "--out", run, "--max-steps", "60", "--pool", "mean", *TINY)
+    assert r.exit_code == 0, r.output
+    assert "mean-pooled" in r.output
+    clf = charrnn.load_classifier(run, best=False)
+    assert clf.model.cfg.pool == "mean"
+    # the mean-pooled model reads the alphabets as the final-state one does
+    r = invoke(runner, "classify", run, "abcab", "αβγαβ")
+    assert [l.split("\t")[0] for l in r.output.splitlines()] == ["latin", "greek"], r.output
+    one_line(invoke(runner, "train", pairs, "--pool", "mean", "--max-steps", "1", "--out",
+                    tmp_path / "lm"))
+    one_line(invoke(runner, "train", pairs, "--task", "seq2seq", "--pool", "mean",
+                    "--out", tmp_path / "s2s"))

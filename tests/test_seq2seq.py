@@ -1,7 +1,7 @@
 """The encoder-decoder with attention: the specification against finite differences, the
 compiled attention kernel and model against the specification (float64 tight, float32
-loose, every ISA tier), masks, decoding (greedy = beam 1, wide beam = exhaustive search),
-errors, and a toy task the training API must learn."""
+loose, every ISA tier), masks, errors, and a toy task the training API must learn.
+Decoding: tests/test_seq2seq_decode.py."""
 import itertools
 
 import numpy as np
@@ -11,8 +11,8 @@ from charrnn import _attn
 from charrnn.errors import ConfigError, ShapeError
 from charrnn.nn import isa
 from charrnn.nn import reference_seq2seq as rs
-from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
-from charrnn.nn.seq2seq_decode import _log_probs, beam_search, greedy
+from charrnn.nn.seq2seq import BOS, Seq2Seq
+from charrnn.nn.seq2seq_decode import beam_search
 from charrnn.training.seq2seq import train_seq2seq
 
 CASES = list(itertools.product(["lstm", "gru"], rs.ATTENTIONS))
@@ -205,59 +205,6 @@ def test_bad_input_is_one_line_error():
         beam_search(m, [1, 2], 0, 3)
 
 
-# ---- decoding ----------------------------------------------------------------------------
-
-@pytest.mark.parametrize("cell,attention", CASES)
-def test_greedy_is_beam_one(cell, attention):
-    m = model(cell, attention, scale=1.5)
-    rng = np.random.default_rng(9)
-    srcs = [rng.integers(0, 5, rng.integers(1, 6)) for _ in range(6)]
-    for s in srcs:
-        outs, scores = greedy(m, s.reshape(-1, 1), [len(s)], 6)
-        out, score = beam_search(m, s, 1, 6)
-        assert out == outs[0] and abs(score - scores[0]) < 1e-9
-    # a padded batch decodes like its rows one at a time
-    from charrnn.nn.classifier import pad_batch
-    src, src_len = pad_batch([list(s) for s in srcs])
-    outs, _ = greedy(m, src, src_len, 6)
-    assert outs == [greedy(m, s.reshape(-1, 1), [len(s)], 6)[0][0] for s in srcs]
-
-
-def exhaustive(m, src, max_len):
-    """The best output by scoring every sequence the decoders may produce."""
-    Vt = m.cfg.tgt_vocab
-    toks = [t for t in range(Vt) if t not in (BOS, EOS)]
-    seqs = [list(p) + [EOS] for k in range(max_len) for p in itertools.product(toks, repeat=k)]
-    seqs += [list(p) for p in itertools.product(toks, repeat=max_len)]
-    best = None
-    for seq in seqs:
-        tgt = np.array([BOS] + seq).reshape(-1, 1)
-        E, K, _ = m.encode(src.reshape(-1, 1).astype(np.int32), np.array([len(src)]))
-        state, ctx = m.zero_state(1, E.shape[2])
-        score = 0.0
-        for s, t in enumerate(seq):
-            state, ctx, feat, _ = m.step(tgt[s], state, ctx, E, K, np.array([len(src)]))
-            score += _log_probs(m, feat)[0, t]
-        out = [t for t in seq if t != EOS]
-        if best is None or score > best[1] + 1e-12:
-            best = (out, score)
-    return best
-
-
-@pytest.mark.parametrize("attention", rs.ATTENTIONS)
-def test_wide_beam_is_exhaustive_search(attention):
-    sizes = dict(SIZES, tgt_vocab=4)   # BOS, EOS and two tokens: 15 outputs of <= 3
-    m = Seq2Seq(dict(sizes, cell="lstm", attention=attention), dtype=np.float64)
-    rng = np.random.default_rng(10)
-    for trial in range(4):
-        for p in m.params.values():
-            p[...] = rng.uniform(-1.5, 1.5, p.shape)
-        src = rng.integers(0, 5, 3)
-        want, wscore = exhaustive(m, src, 3)
-        got, score = beam_search(m, src, 16, 3)
-        assert got == want and abs(score - wscore) < 1e-9
-
-
 # ---- training ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cell,attention", [("lstm", "luong"), ("gru", "bahdanau")])
@@ -303,18 +250,6 @@ def test_decoder_loop_matches_reference_on_every_tier(cell, attention):
                 for name in wg:
                     np.testing.assert_allclose(g[name], wg[name], atol=1e-4, rtol=1e-4,
                                                err_msg=f"{tier} {backend} {name}")
-
-
-@pytest.mark.parametrize("cell,attention", CASES)
-def test_decoding_steps_score_like_training(cell, attention):
-    # step() (decoding, from Python) and the compiled loop (training) are one model: the
-    # greedy output, fed back as the target, costs exactly minus its greedy score
-    m = model(cell, attention, scale=1.5)
-    src = np.array([[1], [3], [2]])
-    outs, scores = greedy(m, src, [3], 8)
-    seq = outs[0] + ([EOS] if len(outs[0]) < 8 else [])   # cut at max_len: no EOS
-    loss = m.loss(src, [3], np.array([BOS] + seq).reshape(-1, 1), [len(seq)])
-    assert abs(loss * len(seq) + scores[0]) < 1e-9
 
 
 def test_decoder_kernel_refuses_bad_shapes():

@@ -9,10 +9,10 @@
            themselves (the master copy), the optimizer's state, the gradients and their
            accumulation, the weight-gradient products, the gate math and cell state, the
            softmax. Always on charrnn's own GEMM: a BLAS has no bf16.
-    auto   bf16 where the CPU has bf16 dot products and charrnn a kernel for them that
-           has been verified (today: arm64 FEAT_BF16, the neon tier's BFDOT kernel);
-           fp32 everywhere else, x86 AVX512_BF16 included (detected and reported by
-           `charrnn info`, but its kernel is not written: see docs/internals/kernels.md).
+    auto   bf16 where the CPU has bf16 dot products and the current tier a kernel for
+           them: x86 AVX512_BF16 with the OS saving ZMM state (the avx512 tier's
+           VDPBF16PS kernel) and arm64 FEAT_BF16 (the neon tier's BFDOT kernel); fp32
+           everywhere else, and on those CPUs too when CHARRNN_ISA picks another tier.
 
 Asking for bf16 where no native kernel runs is a ConfigError, because the portable
 kernel (plain C, every tier) is no faster than float32. For tests, CHARRNN_BF16=portable
@@ -33,10 +33,55 @@ PRECISIONS = ("auto", "fp32", "bf16")
 ENV = "CHARRNN_BF16"
 
 
+_checked = {}   # tier -> the start-up check's verdict (None: passed), once per process
+TOLERANCE = 1e-4   # relative: both kernels sum the same bf16 products in float32
+
+
 def native():
-    """True if the current tier has a native bf16 kernel and this CPU runs it."""
+    """True if the current tier has a native bf16 kernel, this CPU runs it, and it passed
+    the start-up check."""
     from charrnn import _isa
-    return _isa.bf16_native()
+    return bool(_isa.bf16_native()) and _startup_failure() is None
+
+
+def _startup_failure():
+    """None if the native kernel agrees with the portable one on a fixed product with
+    every tile edge (13 x 40 x 31: odd K, partial row and column tiles), else why not.
+    The x86 kernel was verified on SIMDe and a model of the instruction, not on silicon
+    (no AVX512_BF16 CPU was at hand): a kernel that misbehaves on a real CPU must cost
+    speed (float32), never a wrong model."""
+    from charrnn.nn import isa
+    tier = isa.current()
+    if tier not in _checked:
+        _checked[tier] = check_agreement(*(lambda A, B, n=n: _gemm(A, B, n) for n in (True, False)))
+    return _checked[tier]
+
+
+def _gemm(A, B, native):
+    import numpy as np
+    from charrnn import _ops, _twins
+    Bp = np.empty(_ops.sgemm_packed_size_bf16(*B.shape, native), np.float32)
+    _ops.sgemm_pack_bf16(False, B, Bp, native)
+    C = np.zeros((A.shape[0], B.shape[1]), np.float32)
+    _twins.sgemm(False, A, B, Bp, False, C)
+    return C
+
+
+def check_agreement(native_gemm, portable_gemm):
+    """None if native_gemm(A, B) agrees with portable_gemm(A, B) within TOLERANCE of
+    the products' scale, else a reason (for why_not)."""
+    import numpy as np
+    rng = np.random.default_rng(20261205)
+    A = rng.standard_normal((13, 31)).astype(np.float32)
+    B = rng.standard_normal((31, 40)).astype(np.float32)
+    got, want = native_gemm(A, B), portable_gemm(A, B)
+    scale = float((np.abs(A) @ np.abs(B)).max())
+    err = float(np.max(np.abs(got - want))) if np.all(np.isfinite(got)) else float("inf")
+    if err <= TOLERANCE * scale:
+        return None
+    return (f"its native bf16 kernel disagreed with the portable one at start-up (error "
+            f"{err:.3g} on products of scale {scale:.3g}); float32 is used: please report "
+            "this CPU (charrnn info)")
 
 
 def _env():
@@ -62,13 +107,17 @@ def why_not():
     if native():
         return None
     tier = isa.current()
+    if _isa.bf16_native():
+        return f"this CPU: {_startup_failure()}"
     if _isa.cpu_bf16():
-        if "avx512bf16" in _isa.cpu_features():
-            return ("this CPU has AVX512_BF16, but charrnn has no x86 bf16 kernel yet (one "
-                    "is to be written and verified on such a CPU)")
-        return f"the {tier} tier has no bf16 kernel (this CPU's BF16 is used by the neon tier)"
-    return ("this CPU has no bf16 dot products charrnn can use (arm64 FEAT_BF16; x86 "
-            "AVX512_BF16 is detected but has no kernel yet)")
+        x86 = "avx512bf16" in _isa.cpu_features()
+        feature, home = ("AVX512_BF16", "avx512") if x86 else ("FEAT_BF16", "neon")
+        if tier != home:
+            return f"the {tier} tier has no bf16 kernel (this CPU's {feature} is used by the {home} tier)"
+        return (f"this build of charrnn has no {feature} kernel (built with CHARRNN_NO_BF16, "
+                "or by a compiler without one: MSVC, GCC < 10, Clang < 9)")
+    return ("this CPU has no bf16 dot products (x86 AVX512_BF16 with AVX-512 state, or arm64 "
+            "FEAT_BF16)")
 
 
 def resolve(name, resumed=False):

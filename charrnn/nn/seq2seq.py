@@ -17,8 +17,8 @@ How, per batch:
   nogil): the cell's step maths (cellmath.h, as the LSTM / GRU kernels) on
   [embedding ; ctx_{s-1}], then the attention step (kernels/_attn_core.pxi); backward is
   one call too, then one GEMM per weight gradient (_decoder.weight_grads). Decoding
-  (charrnn.nn.seq2seq_decode) steps from Python with step(): one compiled cell call
-  (charrnn.nn.cells, T = 1) and one _attn.step_forward per step;
+  (charrnn.nn.seq2seq_decode): one compiled call per batch too (kernels/_decode.pyx),
+  after encode();
 - output layer and cross-entropy over the valid steps only, as one (M, Hd + C) GEMM
   (_ops.linear_forward / softmax_xent): padded steps are never scored, so nothing flows
   back from them;
@@ -158,34 +158,6 @@ class Seq2Seq:
         K = np.empty(E.shape[:2] + (P["attn.W_k"].shape[1],), dt)       # (N, S, A)
         _attn.keys_forward(E, P["attn.W_k"], src_len, self._own(), K)
         return E, K, bcache
-
-    def zero_state(self, N, C):
-        """(state, ctx): the decoder's start, zeros ((h,) or (h, c), each (N, Hd); (N, C))."""
-        z = np.zeros((N, self.cfg.decoder), self.dtype)
-        return ((z, z.copy()) if self.cfg.cell == "lstm" else (z,)), np.zeros((N, C), self.dtype)
-
-    def step(self, prev, state, ctx, E, K, src_len):
-        """One decoder step: prev (N,) target ids -> (state, ctx, feat (N, Hd + C), saved)."""
-        cfg, P, dt = self.cfg, self.params, self.dtype
-        N, S, C = E.shape
-        x = np.empty((1, N, cfg.embed + C), dt)                         # (1, N, E + C)
-        emb = np.empty((N, cfg.embed), dt)
-        _ops.embedding_forward(np.ascontiguousarray(prev, np.int32), P["tgt_embed"], emb)
-        x[0, :, :cfg.embed], x[0, :, cfg.embed:] = emb, ctx
-        w = (P["dec.weight_ih"], P["dec.weight_hh"], P["dec.bias_ih"], P["dec.bias_hh"])
-        res = getattr(cells, cfg.cell + "_forward")(x, *state, *w)
-        state, ccache = tuple(res[1:-1]), res[-1]
-        h = state[0]                                                    # (N, Hd)
-        A = K.shape[2]
-        bahdanau = cfg.attention == "bahdanau"
-        alpha, ctx = np.empty((N, S), dt), np.empty((N, C), dt)
-        tanhs = np.empty((N, S, A) if bahdanau else (0, 0, 0), dt)
-        qW = np.empty((N, A) if bahdanau else (0, 0), dt)
-        W_q, v = (P["attn.W_q"], P["attn.v"]) if bahdanau else (np.empty((0, 0), dt), np.empty(0, dt))
-        _attn.step_forward(_attn.KINDS[cfg.attention], h, K, E, W_q, v, src_len, self._own(),
-                           alpha, ctx, tanhs, qW)
-        feat = np.concatenate([h, ctx], axis=1)                         # (N, Hd + C)
-        return state, ctx, feat, (ccache, h, alpha, tanhs)
 
     def logits(self, feat):
         """(R, Vt) from features (R, Hd + C)."""

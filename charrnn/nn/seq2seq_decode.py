@@ -5,20 +5,18 @@ normalisation) and never emit BOS. A hypothesis ends when it emits EOS (not part
 output) or after max_len tokens (then it is cut there, without EOS). Under these rules
 beam search with a beam as wide as the number of hypotheses is exhaustive search, and a
 beam of 1 is greedy decoding: the tests check both.
+
+How: the sources are encoded once (Seq2Seq.encode), then one compiled call
+(kernels/_decode.pyx, GIL released) runs the whole search over the batch: per step the
+decoder cell, the attention and the output layer for every row as one batched product
+each, then the argmax (greedy) or each source's beam bookkeeping. Beam search runs
+`beam` rows per source, so all hypotheses of all sources of a batch step together.
 """
 import numpy as np
 
+from charrnn import _attn, _decode
 from charrnn.errors import ConfigError
-from charrnn.nn.seq2seq import BOS, EOS
-
-
-def _log_probs(model, feat):
-    # (R, Vt) float64 log-softmax of the output layer, BOS forbidden
-    z = model.logits(feat).astype(np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    lp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    lp[:, BOS] = -np.inf
-    return lp
+from charrnn.nn import cells
 
 
 def _check_len(max_len):
@@ -26,69 +24,61 @@ def _check_len(max_len):
         raise ConfigError(f"max_len must be a positive integer, got {max_len!r}")
 
 
+def _weights(model):
+    # the decoder's arguments after (cell, kind): embedding, cell weights with their packs
+    # (as the training loop's: empty for float64 or BLAS), then the attention's W_q, v
+    P = model.params
+    W_ih, W_hh = P["dec.weight_ih"], P["dec.weight_hh"]
+    W_q, v = model._attn_weights()
+    return (P["tgt_embed"], W_ih, cells.pack(None, "", W_ih, True), W_hh,
+            cells.pack(None, "", W_hh, True), P["dec.bias_ih"], P["dec.bias_hh"]), (W_q, v)
+
+
+def _output(model):
+    W = model.params["out.weight"]
+    return W, cells.pack(None, "", W, True), model.params["out.bias"]
+
+
+def _rows(out, out_len):
+    return [out[n, :out_len[n]].tolist() for n in range(out.shape[0])]
+
+
 def greedy(model, src, src_len, max_len):
     """(outputs, scores): per row the argmax token at every step, a list of target ids
-    (EOS excluded), and its summed log-probability."""
+    (EOS excluded), and its summed log-probability (float64 array)."""
     _check_len(max_len)
     src, src_len, _, _ = model.check(src, src_len)
     N = src.shape[1]
-    E, K, _ = model.encode(src, src_len)
-    state, ctx = model.zero_state(N, E.shape[2])
-    prev = np.full(N, BOS, np.int32)
-    outs, scores, done = [[] for _ in range(N)], np.zeros(N), np.zeros(N, bool)
-    for s in range(max_len):
-        state, ctx, feat, _ = model.step(prev, state, ctx, E, K, src_len)
-        lp = _log_probs(model, feat)                                    # (N, Vt)
-        prev = lp.argmax(axis=1).astype(np.int32)
-        for n in np.flatnonzero(~done):
-            scores[n] += lp[n, prev[n]]
-            if prev[n] == EOS:
-                done[n] = True
-            else:
-                outs[n].append(int(prev[n]))
-        if done.all():
-            break
-    return outs, scores
+    E, K, _ = model.encode(src, src_len)                               # (N, S, C), (N, S, A)
+    cell, (W_q, v) = _weights(model)
+    out, out_len, scores = np.empty((N, max_len), np.int32), np.empty(N, np.int64), np.empty(N)
+    _decode.greedy(_decode.CELLS[model.cfg.cell], _attn.KINDS[model.cfg.attention], *cell,
+                   K, E, W_q, v, src_len, model._own(), *_output(model), out, out_len, scores)
+    return _rows(out, out_len), scores
 
 
-def beam_search(model, src_ids, beam, max_len):
-    """(output, score): the best hypothesis found for one source (a sequence of source
-    ids), keeping the `beam` best expansions at every step (finished ones take a place)."""
+def beam_search_batch(model, src, src_len, beam, max_len):
+    """(outputs, scores): per source (columns of src (S, N), as greedy's) the best
+    hypothesis found keeping the `beam` best expansions at every step (finished ones
+    take a place), as a list of target ids, and its score."""
     _check_len(max_len)
     if isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) or beam < 1:
         raise ConfigError(f"beam must be a positive integer, got {beam!r}")
+    src, src_len, _, _ = model.check(src, src_len)
+    N = src.shape[1]
+    E, K, _ = model.encode(src, src_len)
+    # source n's hypotheses are rows n*beam .. n*beam + beam - 1 of the repeated keys
+    E, K, lens = np.repeat(E, beam, 0), np.repeat(K, beam, 0), np.repeat(src_len, beam)
+    cell, (W_q, v) = _weights(model)
+    out, out_len, scores = np.empty((N, max_len), np.int32), np.empty(N, np.int64), np.empty(N)
+    _decode.beam(_decode.CELLS[model.cfg.cell], _attn.KINDS[model.cfg.attention], *cell,
+                 K, E, W_q, v, lens, model._own(), *_output(model), int(beam), out, out_len,
+                 scores)
+    return _rows(out, out_len), scores
+
+
+def beam_search(model, src_ids, beam, max_len):
+    """(output, score): beam_search_batch of one source (a sequence of source ids)."""
     src = np.asarray(src_ids).reshape(-1, 1)
-    src, src_len, _, _ = model.check(src, [src.shape[0]])
-    E, K, _ = model.encode(src, src_len)                               # (1, S, C), (1, S, A)
-    state, ctx = model.zero_state(1, E.shape[2])
-    scores, tokens = np.zeros(1), [[]]
-    finished = []                                                       # (score, tokens)
-    for s in range(max_len):
-        B = len(tokens)
-        prev = np.array([t[-1] if t else BOS for t in tokens], np.int32)
-        state, ctx, feat, _ = model.step(prev, state, ctx, np.repeat(E, B, 0),
-                                         np.repeat(K, B, 0), np.repeat(src_len, B))
-        cand = scores[:, None] + _log_probs(model, feat)                # (B, Vt)
-        order = np.argsort(-cand.ravel(), kind="stable")[:beam]
-        keep = []
-        for i in order:
-            b, t = divmod(int(i), cand.shape[1])
-            if not np.isfinite(cand[b, t]):
-                continue
-            if t == EOS:
-                finished.append((cand[b, t], tokens[b]))
-            elif s == max_len - 1:
-                finished.append((cand[b, t], tokens[b] + [t]))          # cut at max_len
-            else:
-                keep.append((b, t))
-        if not keep:
-            break
-        rows = [b for b, _ in keep]
-        new_scores = np.array([cand[b, t] for b, t in keep])
-        # log-probabilities only lower a score: nothing alive can beat a finished one
-        if finished and max(f[0] for f in finished) >= new_scores.max():
-            break
-        scores, tokens = new_scores, [tokens[b] + [t] for b, t in keep]
-        state, ctx = tuple(a[rows] for a in state), ctx[rows]
-    best = max(range(len(finished)), key=lambda i: (finished[i][0], -i))
-    return finished[best][1], float(finished[best][0])
+    outs, scores = beam_search_batch(model, src, [src.shape[0]], beam, max_len)
+    return outs[0], float(scores[0])

@@ -233,9 +233,11 @@ CLS_BATCH = 32
 CLS_LADDER = [(0, 1, 64, 32), (20_000, 1, 128, 32), (200_000, 2, 128, 48)]   # from n pairs
 
 
-def choose_classifier(n_pairs, longest, max_minutes, given=None, held_out=None):
+def choose_classifier(n_pairs, longest, max_minutes, given=None, held_out=None, size=None):
     """The automatic options of a classifier run on n_pairs pairs whose longest text has
-    `longest` characters; held_out(val_frac) -> pairs held out (stratified, whole)."""
+    `longest` characters; held_out(val_frac) -> pairs held out (stratified, whole).
+    size(n_train, max_minutes) -> (layers, hidden, embed, batch) replaces the ladder
+    (transducers: choose_seq2seq)."""
     given = {k: v for k, v in (given or {}).items() if v is not None}
     notes = []
     val_frac = given.get("val_frac", VAL_FRAC)
@@ -249,8 +251,8 @@ def choose_classifier(n_pairs, longest, max_minutes, given=None, held_out=None):
     if not n_val:
         val_frac = 0.0
     n_train = n_pairs - n_val
-    layers, hidden, embed = [r[1:] for r in CLS_LADDER if n_train >= r[0]][-1]
-    batch = given.get("batch_size", max(1, min(CLS_BATCH, n_train // 4)))
+    layers, hidden, embed, batch = (size or _classifier_size)(n_train, max_minutes)
+    batch = given.get("batch_size", max(1, min(batch, n_train // 4)))
     per_epoch = math.ceil(n_train / batch)
     v = {"layers": layers, "hidden": hidden, "embed": embed, "val_frac": val_frac,
          "dropout": 0.0, "lr": LR, "lr_decay": 1.0, "batch_size": batch,
@@ -264,6 +266,37 @@ def choose_classifier(n_pairs, longest, max_minutes, given=None, held_out=None):
     auto = [k for k in AUTO if k not in given]
     v.update({k: given[k] for k in AUTO if k in given})
     return Choice(v, auto, n_val, notes)
+
+
+def _classifier_size(n_train, max_minutes):
+    return (*[r[1:] for r in CLS_LADDER if n_train >= r[0]][-1], CLS_BATCH)
+
+
+# ---- transducers (--task seq2seq) -----------------------------------------------------
+# A transducer's decoder (2 x --hidden units) runs once per target token: a pair costs
+# several times a classifier's, and a larger model keeps paying off for longer. On
+# CMUdict (108k training pairs; bench/results/g2p/2026-12-05-recipes.json), after the
+# same 2 epochs a 1x256 encoder with a 512-unit decoder was 4.5 points of word error
+# ahead of 1x128 / 256 (47.4% vs 51.9%), at about 3x the cost per pair. So the size grows
+# with the pairs and with the budget: the small model for the default 5 minutes, the
+# larger ones only when the budget can give them several epochs.
+S2S_LADDER = [(0, 1, 64, 32, 32), (20_000, 1, 128, 32, 32), (50_000, 1, 192, 48, 64),
+              (100_000, 1, 256, 64, 64)]   # (from n pairs, layers, hidden, embed, batch)
+S2S_BUDGET = [(0, 1), (10, 2), (20, 3)]     # (from minutes, the highest rung it allows)
+
+
+def seq2seq_size(n_train, max_minutes):
+    """(layers, hidden, embed, batch) of a transducer on n_train pairs in max_minutes
+    (0: no limit, sized as UNBOUNDED_MINUTES)."""
+    minutes = max_minutes or UNBOUNDED_MINUTES
+    top = [r for m, r in S2S_BUDGET if minutes >= m][-1]
+    rung = min(top, [i for i, r in enumerate(S2S_LADDER) if n_train >= r[0]][-1])
+    return S2S_LADDER[rung][1:]
+
+
+def choose_seq2seq(n_pairs, longest, max_minutes, given=None, held_out=None):
+    """choose_classifier with seq2seq_size's model and batch."""
+    return choose_classifier(n_pairs, longest, max_minutes, given, held_out, seq2seq_size)
 
 
 def describe_classifier(choice, cell="gru"):

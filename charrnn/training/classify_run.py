@@ -37,7 +37,8 @@ from charrnn.nn.classifier import Classifier, pad_batch
 from charrnn.training import auto as defaults
 from charrnn.training.options import stop_reason
 from charrnn.training.progress import Bar
-from charrnn.training.trainer import Interrupted, scheduled_lr
+from charrnn.training.schedule import anneal_window, budget_end, plateau_window, scheduled_lr
+from charrnn.training.trainer import Interrupted
 
 BUCKET = 50          # batches per length bucket
 EVAL_BATCH = 256     # rows per forward pass when scoring the held-out pairs
@@ -121,7 +122,7 @@ class ClassifierTrainer:
         self.train_x, self.train_y = enc(tr)
         self.val_x, self.val_y = enc(va)
         mcfg = dict(cell=cfg.cell, hidden=cfg.hidden, layers=cfg.layers, embed=cfg.embed,
-                    vocab_size=len(self.vocab) + 1, classes=len(self.labels), pool="final")
+                    vocab_size=len(self.vocab) + 1, classes=len(self.labels), pool=cfg.pool)
         self.model = Classifier(mcfg, seed=cfg.seed, forget_bias=cfg.forget_bias)
         self._start(len(tr), saved)
         if saved is None:
@@ -171,18 +172,21 @@ class ClassifierTrainer:
                             self.anneal_from)
 
     def _plan(self, elapsed):
-        c = self.cfg
-        if not c.anneal or self.anneal_steps is not None:
-            return
-        ends = [c.max_steps] if c.max_steps else []
-        if c.max_epochs:
-            ends.append(math.ceil(c.max_epochs * self.per_epoch))
-        if c.max_minutes and self.step_time:
-            left = c.max_minutes * 60 - elapsed - self.eval_cost
-            ends.append(self.step + int(max(0.0, left) /
-                                        (self.step_time + self.eval_cost / c.eval_every)))
-        if ends and (self.step >= (1 - c.anneal) * min(ends) or self.anneal_from is not None):
-            self.anneal_steps = (self.step, max(min(ends), self.step + 1), self.anneal_from or 1.0)
+        """Fix the anneal window (charrnn.training.schedule): near the budget's end, or
+        on a plateau of the validation loss (restarting the patience count; -> a note)."""
+        if self.anneal_steps is None:
+            c = self.cfg
+            end = budget_end(c, self.step, self.per_epoch, elapsed, self.step_time,
+                             self.eval_cost)
+            self.anneal_steps = anneal_window(c, self.step, end, self.anneal_from)
+            if self.anneal_steps is None and self.anneal_from is None:
+                self.anneal_steps = plateau_window(c, self.step, end, self.bad_evals)
+                if self.anneal_steps is not None:
+                    self.bad_evals = 0
+                    return (f"no better validation loss in {max(2, c.patience // 2)} "
+                            f"evaluations: annealing the lr to a tenth by step "
+                            f"{self.anneal_steps[1]}")
+        return None
 
     def _done(self, elapsed):
         return stop_reason(self.cfg, self.step, self.epoch(), elapsed + self.eval_cost,
@@ -209,7 +213,9 @@ class ClassifierTrainer:
                         return self._summary(stop)
                     if stop or sig.received is not None:
                         break
-                    self._plan(self.elapsed())
+                    note = self._plan(self.elapsed())
+                    if note:
+                        write(f"step {self.step}: {note}")
                     record = self._step()
                     if self.step % cfg.eval_every == 0:
                         self._evaluate_and_save(record, write)
@@ -246,7 +252,7 @@ class ClassifierTrainer:
         """task: the first log line."""
         c = self.cfg
         return (f"charrnn: training a {c.layers}x{c.hidden} bidirectional {c.cell.upper()} "
-                f"classifier ({self.model.flat.size:,} parameters, vocabulary "
+                f"classifier{', mean-pooled' * (c.pool == 'mean')} ({self.model.flat.size:,} parameters, vocabulary "
                 f"{len(self.vocab)}, {len(self.labels)} labels), "
                 f"{plural(self.per_epoch, 'step')} per epoch")
 

@@ -39,7 +39,8 @@ from charrnn.training.progress import Output
 from charrnn.training.run_start import open_run, remove_if_unused
 from charrnn.io.rundir import STATE_FILE, RunLock
 from charrnn.errors import CharRNNError, ConfigError
-from charrnn.training.trainer import Interrupted, Trainer, anneal_factor
+from charrnn.training.schedule import anneal_factor
+from charrnn.training.trainer import Interrupted, Trainer
 from charrnn.training.classify_run import ClassifierTrainer
 from charrnn.training.classify_run import check_options as check_classify_options
 from charrnn.training.seq2seq_run import Seq2SeqTrainer
@@ -104,6 +105,8 @@ def train(corpus=None, *, out=None, resume=False, init=None, threads=None, quiet
     if options.get("target_tokens") is not None and options.get("task") != "seq2seq" \
             and not resume:
         raise ConfigError("--target-tokens is for --task seq2seq")
+    if options.get("pool") is not None and options.get("task") != "classify" and not resume:
+        raise ConfigError("--pool is for --task classify")
     if not comm.is_root:
         quiet, log, progress = True, (lambda s: None), None
     try:

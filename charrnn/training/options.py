@@ -27,6 +27,7 @@ DOCS = ("none", "lines", "files")                  # charrnn.data.documents.MODE
 # trainer.Trainer, classify: classify_run.ClassifierTrainer, seq2seq:
 # seq2seq_run.Seq2SeqTrainer).
 TASKS = ("lm", "classify", "seq2seq")
+POOLS = ("final", "mean")   # charrnn.nn.classifier.POOLS (not imported: the CLI loads no numpy)
 TARGET_TOKENS = ("chars", "space")   # seq2seq targets: characters, or space-separated tokens
 
 
@@ -47,6 +48,9 @@ class TrainConfig:
     target_tokens: str = option(
         "chars", "With --task seq2seq: what a target is made of: chars, its characters; "
         "space, its space-separated tokens (phonemes such as K AE1 T)")
+    pool: str = option(
+        "final", "With --task classify: what the label layer reads: final, the last states "
+        "of both directions; mean, the mean of the top layer's outputs over the text")
     # at 1 MB and 5 minutes the auto options come to: 2x256, embed 64, dropout 0.1,
     # 32 x 64, lr decay 0.85, evaluate every 500
     # ---- model (see charrnn.nn.network.ModelConfig)
@@ -105,7 +109,7 @@ class TrainConfig:
         "auto", "Precision of the matrix products: fp32, or bf16 (their inputs rounded to "
         "bfloat16, float32 sums; weights, optimizer state, gradients, gate math and cell "
         "state stay float32); auto: bf16 where the CPU has bf16 dot products that charrnn "
-        "has a verified kernel for (arm64 FEAT_BF16), else fp32. The run records the "
+        "has a kernel for (x86 AVX512_BF16, arm64 FEAT_BF16) that passes a start-up check against the portable one, else fp32. The run records the "
         "precision it used; --resume keeps it; sampling is always fp32")
     # ---- schedule
     eval_every: Optional[int] = option(
@@ -151,6 +155,7 @@ class TrainConfig:
             (self.docs in DOCS, f"--docs must be one of {', '.join(DOCS)}"),
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
             (self.task in TASKS, f"--task must be one of {', '.join(TASKS)}"),
+            (self.pool in POOLS, f"--pool must be one of {', '.join(POOLS)}"),
             (self.target_tokens in TARGET_TOKENS,
              f"--target-tokens must be one of {', '.join(TARGET_TOKENS)}"),
         ]

@@ -28,11 +28,11 @@ from charrnn.io import safetensors_file as sf
 from charrnn.nn import optim
 from charrnn.nn.classifier import pad_batch
 from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
-from charrnn.nn.seq2seq_decode import beam_search, greedy
+from charrnn.nn.seq2seq_decode import beam_search_batch, greedy
 from charrnn.training.seq2seq_score import error_rates, group_references
 
 TOKENS = ("chars", "words")
-BATCH = 256   # sources per greedy decoding or loss pass
+BATCH = 256   # sources per decoding call (greedy or beam) or loss pass
 FORMAT, VERSION = "charrnn-seq2seq", "1"   # the file's metadata "format" and "version"
 
 
@@ -52,12 +52,16 @@ class Transducer:
     def join(self, toks):
         return ("" if self.tokens == "chars" else " ").join(toks)
 
-    def encode_sources(self, texts):
-        """(src (S, N) int32, src_len (N,)) of a list of non-empty strings."""
-        index = {c: i + 1 for i, c in enumerate(self.src_vocab)}
+    @staticmethod
+    def check_sources(texts):
         for i, t in enumerate(texts):
             if not isinstance(t, str) or not t:
                 raise CorpusError(f"source {i} is {t!r}: every source must be a non-empty string")
+
+    def encode_sources(self, texts):
+        """(src (S, N) int32, src_len (N,)) of a list of non-empty strings."""
+        index = {c: i + 1 for i, c in enumerate(self.src_vocab)}
+        self.check_sources(texts)
         return pad_batch([[index.get(c, 0) for c in t] for t in texts])
 
     def encode_targets(self, targets):
@@ -74,17 +78,25 @@ class Transducer:
         return tgt, lens - 1
 
     def transduce(self, texts, beam=1, max_len=None):
-        """The output string of each text: greedy with beam=1, else beam search."""
-        src, src_len = self.encode_sources(texts)
+        """The output string of each text: greedy with beam=1, else beam search; BATCH
+        texts per compiled decoding call."""
         max_len = self.max_len if max_len is None else max_len
-        if beam == 1 and len(texts) > BATCH:
-            return [o for lo in range(0, len(texts), BATCH)
-                    for o in self.transduce(texts[lo:lo + BATCH], 1, max_len)]
+        if len(texts) > BATCH:
+            self.check_sources(texts)   # errors name the text's place in `texts`
+            # batches of similar lengths: less padding for the encoder, and fewer steps
+            # where finished rows ride along in the decoder
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+            outs = [None] * len(texts)
+            for lo in range(0, len(texts), BATCH):
+                part = order[lo:lo + BATCH]
+                for i, o in zip(part, self.transduce([texts[i] for i in part], beam, max_len)):
+                    outs[i] = o
+            return outs
+        src, src_len = self.encode_sources(texts)
         if beam == 1:
             outs, _ = greedy(self.model, src, src_len, max_len)
         else:
-            outs = [beam_search(self.model, src[:src_len[n], n], beam, max_len)[0]
-                    for n in range(src.shape[1])]
+            outs, _ = beam_search_batch(self.model, src, src_len, beam, max_len)
         return [self.join(self.tgt_vocab[i - 2] for i in out) for out in outs]
 
     def save(self, path, info=None):

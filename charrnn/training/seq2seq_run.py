@@ -15,8 +15,9 @@ patience, Ctrl-C, the progress bar) with its own data, model and evaluation:
   the source characters (embedding --embed), a decoder of 2 x --hidden units with Luong
   attention. Source vocabulary: the training sources' characters (id 0: any other);
   target vocabulary: every target token of the file (BOS, EOS first).
-- evaluation: the loss per target token (EOS included) over every held-out pair, and
-  the token error rate of greedy decoding on up to EVAL_SAMPLE held-out sources (the
+- evaluation: the loss per target token (EOS included) over up to EVAL_PAIRS held-out
+  pairs (a sample fixed by the seed; all of them when there are fewer), and the token
+  error rate of greedy decoding on up to EVAL_SAMPLE held-out sources (the
   first ones, in file order: the same sample at every evaluation), as val_ter.
 - the model file: charrnn.training.seq2seq.Transducer.save (load_transducer reads it).
 """
@@ -35,6 +36,8 @@ from charrnn.training.seq2seq import Transducer
 from charrnn.training.seq2seq_score import error_rates, group_references
 
 EVAL_SAMPLE = 200   # held-out sources decoded at each evaluation for val_ter
+EVAL_PAIRS = 2000   # held-out pairs whose loss each evaluation measures (a seeded sample):
+# all 12,000 of CMUdict's took a fifth of a run's time, and patience needs no more
 TOKENS = {"chars": "chars", "space": "words"}   # --target-tokens -> Transducer.tokens
 
 
@@ -69,7 +72,7 @@ class Seq2SeqTrainer(ClassifierTrainer):
         def held_out(frac):
             return len(split_by_source(pairs.left, frac, cfg.seed)[1])
         longest = max(map(len, pairs.left))
-        choice = defaults.choose_classifier(n, longest, cfg.max_minutes, given, held_out)
+        choice = defaults.choose_seq2seq(n, longest, cfg.max_minutes, given, held_out)
         self.cfg = cfg = type(cfg)(**{**asdict(cfg), **choice.values})
         tr, va = split_by_source(pairs.left, cfg.val_frac, cfg.seed) if cfg.val_frac else (
             np.arange(n), np.arange(0))
@@ -95,6 +98,8 @@ class Seq2SeqTrainer(ClassifierTrainer):
         self.val_x, self.val_t = enc(va)
         self.val_refs = dict(list(group_references(
             [pairs.left[i] for i in va], [pairs.right[i] for i in va], split).items())[:EVAL_SAMPLE])
+        sample = np.random.default_rng([cfg.seed, 0x5A]).permutation(len(va))[:EVAL_PAIRS]
+        self.val_order = sample[np.argsort([len(self.val_x[i]) for i in sample], kind="stable")]
         self._start(len(tr), saved)
         if saved is None:
             for note in choice.notes:
@@ -127,7 +132,7 @@ class Seq2SeqTrainer(ClassifierTrainer):
         the sample), or (None, None) without held-out pairs."""
         if not len(self.val_x):
             return None, None
-        order = np.argsort([len(x) for x in self.val_x], kind="stable")
+        order = self.val_order
         total = count = 0.0
         for lo in range(0, len(order), EVAL_BATCH):
             rows = order[lo:lo + EVAL_BATCH]

@@ -31,6 +31,7 @@ from charrnn.training.checkpointing import Checkpoints
 from charrnn.training.preview import Preview
 from charrnn.training.options import stop_reason
 from charrnn.training.progress import Bar
+from charrnn.training.schedule import anneal_window, budget_end, scheduled_lr
 from charrnn.training.run_start import check_corpus_unchanged, prepare
 
 
@@ -57,24 +58,6 @@ class Interrupted(Exception):
     def __init__(self, signum, message):
         super().__init__(message)
         self.signum = signum
-
-
-def scheduled_lr(c, epochs, step, anneal_steps, anneal_from):
-    """c.lr * c.lr_decay^epochs, times the anneal factor once annealing has started (or
-    the factor a resume changed the budget at)."""
-    lr = c.lr * c.lr_decay ** epochs
-    if anneal_steps is not None:
-        return lr * anneal_factor(anneal_steps, step)
-    return lr if anneal_from is None else lr * anneal_from
-
-
-def anneal_factor(window, step):
-    """The lr factor at `step` of the anneal window (start, end[, from]): it falls
-    linearly from `from` (1 unless a resume changed the budget mid-anneal) to 0.1."""
-    start, end, *rest = window
-    f0 = rest[0] if rest else 1.0
-    frac = min(1.0, max(0, step - start) / max(1, end - start))
-    return f0 - (f0 - 0.1) * frac
 
 
 class Trainer:
@@ -163,26 +146,10 @@ class Trainer:
         The end is the step at which the first budget runs out: --max-steps and
         --max-epochs are exact; --max-minutes is estimated from the measured speed. Once
         fixed, the window is saved with the run, so a resumed run anneals identically."""
-        c = self.cfg
-        if not c.anneal or self.anneal_steps is not None:
-            return
-        ends = []
-        if c.max_steps:
-            ends.append(c.max_steps)
-        if c.max_epochs:
-            ends.append(math.ceil(c.max_epochs * len(self.train_batches)))
-        if c.max_minutes and step_time:
-            # each step costs its own time and a 1/eval_every share of an evaluation; the
-            # last evaluation (at the end) is kept aside, as _done does
-            left = c.max_minutes * 60 - elapsed - eval_cost
-            per_step = step_time + eval_cost / c.eval_every
-            ends.append(self.step + int(max(0.0, left) / per_step))
-        if not ends:
-            return
-        end = min(ends)
-        if self.step >= (1 - c.anneal) * end or self.anneal_from is not None:
-            # a budget changed on resume mid-anneal: go on from where the lr is
-            self.anneal_steps = (self.step, max(end, self.step + 1), self.anneal_from or 1.0)
+        if self.anneal_steps is None:
+            end = budget_end(self.cfg, self.step, len(self.train_batches), elapsed,
+                             step_time, eval_cost)
+            self.anneal_steps = anneal_window(self.cfg, self.step, end, self.anneal_from)
 
     def _done(self, elapsed, eval_cost):
         return stop_reason(self.cfg, self.step, self.epoch(), elapsed + eval_cost,

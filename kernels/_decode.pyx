@@ -1,0 +1,343 @@
+"""Decoding the attention encoder-decoder: greedy and beam search, each one nogil call over
+a whole batch (charrnn/nn/seq2seq_decode.py wraps them; the model is charrnn.nn.seq2seq,
+its specification charrnn.nn.reference_seq2seq).
+
+Sizes: R rows (sources for greedy, sources x beam for beam search), Em embedding,
+C encoder output, D = Em + C the cell input, Hd decoder hidden, GH = G*Hd (G: LSTM 4,
+GRU 3), S source steps, A key size, F = Hd + C the output layer's input, Vt target
+vocabulary, L = max_len.
+One step, for every row r at once, from the previous token prev[r] and the state
+(h, c, ctx) it left (h = c = ctx = 0 before the first step, prev = BOS):
+    xs        = [tgt_embed[prev] ; ctx]                              (R, D)   input feeding
+    LSTM      act = xs W_ih^T + b_ih + b_hh + h W_hh^T; lstm_fwd_step -> h', c'
+    GRU       act = xs W_ih^T + b_ih, gh = h W_hh^T + b_hh; gru_fwd_step -> h'
+    attention (kernels/_attn_core.pxi) with query h' -> ctx'         (R, C)
+    logits    = [h' ; ctx'] W_out^T + b_out                          (R, Vt)
+    lp        = log_softmax(logits) in float64, lp[:, BOS] = -inf    (R, Vt)
+These are the training loop's maths (kernels/_decoder.pyx: cellmath.h's step functions,
+mm / mm_bias, attend_fwd), so decoding scores exactly what training optimises.
+The search rules (charrnn/nn/seq2seq_decode.py's docstring) are then applied per row in
+C: greedy takes the argmax (the first one among equals), beam search keeps the `width`
+best expansions of each source in the order of a stable sort by descending score.
+Every shape is checked, and every buffer allocated, before the GIL is released.
+"""
+import numpy as np
+
+from cython cimport floating
+from libc.math cimport exp, log, tanh, INFINITY, isfinite
+from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.string cimport memcpy, memset
+from _blas cimport mm
+from _cellmath cimport (lstm_fwd_step_f32, lstm_fwd_step_f64, gru_fwd_step_f32,
+                        gru_fwd_step_f64, mm_bias, packed)
+
+include "_dispatch.pxi"
+
+cdef enum:
+    BAHDANAU = 0
+    LUONG = 1
+
+include "_attn_core.pxi"
+
+cdef enum:
+    LSTM = 0
+    GRU = 1
+    BOS = 0
+    EOS = 1
+CELLS = {"lstm": LSTM, "gru": GRU}
+
+
+cdef int _need(bint ok, str what) except -1:
+    if not ok:
+        raise ValueError(f"decode kernel: inconsistent shapes ({what})")
+    return 0
+
+
+cdef tuple _sh(Py_ssize_t *shape, int nd):
+    return tuple([shape[i] for i in range(nd)])
+
+
+def _check(int cell, int kind, R, Vt, Em, C, Hd, S, A, shapes):
+    """Every array's shape against the sizes, or one ValueError naming the first misfit."""
+    G = 4 if cell == LSTM else 3
+    _need(cell in (LSTM, GRU) and kind in (BAHDANAU, LUONG), f"cell {cell}, kind {kind}")
+    _need(kind == BAHDANAU or A == Hd, "Luong keys must have the decoder's size")
+    _need(Vt >= 3, f"a target vocabulary of {Vt}: BOS, EOS and at least one token")
+    want = dict(emb=(Vt, Em), W_ih=(G * Hd, Em + C), W_hh=(G * Hd, Hd), b_ih=(G * Hd,),
+                b_hh=(G * Hd,), K=(R, S, A), E=(R, S, C),
+                W_q=(Hd, A) if kind == BAHDANAU else (0, 0),
+                v=(A,) if kind == BAHDANAU else (0,), W_out=(Vt, Hd + C), b_out=(Vt,))
+    for name, shape in shapes.items():
+        _need(tuple(shape) == want[name], f"{name} {tuple(shape)}, expected {want[name]}")
+
+
+def _scratch(dt, int cell, int kind, R, D, Hd, C, S, A, Vt):
+    """The scratch of one decoding call, allocated with the GIL: the state in two slots
+    (current, next), the step's intermediates, float64 log-probabilities."""
+    GH = (4 if cell == LSTM else 3) * Hd
+    bah = kind == BAHDANAU
+    return dict(h=np.zeros((2, R, Hd), dt),
+                c=np.zeros((2, R, Hd) if cell == LSTM else (2, 0, 0), dt),
+                ctx=np.zeros((2, R, C), dt), xs=np.empty((R, D), dt), act=np.empty((R, GH), dt),
+                tc=np.empty((R, Hd), dt), gh=np.empty((R, GH) if cell == GRU else (0, 0), dt),
+                alpha=np.empty((R, S), dt), tanhs=np.empty((R, S, A) if bah else (0, 0, 0), dt),
+                qW=np.empty((R, A) if bah else (0, 0), dt), feat=np.empty((R, Hd + C), dt),
+                logits=np.empty((R, Vt), dt), lp=np.empty((R, Vt), np.float64))
+
+
+cdef inline void _log_softmax(const floating *z, double *lp, Py_ssize_t V) noexcept nogil:
+    # lp := z - logsumexp(z) in float64 (seq2seq_decode's formula), then lp[BOS] := -inf
+    cdef Py_ssize_t j
+    cdef double mx = z[0], tot = 0
+    for j in range(1, V):
+        if z[j] > mx:
+            mx = z[j]
+    for j in range(V):
+        lp[j] = <double>z[j] - mx
+        tot += exp(lp[j])
+    tot = log(tot)
+    for j in range(V):
+        lp[j] = lp[j] - tot
+    lp[BOS] = -INFINITY
+
+
+cdef void _step(int cell, int kind, const int32_t *prev, const floating[:, ::1] emb,
+                const floating[:, ::1] W_ih, const floating *P_ih,
+                const floating[:, ::1] W_hh, const floating *P_hh,
+                const floating[::1] b_ih, const floating[::1] b_hh,
+                const floating[:, :, ::1] K, const floating[:, :, ::1] E,
+                const floating[:, ::1] W_q, const floating[::1] v,
+                const int64_t[::1] lengths, bint own,
+                const floating[:, ::1] W_out, const floating *P_out, const floating[::1] b_out,
+                floating[:, ::1] h, floating[:, ::1] c, floating[:, ::1] ctx,
+                floating[:, ::1] h2, floating[:, ::1] c2, floating[:, ::1] ctx2,
+                floating[:, ::1] xs, floating[:, ::1] act, floating[:, ::1] tc,
+                floating[:, ::1] gh, floating[:, ::1] alpha, floating[:, :, ::1] tanhs,
+                floating[:, ::1] qW, floating[:, ::1] feat, floating[:, ::1] logits,
+                double[:, ::1] lp) noexcept nogil:
+    """One step over every row: (h, c, ctx) and prev -> (h2, c2, ctx2) and lp."""
+    cdef Py_ssize_t R = xs.shape[0], D = xs.shape[1], Em = emb.shape[1], C = ctx.shape[1]
+    cdef Py_ssize_t Hd = h.shape[1], GH = act.shape[1], Vt = W_out.shape[0], F = Hd + C, n
+    for n in range(R):
+        memcpy(&xs[n, 0], &emb[prev[n], 0], Em * sizeof(floating))
+        memcpy(&xs[n, Em], &ctx[n, 0], C * sizeof(floating))
+    if cell == LSTM:
+        mm_bias(<int>R, <int>GH, <int>D, &xs[0, 0], <int>D, &W_ih[0, 0], <int>D, P_ih,
+                &b_ih[0], &b_hh[0], &act[0, 0], <int>GH)
+        mm(P_hh != NULL, False, True, <int>R, <int>GH, <int>Hd, &h[0, 0], <int>Hd,
+           &W_hh[0, 0], <int>Hd, P_hh, True, &act[0, 0], <int>GH)
+        if floating is float:
+            lstm_fwd_step_f32(&act[0, 0], &c[0, 0], &c2[0, 0], &tc[0, 0], &h2[0, 0], R, Hd)
+        else:
+            lstm_fwd_step_f64(&act[0, 0], &c[0, 0], &c2[0, 0], &tc[0, 0], &h2[0, 0], R, Hd)
+    else:
+        mm_bias(<int>R, <int>GH, <int>D, &xs[0, 0], <int>D, &W_ih[0, 0], <int>D, P_ih,
+                &b_ih[0], NULL, &act[0, 0], <int>GH)
+        mm_bias(<int>R, <int>GH, <int>Hd, &h[0, 0], <int>Hd, &W_hh[0, 0], <int>Hd, P_hh,
+                &b_hh[0], NULL, &gh[0, 0], <int>GH)
+        if floating is float:
+            gru_fwd_step_f32(&act[0, 0], &gh[0, 0], &tc[0, 0], &h[0, 0], &h2[0, 0], R, Hd)
+        else:
+            gru_fwd_step_f64(&act[0, 0], &gh[0, 0], &tc[0, 0], &h[0, 0], &h2[0, 0], R, Hd)
+    attend_fwd(kind, h2, K, E, W_q, v, lengths, own, alpha, ctx2, tanhs, qW)
+    for n in range(R):
+        memcpy(&feat[n, 0], &h2[n, 0], Hd * sizeof(floating))
+        memcpy(&feat[n, Hd], &ctx2[n, 0], C * sizeof(floating))
+    mm_bias(<int>R, <int>Vt, <int>F, &feat[0, 0], <int>F, &W_out[0, 0], <int>F, P_out,
+            &b_out[0], NULL, &logits[0, 0], <int>Vt)
+    for n in range(R):
+        _log_softmax(&logits[n, 0], &lp[n, 0], Vt)
+
+
+cdef int _prepare(int cell, int kind, const floating[:, ::1] emb,
+                  const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+                  const floating[::1] b_ih, const floating[::1] b_hh,
+                  const floating[:, :, ::1] K, const floating[:, :, ::1] E,
+                  const floating[:, ::1] W_q, const floating[::1] v,
+                  const int64_t[::1] lengths, const floating[:, ::1] W_out,
+                  const floating[::1] b_out) except -1:
+    cdef Py_ssize_t R = E.shape[0], C = E.shape[2], Hd = W_hh.shape[1]
+    _check(cell, kind, R, W_out.shape[0], emb.shape[1], C, Hd, E.shape[1], K.shape[2], dict(
+        emb=_sh(emb.shape, 2), W_ih=_sh(W_ih.shape, 2), W_hh=_sh(W_hh.shape, 2),
+        b_ih=_sh(b_ih.shape, 1), b_hh=_sh(b_hh.shape, 1), K=_sh(K.shape, 3),
+        E=_sh(E.shape, 3), W_q=_sh(W_q.shape, 2), v=_sh(v.shape, 1),
+        W_out=_sh(W_out.shape, 2), b_out=_sh(b_out.shape, 1)))
+    _lengths_ok(lengths, R, E.shape[1])
+    return 0
+
+
+def greedy(int cell, int kind, const floating[:, ::1] emb,
+           const floating[:, ::1] W_ih, const floating[::1] Wp_ih,
+           const floating[:, ::1] W_hh, const floating[::1] Wp_hh,
+           const floating[::1] b_ih, const floating[::1] b_hh,
+           const floating[:, :, ::1] K, const floating[:, :, ::1] E,
+           const floating[:, ::1] W_q, const floating[::1] v, const int64_t[::1] lengths,
+           bint own, const floating[:, ::1] W_out, const floating[::1] Wp_out,
+           const floating[::1] b_out, int32_t[:, ::1] out, int64_t[::1] out_len,
+           double[::1] scores):
+    """Greedy decoding of R rows for at most L = out.shape[1] steps: row r's tokens in
+    out[r, :out_len[r]] (EOS excluded), its summed log-probability in scores[r]; stops
+    when every row has emitted EOS. Wp_*: packs as the training loop's (cells.pack,
+    transposed), or empty (BLAS). -> the number of steps run."""
+    cdef Py_ssize_t R = E.shape[0], Hd = W_hh.shape[1], C = E.shape[2], Vt = W_out.shape[0]
+    cdef Py_ssize_t L = out.shape[1], D = W_ih.shape[1], GH = W_hh.shape[0], s, n, j, a
+    cdef Py_ssize_t ndone, steps = 0
+    cdef int cur = 0
+    _prepare(cell, kind, emb, W_ih, W_hh, b_ih, b_hh, K, E, W_q, v, lengths, W_out, b_out)
+    _need(out.shape[0] == R and out_len.shape[0] == R and scores.shape[0] == R and L >= 1,
+          "out, out_len, scores")
+    own = own and floating is float
+    cdef const floating *P_ih = packed(Wp_ih, D, GH, "decode", "Wp_ih")
+    cdef const floating *P_hh = packed(Wp_hh, Hd, GH, "decode", "Wp_hh")
+    cdef const floating *P_out = packed(Wp_out, Hd + C, Vt, "decode", "Wp_out")
+    dt = np.float32 if floating is float else np.float64
+    z = _scratch(dt, cell, kind, R, D, Hd, C, E.shape[1], K.shape[2], Vt)
+    cdef floating[:, :, ::1] hb = z["h"], cb = z["c"], xb = z["ctx"], tanhs = z["tanhs"]
+    cdef floating[:, ::1] xs = z["xs"], act = z["act"], tc = z["tc"], gh = z["gh"]
+    cdef floating[:, ::1] alpha = z["alpha"], qW = z["qW"], feat = z["feat"]
+    cdef floating[:, ::1] logits = z["logits"]
+    cdef double[:, ::1] lp = z["lp"]
+    cdef int32_t[::1] prev = np.full(R, BOS, np.int32)
+    cdef uint8_t[::1] done = np.zeros(R, np.uint8)
+    if R == 0:
+        return 0
+    with nogil:
+        for n in range(R):
+            out_len[n] = 0
+            scores[n] = 0
+        for s in range(L):
+            _step(cell, kind, &prev[0], emb, W_ih, P_ih, W_hh, P_hh, b_ih, b_hh, K, E, W_q, v,
+                  lengths, own, W_out, P_out, b_out, hb[cur], cb[cur], xb[cur],
+                  hb[1 - cur], cb[1 - cur], xb[1 - cur], xs, act, tc, gh, alpha, tanhs,
+                  qW, feat, logits, lp)
+            cur = 1 - cur
+            steps += 1
+            ndone = 0
+            for n in range(R):
+                a = 1                                   # lp[BOS] = -inf: never the argmax
+                for j in range(2, Vt):
+                    if lp[n, j] > lp[n, a]:
+                        a = j
+                if not done[n]:
+                    scores[n] += lp[n, a]
+                    if a == EOS:
+                        done[n] = 1
+                    else:
+                        out[n, out_len[n]] = <int32_t>a
+                        out_len[n] += 1
+                prev[n] = <int32_t>a
+                ndone += done[n]
+            if ndone == R:
+                break
+    return steps
+
+
+def beam(int cell, int kind, const floating[:, ::1] emb,
+         const floating[:, ::1] W_ih, const floating[::1] Wp_ih,
+         const floating[:, ::1] W_hh, const floating[::1] Wp_hh,
+         const floating[::1] b_ih, const floating[::1] b_hh,
+         const floating[:, :, ::1] K, const floating[:, :, ::1] E,
+         const floating[:, ::1] W_q, const floating[::1] v, const int64_t[::1] lengths,
+         bint own, const floating[:, ::1] W_out, const floating[::1] Wp_out,
+         const floating[::1] b_out, int width, int32_t[:, ::1] out, int64_t[::1] out_len,
+         double[::1] scores):
+    """Beam search for W = out.shape[0] sources at once, `width` hypotheses each, at most
+    L = out.shape[1] tokens: source w owns rows w*width .. w*width + width - 1 of K, E,
+    lengths (each source's repeated `width` times), and its hypotheses live there, the
+    first nlive[w] of them. Per source, each step: candidates score + lp of its live
+    rows, the `width` best by a stable descending sort (flat index b*Vt + t breaks ties),
+    finite ones only; EOS, or any token at step L, finishes a hypothesis (only the best
+    finished one is kept: the first of equals), the others live on; the source ends when
+    none lives or the best finished one scores at least the best live one (a
+    log-probability never raises a score). -> the number of steps run."""
+    cdef Py_ssize_t R = E.shape[0], Hd = W_hh.shape[1], C = E.shape[2], Vt = W_out.shape[0]
+    cdef Py_ssize_t L = out.shape[1], D = W_ih.shape[1], GH = W_hh.shape[0], NW = out.shape[0]
+    cdef Py_ssize_t s, w, k, i, bi, t, r0, src, dst, nk, best_i, left, steps = 0
+    cdef double val, best_v, last_v
+    cdef Py_ssize_t last_i
+    _prepare(cell, kind, emb, W_ih, W_hh, b_ih, b_hh, K, E, W_q, v, lengths, W_out, b_out)
+    _need(width >= 1 and R == NW * width and out_len.shape[0] == NW and scores.shape[0] == NW
+          and L >= 1, f"{R} rows for {NW} sources of beam {width}, out_len, scores")
+    own = own and floating is float
+    cdef const floating *P_ih = packed(Wp_ih, D, GH, "decode", "Wp_ih")
+    cdef const floating *P_hh = packed(Wp_hh, Hd, GH, "decode", "Wp_hh")
+    cdef const floating *P_out = packed(Wp_out, Hd + C, Vt, "decode", "Wp_out")
+    dt = np.float32 if floating is float else np.float64
+    z = _scratch(dt, cell, kind, R, D, Hd, C, E.shape[1], K.shape[2], Vt)
+    cdef floating[:, :, ::1] hb = z["h"], cb = z["c"], xb = z["ctx"], tanhs = z["tanhs"]
+    cdef floating[:, ::1] xs = z["xs"], act = z["act"], tc = z["tc"], gh = z["gh"]
+    cdef floating[:, ::1] alpha = z["alpha"], qW = z["qW"], feat = z["feat"]
+    cdef floating[:, ::1] logits = z["logits"]
+    cdef double[:, ::1] lp = z["lp"]
+    cdef int32_t[::1] prev = np.full(R, BOS, np.int32)
+    cdef int32_t[:, :, ::1] tok = np.zeros((2, R, L), np.int32)    # hypotheses' tokens
+    cdef double[:, ::1] sc = np.zeros((2, R))                       # and their scores
+    cdef int64_t[::1] nlive = np.ones(NW, np.int64), parent = np.empty(width, np.int64)
+    cdef uint8_t[::1] has_best = np.zeros(NW, np.uint8), done = np.zeros(NW, np.uint8)
+    if NW == 0:
+        return 0
+    left = NW
+    with nogil:
+        for w in range(NW):
+            out_len[w] = 0
+            scores[w] = -INFINITY
+        for s in range(L):
+            # every row steps (slots a source does not use compute harmlessly, on a
+            # valid token): one batched product per weight instead of one per source
+            _step(cell, kind, &prev[0], emb, W_ih, P_ih, W_hh, P_hh, b_ih, b_hh, K, E, W_q, v,
+                  lengths, own, W_out, P_out, b_out, hb[0], cb[0], xb[0], hb[1], cb[1], xb[1],
+                  xs, act, tc, gh, alpha, tanhs, qW, feat, logits, lp)
+            steps += 1
+            for w in range(NW):
+                if done[w]:
+                    continue
+                r0 = w * width
+                nk = 0
+                last_v, last_i = INFINITY, -1
+                for k in range(width):
+                    # the next candidate in (score descending, flat index ascending) order
+                    best_i, best_v = -1, -INFINITY
+                    for i in range(nlive[w] * Vt):
+                        bi, t = i // Vt, i % Vt
+                        val = sc[0, r0 + bi] + lp[r0 + bi, t]
+                        if val < last_v or (val == last_v and i > last_i):
+                            if best_i < 0 or val > best_v:
+                                best_i, best_v = i, val
+                    if best_i < 0 or not isfinite(best_v):
+                        break
+                    last_v, last_i = best_v, best_i
+                    bi, t = best_i // Vt, best_i % Vt
+                    if t == EOS or s == L - 1:
+                        if not has_best[w] or best_v > scores[w]:
+                            has_best[w] = 1
+                            scores[w] = best_v
+                            memcpy(&out[w, 0], &tok[0, r0 + bi, 0], s * sizeof(int32_t))
+                            out_len[w] = s
+                            if t != EOS:                # cut at max_len, without EOS
+                                out[w, s] = <int32_t>t
+                                out_len[w] = s + 1
+                    else:
+                        dst = r0 + nk
+                        memcpy(&tok[1, dst, 0], &tok[0, r0 + bi, 0], s * sizeof(int32_t))
+                        tok[1, dst, s] = <int32_t>t
+                        sc[1, dst] = best_v
+                        parent[nk] = r0 + bi
+                        nk += 1
+                # the first survivor scores best: nothing alive can beat a finished one
+                if nk == 0 or (has_best[w] and scores[w] >= sc[1, r0]):
+                    done[w] = 1
+                    left -= 1
+                    continue
+                for k in range(nk):
+                    dst, src = r0 + k, parent[k]
+                    memcpy(&hb[0, dst, 0], &hb[1, src, 0], Hd * sizeof(floating))
+                    if cell == LSTM:
+                        memcpy(&cb[0, dst, 0], &cb[1, src, 0], Hd * sizeof(floating))
+                    memcpy(&xb[0, dst, 0], &xb[1, src, 0], C * sizeof(floating))
+                    memcpy(&tok[0, dst, 0], &tok[1, dst, 0], (s + 1) * sizeof(int32_t))
+                    sc[0, dst] = sc[1, dst]
+                    prev[dst] = tok[1, dst, s]
+                nlive[w] = nk
+            if left == 0:
+                break
+    return steps

@@ -1,0 +1,39 @@
+"""The automatic options of a transducer run (charrnn.training.auto.choose_seq2seq): the
+model grows with the pairs and with the budget; options the user gives win."""
+from charrnn.training import auto
+
+
+def choose(n, minutes, **given):
+    return auto.choose_seq2seq(n, 12, minutes, given, held_out=lambda frac: int(n * frac))
+
+
+def test_the_default_five_minutes_keep_the_small_model_however_many_pairs():
+    v = choose(120_000, 5).values
+    assert (v["layers"], v["hidden"], v["embed"], v["batch_size"]) == (1, 128, 32, 32)
+
+
+def test_a_longer_budget_grows_the_model_only_with_enough_pairs():
+    sizes = {m: choose(120_000, m).values["hidden"] for m in (5, 10, 20, 30, 0)}
+    assert sizes == {5: 128, 10: 192, 20: 256, 30: 256, 0: 256}
+    assert choose(60_000, 30).values["hidden"] == 192       # 54k training pairs
+    assert choose(30_000, 30).values["hidden"] == 128
+    assert choose(5_000, 30).values["hidden"] == 64
+    big = choose(120_000, 30).values
+    assert (big["embed"], big["batch_size"]) == (64, 64)
+
+
+def test_given_options_win_and_are_not_listed_as_automatic():
+    c = choose(120_000, 30, hidden=96, batch_size=16)
+    assert c.values["hidden"] == 96 and c.values["batch_size"] == 16
+    assert "hidden" not in c.auto and "batch_size" not in c.auto and "embed" in c.auto
+
+
+def test_a_tiny_set_takes_a_batch_of_a_quarter_of_its_pairs():
+    # 100 pairs are too few to hold 10 out (20 at least): all 100 train
+    assert choose(100, 30).values["batch_size"] == 25
+    assert choose(400, 30).values["batch_size"] == 32
+
+
+def test_classifiers_are_unchanged():
+    c = auto.choose_classifier(120_000, 12, 30, {}, held_out=lambda f: int(120_000 * f))
+    assert (c.values["hidden"], c.values["embed"], c.values["batch_size"]) == (128, 32, 32)
