@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu.h"
 #include "sgemm_bf16.h"
 
 /* bf16 bits -> float32, exact. */
