@@ -27,6 +27,30 @@ static inline float cr_bf16_f32(uint16_t b)
     return f;
 }
 
+/* fma(w, x, acc) rounded once, as a hardware FMA gives it, without one: the portable
+ * bf16 product's step on CPUs (or C libraries: mingw-w64's fmaf is not correctly
+ * rounded) where fmaf cannot be trusted or is slow. w * x is exact in double (w has 8
+ * significant bits, x 24); the sum is rounded to odd in double (TwoSum finds whether
+ * it was exact; if not, the neighbour with an odd last bit is taken), and a round to odd
+ * with 29 bits to spare rounds to nearest float exactly as one rounding would. Infinities
+ * and NaN pass through. */
+static inline float cr_fmaf_exact(float w, float x, float acc)
+{
+    double p = (double)w * (double)x, a = (double)acc;
+    double s = p + a;
+    double t = s - p;
+    double e = (a - t) + (p - (s - t));          /* s + e == p + a exactly */
+    if (e != 0 && s - s == 0) {
+        uint64_t u;
+        memcpy(&u, &s, sizeof u);
+        if ((u & 1) == 0) {                        /* step to the odd neighbour, toward e */
+            u = ((e > 0) == (s > 0)) ? u + 1 : u - 1;
+            memcpy(&s, &u, sizeof s);
+        }
+    }
+    return (float)s;
+}
+
 /* P (M, D) := W (M, D, row stride ldw) rounded to bf16, in the layout above. */
 CR_UNUSED static void cr_bf16_rows_pack(ptrdiff_t M, ptrdiff_t D, const float *W, ptrdiff_t ldw,
                               uint16_t *P)

@@ -14,20 +14,31 @@
  * lane j the same way; then the lanes are added as a tree (lane j + 16, + 8, + 4, + 2,
  * + 1) and the sum added to y[i]. AVX2 holds a row's lanes in four ymm registers (two rows
  * at a time), AVX-512 in two zmm (four rows at a time); the scalar and NEON tiers run the
- * plain C loop (the compiler vectorises it as the tier's region allows; without hardware
- * FMA, fmaf is libm's: exact but slow, the readable statement rather than a fast path).
+ * plain C loop (NEON by FMADD; the x86 scalar tier by an exact emulation of FMA, slow:
+ * the readable statement rather than a fast path).
  *
  * Template over TIER(name): tiers.h includes it in every tier's region, with
  * CR_GEMV_BF16_AVX2 or CR_GEMV_BF16_AVX512 defined in those two; no include guard.
  * Nothing here allocates or can fail.
  */
 
+/* One fused multiply-add, rounded once, on every tier: the FMA instruction where the
+ * region has it (x86 AVX2/AVX-512: by intrinsic, so no C library is involved; arm64:
+ * fmaf is its FMADD), else exactly emulated (bf16_rows.h). */
+#if defined(CR_GEMV_BF16_AVX2) || defined(CR_GEMV_BF16_AVX512)
+#define CR_FMA1(w, x, acc) _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(w), _mm_set_ss(x), _mm_set_ss(acc)))
+#elif CR_ARM64
+#define CR_FMA1(w, x, acc) fmaf(w, x, acc)
+#else
+#define CR_FMA1(w, x, acc) cr_fmaf_exact(w, x, acc)
+#endif
+
 /* The tail (k >= D32) into the lanes, the tree, the sum into *y: one copy per tier of
  * the same C, so the order cannot differ between tiers. */
 static inline void TIER(cr_gemv_bf16_finish)(float *l, idx_t D32, idx_t D, const uint16_t *w,
                                              const float *x, float *y)
 {
-    for (idx_t k = D32; k < D; k++) l[k - D32] = fmaf(cr_bf16_f32(w[k]), x[k], l[k - D32]);
+    for (idx_t k = D32; k < D; k++) l[k - D32] = CR_FMA1(cr_bf16_f32(w[k]), x[k], l[k - D32]);
     for (int h = 16; h >= 1; h /= 2)
         for (int j = 0; j < h; j++) l[j] += l[j + h];
     *y += l[0];
@@ -188,11 +199,12 @@ static void TIER(cr_gemv_bf16)(idx_t M, idx_t D, const uint16_t *W, const float 
         for (int j = 0; j < 32; j++) l[j] = 0.0f;
         for (idx_t k = 0; k < D32; k += 32)
             for (int j = 0; j < 16; j++) {
-                l[j] = fmaf(cr_bf16_f32(w[k + 2 * j]), x[k + j], l[j]);
-                l[16 + j] = fmaf(cr_bf16_f32(w[k + 2 * j + 1]), x[k + 16 + j], l[16 + j]);
+                l[j] = CR_FMA1(cr_bf16_f32(w[k + 2 * j]), x[k + j], l[j]);
+                l[16 + j] = CR_FMA1(cr_bf16_f32(w[k + 2 * j + 1]), x[k + 16 + j], l[16 + j]);
             }
         TIER(cr_gemv_bf16_finish)(l, D32, D, w, x, y + i);
     }
 }
 
 #endif
+#undef CR_FMA1

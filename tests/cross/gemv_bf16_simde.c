@@ -39,6 +39,26 @@ static float uniform(void)    /* xorshift64, in [-1, 1) */
     return (float)((state >> 40) / 8388608.0 - 1.0);
 }
 
+/* cr_fmaf_exact (the scalar tier's FMA) against the FMA instruction: random triples over
+ * a wide range of exponents, many of them sums where the product lies far below the
+ * accumulator's last bit (where a plain double sum rounds twice). */
+static int check_fmaf_exact(void)
+{
+    int bad = 0;
+    for (int i = 0; i < 2000000; i++) {
+        float w = cr_bf16_round(uniform() * ldexpf(1.0f, (int)(uniform() * 20))),
+              x = uniform() * ldexpf(1.0f, (int)(uniform() * 20)),
+              a = uniform() * ldexpf(1.0f, (int)(uniform() * 60));
+        if (i % 3 == 0)   /* a halfway point of a's float spacing, plus a tiny product */
+            a = nextafterf(a, 2 * a) * 0.5f + a * 0.5f;
+        float want = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(w), _mm_set_ss(x), _mm_set_ss(a)));
+        float got = cr_fmaf_exact(w, x, a);
+        if (memcmp(&want, &got, sizeof got) != 0 && bad++ < 5)
+            printf("FAIL fma(%a, %a, %a): %a, the instruction %a\n", w, x, a, got, want);
+    }
+    return bad;
+}
+
 int main(void)
 {
     static const int Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 65};
@@ -80,6 +100,8 @@ int main(void)
             }
             free(W); free(x); free(P);
         }
+    if (check_fmaf_exact()) bad++;
+    else ok++;
     printf("%d passed, %d failed\n", ok, bad);
     return bad != 0;
 }
