@@ -36,7 +36,8 @@ Options, all validated up front (ConfigError with a one-line message):
   rounds the weight matrices to bfloat16 once, here, and the products read those
   (biases, states, gate math and the draw stay float32). Faster for large models; the
   text is fp32's until the first draw the rounding changes, and differs from there on.
-  Reproducible with a seed, on every machine (the bf16 products' sums have one order).
+  Reproducible with a seed; the bf16 products give the same bits on every ISA tier and
+  CPU (their sums have one fixed order), the rest of the step is fp32's.
 - num_samples K: K independent samples generated together, one matrix product per layer
   and step for all of them. Sample j draws from random stream j of the seed (xoshiro256**
   jumped j times), so the samples differ but are reproducible.

@@ -46,11 +46,11 @@ ENV = "CHARRNN_BF16"
 # choices, default and help.
 SAMPLE_PRECISIONS = ("fp32", "bf16")
 SAMPLE_DEFAULT = "fp32"
-SAMPLE_BF16_FROM_MIB = 8     # measured: bench/results/sample_bf16.json, docs/sampling.md
-SAMPLE_HELP = (f"fp32 (the default: the same text as every release) or bf16: weights read "
-               f"as bfloat16, about 1.2-2x faster for models from {SAMPLE_BF16_FROM_MIB} "
-               f"MiB of weights; the text may differ from fp32's from the first character "
-               f"the rounding changes. Example: --precision bf16")
+SAMPLE_BF16_FROM_MIB = 8     # measured: bench/results/sample/, docs/sampling.md
+SAMPLE_HELP = (f"fp32 (the default: --seed gives the texts it always gave) or bf16: "
+               f"weights read as bfloat16, about 1.2x faster for models from "
+               f"{SAMPLE_BF16_FROM_MIB} MiB of float32 weights; its text follows fp32's "
+               f"until the first draw the rounding changes. Example: --precision bf16")
 
 
 def sample_precision(value):
