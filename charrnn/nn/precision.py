@@ -48,7 +48,7 @@ SAMPLE_PRECISIONS = ("fp32", "bf16")
 SAMPLE_DEFAULT = "fp32"
 SAMPLE_BF16_FROM_MIB = 8     # measured: bench/results/sample/, docs/sampling.md
 SAMPLE_HELP = (f"fp32 (the default: --seed gives the texts it always gave) or bf16: "
-               f"weights read as bfloat16, about 1.2x faster for models from "
+               f"weights read as bfloat16, about 1.1-1.3x faster for models from "
                f"{SAMPLE_BF16_FROM_MIB} MiB of float32 weights; its text follows fp32's "
                f"until the first draw the rounding changes. Example: --precision bf16")
 
