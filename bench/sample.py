@@ -2,11 +2,13 @@
 
     PYTHONPATH=. python bench/sample.py                     # configs A,B; 1 thread
     PYTHONPATH=. python bench/sample.py --threads 1,2 --repeat 7
+    PYTHONPATH=. python bench/sample.py --precision fp32,bf16 --configs B,C,D,E --repeat 9
 
 Models (embedding size = hidden size, the Tiny Shakespeare vocabulary, random weights:
 speed does not depend on the values):
 
     A  LSTM 2x128        B  LSTM 2x256        C  LSTM 2x512
+                         D  GRU 2x256         E  GRU 2x512
 
 Each model is saved with charrnn.checkpoint.save_model into a temporary run directory;
 charrnn loads it with charrnn.load, PyTorch with load_state_dict (the names are
@@ -28,6 +30,13 @@ cache is warm) of new processes: the bare interpreter, `import torch`, `charrnn 
 and `charrnn sample RUN --length 200` for each model. charrnn runs as
 `python -m charrnn.cli` unless --cli-script uses the `charrnn` script found on PATH.
 
+--precision fp32,bf16 measures instead charrnn's batch-1 sampling at each precision
+(charrnn sample --precision), 1 thread unless --threads: one process per model, the
+sampler built once per precision (its bf16 copy of the weights is made once, at load),
+then --repeat rounds, each timing generate(length=L, seed=i) at every precision in
+turn (alternating, so that a change of load hits both alike); medians, the ratio, the
+load average and the host's steal.
+
 The Markdown output goes to stdout (progress to stderr), followed by the command line.
 """
 import argparse
@@ -46,7 +55,7 @@ from common import log, torch_version
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"A": ("lstm", 128, 2), "B": ("lstm", 256, 2),    # cell, hidden, layers
-           "C": ("lstm", 512, 2)}
+           "C": ("lstm", 512, 2), "D": ("gru", 256, 2), "E": ("gru", 512, 2)}
 TEMPERATURE = 1.0
 
 
@@ -99,6 +108,89 @@ def child_charrnn(a):
     with threadpool_limits(limits=a.threads):
         return {"generate": timed(generate, a.repeat), "stream": timed(stream, a.repeat),
                 "batch": timed(batch, a.repeat)}
+
+
+def child_precision(a):
+    """chars/s of batch-1 generate() at each of a.precision, alternating round by round."""
+    from threadpoolctl import threadpool_limits
+    import charrnn
+
+    model = charrnn.load(a.run)
+    precisions = a.precision.split(",")
+    samplers = {p: model._sampler(p) for p in precisions}
+    rates = {p: [] for p in precisions}
+    with threadpool_limits(limits=a.threads):
+        for i in range(-1, a.repeat):                     # round -1: warm-up
+            for p in precisions:
+                t0 = time.perf_counter()
+                n = len(samplers[p].generate(length=a.length, temperature=TEMPERATURE,
+                                             seed=i + 2))
+                if i >= 0:
+                    rates[p].append(n / (time.perf_counter() - t0))
+    return rates
+
+
+def weights_mib(name, V):
+    """MiB of float32 weight matrices a batch-1 step reads (layer 0's input part is a
+    table row, not a product): W_hh of every layer, W_ih of the others, the decoder."""
+    cell, H, L = CONFIGS[name]
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    return 4 * (L * G * H * H + (L - 1) * G * H * H + V * H) / 2**20
+
+
+def precision_main(a, configs, threads, vocab):
+    """--precision: the table of charrnn's batch-1 sampling speed at each precision."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp, common.Steal() as steal:
+        load0 = os.getloadavg()
+        for name in configs:
+            run = os.path.join(tmp, name)
+            make_run(run, name, vocab)
+            for t in threads:
+                out = common.run_child(__file__, "precision", common.thread_env(t),
+                                       threads=t, run=run, length=a.length,
+                                       repeat=a.repeat, precision=a.precision)
+                med = {p: statistics.median(v) for p, v in out.items()}
+                log(f"{name} threads={t}: {json.dumps({p: round(v) for p, v in med.items()})}")
+                rows.append({"config": name, "model": model_name(name), "threads": t,
+                             "weights_mib": round(weights_mib(name, len(vocab)), 2),
+                             "chars_per_s": med, "runs": out})
+        load1 = os.getloadavg()
+    precisions = a.precision.split(",")
+    cpu = _cpu_name()
+    head = (f"charrnn batch-1 sampling, characters per second (median of {a.repeat} "
+            f"alternating rounds, {a.length} characters, temperature {TEMPERATURE:g}); "
+            f"CPU: {cpu}; load average {load0[0]:.1f} before, {load1[0]:.1f} after; "
+            f"steal {'n/a' if steal.pct is None else f'{steal.pct:.1f}%'}:\n")
+    out = [head, "| Model | fp32 weights | Threads | " + " | ".join(precisions)
+           + (f" | {precisions[1]} / {precisions[0]} |" if len(precisions) == 2 else " |"),
+           "|---|--:|--:|" + "--:|" * (len(precisions) + (len(precisions) == 2))]
+    for r in rows:
+        c = r["chars_per_s"]
+        ratio = (f" {c[precisions[1]] / c[precisions[0]]:.2f}× |"
+                 if len(precisions) == 2 else "")
+        out.append(f"| {r['config']}: {r['model']} | {r['weights_mib']:.1f} MiB | "
+                   f"{r['threads']} | " + " | ".join(f"{c[p]:,.0f}" for p in precisions)
+                   + " |" + ratio)
+    out.append(f"\nCommand: `python bench/sample.py {shlex.join(sys.argv[1:])}`")
+    print("\n".join(out))
+    if a.json:
+        os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
+        with open(a.json, "w") as f:
+            json.dump({"command": sys.argv, "cpu": cpu, "loadavg_before": load0,
+                       "loadavg_after": load1, "steal_pct": steal.pct, "rows": rows},
+                      f, indent=1)
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} CPUs)"
+    except OSError:
+        pass
+    return "unknown"
 
 
 def child_torch(a):
@@ -186,14 +278,18 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(REPO, "data", "tinyshakespeare.txt"),
                     help="text whose characters make the vocabulary (default: data/tinyshakespeare.txt)")
     ap.add_argument("--json", metavar="FILE", help="also write the results to FILE")
+    ap.add_argument("--precision", help="compare charrnn's sampling precisions instead "
+                    "(e.g. fp32,bf16; see above)")
     # internal: one measurement in this process
-    ap.add_argument("--child", choices=["charrnn", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["charrnn", "torch", "precision"], help=argparse.SUPPRESS)
     ap.add_argument("--run", help=argparse.SUPPRESS)
     a = ap.parse_args()
 
     if a.child:
         a.threads = int(a.threads)
-        print(json.dumps((child_charrnn if a.child == "charrnn" else child_torch)(a)))
+        child = {"charrnn": child_charrnn, "torch": child_torch,
+                 "precision": child_precision}[a.child]
+        print(json.dumps(child(a)))
         return
 
     configs = [c.strip().upper() for c in a.configs.split(",") if c.strip()]
@@ -212,6 +308,11 @@ def main():
         cli, cli_note = [sys.executable, "-m", "charrnn.cli"], "`python -m charrnn.cli`"
     with open(a.corpus, encoding="utf-8") as f:
         vocab = sorted(set(f.read()))
+    if a.precision:
+        bad = [p for p in a.precision.split(",") if p not in ("fp32", "bf16")]
+        if bad:
+            ap.error(f"--precision: unknown {', '.join(bad)}; choose from fp32, bf16")
+        return precision_main(a, configs, threads, vocab)
     tv = None if a.no_torch else torch_version()
     if not a.no_torch and tv is None:
         log("note: `import torch` fails here; measuring charrnn only")

@@ -27,6 +27,7 @@ from charrnn.generate.beam import beam_search
 from charrnn.generate.items import sample_items
 from charrnn.io import checkpoint, rundir
 from charrnn.nn.network import Network
+from charrnn.nn.precision import SAMPLE_DEFAULT
 from charrnn.nn.probe import probe
 
 
@@ -43,50 +44,55 @@ class CharRNN(Network):
     # ---- generation (charrnn.generate.sampler runs the per-character loop in C) -------
 
     def generate(self, prime="", length=500, temperature=1.0, top_k=None, top_p=None,
-                 seed=None, num_samples=1, stop=(), beam=None, no_repeat=None):
+                 seed=None, num_samples=1, stop=(), beam=None, no_repeat=None,
+                 precision=SAMPLE_DEFAULT):
         """Text continuing `prime` (which it starts with): a str, or a list of
         num_samples strs generated together as one batch (or one per temperature if
         temperature is a list). beam=K: the most likely continuation by beam search
-        (num_samples <= K: the best ones); no_repeat=N: no character N-gram repeats."""
+        (num_samples <= K: the best ones); no_repeat=N: no character N-gram repeats;
+        precision "bf16": weights read in bfloat16 (charrnn.generate.sampler)."""
         if beam is not None:
             if stop or top_k is not None or top_p is not None or \
                     isinstance(temperature, (list, tuple)):
                 raise ConfigError("beam search is deterministic: stop, top_k, top_p and a "
                                   "temperature list do not apply to it")
             beams = self.beam_search(prime, length, beam=beam, num_results=num_samples,
-                                     no_repeat=no_repeat)
+                                     no_repeat=no_repeat, precision=precision)
             texts = [b.text for b in beams]
             return texts[0] if num_samples == 1 else texts
         return sampler.generate(self.params, self.config, self.vocab, prime=prime,
                                 length=length, temperature=temperature, top_k=top_k,
                                 top_p=top_p, seed=seed, num_samples=num_samples, stop=stop,
-                                no_repeat=no_repeat)
+                                no_repeat=no_repeat, precision=precision)
 
-    def beam_search(self, prime="", length=200, beam=4, num_results=1, no_repeat=None):
+    def beam_search(self, prime="", length=200, beam=4, num_results=1, no_repeat=None,
+                    precision=SAMPLE_DEFAULT):
         """The num_results (<= beam) most likely continuations found by a beam search
         of `beam` beams, best first: a list of charrnn.generate.beam.Beam (text,
         logprob: the sum of the generated characters' log-probabilities, length,
         score: logprob per character)."""
-        return beam_search(self._sampler(), prime=prime, length=length, beam=beam,
+        return beam_search(self._sampler(precision), prime=prime, length=length, beam=beam,
                            num_results=num_results, no_repeat=no_repeat)
 
     def stream_batch(self, prime="", length=500, temperature=1.0, top_k=None, top_p=None,
-                     seed=None, num_samples=1, stop=(), no_repeat=None):
+                     seed=None, num_samples=1, stop=(), no_repeat=None,
+                     precision=SAMPLE_DEFAULT):
         """An iterator of (j, str piece) while num_samples samples are made together:
         the texts generate() returns, piece by piece, in bounded memory."""
-        return self._sampler().stream_batch(
+        return self._sampler(precision).stream_batch(
             prime=prime, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
             seed=seed, num_samples=num_samples, stop=stop, no_repeat=no_repeat)
 
     def stream(self, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,
-               length=None, stop=(), no_repeat=None):
+               length=None, stop=(), no_repeat=None, precision=SAMPLE_DEFAULT):
         """An iterator of text chunks as they are generated (unbounded if length is None)."""
-        return self._sampler().stream(prime=prime, temperature=temperature, top_k=top_k,
-                                      top_p=top_p, seed=seed, length=length, stop=stop,
-                                      no_repeat=no_repeat)
+        return self._sampler(precision).stream(
+            prime=prime, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+            length=length, stop=stop, no_repeat=no_repeat)
 
     def items(self, n, *, novel=False, length=1000, temperature=1.0, top_k=None,
-              top_p=None, seed=None, no_repeat=None, known=None, max_draws=None):
+              top_p=None, seed=None, no_repeat=None, known=None, max_draws=None,
+              precision=SAMPLE_DEFAULT):
         """n complete documents of a model trained with --docs, made as one batch: a
         charrnn.generate.items.Items (iterate it for the texts; .cut: how many `length`
         cut before their end marker, not well-formed; .dropped: copies novel=True left
@@ -101,13 +107,13 @@ class CharRNN(Network):
             known = self.source
         if known is not None and not isinstance(known, Known):
             known = load_known(known, required=novel)
-        return sample_items(self._sampler(), n, length=length, temperature=temperature,
+        return sample_items(self._sampler(precision), n, length=length, temperature=temperature,
                             top_k=top_k, top_p=top_p, seed=seed, no_repeat=no_repeat,
                             known=known, novel=novel, max_draws=max_draws)
 
-    def _sampler(self):
+    def _sampler(self, precision=SAMPLE_DEFAULT):
         # Built per call: the parameters may have changed in place (training) since.
-        return sampler.Sampler(self.params, self.config, self.vocab)
+        return sampler.Sampler(self.params, self.config, self.vocab, precision=precision)
 
 
 def load(path, best=False):

@@ -23,11 +23,13 @@ charrnn.sample prepares all of these arrays; Net only checks shapes and keeps po
 
 State: S (K, L*H) holds [h_0 | h_1 | ... | h_{L-1}] of each stream, so that layer k's
 fused input [h_{k-1}(t) | h_k(t-1)] is one contiguous slice of a row (row stride L*H);
-C (L, K, H) holds the LSTM cell states. Everything is float32.
+C (L, K, H) holds the LSTM cell states. Everything is float32, except, with a Net of
+precision bf16, the weight matrices the products read: bf16 copies (gemv_bf16.h), one
+matrix-vector product per stream, sums in float32, the same bits on every ISA tier.
 """
 import numpy as np
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 from libc.math cimport INFINITY
@@ -37,6 +39,10 @@ from _cellmath cimport (cr_ftz_begin, cr_ftz_end, fill_bias_f32,
                         lstm_fwd_step_f32, gru_fwd_step_f32, rnn_fwd_step_f32)
 
 include "_dispatch.pxi"
+
+cdef extern from "cellmath.h" nogil:
+    void cr_gemv_bf16(Py_ssize_t M, Py_ssize_t D, const uint16_t *W, const float *x,
+                      float *y)
 
 
 include "_sampling.pxi"   # cr_rng_seed, cr_rng_uniform, cr_argmax, cr_pick
@@ -62,13 +68,20 @@ include "_sample_net.pxi"   # the model: Net, its weights checked at the boundar
 
 
 cdef inline void _mm(Py_ssize_t K, Py_ssize_t M, Py_ssize_t D, const float *X, Py_ssize_t ldx,
-                     const float *W, float *out, const float *Wp=NULL) noexcept nogil:
+                     const float *W, float *out, const float *Wp=NULL,
+                     const uint16_t *W16=NULL) noexcept nogil:
     """out (K, M) += X (K, D; row stride ldx) @ W^T, W (M, D) row-major.
 
-    Wp: W^T packed for charrnn's own sgemm (beam search, K > 1), or NULL: BLAS. BLAS
-    packs W again at every call, which costs more than the product itself for a few rows;
-    the sampling path keeps BLAS (its texts stay bit for bit what they were)."""
-    if Wp != NULL and K > 1:
+    W16: W in bf16 (precision bf16): one product per row of X on it, so a stream's
+    sums do not depend on K or the tier. Wp: W^T packed for charrnn's own sgemm (beam
+    search, K > 1), or NULL: BLAS. BLAS packs W again at every call, which costs more
+    than the product itself for a few rows; the sampling path keeps BLAS (its texts stay
+    bit for bit what they were)."""
+    cdef Py_ssize_t n
+    if W16 != NULL:
+        for n in range(K):
+            cr_gemv_bf16(M, D, W16, X + n * ldx, out + n * M)
+    elif Wp != NULL and K > 1:
         cr_sgemm(False, K, M, D, X, ldx, Wp, -1, out, M, 1, NULL, NULL)
     elif K == 1:
         gemv(False, <int>M, <int>D, <float>1, W, <int>D, X, <float>1, out)
@@ -336,8 +349,8 @@ cdef class Run:
         cdef Py_ssize_t L = self.m.L, H = self.m.H, GH = self.m.G * self.m.H, k, D
         cdef const float *W
         cdef float[::1] buf
-        if self.packed != NULL or self.K == 1:
-            return
+        if self.packed != NULL or self.K == 1 or self.m.Wd16 != NULL:
+            return            # batch 1 and bf16 read the weights as they are
         keep = []
         ptrs = <const float **> calloc(2 * L + 1, sizeof(float *))
         if ptrs == NULL:
@@ -391,18 +404,21 @@ cdef class Run:
                     fill_bias_f32(A, self.m.bi[0], NULL, K, GH)
                     for n in range(K):
                         memcpy(self.xe + n * E, self.m.emb + self.cur[n] * E, E * sizeof(float))
-                    _mm(K, GH, E, self.xe, E, self.m.Wi[0], A, self._p(0))
+                    _mm(K, GH, E, self.xe, E, self.m.Wi[0], A, self._p(0), self.m.Wi16[0])
                 if kind != GRU:
-                    _mm(K, GH, H, self.S, LH, self.m.Wr[0], A, self._p(L))
+                    _mm(K, GH, H, self.S, LH, self.m.Wr[0], A, self._p(L), self.m.Wr16[0])
             else:
                 fill_bias_f32(A, self.m.bi[k], NULL, K, GH)
                 if kind != GRU:   # [h_{k-1} | h_k] @ [W_ih | W_hh]^T
-                    _mm(K, GH, 2 * H, self.S + (k - 1) * H, LH, self.m.Wi[k], A, self._p(k))
+                    _mm(K, GH, 2 * H, self.S + (k - 1) * H, LH, self.m.Wi[k], A, self._p(k),
+                        self.m.Wi16[k])
                 else:
-                    _mm(K, GH, H, self.S + (k - 1) * H, LH, self.m.Wi[k], A, self._p(k))
+                    _mm(K, GH, H, self.S + (k - 1) * H, LH, self.m.Wi[k], A, self._p(k),
+                        self.m.Wi16[k])
             if kind == GRU:
                 fill_bias_f32(self.gh, self.m.br[k], NULL, K, GH)
-                _mm(K, GH, H, self.S + k * H, LH, self.m.Wr[k], self.gh, self._p(L + k))
+                _mm(K, GH, H, self.S + k * H, LH, self.m.Wr[k], self.gh, self._p(L + k),
+                    self.m.Wr16[k])
             # Row by row: h_k sits at a stride of L*H in S, the step functions want (N, H).
             for n in range(K):
                 h = self.S + n * LH + k * H
@@ -421,7 +437,8 @@ cdef class Run:
         """logits[0..K-1] = h_{L-1} W_dec^T + b_dec."""
         cdef Py_ssize_t L = self.m.L, H = self.m.H, V = self.m.V
         fill_bias_f32(self.logits, self.m.bd, NULL, K, V)
-        _mm(K, V, H, self.S + (L - 1) * H, L * H, self.m.Wd, self.logits, self._p(2 * L))
+        _mm(K, V, H, self.S + (L - 1) * H, L * H, self.m.Wd, self.logits, self._p(2 * L),
+            self.m.Wd16)
 
     cdef void _pick(self, int32_t *out, Py_ssize_t ldo) noexcept nogil:
         """Choose every stream's next id from its logits: out[n * ldo] and cur[n].
@@ -523,7 +540,16 @@ cdef class Run:
         return self._bufs["rng"].copy()
 
 
-# ---- Python-callable twins of sampling.h, for tests ------------------------------------
+# ---- Python-callable twins of sampling.h and gemv_bf16.h, for tests --------------------
+
+def gemv_bf16(const uint16_t[:, ::1] W, const float[::1] x, float[::1] y):
+    """y += W @ x in place on the current tier: W (M, D) from pack_bf16_rows, x (D,),
+    y (M,)."""
+    _need(x.shape[0] == W.shape[1] and y.shape[0] == W.shape[0], "W (M, D), x (D,), y (M,)")
+    if W.shape[0] and W.shape[1]:
+        with nogil:
+            cr_gemv_bf16(W.shape[0], W.shape[1], &W[0, 0], &x[0], &y[0])
+
 
 def rng_seed(seed, Py_ssize_t K):
     """(K, 4) uint64: the xoshiro256** states of streams 0..K-1 for `seed`."""

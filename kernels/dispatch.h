@@ -18,6 +18,7 @@
 #include "cpu.h"
 #include "sgemm.h"
 #include "sgemm_bf16.h"
+#include "bf16_rows.h"
 
 /* ---- the table ----------------------------------------------------------------------- */
 typedef struct {
@@ -42,12 +43,14 @@ typedef struct {
     cr_bf16_tier bf16;          /* the portable bf16 micro-kernel, in this tier's region */
     cr_bf16_tier bf16_native;   /* the native one (kernel NULL: none); runs only where
                                  * cr_cpu_has_bf16() */
+    /* batch-1 sampling on bf16 weights (gemv_bf16.h): the same bits on every tier */
+    void (*gemv_bf16)(idx_t, idx_t, const uint16_t *, const float *, float *);
 } cr_kernels;
 
 /* The capsule charrnn._isa exports. abi changes whenever cr_kernels does, so that a module
  * built against another layout (a partial rebuild, CHARRNN_ONLY) fails at import instead
  * of calling through the wrong slot. */
-#define CR_TIERS_ABI 2
+#define CR_TIERS_ABI 3
 typedef struct {
     int abi;
     size_t size;                          /* sizeof(cr_kernels) where the tiers live */
@@ -129,6 +132,10 @@ static inline void fast_math_f32_tier(const float *x, float *e, float *s, float 
 static inline float cr_expf(float x) { return cr_expf_scalar(x); }
 static inline float cr_sigmoidf(float x) { return cr_sigmoidf_scalar(x); }
 static inline float cr_tanhf(float x) { return cr_tanhf_scalar(x); }
+
+/* y (M) += W (M, D) @ x, W bf16 bits row-major (gemv_bf16.h); the same bits on every tier. */
+static inline void cr_gemv_bf16(idx_t M, idx_t D, const uint16_t *W, const float *x, float *y)
+{ CR_K->gemv_bf16(M, D, W, x, y); }
 
 /* ---- the own sgemm, on the current tier's micro-kernel ------------------------------ */
 static inline int cr_sgemm_nr(void) { return CR_K->gemm.nr; }

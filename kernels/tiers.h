@@ -38,6 +38,7 @@
 #define TIER(name) name##_scalar
 #include "tier_impl.h"
 #include "ukernel_bf16.h"
+#include "gemv_bf16.h"
 #undef TIER
 #include "ukernel_scalar.h"
 
@@ -52,6 +53,9 @@
 #define TIER(name) name##_avx2
 #include "tier_impl.h"
 #include "ukernel_bf16.h"
+#define CR_GEMV_BF16_AVX2 1
+#include "gemv_bf16.h"
+#undef CR_GEMV_BF16_AVX2
 #undef TIER
 #include "ukernel_avx2.h"
 #if defined(__clang__)
@@ -72,6 +76,9 @@
 #define TIER(name) name##_avx512
 #include "tier_impl.h"
 #include "ukernel_bf16.h"
+#define CR_GEMV_BF16_AVX512 1
+#include "gemv_bf16.h"
+#undef CR_GEMV_BF16_AVX512
 #undef TIER
 #include "ukernel_avx512.h"
 #if defined(__clang__)
@@ -110,6 +117,7 @@
 #define TIER(name) name##_neon
 #include "tier_impl.h"
 #include "ukernel_bf16.h"
+#include "gemv_bf16.h"
 #undef TIER
 #include "ukernel_neon.h"
 /* The BF16 micro-kernel, in a region of its own that adds BF16 to the NEON baseline (so
@@ -145,7 +153,7 @@
       lstm_bwd_step_f32_##T, gru_fwd_step_f32_##T, gru_bwd_step_f32_##T,              \
       rnn_fwd_step_f32_##T, rnn_bwd_step_f32_##T, softmax_xent_row_f32_##T,           \
       cr_weights_##T, fast_math_f32_##T,                                              \
-      { CR_BF16_MR, CR_BF16_NR, cr_ukernel_bf16_##T }, BF16_NATIVE }
+      { CR_BF16_MR, CR_BF16_NR, cr_ukernel_bf16_##T }, BF16_NATIVE, cr_gemv_bf16_##T }
 
 /* The scalar tier's products default to BLAS: a scalar micro-kernel cannot beat a
  * SIMD BLAS; it is there as the readable reference and for CPUs no other tier fits. */

@@ -211,3 +211,25 @@ def test_avx512_bf16_kernel_on_simde(cc, model, tmp_path):
     # SIMDe 0.7.4: the two products' rounded sum added to the lane (the SDM: two adds,
     # odd element first) and subnormals kept (the SDM: flushed), as the docs say
     assert pair == lanes and odd < lanes and even < lanes and m.group(5) == "kept"
+
+
+GEMV_SIMDE = REPO / "tests" / "cross" / "gemv_bf16_simde.c"
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="SIMDe stands in for AVX-512 on x86 only")
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_sampler_bf16_gemv_every_form_on_simde(cc, tmp_path):
+    """The sampler's bf16 product (gemv_bf16.h) as the portable loop, the AVX2 loop and
+    the AVX-512 loop on SIMDe: every shape of a grid within the float32 bound of double,
+    and the same bits from all three (the order of the sums is fixed)."""
+    _need(cc)
+    _need_simde(cc)
+    exe = tmp_path / "gemv_bf16_simde"
+    subprocess.run([cc, "-O2", "-mavx2", "-mfma", "-Wall", "-Werror", "-Wno-psabi",
+                    "-Wno-unused-function", f"-I{REPO / 'kernels'}", str(GEMV_SIMDE), "-o",
+                    str(exe), "-lm"], check=True, capture_output=True, text=True)
+    p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout
+    ok, bad = _closing(p.stdout)
+    assert bad == 0 and ok > 800

@@ -4,6 +4,7 @@ import sys
 import click
 
 from charrnn.cli.common import call, finite, load_model, quiet_broken_pipe
+from charrnn.nn.precision import SAMPLE_DEFAULT, SAMPLE_HELP, SAMPLE_PRECISIONS
 
 
 def unescape(text):
@@ -70,6 +71,8 @@ def read_prime_file(ctx, param, value):
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), callback=finite,
               help="Nucleus sampling: the smallest set of characters with probability >= P.")
 @click.option("--seed", type=int, help="Random seed: same seed and checkpoint, same text.")
+@click.option("--precision", type=click.Choice(SAMPLE_PRECISIONS), default=SAMPLE_DEFAULT,
+              show_default=True, help=SAMPLE_HELP)
 @click.option("--num-samples", default=1, show_default=True, type=click.IntRange(min=1),
               help="Generate K samples together (one batch), each under a header line "
               "'--- sample J of K ---': the first streams as it is made, the others follow "
@@ -99,7 +102,7 @@ def read_prime_file(ctx, param, value):
 @click.option("--latest", is_flag=True, help="Use model.safetensors, the newest weights, instead "
               "of best.safetensors (the best validation loss, the default).")
 @click.option("--best", is_flag=True, hidden=True, help="Use best.safetensors (the default).")
-def sample(checkpoint, temperature, prime, prime_file, length, top_k, top_p, seed,
+def sample(checkpoint, temperature, prime, prime_file, length, top_k, top_p, seed, precision,
            num_samples, stop, beam, no_repeat, verbose, color, interactive, items, novel,
            latest, best):
     """Generate text from CHECKPOINT (a run directory or .safetensors file; default: the
@@ -129,7 +132,7 @@ def sample(checkpoint, temperature, prime, prime_file, length, top_k, top_p, see
             raise click.UsageError(f"--items samples whole documents, each from its start: "
                                    f"{', '.join(given)} do not apply to it")
         return _items(load_model(checkpoint, latest, best), items, novel, length,
-                      temperature, top_k, top_p, seed, no_repeat)
+                      temperature, top_k, top_p, seed, no_repeat, precision)
     if prime_file is not None:
         if prime:
             raise click.UsageError("give --prime or --prime-file, not both")
@@ -150,7 +153,8 @@ def sample(checkpoint, temperature, prime, prime_file, length, top_k, top_p, see
         model = load_model(checkpoint, latest, best)
         repl(model, dict(temperature=temperature[0] if sheet else temperature, length=length,
                          top_k=top_k, top_p=top_p, seed=seed, beam=beam,
-                         no_repeat=no_repeat, stop=stop), color=color, prime=prime)
+                         no_repeat=no_repeat, stop=stop, precision=precision), color=color,
+             prime=prime)
         return
     model = load_model(checkpoint, latest, best)
     if model.cfg.end_marker:
@@ -161,7 +165,7 @@ def sample(checkpoint, temperature, prime, prime_file, length, top_k, top_p, see
     try:
         if beam is not None:
             beams = call(model.beam_search, prime=prime, length=length, beam=beam,
-                         num_results=num_samples, no_repeat=no_repeat)
+                         num_results=num_samples, no_repeat=no_repeat, precision=precision)
             for j, b in enumerate(beams):
                 if num_samples > 1:
                     out.write(f"{'' if j == 0 else chr(10)}--- beam {j + 1} of {beam}: "
@@ -176,7 +180,7 @@ def sample(checkpoint, temperature, prime, prime_file, length, top_k, top_p, see
         elif num_samples == 1 and not sheet:
             chunks = call(model.stream, prime=prime, temperature=temperature, top_k=top_k,
                           top_p=top_p, seed=seed, length=length, stop=stop,
-                          no_repeat=no_repeat)
+                          no_repeat=no_repeat, precision=precision)
             it = iter(chunks)
             report.start(prime)
             while True:
@@ -191,7 +195,7 @@ def sample(checkpoint, temperature, prime, prime_file, length, top_k, top_p, see
             pieces = call(model.stream_batch, prime=prime, length=length,
                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                           num_samples=len(temperature) if sheet else num_samples, stop=stop,
-                          no_repeat=no_repeat)
+                          no_repeat=no_repeat, precision=precision)
             K = len(temperature) if sheet else num_samples
             labels = ([f"--- temperature {t:g} ---" for t in temperature] if sheet else
                       [f"--- sample {j + 1} of {K} ---" for j in range(K)])
@@ -203,11 +207,11 @@ def sample(checkpoint, temperature, prime, prime_file, length, top_k, top_p, see
         sys.exit(130)
 
 
-def _items(model, n, novel, length, temperature, top_k, top_p, seed, no_repeat):
+def _items(model, n, novel, length, temperature, top_k, top_p, seed, no_repeat, precision):
     """--items: the items on stdout, what became of the draws on stderr."""
     from charrnn.generate.items import as_text
     got = call(model.items, n, novel=novel, length=length, temperature=temperature,
-               top_k=top_k, top_p=top_p, seed=seed, no_repeat=no_repeat)
+               top_k=top_k, top_p=top_p, seed=seed, no_repeat=no_repeat, precision=precision)
     try:
         sys.stdout.write(as_text(got.texts))
         sys.stdout.flush()

@@ -58,13 +58,15 @@ def _turn(model, text, opts, state, color):
     try:
         if opts["beam"]:
             beams = call(model.beam_search, prime=prime, length=opts["length"],
-                         beam=opts["beam"], no_repeat=opts["no_repeat"])
+                         beam=opts["beam"], no_repeat=opts["no_repeat"],
+                         precision=opts.get("precision", "fp32"))
             pieces = [beams[0].text[len(prime):]]
         else:
             pieces = call(model.stream, prime=prime, temperature=opts["temperature"],
                           top_k=opts["top_k"], top_p=opts["top_p"], seed=opts["seed"],
                           length=opts["length"], stop=opts["stop"],
-                          no_repeat=opts["no_repeat"])
+                          no_repeat=opts["no_repeat"],
+                          precision=opts.get("precision", "fp32"))
         colorer = None
         if color:
             from charrnn.generate.color import Colorer

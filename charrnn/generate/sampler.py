@@ -32,6 +32,12 @@ Options, all validated up front (ConfigError with a one-line message):
   top-k / top-p and the draw (kernels/loopctl.h, a rolling hash of the last N-1
   characters and a hash set per stream). If every character is banned, the step draws
   unrestricted. None: off.
+- precision: "fp32" (default) or "bf16" (charrnn.nn.precision.SAMPLE_PRECISIONS): bf16
+  rounds the weight matrices to bfloat16 once, here, and the products read those
+  (biases, states, gate math and the draw stay float32). Faster for large models; the
+  text is fp32's until the first draw the rounding changes, and differs from there on.
+  Reproducible with a seed; the bf16 products give the same bits on every ISA tier and
+  CPU (their sums have one fixed order), the rest of the step is fp32's.
 - num_samples K: K independent samples generated together, one matrix product per layer
   and step for all of them. Sample j draws from random stream j of the seed (xoshiro256**
   jumped j times), so the samples differ but are reproducible.
@@ -47,6 +53,7 @@ import codecs
 import numpy as np
 
 from charrnn import _sample
+from charrnn.nn.precision import SAMPLE_DEFAULT, sample_precision
 from charrnn.nn.shapes import expected_shapes
 from charrnn.data.text import BYTES, encode_text, normalize_encoding
 from charrnn.errors import ConfigError
@@ -73,7 +80,9 @@ class Sampler:
     changing the weights (e.g. after more training).
     """
 
-    def __init__(self, params, config, vocab, *, table_limit: int = TABLE_LIMIT):
+    def __init__(self, params, config, vocab, *, table_limit: int = TABLE_LIMIT,
+                 precision: str = SAMPLE_DEFAULT):
+        self.precision = sample_precision(precision)
         shapes = expected_shapes(config)  # validates config; ConfigError if bad
         self.config = config
         self.cell = config["cell"]
@@ -81,7 +90,7 @@ class Sampler:
         self.vocab = _check_vocab(vocab, config["vocab_size"])
         p = _check_params(params, shapes)
         self._net = _sample.Net(self.cell, *_prepare(self.cell, config["layers"], p,
-                                                     table_limit))
+                                                     table_limit), precision=precision)
         self.bytes = self.encoding == BYTES
         # id -> code point (text models) or byte value (byte-level models)
         self._codes = np.array([ord(c) for c in self.vocab],
@@ -258,18 +267,19 @@ class _Output:
 # ---- module-level API ------------------------------------------------------------------
 
 def generate(params, config, vocab, prime="", length=500, temperature=1.0, top_k=None,
-             top_p=None, seed=None, num_samples=1, stop=(), no_repeat=None):
+             top_p=None, seed=None, num_samples=1, stop=(), no_repeat=None,
+             precision=SAMPLE_DEFAULT):
     """prime + up to `length` generated characters (a list of num_samples texts if
     num_samples > 1). Builds a Sampler each call: keep a Sampler to sample repeatedly."""
-    return Sampler(params, config, vocab).generate(
+    return Sampler(params, config, vocab, precision=precision).generate(
         prime=prime, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
         seed=seed, num_samples=num_samples, stop=stop, no_repeat=no_repeat)
 
 
 def stream(params, config, vocab, prime="", temperature=1.0, top_k=None, top_p=None,
-           seed=None, length=None, stop=(), no_repeat=None):
+           seed=None, length=None, stop=(), no_repeat=None, precision=SAMPLE_DEFAULT):
     """Iterator of str pieces of one sample (the prime first); endless if length is None."""
-    return Sampler(params, config, vocab).stream(
+    return Sampler(params, config, vocab, precision=precision).stream(
         prime=prime, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
         length=length, stop=stop, no_repeat=no_repeat)
 

@@ -21,7 +21,16 @@ resume) is tested on every CPU. Where a native kernel exists, CHARRNN_BF16=porta
 picks the portable one (the same bits on every machine).
 
 A network's precision is its workspaces' (charrnn.nn.network.Network.precision);
-charrnn.nn.cells packs the weights accordingly. Sampling is always float32.
+charrnn.nn.cells packs the weights accordingly.
+
+Sampling has a precision of its own (SAMPLE_PRECISIONS, default fp32): bf16 keeps a bf16
+copy of the weight matrices, rounded once when the sampler is built, and every
+matrix-vector product of a step reads it, summing in float32 (kernels/gemv_bf16.h: the
+same bits on every tier and CPU, so no native bf16 instruction is needed). Batch-1
+sampling is bound by reading the weights, which bf16 halves; it pays from about
+SAMPLE_BF16_FROM_MIB of float32 weights (docs/sampling.md has the measurements). It changes
+a draw wherever the rounding moves the uniform across a boundary of the cumulative
+probabilities, and the text differs from fp32's from there on.
 Importing this module loads no kernel (charrnn.training.options reads PRECISIONS at the
 CLI's start-up); the functions do.
 """
@@ -31,6 +40,25 @@ from charrnn.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 ENV = "CHARRNN_BF16"
+
+
+# Sampling (charrnn sample --precision, Sampler(precision=)): one source for the CLI's
+# choices, default and help.
+SAMPLE_PRECISIONS = ("fp32", "bf16")
+SAMPLE_DEFAULT = "fp32"
+SAMPLE_BF16_FROM_MIB = 8     # measured: bench/results/sample/, docs/sampling.md
+SAMPLE_HELP = (f"fp32 (the default: --seed gives the texts it always gave) or bf16: "
+               f"weights read as bfloat16, about 1.1-1.3x faster for models from "
+               f"{SAMPLE_BF16_FROM_MIB} MiB of float32 weights; its text follows fp32's "
+               f"until the first draw the rounding changes. Example: --precision bf16")
+
+
+def sample_precision(value):
+    """value if it is one of SAMPLE_PRECISIONS, else ConfigError."""
+    if not isinstance(value, str) or value not in SAMPLE_PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(SAMPLE_PRECISIONS)} for "
+                          f"sampling, got {value!r}")
+    return value
 
 
 _checked = {}   # tier -> the start-up check's verdict (None: passed), once per process

@@ -836,6 +836,52 @@ static void test_win64_abi(const char *tier)
 }
 #endif
 
+/* The sampler's bf16 product (gemv_bf16.h) on a grid of shapes (tails of the 32-lane
+ * blocks, odd rows): within the float32 bound of double on the rounded weights, and the
+ * same bits as the scalar tier's (its sums have one fixed order on every tier). */
+#define GEMV_LOG_MAX 8192
+static float gemv_log[GEMV_LOG_MAX];
+static size_t gemv_len, gemv_pos;
+
+static void test_gemv_bf16(const char *tier)
+{
+    static const int Ms[] = {1, 2, 3, 5, 8, 13};
+    static const int Ds[] = {1, 7, 16, 31, 32, 33, 64, 65, 100, 256};
+    int same = 1;
+    for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
+        for (size_t b = 0; b < sizeof Ds / sizeof *Ds; b++) {
+            int M = Ms[a], D = Ds[b];
+            float *W = randv((size_t)(M * D)), *x = randv((size_t)D), y[13];
+            uint16_t *P = malloc((size_t)(M * D) * sizeof(uint16_t));
+            cr_bf16_rows_pack(M, D, W, D, P);
+            for (int i = 0; i < M; i++) y[i] = 0.5f;
+            cr_gemv_bf16(M, D, P, x, y);
+            double worst = 0;
+            for (int i = 0; i < M; i++) {
+                double want = 0.5, mag = 0.5;
+                for (int k = 0; k < D; k++) {
+                    double w = cr_bf16_round(W[i * D + k]);
+                    want += w * x[k];
+                    mag += fabs(w * x[k]);
+                }
+                double lim = (D / 32 + 32 + 2) * 0x1p-24 * mag;
+                if (fabs(y[i] - want) / lim > worst) worst = fabs(y[i] - want) / lim;
+                if (recording && gemv_len < GEMV_LOG_MAX)
+                    gemv_log[gemv_len++] = y[i];
+                else if (!recording)
+                    same &= gemv_pos < gemv_len && memcmp(&y[i], &gemv_log[gemv_pos++],
+                                                          sizeof(float)) == 0;
+            }
+            char what[80];
+            snprintf(what, sizeof what, "bf16 gemv M=%d D=%d vs double", M, D);
+            check(worst <= 1, what, tier, worst, 1);
+            free(W); free(x); free(P);
+        }
+    if (!recording)
+        check(same && gemv_pos == gemv_len, "bf16 gemv: the scalar tier's bits", tier, 0, 0);
+    gemv_pos = 0;
+}
+
 int main(void)
 {
     int ran = 0;
@@ -858,6 +904,7 @@ int main(void)
         test_bf16(tier);
         test_cells(tier);
         test_math(tier);
+        test_gemv_bf16(tier);
 #ifdef WIN64_PROBE
         test_win64_abi(tier);
 #endif
