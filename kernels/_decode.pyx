@@ -33,24 +33,12 @@ from _cellmath cimport (lstm_fwd_step_f32, lstm_fwd_step_f64, gru_fwd_step_f32,
 
 include "_dispatch.pxi"
 
-cdef enum:
-    BAHDANAU = 0
-    LUONG = 1
-
-include "_attn_core.pxi"
+KERNEL = "decode"
+include "_s2s_common.pxi"   # BAHDANAU, LUONG, the attention step, LSTM, GRU, CELLS, _need
 
 cdef enum:
-    LSTM = 0
-    GRU = 1
     BOS = 0
     EOS = 1
-CELLS = {"lstm": LSTM, "gru": GRU}
-
-
-cdef int _need(bint ok, str what) except -1:
-    if not ok:
-        raise ValueError(f"decode kernel: inconsistent shapes ({what})")
-    return 0
 
 
 cdef tuple _sh(Py_ssize_t *shape, int nd):

@@ -29,22 +29,8 @@ from _cellmath cimport (lstm_fwd_step_f32, lstm_fwd_step_f64, lstm_bwd_step_f32,
 
 include "_dispatch.pxi"
 
-cdef enum:
-    BAHDANAU = 0
-    LUONG = 1
-
-include "_attn_core.pxi"
-
-cdef enum:
-    LSTM = 0
-    GRU = 1
-CELLS = {"lstm": LSTM, "gru": GRU}
-
-
-cdef int _need(bint ok, str what) except -1:
-    if not ok:
-        raise ValueError(f"decoder kernel: inconsistent shapes ({what})")
-    return 0
+KERNEL = "decoder"
+include "_s2s_common.pxi"   # BAHDANAU, LUONG, the attention step, LSTM, GRU, CELLS, _need
 
 
 cdef inline void _lstm_fwd(floating *act, const floating *c_prev, floating *c, floating *tc,
