@@ -7,7 +7,7 @@ import pytest
 
 from charrnn.training import schedule
 from charrnn.training.loop import train
-from tests.test_classify_cli import two_alphabets
+from test_classify_cli import two_alphabets
 
 
 def cfg(**kw):
