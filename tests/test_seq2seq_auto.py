@@ -13,12 +13,12 @@ def test_the_default_five_minutes_keep_the_small_model_however_many_pairs():
 
 
 def test_a_longer_budget_grows_the_model_only_with_enough_pairs():
-    sizes = {m: choose(120_000, m).values["hidden"] for m in (5, 10, 20, 30, 0)}
-    assert sizes == {5: 128, 10: 192, 20: 256, 30: 256, 0: 256}
-    assert choose(60_000, 30).values["hidden"] == 192       # 54k training pairs
-    assert choose(30_000, 30).values["hidden"] == 128
-    assert choose(5_000, 30).values["hidden"] == 64
-    big = choose(120_000, 30).values
+    sizes = {m: choose(120_000, m).values["hidden"] for m in (5, 10, 30, 59, 60, 120, 0)}
+    assert sizes == {5: 128, 10: 128, 30: 128, 59: 128, 60: 256, 120: 256, 0: 256}
+    assert choose(60_000, 60).values["hidden"] == 192       # 54k training pairs
+    assert choose(30_000, 60).values["hidden"] == 128
+    assert choose(5_000, 60).values["hidden"] == 64
+    big = choose(120_000, 0).values
     assert (big["embed"], big["batch_size"]) == (64, 64)
 
 

@@ -274,15 +274,17 @@ def _classifier_size(n_train, max_minutes):
 
 # ---- transducers (--task seq2seq) -----------------------------------------------------
 # A transducer's decoder (2 x --hidden units) runs once per target token: a pair costs
-# several times a classifier's, and a larger model keeps paying off for longer. On
-# CMUdict (108k training pairs; bench/results/g2p/2026-12-05-recipes.json), after the
-# same 2 epochs a 1x256 encoder with a 512-unit decoder was 4.5 points of word error
-# ahead of 1x128 / 256 (47.4% vs 51.9%), at about 3x the cost per pair. So the size grows
-# with the pairs and with the budget: the small model for the default 5 minutes, the
-# larger ones only when the budget can give them several epochs.
+# several times a classifier's. Measured on CMUdict (108k training pairs, 2 cores;
+# bench/results/g2p/2026-12-05-amd-zen3-cli-curve-30min.json): per epoch a 1x256 encoder
+# with a 512-unit decoder is ahead of 1x128 / 256 (47.4% vs 51.9% word error after 2
+# epochs), but it costs 3x as much per pair, and with a 30-minute budget the small model
+# reached the same test WER (39.3% against 39.5%) and stopped by patience after 12
+# minutes, while the large one used all 30 and was still improving. So the small model
+# serves every budget under an hour; the larger ones are for an hour or more, or no
+# limit (--max-minutes 0), where patience ends the run.
 S2S_LADDER = [(0, 1, 64, 32, 32), (20_000, 1, 128, 32, 32), (50_000, 1, 192, 48, 64),
               (100_000, 1, 256, 64, 64)]   # (from n pairs, layers, hidden, embed, batch)
-S2S_BUDGET = [(0, 1), (10, 2), (20, 3)]     # (from minutes, the highest rung it allows)
+S2S_BUDGET = [(0, 1), (60, 3)]             # (from minutes, the highest rung it allows)
 
 
 def seq2seq_size(n_train, max_minutes):
