@@ -191,3 +191,22 @@ def pytest_sessionfinish(session, exitstatus):
     for line in lines:
         tr.write_line(line, red=True) if tr else print(line)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def interrupt_training(args, run, settle=0.5, timeout=60):
+    """Start `charrnn train ARGS --out RUN` as a real process, send it SIGINT once it has
+    written its first metrics (and `settle` seconds more), and return (exit code, stderr)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    p = subprocess.Popen([sys.executable, "-m", "charrnn.cli", "train", *map(str, args),
+                          "--out", str(run)], stderr=subprocess.PIPE, text=True,
+                         env=child_env())
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (run / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    time.sleep(settle)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=timeout)[1]
+    return p.returncode, err

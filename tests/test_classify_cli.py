@@ -239,21 +239,10 @@ def test_lm_runs_are_unchanged_by_the_task_option(tmp_path):
 
 def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, pairs):
     """A real `charrnn train --task classify` process: SIGINT saves, exits 130, resumes."""
-    import subprocess
-    import sys
-    import time
-    from conftest import child_env
+    from conftest import interrupt_training
     run = tmp_path / "run"
-    p = subprocess.Popen([sys.executable, "-m", "charrnn.cli", "train", str(pairs), "--out",
-                          str(run), *TINY[:-4], "--max-minutes", "5", "--threads", "1"],
-                         stderr=subprocess.PIPE, text=True, env=child_env())
-    deadline = time.time() + 60
-    while time.time() < deadline and not (run / "metrics.jsonl").exists():
-        time.sleep(0.05)
-    time.sleep(0.5)
-    p.send_signal(signal.SIGINT)
-    err = p.communicate(timeout=60)[1]
-    assert p.returncode == 130, err
+    code, err = interrupt_training([pairs, *TINY[:-4], "--max-minutes", "5", "--threads", "1"], run)
+    assert code == 130, err
     assert "resume with: charrnn train --out" in err and "Traceback" not in err
     assert (run / "state.safetensors").is_file()
     steps = _losses(run)
