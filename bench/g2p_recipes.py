@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from g2p import load, split  # noqa: E402
 from charrnn.nn import optim  # noqa: E402
 from charrnn.nn.classifier import pad_batch  # noqa: E402
+from charrnn.nn.network import StreamMasks  # noqa: E402
 from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq  # noqa: E402
 from charrnn.training.seq2seq import Transducer  # noqa: E402
 
@@ -45,6 +46,7 @@ def args():
     ap.add_argument("--epochs", type=float, default=8)
     ap.add_argument("--eval", type=float, default=1.0, help="epochs between evaluations")
     ap.add_argument("--clip", type=float, default=5.0)
+    ap.add_argument("--dropout", type=float, default=0.0, help="at the model's three SITES")
     ap.add_argument("--seed", type=int, default=1)
     return ap.parse_args()
 
@@ -58,7 +60,8 @@ def main():
     tgt_vocab = sorted({t for ps in pairs.values() for _, p in ps for t in p.split()})
     cfg = dict(cell=a.cell, attention=a.attention, embed=a.embed, hidden=a.hidden,
                decoder=a.decoder, attn=a.decoder if a.attention == "luong" else 128,
-               layers=a.layers, src_vocab=len(src_vocab) + 1, tgt_vocab=len(tgt_vocab) + 2)
+               layers=a.layers, dropout=a.dropout, src_vocab=len(src_vocab) + 1,
+               tgt_vocab=len(tgt_vocab) + 2)
     model = Seq2Seq(cfg, seed=a.seed)
     tr = Transducer(model, src_vocab, tgt_vocab, "words", 40)
     si = {c: i + 1 for i, c in enumerate(src_vocab)}
@@ -91,7 +94,8 @@ def main():
         src, sl = pad_batch([X[i] for i in rows])
         tgt, tl = pad_batch([Y[i] for i in rows])
         model.grad_flat.fill(0)
-        loss = float(model.forward_backward(src, sl, tgt, tl - 1))
+        loss = float(model.forward_backward(src, sl, tgt, tl - 1,
+                                            rng=StreamMasks(a.seed + 1, step)))
         running = loss if running is None else 0.98 * running + 0.02 * loss
         _, gscale = optim.clip_scale(model.grad_flat, a.clip)
         lr = a.lr

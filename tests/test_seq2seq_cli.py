@@ -90,8 +90,10 @@ def test_cli_train_errors_are_one_line(runner, tmp_path, text, message):
 
 def test_options_that_do_not_apply(runner, tmp_path):
     tsv = reversals(tmp_path / "r.tsv", n=20)
-    assert "--dropout does not apply to --task seq2seq" in one_line(
-        invoke(runner, "train", tsv, *TINY, "--dropout", "0.2"))
+    assert "--seq-len does not apply to --task seq2seq" in one_line(
+        invoke(runner, "train", tsv, *TINY, "--seq-len", "20"))
+    r = invoke(runner, "train", tsv, *TINY, "--dropout", "1.5")
+    assert r.exit_code == 2 and "'--dropout': 1.5 is not in the range" in r.output
     assert "needs FILE: a TSV file of source<TAB>target" in one_line(
         invoke(runner, "train", "--task", "seq2seq"))
     assert "--target-tokens is for --task seq2seq" in one_line(
@@ -178,18 +180,33 @@ OPTS = dict(task="seq2seq", target_tokens="space", hidden=12, embed=6, batch_siz
             max_minutes=0, max_steps=40, eval_every=7, seed=3)
 
 
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("dropout", [None, 0.3])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, dropout):
     tsv = reversals(tmp_path / "r.tsv", n=200)
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    train(str(tsv), out=str(whole), threads=1, quiet=True, **OPTS)
+    opts = dict(OPTS, dropout=dropout)
+    train(str(tsv), out=str(whole), threads=1, quiet=True, **opts)
     with pytest.raises(Interrupted):
         train(str(tsv), out=str(cut), threads=1, quiet=True, progress=_interrupt_after(17),
-              **OPTS)
-    train(out=str(cut), resume=True, threads=1, quiet=True, **OPTS)
+              **opts)
+    train(out=str(cut), resume=True, threads=1, quiet=True, **opts)
     assert _losses(cut) == _losses(whole) and len(_losses(whole)) == 40
-    a = charrnn.load_transducer(whole, best=False).model.flat
-    b = charrnn.load_transducer(cut, best=False).model.flat
-    assert np.array_equal(a, b)
+    a = charrnn.load_transducer(whole, best=False).model
+    b = charrnn.load_transducer(cut, best=False).model
+    assert np.array_equal(a.flat, b.flat)
+    assert a.cfg.dropout == (dropout or 0.0)
+
+
+def test_dropout_changes_training_not_evaluation(tmp_path):
+    tsv = reversals(tmp_path / "r.tsv", n=200)
+    runs = {p: tmp_path / f"d{p}" for p in (0.0, 0.3)}
+    for p, out in runs.items():
+        train(str(tsv), out=str(out), threads=1, quiet=True, **dict(OPTS, dropout=p))
+    assert _losses(runs[0.0])[0] != _losses(runs[0.3])[0]   # masks at the very first step
+    t = charrnn.load_transducer(runs[0.3], best=False)
+    src, src_len = t.encode_sources(["abc", "de"])
+    tgt, tgt_len = t.encode_targets(["C B A", "E D"])
+    assert t.model.loss(src, src_len, tgt, tgt_len) == t.model.loss(src, src_len, tgt, tgt_len)
 
 
 def test_resume_refuses_a_changed_file(tmp_path):

@@ -40,6 +40,15 @@ class StreamMasks:
         return out.reshape(T * N, D)
 
 
+def draw_mask(rng, site, T, N, D, p, dtype):
+    """(T*N, D) inverted-dropout mask (0 or 1/(1-p)) for dropout site `site`: from a
+    StreamMasks (keyed, reproducible across ranks and resumes) or a numpy Generator."""
+    if isinstance(rng, StreamMasks):
+        return rng.mask(site, T, N, D, p, dtype)
+    keep = rng.random((T * N, D), dtype=dtype) >= p
+    return keep * dtype.type(1.0 / (1.0 - p))
+
+
 @dataclass
 class ModelConfig:
     cell: str = "lstm"        # lstm, gru or rnn (tanh)
@@ -292,11 +301,7 @@ class Network:
         """a (R, D) times a fresh mask for dropout site len(masks), kept for backward."""
         if p <= 0:
             return a
-        if isinstance(rng, StreamMasks):
-            mask = rng.mask(len(masks), T, N, a.shape[1], p, self.dtype)
-        else:
-            keep = rng.random(a.shape, dtype=self.dtype) >= p
-            mask = keep * self.dtype.type(1.0 / (1.0 - p))             # inverted dropout
+        mask = draw_mask(rng, len(masks), T, N, a.shape[1], p, self.dtype)
         masks.append(mask)
         return a * mask
 

@@ -141,13 +141,15 @@ def _cell_back(cell, dh, dstate, cache, g):
     return dx[0, 0], (dh0[0],)
 
 
-def row_loss_and_grad(cell, attention, params, src, tgt, grads):
+def row_loss_and_grad(cell, attention, params, src, tgt, grads, masks=None):
     """Summed cross-entropy of one row (src (l,), tgt (m+1,) with tgt[0] = BOS); adds its
-    gradients into grads (a dict like params)."""
+    gradients into grads (a dict like params). Dropout: masks = (source embeddings (l, E),
+    target embeddings (m, E), output features (m, Hd + C)) multiply those three values."""
     p, g = params, grads
     Hd = p["dec.weight_hh"].shape[1]
+    ms, mt, mf = masks if masks is not None else (1.0, np.ones((len(tgt) - 1, 1)), 1.0)
     enc = {k[4:]: v for k, v in p.items() if k.startswith("enc.")}
-    x = p["src_embed"][src][:, None, :]                          # (l, 1, E)
+    x = (p["src_embed"][src] * ms)[:, None, :]                   # (l, 1, E)
     l = len(src)
     out, _, ecache = rb.forward(cell, x, np.array([l]), enc)     # (l, 1, C)
     e = out[:, 0]                                                # (l, C)
@@ -158,13 +160,15 @@ def row_loss_and_grad(cell, attention, params, src, tgt, grads):
     lens = np.array([l])
     steps, loss = [], 0.0
     for s in range(1, len(tgt)):
-        xs = np.concatenate([p["tgt_embed"][tgt[s - 1]], ctx])   # (E + C,)
+        xs = np.concatenate([p["tgt_embed"][tgt[s - 1]] * mt[s - 1], ctx])   # (E + C,)
         state, ccache = _cell_step(cell, xs, state, p)
         h = state[0]
         ctxb, _, acache = attend_forward(attention, h[None], K[None], e[None], lens,
                                          p.get("attn.W_q"), p.get("attn.v"))
         ctx = ctxb[0]
         feat = np.concatenate([h, ctx])                          # (Hd + C,)
+        if masks is not None:
+            feat = feat * mf[s - 1]
         z = p["out.weight"] @ feat + p["out.bias"]               # (Vt,)
         z = z - z.max()
         prob = np.exp(z) / np.exp(z).sum()
@@ -182,28 +186,33 @@ def row_loss_and_grad(cell, attention, params, src, tgt, grads):
         g["out.weight"] += np.outer(dz, feat)
         g["out.bias"] += dz
         dfeat = p["out.weight"].T @ dz
+        if masks is not None:
+            dfeat = dfeat * mf[s - 1]
         dh, dctx = dfeat[:Hd].copy(), dfeat[Hd:] + dctx_next
         dq = np.zeros((1, Hd))
         attend_backward(dctx[None], acache, dq, dK[None], de[None], g.get("attn.W_q"),
                         g.get("attn.v"))
         dx, dstate = _cell_back(cell, dh + dq[0], dstate, ccache, g)
-        g["tgt_embed"][tgt[s - 1]] += dx[:E_t]
+        g["tgt_embed"][tgt[s - 1]] += dx[:E_t] * mt[s - 1]
         dctx_next = dx[E_t:]
     g["attn.W_k"] += e.T @ dK
     de += dK @ p["attn.W_k"].T
     genc = {k[4:]: v for k, v in g.items() if k.startswith("enc.")}
     dx = rb.backward(de[:, None, :], None, ecache, genc)         # (l, 1, E)
-    np.add.at(g["src_embed"], src, dx[:, 0])
+    np.add.at(g["src_embed"], src, dx[:, 0] * ms)
     return loss
 
 
-def loss_and_grad(cell, attention, params, src, src_len, tgt, tgt_len):
-    """(mean loss per predicted token, gradients as a dict like params)."""
+def loss_and_grad(cell, attention, params, src, src_len, tgt, tgt_len, masks=None):
+    """(mean loss per predicted token, gradients as a dict like params). masks: None, or
+    dropout's (S, N, E), (T, N, E), (T, N, Hd + C) masks, row n's part for row n."""
     grads = {k: np.zeros_like(v) for k, v in params.items()}
     total = 0.0
     for n in range(src.shape[1]):
-        total += row_loss_and_grad(cell, attention, params, src[:src_len[n], n],
-                                   tgt[:tgt_len[n] + 1, n], grads)
+        l, m = src_len[n], tgt_len[n]
+        row = None if masks is None else (masks[0][:l, n], masks[1][:m, n], masks[2][:m, n])
+        total += row_loss_and_grad(cell, attention, params, src[:l, n], tgt[:m + 1, n],
+                                   grads, row)
     count = int(np.sum(tgt_len))
     for v in grads.values():
         v /= count

@@ -39,10 +39,16 @@ from charrnn import _attn, _decoder, _ops
 from charrnn.errors import ConfigError, ShapeError
 from charrnn.nn import bidirectional as bi
 from charrnn.nn import cells, flat
+from charrnn.nn.network import draw_mask
 from charrnn.nn.parallel import each
 from charrnn.nn.reference_seq2seq import ATTENTIONS, param_shapes
 
 BOS, EOS = 0, 1   # target ids every target vocabulary starts with
+# where training drops units (inverted dropout, masks keyed by site): what the encoder
+# reads, what the decoder's cell reads of the previous token, and what the output layer
+# reads. The recurrences and the attention's inputs are left whole, as Zaremba et al. and
+# OpenNMT do: a dropped state would be forgotten, not regularised.
+SITES = ("source embeddings", "target embeddings", "output features")
 
 
 @dataclass
@@ -54,6 +60,7 @@ class Seq2SeqConfig:
     decoder: int = 128          # Hd: decoder units
     attn: int = 64              # A: Bahdanau's attention size (Luong: Hd)
     layers: int = 1             # encoder layers
+    dropout: float = 0.0        # drop probability in training, at the three SITES
     src_vocab: int = 0          # Vs: set from the data
     tgt_vocab: int = 0          # Vt: set from the data, BOS and EOS included
 
@@ -66,6 +73,8 @@ class Seq2SeqConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.tgt_vocab < 3:
             raise ConfigError(f"tgt_vocab must count BOS, EOS and at least one token, got {self.tgt_vocab}")
         return self
@@ -145,12 +154,15 @@ class Seq2Seq:
 
     # ---- pieces shared by training and decoding ------------------------------------------
 
-    def encode(self, src, src_len):
-        """-> (E (N, S, C), K (N, S, A), cache): encoder outputs and attention keys."""
+    def encode(self, src, src_len, drop=None):
+        """-> (E (N, S, C), K (N, S, A), cache): encoder outputs and attention keys.
+        drop (training with dropout): a Drop, which keeps the mask for backward."""
         cfg, P, dt = self.cfg, self.params, self.dtype
         S, N = src.shape
         x = np.empty((S * N, cfg.embed), dt)                            # (S*N, E)
         _ops.embedding_forward(src.reshape(-1), P["src_embed"], x)
+        if drop:
+            x *= drop.mask(0, S, N, cfg.embed)
         enc = {k[4:]: v for k, v in P.items() if k.startswith("enc.")}
         out, _, bcache = bi.forward(cfg.cell, x.reshape(S, N, cfg.embed), src_len, enc,
                                     parallel=self.parallel)
@@ -168,9 +180,10 @@ class Seq2Seq:
 
     # ---- training ----------------------------------------------------------------------
 
-    def forward_backward(self, src, src_len, tgt, tgt_len, grad=True):
+    def forward_backward(self, src, src_len, tgt, tgt_len, grad=True, rng=None):
         """Mean cross-entropy per predicted token (nats); with grad, its gradients *added*
-        to self.grads."""
+        to self.grads. rng (a network.StreamMasks or a numpy Generator) turns on
+        cfg.dropout's masks at the SITES; drawn after the rows are sorted (below)."""
         src, src_len, tgt, tgt_len = self.check(src, src_len, tgt, tgt_len)
         # rows sorted by target length, longest first (the loss and the gradients do not
         # depend on the order): step s of the decoder then runs the rows n < active[s]
@@ -180,18 +193,22 @@ class Seq2Seq:
         tgt, tgt_len = np.ascontiguousarray(tgt[:, order]), tgt_len[order]
         T = tgt.shape[0] - 1
         active = (tgt_len[None, :] > np.arange(T)[:, None]).sum(1).astype(np.int64)   # (T,)
-        E, K, bcache = self.encode(src, src_len)
-        sv = self._decode_forward(np.ascontiguousarray(tgt[:T]), E, K, src_len, active)
+        drop = Drop(rng, self.cfg.dropout, self.dtype) if grad and rng is not None else None
+        E, K, bcache = self.encode(src, src_len, drop)
+        sv = self._decode_forward(np.ascontiguousarray(tgt[:T]), E, K, src_len, active, drop)
         feats = np.concatenate([sv["hs"][1:], sv["ctxs"][1:]], axis=2)  # (T, N, Hd + C)
         valid = np.arange(T)[:, None] < tgt_len[None, :]               # (T, N)
         rows = np.ascontiguousarray(feats[valid])                      # (M, Hd + C)
+        if drop:   # the scored steps' part of the mask, which backward reads
+            drop.masks[2] = drop.mask(2, T, feats.shape[1], feats.shape[2])[valid.reshape(-1)]
+            rows *= drop.masks[2]
         labels = np.ascontiguousarray(tgt[1:][valid])                   # (M,)
         z = self.logits(rows)                                           # (M, Vt)
         M = rows.shape[0]
         # softmax_xent overwrites z with d(mean loss)/dz when its scale != 0
         total = _ops.softmax_xent(z, labels, 1.0 / M if grad else 0.0)
         if grad:
-            self._backward(z, rows, valid, tgt, src, src_len, E, K, bcache, sv, active)
+            self._backward(z, rows, valid, tgt, src, src_len, E, K, bcache, sv, active, drop)
         return total / M
 
     def _attn_weights(self, grads=False):
@@ -202,7 +219,7 @@ class Seq2Seq:
         d = self.grads if grads else self.params
         return d["attn.W_q"], d["attn.v"]
 
-    def _decode_forward(self, tgt_in, E, K, src_len, active=None):
+    def _decode_forward(self, tgt_in, E, K, src_len, active=None, drop=None):
         """The decoder over every target step, one compiled call (kernels/_decoder.pyx);
         -> the arrays its backward reads. active (T,): the rows each step runs (a
         prefix: forward_backward sorts them); None: all."""
@@ -214,6 +231,8 @@ class Seq2Seq:
         bah = cfg.attention == "bahdanau"
         emb = np.empty((T * N, Em), dt)                                 # (T*N, E)
         _ops.embedding_forward(tgt_in.reshape(-1), P["tgt_embed"], emb)
+        if drop:
+            emb *= drop.mask(1, T, N, Em)
         sv = dict(emb_ids=tgt_in,
                   xs=np.empty((T, N, Em + C), dt),                      # cell inputs
                   hs=np.zeros((T + 1, N, Hd), dt),                      # hs[0] = 0
@@ -250,7 +269,7 @@ class Seq2Seq:
                       for i in range(1, P.threads)] + [N]
         P.run(fn, [(*args, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])])
 
-    def _backward(self, dz, rows, valid, tgt, src, src_len, E, K, bcache, sv, active):
+    def _backward(self, dz, rows, valid, tgt, src, src_len, E, K, bcache, sv, active, drop):
         cfg, P, g, dt = self.cfg, self.params, self.grads, self.dtype
         own = self._own()
         T, N = valid.shape
@@ -260,6 +279,8 @@ class Seq2Seq:
         bah = cfg.attention == "bahdanau"
         drows = np.empty_like(rows)                                     # (M, Hd + C)
         _ops.linear_backward(dz, rows, P["out.weight"], drows, g["out.weight"], g["out.bias"], own)
+        if drop:
+            drows *= drop.masks[2]
         dfeat = np.zeros((T, N, Hd + C), dt)                            # (T, N, Hd + C)
         dfeat[valid] = drows
         dK, dE = np.zeros_like(K), np.zeros_like(E)
@@ -281,6 +302,8 @@ class Seq2Seq:
                  g["dec.weight_ih"], g["dec.weight_hh"], g["dec.bias_ih"], g["dec.bias_hh"])
         each(self.parallel, _decoder.weight_grads, GH,
              lambda lo, hi: (*wargs, lo, hi))
+        if drop:
+            demb *= drop.masks[1].reshape(demb.shape)
         _ops.embedding_backward(sv["emb_ids"].reshape(-1), demb.reshape(T * N, Em),
                                 g["tgt_embed"])
         _attn.keys_backward(dK, E, np.ascontiguousarray(P["attn.W_k"].T), src_len, own, dE,
@@ -288,6 +311,8 @@ class Seq2Seq:
         genc = {k[4:]: v for k, v in g.items() if k.startswith("enc.")}
         dout = np.ascontiguousarray(dE.transpose(1, 0, 2))              # (S, N, C)
         dx = bi.backward(dout, None, bcache, genc)                      # (S, N, E)
+        if drop:
+            dx *= drop.masks[0].reshape(dx.shape)
         _ops.embedding_backward(src.reshape(-1), dx.reshape(-1, Em), g["src_embed"])
 
     def loss_and_grad(self, src, src_len, tgt, tgt_len):
@@ -298,3 +323,18 @@ class Seq2Seq:
 
     def loss(self, src, src_len, tgt, tgt_len):
         return self.forward_backward(src, src_len, tgt, tgt_len, grad=False)
+
+
+class Drop:
+    """The dropout masks of one training pass, by site (SITES), kept for backward."""
+
+    def __init__(self, rng, p, dtype):
+        self.rng, self.p, self.dtype, self.masks = rng, p, dtype, {}
+
+    def __bool__(self):
+        return self.p > 0
+
+    def mask(self, site, T, N, D):
+        """(T*N, D) mask of `site` (row t*N + n: step t of row n)."""
+        self.masks[site] = draw_mask(self.rng, site, T, N, D, self.p, self.dtype)
+        return self.masks[site]

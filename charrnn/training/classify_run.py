@@ -1,21 +1,18 @@
 """A classifier's training run (`charrnn train pairs.tsv --task classify`): what
 charrnn.training.loop.train runs instead of the language model's Trainer.
-
     ClassifierTrainer(cfg, path, run_dir, saved, log, quiet, progress)   .run(signals)
-
 The run directory is a language model's (loop.py): model.safetensors, best.safetensors
 (charrnn.io.classifier_file), state.safetensors (parameters, optimizer moments, step,
 budget and patience bookkeeping), metrics.jsonl (train_loss per step; val_loss and
 val_accuracy at each evaluation; a final line saying why the run stopped).
 
 Data: label<TAB>text lines (charrnn.data.pairs); whole pairs held out, stratified by
-label, chosen by the seed. The vocabulary is the training texts' characters (id 0: any
-other); the labels are every label of the file, sorted.
-Batches: epoch e shuffles the training pairs by (seed, e), cuts the order into buckets
-of BUCKET batches, sorts each bucket by length and cuts it into batches (little
-padding), then shuffles the batches. Step s is batch s % per_epoch of epoch
-s // per_epoch: the data cursor is the step, so a resumed run reads what an
-uninterrupted one would.
+label, chosen by the seed. Vocabulary: the training texts' characters (id 0: any other);
+labels: every label of the file, sorted. Batches: epoch e shuffles the training pairs by
+(seed, e), cuts the order into buckets of BUCKET batches, sorts each bucket by length,
+cuts it into batches (little padding) and shuffles them. Step s is batch s % per_epoch
+of epoch s // per_epoch: the step is the data cursor, so a resume reads what an
+uninterrupted run would.
 """
 import hashlib
 import json
@@ -261,7 +258,7 @@ class ClassifierTrainer:
         t0 = time.perf_counter()
         b = self.batch(self.step)
         model.grad_flat.fill(0)
-        loss = float(model.forward_backward(*b))
+        loss = float(self.forward_backward(b))
         norm, gscale = optim.clip_scale(model.grad_flat, cfg.grad_clip)
         if not (math.isfinite(loss) and math.isfinite(norm)):
             kept = (f"the last good checkpoint (step {self.saved_step}) is in {self.run_dir}"
@@ -279,6 +276,9 @@ class ClassifierTrainer:
         return {"step": self.step, "epoch": round(self.epoch(), 4), "train_loss": round(loss, 5),
                 "lr": lr, "grad_norm": round(norm, 4), "pairs_per_sec": round(self.rate, 1),
                 "wall_time": round(self.elapsed(), 2)}
+
+    def forward_backward(self, b):   # task: loss and gradients of a training batch
+        return self.model.forward_backward(*b)
 
     @staticmethod
     def _line(metrics, record):

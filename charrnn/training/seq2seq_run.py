@@ -29,6 +29,7 @@ import numpy as np
 from charrnn.data.pairs import read_pairs, split_pairs
 from charrnn.errors import ConfigError, CorpusError, plural
 from charrnn.nn.classifier import pad_batch
+from charrnn.nn.network import StreamMasks
 from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
 from charrnn.training import auto as defaults
 from charrnn.training.classify_run import EVAL_BATCH, ClassifierTrainer, unchanged_digest
@@ -82,6 +83,7 @@ class Seq2SeqTrainer(ClassifierTrainer):
         longest_target = max(len(split(t)) for t in pairs.right)
         mcfg = dict(cell=cfg.cell, attention="luong", embed=cfg.embed, hidden=cfg.hidden,
                     decoder=2 * cfg.hidden, attn=cfg.hidden, layers=cfg.layers,
+                    dropout=cfg.dropout,
                     src_vocab=len(self.vocab) + 1, tgt_vocab=len(self.labels) + 2)
         self.transducer = Transducer(Seq2Seq(mcfg, seed=cfg.seed), self.vocab, self.labels,
                                      TOKENS[cfg.target_tokens], 2 * longest_target + 2)
@@ -120,6 +122,11 @@ class Seq2SeqTrainer(ClassifierTrainer):
         tgt, lens = pad_batch([self.train_t[i] for i in rows])
         return src, src_len, tgt, lens - 1
 
+    def forward_backward(self, b):
+        # dropout masks keyed by (seed, step): nothing to carry or save for exact resume
+        rng = StreamMasks(self.cfg.seed + 1, self.step) if self.cfg.dropout else None
+        return self.model.forward_backward(*b, rng=rng)
+
     def _describe(self):
         c = self.cfg
         return (f"charrnn: training a transducer: {c.layers}x{c.hidden} bidirectional "
@@ -151,6 +158,6 @@ class Seq2SeqTrainer(ClassifierTrainer):
 
 def check_options(options):
     """ConfigError for an option a seq2seq run does not use."""
-    for k in ("dropout", "seq_len", "lr_decay", "docs"):
+    for k in ("seq_len", "lr_decay", "docs"):
         if options.get(k) is not None and not (k == "docs" and options[k] == "none"):
             raise ConfigError(f"--{k.replace('_', '-')} does not apply to --task seq2seq")
