@@ -100,6 +100,23 @@ def test_options_that_do_not_apply(runner, tmp_path):
         invoke(runner, "train", tsv, "--target-tokens", "space", "--max-steps", "1"))
 
 
+def test_attention_and_decoder_options(runner, tmp_path):
+    tsv = reversals(tmp_path / "r.tsv", n=60)
+    r = invoke(runner, "train", tsv, *TINY, "--attention", "bahdanau", "--decoder", "20",
+               "--max-steps", "3", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert "20-unit decoder with Bahdanau attention" in r.output
+    m = charrnn.load_transducer(tmp_path / "run", best=False).model
+    assert (m.cfg.attention, m.cfg.decoder, m.cfg.attn) == ("bahdanau", 20, 32)
+    assert m.params["attn.W_q"].shape == (20, 32)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("some text to model " * 50)
+    assert "--attention is for --task seq2seq" in one_line(
+        invoke(runner, "train", plain, "--attention", "bahdanau", "--max-steps", "1"))
+    assert "--decoder is for --task seq2seq" in one_line(
+        invoke(runner, "train", tsv, "--task", "classify", "--decoder", "8"))
+
+
 # ---- train, transduce, eval, runs ----------------------------------------------------------
 
 def test_train_learns_and_writes_a_run(trained):

@@ -8,7 +8,7 @@ import sys
 import click
 
 from charrnn.cli.common import call, finite, quiet_broken_pipe
-from charrnn.training.options import (CELLS, DOCS, ENCODING_ERRORS, OPTIMIZERS, POOLS,
+from charrnn.training.options import (ATTENTIONS, CELLS, DOCS, ENCODING_ERRORS, OPTIMIZERS, POOLS,
                                       PRECISIONS, TARGET_TOKENS, TASKS, described)
 
 
@@ -16,6 +16,8 @@ from charrnn.training.options import (CELLS, DOCS, ENCODING_ERRORS, OPTIMIZERS, 
 @click.argument("files", nargs=-1, metavar="[FILE]...", type=click.Path(path_type=str))
 @click.option("--task", type=click.Choice(TASKS), help=described("task"))
 @click.option("--target-tokens", type=click.Choice(TARGET_TOKENS), help=described("target_tokens"))
+@click.option("--attention", type=click.Choice(ATTENTIONS), help=described("attention"))
+@click.option("--decoder", type=click.IntRange(min=1), help=described("decoder"))
 @click.option("--pool", type=click.Choice(POOLS), help=described("pool"))
 @click.option("--cell", type=click.Choice(CELLS), help=described("cell"))
 @click.option("--hidden", type=click.IntRange(min=1), help=described("hidden"))

@@ -34,7 +34,7 @@ from charrnn.data import sources
 from charrnn.data.several import FileSet
 from charrnn.training import distributed as dist
 from charrnn.training import finetune
-from charrnn.training.options import RESUME_OVERRIDABLE, TrainConfig
+from charrnn.training.options import RESUME_OVERRIDABLE, TASK_OPTIONS, TrainConfig
 from charrnn.training.progress import Output
 from charrnn.training.run_start import open_run, remove_if_unused
 from charrnn.io.rundir import STATE_FILE, RunLock
@@ -102,11 +102,9 @@ def train(corpus=None, *, out=None, resume=False, init=None, threads=None, quiet
         _check_classify(corpus, init, comm, options["task"])
         (check_classify_options if options["task"] == "classify" else
          check_seq2seq_options)(options)
-    if options.get("target_tokens") is not None and options.get("task") != "seq2seq" \
-            and not resume:
-        raise ConfigError("--target-tokens is for --task seq2seq")
-    if options.get("pool") is not None and options.get("task") != "classify" and not resume:
-        raise ConfigError("--pool is for --task classify")
+    for k, task in TASK_OPTIONS.items():
+        if options.get(k) is not None and options.get("task") != task and not resume:
+            raise ConfigError(f"--{k.replace('_', '-')} is for --task {task}")
     if not comm.is_root:
         quiet, log, progress = True, (lambda s: None), None
     try:

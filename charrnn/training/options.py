@@ -29,6 +29,10 @@ DOCS = ("none", "lines", "files")                  # charrnn.data.documents.MODE
 TASKS = ("lm", "classify", "seq2seq")
 POOLS = ("final", "mean")   # charrnn.nn.classifier.POOLS (not imported: the CLI loads no numpy)
 TARGET_TOKENS = ("chars", "space")   # seq2seq targets: characters, or space-separated tokens
+ATTENTIONS = ("luong", "bahdanau")   # charrnn.nn.reference_seq2seq.ATTENTIONS, likewise
+# options that only one task reads -> that task (charrnn.training.loop refuses them elsewhere)
+TASK_OPTIONS = {"target_tokens": "seq2seq", "attention": "seq2seq", "decoder": "seq2seq",
+                "pool": "classify"}
 
 
 def option(default, help, auto=None):
@@ -48,6 +52,12 @@ class TrainConfig:
     target_tokens: str = option(
         "chars", "With --task seq2seq: what a target is made of: chars, its characters; "
         "space, its space-separated tokens (phonemes such as K AE1 T)")
+    attention: str = option(
+        "luong", "With --task seq2seq: how the decoder weighs the source's characters: luong, "
+        "h . (W e), the decoder state against each encoder output; bahdanau, v . tanh(W_q h "
+        "+ W_k e), through a layer of --hidden units (slower: its loop runs on one thread)")
+    decoder: Optional[int] = option(
+        None, "With --task seq2seq: decoder units", "auto: twice --hidden")
     pool: str = option(
         "final", "With --task classify: what the label layer reads: final, the last states "
         "of both directions; mean, the mean of the top layer's outputs over the text")
@@ -156,6 +166,8 @@ class TrainConfig:
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
             (self.task in TASKS, f"--task must be one of {', '.join(TASKS)}"),
             (self.pool in POOLS, f"--pool must be one of {', '.join(POOLS)}"),
+            (self.attention in ATTENTIONS, f"--attention must be one of {', '.join(ATTENTIONS)}"),
+            (self.decoder is None or self.decoder >= 1, "--decoder must be at least 1"),
             (self.target_tokens in TARGET_TOKENS,
              f"--target-tokens must be one of {', '.join(TARGET_TOKENS)}"),
         ]

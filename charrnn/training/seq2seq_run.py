@@ -12,9 +12,10 @@ patience, Ctrl-C, the progress bar) with its own data, model and evaluation:
   *sources* are held out (all the lines of a source go to the same side, so no
   pronunciation of a held-out word is trained on), chosen by the seed.
 - model: charrnn.nn.seq2seq.Seq2Seq: a --layers x --hidden bidirectional encoder over
-  the source characters (embedding --embed), a decoder of 2 x --hidden units with Luong
-  attention. Source vocabulary: the training sources' characters (id 0: any other);
-  target vocabulary: every target token of the file (BOS, EOS first).
+  the source characters (embedding --embed), a decoder of --decoder units (2 x --hidden
+  unless given) with --attention (Luong unless given; Bahdanau's layer has --hidden
+  units). Source vocabulary: the training sources' characters (id 0: any other); target
+  vocabulary: every target token of the file (BOS, EOS first).
 - evaluation: the loss per target token (EOS included) over up to EVAL_PAIRS held-out
   pairs (a sample fixed by the seed; all of them when there are fewer), and the token
   error rate of greedy decoding on up to EVAL_SAMPLE held-out sources (the
@@ -81,8 +82,9 @@ class Seq2SeqTrainer(ClassifierTrainer):
         self.vocab = sorted({c for i in tr for c in pairs.left[i]})        # sources
         self.labels = sorted({tok for t in pairs.right for tok in split(t)})  # targets
         longest_target = max(len(split(t)) for t in pairs.right)
-        mcfg = dict(cell=cfg.cell, attention="luong", embed=cfg.embed, hidden=cfg.hidden,
-                    decoder=2 * cfg.hidden, attn=cfg.hidden, layers=cfg.layers,
+        mcfg = dict(cell=cfg.cell, attention=cfg.attention, embed=cfg.embed,
+                    hidden=cfg.hidden, decoder=cfg.decoder or 2 * cfg.hidden,
+                    attn=cfg.hidden, layers=cfg.layers,
                     dropout=cfg.dropout,
                     src_vocab=len(self.vocab) + 1, tgt_vocab=len(self.labels) + 2)
         self.transducer = Transducer(Seq2Seq(mcfg, seed=cfg.seed), self.vocab, self.labels,
@@ -130,7 +132,8 @@ class Seq2SeqTrainer(ClassifierTrainer):
     def _describe(self):
         c = self.cfg
         return (f"charrnn: training a transducer: {c.layers}x{c.hidden} bidirectional "
-                f"{c.cell.upper()} encoder, {2 * c.hidden}-unit decoder with attention "
+                f"{c.cell.upper()} encoder, {self.model.cfg.decoder}-unit decoder with "
+                f"{c.attention.capitalize()} attention "
                 f"({self.model.flat.size:,} parameters, {len(self.vocab)} source characters, "
                 f"{len(self.labels)} target tokens), {plural(self.per_epoch, 'step')} per epoch")
 
