@@ -1,7 +1,7 @@
 """The encoder-decoder against PyTorch, an independent reader: a test-only torch module
 with our weights (the encoder torch.nn.LSTM / GRU(bidirectional=True) over a
 pack_padded_sequence, the decoder torch.nn.LSTMCell / GRUCell, the attention written out
-with a -inf length mask) must give the same loss and every gradient. Skips without
+with a -inf length mask) must give the same loss and every gradient, with dropout's masks too. Skips without
 torch, like test_pytorch_interop.py."""
 import itertools
 import os
@@ -19,6 +19,7 @@ except ModuleNotFoundError:   # not installed; a broken install fails
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 from charrnn.nn import reference_seq2seq as rs  # noqa: E402
+from charrnn.nn.network import StreamMasks  # noqa: E402
 from charrnn.nn.seq2seq import BOS, Seq2Seq  # noqa: E402
 
 
@@ -43,9 +44,11 @@ class TorchSeq2Seq(torch.nn.Module):
         state = {names.get(k, k): torch.tensor(v) for k, v in params.items()}
         self.load_state_dict(state, strict=True)
 
-    def forward(self, src, src_len, tgt, tgt_len):
+    def forward(self, src, src_len, tgt, tgt_len, masks=None):
+        """masks: dropout's (S, N, E), (T, N, E), (T, N, Hd + C) factors, or None."""
         S, N = src.shape
-        x = self.src_embed[src]                                        # (S, N, E)
+        ms, mt, mf = (torch.tensor(m) for m in masks) if masks is not None else (1, [1] * S, 1)
+        x = self.src_embed[src] * ms                                   # (S, N, E)
         packed = pack_padded_sequence(x, torch.tensor(src_len), enforce_sorted=False)
         e, _ = pad_packed_sequence(self.enc(packed)[0], total_length=S)
         e = e.transpose(0, 1)                                          # (N, S, C)
@@ -57,7 +60,7 @@ class TorchSeq2Seq(torch.nn.Module):
         ctx = torch.zeros(N, e.shape[2], dtype=torch.float64)
         total, count = 0.0, 0
         for s in range(tgt.shape[0] - 1):
-            x = torch.cat([self.tgt_embed[tgt[s]], ctx], dim=1)
+            x = torch.cat([self.tgt_embed[tgt[s]] * mt[s], ctx], dim=1)
             if self.cell == "lstm":
                 h, c = self.dec(x, (h, c))
             else:
@@ -68,7 +71,8 @@ class TorchSeq2Seq(torch.nn.Module):
                 score = (keys @ h[:, :, None])[:, :, 0]
             alpha = torch.softmax(score.masked_fill(mask, -torch.inf), dim=1)
             ctx = (alpha[:, :, None] * e).sum(dim=1)
-            logits = self.out(torch.cat([h, ctx], dim=1))
+            feat = torch.cat([h, ctx], dim=1)
+            logits = self.out(feat if masks is None else feat * mf[s])
             live = torch.tensor(s < tgt_len)
             lp = torch.log_softmax(logits, dim=1)[torch.arange(N), tgt[s + 1]]
             total = total - (lp * live).sum()
@@ -76,11 +80,25 @@ class TorchSeq2Seq(torch.nn.Module):
         return total / count
 
 
+def masks_in_row_order(keys, p, src, tgt_len, E, F):
+    """The dropout masks StreamMasks(*keys) gives the model for this batch, moved back
+    to the caller's row order (the model draws them after sorting rows longest first)."""
+    (S, N), T = src.shape, int(tgt_len.max())
+    order = np.argsort(-tgt_len, kind="stable")
+    out = []
+    for site, (t, d) in enumerate(((S, E), (T, E), (T, F))):
+        m = StreamMasks(*keys).mask(site, t, N, d, p, np.dtype(np.float64)).reshape(t, N, d)
+        back = np.empty_like(m)
+        back[:, order] = m
+        out.append(back)
+    return out
+
+
 @pytest.mark.parametrize("cell,attention", list(itertools.product(["lstm", "gru"], rs.ATTENTIONS)))
-@pytest.mark.parametrize("L", [1, 2])
-def test_loss_and_gradients_match_torch(cell, attention, L):
+@pytest.mark.parametrize("L,dropout", [(1, 0.0), (2, 0.0), (1, 0.3)])
+def test_loss_and_gradients_match_torch(cell, attention, L, dropout):
     sizes = dict(embed=3, hidden=4, decoder=5, attn=6, src_vocab=7, tgt_vocab=8, layers=L)
-    m = Seq2Seq(dict(sizes, cell=cell, attention=attention), dtype=np.float64)
+    m = Seq2Seq(dict(sizes, cell=cell, attention=attention, dropout=dropout), dtype=np.float64)
     rng = np.random.default_rng(0)
     for p in m.params.values():
         p[...] = rng.uniform(-0.7, 0.7, p.shape)
@@ -90,10 +108,17 @@ def test_loss_and_gradients_match_torch(cell, attention, L):
     tgt = rng.integers(2, 8, (T + 1, N))
     tgt[0] = BOS
     tgt_len = np.array([3, 5, 1, 2])
-    loss, grads = m.loss_and_grad(src, src_len, tgt, tgt_len)
+    masks = None
+    if dropout:
+        m.grad_flat.fill(0)
+        loss = m.forward_backward(src, src_len, tgt, tgt_len, rng=StreamMasks(5, 2))
+        grads = m.grads
+        masks = masks_in_row_order((5, 2), dropout, src, tgt_len, 3, 5 + 8)
+    else:
+        loss, grads = m.loss_and_grad(src, src_len, tgt, tgt_len)
     tm = TorchSeq2Seq(cell, attention, 7, 8, 3, 4, 5, 6 if attention == "bahdanau" else 5, L)
     tm.load(m.params)
-    tloss = tm(torch.tensor(src), src_len, torch.tensor(tgt), tgt_len)
+    tloss = tm(torch.tensor(src), src_len, torch.tensor(tgt), tgt_len, masks)
     tloss.backward()
     assert abs(loss - tloss.item()) < 1e-10
     tgrads = {n: p.grad.numpy() for n, p in tm.named_parameters()}
