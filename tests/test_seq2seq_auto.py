@@ -37,3 +37,15 @@ def test_a_tiny_set_takes_a_batch_of_a_quarter_of_its_pairs():
 def test_classifiers_are_unchanged():
     c = auto.choose_classifier(120_000, 12, 30, {}, held_out=lambda f: int(120_000 * f))
     assert (c.values["hidden"], c.values["embed"], c.values["batch_size"]) == (128, 32, 32)
+
+
+def test_a_transducer_anneals_across_its_budget_unless_told():
+    c = choose(120_000, 30)
+    assert c.values["anneal"] == auto.S2S_ANNEAL == 0.9 and "anneal" in c.auto
+    assert c.values["dropout"] == auto.S2S_DROPOUT and "dropout" in c.auto
+    told = choose(120_000, 30, anneal=0.3, dropout=0.0)
+    assert told.values["anneal"] == 0.3 and told.values["dropout"] == 0.0
+    assert "anneal" not in told.auto and "dropout" not in told.auto
+    lm = auto.choose(1_000_000, 65, 5)
+    clf = auto.choose_classifier(120_000, 12, 30, {}, held_out=lambda f: int(120_000 * f))
+    assert lm.values["anneal"] == clf.values["anneal"] == auto.ANNEAL == 0.2

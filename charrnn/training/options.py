@@ -56,8 +56,7 @@ class TrainConfig:
         "luong", "With --task seq2seq: how the decoder weighs the source's characters: luong, "
         "h . (W e), the decoder state against each encoder output; bahdanau, v . tanh(W_q h "
         "+ W_k e), through a layer of --hidden units (slower: its loop runs on one thread)")
-    decoder: Optional[int] = option(
-        None, "With --task seq2seq: decoder units", "auto: twice --hidden")
+    decoder: int = option(0, "With --task seq2seq: decoder units, 0: twice --hidden")
     pool: str = option(
         "final", "With --task classify: what the label layer reads: final, the last states "
         "of both directions; mean, the mean of the top layer's outputs over the text")
@@ -110,8 +109,9 @@ class TrainConfig:
     lr_decay: Optional[float] = option(   # applied smoothly every step
         None, "Learning-rate factor per epoch",
         f"auto: {auto.LR_DECAY}, per million characters on smaller corpora")
-    anneal: float = option(0.2, "Final fraction of a run with a budget in which the "
-                           "learning rate falls linearly to 10%")
+    anneal: Optional[float] = option(
+        None, "Final fraction of a run with a budget in which the learning rate falls "
+        "linearly to 10%", f"auto: {auto.ANNEAL}; {auto.S2S_ANNEAL} for --task seq2seq")
     grad_clip: float = option(5.0, "Global gradient-norm limit, 0 disables")
     seed: int = option(1337, "Random seed")
     # ---- compute
@@ -143,7 +143,7 @@ class TrainConfig:
 
         _check_types(self)
         auto = {"dropout": 0.0, "lr_decay": 1.0, "patience": 0, "max_epochs": 0,
-                "val_frac": 0.1, "lr": 1.0}
+                "val_frac": 0.1, "lr": 1.0, "anneal": 0.0}
         d = {k: (auto.get(k, 1) if v is None else v) for k, v in asdict(self).items()}
         ModelConfig(self.cell, d["hidden"], d["layers"], d["embed"], d["dropout"], 1,
                     self.encoding).validate()
@@ -153,7 +153,7 @@ class TrainConfig:
             (0 <= d["val_frac"] < 1, "--val-frac must be in [0, 1) (0: no validation)"),
             (d["lr"] > 0, "--lr must be a positive number"),
             (0 < d["lr_decay"] <= 1, "--lr-decay must be in (0, 1]"),
-            (0 <= self.anneal < 1, "--anneal must be in [0, 1)"),
+            (0 <= d["anneal"] < 1, "--anneal must be in [0, 1)"),
             (self.grad_clip >= 0, "--grad-clip must be >= 0 (0 disables clipping)"),
             (d["eval_every"] >= 1, "--eval-every must be at least 1"),
             (d["patience"] >= 0, "--patience must be >= 0 (0: no early stopping)"),
@@ -167,7 +167,7 @@ class TrainConfig:
             (self.task in TASKS, f"--task must be one of {', '.join(TASKS)}"),
             (self.pool in POOLS, f"--pool must be one of {', '.join(POOLS)}"),
             (self.attention in ATTENTIONS, f"--attention must be one of {', '.join(ATTENTIONS)}"),
-            (self.decoder is None or self.decoder >= 1, "--decoder must be at least 1"),
+            (self.decoder >= 0, "--decoder must be >= 0 (0: twice --hidden)"),
             (self.target_tokens in TARGET_TOKENS,
              f"--target-tokens must be one of {', '.join(TARGET_TOKENS)}"),
         ]
