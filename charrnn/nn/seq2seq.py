@@ -23,8 +23,9 @@ How, per batch:
   (_ops.linear_forward / softmax_xent): padded steps are never scored, so nothing flows
   back from them;
 - threads (self.parallel, as --threads sets it): the encoder's two directions at once,
-  the decoder's loop cut by rows (Luong; rows never meet) and its weight gradients by
-  gate rows; float32 results are bit-identical to one thread.
+  the decoder's loop cut by rows (rows never meet; Bahdanau's dW_q and dv, which sum
+  over them, take one accumulator per range) and its weight gradients by gate rows;
+  float32 results are bit-identical to one thread (Bahdanau's dW_q, dv: to rounding).
 Backward runs the same pieces in reverse, the gradient of ctx_{s-1} coming back from
 step s's cell input; everything reaches the encoder through dK and dE.
 
@@ -244,7 +245,7 @@ class Seq2Seq:
                   tanhs=np.empty((T, N, S, A) if bah else (T, 0, 0, 0), dt))
         W_ih, W_hh = P["dec.weight_ih"], P["dec.weight_hh"]
         sv["active"] = np.full(T, N, np.int64) if active is None else active
-        Wp_ih, Wp_hh = cells._packs_forward(self._ws, W_ih, W_hh, self._rows_parallel())
+        Wp_ih, Wp_hh = cells._packs_forward(self._ws, W_ih, W_hh, self.parallel)
         args = (_decoder.CELLS[cfg.cell], _attn.KINDS[cfg.attention], emb.reshape(T, N, Em),
                 W_ih, Wp_ih, W_hh, Wp_hh, P["dec.bias_ih"], P["dec.bias_hh"], K, E,
                 *self._attn_weights(), src_len, self._own(), sv["xs"], sv["hs"], sv["cs"],
@@ -253,21 +254,18 @@ class Seq2Seq:
         self._each_row_range(_decoder.forward, args, N, sv["active"])
         return sv
 
-    def _rows_parallel(self):
-        # the decoder's rows never meet, except in Bahdanau's dW_q and dv (summed over
-        # them in the step's backward): that attention runs its loop on one thread
-        return None if self.cfg.attention == "bahdanau" else self.parallel
-
     def _each_row_range(self, fn, args, N, active):
         """fn(*args, lo, hi) over row ranges, one per thread, cut so that each holds about
-        as many row-steps (rows sorted longest first: equal counts would not balance)."""
-        P = self._rows_parallel()
+        as many row-steps (rows sorted longest first: equal counts would not balance).
+        args: a tuple, or args(i) -> range i's (when each range has its own accumulators)."""
+        P = self.parallel
+        of = args if callable(args) else (lambda i: args)
         if P is None or P.threads == 1 or N < 2:
-            return fn(*args, 0, N)
+            return fn(*of(0), 0, N)
         work = np.cumsum((np.arange(N)[:, None] < active[None, :]).sum(1))   # (N,)
         cuts = [0] + [min(N, int(np.searchsorted(work, work[-1] * i / P.threads)) + 1)
                       for i in range(1, P.threads)] + [N]
-        P.run(fn, [(*args, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])])
+        P.run(fn, [(*of(i), lo, hi) for i, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:]))])
 
     def _backward(self, dz, rows, valid, tgt, src, src_len, E, K, bcache, sv, active, drop):
         cfg, P, g, dt = self.cfg, self.params, self.grads, self.dtype
@@ -290,14 +288,24 @@ class Seq2Seq:
         W_ih, W_hh = P["dec.weight_ih"], P["dec.weight_hh"]
         e = lambda *shape: np.empty(shape, dt)  # noqa: E731   scratch
         dact, dgh = e(T, N, GH), e(0, 0, 0) if lstm else e(T, N, GH)
-        Wp_ih, Wp_hh = cells._packs_backward(self._ws, W_ih, W_hh, self._rows_parallel())
-        args = (_decoder.CELLS[cfg.cell], _attn.KINDS[cfg.attention], dfeat, W_ih, Wp_ih,
+        Wp_ih, Wp_hh = cells._packs_backward(self._ws, W_ih, W_hh, self.parallel)
+        head = (_decoder.CELLS[cfg.cell], _attn.KINDS[cfg.attention], dfeat, W_ih, Wp_ih,
                 W_hh, Wp_hh, K, E, W_qT, v, src_len, own, sv["xs"], sv["hs"], sv["cs"],
-                sv["act"], sv["tc"], sv["alphas"], sv["tanhs"], demb, dK, dE,
-                *self._attn_weights(grads=True), dact, dgh, e(N, C), e(N, Hd), e(N, Hd),
-                e(N, Hd), e(N, Hd), e(N, Hd), e(N, Em + C), e(N, S), e(N, A) if bah else e(0, 0),
-                active)
-        self._each_row_range(_decoder.backward, args, N, active)
+                sv["act"], sv["tc"], sv["alphas"], sv["tanhs"], demb, dK, dE)
+        tail = (dact, dgh, e(N, C), e(N, Hd), e(N, Hd), e(N, Hd), e(N, Hd), e(N, Hd),
+                e(N, Em + C), e(N, S), e(N, A) if bah else e(0, 0), active)
+        ranges = 1 if self.parallel is None else self.parallel.threads
+        if bah and ranges > 1:
+            # Bahdanau's dW_q and dv sum over the rows: each range adds into a pair of
+            # its own, summed after in range order (the serial sum, to rounding)
+            parts = np.zeros((ranges,) + W_q.shape, dt), np.zeros((ranges, A), dt)
+            self._each_row_range(_decoder.backward,
+                                 lambda i: (*head, parts[0][i], parts[1][i], *tail), N, active)
+            g["attn.W_q"] += parts[0].sum(0)
+            g["attn.v"] += parts[1].sum(0)
+        else:
+            self._each_row_range(_decoder.backward,
+                                 (*head, *self._attn_weights(grads=True), *tail), N, active)
         wargs = (_decoder.CELLS[cfg.cell], dact, dgh, sv["xs"], sv["hs"], W_ih, Wp_ih,
                  g["dec.weight_ih"], g["dec.weight_hh"], g["dec.bias_ih"], g["dec.bias_hh"])
         each(self.parallel, _decoder.weight_grads, GH,
