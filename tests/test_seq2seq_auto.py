@@ -49,3 +49,11 @@ def test_a_transducer_anneals_across_its_budget_unless_told():
     lm = auto.choose(1_000_000, 65, 5)
     clf = auto.choose_classifier(120_000, 12, 30, {}, held_out=lambda f: int(120_000 * f))
     assert lm.values["anneal"] == clf.values["anneal"] == auto.ANNEAL == 0.2
+
+
+def test_the_log_line_names_the_transducer_anneal_and_any_dropout():
+    line = auto.describe_classifier(choose(120_000, 30))
+    assert "lr annealed over the last 90% of the budget" in line
+    assert ("dropout" in line) == (auto.S2S_DROPOUT > 0)
+    clf = auto.choose_classifier(120_000, 12, 30, {}, held_out=lambda f: int(120_000 * f))
+    assert "annealed" not in auto.describe_classifier(clf) and "dropout" not in auto.describe_classifier(clf)

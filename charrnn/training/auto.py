@@ -319,9 +319,11 @@ def describe_classifier(choice, cell="gru"):
     if auto & {"layers", "hidden", "embed"}:
         parts.append(f"{v['layers']}x{v['hidden']} bidirectional {cell.upper()}, "
                      f"embedding {v['embed']}")
-    for k, label in (("batch_size", "batch {}"), ("lr", "lr {}"),
+    for k, label in (("dropout", "dropout {}"), ("batch_size", "batch {}"), ("lr", "lr {}"),
+                     ("anneal", "lr annealed over the last {:.0%} of the budget"),
                      ("eval_every", "evaluate every {} steps"), ("patience", "patience {}"),
                      ("max_epochs", "at most {} epochs")):
-        if k in auto and not (k in ("patience", "max_epochs") and not v[k]):
+        if k in auto and not (k in ("patience", "max_epochs", "dropout") and not v[k]) \
+                and not (k == "anneal" and v[k] == ANNEAL):
             parts.append(label.format(v[k]))
     return ", ".join(parts)
