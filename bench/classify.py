@@ -15,8 +15,9 @@ balance), split 80/20 train/test by a seeded shuffle (seed 0). Reported on the t
   (c) the same model in PyTorch (Embedding -> bidirectional GRU/LSTM over
       pack_padded_sequence -> [h_fwd; h_rev] -> Linear), started from charrnn's initial
       weights, fed charrnn's batches (the same split, order and buckets), Adam with the
-      same lr, clipping, anneal over the last 20% of the budget, evaluation once per
-      epoch, best validation loss kept, patience: the same budget.
+      same lr, clipping and schedule (charrnn.training.schedule: the anneal over the
+      last 20% of the budget, or from a plateau of the validation loss), evaluation
+      once per epoch, best validation loss kept, patience: the same budget.
 
 Both RNNs use --threads threads (BLAS/ATen). Results: bench/results/classify/<date>.json
 and a table on stdout. Speeds depend on the machine and its load (noted in the JSON).
@@ -121,6 +122,7 @@ def run_torch(tsv, test, minutes, threads, run_cfg, tmp):
     from torch import nn
     from charrnn.nn.classifier import Classifier
     from charrnn.training.classify_run import ClassifierTrainer
+    from charrnn.training import schedule
     from charrnn.training.options import TrainConfig
 
     torch.set_num_threads(threads)
@@ -171,17 +173,18 @@ def run_torch(tsv, test, minutes, threads, run_cfg, tmp):
     budget = minutes * 60
     best, best_state, bad, step, t0 = math.inf, None, 0, 0, time.perf_counter()
     step_time, eval_cost = None, 0.0
-    anneal_end = None
+    window = None   # charrnn's anneal window, fixed as ClassifierTrainer._plan fixes it
     while True:
         el = time.perf_counter() - t0
         if el + eval_cost >= budget or (c.patience and bad >= c.patience):
             break
-        lr = c.lr
-        if step_time and el >= (1 - c.anneal) * budget:   # as charrnn: linear to 10%
-            if anneal_end is None:
-                anneal_end = (step, step + int((budget - el) / step_time))
-            frac = min(1.0, (step - anneal_end[0]) / max(1, anneal_end[1] - anneal_end[0]))
-            lr = c.lr * (1 - 0.9 * frac)
+        if window is None:   # near the budget's end, or on a plateau (patience restarts)
+            end = schedule.budget_end(c, step, data.per_epoch, el, step_time, eval_cost)
+            window = schedule.anneal_window(c, step, end, None)
+            if window is None:
+                window = schedule.plateau_window(c, step, end, bad)
+                bad = 0 if window is not None else bad
+        lr = c.lr * (schedule.anneal_factor(window, step) if window is not None else 1.0)
         for g in opt.param_groups:
             g["lr"] = lr
         s0 = time.perf_counter()
