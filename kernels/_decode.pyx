@@ -227,25 +227,30 @@ def beam(int cell, int kind, const floating[:, ::1] emb,
          const floating[:, :, ::1] K, const floating[:, :, ::1] E,
          const floating[:, ::1] W_q, const floating[::1] v, const int64_t[::1] lengths,
          bint own, const floating[:, ::1] W_out, const floating[::1] Wp_out,
-         const floating[::1] b_out, int width, int32_t[:, ::1] out, int64_t[::1] out_len,
-         double[::1] scores):
+         const floating[::1] b_out, int width, int32_t[:, :, ::1] out,
+         int64_t[:, ::1] out_len, double[:, ::1] scores):
     """Beam search for W = out.shape[0] sources at once, `width` hypotheses each, at most
-    L = out.shape[1] tokens: source w owns rows w*width .. w*width + width - 1 of K, E,
-    lengths (each source's repeated `width` times), and its hypotheses live there, the
-    first nlive[w] of them. Per source, each step: candidates score + lp of its live
-    rows, the `width` best by a stable descending sort (flat index b*Vt + t breaks ties),
-    finite ones only; EOS, or any token at step L, finishes a hypothesis (only the best
-    finished one is kept: the first of equals), the others live on; the source ends when
-    none lives or the best finished one scores at least the best live one (a
-    log-probability never raises a score). -> the number of steps run."""
+    L = out.shape[2] tokens, keeping the NB = out.shape[1] <= width best finished ones:
+    source w owns rows w*width .. w*width + width - 1 of K, E, lengths (each source's
+    repeated `width` times), and its hypotheses live there, the first nlive[w] of them.
+    Per source, each step: candidates score + lp of its live rows, the `width` best by a
+    stable descending sort (flat index b*Vt + t breaks ties), finite ones only; EOS, or
+    any token at step L, finishes a hypothesis (it joins the source's NB best finished
+    ones, best first, after those of equal score), the others live on; the source ends
+    when none lives or its NB-th best finished one scores at least the best live one (a
+    log-probability never raises a score). out[w, k, :out_len[w, k]], scores[w, k]: the
+    k-th best; out_len -1 and score -inf where fewer than NB finished. -> the number of
+    steps run."""
     cdef Py_ssize_t R = E.shape[0], Hd = W_hh.shape[1], C = E.shape[2], Vt = W_out.shape[0]
-    cdef Py_ssize_t L = out.shape[1], D = W_ih.shape[1], GH = W_hh.shape[0], NW = out.shape[0]
-    cdef Py_ssize_t s, w, k, i, bi, t, r0, src, dst, nk, best_i, left, steps = 0
+    cdef Py_ssize_t L = out.shape[2], D = W_ih.shape[1], GH = W_hh.shape[0], NW = out.shape[0]
+    cdef Py_ssize_t NB = out.shape[1], s, w, k, i, bi, t, r0, src, dst, nk, best_i, left
+    cdef Py_ssize_t steps = 0, p, q
     cdef double val, best_v, last_v
     cdef Py_ssize_t last_i
     _prepare(cell, kind, emb, W_ih, W_hh, b_ih, b_hh, K, E, W_q, v, lengths, W_out, b_out)
-    _need(width >= 1 and R == NW * width and out_len.shape[0] == NW and scores.shape[0] == NW
-          and L >= 1, f"{R} rows for {NW} sources of beam {width}, out_len, scores")
+    _need(width >= 1 and R == NW * width and 1 <= NB <= width
+          and _sh(out_len.shape, 2) == (NW, NB) and _sh(scores.shape, 2) == (NW, NB)
+          and L >= 1, f"{R} rows for {NW} sources of beam {width}, {NB} best, out_len, scores")
     own = own and floating is float
     cdef const floating *P_ih = packed(Wp_ih, D, GH, "decode", "Wp_ih")
     cdef const floating *P_hh = packed(Wp_hh, Hd, GH, "decode", "Wp_hh")
@@ -261,14 +266,16 @@ def beam(int cell, int kind, const floating[:, ::1] emb,
     cdef int32_t[:, :, ::1] tok = np.zeros((2, R, L), np.int32)    # hypotheses' tokens
     cdef double[:, ::1] sc = np.zeros((2, R))                       # and their scores
     cdef int64_t[::1] nlive = np.ones(NW, np.int64), parent = np.empty(width, np.int64)
-    cdef uint8_t[::1] has_best = np.zeros(NW, np.uint8), done = np.zeros(NW, np.uint8)
+    cdef int64_t[::1] nfin = np.zeros(NW, np.int64)              # finished ones kept
+    cdef uint8_t[::1] done = np.zeros(NW, np.uint8)
     if NW == 0:
         return 0
     left = NW
     with nogil:
         for w in range(NW):
-            out_len[w] = 0
-            scores[w] = -INFINITY
+            for k in range(NB):
+                out_len[w, k] = -1
+                scores[w, k] = -INFINITY
         for s in range(L):
             # every row steps (slots a source does not use compute harmlessly, on a
             # valid token): one batched product per weight instead of one per source
@@ -296,14 +303,21 @@ def beam(int cell, int kind, const floating[:, ::1] emb,
                     last_v, last_i = best_v, best_i
                     bi, t = best_i // Vt, best_i % Vt
                     if t == EOS or s == L - 1:
-                        if not has_best[w] or best_v > scores[w]:
-                            has_best[w] = 1
-                            scores[w] = best_v
-                            memcpy(&out[w, 0], &tok[0, r0 + bi, 0], s * sizeof(int32_t))
-                            out_len[w] = s
+                        # its place among the kept ones: after every one scoring >= it
+                        p = nfin[w]
+                        while p > 0 and scores[w, p - 1] < best_v:
+                            p -= 1
+                        if p < NB:
+                            for q in range(min(nfin[w], NB - 1), p, -1):
+                                memcpy(&out[w, q, 0], &out[w, q - 1, 0], L * sizeof(int32_t))
+                                out_len[w, q], scores[w, q] = out_len[w, q - 1], scores[w, q - 1]
+                            nfin[w] = min(nfin[w] + 1, NB)
+                            scores[w, p] = best_v
+                            memcpy(&out[w, p, 0], &tok[0, r0 + bi, 0], s * sizeof(int32_t))
+                            out_len[w, p] = s
                             if t != EOS:                # cut at max_len, without EOS
-                                out[w, s] = <int32_t>t
-                                out_len[w] = s + 1
+                                out[w, p, s] = <int32_t>t
+                                out_len[w, p] = s + 1
                     else:
                         dst = r0 + nk
                         memcpy(&tok[1, dst, 0], &tok[0, r0 + bi, 0], s * sizeof(int32_t))
@@ -311,8 +325,8 @@ def beam(int cell, int kind, const floating[:, ::1] emb,
                         sc[1, dst] = best_v
                         parent[nk] = r0 + bi
                         nk += 1
-                # the first survivor scores best: nothing alive can beat a finished one
-                if nk == 0 or (has_best[w] and scores[w] >= sc[1, r0]):
+                # the first survivor scores best: nothing alive can enter the kept ones
+                if nk == 0 or (nfin[w] == NB and scores[w, NB - 1] >= sc[1, r0]):
                     done[w] = 1
                     left -= 1
                     continue

@@ -128,6 +128,26 @@ def test_train_learns_and_writes_a_run(trained):
     assert lines[-1]["final"] and lines[-1]["stopped_by"] == "max-steps"
 
 
+def test_transduce_n_best(runner, trained):
+    r = invoke(runner, "transduce", trained, "abc", "deab", "--nbest", "3")
+    assert r.exit_code == 0, r.output
+    rows = [l.split("\t") for l in r.output.splitlines()]
+    assert [t for t, _, _ in rows] == ["abc"] * 3 + ["deab"] * 3
+    assert rows[0][1] == "C B A" and rows[3][1] == "B A E D"    # the best leads
+    for lo in (0, 3):
+        lps = [float(lp) for _, _, lp in rows[lo:lo + 3]]
+        assert lps == sorted(lps, reverse=True) and lps[0] < 0
+        assert len({o for _, o, _ in rows[lo:lo + 3]}) == 3
+    r = invoke(runner, "transduce", trained, "abc", "--nbest", "2", "--beam", "5", "--json")
+    d = json.loads(r.output)
+    assert d["text"] == "abc" and [o["output"] for o in d["outputs"]][0] == "C B A"
+    assert len(d["outputs"]) == 2 and d["outputs"][0]["logprob"] >= d["outputs"][1]["logprob"]
+    t = charrnn.load_transducer(trained)
+    assert [o for o, _ in t.nbest(["abc"], 2, beam=5)[0]] == [o["output"] for o in d["outputs"]]
+    r = invoke(runner, "transduce", trained, "abc", "--nbest", "0")
+    assert r.exit_code == 2 and "'--nbest': 0 is not in the range" in r.output
+
+
 def test_transduce_greedy_beam_json_and_stdin(runner, trained):
     r = invoke(runner, "transduce", trained, "abc", "deab")
     assert r.exit_code == 0, r.output

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from charrnn import _attn
+from charrnn.errors import ConfigError
 from charrnn.nn import isa
 from charrnn.nn import reference_bidir as rb
 from charrnn.nn import reference_seq2seq as rs
 from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
-from charrnn.nn.seq2seq_decode import beam_search, beam_search_batch, greedy
+from charrnn.nn.seq2seq_decode import beam_search, beam_search_batch, greedy, nbest_batch
 from test_seq2seq import CASES, SIZES, batch, model, params64
 
 
@@ -177,6 +178,50 @@ def test_wide_beam_is_exhaustive_search(cell, attention):
         assert got == want and abs(score - wscore) < 1e-9
 
 
+def exhaustive_ranking(m, src, max_len):
+    """Every output the decoders may produce, scored by the specification, best first."""
+    Vt = m.cfg.tgt_vocab
+    toks = [t for t in range(Vt) if t not in (BOS, EOS)]
+    seqs = [list(p) + [EOS] for k in range(max_len) for p in itertools.product(toks, repeat=k)]
+    seqs += [list(p) for p in itertools.product(toks, repeat=max_len)]
+    ranked = [([t for t in q if t != EOS], reference_score(m, src, q)) for q in seqs]
+    return sorted(ranked, key=lambda r: -r[1])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("attention", rs.ATTENTIONS)
+def test_wide_beam_n_best_is_the_exhaustive_ranking(cell, attention):
+    sizes = dict(SIZES, tgt_vocab=4)   # 15 outputs of <= 3 tokens: a beam of 16 sees all
+    m = Seq2Seq(dict(sizes, cell=cell, attention=attention), dtype=np.float64)
+    rng = np.random.default_rng(11)
+    for trial in range(3):
+        for p in m.params.values():
+            p[...] = rng.uniform(-1.5, 1.5, p.shape)
+        src = rng.integers(0, 5, 3)
+        want = exhaustive_ranking(m, src, 3)
+        got = nbest_batch(m, src.reshape(-1, 1), [3], 16, 3, 6)[0]
+        assert [o for o, _ in got] == [o for o, _ in want[:6]]
+        np.testing.assert_allclose([sc for _, sc in got], [sc for _, sc in want[:6]], atol=1e-9)
+
+
+@pytest.mark.parametrize("cell,attention", CASES)
+def test_n_best_lists_are_sorted_distinct_and_led_by_the_best(cell, attention):
+    m = model(cell, attention, scale=1.5)
+    srcs, src, src_len = random_sources(np.random.default_rng(23), 6)
+    best, best_scores = beam_search_batch(m, src, src_len, 5, 5)
+    for n in (1, 3, 5):
+        lists = nbest_batch(m, src, src_len, 5, 5, n)
+        for s, lst, b, bs in zip(srcs, lists, best, best_scores):
+            assert 1 <= len(lst) <= n and lst[0] == (b, bs)
+            scores = [sc for _, sc in lst]
+            assert scores == sorted(scores, reverse=True)
+            assert len({tuple(o) for o, _ in lst}) == len(lst)
+            for o, sc in lst:     # each score is its output's, as the specification says
+                assert abs(sc - reference_score(m, s, o + ([EOS] if len(o) < 5 else []))) < 1e-9
+    with pytest.raises(ConfigError, match="at most the beam"):
+        nbest_batch(m, src, src_len, 2, 5, 3)
+
+
 @pytest.mark.parametrize("cell,attention", CASES)
 def test_beam_batch_equals_sources_alone_and_the_reference(cell, attention):
     m = model(cell, attention, scale=1.5)
@@ -229,8 +274,12 @@ def test_decode_kernel_refuses_bad_shapes():
         assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="inconsistent shapes"):
         _decode.greedy(*args(), *outs(0))
+    nb = lambda n=1, L=4: (np.empty((N, n, L), np.int32), np.empty((N, n), np.int64),  # noqa: E731
+                           np.empty((N, n)))
     with pytest.raises(ValueError, match="sources of beam"):
-        _decode.beam(*args(), 2, *outs())
+        _decode.beam(*args(), 2, *nb())          # 3 rows for 3 sources of beam 2
+    with pytest.raises(ValueError, match="sources of beam"):
+        _decode.beam(*args(), 1, *nb(2))         # 2 best of a beam of 1
     assert _decode.greedy(*args(), *outs()) >= 1
 
 

@@ -13,21 +13,26 @@ CHUNK = 256   # texts per batch when reading standard input
 @click.argument("texts", nargs=-1, metavar="[TEXT]...")
 @click.option("--beam", default=1, show_default=True, type=click.IntRange(min=1),
               help="Beam search with K hypotheses (1: greedy decoding).")
+@click.option("--nbest", type=click.IntRange(min=1), help="Print the N best outputs of each "
+              "text, best first, each with its log-probability (beam search of at least N).")
 @click.option("--max-len", type=click.IntRange(min=1), help="Longest output, in tokens "
               "(default: twice the longest training target, plus 2).")
 @click.option("--json", "as_json", is_flag=True,
-              help='One JSON object per text: {"text": ..., "output": ...}.')
+              help='One JSON object per text: {"text": ..., "output": ...}; with --nbest, '
+              '{"text": ..., "outputs": [{"output": ..., "logprob": ...}, ...]}.')
 @click.option("--latest", is_flag=True, help="Use model.safetensors, the newest weights, instead "
               "of best.safetensors (the best validation loss, the default).")
-def transduce(run, texts, beam, max_len, as_json, latest):
+def transduce(run, texts, beam, nbest, max_len, as_json, latest):
     """Map each TEXT (or, without any, each line of standard input; empty lines are
     skipped) to its output with the transducer in RUN (a run of `charrnn train --task
-    seq2seq`, or its .safetensors file). One line per text: TEXT<TAB>OUTPUT.
+    seq2seq`, or its .safetensors file). One line per text: TEXT<TAB>OUTPUT; with
+    --nbest, one line per output: TEXT<TAB>OUTPUT<TAB>LOG-PROBABILITY.
 
     \b
     Example:
       charrnn transduce runs/g2p hello world
       charrnn transduce runs/g2p hello --beam 5 --json
+      charrnn transduce runs/g2p read --nbest 3
       cut -f1 test.tsv | charrnn transduce runs/g2p
     """
     import json
@@ -36,6 +41,16 @@ def transduce(run, texts, beam, max_len, as_json, latest):
     tr = call(load_transducer, run, best=not latest)
 
     def show(batch):
+        if nbest:
+            for text, outs in zip(batch, call(tr.nbest, batch, nbest, max(beam, nbest), max_len)):
+                if as_json:
+                    click.echo(json.dumps({"text": text, "outputs": [
+                        {"output": o, "logprob": round(lp, 6)} for o, lp in outs]},
+                        ensure_ascii=False))
+                else:
+                    for o, lp in outs:
+                        click.echo(f"{text}\t{o}\t{lp:.4f}")
+            return
         for text, out in zip(batch, call(tr.transduce, batch, beam, max_len)):
             click.echo(json.dumps({"text": text, "output": out}, ensure_ascii=False)
                        if as_json else f"{text}\t{out}")

@@ -10,7 +10,8 @@ How: the sources are encoded once (Seq2Seq.encode), then one compiled call
 (kernels/_decode.pyx, GIL released) runs the whole search over the batch: per step the
 decoder cell, the attention and the output layer for every row as one batched product
 each, then the argmax (greedy) or each source's beam bookkeeping. Beam search runs
-`beam` rows per source, so all hypotheses of all sources of a batch step together.
+`beam` rows per source, so all hypotheses of all sources of a batch step together; it
+keeps the n best finished hypotheses (nbest_batch), or the best one.
 """
 import numpy as np
 
@@ -61,20 +62,32 @@ def beam_search_batch(model, src, src_len, beam, max_len):
     """(outputs, scores): per source (columns of src (S, N), as greedy's) the best
     hypothesis found keeping the `beam` best expansions at every step (finished ones
     take a place), as a list of target ids, and its score."""
+    best = nbest_batch(model, src, src_len, beam, max_len, 1)
+    return [b[0][0] for b in best], np.array([b[0][1] for b in best])
+
+
+def nbest_batch(model, src, src_len, beam, max_len, n):
+    """Per source, the n <= beam best finished hypotheses of beam_search_batch's search,
+    best first, as [(target ids, score), ...]: fewer when fewer finished."""
     _check_len(max_len)
-    if isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) or beam < 1:
-        raise ConfigError(f"beam must be a positive integer, got {beam!r}")
+    for name, k in (("beam", beam), ("n", n)):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {k!r}")
+    if n > beam:
+        raise ConfigError(f"n ({n}) can be at most the beam ({beam}): a beam keeps that many")
     src, src_len, _, _ = model.check(src, src_len)
     N = src.shape[1]
     E, K, _ = model.encode(src, src_len)
     # source n's hypotheses are rows n*beam .. n*beam + beam - 1 of the repeated keys
     E, K, lens = np.repeat(E, beam, 0), np.repeat(K, beam, 0), np.repeat(src_len, beam)
     cell, (W_q, v) = _weights(model)
-    out, out_len, scores = np.empty((N, max_len), np.int32), np.empty(N, np.int64), np.empty(N)
+    out, out_len = np.empty((N, n, max_len), np.int32), np.empty((N, n), np.int64)
+    scores = np.empty((N, n))
     _decode.beam(_decode.CELLS[model.cfg.cell], _attn.KINDS[model.cfg.attention], *cell,
                  K, E, W_q, v, lens, model._own(), *_output(model), int(beam), out, out_len,
                  scores)
-    return _rows(out, out_len), scores
+    return [[(out[i, k, :out_len[i, k]].tolist(), float(scores[i, k]))
+             for k in range(n) if out_len[i, k] >= 0] for i in range(N)]
 
 
 def beam_search(model, src_ids, beam, max_len):

@@ -4,6 +4,7 @@
     t = train_seq2seq([("cat", "K AE1 T"), ...], tokens="words", steps=2000)
     t.transduce(["dog"])                   # -> ["D AO1 G"]
     t.transduce(["dog"], beam=5)           # beam search
+    t.nbest(["dog"], 3)                    # -> [[("D AO1 G", -0.02), ...]]: 3 best, scored
 
 The model is charrnn.nn.seq2seq.Seq2Seq (float32, Adam, global-norm clipping): source
 characters -> bidirectional encoder -> attention -> LSTM/GRU decoder -> target tokens.
@@ -28,7 +29,7 @@ from charrnn.io import safetensors_file as sf
 from charrnn.nn import optim
 from charrnn.nn.classifier import pad_batch
 from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
-from charrnn.nn.seq2seq_decode import beam_search_batch, greedy
+from charrnn.nn.seq2seq_decode import beam_search_batch, greedy, nbest_batch
 from charrnn.training.seq2seq_score import error_rates, group_references
 
 TOKENS = ("chars", "words")
@@ -80,29 +81,41 @@ class Transducer:
     def transduce(self, texts, beam=1, max_len=None):
         """The output string of each text: greedy with beam=1, else beam search; BATCH
         texts per compiled decoding call."""
+        def run(src, src_len, max_len):
+            if beam == 1:
+                return greedy(self.model, src, src_len, max_len)[0]
+            return beam_search_batch(self.model, src, src_len, beam, max_len)[0]
+        return [self.join(self.tgt_vocab[i - 2] for i in out)
+                for out in self._batched(texts, run, max_len)]
+
+    def nbest(self, texts, n, beam=None, max_len=None):
+        """The n best outputs of each text by beam search (beam: n unless wider), best
+        first, as [(output, log-probability), ...]: fewer when fewer finished."""
+        beam = n if beam is None else beam
+        lists = self._batched(texts, lambda src, src_len, max_len: nbest_batch(
+            self.model, src, src_len, beam, max_len, n), max_len)
+        return [[(self.join(self.tgt_vocab[i - 2] for i in out), score) for out, score in lst]
+                for lst in lists]
+
+    def _batched(self, texts, run, max_len):
+        """run(src, src_len, max_len) -> one result per text, over batches of BATCH texts
+        of similar lengths (less padding for the encoder, and fewer steps where finished
+        rows ride along in the decoder); results in the order of texts."""
         max_len = self.max_len if max_len is None else max_len
-        if len(texts) > BATCH:
-            self.check_sources(texts)   # errors name the text's place in `texts`
-            # batches of similar lengths: less padding for the encoder, and fewer steps
-            # where finished rows ride along in the decoder
-            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-            outs = [None] * len(texts)
-            for lo in range(0, len(texts), BATCH):
-                part = order[lo:lo + BATCH]
-                for i, o in zip(part, self.transduce([texts[i] for i in part], beam, max_len)):
-                    outs[i] = o
-            return outs
-        src, src_len = self.encode_sources(texts)
-        if beam == 1:
-            outs, _ = greedy(self.model, src, src_len, max_len)
-        else:
-            outs, _ = beam_search_batch(self.model, src, src_len, beam, max_len)
-        return [self.join(self.tgt_vocab[i - 2] for i in out) for out in outs]
+        self.check_sources(texts)   # errors name the text's place in `texts`
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        outs = [None] * len(texts)
+        for lo in range(0, len(texts), BATCH):
+            part = order[lo:lo + BATCH]
+            for i, o in zip(part, run(*self.encode_sources([texts[i] for i in part]), max_len)):
+                outs[i] = o
+        return outs
 
     def save(self, path, info=None):
         """One safetensors file: parameters by name, everything else in the metadata
         (info: a run's step, losses and error rate, as JSON)."""
-        meta = {"info": json.dumps(info or {}),"format": FORMAT, "version": VERSION, "config": json.dumps(self.model.config),
+        meta = {"info": json.dumps(info or {}), "format": FORMAT, "version": VERSION,
+                "config": json.dumps(self.model.config),
                 "src_vocab": json.dumps(self.src_vocab, ensure_ascii=False),
                 "tgt_vocab": json.dumps(self.tgt_vocab, ensure_ascii=False),
                 "tokens": self.tokens, "max_len": str(self.max_len)}
