@@ -224,6 +224,19 @@ def test_learns_to_reverse_strings(cell, attention):
     assert acc >= 0.95
 
 
+def test_api_threads_keep_the_result_and_dropout_changes_it():
+    pairs = [(w, w[::-1]) for w in ("abc", "bcad", "dd", "cab", "abcd", "ba", "c")]
+    kw = dict(embed=8, hidden=6, decoder=12, attn=6, steps=30, batch_size=5, lr=0.01)
+    one = train_seq2seq(pairs, **kw)
+    two = train_seq2seq(pairs, threads=2, **kw)
+    assert one.history == two.history and np.array_equal(one.model.flat, two.model.flat)
+    assert two.model.parallel is None                # its threads were closed
+    drop = train_seq2seq(pairs, dropout=0.3, **kw)
+    assert drop.model.cfg.dropout == 0.3 and drop.history[0] != one.history[0]
+    with pytest.raises(ConfigError, match="threads"):
+        train_seq2seq(pairs, threads=0, **kw)
+
+
 def test_space_separated_target_tokens():
     names = "zero one two three four five six seven eight nine".split()
     pairs = [(d, " ".join(names[int(c)].upper() for c in d))

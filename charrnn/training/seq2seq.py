@@ -27,6 +27,8 @@ from charrnn.data.pairs import read_pairs
 from charrnn.io import rundir
 from charrnn.io import safetensors_file as sf
 from charrnn.nn import optim
+from charrnn.nn.network import StreamMasks
+from charrnn.nn.parallel import Parallel
 from charrnn.nn.classifier import pad_batch
 from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
 from charrnn.nn.seq2seq_decode import beam_search_batch, greedy, nbest_batch
@@ -156,9 +158,11 @@ class Transducer:
 
 def train_seq2seq(pairs, tokens="chars", cell="lstm", attention="luong", embed=32, hidden=64,
                   decoder=128, attn=64, steps=1000, batch_size=32, lr=0.005, grad_clip=5.0,
-                  seed=0, log=None):
+                  seed=0, log=None, dropout=0.0, threads=1):
     """A Transducer trained on `pairs`, a list of (source, target) non-empty strings.
-    log: None, or a callable log(step, loss) called every 100 steps."""
+    log: None, or a callable log(step, loss) called every 100 steps. dropout: at
+    charrnn.nn.seq2seq.SITES, masks keyed by (seed, step). threads: the model's own
+    threads (the encoder's directions, the decoder's rows; the result does not change)."""
     pairs = list(pairs)
     if not pairs:
         raise CorpusError("no (source, target) pairs to train on")
@@ -167,7 +171,7 @@ def train_seq2seq(pairs, tokens="chars", cell="lstm", attention="luong", embed=3
     for i, p in enumerate(pairs):
         if not (isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) and x.strip() for x in p)):
             raise CorpusError(f"pair {i} is {p!r}: expected (non-empty source, non-empty target)")
-    for name, v in (("steps", steps), ("batch_size", batch_size)):
+    for name, v in (("steps", steps), ("batch_size", batch_size), ("threads", threads)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{name} must be a positive integer, got {v!r}")
     split = list if tokens == "chars" else str.split
@@ -175,23 +179,31 @@ def train_seq2seq(pairs, tokens="chars", cell="lstm", attention="luong", embed=3
     tgt_vocab = sorted({tok for _, t in pairs for tok in split(t)})
     longest = max(len(split(t)) for _, t in pairs)
     cfg = dict(cell=cell, attention=attention, embed=embed, hidden=hidden, decoder=decoder,
-               attn=attn, src_vocab=len(src_vocab) + 1, tgt_vocab=len(tgt_vocab) + 2)
+               attn=attn, src_vocab=len(src_vocab) + 1, tgt_vocab=len(tgt_vocab) + 2,
+               dropout=dropout)
     tr = Transducer(Seq2Seq(cfg, seed=seed), src_vocab, tgt_vocab, tokens, 2 * longest + 2)
     src_all = [s for s, _ in pairs]
     tgt_all = [t for _, t in pairs]
     model, opt = tr.model, optim.Adam(tr.model.flat.size)
     rng = np.random.default_rng(seed)
-    for step in range(1, steps + 1):
-        pick = rng.integers(0, len(pairs), min(batch_size, len(pairs)))
-        src, src_len = tr.encode_sources([src_all[i] for i in pick])
-        tgt, tgt_len = tr.encode_targets([tgt_all[i] for i in pick])
-        model.grad_flat.fill(0)
-        loss = model.forward_backward(src, src_len, tgt, tgt_len)
-        _, gscale = optim.clip_scale(model.grad_flat, grad_clip)
-        opt.step(model.flat, model.grad_flat, lr, gscale)
-        tr.history.append((step, float(loss)))
-        if log is not None and step % 100 == 0:
-            log(step, float(np.mean([h[1] for h in tr.history[-100:]])))
+    model.parallel = Parallel(threads) if threads > 1 else None
+    try:
+        for step in range(1, steps + 1):
+            pick = rng.integers(0, len(pairs), min(batch_size, len(pairs)))
+            src, src_len = tr.encode_sources([src_all[i] for i in pick])
+            tgt, tgt_len = tr.encode_targets([tgt_all[i] for i in pick])
+            model.grad_flat.fill(0)
+            masks = StreamMasks(seed + 1, step) if dropout else None
+            loss = model.forward_backward(src, src_len, tgt, tgt_len, rng=masks)
+            _, gscale = optim.clip_scale(model.grad_flat, grad_clip)
+            opt.step(model.flat, model.grad_flat, lr, gscale, parallel=model.parallel)
+            tr.history.append((step, float(loss)))
+            if log is not None and step % 100 == 0:
+                log(step, float(np.mean([h[1] for h in tr.history[-100:]])))
+    finally:
+        if model.parallel is not None:
+            model.parallel.close()
+            model.parallel = None
     return tr
 
 
