@@ -1,0 +1,72 @@
+"""Score G2P models on a test TSV (issue 32): WER and PER with and without stress.
+
+    python bench/g2p_eval.py RUN_OR_FILE [...] --test DIR/test.tsv [--beam 4] [--out F.json]
+
+For each model: word and phoneme (token) error rates of greedy decoding and of beam
+search (--beam), as `charrnn eval` computes them (charrnn.training.seq2seq_score: a word
+is right when its output equals any of its reference pronunciations); the same with the
+stress digits removed from outputs and references alike ("AH0" -> "AH": CMUdict's 69
+symbols become 39 phonemes), since some published CMUdict figures are on phonemes
+without stress; and the n-best oracle: the fraction of words none of whose --beam best
+outputs is a reference (what a user choosing among the n best could reach).
+The test TSV is bench/g2p.py --tsv's test.tsv (source<TAB>pronunciation lines).
+"""
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from charrnn.training.seq2seq import load_transducer  # noqa: E402
+from charrnn.training.seq2seq_score import error_rates  # noqa: E402
+from common import emit  # noqa: E402
+
+
+def unstressed(tokens):
+    return [re.sub(r"\d", "", t) for t in tokens]
+
+
+def rates(refs, hyps):
+    both = error_rates(refs, hyps)
+    bare = error_rates({w: [unstressed(r) for r in rs] for w, rs in refs.items()},
+                       {w: unstressed(h) for w, h in hyps.items()})
+    return {"wer": round(both["wer"], 4), "per": round(both["ter"], 4),
+            "wer_no_stress": round(bare["wer"], 4), "per_no_stress": round(bare["ter"], 4)}
+
+
+def evaluate(path, refs, beam):
+    t = load_transducer(path)
+    words = list(refs)
+    row = {"model": str(path), "parameters": int(t.model.flat.size), "info": t.info}
+    t0 = time.perf_counter()
+    row["greedy"] = rates(refs, dict(zip(words, map(str.split, t.transduce(words)))))
+    row["greedy"]["seconds"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    lists = t.nbest(words, beam)
+    row[f"beam{beam}"] = rates(refs, {w: lst[0][0].split() for w, lst in zip(words, lists)})
+    row[f"beam{beam}"]["seconds"] = round(time.perf_counter() - t0, 1)
+    miss = sum(not any(o.split() in refs[w] for o, _ in lst) for w, lst in zip(words, lists))
+    row[f"oracle_wer_{beam}_best"] = round(miss / len(words), 4)
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--test", required=True)
+    ap.add_argument("--beam", type=int, default=4)
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    refs = {}
+    for line in open(a.test, encoding="utf-8"):
+        word, pron = line.rstrip("\n").split("\t")
+        refs.setdefault(word, []).append(pron.split())
+    rows = [evaluate(m, refs, a.beam) for m in a.models]
+    emit({"bench": "g2p test scores (bench/g2p_eval.py)", "test": a.test,
+          "words": len(refs), "models": rows}, a.out)
+
+
+if __name__ == "__main__":
+    main()
