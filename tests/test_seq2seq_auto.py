@@ -57,3 +57,11 @@ def test_the_log_line_names_the_transducer_anneal_and_any_dropout():
     assert ("dropout" in line) == (auto.S2S_DROPOUT > 0)
     clf = auto.choose_classifier(120_000, 12, 30, {}, held_out=lambda f: int(120_000 * f))
     assert "annealed" not in auto.describe_classifier(clf) and "dropout" not in auto.describe_classifier(clf)
+
+
+def test_a_transducer_with_a_time_budget_has_no_early_stopping_unless_told():
+    assert choose(120_000, 30).values["patience"] == 0
+    assert choose(120_000, 0).values["patience"] == auto.PATIENCE    # no budget: patience
+    assert choose(120_000, 30, patience=4).values["patience"] == 4
+    clf = auto.choose_classifier(120_000, 12, 30, {}, held_out=lambda f: int(120_000 * f))
+    assert clf.values["patience"] == auto.PATIENCE
