@@ -13,8 +13,8 @@ def test_the_default_five_minutes_keep_the_small_model_however_many_pairs():
 
 
 def test_a_longer_budget_grows_the_model_only_with_enough_pairs():
-    sizes = {m: choose(120_000, m).values["hidden"] for m in (5, 10, 30, 59, 60, 120, 0)}
-    assert sizes == {5: 128, 10: 128, 30: 128, 59: 128, 60: 256, 120: 256, 0: 256}
+    sizes = {m: choose(120_000, m).values["hidden"] for m in (5, 10, 29, 30, 60, 120, 0)}
+    assert sizes == {5: 128, 10: 128, 29: 128, 30: 256, 60: 256, 120: 256, 0: 256}
     assert choose(60_000, 60).values["hidden"] == 192       # 54k training pairs
     assert choose(30_000, 60).values["hidden"] == 128
     assert choose(5_000, 60).values["hidden"] == 64
@@ -42,7 +42,10 @@ def test_classifiers_are_unchanged():
 def test_a_transducer_anneals_across_its_budget_unless_told():
     c = choose(120_000, 30)
     assert c.values["anneal"] == auto.S2S_ANNEAL == 0.9 and "anneal" in c.auto
-    assert c.values["dropout"] == auto.S2S_DROPOUT and "dropout" in c.auto
+    assert c.values["dropout"] == auto.S2S_DROPOUT == 0.25 and "dropout" in c.auto
+    assert choose(120_000, 5).values["dropout"] == 0.0                  # 1x128: none
+    assert choose(120_000, 5, hidden=256).values["dropout"] == 0.25     # by the size used
+    assert choose(60_000, 60).values["dropout"] == 0.25                 # 1x192
     told = choose(120_000, 30, anneal=0.3, dropout=0.0)
     assert told.values["anneal"] == 0.3 and told.values["dropout"] == 0.0
     assert "anneal" not in told.auto and "dropout" not in told.auto
@@ -53,8 +56,8 @@ def test_a_transducer_anneals_across_its_budget_unless_told():
 
 def test_the_log_line_names_the_transducer_anneal_and_any_dropout():
     line = auto.describe_classifier(choose(120_000, 30))
-    assert "lr annealed over the last 90% of the budget" in line
-    assert ("dropout" in line) == (auto.S2S_DROPOUT > 0)
+    assert "lr annealed over the last 90% of the budget" in line and "dropout 0.25" in line
+    assert "dropout" not in auto.describe_classifier(choose(120_000, 5))
     clf = auto.choose_classifier(120_000, 12, 30, {}, held_out=lambda f: int(120_000 * f))
     assert "annealed" not in auto.describe_classifier(clf) and "dropout" not in auto.describe_classifier(clf)
 

@@ -277,26 +277,20 @@ def _classifier_size(n_train, max_minutes):
 # ---- transducers (--task seq2seq) -----------------------------------------------------
 # A transducer's decoder (2 x --hidden units) runs once per target token: a pair costs
 # several times a classifier's. Measured on CMUdict (108k training pairs, 2 cores;
-# bench/results/g2p/2026-12-05-amd-zen3-cli-curve-30min.json): per epoch a 1x256 encoder
-# with a 512-unit decoder is ahead of 1x128 / 256 (47.4% vs 51.9% word error after 2
-# epochs), but it costs 3x as much per pair, and with a 30-minute budget the small model
-# reached the same test WER (39.3% against 39.5%) and stopped by patience after 12
-# minutes, while the large one used all 30 and was still improving. So the small model
-# serves every budget under an hour; the larger ones are for an hour or more, or no
-# limit (--max-minutes 0), where patience ends the run.
+# bench/results/g2p/2026-12-05-amd-zen3-cli-curve-30min.json and -budget-runs.json): per
+# epoch a 1x256 encoder with a 512-unit decoder is ahead of 1x128 / 256 (47.4% vs 51.9%
+# word error after 2 epochs) at 3x the cost per pair. In 5 minutes only the small one
+# gets several epochs. In half an hour (45 minutes on one thread, the same number of
+# epochs) the small one stopped improving after 19 of its 38 epochs (40.6% test WER),
+# while the large one, with dropout 0.25, improved for all 12 of its epochs (38.1%).
+# So the large rungs come with a budget of 30 minutes or more, and encoders of 192 units
+# or more train with S2S_DROPOUT (the small ones underfit with it: dropout 0.2 cost the
+# 1x128 model 4.6 points of WER after 8 epochs).
 S2S_LADDER = [(0, 1, 64, 32, 32), (20_000, 1, 128, 32, 32), (50_000, 1, 192, 48, 64),
               (100_000, 1, 256, 64, 64)]   # (from n pairs, layers, hidden, embed, batch)
-S2S_BUDGET = [(0, 1), (60, 3)]             # (from minutes, the highest rung it allows)
-# The lr falls linearly over the last 90% of a budget, not the last 20%: a transducer's
-# validation loss is noisy at the full lr (it swung between 0.38 and 0.70 nats/token on
-# CMUdict), so the plateau rule fired early and patience then ended runs after a third
-# of their budget; a schedule that decays across the budget uses all of it.
-# With a time budget there is no early stopping either: at the full lr the validation
-# loss can stall for an epoch or two and then fall again as the lr does (patience 10
-# stopped a 45-minute CMUdict run after 12 minutes at 44.7% WER); best.safetensors keeps
-# the best model anyway. Without a budget (--max-minutes 0), patience ends the run.
+S2S_BUDGET = [(0, 1), (30, 3)]             # (from minutes, the highest rung it allows)
+S2S_DROPOUT, S2S_DROPOUT_FROM = 0.25, 192  # dropout of encoders of >= 192 units
 S2S_ANNEAL = 0.9
-S2S_DROPOUT = 0.0   # PLACEHOLDER: set from the CMUdict runs
 
 
 def seq2seq_size(n_train, max_minutes):
@@ -309,10 +303,11 @@ def seq2seq_size(n_train, max_minutes):
 
 
 def choose_seq2seq(n_pairs, longest, max_minutes, given=None, held_out=None):
-    """choose_classifier with seq2seq_size's model and batch, S2S_ANNEAL and S2S_DROPOUT,
-    and no patience with a time budget."""
+    """choose_classifier with seq2seq_size's model and batch, S2S_ANNEAL, S2S_DROPOUT for
+    the larger encoders (given or chosen), and no patience with a time budget."""
     c = choose_classifier(n_pairs, longest, max_minutes, given, held_out, seq2seq_size)
-    for k, v in (("anneal", S2S_ANNEAL), ("dropout", S2S_DROPOUT),
+    dropout = S2S_DROPOUT if c.values["hidden"] >= S2S_DROPOUT_FROM else 0.0
+    for k, v in (("anneal", S2S_ANNEAL), ("dropout", dropout),
                  ("patience", 0 if max_minutes else c.values["patience"])):
         if k in c.auto:
             c.values[k] = v
