@@ -55,7 +55,7 @@ class TrainConfig:
     attention: str = option(
         "luong", "With --task seq2seq: how the decoder weighs the source's characters: luong, "
         "h . (W e), the decoder state against each encoder output; bahdanau, v . tanh(W_q h "
-        "+ W_k e), through a layer of --hidden units (slower: its loop runs on one thread)")
+        "+ W_k e), through a layer of --hidden units (slower per step)")
     decoder: int = option(0, "With --task seq2seq: decoder units, 0: twice --hidden")
     pool: str = option(
         "final", "With --task classify: what the label layer reads: final, the last states "

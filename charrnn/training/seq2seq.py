@@ -27,9 +27,9 @@ from charrnn.data.pairs import read_pairs
 from charrnn.io import rundir
 from charrnn.io import safetensors_file as sf
 from charrnn.nn import optim
+from charrnn.nn.classifier import pad_batch
 from charrnn.nn.network import StreamMasks
 from charrnn.nn.parallel import Parallel
-from charrnn.nn.classifier import pad_batch
 from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
 from charrnn.nn.seq2seq_decode import beam_search_batch, greedy, nbest_batch
 from charrnn.training.seq2seq_score import error_rates, group_references
