@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 import charrnn
 from charrnn.cli import main
-from charrnn.errors import CheckpointError, CorpusError
+from charrnn.errors import CheckpointError, ConfigError, CorpusError
 from charrnn.training.loop import Interrupted, train
 from charrnn.training.seq2seq_run import split_by_source
 from charrnn.training.seq2seq_score import edit_distance, error_rates, group_references
@@ -115,6 +115,14 @@ def test_attention_and_decoder_options(runner, tmp_path):
         invoke(runner, "train", plain, "--attention", "bahdanau", "--max-steps", "1"))
     assert "--decoder is for --task seq2seq" in one_line(
         invoke(runner, "train", tsv, "--task", "classify", "--decoder", "8"))
+    r = invoke(runner, "train", tsv, *TINY, "--decoder", "-1", "--max-steps", "1")
+    assert r.exit_code == 2 and "'--decoder': -1 is not in the range x>=0" in r.output
+    with pytest.raises(ConfigError, match=r"--decoder must be >= 0 \(0: twice --hidden\)"):
+        charrnn.TrainConfig(task="seq2seq", decoder=-1).validate()
+    assert not (tmp_path / "runs").exists()
+    r = invoke(runner, "train", tsv, *TINY, "--max-steps", "1", "--out", tmp_path / "auto")
+    assert r.exit_code == 0, r.output
+    assert charrnn.load_transducer(tmp_path / "auto", best=False).model.cfg.decoder == 64
 
 
 # ---- train, transduce, eval, runs ----------------------------------------------------------
