@@ -18,6 +18,9 @@ would: attention as batched products (bmm), the output layer and cross-entropy o
 the valid steps after the loop, torch.optim.Adam, clip_grad_norm_. A benchmark-only
 dependency, imported only in its child process.
 
+Memory: charrnn's child keeps freed memory as the CLI does (charrnn.nn.heap); PyTorch's
+uses glibc's malloc as it comes (PyTorch's own advice for CPU training is jemalloc or
+tcmalloc, which a user would have to install and preload).
 Threads: charrnn as the CLI runs them (charrnn.training.loop: with 2 or more, BLAS held
 to one thread and model.parallel = cells.Parallel(threads), the own sgemm); PyTorch with
 torch.set_num_threads. Every measurement is a fresh child process; for each config and
@@ -102,8 +105,9 @@ def rate(run, k, clock="seconds"):
 
 def child_charrnn(cfg, threads, data, Vs, Vt, warmup, max_seconds):
     from threadpoolctl import threadpool_limits
-    from charrnn.nn import cells, optim
+    from charrnn.nn import cells, heap, optim
     from charrnn.nn.seq2seq import Seq2Seq
+    heap.keep_freed_memory()   # as the command line does (charrnn.cli's main)
     cell, L, He, Hd, Em, _ = CONFIGS[cfg]
     m = Seq2Seq(dict(cell=cell, attention="luong", embed=Em, hidden=He, decoder=Hd, attn=Hd,
                      layers=L, src_vocab=Vs, tgt_vocab=Vt), seed=0)

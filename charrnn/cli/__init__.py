@@ -39,6 +39,8 @@ def main():
       charrnn sample --temp 0.8     # streams text from the latest run
     """
     import os
+    from charrnn.nn import heap
+    heap.keep_freed_memory()   # the process is ours: no page faults for each step's arrays
     if os.environ.get("CHARRNN_ISA"):   # a tier this CPU cannot run: one line, before any work
         from charrnn.nn.isa import apply_env
         call(apply_env)
