@@ -18,9 +18,11 @@ would: attention as batched products (bmm), the output layer and cross-entropy o
 the valid steps after the loop, torch.optim.Adam, clip_grad_norm_. A benchmark-only
 dependency, imported only in its child process.
 
-Memory: charrnn's child keeps freed memory as the CLI does (charrnn.nn.heap); PyTorch's
-uses glibc's malloc as it comes (PyTorch's own advice for CPU training is jemalloc or
-tcmalloc, which a user would have to install and preload).
+Memory: charrnn's child keeps freed memory as the CLI does (charrnn.nn.heap's mallopt
+calls). PyTorch's child gets the same glibc settings through MALLOC_MMAP_THRESHOLD_ and
+MALLOC_TRIM_THRESHOLD_ (--torch-heap kept, the default: like for like; it gains as much,
+~10% on gru-1x256), or glibc's malloc as it comes (--torch-heap default: what a PyTorch
+user who has not tuned the allocator gets).
 Threads: charrnn as the CLI runs them (charrnn.training.loop: with 2 or more, BLAS held
 to one thread and model.parallel = cells.Parallel(threads), the own sgemm); PyTorch with
 torch.set_num_threads. Every measurement is a fresh child process; for each config and
@@ -212,6 +214,8 @@ def main():
     p.add_argument("--out", help="JSON results file (default: print only)")
     p.add_argument("--base", help="also measure the charrnn of this checkout (built in "
                                   "place), in the same rounds: before / after a change")
+    p.add_argument("--torch-heap", choices=["kept", "default"], default="kept",
+                   help="PyTorch's malloc: charrnn's settings (kept) or glibc's defaults")
     p.add_argument("--note", default="", help="machine load etc., recorded with the results")
     p.add_argument("--child", choices=["charrnn", "base", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)
@@ -230,6 +234,9 @@ def main():
                     got = {}
                     for side in order:
                         env = thread_env(t, {"PYTHONPATH": os.path.dirname(__file__)})
+                        if side == "torch" and a.torch_heap == "kept":
+                            env.update(MALLOC_MMAP_THRESHOLD_=str(32 << 20),
+                                       MALLOC_TRIM_THRESHOLD_=str(2**31 - 1))
                         if side == "base":
                             env["BENCH_CHARRNN_ROOT"] = os.path.abspath(a.base)
                         got[side] = run_child(__file__, side, env, data=a.data, config=c,
@@ -277,7 +284,7 @@ def main():
         data=f"{a.data}: CMUdict train+val pairs; batches bucketed by source length as "
              f"classify_run._rows (seed 0, first epoch), {a.warmup} warm-up + {a.batches} "
              "timed batches per run, the same batches for both",
-        attention="luong", rounds=a.rounds, steal_pct=steal.pct,
+        attention="luong", rounds=a.rounds, steal_pct=steal.pct, torch_heap=a.torch_heap,
         base=a.base and subprocess.run(["git", "rev-parse", "--short", "HEAD"],
                                        capture_output=True, text=True,
                                        cwd=a.base).stdout.strip(),
