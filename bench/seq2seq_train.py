@@ -186,10 +186,31 @@ def child_torch(cfg, threads, data, Vs, Vt, warmup, max_seconds):
     return _time(step, tdata, warmup, max_seconds)
 
 
+def model_flops(cfg, Vt, src_len, tgt_len):
+    """Floating-point operations of one training step's matrix products, padding
+    excluded: forward 2 per multiply-add, backward twice the forward (the input's and the
+    weights' gradients). Per source character: each direction's cell, input and
+    recurrent products, every encoder layer; the attention keys (C x A). Per target step
+    (EOS included): the decoder cell's (Em + C) and Hd inputs, the attention over the
+    source's characters (scores and context, 2 x S x C; Luong), the output layer. The
+    measure bench/train.py uses for the language model, so its sgemm peak compares."""
+    cell, L, He, Hd, Em, _ = CONFIGS[cfg]
+    G = 4 if cell == "lstm" else 3
+    C = 2 * He
+    enc = sum(2 * G * He * ((Em if i == 0 else C) + He) for i in range(L))
+    src, steps = float(np.sum(src_len)), float(np.sum(tgt_len))
+    per_step = G * Hd * (Em + C) + G * Hd * Hd + (Hd + C) * Vt
+    attn = 2.0 * C * float(np.sum(np.asarray(src_len) * np.asarray(tgt_len)))
+    macs = src * (enc + C * Hd) + steps * per_step + attn
+    return 3 * 2 * macs
+
+
 def child(a):
     data, Vs, Vt = batches(a.data, CONFIGS[a.config][5], a.warmup + a.batches)
     fn = child_torch if a.child == "torch" else child_charrnn
     res = fn(a.config, a.threads, data, Vs, Vt, a.warmup, a.max_seconds)
+    res["flops"] = [model_flops(a.config, Vt, b[1], b[3])
+                    for b in data[a.warmup:a.warmup + len(res["seconds"])]]
     print(json.dumps(res))
 
 
@@ -216,6 +237,8 @@ def main():
                                   "place), in the same rounds: before / after a change")
     p.add_argument("--torch-heap", choices=["kept", "default"], default="kept",
                    help="PyTorch's malloc: charrnn's settings (kept) or glibc's defaults")
+    p.add_argument("--peak", action="store_true",
+                   help="also measure the sgemm peak (bench/train.py's), for *_gflops")
     p.add_argument("--note", default="", help="machine load etc., recorded with the results")
     p.add_argument("--child", choices=["charrnn", "base", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)
@@ -244,7 +267,8 @@ def main():
                                               max_seconds=a.max_seconds)
                     k = min(len(g["seconds"]) for g in got.values())   # batches all timed
                     got = {s: dict(g, pairs_per_sec=rate(g, k),
-                                   pairs_per_cpu_sec=rate(g, k, "cpu_seconds"))
+                                   pairs_per_cpu_sec=rate(g, k, "cpu_seconds"),
+                                   gflops=sum(g["flops"][:k]) / sum(g["seconds"][:k]) / 1e9)
                            for s, g in got.items()}
                     runs[c, t].append(dict(got, batches=k))
                     log(f"round {r}: {c} x{t}: " + ", ".join(
@@ -258,6 +282,7 @@ def main():
         for side in sides:
             row[f"{side}_pairs_per_sec"] = round(float(np.median(
                 [x[side]["pairs_per_sec"] for x in rs])), 1)
+            row[f"{side}_gflops"] = round(float(np.median([x[side]["gflops"] for x in rs])), 1)
         for side in [s for s in sides if s != "torch"]:
             name = "ratio" if side == "charrnn" else "base_ratio"
             ratios = [x[side]["pairs_per_sec"] / x["torch"]["pairs_per_sec"] for x in rs]
@@ -290,7 +315,13 @@ def main():
                                        cwd=a.base).stdout.strip(),
         clocks="pairs_per_sec: wall clock; *_cpu_time: the ratio of pairs per CPU second "
                "(process time; at 2 threads it counts both threads, spinning included)",
+        gflops="*_gflops: model_flops (the matrix products, padding excluded) per second",
         results=rows)
+    if a.peak:   # the CPU's sgemm rate, as bench/train.py measures it for the language model
+        result["sgemm_peak"] = run_child(os.path.join(os.path.dirname(__file__), "train.py"),
+                                         "peak", thread_env(max(threads)), threads=a.threads,
+                                         gemm_size=2048)
+        log(f"sgemm peak (2048^2): {result['sgemm_peak']}")
     if a.out:
         with open(a.out, "w") as f:
             json.dump(result, f, indent=1)
