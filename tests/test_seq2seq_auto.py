@@ -68,3 +68,16 @@ def test_a_transducer_with_a_time_budget_has_no_early_stopping_unless_told():
     assert choose(120_000, 30, patience=4).values["patience"] == 4
     clf = auto.choose_classifier(120_000, 12, 30, {}, held_out=lambda f: int(120_000 * f))
     assert clf.values["patience"] == auto.PATIENCE
+
+
+def test_a_large_set_holds_out_what_an_evaluation_scores_not_a_tenth():
+    from charrnn.training.seq2seq_run import EVAL_PAIRS
+    c = choose(120_000, 30)
+    assert 2_900 <= c.val_chars <= 3_100 and c.values["val_frac"] == 0.025 and "val_frac" in c.auto
+    assert auto.S2S_VAL_PAIRS >= EVAL_PAIRS          # every evaluation's loss sample fits
+    assert choose(20_000, 30).values["val_frac"] == auto.VAL_FRAC      # 2,000: a tenth
+    assert choose(30_000, 30).val_chars == 3_000
+    told = choose(120_000, 30, val_frac=0.1)
+    assert told.values["val_frac"] == 0.1 and told.val_chars == 12_000 and "val_frac" not in told.auto
+    clf = auto.choose_classifier(120_000, 12, 30, {}, held_out=lambda f: int(120_000 * f))
+    assert clf.values["val_frac"] == auto.VAL_FRAC                      # classifiers: a tenth

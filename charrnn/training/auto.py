@@ -235,14 +235,18 @@ CLS_BATCH = 32
 CLS_LADDER = [(0, 1, 64, 32), (20_000, 1, 128, 32), (200_000, 2, 128, 48)]   # from n pairs
 
 
-def choose_classifier(n_pairs, longest, max_minutes, given=None, held_out=None, size=None):
+def choose_classifier(n_pairs, longest, max_minutes, given=None, held_out=None, size=None,
+                      val_cap=None):
     """The automatic options of a classifier run on n_pairs pairs whose longest text has
     `longest` characters; held_out(val_frac) -> pairs held out (stratified, whole).
     size(n_train, max_minutes) -> (layers, hidden, embed, batch) replaces the ladder
-    (transducers: choose_seq2seq)."""
+    (transducers: choose_seq2seq); val_cap: hold out about this many pairs at most,
+    unless val_frac is given."""
     given = {k: v for k, v in (given or {}).items() if v is not None}
     notes = []
     val_frac = given.get("val_frac", VAL_FRAC)
+    if val_cap and "val_frac" not in given and n_pairs * val_frac > val_cap:
+        val_frac = round(val_cap / n_pairs, 4)
     n_val = held_out(val_frac) if val_frac else 0
     least = 2 if "val_frac" in given else CLS_MIN_VAL
     if val_frac and n_val < least:
@@ -291,6 +295,10 @@ S2S_LADDER = [(0, 1, 64, 32, 32), (20_000, 1, 128, 32, 32), (50_000, 1, 192, 48,
 S2S_BUDGET = [(0, 1), (30, 3)]             # (from minutes, the highest rung it allows)
 S2S_DROPOUT, S2S_DROPOUT_FROM = 0.25, 192  # dropout of encoders of >= 192 units
 S2S_ANNEAL = 0.9
+# Held out: about as many pairs as an evaluation scores (seq2seq_run's EVAL_PAIRS for the
+# loss, EVAL_SAMPLE sources decoded), with room; 10% of CMUdict's 120k pairs left 10k
+# pairs out of training that no evaluation read.
+S2S_VAL_PAIRS = 3000
 
 
 def seq2seq_size(n_train, max_minutes):
@@ -303,9 +311,11 @@ def seq2seq_size(n_train, max_minutes):
 
 
 def choose_seq2seq(n_pairs, longest, max_minutes, given=None, held_out=None):
-    """choose_classifier with seq2seq_size's model and batch, S2S_ANNEAL, S2S_DROPOUT for
-    the larger encoders (given or chosen), and no patience with a time budget."""
-    c = choose_classifier(n_pairs, longest, max_minutes, given, held_out, seq2seq_size)
+    """choose_classifier with seq2seq_size's model and batch, about S2S_VAL_PAIRS held
+    out at most, S2S_ANNEAL, S2S_DROPOUT for the larger encoders (given or chosen), and
+    no patience with a time budget."""
+    c = choose_classifier(n_pairs, longest, max_minutes, given, held_out, seq2seq_size,
+                          S2S_VAL_PAIRS)
     dropout = S2S_DROPOUT if c.values["hidden"] >= S2S_DROPOUT_FROM else 0.0
     for k, v in (("anneal", S2S_ANNEAL), ("dropout", dropout),
                  ("patience", 0 if max_minutes else c.values["patience"])):
