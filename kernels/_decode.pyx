@@ -166,10 +166,15 @@ def greedy(int cell, int kind, const floating[:, ::1] emb,
     """Greedy decoding of R rows for at most L = out.shape[1] steps: row r's tokens in
     out[r, :out_len[r]] (EOS excluded), its summed log-probability in scores[r]; stops
     when every row has emitted EOS. Wp_*: packs as the training loop's (cells.pack,
-    transposed), or empty (BLAS). -> the number of steps run."""
+    transposed), or empty (BLAS). -> the number of steps run.
+    Finished rows stop costing: once an eighth of the rows stepping have emitted EOS,
+    the others move to the front (state, keys, encoder outputs, length; `row` maps a
+    place back to its source) and the next steps run that prefix only. A row's
+    arithmetic does not depend on its place, so the outputs are the same."""
     cdef Py_ssize_t R = E.shape[0], Hd = W_hh.shape[1], C = E.shape[2], Vt = W_out.shape[0]
     cdef Py_ssize_t L = out.shape[1], D = W_ih.shape[1], GH = W_hh.shape[0], s, n, j, a
-    cdef Py_ssize_t ndone, steps = 0
+    cdef Py_ssize_t S = E.shape[1], A = K.shape[2], m = R, live, p, r
+    cdef Py_ssize_t steps = 0
     cdef int cur = 0
     _prepare(cell, kind, emb, W_ih, W_hh, b_ih, b_hh, K, E, W_q, v, lengths, W_out, b_out)
     _need(out.shape[0] == R and out_len.shape[0] == R and scores.shape[0] == R and L >= 1,
@@ -179,7 +184,7 @@ def greedy(int cell, int kind, const floating[:, ::1] emb,
     cdef const floating *P_hh = packed(Wp_hh, Hd, GH, "decode", "Wp_hh")
     cdef const floating *P_out = packed(Wp_out, Hd + C, Vt, "decode", "Wp_out")
     dt = np.float32 if floating is float else np.float64
-    z = _scratch(dt, cell, kind, R, D, Hd, C, E.shape[1], K.shape[2], Vt)
+    z = _scratch(dt, cell, kind, R, D, Hd, C, S, A, Vt)
     cdef floating[:, :, ::1] hb = z["h"], cb = z["c"], xb = z["ctx"], tanhs = z["tanhs"]
     cdef floating[:, ::1] xs = z["xs"], act = z["act"], tc = z["tc"], gh = z["gh"]
     cdef floating[:, ::1] alpha = z["alpha"], qW = z["qW"], feat = z["feat"]
@@ -187,6 +192,9 @@ def greedy(int cell, int kind, const floating[:, ::1] emb,
     cdef double[:, ::1] lp = z["lp"]
     cdef int32_t[::1] prev = np.full(R, BOS, np.int32)
     cdef uint8_t[::1] done = np.zeros(R, np.uint8)
+    # the rows' own copies of what compaction moves
+    cdef floating[:, :, ::1] Kc = np.array(K, dt), Ec = np.array(E, dt)
+    cdef int64_t[::1] lc = np.array(lengths, np.int64), row = np.arange(R, dtype=np.int64)
     if R == 0:
         return 0
     with nogil:
@@ -194,29 +202,46 @@ def greedy(int cell, int kind, const floating[:, ::1] emb,
             out_len[n] = 0
             scores[n] = 0
         for s in range(L):
-            _step(cell, kind, &prev[0], emb, W_ih, P_ih, W_hh, P_hh, b_ih, b_hh, K, E, W_q, v,
-                  lengths, own, W_out, P_out, b_out, hb[cur], cb[cur], xb[cur],
-                  hb[1 - cur], cb[1 - cur], xb[1 - cur], xs, act, tc, gh, alpha, tanhs,
-                  qW, feat, logits, lp)
+            _step(cell, kind, &prev[0], emb, W_ih, P_ih, W_hh, P_hh, b_ih, b_hh, Kc[:m],
+                  Ec[:m], W_q, v, lc[:m], own, W_out, P_out, b_out, hb[cur][:m],
+                  cb[cur][:m], xb[cur][:m], hb[1 - cur][:m], cb[1 - cur][:m],
+                  xb[1 - cur][:m], xs[:m], act[:m], tc[:m], gh[:m], alpha[:m], tanhs[:m],
+                  qW[:m], feat[:m], logits[:m], lp[:m])
             cur = 1 - cur
             steps += 1
-            ndone = 0
-            for n in range(R):
+            live = 0
+            for n in range(m):
                 a = 1                                   # lp[BOS] = -inf: never the argmax
                 for j in range(2, Vt):
                     if lp[n, j] > lp[n, a]:
                         a = j
                 if not done[n]:
-                    scores[n] += lp[n, a]
+                    r = row[n]
+                    scores[r] += lp[n, a]
                     if a == EOS:
                         done[n] = 1
                     else:
-                        out[n, out_len[n]] = <int32_t>a
-                        out_len[n] += 1
+                        out[r, out_len[r]] = <int32_t>a
+                        out_len[r] += 1
                 prev[n] = <int32_t>a
-                ndone += done[n]
-            if ndone == R:
+                live += 1 - done[n]
+            if live == 0:
                 break
+            if 8 * (m - live) >= m:
+                p = 0
+                for n in range(m):
+                    if done[n]:
+                        continue
+                    if p != n:
+                        memcpy(&hb[cur, p, 0], &hb[cur, n, 0], Hd * sizeof(floating))
+                        if cell == LSTM:
+                            memcpy(&cb[cur, p, 0], &cb[cur, n, 0], Hd * sizeof(floating))
+                        memcpy(&xb[cur, p, 0], &xb[cur, n, 0], C * sizeof(floating))
+                        memcpy(&Kc[p, 0, 0], &Kc[n, 0, 0], S * A * sizeof(floating))
+                        memcpy(&Ec[p, 0, 0], &Ec[n, 0, 0], S * C * sizeof(floating))
+                        lc[p], row[p], prev[p], done[p] = lc[n], row[n], prev[n], 0
+                    p += 1
+                m = p
     return steps
 
 
