@@ -265,11 +265,14 @@ def beam(int cell, int kind, const floating[:, ::1] emb,
     when none lives or its NB-th best finished one scores at least the best live one (a
     log-probability never raises a score). out[w, k, :out_len[w, k]], scores[w, k]: the
     k-th best; out_len -1 and score -inf where fewer than NB finished. -> the number of
-    steps run."""
+    steps run.
+    Finished sources stop costing: once an eighth of the sources stepping have ended,
+    the others' blocks of `width` rows move to the front (place j holds source
+    slot[j]) and the next steps run that prefix only, as greedy does."""
     cdef Py_ssize_t R = E.shape[0], Hd = W_hh.shape[1], C = E.shape[2], Vt = W_out.shape[0]
     cdef Py_ssize_t L = out.shape[2], D = W_ih.shape[1], GH = W_hh.shape[0], NW = out.shape[0]
     cdef Py_ssize_t NB = out.shape[1], s, w, k, i, bi, t, r0, src, dst, nk, best_i, left
-    cdef Py_ssize_t steps = 0, p, q
+    cdef Py_ssize_t steps = 0, p, q, j, ns = NW, S = E.shape[1], A = K.shape[2], m
     cdef double val, best_v, last_v
     cdef Py_ssize_t last_i
     _prepare(cell, kind, emb, W_ih, W_hh, b_ih, b_hh, K, E, W_q, v, lengths, W_out, b_out)
@@ -293,6 +296,9 @@ def beam(int cell, int kind, const floating[:, ::1] emb,
     cdef int64_t[::1] nlive = np.ones(NW, np.int64), parent = np.empty(width, np.int64)
     cdef int64_t[::1] nfin = np.zeros(NW, np.int64)              # finished ones kept
     cdef uint8_t[::1] done = np.zeros(NW, np.uint8)
+    # the rows' own copies of what compaction moves; slot[j]: the source at place j
+    cdef floating[:, :, ::1] Kc = np.array(K, dt), Ec = np.array(E, dt)
+    cdef int64_t[::1] lc = np.array(lengths, np.int64), slot = np.arange(NW, dtype=np.int64)
     if NW == 0:
         return 0
     left = NW
@@ -304,14 +310,17 @@ def beam(int cell, int kind, const floating[:, ::1] emb,
         for s in range(L):
             # every row steps (slots a source does not use compute harmlessly, on a
             # valid token): one batched product per weight instead of one per source
-            _step(cell, kind, &prev[0], emb, W_ih, P_ih, W_hh, P_hh, b_ih, b_hh, K, E, W_q, v,
-                  lengths, own, W_out, P_out, b_out, hb[0], cb[0], xb[0], hb[1], cb[1], xb[1],
-                  xs, act, tc, gh, alpha, tanhs, qW, feat, logits, lp)
+            m = ns * width
+            _step(cell, kind, &prev[0], emb, W_ih, P_ih, W_hh, P_hh, b_ih, b_hh, Kc[:m], Ec[:m],
+                  W_q, v, lc[:m], own, W_out, P_out, b_out, hb[0][:m], cb[0][:m], xb[0][:m],
+                  hb[1][:m], cb[1][:m], xb[1][:m], xs[:m], act[:m], tc[:m], gh[:m],
+                  alpha[:m], tanhs[:m], qW[:m], feat[:m], logits[:m], lp[:m])
             steps += 1
-            for w in range(NW):
+            for j in range(ns):
+                w = slot[j]
                 if done[w]:
                     continue
-                r0 = w * width
+                r0 = j * width
                 nk = 0
                 last_v, last_i = INFINITY, -1
                 for k in range(width):
@@ -367,4 +376,28 @@ def beam(int cell, int kind, const floating[:, ::1] emb,
                 nlive[w] = nk
             if left == 0:
                 break
+            if 8 * (ns - left) >= ns:
+                p = 0
+                for j in range(ns):
+                    w = slot[j]
+                    if done[w]:
+                        continue
+                    if p != j:
+                        for k in range(nlive[w]):
+                            src, dst = j * width + k, p * width + k
+                            memcpy(&hb[0, dst, 0], &hb[0, src, 0], Hd * sizeof(floating))
+                            if cell == LSTM:
+                                memcpy(&cb[0, dst, 0], &cb[0, src, 0], Hd * sizeof(floating))
+                            memcpy(&xb[0, dst, 0], &xb[0, src, 0], C * sizeof(floating))
+                            memcpy(&tok[0, dst, 0], &tok[0, src, 0], (s + 1) * sizeof(int32_t))
+                            sc[0, dst] = sc[0, src]
+                            prev[dst] = prev[src]
+                        for k in range(width):   # every row of the block reads its source
+                            src, dst = j * width + k, p * width + k
+                            memcpy(&Kc[dst, 0, 0], &Kc[src, 0, 0], S * A * sizeof(floating))
+                            memcpy(&Ec[dst, 0, 0], &Ec[src, 0, 0], S * C * sizeof(floating))
+                            lc[dst] = lc[src]
+                        slot[p] = w
+                    p += 1
+                ns = p
     return steps
