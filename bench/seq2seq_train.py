@@ -50,6 +50,7 @@ CONFIGS = {   # name: (cell, layers, hidden per direction, decoder, embed, batch
     "gru-1x256": ("gru", 1, 256, 512, 64, 64),
     "lstm-1x256": ("lstm", 1, 256, 512, 64, 64),
     "gru-2x192-b128": ("gru", 2, 192, 512, 64, 128),
+    "gru-2x256": ("gru", 2, 256, 512, 64, 64),
 }
 
 
