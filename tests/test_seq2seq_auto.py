@@ -19,7 +19,9 @@ def test_a_longer_budget_grows_the_model_only_with_enough_pairs():
     assert choose(30_000, 60).values["hidden"] == 128
     assert choose(5_000, 60).values["hidden"] == 64
     big = choose(120_000, 0).values
-    assert (big["embed"], big["batch_size"]) == (64, 64)
+    assert (big["layers"], big["embed"], big["batch_size"]) == (2, 64, 64)
+    assert choose(120_000, 30).values["layers"] == 2                  # 2x256: measured
+    assert choose(60_000, 60).values["layers"] == 1
 
 
 def test_given_options_win_and_are_not_listed_as_automatic():

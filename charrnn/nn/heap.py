@@ -5,7 +5,7 @@ A step allocates and frees tens of megabytes of NumPy arrays (the decoder's save
 activations, gradients, scratch). glibc's malloc hands blocks over 128 KiB back to the
 kernel when they are freed, either as separate mappings or by trimming the heap, and
 the next step's arrays then fault their pages in again, each one zeroed by the kernel.
-On the 30-minute CMUdict transducer (GRU 1x256, 512-unit decoder, batches of 64, one
+On a CMUdict transducer (GRU 1x256 encoder, 512-unit decoder, batches of 64, one
 thread) that was ~120k page faults per 30 steps and 5-9% of the CPU time
 (docs/internals/seq2seq.md). What PyTorch users get from jemalloc or tcmalloc, two
 mallopt calls give here: blocks up to 32 MiB come from the heap, and the heap is not

@@ -287,11 +287,14 @@ def _classifier_size(n_train, max_minutes):
 # gets several epochs. In half an hour (45 minutes on one thread, the same number of
 # epochs) the small one stopped improving after 19 of its 38 epochs (40.6% test WER),
 # while the large one, with dropout 0.25, improved for all 12 of its epochs (38.1%).
+# A second encoder layer then paid more than the epochs it costs (43% more per pair):
+# 45 minutes on one thread, 2x256 reached 35.4% test WER in 8 epochs, 1x256 39.3% in 11
+# (bench/results/g2p/2026-12-05-amd-zen3-layers.json).
 # So the large rungs come with a budget of 30 minutes or more, and encoders of 192 units
 # or more train with S2S_DROPOUT (the small ones underfit with it: dropout 0.2 cost the
 # 1x128 model 4.6 points of WER after 8 epochs).
 S2S_LADDER = [(0, 1, 64, 32, 32), (20_000, 1, 128, 32, 32), (50_000, 1, 192, 48, 64),
-              (100_000, 1, 256, 64, 64)]   # (from n pairs, layers, hidden, embed, batch)
+              (100_000, 2, 256, 64, 64)]   # (from n pairs, layers, hidden, embed, batch)
 S2S_BUDGET = [(0, 1), (30, 3)]             # (from minutes, the highest rung it allows)
 S2S_DROPOUT, S2S_DROPOUT_FROM = 0.25, 192  # dropout of encoders of >= 192 units
 S2S_ANNEAL = 0.9
