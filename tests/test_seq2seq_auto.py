@@ -83,3 +83,16 @@ def test_a_large_set_holds_out_what_an_evaluation_scores_not_a_tenth():
     assert told.values["val_frac"] == 0.1 and told.val_chars == 12_000 and "val_frac" not in told.auto
     clf = auto.choose_classifier(120_000, 12, 30, {}, held_out=lambda f: int(120_000 * f))
     assert clf.values["val_frac"] == auto.VAL_FRAC                      # classifiers: a tenth
+
+
+def test_a_transducer_clips_the_gradient_norm_at_one_unless_told():
+    c = choose(120_000, 30)
+    assert c.values["grad_clip"] == auto.S2S_GRAD_CLIP == 1.0 and "grad_clip" in c.auto
+    assert "gradient norm clipped at 1" in auto.describe_classifier(c)
+    told = choose(120_000, 30, grad_clip=5.0)
+    assert told.values["grad_clip"] == 5.0 and "grad_clip" not in told.auto
+    assert "clipped" not in auto.describe_classifier(told)
+    clf = auto.choose_classifier(120_000, 12, 30, {}, held_out=lambda f: int(120_000 * f))
+    lm = auto.choose(1_000_000, 65, 5)
+    assert clf.values["grad_clip"] == lm.values["grad_clip"] == auto.GRAD_CLIP == 5.0
+    assert "clipped" not in auto.describe_classifier(clf) + auto.describe(lm)

@@ -52,6 +52,7 @@ LR_DECAY = 0.85
 PATIENCE = 10
 ANNEAL = 0.2                    # --anneal: the final fifth of a budget (see S2S_ANNEAL)
 LR = 3e-3
+GRAD_CLIP = 5.0                 # --grad-clip: the global gradient norm's limit (S2S_GRAD_CLIP)
 
 # Fine-tuning (--init) starts a fresh Adam on trained weights: its first steps move every
 # weight by about lr whatever the gradient, so the base's own lr would shake what the
@@ -80,7 +81,7 @@ NO_VAL_MAX_EPOCHS = 100
 
 # The options chosen here: those whose TrainConfig default is None (tested).
 AUTO = ("hidden", "layers", "embed", "dropout", "lr", "lr_decay", "batch_size", "seq_len",
-        "val_frac", "eval_every", "patience", "max_epochs", "anneal")
+        "val_frac", "eval_every", "patience", "max_epochs", "anneal", "grad_clip")
 VAL_FRAC = 0.1
 
 
@@ -174,7 +175,7 @@ def choose(n_chars, vocab_size, max_minutes, given=None, cell="gru", base_lr=Non
     v["dropout"] = _dropout(epochs)
     v["lr_decay"] = round(LR_DECAY ** min(1.0, n_train / 1e6), 4)
     v["lr"] = LR if base_lr is None else float(f"{base_lr * FINETUNE_LR:.3g}")
-    v["anneal"] = ANNEAL
+    v["anneal"], v["grad_clip"] = ANNEAL, GRAD_CLIP
 
     seq_len = given.get("seq_len", SEQ_LEN if doc_len is None else
                         min(DOC_SEQ_LEN, max(SEQ_LEN, doc_len)))
@@ -262,6 +263,7 @@ def choose_classifier(n_pairs, longest, max_minutes, given=None, held_out=None, 
     per_epoch = math.ceil(n_train / batch)
     v = {"layers": layers, "hidden": hidden, "embed": embed, "val_frac": val_frac,
          "dropout": 0.0, "lr": LR, "lr_decay": 1.0, "batch_size": batch, "anneal": ANNEAL,
+         "grad_clip": GRAD_CLIP,
          "seq_len": longest}   # informative: the longest row a batch pads to
     if n_val:   # about once per epoch, within [MIN_EVAL_EVERY, EVAL_EVERY] steps
         v["eval_every"] = int(min(EVAL_EVERY, max(MIN_EVAL_EVERY, per_epoch)))
@@ -298,6 +300,13 @@ S2S_LADDER = [(0, 1, 64, 32, 32), (20_000, 1, 128, 32, 32), (50_000, 1, 192, 48,
 S2S_BUDGET = [(0, 1), (30, 3)]             # (from minutes, the highest rung it allows)
 S2S_DROPOUT, S2S_DROPOUT_FROM = 0.25, 192  # dropout of encoders of >= 192 units
 S2S_ANNEAL = 0.9
+# With dropout, a transducer's gradient norm jumps now and then from ~0.4 to 10-300 (a
+# real gradient, under that step's masks: finite differences agree), and clipped at 5.0
+# those steps still threw the model about: the 30-minute CMUdict run (2x256) had 91
+# such steps and ended at 42.0% test WER. Clipped at 1.0 the same run had none after
+# its first hundred steps and reached at step 3,000 the validation loss the other had
+# at 6,000 (bench/results/g2p/2026-12-05-amd-zen3-clip.json).
+S2S_GRAD_CLIP = 1.0
 # Held out: about as many pairs as an evaluation scores (seq2seq_run's EVAL_PAIRS for the
 # loss, EVAL_SAMPLE sources decoded), with room; 10% of CMUdict's 120k pairs left 10k
 # pairs out of training that no evaluation read.
@@ -320,7 +329,7 @@ def choose_seq2seq(n_pairs, longest, max_minutes, given=None, held_out=None):
     c = choose_classifier(n_pairs, longest, max_minutes, given, held_out, seq2seq_size,
                           S2S_VAL_PAIRS)
     dropout = S2S_DROPOUT if c.values["hidden"] >= S2S_DROPOUT_FROM else 0.0
-    for k, v in (("anneal", S2S_ANNEAL), ("dropout", dropout),
+    for k, v in (("anneal", S2S_ANNEAL), ("dropout", dropout), ("grad_clip", S2S_GRAD_CLIP),
                  ("patience", 0 if max_minutes else c.values["patience"])):
         if k in c.auto:
             c.values[k] = v
@@ -335,9 +344,11 @@ def describe_classifier(choice, cell="gru"):
                      f"embedding {v['embed']}")
     for k, label in (("dropout", "dropout {}"), ("batch_size", "batch {}"), ("lr", "lr {}"),
                      ("anneal", "lr annealed over the last {:.0%} of the budget"),
+                     ("grad_clip", "gradient norm clipped at {:g}"),
                      ("eval_every", "evaluate every {} steps"), ("patience", "patience {}"),
                      ("max_epochs", "at most {} epochs")):
         if k in auto and not (k in ("patience", "max_epochs", "dropout") and not v[k]) \
-                and not (k == "anneal" and v[k] == ANNEAL):
+                and not (k == "anneal" and v[k] == ANNEAL) \
+                and not (k == "grad_clip" and v[k] == GRAD_CLIP):
             parts.append(label.format(v[k]))
     return ", ".join(parts)

@@ -112,7 +112,9 @@ class TrainConfig:
     anneal: Optional[float] = option(
         None, "Final fraction of a run with a budget in which the learning rate falls "
         "linearly to 10%", f"auto: {auto.ANNEAL}; {auto.S2S_ANNEAL} for --task seq2seq")
-    grad_clip: float = option(5.0, "Global gradient-norm limit, 0 disables")
+    grad_clip: Optional[float] = option(
+        None, "Global gradient-norm limit, 0 disables",
+        f"auto: {auto.GRAD_CLIP}; {auto.S2S_GRAD_CLIP} for --task seq2seq")
     seed: int = option(1337, "Random seed")
     # ---- compute
     precision: str = option(
@@ -143,7 +145,7 @@ class TrainConfig:
 
         _check_types(self)
         auto = {"dropout": 0.0, "lr_decay": 1.0, "patience": 0, "max_epochs": 0,
-                "val_frac": 0.1, "lr": 1.0, "anneal": 0.0}
+                "val_frac": 0.1, "lr": 1.0, "anneal": 0.0, "grad_clip": 1.0}
         d = {k: (auto.get(k, 1) if v is None else v) for k, v in asdict(self).items()}
         ModelConfig(self.cell, d["hidden"], d["layers"], d["embed"], d["dropout"], 1,
                     self.encoding).validate()
@@ -154,7 +156,7 @@ class TrainConfig:
             (d["lr"] > 0, "--lr must be a positive number"),
             (0 < d["lr_decay"] <= 1, "--lr-decay must be in (0, 1]"),
             (0 <= d["anneal"] < 1, "--anneal must be in [0, 1)"),
-            (self.grad_clip >= 0, "--grad-clip must be >= 0 (0 disables clipping)"),
+            (d["grad_clip"] >= 0, "--grad-clip must be >= 0 (0 disables clipping)"),
             (d["eval_every"] >= 1, "--eval-every must be at least 1"),
             (d["patience"] >= 0, "--patience must be >= 0 (0: no early stopping)"),
             (self.max_steps >= 0, "--max-steps must be >= 0 (0: no limit)"),
