@@ -300,12 +300,12 @@ S2S_LADDER = [(0, 1, 64, 32, 32), (20_000, 1, 128, 32, 32), (50_000, 1, 192, 48,
 S2S_BUDGET = [(0, 1), (30, 3)]             # (from minutes, the highest rung it allows)
 S2S_DROPOUT, S2S_DROPOUT_FROM = 0.25, 192  # dropout of encoders of >= 192 units
 S2S_ANNEAL = 0.9
-# With dropout, a transducer's gradient norm jumps now and then from ~0.4 to 10-300 (a
-# real gradient, under that step's masks: finite differences agree), and clipped at 5.0
-# those steps still threw the model about: the 30-minute CMUdict run (2x256) had 91
-# such steps and ended at 42.0% test WER. Clipped at 1.0 the same run had none after
-# its first hundred steps and reached at step 3,000 the validation loss the other had
-# at 6,000 (bench/results/g2p/2026-12-05-amd-zen3-clip.json).
+# A transducer's gradient norm (median ~0.4) jumps now and then to 10-300, with or
+# without dropout (up to 2,600 in a 1x128 run; a real gradient: finite differences
+# agree), and clipped at 5.0 those steps still threw the model about: the 30-minute
+# CMUdict run (2x256) had 91 such steps and ended at 42.0% test WER. Clipped at 1.0 the
+# same run had none after its first hundred steps and reached at step 3,000 the
+# validation loss the other had at 6,000 (bench/results/g2p/2026-12-05-amd-zen3-clip.json).
 S2S_GRAD_CLIP = 1.0
 # Held out: about as many pairs as an evaluation scores (seq2seq_run's EVAL_PAIRS for the
 # loss, EVAL_SAMPLE sources decoded), with room; 10% of CMUdict's 120k pairs left 10k
