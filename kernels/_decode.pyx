@@ -137,6 +137,16 @@ cdef void _step(int cell, int kind, const int32_t *prev, const floating[:, ::1] 
         _log_softmax(&logits[n, 0], &lp[n, 0], Vt)
 
 
+cdef inline void _copy_state(int cell, floating[:, :, ::1] hb, floating[:, :, ::1] cb,
+                             floating[:, :, ::1] xb, int to, Py_ssize_t dst, int frm,
+                             Py_ssize_t src) noexcept nogil:
+    """The decoder state (h, c, ctx) of row src in slot frm -> row dst in slot to."""
+    memcpy(&hb[to, dst, 0], &hb[frm, src, 0], hb.shape[2] * sizeof(floating))
+    if cell == LSTM:
+        memcpy(&cb[to, dst, 0], &cb[frm, src, 0], cb.shape[2] * sizeof(floating))
+    memcpy(&xb[to, dst, 0], &xb[frm, src, 0], xb.shape[2] * sizeof(floating))
+
+
 cdef int _prepare(int cell, int kind, const floating[:, ::1] emb,
                   const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
                   const floating[::1] b_ih, const floating[::1] b_hh,
@@ -233,10 +243,7 @@ def greedy(int cell, int kind, const floating[:, ::1] emb,
                     if done[n]:
                         continue
                     if p != n:
-                        memcpy(&hb[cur, p, 0], &hb[cur, n, 0], Hd * sizeof(floating))
-                        if cell == LSTM:
-                            memcpy(&cb[cur, p, 0], &cb[cur, n, 0], Hd * sizeof(floating))
-                        memcpy(&xb[cur, p, 0], &xb[cur, n, 0], C * sizeof(floating))
+                        _copy_state(cell, hb, cb, xb, cur, p, cur, n)
                         memcpy(&Kc[p, 0, 0], &Kc[n, 0, 0], S * A * sizeof(floating))
                         memcpy(&Ec[p, 0, 0], &Ec[n, 0, 0], S * C * sizeof(floating))
                         lc[p], row[p], prev[p], done[p] = lc[n], row[n], prev[n], 0
@@ -366,10 +373,7 @@ def beam(int cell, int kind, const floating[:, ::1] emb,
                     continue
                 for k in range(nk):
                     dst, src = r0 + k, parent[k]
-                    memcpy(&hb[0, dst, 0], &hb[1, src, 0], Hd * sizeof(floating))
-                    if cell == LSTM:
-                        memcpy(&cb[0, dst, 0], &cb[1, src, 0], Hd * sizeof(floating))
-                    memcpy(&xb[0, dst, 0], &xb[1, src, 0], C * sizeof(floating))
+                    _copy_state(cell, hb, cb, xb, 0, dst, 1, src)
                     memcpy(&tok[0, dst, 0], &tok[1, dst, 0], (s + 1) * sizeof(int32_t))
                     sc[0, dst] = sc[1, dst]
                     prev[dst] = tok[1, dst, s]
@@ -385,10 +389,7 @@ def beam(int cell, int kind, const floating[:, ::1] emb,
                     if p != j:
                         for k in range(nlive[w]):
                             src, dst = j * width + k, p * width + k
-                            memcpy(&hb[0, dst, 0], &hb[0, src, 0], Hd * sizeof(floating))
-                            if cell == LSTM:
-                                memcpy(&cb[0, dst, 0], &cb[0, src, 0], Hd * sizeof(floating))
-                            memcpy(&xb[0, dst, 0], &xb[0, src, 0], C * sizeof(floating))
+                            _copy_state(cell, hb, cb, xb, 0, dst, 0, src)
                             memcpy(&tok[0, dst, 0], &tok[0, src, 0], (s + 1) * sizeof(int32_t))
                             sc[0, dst] = sc[0, src]
                             prev[dst] = prev[src]
