@@ -259,8 +259,8 @@ def main():
                     for side in order:
                         env = thread_env(t, {"PYTHONPATH": os.path.dirname(__file__)})
                         if side == "torch" and a.torch_heap == "kept":
-                            env.update(MALLOC_MMAP_THRESHOLD_=str(32 << 20),
-                                       MALLOC_TRIM_THRESHOLD_=str(2**31 - 1))
+                            from charrnn.nn.heap import ENV
+                            env.update(ENV)
                         if side == "base":
                             env["BENCH_CHARRNN_ROOT"] = os.path.abspath(a.base)
                         got[side] = run_child(__file__, side, env, data=a.data, config=c,

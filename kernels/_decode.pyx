@@ -59,12 +59,15 @@ def _check(int cell, int kind, R, Vt, Em, C, Hd, S, A, shapes):
         _need(tuple(shape) == want[name], f"{name} {tuple(shape)}, expected {want[name]}")
 
 
-def _scratch(dt, int cell, int kind, R, D, Hd, C, S, A, Vt):
+def _scratch(dt, int cell, int kind, K, E, lengths, D, Hd, Vt):
     """The scratch of one decoding call, allocated with the GIL: the state in two slots
-    (current, next), the step's intermediates, float64 log-probabilities."""
+    (current, next), the step's intermediates, float64 log-probabilities, and the rows'
+    own copies of K, E and lengths (what compacting the rows moves)."""
+    R, S, C, A = E.shape[0], E.shape[1], E.shape[2], K.shape[2]
     GH = (4 if cell == LSTM else 3) * Hd
     bah = kind == BAHDANAU
-    return dict(h=np.zeros((2, R, Hd), dt),
+    return dict(K=np.array(K, dt), E=np.array(E, dt), lengths=np.array(lengths, np.int64),
+                h=np.zeros((2, R, Hd), dt),
                 c=np.zeros((2, R, Hd) if cell == LSTM else (2, 0, 0), dt),
                 ctx=np.zeros((2, R, C), dt), xs=np.empty((R, D), dt), act=np.empty((R, GH), dt),
                 tc=np.empty((R, Hd), dt), gh=np.empty((R, GH) if cell == GRU else (0, 0), dt),
@@ -147,6 +150,14 @@ cdef inline void _copy_state(int cell, floating[:, :, ::1] hb, floating[:, :, ::
     memcpy(&xb[to, dst, 0], &xb[frm, src, 0], xb.shape[2] * sizeof(floating))
 
 
+cdef inline void _copy_source(floating[:, :, ::1] Kc, floating[:, :, ::1] Ec,
+                              int64_t[::1] lc, Py_ssize_t dst, Py_ssize_t src) noexcept nogil:
+    """Row src's keys, encoder outputs and length -> row dst."""
+    memcpy(&Kc[dst, 0, 0], &Kc[src, 0, 0], Kc.shape[1] * Kc.shape[2] * sizeof(floating))
+    memcpy(&Ec[dst, 0, 0], &Ec[src, 0, 0], Ec.shape[1] * Ec.shape[2] * sizeof(floating))
+    lc[dst] = lc[src]
+
+
 cdef int _prepare(int cell, int kind, const floating[:, ::1] emb,
                   const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
                   const floating[::1] b_ih, const floating[::1] b_hh,
@@ -183,7 +194,7 @@ def greedy(int cell, int kind, const floating[:, ::1] emb,
     arithmetic does not depend on its place, so the outputs are the same."""
     cdef Py_ssize_t R = E.shape[0], Hd = W_hh.shape[1], C = E.shape[2], Vt = W_out.shape[0]
     cdef Py_ssize_t L = out.shape[1], D = W_ih.shape[1], GH = W_hh.shape[0], s, n, j, a
-    cdef Py_ssize_t S = E.shape[1], A = K.shape[2], m = R, live, p, r
+    cdef Py_ssize_t m = R, live, p, r
     cdef Py_ssize_t steps = 0
     cdef int cur = 0
     _prepare(cell, kind, emb, W_ih, W_hh, b_ih, b_hh, K, E, W_q, v, lengths, W_out, b_out)
@@ -194,7 +205,7 @@ def greedy(int cell, int kind, const floating[:, ::1] emb,
     cdef const floating *P_hh = packed(Wp_hh, Hd, GH, "decode", "Wp_hh")
     cdef const floating *P_out = packed(Wp_out, Hd + C, Vt, "decode", "Wp_out")
     dt = np.float32 if floating is float else np.float64
-    z = _scratch(dt, cell, kind, R, D, Hd, C, S, A, Vt)
+    z = _scratch(dt, cell, kind, K, E, lengths, D, Hd, Vt)
     cdef floating[:, :, ::1] hb = z["h"], cb = z["c"], xb = z["ctx"], tanhs = z["tanhs"]
     cdef floating[:, ::1] xs = z["xs"], act = z["act"], tc = z["tc"], gh = z["gh"]
     cdef floating[:, ::1] alpha = z["alpha"], qW = z["qW"], feat = z["feat"]
@@ -202,9 +213,8 @@ def greedy(int cell, int kind, const floating[:, ::1] emb,
     cdef double[:, ::1] lp = z["lp"]
     cdef int32_t[::1] prev = np.full(R, BOS, np.int32)
     cdef uint8_t[::1] done = np.zeros(R, np.uint8)
-    # the rows' own copies of what compaction moves
-    cdef floating[:, :, ::1] Kc = np.array(K, dt), Ec = np.array(E, dt)
-    cdef int64_t[::1] lc = np.array(lengths, np.int64), row = np.arange(R, dtype=np.int64)
+    cdef floating[:, :, ::1] Kc = z["K"], Ec = z["E"]
+    cdef int64_t[::1] lc = z["lengths"], row = np.arange(R, dtype=np.int64)  # place -> row
     if R == 0:
         return 0
     with nogil:
@@ -244,9 +254,8 @@ def greedy(int cell, int kind, const floating[:, ::1] emb,
                         continue
                     if p != n:
                         _copy_state(cell, hb, cb, xb, cur, p, cur, n)
-                        memcpy(&Kc[p, 0, 0], &Kc[n, 0, 0], S * A * sizeof(floating))
-                        memcpy(&Ec[p, 0, 0], &Ec[n, 0, 0], S * C * sizeof(floating))
-                        lc[p], row[p], prev[p], done[p] = lc[n], row[n], prev[n], 0
+                        _copy_source(Kc, Ec, lc, p, n)
+                        row[p], prev[p], done[p] = row[n], prev[n], 0
                     p += 1
                 m = p
     return steps
@@ -279,7 +288,7 @@ def beam(int cell, int kind, const floating[:, ::1] emb,
     cdef Py_ssize_t R = E.shape[0], Hd = W_hh.shape[1], C = E.shape[2], Vt = W_out.shape[0]
     cdef Py_ssize_t L = out.shape[2], D = W_ih.shape[1], GH = W_hh.shape[0], NW = out.shape[0]
     cdef Py_ssize_t NB = out.shape[1], s, w, k, i, bi, t, r0, src, dst, nk, best_i, left
-    cdef Py_ssize_t steps = 0, p, q, j, ns = NW, S = E.shape[1], A = K.shape[2], m
+    cdef Py_ssize_t steps = 0, p, q, j, ns = NW, m
     cdef double val, best_v, last_v
     cdef Py_ssize_t last_i
     _prepare(cell, kind, emb, W_ih, W_hh, b_ih, b_hh, K, E, W_q, v, lengths, W_out, b_out)
@@ -291,7 +300,7 @@ def beam(int cell, int kind, const floating[:, ::1] emb,
     cdef const floating *P_hh = packed(Wp_hh, Hd, GH, "decode", "Wp_hh")
     cdef const floating *P_out = packed(Wp_out, Hd + C, Vt, "decode", "Wp_out")
     dt = np.float32 if floating is float else np.float64
-    z = _scratch(dt, cell, kind, R, D, Hd, C, E.shape[1], K.shape[2], Vt)
+    z = _scratch(dt, cell, kind, K, E, lengths, D, Hd, Vt)
     cdef floating[:, :, ::1] hb = z["h"], cb = z["c"], xb = z["ctx"], tanhs = z["tanhs"]
     cdef floating[:, ::1] xs = z["xs"], act = z["act"], tc = z["tc"], gh = z["gh"]
     cdef floating[:, ::1] alpha = z["alpha"], qW = z["qW"], feat = z["feat"]
@@ -303,9 +312,8 @@ def beam(int cell, int kind, const floating[:, ::1] emb,
     cdef int64_t[::1] nlive = np.ones(NW, np.int64), parent = np.empty(width, np.int64)
     cdef int64_t[::1] nfin = np.zeros(NW, np.int64)              # finished ones kept
     cdef uint8_t[::1] done = np.zeros(NW, np.uint8)
-    # the rows' own copies of what compaction moves; slot[j]: the source at place j
-    cdef floating[:, :, ::1] Kc = np.array(K, dt), Ec = np.array(E, dt)
-    cdef int64_t[::1] lc = np.array(lengths, np.int64), slot = np.arange(NW, dtype=np.int64)
+    cdef floating[:, :, ::1] Kc = z["K"], Ec = z["E"]
+    cdef int64_t[::1] lc = z["lengths"], slot = np.arange(NW, dtype=np.int64)  # place -> source
     if NW == 0:
         return 0
     left = NW
@@ -394,10 +402,7 @@ def beam(int cell, int kind, const floating[:, ::1] emb,
                             sc[0, dst] = sc[0, src]
                             prev[dst] = prev[src]
                         for k in range(width):   # every row of the block reads its source
-                            src, dst = j * width + k, p * width + k
-                            memcpy(&Kc[dst, 0, 0], &Kc[src, 0, 0], S * A * sizeof(floating))
-                            memcpy(&Ec[dst, 0, 0], &Ec[src, 0, 0], S * C * sizeof(floating))
-                            lc[dst] = lc[src]
+                            _copy_source(Kc, Ec, lc, p * width + k, j * width + k)
                         slot[p] = w
                     p += 1
                 ns = p

@@ -17,30 +17,28 @@ the benchmarks that measure what the command line does; the Python API leaves a 
 program's allocator alone.
 """
 import ctypes
+import functools
 import sys
 
 M_TRIM_THRESHOLD = -1    # glibc's malloc.h
 M_MMAP_THRESHOLD = -3
 MMAP_MAX = 32 << 20      # the largest mmap threshold glibc accepts on 64-bit systems
 NEVER = 2**31 - 1        # trim threshold: never give the heap's top back
+# the same settings for a child process, read by glibc at its start
+ENV = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_MAX), "MALLOC_TRIM_THRESHOLD_": str(NEVER)}
 
-_done = None
 
-
+@functools.cache
 def keep_freed_memory():
     """Ask glibc to keep freed blocks for reuse; -> True if it agreed, False where the C
     library is not glibc (nothing changes). Idempotent."""
-    global _done
-    if _done is None:
-        _done = False
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL(None)
-                libc.gnu_get_libc_version              # glibc's own symbol: not musl
-                mallopt = libc.mallopt
-            except (OSError, AttributeError):
-                return False
-            mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-            _done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_MAX)) and bool(
-                mallopt(M_TRIM_THRESHOLD, NEVER))
-    return _done
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version              # glibc's own symbol: not musl
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_MAX)) and bool(mallopt(M_TRIM_THRESHOLD, NEVER))
