@@ -10,6 +10,7 @@ import charrnn
 from charrnn.cli import main
 from charrnn.errors import CheckpointError, ConfigError, CorpusError
 from charrnn.training.loop import Interrupted, train
+from charrnn.training.seq2seq import train_seq2seq
 from charrnn.training.seq2seq_run import split_by_source
 from charrnn.training.seq2seq_score import edit_distance, error_rates, group_references
 
@@ -123,6 +124,26 @@ def test_attention_and_decoder_options(runner, tmp_path):
     r = invoke(runner, "train", tsv, *TINY, "--max-steps", "1", "--out", tmp_path / "auto")
     assert r.exit_code == 0, r.output
     assert charrnn.load_transducer(tmp_path / "auto", best=False).model.cfg.decoder == 64
+
+
+def test_label_smoothing_option(runner, tmp_path):
+    tsv = reversals(tmp_path / "r.tsv", n=60)
+    runs = {}
+    for eps in ("0", "0.3"):
+        r = invoke(runner, "train", tsv, *TINY, "--label-smoothing", eps, "--max-steps", "3",
+                   "--out", tmp_path / eps)
+        assert r.exit_code == 0, r.output
+        assert ("label smoothing 0.3" in r.output) == (eps == "0.3")
+        runs[eps] = charrnn.load_transducer(tmp_path / eps, best=False).model.flat.copy()
+    assert not np.array_equal(runs["0"], runs["0.3"])   # the gradients differ
+    r = invoke(runner, "train", tsv, *TINY, "--label-smoothing", "1", "--max-steps", "1")
+    assert r.exit_code == 2 and "'--label-smoothing': 1.0 is not in the range 0<=x<1" in r.output
+    with pytest.raises(ConfigError, match=r"--label-smoothing must be in \[0, 1\)"):
+        charrnn.TrainConfig(task="seq2seq", label_smoothing=-0.1).validate()
+    assert "--label-smoothing is for --task seq2seq" in one_line(
+        invoke(runner, "train", tsv, "--task", "classify", "--label-smoothing", "0.1"))
+    with pytest.raises(ConfigError, match="label_smoothing must be a number in"):
+        train_seq2seq([("ab", "B A")], label_smoothing=1.5)
 
 
 # ---- train, transduce, eval, runs ----------------------------------------------------------

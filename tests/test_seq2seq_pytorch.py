@@ -1,7 +1,8 @@
 """The encoder-decoder against PyTorch, an independent reader: a test-only torch module
 with our weights (the encoder torch.nn.LSTM / GRU(bidirectional=True) over a
 pack_padded_sequence, the decoder torch.nn.LSTMCell / GRUCell, the attention written out
-with a -inf length mask) must give the same loss and every gradient, with dropout's masks too. Skips without
+with a -inf length mask) must give the same loss and every gradient, with dropout's masks and label smoothing
+(torch's cross_entropy(label_smoothing=)) too. Skips without
 torch, like test_pytorch_interop.py."""
 import itertools
 import os
@@ -44,8 +45,9 @@ class TorchSeq2Seq(torch.nn.Module):
         state = {names.get(k, k): torch.tensor(v) for k, v in params.items()}
         self.load_state_dict(state, strict=True)
 
-    def forward(self, src, src_len, tgt, tgt_len, masks=None):
-        """masks: dropout's (S, N, E), (T, N, E), (T, N, Hd + C) factors, or None."""
+    def forward(self, src, src_len, tgt, tgt_len, masks=None, smoothing=0.0):
+        """masks: dropout's (S, N, E), (T, N, E), (T, N, Hd + C) factors, or None;
+        smoothing: cross_entropy's label_smoothing."""
         S, N = src.shape
         ms, mt, mf = (torch.tensor(m) for m in masks) if masks is not None else (1, [1] * S, 1)
         x = self.src_embed[src] * ms                                   # (S, N, E)
@@ -74,7 +76,8 @@ class TorchSeq2Seq(torch.nn.Module):
             feat = torch.cat([h, ctx], dim=1)
             logits = self.out(feat if masks is None else feat * mf[s])
             live = torch.tensor(s < tgt_len)
-            lp = torch.log_softmax(logits, dim=1)[torch.arange(N), tgt[s + 1]]
+            lp = -torch.nn.functional.cross_entropy(logits, tgt[s + 1], reduction="none",
+                                                    label_smoothing=smoothing)
             total = total - (lp * live).sum()
             count += int(live.sum())
         return total / count
@@ -95,8 +98,9 @@ def masks_in_row_order(keys, p, src, tgt_len, E, F):
 
 
 @pytest.mark.parametrize("cell,attention", list(itertools.product(["lstm", "gru"], rs.ATTENTIONS)))
-@pytest.mark.parametrize("L,dropout", [(1, 0.0), (2, 0.0), (1, 0.3)])
-def test_loss_and_gradients_match_torch(cell, attention, L, dropout):
+@pytest.mark.parametrize("L,dropout,smoothing", [(1, 0.0, 0.0), (2, 0.0, 0.0), (1, 0.3, 0.0),
+                                                 (2, 0.0, 0.2), (1, 0.3, 0.1)])
+def test_loss_and_gradients_match_torch(cell, attention, L, dropout, smoothing):
     sizes = dict(embed=3, hidden=4, decoder=5, attn=6, src_vocab=7, tgt_vocab=8, layers=L)
     m = Seq2Seq(dict(sizes, cell=cell, attention=attention, dropout=dropout), dtype=np.float64)
     rng = np.random.default_rng(0)
@@ -111,14 +115,15 @@ def test_loss_and_gradients_match_torch(cell, attention, L, dropout):
     masks = None
     if dropout:
         m.grad_flat.fill(0)
-        loss = m.forward_backward(src, src_len, tgt, tgt_len, rng=StreamMasks(5, 2))
+        loss = m.forward_backward(src, src_len, tgt, tgt_len, rng=StreamMasks(5, 2),
+                                  smoothing=smoothing)
         grads = m.grads
         masks = masks_in_row_order((5, 2), dropout, src, tgt_len, 3, 5 + 8)
     else:
-        loss, grads = m.loss_and_grad(src, src_len, tgt, tgt_len)
+        loss, grads = m.loss_and_grad(src, src_len, tgt, tgt_len, smoothing)
     tm = TorchSeq2Seq(cell, attention, 7, 8, 3, 4, 5, 6 if attention == "bahdanau" else 5, L)
     tm.load(m.params)
-    tloss = tm(torch.tensor(src), src_len, torch.tensor(tgt), tgt_len, masks)
+    tloss = tm(torch.tensor(src), src_len, torch.tensor(tgt), tgt_len, masks, smoothing)
     tloss.backward()
     assert abs(loss - tloss.item()) < 1e-10
     tgrads = {n: p.grad.numpy() for n, p in tm.named_parameters()}

@@ -18,6 +18,8 @@ from charrnn.training.options import (ATTENTIONS, CELLS, DOCS, ENCODING_ERRORS, 
 @click.option("--target-tokens", type=click.Choice(TARGET_TOKENS), help=described("target_tokens"))
 @click.option("--attention", type=click.Choice(ATTENTIONS), help=described("attention"))
 @click.option("--decoder", type=click.IntRange(min=0), help=described("decoder"))
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), callback=finite,
+              help=described("label_smoothing"))
 @click.option("--pool", type=click.Choice(POOLS), help=described("pool"))
 @click.option("--cell", type=click.Choice(CELLS), help=described("cell"))
 @click.option("--hidden", type=click.IntRange(min=1), help=described("hidden"))

@@ -141,10 +141,12 @@ def _cell_back(cell, dh, dstate, cache, g):
     return dx[0, 0], (dh0[0],)
 
 
-def row_loss_and_grad(cell, attention, params, src, tgt, grads, masks=None):
+def row_loss_and_grad(cell, attention, params, src, tgt, grads, masks=None, smoothing=0.0):
     """Summed cross-entropy of one row (src (l,), tgt (m+1,) with tgt[0] = BOS); adds its
     gradients into grads (a dict like params). Dropout: masks = (source embeddings (l, E),
-    target embeddings (m, E), output features (m, Hd + C)) multiply those three values."""
+    target embeddings (m, E), output features (m, Hd + C)) multiply those three values.
+    Label smoothing: each step's target distribution is (1 - smoothing) onehot +
+    smoothing / Vt (the cross-entropy against it)."""
     p, g = params, grads
     Hd = p["dec.weight_hh"].shape[1]
     ms, mt, mf = masks if masks is not None else (1.0, np.ones((len(tgt) - 1, 1)), 1.0)
@@ -171,10 +173,12 @@ def row_loss_and_grad(cell, attention, params, src, tgt, grads, masks=None):
             feat = feat * mf[s - 1]
         z = p["out.weight"] @ feat + p["out.bias"]               # (Vt,)
         z = z - z.max()
-        prob = np.exp(z) / np.exp(z).sum()
-        loss -= np.log(prob[tgt[s]])
-        dz = prob.copy()
-        dz[tgt[s]] -= 1
+        logp = z - np.log(np.exp(z).sum())                       # (Vt,) log softmax
+        prob = np.exp(logp)
+        want = np.full(len(z), smoothing / len(z))                # (Vt,) target distribution
+        want[tgt[s]] += 1 - smoothing
+        loss -= want @ logp
+        dz = prob - want
         steps.append((ccache, acache, feat, dz))
     # backward, last step first
     de, dK = np.zeros_like(e), np.zeros_like(K)
@@ -203,16 +207,18 @@ def row_loss_and_grad(cell, attention, params, src, tgt, grads, masks=None):
     return loss
 
 
-def loss_and_grad(cell, attention, params, src, src_len, tgt, tgt_len, masks=None):
+def loss_and_grad(cell, attention, params, src, src_len, tgt, tgt_len, masks=None,
+                  smoothing=0.0):
     """(mean loss per predicted token, gradients as a dict like params). masks: None, or
-    dropout's (S, N, E), (T, N, E), (T, N, Hd + C) masks, row n's part for row n."""
+    dropout's (S, N, E), (T, N, E), (T, N, Hd + C) masks, row n's part for row n;
+    smoothing: label smoothing (row_loss_and_grad)."""
     grads = {k: np.zeros_like(v) for k, v in params.items()}
     total = 0.0
     for n in range(src.shape[1]):
         l, m = src_len[n], tgt_len[n]
         row = None if masks is None else (masks[0][:l, n], masks[1][:m, n], masks[2][:m, n])
         total += row_loss_and_grad(cell, attention, params, src[:l, n], tgt[:m + 1, n],
-                                   grads, row)
+                                   grads, row, smoothing)
     count = int(np.sum(tgt_len))
     for v in grads.values():
         v /= count

@@ -181,10 +181,13 @@ class Seq2Seq:
 
     # ---- training ----------------------------------------------------------------------
 
-    def forward_backward(self, src, src_len, tgt, tgt_len, grad=True, rng=None):
+    def forward_backward(self, src, src_len, tgt, tgt_len, grad=True, rng=None,
+                         smoothing=0.0):
         """Mean cross-entropy per predicted token (nats); with grad, its gradients *added*
         to self.grads. rng (a network.StreamMasks or a numpy Generator) turns on
-        cfg.dropout's masks at the SITES; drawn after the rows are sorted (below)."""
+        cfg.dropout's masks at the SITES; drawn after the rows are sorted (below).
+        smoothing: label smoothing (smoothed_xent): the loss and gradients are then the
+        smoothed objective's."""
         src, src_len, tgt, tgt_len = self.check(src, src_len, tgt, tgt_len)
         # rows sorted by target length, longest first (the loss and the gradients do not
         # depend on the order): step s of the decoder then runs the rows n < active[s]
@@ -206,8 +209,8 @@ class Seq2Seq:
         labels = np.ascontiguousarray(tgt[1:][valid])                   # (M,)
         z = self.logits(rows)                                           # (M, Vt)
         M = rows.shape[0]
-        # softmax_xent overwrites z with d(mean loss)/dz when its scale != 0
-        total = _ops.softmax_xent(z, labels, 1.0 / M if grad else 0.0)
+        # overwrites z with d(mean loss)/dz when its scale != 0
+        total = smoothed_xent(z, labels, 1.0 / M if grad else 0.0, smoothing)
         if grad:
             self._backward(z, rows, valid, tgt, src, src_len, E, K, bcache, sv, active, drop)
         return total / M
@@ -339,14 +342,33 @@ class Seq2Seq:
         hs[0] = sv["hs"][:T].reshape(T * N, -1)[sel]                    # h_{s-1} of each
         return ran(dact), dgh if dgh.size == 0 else ran(dgh), ran(sv["xs"]), hs
 
-    def loss_and_grad(self, src, src_len, tgt, tgt_len):
+    def loss_and_grad(self, src, src_len, tgt, tgt_len, smoothing=0.0):
         """(mean loss, gradients as a dict like params: a copy)."""
         self.grad_flat.fill(0)
-        loss = self.forward_backward(src, src_len, tgt, tgt_len)
+        loss = self.forward_backward(src, src_len, tgt, tgt_len, smoothing=smoothing)
         return loss, {k: v.copy() for k, v in self.grads.items()}
 
     def loss(self, src, src_len, tgt, tgt_len):
         return self.forward_backward(src, src_len, tgt, tgt_len, grad=False)
+
+
+def smoothed_xent(z, labels, scale, eps):
+    """_ops.softmax_xent with label smoothing eps: the summed cross-entropy against the
+    target distribution (1 - eps) onehot + eps / V (PyTorch's label_smoothing), and with
+    scale != 0, z overwritten with its gradient times scale. Per row that loss is
+    lse - z_y + eps (z_y - mean z) and its gradient softmax - onehot + eps (onehot - 1/V):
+    softmax_xent's, corrected from z's values read before it overwrites them."""
+    if not eps:
+        return _ops.softmax_xent(z, labels, scale)
+    M, V = z.shape
+    rows = np.arange(M)
+    correction = eps * (float(z[rows, labels].sum(dtype=np.float64))
+                        - float(z.sum(dtype=np.float64)) / V)
+    total = _ops.softmax_xent(z, labels, scale)
+    if scale:
+        z -= z.dtype.type(eps * scale / V)
+        z[rows, labels] += z.dtype.type(eps * scale)
+    return total + correction
 
 
 class Drop:

@@ -32,7 +32,7 @@ TARGET_TOKENS = ("chars", "space")   # seq2seq targets: characters, or space-sep
 ATTENTIONS = ("luong", "bahdanau")   # charrnn.nn.reference_seq2seq.ATTENTIONS, likewise
 # options that only one task reads -> that task (charrnn.training.loop refuses them elsewhere)
 TASK_OPTIONS = {"target_tokens": "seq2seq", "attention": "seq2seq", "decoder": "seq2seq",
-                "pool": "classify"}
+                "label_smoothing": "seq2seq", "pool": "classify"}
 
 
 def option(default, help, auto=None):
@@ -57,6 +57,10 @@ class TrainConfig:
         "h . (W e), the decoder state against each encoder output; bahdanau, v . tanh(W_q h "
         "+ W_k e), through a layer of --hidden units (slower per step)")
     decoder: int = option(0, "With --task seq2seq: decoder units, 0: twice --hidden")
+    label_smoothing: float = option(
+        0.0, "With --task seq2seq: train against targets smoothed by this much: each "
+        "step's target is (1 - it) on the right token plus it spread over all tokens "
+        "(PyTorch's label_smoothing); validation losses stay plain cross-entropy")
     pool: str = option(
         "final", "With --task classify: what the label layer reads: final, the last states "
         "of both directions; mean, the mean of the top layer's outputs over the text")
@@ -170,6 +174,7 @@ class TrainConfig:
             (self.pool in POOLS, f"--pool must be one of {', '.join(POOLS)}"),
             (self.attention in ATTENTIONS, f"--attention must be one of {', '.join(ATTENTIONS)}"),
             (self.decoder >= 0, "--decoder must be >= 0 (0: twice --hidden)"),
+            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (self.target_tokens in TARGET_TOKENS,
              f"--target-tokens must be one of {', '.join(TARGET_TOKENS)}"),
         ]

@@ -158,11 +158,12 @@ class Transducer:
 
 def train_seq2seq(pairs, tokens="chars", cell="lstm", attention="luong", embed=32, hidden=64,
                   decoder=128, attn=64, steps=1000, batch_size=32, lr=0.005, grad_clip=5.0,
-                  seed=0, log=None, dropout=0.0, threads=1):
+                  seed=0, log=None, dropout=0.0, threads=1, label_smoothing=0.0):
     """A Transducer trained on `pairs`, a list of (source, target) non-empty strings.
     log: None, or a callable log(step, loss) called every 100 steps. dropout: at
     charrnn.nn.seq2seq.SITES, masks keyed by (seed, step). threads: the model's own
-    threads (the encoder's directions, the decoder's rows; the result does not change)."""
+    threads (the encoder's directions, the decoder's rows; the result does not change).
+    label_smoothing: in [0, 1), the loss's (charrnn.nn.seq2seq.smoothed_xent)."""
     pairs = list(pairs)
     if not pairs:
         raise CorpusError("no (source, target) pairs to train on")
@@ -174,6 +175,9 @@ def train_seq2seq(pairs, tokens="chars", cell="lstm", attention="luong", embed=3
     for name, v in (("steps", steps), ("batch_size", batch_size), ("threads", threads)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+            or not 0 <= label_smoothing < 1:
+        raise ConfigError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
     split = list if tokens == "chars" else str.split
     src_vocab = sorted({c for s, _ in pairs for c in s})
     tgt_vocab = sorted({tok for _, t in pairs for tok in split(t)})
@@ -194,7 +198,8 @@ def train_seq2seq(pairs, tokens="chars", cell="lstm", attention="luong", embed=3
             tgt, tgt_len = tr.encode_targets([tgt_all[i] for i in pick])
             model.grad_flat.fill(0)
             masks = StreamMasks(seed + 1, step) if dropout else None
-            loss = model.forward_backward(src, src_len, tgt, tgt_len, rng=masks)
+            loss = model.forward_backward(src, src_len, tgt, tgt_len, rng=masks,
+                                          smoothing=label_smoothing)
             _, gscale = optim.clip_scale(model.grad_flat, grad_clip)
             opt.step(model.flat, model.grad_flat, lr, gscale, parallel=model.parallel)
             tr.history.append((step, float(loss)))

@@ -127,7 +127,7 @@ class Seq2SeqTrainer(ClassifierTrainer):
     def forward_backward(self, b):
         # dropout masks keyed by (seed, step): nothing to carry or save for exact resume
         rng = StreamMasks(self.cfg.seed + 1, self.step) if self.cfg.dropout else None
-        return self.model.forward_backward(*b, rng=rng)
+        return self.model.forward_backward(*b, rng=rng, smoothing=self.cfg.label_smoothing)
 
     def _describe(self):
         c = self.cfg
@@ -135,7 +135,9 @@ class Seq2SeqTrainer(ClassifierTrainer):
                 f"{c.cell.upper()} encoder, {self.model.cfg.decoder}-unit decoder with "
                 f"{c.attention.capitalize()} attention "
                 f"({self.model.flat.size:,} parameters, {len(self.vocab)} source characters, "
-                f"{len(self.labels)} target tokens), {plural(self.per_epoch, 'step')} per epoch")
+                f"{len(self.labels)} target tokens), "
+                + (f"label smoothing {c.label_smoothing:g}, " if c.label_smoothing else "")
+                + f"{plural(self.per_epoch, 'step')} per epoch")
 
     def evaluate(self):
         """(mean loss per target token in nats, token error rate of greedy decoding on
