@@ -188,6 +188,34 @@ def test_transduce_greedy_beam_json_and_stdin(runner, trained):
     assert r.output.splitlines() == ["ab\tB A", "cde\tE D C"]
 
 
+def test_threads_decode_batches_at_once_with_the_same_outputs(runner, trained, tmp_path,
+                                                              monkeypatch):
+    import threading
+    from charrnn.training import seq2seq
+    rng = np.random.default_rng(9)
+    texts = ["".join(rng.choice(list("abcde"), rng.integers(1, 7))) for _ in range(700)]
+    t = charrnn.load_transducer(trained)
+    want = t.transduce(texts)
+    idents, real = set(), seq2seq.greedy
+    monkeypatch.setattr(seq2seq, "greedy", lambda *a: idents.add(threading.get_ident())
+                        or real(*a))
+    assert t.transduce(texts, threads=3) == want and len(idents) == 3   # 3 batches of 256
+    assert t.nbest(texts[:600], 2, threads=2) == t.nbest(texts[:600], 2)
+    with pytest.raises(ConfigError, match="threads must be a positive integer"):
+        t.transduce(texts, threads=0)
+    lines = "".join(x + "\n" for x in texts)
+    one = invoke(runner, "transduce", trained, "--threads", "1", input=lines)
+    two = invoke(runner, "transduce", trained, "--threads", "2", "--beam", "1", input=lines)
+    assert one.exit_code == 0 and one.output == two.output
+    assert one.output.splitlines() == [f"{x}\t{y}" for x, y in zip(texts, want)]
+    r = invoke(runner, "transduce", trained, "abc", "--threads", "0")
+    assert r.exit_code == 2 and "'--threads': 0 is not in the range x>=1" in r.output
+    test = tmp_path / "t.tsv"
+    test.write_text("".join(f"{x}\t{' '.join(x[::-1].upper())}\n" for x in texts))
+    assert invoke(runner, "eval", trained, test, "--threads", "2").output == \
+        invoke(runner, "eval", trained, test, "--threads", "1").output
+
+
 def test_eval_reports_wer_ter_and_loss(runner, trained, tmp_path):
     test = tmp_path / "test.tsv"
     # "ab" twice: its second reference is wrong, but one match is enough

@@ -320,7 +320,10 @@ def _write_samples(out, pieces, K, labels, report, prime):
 @click.option("--beam", default=1, show_default=True, type=click.IntRange(min=1),
               help="For a transducer (--task seq2seq): beam search with K hypotheses "
               "(1: greedy).")
-def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, docs, beam):
+@click.option("--threads", type=click.IntRange(min=1), help="For a transducer: batches "
+              "decoded at once, one per thread (default: all cores; the result does not change).")
+def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, docs, beam,
+          threads):
     """Loss of a model on a text file, in nats/char and bits/char. A run directory
     gives its best.safetensors; --latest its newest weights. Any text is scored (one
     repeated character too). For a classifier (--task classify), FILE holds
@@ -339,7 +342,8 @@ def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, do
     if kind == "classifier":
         return _eval_classifier(checkpoint, file, latest, encoding, encoding_errors)
     if kind == "seq2seq":
-        return _eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam)
+        return _eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam,
+                             threads)
     from charrnn.model import evaluate
     model = load_model(checkpoint, latest, best)
     r = call(evaluate, model, file, encoding=encoding, encoding_errors=encoding_errors,
@@ -351,10 +355,12 @@ def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, do
                    "skipped)" if skipped else ""))
 
 
-def _eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam):
+def _eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam, threads):
+    import os
     from charrnn.training.seq2seq import load_transducer
     tr = call(load_transducer, checkpoint, best=not latest)
-    r = call(tr.evaluate, file, encoding or "utf-8", encoding_errors, beam)
+    r = call(tr.evaluate, file, encoding or "utf-8", encoding_errors, beam,
+             threads or os.cpu_count() or 1)
     loss = "-" if r["loss"] is None else f"{r['loss']:.4f}"
     from charrnn.errors import plural
     click.echo(f"word error rate {r['wer']:.4f} ({r['word_errors']:,} of "

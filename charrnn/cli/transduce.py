@@ -1,11 +1,13 @@
 """`charrnn transduce`: map texts to outputs with a seq2seq run (thin over
 charrnn.training.seq2seq.Transducer)."""
 
+import os
+
 import click
 
 from charrnn.cli.common import call, quiet_broken_pipe, text_batches
 
-CHUNK = 256   # texts per batch when reading standard input
+CHUNK = 256   # texts per batch and thread when reading standard input (Transducer's BATCH)
 
 
 @click.command()
@@ -22,7 +24,9 @@ CHUNK = 256   # texts per batch when reading standard input
               '{"text": ..., "outputs": [{"output": ..., "logprob": ...}, ...]}.')
 @click.option("--latest", is_flag=True, help="Use model.safetensors, the newest weights, instead "
               "of best.safetensors (the best validation loss, the default).")
-def transduce(run, texts, beam, nbest, max_len, as_json, latest):
+@click.option("--threads", type=click.IntRange(min=1), help="Batches of texts decoded at "
+              "once, one per thread (default: all cores). The outputs do not change.")
+def transduce(run, texts, beam, nbest, max_len, as_json, latest, threads):
     """Map each TEXT (or, without any, each line of standard input; empty lines are
     skipped) to its output with the transducer in RUN (a run of `charrnn train --task
     seq2seq`, or its .safetensors file). One line per text: TEXT<TAB>OUTPUT; with
@@ -39,10 +43,12 @@ def transduce(run, texts, beam, nbest, max_len, as_json, latest):
     from charrnn.training.seq2seq import load_transducer
 
     tr = call(load_transducer, run, best=not latest)
+    threads = threads or os.cpu_count() or 1
 
     def show(batch):
         if nbest:
-            for text, outs in zip(batch, call(tr.nbest, batch, nbest, max(beam, nbest), max_len)):
+            for text, outs in zip(batch, call(tr.nbest, batch, nbest, max(beam, nbest), max_len,
+                                                   threads)):
                 if as_json:
                     click.echo(json.dumps({"text": text, "outputs": [
                         {"output": o, "logprob": round(lp, 6)} for o, lp in outs]},
@@ -51,11 +57,11 @@ def transduce(run, texts, beam, nbest, max_len, as_json, latest):
                     for o, lp in outs:
                         click.echo(f"{text}\t{o}\t{lp:.4f}")
             return
-        for text, out in zip(batch, call(tr.transduce, batch, beam, max_len)):
+        for text, out in zip(batch, call(tr.transduce, batch, beam, max_len, threads)):
             click.echo(json.dumps({"text": text, "output": out}, ensure_ascii=False)
                        if as_json else f"{text}\t{out}")
     try:
-        for batch in text_batches(texts, CHUNK):
+        for batch in text_batches(texts, CHUNK * threads):
             show(batch)
     except BrokenPipeError:
         quiet_broken_pipe()

@@ -80,36 +80,50 @@ class Transducer:
         tgt, lens = pad_batch(seqs)
         return tgt, lens - 1
 
-    def transduce(self, texts, beam=1, max_len=None):
+    def transduce(self, texts, beam=1, max_len=None, threads=1):
         """The output string of each text: greedy with beam=1, else beam search; BATCH
-        texts per compiled decoding call."""
+        texts per compiled decoding call, `threads` calls at a time."""
         def run(src, src_len, max_len):
             if beam == 1:
                 return greedy(self.model, src, src_len, max_len)[0]
             return beam_search_batch(self.model, src, src_len, beam, max_len)[0]
         return [self.join(self.tgt_vocab[i - 2] for i in out)
-                for out in self._batched(texts, run, max_len)]
+                for out in self._batched(texts, run, max_len, threads)]
 
-    def nbest(self, texts, n, beam=None, max_len=None):
+    def nbest(self, texts, n, beam=None, max_len=None, threads=1):
         """The n best outputs of each text by beam search (beam: n unless wider), best
         first, as [(output, log-probability), ...]: fewer when fewer finished."""
         beam = n if beam is None else beam
         lists = self._batched(texts, lambda src, src_len, max_len: nbest_batch(
-            self.model, src, src_len, beam, max_len, n), max_len)
+            self.model, src, src_len, beam, max_len, n), max_len, threads)
         return [[(self.join(self.tgt_vocab[i - 2] for i in out), score) for out, score in lst]
                 for lst in lists]
 
-    def _batched(self, texts, run, max_len):
+    def _batched(self, texts, run, max_len, threads=1):
         """run(src, src_len, max_len) -> one result per text, over batches of BATCH texts
         of similar lengths (less padding for the encoder, and fewer steps where finished
-        rows ride along in the decoder); results in the order of texts."""
+        rows ride along in the decoder); results in the order of texts. With threads > 1
+        the batches are decoded that many at a time, each on its own thread: the compiled
+        decoding call releases the GIL and batches share nothing, so the outputs are
+        those of one thread."""
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"threads must be a positive integer, got {threads!r}")
         max_len = self.max_len if max_len is None else max_len
         self.check_sources(texts)   # errors name the text's place in `texts`
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        parts = [order[lo:lo + BATCH] for lo in range(0, len(texts), BATCH)]
+
+        def one(part):
+            return run(*self.encode_sources([texts[i] for i in part]), max_len)
+        if threads > 1 and len(parts) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(min(threads, len(parts))) as pool:
+                results = list(pool.map(one, parts))
+        else:
+            results = map(one, parts)
         outs = [None] * len(texts)
-        for lo in range(0, len(texts), BATCH):
-            part = order[lo:lo + BATCH]
-            for i, o in zip(part, run(*self.encode_sources([texts[i] for i in part]), max_len)):
+        for part, result in zip(parts, results):
+            for i, o in zip(part, result):
                 outs[i] = o
         return outs
 
@@ -129,14 +143,15 @@ class Transducer:
         tgt, tgt_len = self.encode_targets([t for _, t in pairs])
         return self.model.loss(src, src_len, tgt, tgt_len)
 
-    def score(self, sources, targets, beam=1):
+    def score(self, sources, targets, beam=1, threads=1):
         """dict(pairs, words, wer, ter, loss, ...) of the (source, target) pairs:
-        charrnn.training.seq2seq_score.error_rates of the outputs, and the mean loss per
-        target token (EOS included) over the pairs whose tokens the model knows (the
-        others: `unknown_targets`, counted in the error rates only)."""
+        charrnn.training.seq2seq_score.error_rates of the outputs (decoded on `threads`
+        threads), and the mean loss per target token (EOS included) over the pairs whose
+        tokens the model knows (the others: `unknown_targets`, counted in the error rates
+        only)."""
         refs = group_references(sources, targets, self.split)
         words = list(refs)
-        hyps = dict(zip(words, map(self.split, self.transduce(words, beam))))
+        hyps = dict(zip(words, map(self.split, self.transduce(words, beam, threads=threads))))
         r = error_rates(refs, hyps)
         known = set(self.tgt_vocab)
         ok = [(s, t) for s, t in zip(sources, targets) if set(self.split(t)) <= known]
@@ -150,10 +165,10 @@ class Transducer:
                  unknown_targets=len(sources) - len(ok))
         return r
 
-    def evaluate(self, path, encoding="utf-8", errors="strict", beam=1):
+    def evaluate(self, path, encoding="utf-8", errors="strict", beam=1, threads=1):
         """score() on a source<TAB>target file (charrnn.data.pairs.read_pairs)."""
         pairs = read_pairs(path, encoding, errors, names=("source", "target"))
-        return self.score(pairs.left, pairs.right, beam)
+        return self.score(pairs.left, pairs.right, beam, threads)
 
 
 def train_seq2seq(pairs, tokens="chars", cell="lstm", attention="luong", embed=32, hidden=64,
