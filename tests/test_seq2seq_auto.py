@@ -56,6 +56,17 @@ def test_a_transducer_anneals_across_its_budget_unless_told():
     assert lm.values["anneal"] == clf.values["anneal"] == auto.ANNEAL == 0.2
 
 
+def test_a_transducer_smooths_its_labels_unless_told():
+    c = choose(120_000, 30)
+    assert c.values["label_smoothing"] == auto.S2S_LABEL_SMOOTHING > 0
+    assert "label_smoothing" in c.auto and choose(120_000, 5).values["label_smoothing"] == 0.0
+    told = choose(120_000, 30, label_smoothing=0.0)
+    assert told.values["label_smoothing"] == 0.0 and "label_smoothing" not in told.auto
+    clf = auto.choose_classifier(120_000, 12, 30, {}, held_out=lambda f: int(120_000 * f))
+    lm = auto.choose(1_000_000, 65, 5)
+    assert clf.values["label_smoothing"] == lm.values["label_smoothing"] == 0.0
+
+
 def test_the_log_line_names_the_transducer_anneal_and_any_dropout():
     line = auto.describe_classifier(choose(120_000, 30))
     assert "lr annealed over the last 90% of the budget" in line and "dropout 0.25" in line

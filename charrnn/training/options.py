@@ -57,10 +57,11 @@ class TrainConfig:
         "h . (W e), the decoder state against each encoder output; bahdanau, v . tanh(W_q h "
         "+ W_k e), through a layer of --hidden units (slower per step)")
     decoder: int = option(0, "With --task seq2seq: decoder units, 0: twice --hidden")
-    label_smoothing: float = option(
-        0.0, "With --task seq2seq: train against targets smoothed by this much: each "
+    label_smoothing: Optional[float] = option(
+        None, "With --task seq2seq: train against targets smoothed by this much: each "
         "step's target is (1 - it) on the right token plus it spread over all tokens "
-        "(PyTorch's label_smoothing); validation losses stay plain cross-entropy")
+        "(PyTorch's label_smoothing); validation losses stay plain cross-entropy",
+        f"auto: {auto.S2S_LABEL_SMOOTHING}")
     pool: str = option(
         "final", "With --task classify: what the label layer reads: final, the last states "
         "of both directions; mean, the mean of the top layer's outputs over the text")
@@ -149,7 +150,8 @@ class TrainConfig:
 
         _check_types(self)
         auto = {"dropout": 0.0, "lr_decay": 1.0, "patience": 0, "max_epochs": 0,
-                "val_frac": 0.1, "lr": 1.0, "anneal": 0.0, "grad_clip": 1.0}
+                "val_frac": 0.1, "lr": 1.0, "anneal": 0.0, "grad_clip": 1.0,
+                "label_smoothing": 0.0}
         d = {k: (auto.get(k, 1) if v is None else v) for k, v in asdict(self).items()}
         ModelConfig(self.cell, d["hidden"], d["layers"], d["embed"], d["dropout"], 1,
                     self.encoding).validate()
@@ -174,7 +176,7 @@ class TrainConfig:
             (self.pool in POOLS, f"--pool must be one of {', '.join(POOLS)}"),
             (self.attention in ATTENTIONS, f"--attention must be one of {', '.join(ATTENTIONS)}"),
             (self.decoder >= 0, "--decoder must be >= 0 (0: twice --hidden)"),
-            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+            (0 <= d["label_smoothing"] < 1, "--label-smoothing must be in [0, 1)"),
             (self.target_tokens in TARGET_TOKENS,
              f"--target-tokens must be one of {', '.join(TARGET_TOKENS)}"),
         ]
