@@ -61,8 +61,7 @@ class TrainConfig:
         None, "With --task seq2seq: train against targets smoothed by this much: each "
         "step's target is (1 - it) on the right token plus it spread over all tokens "
         "(PyTorch's label_smoothing); validation losses stay plain cross-entropy",
-        f"auto: {auto.S2S_LABEL_SMOOTHING} with encoders of {auto.S2S_DROPOUT_FROM} units or "
-        "more (those that get dropout), else 0")
+        f"auto: {auto.S2S_LABEL_SMOOTHING}")
     pool: str = option(
         "final", "With --task classify: what the label layer reads: final, the last states "
         "of both directions; mean, the mean of the top layer's outputs over the text")
