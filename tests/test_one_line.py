@@ -186,6 +186,14 @@ def test_ctrl_c_exits_130_on_every_command(monkeypatch, trained, corpus, tmp_pat
     assert "Aborted" not in r.output
 
 
+def ctrl_c_reaches():
+    """In the child: SIGINT's default disposition, as a terminal's foreground command has.
+    A test suite started in the background by a non-interactive shell (`pytest &`)
+    inherits SIGINT ignored, and Python keeps an inherited ignore: the command would
+    then rightly never see the signal these tests send."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_during_eval_exits_130(tmp_path, trained):
     """A real SIGINT to a real `charrnn eval` busy scoring a few MB."""
     if not os.path.isdir("/proc/self/fd"):
@@ -193,7 +201,8 @@ def test_sigint_during_eval_exits_130(tmp_path, trained):
     big = tmp_path / "big.txt"
     big.write_text(("the cat sat on the mat. a dog " * 1000 + "\n") * 800)   # 24 MB
     cmd, env = charrnn_cmd("eval", trained, big)
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=ctrl_c_reaches)
     deadline = time.time() + 60
     while time.time() < deadline and p.poll() is None:   # inside the command, reading
         try:
@@ -215,7 +224,8 @@ def test_second_ctrl_c_during_training_prints_the_resume_command(tmp_path, corpu
     cmd, env = charrnn_cmd("train", corpus, "--out", run_dir, "--hidden", "256",
                            "--layers", "2", "--seq-len", "32", "--batch-size", "8",
                            "--eval-every", "1", "--max-steps", "100000", "--max-minutes", "0")
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=ctrl_c_reaches)
     deadline = time.time() + 60
     while not (run_dir / "state.safetensors").exists() and time.time() < deadline:
         time.sleep(0.05)
