@@ -36,6 +36,15 @@ def rates(refs, hyps):
             "wer_no_stress": round(bare["wer"], 4), "per_no_stress": round(bare["ter"], 4)}
 
 
+def read_refs(path):
+    """{word: [pronunciation (token list), ...]} of a bench/g2p.py --tsv file."""
+    refs = {}
+    for line in open(path, encoding="utf-8"):
+        word, pron = line.rstrip("\n").split("\t")
+        refs.setdefault(word, []).append(pron.split())
+    return refs
+
+
 def evaluate(path, refs, beam):
     t = load_transducer(path)
     words = list(refs)
@@ -59,10 +68,7 @@ def main():
     ap.add_argument("--beam", type=int, default=4)
     ap.add_argument("--out")
     a = ap.parse_args()
-    refs = {}
-    for line in open(a.test, encoding="utf-8"):
-        word, pron = line.rstrip("\n").split("\t")
-        refs.setdefault(word, []).append(pron.split())
+    refs = read_refs(a.test)
     rows = [evaluate(m, refs, a.beam) for m in a.models]
     emit({"bench": "g2p test scores (bench/g2p_eval.py)", "test": a.test,
           "words": len(refs), "models": rows}, a.out)

@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit  # noqa: E402
-from g2p_eval import rates  # noqa: E402
+from g2p_eval import rates, read_refs  # noqa: E402
 
 
 def environment():
@@ -45,14 +45,6 @@ def environment():
     except ImportError:
         sys.exit("error: needs the phonetisaurus wheel: pip install phonetisaurus==0.3.0")
     return phonetisaurus.guess_environment()
-
-
-def read_refs(path):
-    refs = {}
-    for line in open(path, encoding="utf-8"):
-        word, pron = line.rstrip("\n").split("\t")
-        refs.setdefault(word, []).append(pron.split())
-    return refs
 
 
 def train(lexicon, work, order, env):

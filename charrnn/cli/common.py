@@ -25,6 +25,12 @@ def call(fn, *args, **kwargs):
         fail(f"{e.strerror or e}{': ' + str(e.filename) if e.filename else ''}")
 
 
+def all_cores(threads):
+    """A --threads option's value, or every core when it was not given."""
+    import os
+    return threads or os.cpu_count() or 1
+
+
 def finite(ctx, param, value):
     """FloatRange lets NaN through (every comparison with NaN is false), and inf where
     the range is open above: a float option takes finite numbers only."""

@@ -3,7 +3,7 @@ import sys
 
 import click
 
-from charrnn.cli.common import call, finite, load_model, quiet_broken_pipe
+from charrnn.cli.common import all_cores, call, finite, load_model, quiet_broken_pipe
 from charrnn.nn.precision import SAMPLE_DEFAULT, SAMPLE_HELP, SAMPLE_PRECISIONS
 
 
@@ -356,11 +356,9 @@ def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, do
 
 
 def _eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam, threads):
-    import os
     from charrnn.training.seq2seq import load_transducer
     tr = call(load_transducer, checkpoint, best=not latest)
-    r = call(tr.evaluate, file, encoding or "utf-8", encoding_errors, beam,
-             threads or os.cpu_count() or 1)
+    r = call(tr.evaluate, file, encoding or "utf-8", encoding_errors, beam, all_cores(threads))
     loss = "-" if r["loss"] is None else f"{r['loss']:.4f}"
     from charrnn.errors import plural
     click.echo(f"word error rate {r['wer']:.4f} ({r['word_errors']:,} of "

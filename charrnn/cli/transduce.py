@@ -1,11 +1,9 @@
 """`charrnn transduce`: map texts to outputs with a seq2seq run (thin over
 charrnn.training.seq2seq.Transducer)."""
 
-import os
-
 import click
 
-from charrnn.cli.common import call, quiet_broken_pipe, text_batches
+from charrnn.cli.common import all_cores, call, quiet_broken_pipe, text_batches
 
 CHUNK = 256   # texts per batch and thread when reading standard input (Transducer's BATCH)
 
@@ -43,7 +41,7 @@ def transduce(run, texts, beam, nbest, max_len, as_json, latest, threads):
     from charrnn.training.seq2seq import load_transducer
 
     tr = call(load_transducer, run, best=not latest)
-    threads = threads or os.cpu_count() or 1
+    threads = all_cores(threads)
 
     def show(batch):
         if nbest:
