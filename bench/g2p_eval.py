@@ -9,6 +9,9 @@ stress digits removed from outputs and references alike ("AH0" -> "AH": CMUdict'
 symbols become 39 phonemes), since some published CMUdict figures are on phonemes
 without stress; and the n-best oracle: the fraction of words none of whose --beam best
 outputs is a reference (what a user choosing among the n best could reach).
+--length-penalty A,B,...: also the beam's n best re-ranked by GNMT's length penalty (Wu
+et al. 2016: log-probability / ((5 + length) / 6)^alpha, length counting the end), one
+row per alpha: does length normalisation, which charrnn's beam search lacks, pay?
 The test TSV is bench/g2p.py --tsv's test.tsv (source<TAB>pronunciation lines).
 """
 import argparse
@@ -45,7 +48,13 @@ def read_refs(path):
     return refs
 
 
-def evaluate(path, refs, beam):
+def penalised(lst, alpha):
+    """The output of the n-best list `lst` ((output, log-probability), ...) that GNMT's
+    length penalty with `alpha` puts first."""
+    return max(lst, key=lambda o: o[1] / ((5 + len(o[0].split()) + 1) / 6) ** alpha)[0]
+
+
+def evaluate(path, refs, beam, alphas=()):
     t = load_transducer(path)
     words = list(refs)
     row = {"model": str(path), "parameters": int(t.model.flat.size), "info": t.info}
@@ -58,6 +67,9 @@ def evaluate(path, refs, beam):
     row[f"beam{beam}"]["seconds"] = round(time.perf_counter() - t0, 1)
     miss = sum(not any(o.split() in refs[w] for o, _ in lst) for w, lst in zip(words, lists))
     row[f"oracle_wer_{beam}_best"] = round(miss / len(words), 4)
+    for a in alphas:
+        row[f"beam{beam}_length_penalty_{a:g}"] = rates(
+            refs, {w: penalised(lst, a).split() for w, lst in zip(words, lists)})
     return row
 
 
@@ -66,10 +78,13 @@ def main():
     ap.add_argument("models", nargs="+")
     ap.add_argument("--test", required=True)
     ap.add_argument("--beam", type=int, default=4)
+    ap.add_argument("--length-penalty", default="",
+                    help="comma-separated alphas: re-rank the n best (see above)")
     ap.add_argument("--out")
     a = ap.parse_args()
     refs = read_refs(a.test)
-    rows = [evaluate(m, refs, a.beam) for m in a.models]
+    alphas = [float(x) for x in a.length_penalty.split(",") if x]
+    rows = [evaluate(m, refs, a.beam, alphas) for m in a.models]
     emit({"bench": "g2p test scores (bench/g2p_eval.py)", "test": a.test,
           "words": len(refs), "models": rows}, a.out)
 
