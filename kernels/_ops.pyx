@@ -200,6 +200,17 @@ def rmsprop_update(float[::1] p, const float[::1] g, float[::1] v,
             p[i] -= lrf * gi / (sqrt(v[i]) + ep)
 
 
+def ema_update(float[::1] avg, const float[::1] p, double decay):
+    """avg = decay avg + (1 - decay) p, as avg += (1 - decay) (p - avg): a weight that
+    stops moving is reached exactly, and avg == p stays bit-for-bit equal to p."""
+    cdef Py_ssize_t i, n = avg.shape[0]
+    _need(p.shape[0] == n, "moving-average buffers")
+    cdef float c = 1 - decay
+    with nogil:
+        for i in range(n):
+            avg[i] += c * (p[i] - avg[i])
+
+
 # ---- charrnn's own sgemm (sgemm.h): weight packing --------------------------------
 
 def sgemm_packed_size(Py_ssize_t K, Py_ssize_t N):

@@ -20,6 +20,8 @@ from charrnn.training.options import (ATTENTIONS, CELLS, DOCS, ENCODING_ERRORS, 
 @click.option("--decoder", type=click.IntRange(min=0), help=described("decoder"))
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), callback=finite,
               help=described("label_smoothing"))
+@click.option("--ema", type=click.FloatRange(0, 1, max_open=True), callback=finite,
+              help=described("ema"))
 @click.option("--pool", type=click.Choice(POOLS), help=described("pool"))
 @click.option("--cell", type=click.Choice(CELLS), help=described("cell"))
 @click.option("--hidden", type=click.IntRange(min=1), help=described("hidden"))

@@ -63,3 +63,45 @@ def clip_scale(grads, max_norm, prescale=1.0):
     if max_norm and max_norm > 0 and norm > max_norm:
         return norm, prescale * max_norm / (norm + 1e-6)
     return norm, prescale
+
+
+class WeightAverage:
+    """An exponential moving average of the parameter buffer (Polyak averaging, as
+    TensorFlow's ExponentialMovingAverage with num_updates): after optimizer step t,
+    avg = d avg + (1 - d) params with d = min(decay, (1 + t) / (10 + t)), so that early
+    on the average follows the weights instead of remembering their random start.
+
+        avg = WeightAverage(decay, params)     # starts equal to params (n,)
+        avg.update(params, t, parallel)        # after step t (1, 2, ...)
+        with avg.applied(params): ...          # params holds the average inside
+    Its state ({"avg": (n,)}) goes in the training state for exact resumes."""
+
+    def __init__(self, decay, params):
+        if not 0 < decay < 1:
+            raise ConfigError(f"the moving average's decay must be in (0, 1), got {decay!r}")
+        self.decay = decay
+        self.state = {"avg": params.copy()}
+
+    def update(self, params, t, parallel=None):
+        d = min(self.decay, (1 + t) / (10 + t))
+        _sliced(parallel, _ops.ema_update, (self.state["avg"], params), d)
+
+    def applied(self, params):
+        return _Swapped(params, self.state["avg"])
+
+
+class _Swapped:
+    """Context manager: params holds `avg` inside, its own values again after (even
+    after an exception)."""
+
+    def __init__(self, params, avg):
+        self.params, self.avg = params, avg
+
+    def __enter__(self):
+        self.kept = self.params.copy()
+        self.params[...] = self.avg
+        return self.params
+
+    def __exit__(self, *exc):
+        self.params[...] = self.kept
+        return False

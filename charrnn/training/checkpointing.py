@@ -6,7 +6,12 @@ hidden state of every stream, the data cursor, the budget and patience bookkeepi
 a resumed run continues exactly; model.safetensors and best.safetensors hold only the
 weights, for sampling and for PyTorch. Under MPI, rank 0 writes, after gathering every
 rank's streams; on resume each rank takes its own block of them back.
+
+For every run, the language model's and the pair tasks' (classify_run.py, seq2seq_run.py):
+trim_metrics(path, saved_step) cuts a resumed run's metrics back to its checkpoint, and
+unchanged_digest(path, saved) checks that a pairs file is the one the run started with.
 """
+import hashlib
 import json
 import math
 from dataclasses import asdict
@@ -14,7 +19,7 @@ from dataclasses import asdict
 from charrnn.io import checkpoint as ckpt
 from charrnn.io.rundir import BEST_FILE, MODEL_FILE, STATE_FILE
 from charrnn.training import distributed as dist
-from charrnn.errors import CheckpointError, RunDirError
+from charrnn.errors import CheckpointError, CorpusError, RunDirError
 from charrnn.io.files import atomic_write_bytes
 
 
@@ -117,14 +122,35 @@ class Checkpoints:
 
     def trim_log(self, path):
         """On resume, drop lines past the saved step (written by the run that died)."""
-        t = self.trainer
-        if not t.comm.is_root or not path.exists():
-            return
-        keep = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= t.saved_step:
-                    keep.append(line)
-            except (ValueError, KeyError, TypeError):
-                pass
-        atomic_write_bytes(path, "".join(l + "\n" for l in keep).encode())
+        if self.trainer.comm.is_root:
+            trim_metrics(path, self.trainer.saved_step)
+
+
+def trim_metrics(path, saved_step):
+    """Drop the lines of metrics file `path` past `saved_step` (a resumed run's log
+    then goes on from its checkpoint), and lines that are not a step's record."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= saved_step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):
+            pass
+    atomic_write_bytes(path, "".join(l + "\n" for l in keep).encode())
+
+
+def file_digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def unchanged_digest(path, saved):
+    """The SHA-256 of the pairs file; on resume (saved) a CorpusError if it is not the
+    one the run started with."""
+    digest = file_digest(path)
+    if saved is not None and saved.meta.get("pairs_sha256") != digest:
+        raise CorpusError(f"cannot resume: {path} changed since the run started; the "
+                          "run is left as it was: restore the file, or start a new run")
+    return digest

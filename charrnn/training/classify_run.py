@@ -14,7 +14,7 @@ cuts it into batches (little padding) and shuffles them. Step s is batch s % per
 of epoch s // per_epoch: the step is the data cursor, so a resume reads what an
 uninterrupted run would.
 """
-import hashlib
+import contextlib
 import json
 import math
 import signal
@@ -32,6 +32,7 @@ from charrnn.io.rundir import BEST_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE
 from charrnn.nn import optim
 from charrnn.nn.classifier import Classifier, pad_batch
 from charrnn.training import auto as defaults
+from charrnn.training.checkpointing import trim_metrics, unchanged_digest
 from charrnn.training.options import stop_reason
 from charrnn.training.progress import Bar
 from charrnn.training.schedule import anneal_window, budget_end, plateau_window, scheduled_lr
@@ -39,21 +40,6 @@ from charrnn.training.trainer import Interrupted
 
 BUCKET = 50          # batches per length bucket
 EVAL_BATCH = 256     # rows per forward pass when scoring the held-out pairs
-
-
-def file_digest(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def unchanged_digest(path, saved):
-    """The SHA-256 of the pairs file; on resume (saved) a CorpusError if it is not the
-    one the run started with."""
-    digest = file_digest(path)
-    if saved is not None and saved.meta.get("pairs_sha256") != digest:
-        raise CorpusError(f"cannot resume: {path} changed since the run started; the "
-                          "run is left as it was: restore the file, or start a new run")
-    return digest
 
 
 NOT_FOR_CLASSIFY = ("dropout", "seq_len", "lr_decay", "docs")   # options that do not apply
@@ -80,6 +66,8 @@ class ClassifierTrainer:
         self.per_epoch = math.ceil(n_train / cfg.batch_size)
         self._plan_epoch = (None, None)
         self.opt = optim.make(cfg.optimizer, self.model.flat.size)
+        # --ema: what evaluations score and model files hold (the last weights go on training)
+        self.average = optim.WeightAverage(cfg.ema, self.model.flat) if cfg.ema else None
         self.step, self.elapsed_before, self.best_val, self.best_step = 0, 0.0, math.inf, 0
         self.anneal_steps = self.anneal_from = self.last_val = self.last_acc = None
         self.bad_evals = self.saved_step = 0
@@ -133,7 +121,7 @@ class ClassifierTrainer:
                 log(f"charrnn: auto for {len(tr):,} training pairs: "
                     f"{defaults.describe_classifier(choice, cfg.cell)} (options you pass win)")
         self.metrics_path = self.run_dir / METRICS_FILE
-        self._trim_log()
+        trim_metrics(self.metrics_path, self.saved_step)
 
     # ---- data ---------------------------------------------------------------------------
 
@@ -251,6 +239,7 @@ class ClassifierTrainer:
         return (f"charrnn: training a {c.layers}x{c.hidden} bidirectional {c.cell.upper()} "
                 f"classifier{', mean-pooled' * (c.pool == 'mean')} ({self.model.flat.size:,} parameters, vocabulary "
                 f"{len(self.vocab)}, {len(self.labels)} labels), "
+                + (f"weights averaged (--ema {c.ema:g}), " if c.ema else "") +
                 f"{plural(self.per_epoch, 'step')} per epoch")
 
     def _step(self):
@@ -267,6 +256,8 @@ class ClassifierTrainer:
                                   f"gradient norm {norm}; {kept}. Try a lower --lr")
         lr = self.lr()
         self.opt.step(model.flat, model.grad_flat, lr, gscale, parallel=model.parallel)
+        if self.average is not None:
+            self.average.update(model.flat, self.opt.t, model.parallel)
         self.step += 1
         dt = time.perf_counter() - t0
         self.step_time = dt if self.step_time is None else 0.95 * self.step_time + 0.05 * dt
@@ -301,7 +292,8 @@ class ClassifierTrainer:
 
     def _evaluate_and_save(self, record, write):
         t0 = time.perf_counter()
-        val, acc = self.evaluate()
+        with self._weights():
+            val, acc = self.evaluate()
         improved = val is None or val < self.best_val
         if val is not None:
             self.last_val, self.last_acc = val, acc
@@ -323,6 +315,8 @@ class ClassifierTrainer:
     def _save(self, improved):
         arrays = {f"param.{k}": v for k, v in self.model.params.items()}
         arrays.update({f"opt.{k}": v for k, v in self.opt.state.items()})
+        if self.average is not None:
+            arrays["ema.avg"] = self.average.state["avg"]
         ckpt.save_state(self.run_dir / STATE_FILE, arrays, {
             "task": self.TASK, "step": self.step, "opt_t": self.opt.t,
             "elapsed": self.elapsed(), "anneal_steps": self.anneal_steps,
@@ -334,10 +328,16 @@ class ClassifierTrainer:
         info = {"step": self.step, "epoch": round(self.epoch(), 4), "val_loss": self.last_val,
                 self.METRIC[0]: self.last_acc,
                 "best_val_loss": self.best_val if math.isfinite(self.best_val) else None}
-        self._write_model(self.run_dir / MODEL_FILE, info)
-        if improved:
-            self._write_model(self.run_dir / BEST_FILE, info)
+        with self._weights():
+            self._write_model(self.run_dir / MODEL_FILE, info)
+            if improved:
+                self._write_model(self.run_dir / BEST_FILE, info)
         self.saved_step = self.step
+
+    def _weights(self):
+        """Context: the model holds the weights a user gets (--ema's average) inside."""
+        return (contextlib.nullcontext() if self.average is None
+                else self.average.applied(self.model.flat))
 
     def _write_model(self, path, info):
         """task: the model file a user loads."""
@@ -354,6 +354,8 @@ class ClassifierTrainer:
                 v[...] = a[f"param.{k}"]
             for k, v in self.opt.state.items():
                 v[...] = a[f"opt.{k}"]
+            if self.average is not None:
+                self.average.state["avg"][...] = a["ema.avg"]
             self.opt.t, self.step = int(m["opt_t"]), int(m["step"])
             self.elapsed_before, self.best_val = float(m["elapsed"]), float(m["best_val"])
             self.anneal_steps, self.anneal_from = m.get("anneal_steps"), m.get("anneal_from")
@@ -362,19 +364,6 @@ class ClassifierTrainer:
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"cannot resume: training state is incomplete ({e})") from None
         self.saved_step = self.step
-
-    def _trim_log(self):
-        """On resume, drop lines past the saved step (written by the run that died)."""
-        if not self.metrics_path.exists():
-            return
-        keep = []
-        for line in self.metrics_path.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= self.saved_step:
-                    keep.append(line)
-            except (ValueError, KeyError, TypeError):
-                pass
-        self.metrics_path.write_text("".join(l + "\n" for l in keep))
 
     # ---- the end ------------------------------------------------------------------------
 

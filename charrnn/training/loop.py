@@ -102,9 +102,10 @@ def train(corpus=None, *, out=None, resume=False, init=None, threads=None, quiet
         _check_classify(corpus, init, comm, options["task"])
         (check_classify_options if options["task"] == "classify" else
          check_seq2seq_options)(options)
-    for k, task in TASK_OPTIONS.items():
-        if options.get(k) is not None and options.get("task") != task and not resume:
-            raise ConfigError(f"--{k.replace('_', '-')} is for --task {task}")
+    for k, tasks in TASK_OPTIONS.items():
+        tasks = (tasks,) if isinstance(tasks, str) else tasks
+        if options.get(k) is not None and options.get("task") not in tasks and not resume:
+            raise ConfigError(f"--{k.replace('_', '-')} is for --task {' or '.join(tasks)}")
     if not comm.is_root:
         quiet, log, progress = True, (lambda s: None), None
     try:

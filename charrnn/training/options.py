@@ -32,7 +32,7 @@ TARGET_TOKENS = ("chars", "space")   # seq2seq targets: characters, or space-sep
 ATTENTIONS = ("luong", "bahdanau")   # charrnn.nn.reference_seq2seq.ATTENTIONS, likewise
 # options that only one task reads -> that task (charrnn.training.loop refuses them elsewhere)
 TASK_OPTIONS = {"target_tokens": "seq2seq", "attention": "seq2seq", "decoder": "seq2seq",
-                "label_smoothing": "seq2seq", "pool": "classify"}
+                "label_smoothing": "seq2seq", "pool": "classify", "ema": ("classify", "seq2seq")}
 
 
 def option(default, help, auto=None):
@@ -62,6 +62,12 @@ class TrainConfig:
         "step's target is (1 - it) on the right token plus it spread over all tokens "
         "(PyTorch's label_smoothing); validation losses stay plain cross-entropy",
         f"auto: {auto.S2S_LABEL_SMOOTHING}")
+    ema: float = option(   # off: it gave nothing at the end of an annealed run (docs/seq2seq.md)
+        0.0, "With --task seq2seq or classify: evaluate and save a moving average of the "
+        "weights instead of the last ones: after each step it moves (1 - this) of the way "
+        "to the new weights, or further early in a run, so that it spans about the last "
+        "tenth of the steps so far; 0: off. It helps a run stopped before its lr has "
+        "fallen; at the end of an annealed run it measured no better")
     pool: str = option(
         "final", "With --task classify: what the label layer reads: final, the last states "
         "of both directions; mean, the mean of the top layer's outputs over the text")
@@ -177,6 +183,7 @@ class TrainConfig:
             (self.attention in ATTENTIONS, f"--attention must be one of {', '.join(ATTENTIONS)}"),
             (self.decoder >= 0, "--decoder must be >= 0 (0: twice --hidden)"),
             (0 <= d["label_smoothing"] < 1, "--label-smoothing must be in [0, 1)"),
+            (0 <= d["ema"] < 1, "--ema must be in [0, 1) (0: off)"),
             (self.target_tokens in TARGET_TOKENS,
              f"--target-tokens must be one of {', '.join(TARGET_TOKENS)}"),
         ]

@@ -33,7 +33,8 @@ from charrnn.nn.classifier import pad_batch
 from charrnn.nn.network import StreamMasks
 from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
 from charrnn.training import auto as defaults
-from charrnn.training.classify_run import EVAL_BATCH, ClassifierTrainer, unchanged_digest
+from charrnn.training.checkpointing import trim_metrics, unchanged_digest
+from charrnn.training.classify_run import EVAL_BATCH, ClassifierTrainer
 from charrnn.training.seq2seq import Transducer
 from charrnn.training.seq2seq_score import error_rates, group_references
 
@@ -115,7 +116,7 @@ class Seq2SeqTrainer(ClassifierTrainer):
                 log(f"charrnn: auto for {len(tr):,} training pairs: "
                     f"{defaults.describe_classifier(choice, cfg.cell)} (options you pass win)")
         self.metrics_path = self.run_dir / "metrics.jsonl"
-        self._trim_log()
+        trim_metrics(self.metrics_path, self.saved_step)
 
     def batch(self, step):
         """(src (S, N), src_len (N,), tgt (T+1, N), tgt_len (N,)) of step `step`."""
@@ -137,6 +138,7 @@ class Seq2SeqTrainer(ClassifierTrainer):
                 f"({self.model.flat.size:,} parameters, {len(self.vocab)} source characters, "
                 f"{len(self.labels)} target tokens), "
                 + (f"label smoothing {c.label_smoothing:g}, " if c.label_smoothing else "")
+                + (f"weights averaged (--ema {c.ema:g}), " if c.ema else "")
                 + f"{plural(self.per_epoch, 'step')} per epoch")
 
     def evaluate(self):
