@@ -190,14 +190,21 @@ def _losses(run):
             if "lr" in l]
 
 
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, pairs):
+def run_twice(tsv, tmp_path, opts, stop=17):
+    """(whole, cut): a run straight through, and one Ctrl-C'd after step `stop` and
+    resumed; the two must have made the same 40 steps, with the same losses."""
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    train(str(pairs), out=str(whole), threads=1, quiet=True, **OPTS)
+    train(str(tsv), out=str(whole), threads=1, quiet=True, **opts)
     with pytest.raises(Interrupted):
-        train(str(pairs), out=str(cut), threads=1, quiet=True, progress=_interrupt_after(17),
-              **OPTS)
-    train(out=str(cut), resume=True, threads=1, quiet=True, **OPTS)
+        train(str(tsv), out=str(cut), threads=1, quiet=True, progress=_interrupt_after(stop),
+              **opts)
+    train(out=str(cut), resume=True, threads=1, quiet=True, **opts)
     assert _losses(cut) == _losses(whole) and len(_losses(whole)) == 40
+    return whole, cut
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, pairs):
+    whole, cut = run_twice(pairs, tmp_path, OPTS)
     a = charrnn.load_classifier(whole, best=False).model.flat
     b = charrnn.load_classifier(cut, best=False).model.flat
     assert np.array_equal(a, b)

@@ -9,12 +9,12 @@ from click.testing import CliRunner
 import charrnn
 from charrnn.cli import main
 from charrnn.errors import CheckpointError, ConfigError, CorpusError
-from charrnn.training.loop import Interrupted, train
+from charrnn.training.loop import train
 from charrnn.training.seq2seq import train_seq2seq
 from charrnn.training.seq2seq_run import split_by_source
 from charrnn.training.seq2seq_score import edit_distance, error_rates, group_references
 
-from test_classify_cli import _interrupt_after, _losses, invoke, one_line, two_alphabets
+from test_classify_cli import _losses, invoke, one_line, run_twice, two_alphabets
 
 TINY = ["--task", "seq2seq", "--target-tokens", "space", "--hidden", "32", "--embed", "16",
         "--batch-size", "16", "--max-minutes", "0", "--threads", "1"]
@@ -277,14 +277,7 @@ OPTS = dict(task="seq2seq", target_tokens="space", hidden=12, embed=6, batch_siz
 @pytest.mark.parametrize("dropout", [None, 0.3])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, dropout):
     tsv = reversals(tmp_path / "r.tsv", n=200)
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
-    opts = dict(OPTS, dropout=dropout)
-    train(str(tsv), out=str(whole), threads=1, quiet=True, **opts)
-    with pytest.raises(Interrupted):
-        train(str(tsv), out=str(cut), threads=1, quiet=True, progress=_interrupt_after(17),
-              **opts)
-    train(out=str(cut), resume=True, threads=1, quiet=True, **opts)
-    assert _losses(cut) == _losses(whole) and len(_losses(whole)) == 40
+    whole, cut = run_twice(tsv, tmp_path, dict(OPTS, dropout=dropout))
     a = charrnn.load_transducer(whole, best=False).model
     b = charrnn.load_transducer(cut, best=False).model
     assert np.array_equal(a.flat, b.flat)

@@ -15,10 +15,10 @@ from charrnn.errors import ConfigError
 from charrnn.io import checkpoint as ckpt
 from charrnn.nn import optim
 from charrnn.nn.parallel import Parallel
-from charrnn.training.loop import Interrupted, train
+from charrnn.training.loop import train
 from charrnn.training.seq2seq_run import split_by_source
 
-from test_classify_cli import _interrupt_after, _losses, invoke, one_line, two_alphabets
+from test_classify_cli import invoke, one_line, run_twice, two_alphabets
 from test_seq2seq_cli import OPTS, TINY, reversals, runner  # noqa: F401 (a fixture)
 
 
@@ -136,13 +136,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, task):
     opts = dict(OPTS, ema=0.7, val_frac=0.2) if task == "seq2seq" else dict(
         task="classify", hidden=12, embed=6, batch_size=16, max_minutes=0, max_steps=40,
         eval_every=7, seed=3, ema=0.7, val_frac=0.2)
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
-    train(str(tsv), out=str(whole), threads=1, quiet=True, **opts)
-    with pytest.raises(Interrupted):
-        train(str(tsv), out=str(cut), threads=1, quiet=True, progress=_interrupt_after(17),
-              **opts)
-    train(out=str(cut), resume=True, threads=1, quiet=True, **opts)
-    assert _losses(cut) == _losses(whole) and len(_losses(whole)) == 40
+    whole, cut = run_twice(tsv, tmp_path, opts)
     load = charrnn.load_transducer if task == "seq2seq" else charrnn.load_classifier
     assert np.array_equal(load(whole, best=False).model.flat, load(cut, best=False).model.flat)
     vals = [{l["step"]: l["val_loss"] for l in map(json.loads, (r / "metrics.jsonl")
