@@ -205,6 +205,16 @@ def _check_content(path, vocab, n, encoding):
                           "pass a text with varied characters")
 
 
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's bytes (what `sha256sum` prints), read in chunks: how a
+    run knows a corpus, a pairs file or a fine-tuning base again."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(DEFAULT_CHUNK_SIZE):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def load_corpus(path, *, encoding: str = "utf-8", cache_dir=None,
                 chunk_size: int = DEFAULT_CHUNK_SIZE, errors: str = "strict",
                 source: Optional[str] = None, training: bool = True) -> Corpus:

@@ -262,14 +262,6 @@ def same_files(fs: FileSet, meta) -> bool:
     if len(want) != len(fs.files):
         return False
     try:
-        return all(_sha256(p) == w for p, w in zip(fs.files, want))
+        return all(data.file_sha256(p) == w for p, w in zip(fs.files, want))
     except OSError:
         return False
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(data.DEFAULT_CHUNK_SIZE):
-            h.update(chunk)
-    return h.hexdigest()

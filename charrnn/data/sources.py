@@ -14,7 +14,6 @@ A pipe can be read once only, so its bytes are copied into the run directory
 corpus.json, which says "streamed") is from then on the run's only copy of its text:
 a resumed run reads it, as it does when its text file was moved or deleted.
 """
-import hashlib
 import json
 import os
 import stat
@@ -157,14 +156,6 @@ def load_cache(cache_dir, encoding: str, errors: str = "strict") -> data.Corpus:
                           f"pass the text file {source}") from None
 
 
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(data.DEFAULT_CHUNK_SIZE):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def same_text(path, run_dir) -> bool:
     """True if the file at `path` holds exactly the text the run's corpus was encoded
     from (its SHA-256, recorded in corpus.json)."""
@@ -174,7 +165,7 @@ def same_text(path, run_dir) -> bool:
     if meta is None or "sha256" not in meta or is_stream(path):
         return False
     try:
-        return file_sha256(path) == meta["sha256"]
+        return data.file_sha256(path) == meta["sha256"]
     except OSError:
         return False
 

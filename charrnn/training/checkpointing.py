@@ -11,11 +11,11 @@ For every run, the language model's and the pair tasks' (classify_run.py, seq2se
 trim_metrics(path, saved_step) cuts a resumed run's metrics back to its checkpoint, and
 unchanged_digest(path, saved) checks that a pairs file is the one the run started with.
 """
-import hashlib
 import json
 import math
 from dataclasses import asdict
 
+from charrnn.data.corpus import file_sha256
 from charrnn.io import checkpoint as ckpt
 from charrnn.io.rundir import BEST_FILE, MODEL_FILE, STATE_FILE
 from charrnn.training import distributed as dist
@@ -141,15 +141,10 @@ def trim_metrics(path, saved_step):
     atomic_write_bytes(path, "".join(l + "\n" for l in keep).encode())
 
 
-def file_digest(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def unchanged_digest(path, saved):
     """The SHA-256 of the pairs file; on resume (saved) a CorpusError if it is not the
     one the run started with."""
-    digest = file_digest(path)
+    digest = file_sha256(path)
     if saved is not None and saved.meta.get("pairs_sha256") != digest:
         raise CorpusError(f"cannot resume: {path} changed since the run started; the "
                           "run is left as it was: restore the file, or start a new run")

@@ -25,13 +25,13 @@ training would give it (uniform(-0.1, 0.1), decoder bias 0: charrnn.nn.network).
 step 0 the model scores the base's characters exactly as the base did: only the softmax
 gains the new characters' logits.
 """
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from charrnn.data.corpus import file_sha256
 from charrnn.data.merge import merged_vocab, recode
 from charrnn.data.text import BYTES, normalize_encoding, show_chars
 from charrnn.errors import CheckpointError, ConfigError, plural
@@ -81,12 +81,12 @@ def load_base(init):
     else:
         raise CheckpointError(f"--init {given}: no such run directory or checkpoint")
     for _ in range(3):   # a base still training may replace the file between the reads
-        before = _sha256(path)
+        before = file_sha256(path)
         try:
             ck = checkpoint.load_model(path)
         except CheckpointError as e:
             raise CheckpointError(f"--init {given}: {e}") from None
-        digest = _sha256(path)
+        digest = file_sha256(path)
         if digest == before:
             break
     else:
@@ -96,14 +96,6 @@ def load_base(init):
     lr = (state.get("train_config") or {}).get("lr")
     return Base(given, path, digest, ck.params, ck.config, ck.vocab, ck.info or {},
                 lr if isinstance(lr, (int, float)) and lr > 0 else None)
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def base_options(options, base, log):
