@@ -5,6 +5,8 @@ and `parallel` (a charrnn.nn.cells.Parallel, or None): the update is elementwise
 threads take slices of the buffer and the result does not depend on how many there are.
 Their state is a dict of flat arrays, saved in the training state for exact resumes.
 """
+import contextlib
+
 import numpy as np
 
 from charrnn import _ops
@@ -86,22 +88,13 @@ class WeightAverage:
         d = min(self.decay, (1 + t) / (10 + t))
         _sliced(parallel, _ops.ema_update, (self.state["avg"], params), d)
 
+    @contextlib.contextmanager
     def applied(self, params):
-        return _Swapped(params, self.state["avg"])
-
-
-class _Swapped:
-    """Context manager: params holds `avg` inside, its own values again after (even
-    after an exception)."""
-
-    def __init__(self, params, avg):
-        self.params, self.avg = params, avg
-
-    def __enter__(self):
-        self.kept = self.params.copy()
-        self.params[...] = self.avg
-        return self.params
-
-    def __exit__(self, *exc):
-        self.params[...] = self.kept
-        return False
+        """params holds the average inside, its own values again after (even after an
+        exception)."""
+        kept = params.copy()
+        params[...] = self.state["avg"]
+        try:
+            yield params
+        finally:
+            params[...] = kept

@@ -103,7 +103,6 @@ def train(corpus=None, *, out=None, resume=False, init=None, threads=None, quiet
         (check_classify_options if options["task"] == "classify" else
          check_seq2seq_options)(options)
     for k, tasks in TASK_OPTIONS.items():
-        tasks = (tasks,) if isinstance(tasks, str) else tasks
         if options.get(k) is not None and options.get("task") not in tasks and not resume:
             raise ConfigError(f"--{k.replace('_', '-')} is for --task {' or '.join(tasks)}")
     if not comm.is_root:

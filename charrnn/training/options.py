@@ -30,9 +30,10 @@ TASKS = ("lm", "classify", "seq2seq")
 POOLS = ("final", "mean")   # charrnn.nn.classifier.POOLS (not imported: the CLI loads no numpy)
 TARGET_TOKENS = ("chars", "space")   # seq2seq targets: characters, or space-separated tokens
 ATTENTIONS = ("luong", "bahdanau")   # charrnn.nn.reference_seq2seq.ATTENTIONS, likewise
-# options that only one task reads -> that task (charrnn.training.loop refuses them elsewhere)
-TASK_OPTIONS = {"target_tokens": "seq2seq", "attention": "seq2seq", "decoder": "seq2seq",
-                "label_smoothing": "seq2seq", "pool": "classify", "ema": ("classify", "seq2seq")}
+# options that only some tasks read -> those tasks (charrnn.training.loop refuses them elsewhere)
+TASK_OPTIONS = {"target_tokens": ("seq2seq",), "attention": ("seq2seq",),
+                "decoder": ("seq2seq",), "label_smoothing": ("seq2seq",),
+                "pool": ("classify",), "ema": ("classify", "seq2seq")}
 
 
 def option(default, help, auto=None):
