@@ -4,6 +4,10 @@
  *
  *   peak_bf16(n)    n x 16 VDPBF16PS zmm:  64 flops each (16 lanes x 2 products x 2)
  *   peak_fma512(n)  n x 16 VFMADD231PS zmm: 32 flops each (16 lanes x 2)
+ *   peak_amx(n)     n x 4 TDPBF16PS on full tiles (16 x 32 times 32 x 16): 16,384 flops
+ *                   each, four accumulator tiles (latency / throughput of one is under 4
+ *                   on Sapphire Rapids); the process must have AMX leave already
+ *                   (charrnn._isa asks for it at import)
  *
  * The inputs keep the sums small and normal (no overflow, no subnormals, which would
  * change the timing). The sum of the accumulators is returned so that nothing is dead.
@@ -56,4 +60,43 @@ __attribute__((target("avx512f,fma"))) float peak_fma512(int64_t n)
     }
 #undef FMA
     return SUM16;
+}
+
+/* The tile configuration LDTILECFG reads: palette 1, every tile 16 rows of 64 bytes. */
+struct peak_tilecfg {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+__attribute__((target("amx-tile,amx-bf16"))) float peak_amx(int64_t n)
+{
+    static uint16_t ones[16 * 32];          /* bf16 2^-20: sums stay small and normal */
+    float out[16 * 16];
+    struct peak_tilecfg cfg __attribute__((aligned(64)));
+    __builtin_memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    for (int i = 0; i < 16 * 32; i++) ones[i] = 0x3580;
+    _tile_loadconfig(&cfg);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_loadd(4, ones, 64);
+    _tile_loadd(5, ones, 64);
+    _tile_loadd(6, ones, 64);
+    _tile_loadd(7, ones, 64);
+    for (int64_t i = 0; i < n; i++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, out, 64);
+    _tile_release();
+    return out[0];
 }

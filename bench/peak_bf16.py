@@ -4,10 +4,12 @@
 
 One core (threadpoolctl, and the loops are single-threaded):
   peak      a loop of VDPBF16PS alone (64 flops each) and of VFMADD231PS zmm alone (32
-            flops each), 16 independent accumulators (bench/peak_bf16.c, compiled here with
-            $CC or cc): the bf16 and float32 ceilings of this core
+            flops each), 16 independent accumulators, and where the CPU has AMX a loop of
+            TDPBF16PS on four accumulator tiles (16,384 flops each) (bench/peak_bf16.c,
+            compiled here with $CC or cc): the bf16 and float32 ceilings of this core
   sgemm     charrnn's own GEMM on the avx512 tier, float32 (its AVX-512 micro-kernel) and
-            bf16 (its AVX512_BF16 micro-kernel: inputs rounded to bf16, float32 sums), on
+            bf16 (its AVX512_BF16 micro-kernel: inputs rounded to bf16, float32 sums; and
+            where the CPU has AMX, the same packs on AMX tiles, kernels/gemm_amx_bf16.h), on
             bench/sgemm.py's training shapes and a 2048^3 square, B packed (untimed)
 GFLOP/s are medians of --repeat timings, each a loop sized to ~0.2 s; a bf16 GEMM counts
 the same 2*M*N*K flops as a float32 one.
@@ -46,10 +48,10 @@ def peak_loops(tmp):
     subprocess.run([cc, "-O2", "-shared", "-fPIC", os.path.join(HERE, "peak_bf16.c"), "-o", so],
                    check=True)
     lib = ctypes.CDLL(so)
-    for name in ("peak_bf16", "peak_fma512"):
+    for name in ("peak_bf16", "peak_fma512", "peak_amx"):
         getattr(lib, name).argtypes = [ctypes.c_int64]
         getattr(lib, name).restype = ctypes.c_float
-    return lib.peak_bf16, lib.peak_fma512
+    return lib.peak_bf16, lib.peak_fma512, lib.peak_amx
 
 
 def packed(B, trans_w, bf16):
@@ -74,16 +76,24 @@ def main():
     need_avx512_bf16()
     isa.set_isa("avx512")
     with tempfile.TemporaryDirectory() as tmp:
-        bf16_loop, fma_loop = peak_loops(tmp)
+        bf16_loop, fma_loop, amx_loop = peak_loops(tmp)
         n = 1 << 16
         bf16 = timed(lambda: bf16_loop(n), 16 * 64 * n, a.repeat)
         fp32 = timed(lambda: fma_loop(n), 16 * 32 * n, a.repeat)
+        amx = _isa.amx()
+        if amx:
+            amx_peak = timed(lambda: amx_loop(n // 16), 4 * 16384 * (n // 16), a.repeat)
     print(f"Peak of one core: VDPBF16PS {bf16:.0f} GFLOP/s, VFMADD231PS zmm {fp32:.0f} GFLOP/s "
-          f"(bf16 / fp32 {bf16 / fp32:.2f}x)\n")
+          f"(bf16 / fp32 {bf16 / fp32:.2f}x)"
+          + (f"; AMX TDPBF16PS {amx_peak:.0f} GFLOP/s ({amx_peak / fp32:.1f}x fp32)" if amx
+             else "; no AMX here") + "\n")
     print(f"charrnn's own GEMM on the avx512 tier: float32 tile {_isa.sgemm_tile()}, bf16 tile "
-          f"{_isa.bf16_tile(True)}\n")
-    print("| Product | M | N | K | fp32 GFLOP/s | bf16 GFLOP/s | bf16 / fp32 | bf16 % of its peak |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|")
+          f"{_isa.bf16_tile(True)}" + (", and AMX tiles (blocks of 32 x 32)" if amx else "")
+          + "\n")
+    amx_head = (" AMX GFLOP/s | AMX / fp32 | AMX % of its peak |" if amx else "")
+    print("| Product | M | N | K | fp32 GFLOP/s | VDPBF16PS GFLOP/s | VDPBF16PS / fp32 "
+          "| VDPBF16PS % of its peak |" + amx_head)
+    print("|---|--:|--:|--:|--:|--:|--:|--:|" + ("--:|--:|--:|" if amx else ""))
     rng = np.random.default_rng(0)
     rows = list(shapes()) + [("square 2048", False, 2048, 2048, 2048, False)]
     with threadpool_limits(limits=1):
@@ -93,11 +103,18 @@ def main():
             C = np.zeros((M, N), np.float32)
             flops = 2 * M * N * K
             rate = {}
-            for prec in ("fp32", "bf16"):
-                Bp = packed(B, trans_w, prec == "bf16")
+            for prec in ("fp32", "bf16", "amx") if amx else ("fp32", "bf16"):
+                Bp = packed(B, trans_w, prec != "fp32")
+                _isa.set_amx(prec == "amx")
                 rate[prec] = timed(lambda: _twins.sgemm(ta, A, B, Bp, True, C), flops, a.repeat)
+            _isa.set_amx(True)
+            cells = ""
+            if amx:
+                cells = (f" {rate['amx']:.0f} | {rate['amx'] / rate['fp32']:.2f}× "
+                         f"| {100 * rate['amx'] / amx_peak:.0f}% |")
             print(f"| {name} | {M} | {N} | {K} | {rate['fp32']:.0f} | {rate['bf16']:.0f} "
-                  f"| {rate['bf16'] / rate['fp32']:.2f}× | {100 * rate['bf16'] / bf16:.0f}% |")
+                  f"| {rate['bf16'] / rate['fp32']:.2f}× | {100 * rate['bf16'] / bf16:.0f}% |"
+                  + cells)
     print(f"\nCommand: `python bench/peak_bf16.py --repeat {a.repeat}`")
 
 

@@ -67,6 +67,12 @@ cdef extern from "cellmath.h" nogil:
                      Py_ssize_t N1, const float *B1, Py_ssize_t ldb1, float *C1, Py_ssize_t ldc1,
                      Py_ssize_t N2, const float *B2, Py_ssize_t ldb2, float *C2, Py_ssize_t ldc2,
                      float *asum, float *asum2)
+    # the same for a cell whose W_ih pack is Wp: in bf16 where its network is bf16 and
+    # AMX runs (kernels/gemm_amx_bf16.h), else float32
+    void cr_sgemm_tn_for(const float *Wp, Py_ssize_t M, Py_ssize_t K, const float *A,
+                         Py_ssize_t lda, Py_ssize_t N1, const float *B1, Py_ssize_t ldb1,
+                         float *C1, Py_ssize_t ldc1, Py_ssize_t N2, const float *B2,
+                         Py_ssize_t ldb2, float *C2, Py_ssize_t ldc2, float *asum, float *asum2)
 
 
 cdef inline void mm(bint own, bint trans_a, bint trans_b, int M, int N, int K,

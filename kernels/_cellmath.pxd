@@ -41,7 +41,7 @@ cdef extern from "cellmath.h" nogil:
 from cython cimport floating
 from libc.stdint cimport uint8_t
 from libc.string cimport memcpy, memset
-from _blas cimport gemm, mm, cr_sgemm_packed_size, cr_sgemm_packed_ok, cr_sgemm, cr_sgemm_tn
+from _blas cimport gemm, mm, cr_sgemm_packed_size, cr_sgemm_packed_ok, cr_sgemm, cr_sgemm_tn, cr_sgemm_tn_for
 
 cdef inline void fill_bias(floating *out, const floating *b1, const floating *b2,
                            Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
@@ -114,17 +114,18 @@ cdef inline void _weight_grads_own(
         const float *dGx, const float *dGh, Py_ssize_t R, Py_ssize_t G,
         const float *x, Py_ssize_t D, const float *hs, Py_ssize_t H,
         float *dW_ih, float *dW_hh, float *db_ih, float *db_hh,
-        Py_ssize_t g0, Py_ssize_t g1) noexcept nogil:
+        Py_ssize_t g0, Py_ssize_t g1, const float *Wp) noexcept nogil:
     """sequence_weight_grads' weight and bias gradients on the own sgemm: one pass over
-    the copies of dG serves both products and the bias sums where dGx is dGh (sgemm.h)."""
+    the copies of dG serves both products and the bias sums where dGx is dGh (sgemm.h);
+    in bf16 on AMX for a bf16 network (Wp, the W_ih pack, says which)."""
     if dGx == dGh:
-        cr_sgemm_tn(g1 - g0, R, dGx + g0, G, D, x, D, dW_ih + g0 * D, D,
-                    H, hs, H, dW_hh + g0 * H, H, db_ih + g0, db_hh + g0)
+        cr_sgemm_tn_for(Wp, g1 - g0, R, dGx + g0, G, D, x, D, dW_ih + g0 * D, D,
+                        H, hs, H, dW_hh + g0 * H, H, db_ih + g0, db_hh + g0)
     else:
-        cr_sgemm_tn(g1 - g0, R, dGx + g0, G, D, x, D, dW_ih + g0 * D, D,
-                    0, NULL, 0, NULL, 0, db_ih + g0, NULL)
-        cr_sgemm_tn(g1 - g0, R, dGh + g0, G, H, hs, H, dW_hh + g0 * H, H,
-                    0, NULL, 0, NULL, 0, db_hh + g0, NULL)
+        cr_sgemm_tn_for(Wp, g1 - g0, R, dGx + g0, G, D, x, D, dW_ih + g0 * D, D,
+                        0, NULL, 0, NULL, 0, db_ih + g0, NULL)
+        cr_sgemm_tn_for(Wp, g1 - g0, R, dGh + g0, G, H, hs, H, dW_hh + g0 * H, H,
+                        0, NULL, 0, NULL, 0, db_hh + g0, NULL)
 
 
 cdef inline void sequence_weight_grads(
@@ -143,12 +144,13 @@ cdef inline void sequence_weight_grads(
     array, except for the GRU); x (R, D); hs (R, H) the previous states h_{t-1}.
     Gate rows [g0, g1) and input rows [r0, r1) let threads split the work.
     Wp_ih: W_ih packed as a (G, D) B for charrnn's sgemm, which then does every product
-    here; NULL: BLAS.
+    here (a native bf16 pack: the weight gradients in bf16 too where AMX runs); NULL: BLAS.
     """
     cdef bint own = Wp_ih != NULL, done = False
     if floating is float:
         if g1 > g0 and own:
-            _weight_grads_own(dGx, dGh, R, G, x, D, hs, H, dW_ih, dW_hh, db_ih, db_hh, g0, g1)
+            _weight_grads_own(dGx, dGh, R, G, x, D, hs, H, dW_ih, dW_hh, db_ih, db_hh, g0, g1,
+                              Wp_ih)
             done = True
     if g1 > g0 and not done:
         mm(own, True, False, <int>(g1 - g0), <int>D, <int>R, dGx + g0, <int>G,

@@ -21,11 +21,13 @@ cdef extern from "cellmath.h":
     const char *cr_compiler()
     const void *cr_tiers_api_ptr()
     int cr_cpu_has_bf16()
+    int cr_cpu_intel()
     int cr_bf16_native()
     ctypedef struct cr_bf16_tier:
         int mr, nr
         void *kernel
     const cr_bf16_tier *cr_bf16_kernel(int kind)
+    int cr_bf16_amx(int set)
 
 cdef extern from *:
     """
@@ -96,6 +98,11 @@ def cpu_bf16():
     return bool(cr_cpu_has_bf16())
 
 
+def cpu_intel():
+    """True on an Intel x86 CPU (CPUID vendor GenuineIntel)."""
+    return bool(cr_cpu_intel())
+
+
 def bf16_native():
     """True if the current tier has a native bf16 micro-kernel and this CPU runs it."""
     return bool(cr_bf16_native())
@@ -106,3 +113,16 @@ def bf16_tile(bint native=False):
     has no native one on this CPU."""
     cdef const cr_bf16_tier *t = cr_bf16_kernel(native)
     return None if t == NULL else (t.mr, t.nr)
+
+
+def amx():
+    """True if the current tier's native bf16 products run on AMX tiles (TDPBF16PS,
+    kernels/gemm_amx_bf16.h) rather than its VDPBF16PS micro-kernel: the avx512 tier on a
+    CPU with AMX-BF16 whose OS (Linux) gave this process leave to use it."""
+    return bool(cr_bf16_amx(-1))
+
+
+def set_amx(bint on):
+    """Use AMX for native bf16 products (on: where it exists) or not (off: the VDPBF16PS
+    micro-kernel), process-wide; returns amx()."""
+    return bool(cr_bf16_amx(1 if on else 0))

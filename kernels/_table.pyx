@@ -24,7 +24,7 @@ without the input part): dW_hh, db_ih, db_hh.
 from cython cimport floating
 from libc.stdint cimport int32_t
 
-from _blas cimport mm, cr_sgemm_tn
+from _blas cimport mm, cr_sgemm_tn, cr_sgemm_tn_for
 from _cellmath cimport need, need_range, packed, colsum_add, shape2, shape3
 
 include "_dispatch.pxi"
@@ -89,11 +89,13 @@ def table_backward(const floating[:, ::1] dP, const floating[:, ::1] E,
 
 def recurrent_grads(const floating[:, :, ::1] dGx, const floating[:, :, ::1] dGh,
                     const floating[:, :, ::1] hs, floating[:, ::1] dW_hh,
-                    floating[::1] db_ih, floating[::1] db_hh, bint own,
+                    floating[::1] db_ih, floating[::1] db_hh, const floating[::1] Wp_ih,
                     Py_ssize_t g0, Py_ssize_t g1):
     """Gate rows [g0, g1): dW_hh += dGh^T h_prev (hs[:T], the states before each step),
     db_ih += sum_r dGx[r], db_hh += sum_r dGh[r]. dGx and dGh are one array except for
-    the GRU. own: float32 on the own sgemm (else BLAS)."""
+    the GRU. Wp_ih: the layer's W_ih pack (float32 on the own sgemm; a native bf16 pack:
+    dW_hh in bf16 where AMX runs), or empty: BLAS."""
+    cdef bint own = Wp_ih.shape[0] > 0
     cdef Py_ssize_t T = dGh.shape[0], N = dGh.shape[1], G = dGh.shape[2], H = hs.shape[2]
     cdef Py_ssize_t R = T * N
     _need(T >= 1 and N >= 1 and G >= 1 and H >= 1, "empty dimension")
@@ -110,8 +112,10 @@ def recurrent_grads(const floating[:, :, ::1] dGx, const floating[:, :, ::1] dGh
         if floating is float:
             if own:
                 # one pass over the copies of dG: the product and both bias sums (sgemm.h)
-                cr_sgemm_tn(g1 - g0, R, Ah, G, H, &hs[0, 0, 0], H, &dW_hh[g0, 0], H,
-                            0, NULL, 0, NULL, 0, &db_hh[g0], &db_ih[g0] if same else NULL)
+                cr_sgemm_tn_for(&Wp_ih[0] if Wp_ih.shape[0] >= 16 else NULL, g1 - g0, R, Ah, G, H,
+                                &hs[0, 0, 0], H,
+                                &dW_hh[g0, 0], H, 0, NULL, 0, NULL, 0, &db_hh[g0],
+                                &db_ih[g0] if same else NULL)
                 if not same:
                     colsum_add(&db_ih[g0], Ax, R, g1 - g0, G, <float *> NULL)
                 done = True

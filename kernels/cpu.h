@@ -180,6 +180,19 @@ CR_UNUSED static int cr_cpu_has(int isa)
     }
 }
 
+/* 1 on an Intel x86 CPU (CPUID leaf 0: "GenuineIntel"): its VDPBF16PS issues on one port
+ * where float32 FMAs issue on two, so it is no faster than float32 there. */
+CR_UNUSED static int cr_cpu_intel(void)
+{
+#if CR_X86
+    unsigned r[4];
+    cr_cpuid(0, 0, r);
+    return r[1] == 0x756e6547u && r[3] == 0x49656e69u && r[2] == 0x6c65746eu;
+#else
+    return 0;
+#endif
+}
+
 /* 1 if this CPU (and its OS) has bf16 dot products: AVX512_BF16 with the avx512 tier's
  * features, or Arm FEAT_BF16. Whether a kernel uses them is the tier table's business
  * (dispatch.h: bf16_native). */

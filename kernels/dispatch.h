@@ -50,7 +50,7 @@ typedef struct {
 /* The capsule charrnn._isa exports. abi changes whenever cr_kernels does, so that a module
  * built against another layout (a partial rebuild, CHARRNN_ONLY) fails at import instead
  * of calling through the wrong slot. */
-#define CR_TIERS_ABI 3
+#define CR_TIERS_ABI 4
 typedef struct {
     int abi;
     size_t size;                          /* sizeof(cr_kernels) where the tiers live */
@@ -158,6 +158,14 @@ static inline const cr_bf16_tier *cr_bf16_kernel(int kind)
     if (kind == 0) return &CR_K->bf16;
     return kind == 1 && cr_bf16_native() ? &CR_K->bf16_native : NULL;
 }
+/* Whether native bf16 packs run on AMX tiles (gemm_amx_bf16.h) rather than the tier's
+ * micro-kernel: set < 0 asks, 0 or 1 stops or starts it (process-wide: the state lives in
+ * charrnn._isa). 0 where the tier, the build, the CPU or the OS has no AMX. */
+static inline int cr_bf16_amx(int set)
+{
+    const cr_bf16_tier *t = &CR_K->bf16_native;
+    return cr_bf16_native() && t->driver_ctl ? t->driver_ctl(set) : 0;
+}
 /* Floats of a bf16 pack of a (K, N) matrix for kind; 0 if this tier has no such kernel. */
 static inline size_t cr_sgemm_bf16_packed_size(ptrdiff_t K, ptrdiff_t N, int kind)
 {
@@ -195,7 +203,8 @@ static inline void cr_sgemm(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, 
     if (ldb < 0 && cr_get_i32(B) == CR_PACK_MAGIC_BF16) {
         const cr_bf16_tier *t = cr_bf16_kernel(cr_get_i32(B + 4));
         if (t && cr_get_i32(B + 1) == t->nr) {
-            cr_sgemm_bf16_run(t, trans_a, M, N, K, A, lda, B, C, ldc, accumulate, b1, b2);
+            if (!(t->driver && t->driver(trans_a, M, N, K, A, lda, B, C, ldc, accumulate, b1, b2)))
+                cr_sgemm_bf16_run(t, trans_a, M, N, K, A, lda, B, C, ldc, accumulate, b1, b2);
         } else {
             for (ptrdiff_t i = 0; i < M; i++)
                 for (ptrdiff_t j = 0; j < N; j++) C[i * ldc + j] = NAN;
@@ -215,6 +224,24 @@ static inline void cr_sgemm_tn(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff
     cr_tn_out o[2] = {{N1, ldb1, ldc1, B1, C1}, {N2, ldb2, ldc2, B2, C2}};
     if (M > 0)
         cr_sgemm_tn_run(&CR_K->gemm, M, K, A, lda, o, N2 > 0 ? 2 : 1, 1, NULL, NULL, asum, asum2);
+}
+/* cr_sgemm_tn for the cell whose W_ih pack is Wp (NULL: none): a network in bf16 on the
+ * native kernel computes its weight gradients in bf16 too where AMX runs them
+ * (gemm_amx_bf16.h); everywhere else they are float32, as cr_sgemm_tn's. */
+static inline void cr_sgemm_tn_for(const float *Wp, ptrdiff_t M, ptrdiff_t K, const float *A,
+                                   ptrdiff_t lda, ptrdiff_t N1, const float *B1, ptrdiff_t ldb1,
+                                   float *C1, ptrdiff_t ldc1, ptrdiff_t N2, const float *B2,
+                                   ptrdiff_t ldb2, float *C2, ptrdiff_t ldc2, float *asum,
+                                   float *asum2)
+{
+    const cr_bf16_tier *t = &CR_K->bf16_native;
+    if (M > 0 && Wp && cr_get_i32(Wp) == CR_PACK_MAGIC_BF16 && cr_get_i32(Wp + 4) == 1
+        && t->tn_driver && cr_bf16_native()) {
+        cr_tn_out o[2] = {{N1, ldb1, ldc1, B1, C1}, {N2, ldb2, ldc2, B2, C2}};
+        if (t->tn_driver(M, K, A, lda, o, N2 > 0 ? 2 : 1, asum, asum2))
+            return;
+    }
+    cr_sgemm_tn(M, K, A, lda, N1, B1, ldb1, C1, ldc1, N2, B2, ldb2, C2, ldc2, asum, asum2);
 }
 
 #endif

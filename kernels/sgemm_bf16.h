@@ -54,9 +54,23 @@ typedef void (*cr_ukernel_bf16_fn)(ptrdiff_t KP, const uint32_t *A, const uint32
                                    float *C, ptrdiff_t ldc, int mr, int nr, int accumulate,
                                    const float *bias);
 
+/* A whole product run another way than by micro-tiles (gemm_amx_bf16.h): returns 0, having
+ * done nothing, where it does not run (then the micro-kernel does). Its control: set < 0
+ * asks, 0 or 1 stops or starts it; returns 1 if it runs from now on. */
+typedef int (*cr_bf16_driver_fn)(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                                 const float *A, ptrdiff_t lda, const float *Bp, float *C,
+                                 ptrdiff_t ldc, int accumulate, const float *b1,
+                                 const float *b2);
+
 typedef struct {
     int mr, nr;
     cr_ukernel_bf16_fn kernel;   /* NULL: none (a tier without a native bf16 kernel) */
+    cr_bf16_driver_fn driver;    /* NULL: none; else tried first, on the same packs */
+    int (*driver_ctl)(int set);
+    /* the weight gradients of a bf16 network (cr_sgemm_tn's contract, inputs rounded to
+     * bf16): 0, having done nothing, where it does not run (then float32 does) */
+    int (*tn_driver)(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda,
+                     const cr_tn_out *out, int n_out, float *asum, float *asum2);
 } cr_bf16_tier;
 
 /* float32 -> bfloat16 bits, round to nearest even; NaN stays NaN (quiet bit set, so a

@@ -32,7 +32,7 @@
 #endif
 
 /* A tier without a native bf16 micro-kernel (its table's bf16_native). */
-#define CR_NO_BF16 { 0, 0, NULL }
+#define CR_NO_BF16 { 0, 0, NULL, NULL, NULL, NULL }
 
 /* ---- scalar: baseline flags ------------------------------------------------------- */
 #define TIER(name) name##_scalar
@@ -106,7 +106,33 @@
 #else
 #pragma GCC pop_options
 #endif
-#define CR_AVX512_BF16 { CR_AVX512_BF16_MR, CR_AVX512_BF16_NR, cr_ukernel_avx512_bf16 }
+/* AMX (gemm_amx_bf16.h), in a region that adds AMX-TILE and AMX-BF16 as well, run only
+ * where the CPU, the OS and its leave allow (cr_amx_ctl). Built for Linux only, the one
+ * OS it asks for leave on (and mingw-w64's GCC 12 cannot assemble its tile loads: their
+ * stride is a long, 32 bits on Windows, which GCC then uses as an address register); GCC
+ * >= 11 and Clang >= 12 have the intrinsics. */
+#if !defined(CHARRNN_NO_AMX) && defined(__linux__)                                       \
+    && ((defined(__clang__) && __clang_major__ >= 12)                                     \
+        || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#define CR_BUILD_AMX 1
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,avx2,fma,amx-tile,amx-bf16"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,avx2,fma,amx-tile,amx-bf16")
+#endif
+#include "gemm_amx_bf16.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#define CR_AVX512_BF16 { CR_AVX512_BF16_MR, CR_AVX512_BF16_NR, cr_ukernel_avx512_bf16,   \
+                         cr_sgemm_amx_run, cr_amx_ctl, cr_sgemm_tn_amx }
+#else
+#define CR_AVX512_BF16 { CR_AVX512_BF16_MR, CR_AVX512_BF16_NR, cr_ukernel_avx512_bf16,   \
+                         NULL, NULL, NULL }
+#endif
 #else
 #define CR_AVX512_BF16 CR_NO_BF16
 #endif
@@ -140,7 +166,7 @@
 #else
 #pragma GCC pop_options
 #endif
-#define CR_NEON_BF16 { CR_NEON_BF16_MR, CR_NEON_BF16_NR, cr_ukernel_neon_bf16 }
+#define CR_NEON_BF16 { CR_NEON_BF16_MR, CR_NEON_BF16_NR, cr_ukernel_neon_bf16, NULL, NULL, NULL }
 #else
 #define CR_NEON_BF16 CR_NO_BF16
 #endif
@@ -153,7 +179,7 @@
       lstm_bwd_step_f32_##T, gru_fwd_step_f32_##T, gru_bwd_step_f32_##T,              \
       rnn_fwd_step_f32_##T, rnn_bwd_step_f32_##T, softmax_xent_row_f32_##T,           \
       cr_weights_##T, fast_math_f32_##T,                                              \
-      { CR_BF16_MR, CR_BF16_NR, cr_ukernel_bf16_##T }, BF16_NATIVE, cr_gemv_bf16_##T }
+      { CR_BF16_MR, CR_BF16_NR, cr_ukernel_bf16_##T, NULL, NULL, NULL }, BF16_NATIVE, cr_gemv_bf16_##T }
 
 /* The scalar tier's products default to BLAS: a scalar micro-kernel cannot beat a
  * SIMD BLAS; it is there as the readable reference and for CPUs no other tier fits. */

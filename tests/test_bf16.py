@@ -29,7 +29,24 @@ from charrnn.training.loop import train
 from conftest import CHARRNN_PATH, TIERS, child_env
 from test_reference import make_inputs, random_dout
 
-KINDS = ["portable"] + (["native"] if precision.native() else [])
+# "native": the tier's native path as it runs by default (on AMX tiles where the CPU has
+# AMX-BF16); "vdpbf16ps": the same packs on the avx512 tier's micro-kernel, AMX turned off
+# for the test (only where AMX runs, so that both x86 paths are tested there).
+KINDS = (["portable"] + (["native"] if precision.native() else [])
+         + (["vdpbf16ps"] if _isa.amx() else []))
+
+
+@pytest.fixture(autouse=True)
+def _amx_off_for_vdpbf16ps(request):
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None or callspec.params.get("kind") != "vdpbf16ps":
+        yield
+        return
+    _isa.set_amx(False)
+    try:
+        yield
+    finally:
+        _isa.set_amx(True)
 
 
 def bf16(a):
@@ -44,8 +61,9 @@ def bf16_pack(B, kind, trans=False):
     """B (K, N) packed in bf16 for the kernel `kind` (from B^T if trans, as the cells
     pack W (N, K) for x W^T)."""
     K, N = B.shape
-    Bp = np.full(_ops.sgemm_packed_size_bf16(K, N, kind == "native"), np.nan, np.float32)
-    _ops.sgemm_pack_bf16(trans, np.ascontiguousarray(B.T) if trans else B, Bp, kind == "native")
+    native = kind != "portable"
+    Bp = np.full(_ops.sgemm_packed_size_bf16(K, N, native), np.nan, np.float32)
+    _ops.sgemm_pack_bf16(trans, np.ascontiguousarray(B.T) if trans else B, Bp, native)
     return Bp
 
 
@@ -71,7 +89,7 @@ def test_gemm_against_float64(tier, kind, M, N, K, trans_a, trans_b):
     rng = np.random.default_rng(M * 1000 + N * 10 + K)
     A = rng.standard_normal((K, M) if trans_a else (M, K)).astype(np.float32)
     B = rng.standard_normal((K, N)).astype(np.float32)
-    if kind == "native" and not precision.native():
+    if kind != "portable" and not precision.native():
         with pytest.raises(ValueError, match="no native bf16 kernel on this tier"):
             bf16_gemm(A, B, kind, trans_a, trans_b)
         return
@@ -100,7 +118,7 @@ def test_rounding_of_both_operands_is_nearest_even(kind):
     X[0] = specials
     eye = np.eye(n, dtype=np.float32)
     want = bf16(X)
-    if kind == "native":
+    if kind != "portable":
         want[np.abs(want) < np.finfo(np.float32).tiny] = 0
     assert want[0, 0] == one and want[0, 1] == np.float32(1 + 2.0**-6)   # ties: to even
     np.testing.assert_array_equal(bf16_gemm(eye, X, kind), want)        # B rounded

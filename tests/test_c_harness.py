@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from charrnn import _isa
 from charrnn.nn import isa
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ def _vs_scalar(out):
     return float(m.group(1)), int(m.group(2))
 
 
-def _native_bf16_on_x86(out):
+def _native_bf16_on_x86(out, amx_expected=False):
     """On x86 the AVX512_BF16 kernel runs every bf16 case a second time where the CPU has
     it (within its bound of the portable kernel), and none where it has not (then only
     tests/cross/harness_simde.c runs it, on SIMDe)."""
@@ -68,6 +69,15 @@ def _native_bf16_on_x86(out):
         assert int(m.group(2)) > 500 and float(m.group(3)) <= 1, out
     else:
         assert int(m.group(2)) == 0, out
+    # AMX: every native case runs on its tiles too where the CPU has AMX-BF16 and the OS
+    # allows it (Linux: not under Wine, whose harness has no leave to ask)
+    m = re.search(r"^bf16 amx: (yes|no); cases on AMX tiles: (\d+), weight-gradient cases: "
+                  r"(\d+)$", out, re.M)
+    assert m, out
+    if amx_expected:
+        assert m.group(1) == "yes" and int(m.group(2)) > 500 and int(m.group(3)) > 80, out
+    else:
+        assert int(m.group(2)) == 0 and int(m.group(3)) == 0, out
 
 
 def _compiled_vdpbf16ps(exe):
@@ -97,7 +107,7 @@ def test_native_harness_on_every_tier(cc, tmp_path):
     assert worst <= 1 and values > 100000
     if len(isa.available()) > 1:   # a SIMD tier was compared, and its sums differ (FMA)
         assert worst > 0
-    _native_bf16_on_x86(p.stdout)
+    _native_bf16_on_x86(p.stdout, amx_expected=_isa.amx())
     _compiled_vdpbf16ps(exe)
 
 

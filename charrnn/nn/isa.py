@@ -21,6 +21,9 @@ from charrnn.errors import ConfigError
 
 TIERS = ("scalar", "avx2", "avx512", "neon")
 ENV = "CHARRNN_ISA"
+# bf16 products on the avx512 tier run on AMX tiles where the CPU (and the OS) has AMX-BF16
+# (kernels/gemm_amx_bf16.h); CHARRNN_AMX=0 keeps them on the VDPBF16PS micro-kernel.
+AMX_ENV = "CHARRNN_AMX"
 
 
 def available():
@@ -52,6 +55,7 @@ def _set(name):
                           f"(it has: {', '.join(available())})")
     if _isa._set_isa(i) != 0:   # cannot happen after the checks above
         raise ConfigError(f"{ENV}={name}: charrnn._isa refused the tier")
+    _isa.amx()   # asks the OS for AMX now, with the GIL, if this tier can use it
 
 
 def set_isa(name):
@@ -72,7 +76,13 @@ def use(name):
 
 
 def apply_env():
-    """Apply CHARRNN_ISA if it is set (ConfigError if it names a tier that cannot run)."""
+    """Apply CHARRNN_ISA and CHARRNN_AMX if they are set (ConfigError if CHARRNN_ISA names
+    a tier that cannot run, or either is not a choice)."""
     value = os.environ.get(ENV, "").strip().lower()
     if value:
         _set(value)
+    amx = os.environ.get(AMX_ENV, "").strip()
+    if amx not in ("", "0", "1"):
+        raise ConfigError(f"{AMX_ENV}={amx}: use 0 (bf16 products on the VDPBF16PS kernel) "
+                          "or 1 (on AMX where the CPU has it: the default)")
+    _isa.set_amx(amx != "0")

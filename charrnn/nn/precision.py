@@ -9,10 +9,14 @@
            themselves (the master copy), the optimizer's state, the gradients and their
            accumulation, the weight-gradient products, the gate math and cell state, the
            softmax. Always on charrnn's own GEMM: a BLAS has no bf16.
-    auto   bf16 where the CPU has bf16 dot products and the current tier a kernel for
-           them: x86 AVX512_BF16 with the OS saving ZMM state (the avx512 tier's
-           VDPBF16PS kernel) and arm64 FEAT_BF16 (the neon tier's BFDOT kernel); fp32
-           everywhere else, and on those CPUs too when CHARRNN_ISA picks another tier.
+    auto   bf16 where the current tier has a native bf16 kernel that is faster than
+           float32 on this CPU: x86 AMX-BF16 (the avx512 tier's AMX driver: Sapphire
+           Rapids and later Xeons), AVX512_BF16 on AMD (its VDPBF16PS kernel: Zen 4/5)
+           and arm64 FEAT_BF16 (the neon tier's BFDOT kernel); fp32 everywhere else. On an
+           Intel CPU without AMX (Cooper Lake, or AMX turned off: CHARRNN_AMX=0, a kernel
+           before Linux 5.16) VDPBF16PS issues on one port where float32 FMAs issue on
+           two, and bf16 training measured 0.78x of float32 (bench/results/train/), so
+           auto keeps fp32 there; --precision bf16 still runs it.
 
 Asking for bf16 where no native kernel runs is a ConfigError, because the portable
 kernel (plain C, every tier) is no faster than float32. For tests, CHARRNN_BF16=portable
@@ -78,11 +82,12 @@ def _startup_failure():
     The x86 kernel was verified on SIMDe and a model of the instruction, not on silicon
     (no AVX512_BF16 CPU was at hand): a kernel that misbehaves on a real CPU must cost
     speed (float32), never a wrong model."""
+    from charrnn import _isa
     from charrnn.nn import isa
-    tier = isa.current()
-    if tier not in _checked:
-        _checked[tier] = check_agreement(*(lambda A, B, n=n: _gemm(A, B, n) for n in (True, False)))
-    return _checked[tier]
+    key = (isa.current(), _isa.amx())   # AMX, or the tier's micro-kernel
+    if key not in _checked:
+        _checked[key] = check_agreement(*(lambda A, B, n=n: _gemm(A, B, n) for n in (True, False)))
+    return _checked[key]
 
 
 def _gemm(A, B, native):
@@ -154,7 +159,7 @@ def resolve(name, resumed=False):
     if name not in PRECISIONS:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
     if name == "auto":
-        return "bf16" if native() and _env() == "" else "fp32"
+        return "bf16" if native() and _env() == "" and native_is_faster() else "fp32"
     if name == "bf16" and path() is None:
         if resumed:
             raise ConfigError(f"cannot resume: this run trains in bf16 (its recorded "
@@ -163,6 +168,15 @@ def resolve(name, resumed=False):
         raise ConfigError(f"--precision bf16: {why_not()}; use --precision fp32 or auto "
                           f"({ENV}=portable runs bf16 on the portable kernel, for tests)")
     return name
+
+
+def native_is_faster():
+    """True unless the native kernel is x86's VDPBF16PS on an Intel CPU, where it is slower
+    than float32 (it issues on one port, float32 FMAs on two: 94 against 159 GFLOP/s per
+    core on a Sapphire Rapids-class Xeon, bench/peak_bf16.py). AMX, AMD's VDPBF16PS and
+    Arm's BFDOT count as faster."""
+    from charrnn import _isa
+    return _isa.amx() or not _isa.cpu_intel()
 
 
 def kernel_native():
@@ -181,8 +195,12 @@ def describe(name):
     if name != "bf16":
         return "float32"
     mr, nr = _isa.bf16_tile(path() == "native")
-    kernel = (f"the {isa.current()} tier's BF16 kernel" if path() == "native"
-              else f"the portable kernel, {ENV}=portable")
+    if path() == "native" and _isa.amx():
+        kernel, (mr, nr) = f"the {isa.current()} tier's AMX tiles, TDPBF16PS", (32, 32)
+    elif path() == "native":
+        kernel = f"the {isa.current()} tier's BF16 kernel"
+    else:
+        kernel = f"the portable kernel, {ENV}=portable"
     return f"inputs in bf16, sums in float32 ({kernel}, {mr}x{nr})"
 
 
@@ -194,5 +212,7 @@ def info():
         "bf16_cpu": ("yes (" + ", ".join("AVX512_BF16" if f == "avx512bf16" else "FEAT_BF16"
                                          for f in hw) + ")") if _isa.cpu_bf16() else "no",
         "bf16_products": describe("bf16") if path() else f"not available: {why_not()}",
-        "precision_auto": resolve("auto"),
+        "precision_auto": resolve("auto") + ("" if not native() or native_is_faster() else
+                                             " (VDPBF16PS is slower than float32 on Intel "
+                                             "CPUs; AMX is not available)"),
     }

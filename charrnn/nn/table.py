@@ -73,7 +73,7 @@ def backward_weights(lk, dGx, dGh, hs, W_ih, Wp_ih, dE, dW_ih, dW_hh, db_ih, db_
 
     def per_gates(g0, g1):
         _table.gather_add_rows(ids, flat, dP, g0, g1)
-        _table.recurrent_grads(dGx, dGh, hs, dW_hh, db_ih, db_hh, own, g0, g1)
+        _table.recurrent_grads(dGx, dGh, hs, dW_hh, db_ih, db_hh, Wp_ih, g0, g1)
     each(parallel, per_gates, G, lambda g0, g1: (g0, g1))
     if serial(parallel):
         _table.table_backward(dP, lk.E, W_ih, Wp_ih, dW_ih, dE, 0, G, 0, V)

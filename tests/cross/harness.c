@@ -247,6 +247,7 @@ static void bf16_spec(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const 
 }
 
 static int bf16_kinds_native;   /* cases the native kernels ran, over every tier */
+static int bf16_cases_amx;      /* of which on AMX tiles (then again on the micro-kernel) */
 static double worst_native;     /* the largest |native - portable| / bound */
 
 /* C := bf16(op(A)) @ bf16(B) (+ C) (+ b1 + b2) through cr_sgemm on a bf16 pack of kind,
@@ -383,6 +384,13 @@ static void test_bf16_kinds(const char *tier, int trans_a, int trans_b, int accu
         unsigned long long after = rng_state;
         rng_state = before;
         test_bf16_case(tier, 1, trans_a, trans_b, accumulate, bias, M, N, K);
+        if (cr_bf16_amx(-1)) {   /* that ran on AMX: the micro-kernel too, on the same packs */
+            bf16_cases_amx++;
+            rng_state = before;
+            cr_bf16_amx(0);
+            test_bf16_case(tier, 1, trans_a, trans_b, accumulate, bias, M, N, K);
+            cr_bf16_amx(1);
+        }
         rng_state = after;
     }
 }
@@ -410,12 +418,25 @@ static void test_bf16(const char *tier)
     test_bf16_kinds(tier, 0, 1, 1, 1, 40, 48, 601);
     test_bf16_kinds(tier, 1, 0, 1, 1, 101, 37, 513);
     test_bf16_kinds(tier, 0, 1, 0, 1, 200, 33, 130);
+    /* AMX's edges: row tiles of 16 and blocks of 32 rows, chunks of 32 k */
+    static const ptrdiff_t amx_M[] = {15, 16, 31, 32, 33, 47, 48, 49, 95, 96, 97};
+    static const ptrdiff_t amx_K[] = {31, 32, 33, 63, 64, 65, 255, 256, 258};
+    for (size_t m = 0; m < sizeof amx_M / sizeof *amx_M; m++)
+        for (size_t k = 0; k < sizeof amx_K / sizeof *amx_K; k++)
+            test_bf16_kinds(tier, (int)(m + k) & 1, (int)k & 1, (int)m & 1, (int)(m + k) % 3 == 0,
+                            amx_M[m], 31 + (ptrdiff_t)(2 * k), amx_K[k]);
     unsigned long long before = rng_state;
     test_bf16_split_and_nan(tier, 0);
     if (cr_bf16_kernel(1)) {
         unsigned long long after = rng_state;
         rng_state = before;
         test_bf16_split_and_nan(tier, 1);
+        if (cr_bf16_amx(-1)) {
+            rng_state = before;
+            cr_bf16_amx(0);
+            test_bf16_split_and_nan(tier, 1);
+            cr_bf16_amx(1);
+        }
         rng_state = after;
     }
 }
@@ -498,6 +519,78 @@ static void test_sgemm_tn(const char *tier)
         }
     test_sgemm_tn_case(tier, 40, 64, 32, 300, 1);
 }
+
+/* cr_sgemm_tn_for on a native bf16 pack, where AMX runs it (only there: elsewhere it is
+ * cr_sgemm_tn in float32, tested above): C1 += bf16(A)^T bf16(B1), C2 likewise, against
+ * double on the rounded inputs; the row sums the bits of float32 cr_sgemm_tn's; guards. */
+static int tn_cases_amx;
+
+#if CR_X86   /* AMX is x86's (and GCC 12's arm64 vectoriser fails on this function: an ICE) */
+static void test_sgemm_tn_bf16_case(ptrdiff_t M, ptrdiff_t N1, ptrdiff_t N2, ptrdiff_t K)
+{
+    float *A = randv((size_t)(K * M) + 1), *B1 = randv((size_t)(K * N1)), *B2 = randv((size_t)(K * N2) + 1);
+    float *C1 = randv((size_t)((M + 1) * N1)), *C2 = randv((size_t)((M + 1) * N2) + 1);
+    float *s1 = randv((size_t)M + 1), *s2 = calloc((size_t)M + 1, sizeof(float));
+    float *f1 = malloc((size_t)(M + 1) * sizeof(float));
+    float W[4] = {1, 2, 3, 4}, Wp[CR_PACK_HDR + 64];
+    const float guard = 12345.0f;
+    cr_sgemm_pack_bf16(0, 2, 2, W, 2, Wp, 1);                 /* any native pack */
+    for (ptrdiff_t j = 0; j < N1; j++) C1[M * N1 + j] = guard;
+    for (ptrdiff_t j = 0; j < N2; j++) C2[M * N2 + j] = guard;
+    memcpy(f1, s1, (size_t)(M + 1) * sizeof(float));
+    s1[M] = f1[M] = guard;
+    double worst = 0, limit = 0;
+    double *w1 = malloc((size_t)(M * N1 + 1) * sizeof(double));
+    double *w2 = malloc((size_t)(M * N2 + 1) * sizeof(double));
+    for (ptrdiff_t i = 0; i < M; i++)
+        for (int o = 0; o < 2; o++) {
+            ptrdiff_t N = o ? N2 : N1;
+            const float *B = o ? B2 : B1, *C = o ? C2 : C1;
+            for (ptrdiff_t j = 0; j < N; j++) {
+                double s = C[i * N + j], mag = fabs(C[i * N + j]);
+                for (ptrdiff_t k = 0; k < K; k++) {
+                    double p = (double)cr_bf16_round(A[k * M + i]) * cr_bf16_round(B[k * N + j]);
+                    s += p;
+                    mag += fabs(p);
+                }
+                (o ? w2 : w1)[i * N + j] = s;
+                limit = fmax(limit, 2e-7 * sqrt((double)K + 1) * mag);
+            }
+        }
+    cr_sgemm_tn_for(Wp, M, K, A, M, N1, B1, N1, C1, N1, N2, B2, N2, C2, N2, s1, s2);
+    cr_sgemm_tn(M, K, A, M, 0, B1, N1, NULL, N1, 0, NULL, 0, NULL, 0, f1, NULL);
+    for (ptrdiff_t i = 0; i < M * N1; i++) worst = fmax(worst, fabs(C1[i] - w1[i]));
+    for (ptrdiff_t i = 0; i < M * N2; i++) worst = fmax(worst, fabs(C2[i] - w2[i]));
+    int guard_ok = s1[M] == guard, sums_ok = 1;
+    for (ptrdiff_t j = 0; j < N1; j++) guard_ok &= C1[M * N1 + j] == guard;
+    for (ptrdiff_t j = 0; j < N2; j++) guard_ok &= C2[M * N2 + j] == guard;
+    for (ptrdiff_t i = 0; i < M; i++) sums_ok &= s1[i] == f1[i];
+    char what[160];
+    snprintf(what, sizeof what, "sgemm_tn bf16 (AMX) M=%td N1=%td N2=%td K=%td", M, N1, N2, K);
+    check(worst <= limit + 1e-30, what, "avx512", worst, limit);
+    check(sums_ok, "sgemm_tn bf16 (AMX): row sums = float32 cr_sgemm_tn's", "avx512", 0, 0);
+    check(guard_ok, "sgemm_tn bf16 (AMX) writes only C1, C2 and the sums", "avx512", 0, 0);
+    tn_cases_amx++;
+    free(A); free(B1); free(B2); free(C1); free(C2); free(s1); free(s2); free(f1);
+    free(w1); free(w2);
+}
+
+static void test_sgemm_tn_bf16(void)
+{
+    if (!cr_bf16_amx(-1))
+        return;
+    unsigned long long before = rng_state;
+    static const ptrdiff_t Ms[] = {1, 15, 16, 17, 33, 97, 192, 193, 389};
+    static const ptrdiff_t Ks[] = {1, 2, 31, 32, 33, 127, 128, 129, 300};
+    for (size_t m = 0; m < sizeof Ms / sizeof *Ms; m++)
+        for (size_t k = 0; k < sizeof Ks / sizeof *Ks; k++)
+            test_sgemm_tn_bf16_case(Ms[m], 31 + (ptrdiff_t)k, (m + k) & 1 ? 17 : 0, Ks[k]);
+    test_sgemm_tn_bf16_case(64, 64, 32, 1000);
+    rng_state = before;
+}
+#else
+static void test_sgemm_tn_bf16(void) {}
+#endif
 
 static void test_cells(const char *tier)
 {
@@ -901,6 +994,8 @@ int main(void)
         unsigned ftz = cr_ftz_begin();
         test_sgemm(tier);
         test_sgemm_tn(tier);
+        if (isa == CR_ISA_AVX512)
+            test_sgemm_tn_bf16();
         test_bf16(tier);
         test_cells(tier);
         test_math(tier);
@@ -922,6 +1017,8 @@ int main(void)
     printf("bf16: cpu %s; native kernel cases: %d, largest difference from the portable "
            "kernel: %.2f of its bound\n", cr_cpu_has_bf16() ? "yes" : "no", bf16_kinds_native,
            worst_native);
+    printf("bf16 amx: %s; cases on AMX tiles: %d, weight-gradient cases: %d\n",
+           bf16_cases_amx ? "yes" : "no", bf16_cases_amx, tn_cases_amx);
 #ifdef WIN64_PROBE
     printf("windows x64: callee-saved registers kept across %d kernel calls\n", win64_calls);
 #endif

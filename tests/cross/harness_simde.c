@@ -75,8 +75,9 @@ static simde__m512 sdm_dpbf16(simde__m512 src, simde__m512bh a, simde__m512bh b)
 #undef TIER
 #include "ukernel_avx512_bf16.h"
 
-static const cr_bf16_tier portable = {CR_BF16_MR, CR_BF16_NR, cr_ukernel_bf16_portable};
-static const cr_bf16_tier x86 = {CR_AVX512_BF16_MR, CR_AVX512_BF16_NR, cr_ukernel_avx512_bf16};
+static const cr_bf16_tier portable = {CR_BF16_MR, CR_BF16_NR, cr_ukernel_bf16_portable, NULL, NULL, NULL};
+static const cr_bf16_tier x86 = {CR_AVX512_BF16_MR, CR_AVX512_BF16_NR, cr_ukernel_avx512_bf16, NULL,
+                                  NULL, NULL};
 
 /* ---- checks ------------------------------------------------------------------------ */
 
