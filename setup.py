@@ -6,6 +6,7 @@ Environment switches (source builds only):
   CHARRNN_ONLY=_lstm,_ops   build only these extensions (quick rebuilds while developing);
                             _isa, which the others import their kernels from, always.
   CHARRNN_NO_AVX512=1       leave the AVX-512 tier out (a compiler too old for it).
+  CHARRNN_NO_AMX=1          leave the AMX bf16 driver out (an assembler too old for it).
 """
 import glob
 import os
@@ -16,6 +17,7 @@ from setuptools import Extension, find_packages, setup
 DEBUG = os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
 NATIVE = os.environ.get("CHARRNN_NATIVE", "") not in ("", "0")
 NO_AVX512 = os.environ.get("CHARRNN_NO_AVX512", "") not in ("", "0")
+NO_AMX = os.environ.get("CHARRNN_NO_AMX", "") not in ("", "0")
 ONLY = [n for n in os.environ.get("CHARRNN_ONLY", "").split(",") if n]
 # Cythonize and compile the extensions side by side, one job per core.
 JOBS = os.cpu_count() or 1
@@ -46,6 +48,7 @@ def extensions():
     common = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     common += [("CHARRNN_DEBUG_BUILD", "1")] if DEBUG else []
     common += [("CHARRNN_NO_AVX512", "1")] if NO_AVX512 else []
+    common += [("CHARRNN_NO_AMX", "1")] if NO_AMX else []
     exts = [
         Extension(
             f"charrnn.{name}",

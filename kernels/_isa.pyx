@@ -122,6 +122,12 @@ def amx():
     return bool(cr_bf16_amx(-1))
 
 
+def cpu_amx():
+    """True if the current tier could run bf16 products on AMX here (the CPU has AMX-BF16,
+    Linux gave leave, this build has the driver), whether or not set_amx turned it off."""
+    return bool(cr_bf16_amx(2))
+
+
 def set_amx(bint on):
     """Use AMX for native bf16 products (on: where it exists) or not (off: the VDPBF16PS
     micro-kernel), process-wide; returns amx()."""

@@ -160,7 +160,8 @@ static inline const cr_bf16_tier *cr_bf16_kernel(int kind)
 }
 /* Whether native bf16 packs run on AMX tiles (gemm_amx_bf16.h) rather than the tier's
  * micro-kernel: set < 0 asks, 0 or 1 stops or starts it (process-wide: the state lives in
- * charrnn._isa). 0 where the tier, the build, the CPU or the OS has no AMX. */
+ * charrnn._isa), 2 asks whether it could (used or not). 0 where the tier, the build, the
+ * CPU or the OS has no AMX. */
 static inline int cr_bf16_amx(int set)
 {
     const cr_bf16_tier *t = &CR_K->bf16_native;

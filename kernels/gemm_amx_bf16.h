@@ -73,11 +73,13 @@ static int cr_amx_detect(void)
 }
 
 /* set < 0: ask; 0 or 1: stop or start using AMX. Returns 1 if bf16 products run on AMX
- * from now on. */
+ * from now on. set = 2: returns 1 if the CPU and OS allow AMX, used or not. */
 static int cr_amx_ctl(int set)
 {
     if (cr_amx_usable < 0)
         cr_amx_usable = cr_amx_detect();
+    if (set == 2)
+        return cr_amx_usable;
     if (set >= 0)
         cr_amx_wanted = set != 0;
     return cr_amx_usable && cr_amx_wanted;

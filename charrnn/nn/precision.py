@@ -15,7 +15,7 @@
            and arm64 FEAT_BF16 (the neon tier's BFDOT kernel); fp32 everywhere else. On an
            Intel CPU without AMX (Cooper Lake, or AMX turned off: CHARRNN_AMX=0, a kernel
            before Linux 5.16) VDPBF16PS issues on one port where float32 FMAs issue on
-           two, and bf16 training measured 0.78x of float32 (bench/results/train/), so
+           two, and bf16 training measured 0.77-0.80x of float32 (bench/results/), so
            auto keeps fp32 there; --precision bf16 still runs it.
 
 Asking for bf16 where no native kernel runs is a ConfigError, because the portable
@@ -209,10 +209,13 @@ def info():
     from charrnn import _isa
     hw = [f for f in ("avx512bf16", "bf16") if f in _isa.cpu_features()]
     return {
-        "bf16_cpu": ("yes (" + ", ".join("AVX512_BF16" if f == "avx512bf16" else "FEAT_BF16"
-                                         for f in hw) + ")") if _isa.cpu_bf16() else "no",
+        "bf16_cpu": ("yes (" + ", ".join(["AVX512_BF16" if f == "avx512bf16" else "FEAT_BF16"
+                                          for f in hw] + (["AMX-BF16"] if _isa.cpu_amx() else []))
+                     + ")") if _isa.cpu_bf16() else "no",
         "bf16_products": describe("bf16") if path() else f"not available: {why_not()}",
         "precision_auto": resolve("auto") + ("" if not native() or native_is_faster() else
                                              " (VDPBF16PS is slower than float32 on Intel "
-                                             "CPUs; AMX is not available)"),
+                                             "CPUs, and AMX is " + ("turned off: CHARRNN_AMX=0)"
+                                                                    if _isa.cpu_amx() else
+                                                                    "not available)")),
     }
