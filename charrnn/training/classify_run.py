@@ -50,6 +50,15 @@ def check_options(options):
     for k in NOT_FOR_CLASSIFY:
         if options.get(k) is not None and not (k == "docs" and options[k] == "none"):
             raise ConfigError(f"--{k.replace('_', '-')} does not apply to --task classify")
+    check_precision(options, "classify")
+
+
+def check_precision(options, task):
+    """Classifiers and transducers train in float32 (their bidirectional and attention
+    kernels have no bf16 path): an explicit --precision bf16 is refused, not ignored."""
+    if options.get("precision") == "bf16":
+        raise ConfigError(f"--precision bf16 is for language models: --task {task} trains "
+                          "in fp32 (use --precision fp32 or auto)")
 
 
 class ClassifierTrainer:

@@ -132,9 +132,12 @@ class TrainConfig:
     precision: str = option(
         "auto", "Precision of the matrix products: fp32, or bf16 (their inputs rounded to "
         "bfloat16, float32 sums; weights, optimizer state, gradients, gate math and cell "
-        "state stay float32); auto: bf16 where the CPU has bf16 dot products that charrnn "
-        "has a kernel for (x86 AVX512_BF16, arm64 FEAT_BF16) that passes a start-up check against the portable one, else fp32. The run records the "
-        "precision it used; --resume keeps it; sampling is always fp32")
+        "state stay float32: about twice as fast where the CPU has AMX); auto: bf16 where "
+        "charrnn's bf16 kernel for this CPU is faster than float32 (Intel AMX, AMD "
+        "AVX512_BF16, arm64 FEAT_BF16) and passes a start-up check, else fp32. The run "
+        "records the precision it used; --resume keeps it; sampling is fp32 unless "
+        "charrnn sample --precision bf16. Language models only: classifiers and "
+        "transducers train in fp32")
     # ---- schedule
     eval_every: Optional[int] = option(
         None, "Steps between validations and checkpoints",
