@@ -116,6 +116,7 @@ def child_charrnn(cfg, threads, data, Vs, Vt, warmup, max_seconds):
                      layers=L, src_vocab=Vs, tgt_vocab=Vt), seed=0)
     opt = optim.make("adam", m.flat.size)
     m.parallel = cells.Parallel(threads) if threads > 1 else None   # the CLI's split mode
+    m.precision = os.environ.get("BENCH_PRECISION", "fp32")         # --charrnn-precision
 
     def step(src, src_len, tgt, tgt_len):
         m.grad_flat.fill(0)
@@ -233,6 +234,9 @@ def main():
     p.add_argument("--max-seconds", type=float, default=20.0,
                    help="cut a run's timed batches after this long (ratios then use the "
                         "batches both sides timed)")
+    p.add_argument("--charrnn-precision", choices=["fp32", "bf16"], default="fp32",
+                   help="charrnn's --precision (PyTorch stays float32): bf16 measures what "
+                        "charrnn's bf16 gains on a CPU that runs it natively")
     p.add_argument("--out", help="JSON results file (default: print only)")
     p.add_argument("--base", help="also measure the charrnn of this checkout (built in "
                                   "place), in the same rounds: before / after a change")
@@ -263,6 +267,8 @@ def main():
                             env.update(ENV)
                         if side == "base":
                             env["BENCH_CHARRNN_ROOT"] = os.path.abspath(a.base)
+                        if side != "torch":
+                            env["BENCH_PRECISION"] = a.charrnn_precision
                         got[side] = run_child(__file__, side, env, data=a.data, config=c,
                                               threads=t, batches=a.batches, warmup=a.warmup,
                                               max_seconds=a.max_seconds)
@@ -311,6 +317,7 @@ def main():
              f"classify_run._rows (seed 0, first epoch), {a.warmup} warm-up + {a.batches} "
              "timed batches per run, the same batches for both",
         attention="luong", rounds=a.rounds, steal_pct=steal.pct, torch_heap=a.torch_heap,
+        charrnn_precision=a.charrnn_precision, torch_precision="fp32",
         base=a.base and subprocess.run(["git", "rev-parse", "--short", "HEAD"],
                                        capture_output=True, text=True,
                                        cwd=a.base).stdout.strip(),

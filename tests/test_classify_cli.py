@@ -105,8 +105,6 @@ def test_cli_train_errors_are_one_line(runner, tmp_path):
     assert "needs FILE" in one_line(invoke(runner, "train", "--task", "classify"))
     assert "--dropout does not apply" in one_line(
         invoke(runner, "train", one, *TINY, "--dropout", "0.2"))
-    assert "--precision bf16 is for language models: --task classify trains in fp32" in one_line(
-        invoke(runner, "train", one, *TINY, "--precision", "bf16"))
 
 
 # ---- train, classify, eval, runs -----------------------------------------------------------

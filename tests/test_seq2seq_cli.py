@@ -93,10 +93,6 @@ def test_options_that_do_not_apply(runner, tmp_path):
     tsv = reversals(tmp_path / "r.tsv", n=20)
     assert "--seq-len does not apply to --task seq2seq" in one_line(
         invoke(runner, "train", tsv, *TINY, "--seq-len", "20"))
-    # transducers train in fp32: an explicit bf16 is refused, not ignored; fp32 and auto run
-    assert ("--precision bf16 is for language models: --task seq2seq trains in fp32 (use "
-            "--precision fp32 or auto)") in one_line(
-        invoke(runner, "train", tsv, *TINY, "--precision", "bf16"))
     r = invoke(runner, "train", tsv, *TINY, "--dropout", "1.5")
     assert r.exit_code == 2 and "'--dropout': 1.5 is not in the range" in r.output
     assert "needs FILE: a TSV file of source<TAB>target" in one_line(

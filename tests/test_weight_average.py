@@ -124,6 +124,7 @@ def test_the_model_file_holds_the_average_of_every_step(tmp_path, monkeypatch):
                            OPTS["seed"])[1]
     pairs = [tuple(lines[i].split("\t")) for i in held]
     final = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    t.model.precision = state.meta["train_config"]["precision"]   # validation ran in it
     assert final["val_loss"] == pytest.approx(t.loss(pairs), abs=1e-5)
     t.model.flat[...] = raw
     assert abs(final["val_loss"] - t.loss(pairs)) > 1e-4

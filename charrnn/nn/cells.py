@@ -39,7 +39,8 @@ from charrnn.nn.packing import (DTYPES, _pack_two, current_gemm_backend, gemm_ba
 from charrnn.nn import table
 from charrnn.errors import ShapeError
 from charrnn.nn.table import Lookup
-from charrnn.nn.parallel import Parallel, Workspace, each, empty as _empty, serial as _serial
+from charrnn.nn.parallel import (Parallel, Workspace, each, empty as _empty, serial as _serial,
+                                 set_precision)
 
 # The checked API (charrnn.cells): the cells, and the buffers and threads a pass runs
 # with (defined in charrnn.nn.parallel, public here).

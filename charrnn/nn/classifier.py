@@ -102,6 +102,16 @@ class Classifier:
         self.parallel = None   # a cells.Parallel: its threads run the two directions at once
 
     @property
+    def precision(self):
+        """"fp32" or "bf16": the precision of the cells' products (charrnn.nn.precision),
+        as charrnn.nn.network.Network's; the parameters and gradients stay float32."""
+        return self._bws.precision
+
+    @precision.setter
+    def precision(self, name):
+        cells.set_precision((*self._ws, self._bws), name, self.dtype)
+
+    @property
     def config(self):
         return asdict(self.cfg)
 

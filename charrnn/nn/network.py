@@ -130,10 +130,8 @@ class Network:
 
     @precision.setter
     def precision(self, name):
-        if name == "bf16" and self.dtype != np.float32:
-            raise ConfigError(f"bf16 products need a float32 network, not {self.dtype}")
-        for ws in (*self._ws, self._bws):   # their packs: every layer's, and the decoder's
-            ws.precision = name
+        # their packs: every layer's, and the decoder's
+        cells.set_precision((*self._ws, self._bws), name, self.dtype)
 
     def _init(self, rng, forget_bias):
         # word_language_model: encoder/decoder uniform(-0.1, 0.1), decoder bias 0;

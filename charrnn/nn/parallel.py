@@ -36,6 +36,16 @@ class Workspace:
         return a
 
 
+def set_precision(workspaces, name, dtype):
+    """Set every workspace of a model to precision `name` (its setter's body: Network,
+    Classifier, Seq2Seq). bf16 packs float32 weights only."""
+    if name == "bf16" and np.dtype(dtype) != np.float32:
+        from charrnn.errors import ConfigError
+        raise ConfigError(f"bf16 products need a float32 network, not {np.dtype(dtype)}")
+    for ws in workspaces:
+        ws.precision = name
+
+
 class Parallel:
     """Runs independent pieces of a kernel pass on `threads` threads. The kernels release
     the GIL, so plain Python threads run them truly in parallel."""

@@ -204,6 +204,11 @@ def describe(name):
     return f"inputs in bf16, sums in float32 ({kernel}, {mr}x{nr})"
 
 
+def log_line():
+    """The run log's line for a bf16 run."""
+    return f"charrnn: precision bf16: the matrix products' {describe('bf16')}"
+
+
 def info():
     """The bf16 facts of `charrnn info`."""
     from charrnn import _isa

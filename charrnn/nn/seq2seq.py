@@ -99,6 +99,16 @@ class Seq2Seq:
         self._ws = cells.Workspace()   # the decoder's packed weights, reused across batches
 
     @property
+    def precision(self):
+        """"fp32" or "bf16": the precision of the encoder's and decoder's cell products;
+        attention, the output layer, parameters and gradients stay float32."""
+        return self._ws.precision
+
+    @precision.setter
+    def precision(self, name):
+        cells.set_precision((self._ws,), name, self.dtype)
+
+    @property
     def config(self):
         return asdict(self.cfg)
 
@@ -165,8 +175,12 @@ class Seq2Seq:
         if drop:
             x *= drop.mask(0, S, N, cfg.embed)
         enc = {k[4:]: v for k, v in P.items() if k.startswith("enc.")}
+        # bf16: workspaces of that precision, made per call (encode may run in several
+        # threads at once when decoding), so that the cells pack their weights in bf16
+        ws = (None if self.precision == "fp32" else
+              [cells.Workspace(precision=self.precision) for _ in range(2 * cfg.layers)])
         out, _, bcache = bi.forward(cfg.cell, x.reshape(S, N, cfg.embed), src_len, enc,
-                                    parallel=self.parallel)
+                                    workspaces=ws, parallel=self.parallel)
         E = np.ascontiguousarray(out.transpose(1, 0, 2))                # (N, S, C)
         K = np.empty(E.shape[:2] + (P["attn.W_k"].shape[1],), dt)       # (N, S, A)
         _attn.keys_forward(E, P["attn.W_k"], src_len, self._own(), K)

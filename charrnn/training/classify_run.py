@@ -29,7 +29,7 @@ from charrnn.errors import ConfigError, CorpusError, DivergenceError, plural
 from charrnn.io import checkpoint as ckpt
 from charrnn.io import classifier_file
 from charrnn.io.rundir import BEST_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE
-from charrnn.nn import optim
+from charrnn.nn import optim, precision
 from charrnn.nn.classifier import Classifier, pad_batch
 from charrnn.training import auto as defaults
 from charrnn.training.checkpointing import trim_metrics, unchanged_digest
@@ -50,15 +50,6 @@ def check_options(options):
     for k in NOT_FOR_CLASSIFY:
         if options.get(k) is not None and not (k == "docs" and options[k] == "none"):
             raise ConfigError(f"--{k.replace('_', '-')} does not apply to --task classify")
-    check_precision(options, "classify")
-
-
-def check_precision(options, task):
-    """Classifiers and transducers train in float32 (their bidirectional and attention
-    kernels have no bf16 path): an explicit --precision bf16 is refused, not ignored."""
-    if options.get("precision") == "bf16":
-        raise ConfigError(f"--precision bf16 is for language models: --task {task} trains "
-                          "in fp32 (use --precision fp32 or auto)")
 
 
 class ClassifierTrainer:
@@ -118,6 +109,7 @@ class ClassifierTrainer:
         mcfg = dict(cell=cfg.cell, hidden=cfg.hidden, layers=cfg.layers, embed=cfg.embed,
                     vocab_size=len(self.vocab) + 1, classes=len(self.labels), pool=cfg.pool)
         self.model = Classifier(mcfg, seed=cfg.seed, forget_bias=cfg.forget_bias)
+        self.model.precision = cfg.precision   # "fp32" or "bf16" (the loop resolved auto)
         self._start(len(tr), saved)
         if saved is None:
             for note in choice.notes:
@@ -192,6 +184,8 @@ class ClassifierTrainer:
         cfg, model = self.cfg, self.model
         self.log(self._describe())
         self.log(f"charrnn: run directory {self.run_dir}")
+        if cfg.precision == "bf16":
+            self.log(precision.log_line())
         bar = Bar(cfg, self.step, self.quiet)
         write = bar.write if not self.quiet else self.log
         t0 = time.perf_counter()

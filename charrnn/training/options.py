@@ -136,8 +136,8 @@ class TrainConfig:
         "charrnn's bf16 kernel for this CPU is faster than float32 (Intel AMX, AMD "
         "AVX512_BF16, arm64 FEAT_BF16) and passes a start-up check, else fp32. The run "
         "records the precision it used; --resume keeps it; sampling is fp32 unless "
-        "charrnn sample --precision bf16. Language models only: classifiers and "
-        "transducers train in fp32")
+        "charrnn sample --precision bf16. Classifiers and transducers: their cells' "
+        "products")
     # ---- schedule
     eval_every: Optional[int] = option(
         None, "Steps between validations and checkpoints",

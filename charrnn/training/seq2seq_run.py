@@ -34,7 +34,7 @@ from charrnn.nn.network import StreamMasks
 from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
 from charrnn.training import auto as defaults
 from charrnn.training.checkpointing import trim_metrics, unchanged_digest
-from charrnn.training.classify_run import EVAL_BATCH, ClassifierTrainer, check_precision
+from charrnn.training.classify_run import EVAL_BATCH, ClassifierTrainer
 from charrnn.training.seq2seq import Transducer
 from charrnn.training.seq2seq_score import error_rates, group_references
 
@@ -92,6 +92,7 @@ class Seq2SeqTrainer(ClassifierTrainer):
                                      TOKENS[cfg.target_tokens], 2 * longest_target + 2)
         self.model = self.transducer.model
         self.model.parallel = None
+        self.model.precision = cfg.precision   # "fp32" or "bf16" (the loop resolved auto)
         index = {c: i + 1 for i, c in enumerate(self.vocab)}
         code = {tok: i + 2 for i, tok in enumerate(self.labels)}
 
@@ -168,4 +169,3 @@ def check_options(options):
     for k in ("seq_len", "lr_decay", "docs"):
         if options.get(k) is not None and not (k == "docs" and options[k] == "none"):
             raise ConfigError(f"--{k.replace('_', '-')} does not apply to --task seq2seq")
-    check_precision(options, "seq2seq")

@@ -166,8 +166,7 @@ class Trainer:
         self.log(f"charrnn: run directory {self.run_dir}")
         if cfg.precision == "bf16":
             from charrnn.nn import precision
-            self.log(f"charrnn: precision bf16: the matrix products' "
-                     f"{precision.describe('bf16')}")
+            self.log(precision.log_line())
         bar = Bar(cfg, self.step, self.quiet)
         write = bar.write if not self.quiet else self.log
         t_start = time.perf_counter()
