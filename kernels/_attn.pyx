@@ -20,6 +20,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 import numpy as np
 from _blas cimport mm
+from _cellmath cimport cr_ftz_begin, cr_ftz_end
 
 include "_dispatch.pxi"
 include "_attn_core.pxi"
@@ -50,7 +51,9 @@ def keys_forward(const floating[:, :, ::1] E, const floating[:, ::1] W_k,
     R = int(np.sum(lengths))
     cdef floating[:, ::1] Ec = np.empty((R, C), np.float32 if floating is float else np.float64)
     cdef floating[:, ::1] Kc = np.empty((R, A), np.float32 if floating is float else np.float64)
+    cdef unsigned int fpmode
     with nogil:
+        fpmode = cr_ftz_begin()   # denormals cost 100x on Intel (cellmath.h)
         r = 0
         for n in range(N):
             l = lengths[n]
@@ -65,6 +68,7 @@ def keys_forward(const floating[:, :, ::1] E, const floating[:, ::1] W_k,
             if l < S:
                 memset(&K[n, l, 0], 0, (S - l) * A * sizeof(floating))
             r = r + l
+        cr_ftz_end(fpmode)
 
 
 def keys_backward(const floating[:, :, ::1] dK, const floating[:, :, ::1] E,
@@ -85,7 +89,9 @@ def keys_backward(const floating[:, :, ::1] dK, const floating[:, :, ::1] E,
     dt = np.float32 if floating is float else np.float64
     cdef floating[:, ::1] Ec = np.empty((R, C), dt), dEc = np.empty((R, C), dt)
     cdef floating[:, ::1] dKc = np.empty((R, A), dt)
+    cdef unsigned int fpmode
     with nogil:
+        fpmode = cr_ftz_begin()   # denormals cost 100x on Intel (cellmath.h)
         r = 0
         for n in range(N):
             l = lengths[n]
@@ -101,6 +107,7 @@ def keys_backward(const floating[:, :, ::1] dK, const floating[:, :, ::1] E,
             for j in range(lengths[n] * C):
                 (&dE[n, 0, 0])[j] += (&dEc[r, 0])[j]
             r = r + lengths[n]
+        cr_ftz_end(fpmode)
 
 
 cdef int check_step(int kind, const floating[:, ::1] q, const floating[:, :, ::1] K,
@@ -146,9 +153,12 @@ def step_forward(int kind, const floating[:, ::1] q, const floating[:, :, ::1] K
     check_step(kind, q, K, E, (W_q.shape[0], W_q.shape[1]), v, lengths, tanhs, alpha, ctx)
     _need(kind == LUONG or (qW.shape[0] == E.shape[0] and qW.shape[1] == K.shape[2]), "qW")
     _need(ctx.shape[0] == E.shape[0] and ctx.shape[1] == E.shape[2], "ctx")
+    cdef unsigned int fpmode
     with nogil:
+        fpmode = cr_ftz_begin()   # denormals cost 100x on Intel (cellmath.h)
         attend_fwd(kind, q, K, E, W_q, v, lengths, own and floating is float, alpha, ctx,
                    tanhs, qW, 0, N)
+        cr_ftz_end(fpmode)
 
 
 def step_backward(int kind, const floating[:, ::1] dctx, const floating[:, ::1] q,
@@ -164,6 +174,9 @@ def step_backward(int kind, const floating[:, ::1] dctx, const floating[:, ::1] 
     cdef Py_ssize_t N = E.shape[0], S = E.shape[1], C = E.shape[2], A = K.shape[2], Hd = q.shape[1]
     check_step(kind, q, K, E, (W_qT.shape[1], W_qT.shape[0]), v, lengths, tanhs, alpha, dctx)
     check_step_grads(kind, N, S, C, A, Hd, dq, dK, dE, dW_q, dv, ds, dqW)
+    cdef unsigned int fpmode
     with nogil:
+        fpmode = cr_ftz_begin()   # denormals cost 100x on Intel (cellmath.h)
         attend_bwd(kind, dctx, q, K, E, W_qT, v, lengths, alpha, tanhs, own and floating is float,
                    dq, dK, dE, dW_q, dv, ds, dqW, 0, N)
+        cr_ftz_end(fpmode)

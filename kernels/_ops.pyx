@@ -14,7 +14,8 @@ from libc.string cimport memcpy
 
 from _blas cimport (mm, cr_sgemm_tn, cr_sgemm_pack, cr_sgemm_packed_size,
                    cr_sgemm_bf16_packed_size, cr_sgemm_pack_bf16)
-from _cellmath cimport colsum_add, packed, mm_bias, softmax_xent_row_f32
+from _cellmath cimport (colsum_add, packed, mm_bias, softmax_xent_row_f32, cr_ftz_begin,
+                       cr_ftz_end)
 
 include "_dispatch.pxi"
 
@@ -69,9 +70,12 @@ def linear_forward(const floating[:, ::1] x, const floating[:, ::1] W, const flo
     cdef const floating *P = packed(Wp, H, V, "linear", "Wp")
     if R == 0:
         return
+    cdef unsigned int fpmode
     with nogil:
+        fpmode = cr_ftz_begin()   # denormals cost 100x on Intel (cellmath.h)
         mm_bias(<int>R, <int>V, <int>H, &x[0, 0], <int>H, &W[0, 0], <int>H, P, &b[0],
                 <floating *> NULL, &out[0, 0], <int>V)
+        cr_ftz_end(fpmode)
 
 
 def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x, const floating[:, ::1] W,
@@ -86,7 +90,9 @@ def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x, const
     cdef bint done = False
     if R == 0:
         return
+    cdef unsigned int fpmode
     with nogil:
+        fpmode = cr_ftz_begin()   # denormals cost 100x on Intel (cellmath.h)
         mm(own, False, False, <int>R, <int>H, <int>V, &dout[0, 0], <int>V, &W[0, 0], <int>H,
            NULL, False, &dx[0, 0], <int>H)
         if floating is float:
@@ -98,6 +104,7 @@ def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x, const
             mm(own, True, False, <int>V, <int>H, <int>R, &dout[0, 0], <int>V, &x[0, 0], <int>H,
                NULL, True, &dW[0, 0], <int>H)
             colsum_add(&db[0], &dout[0, 0], R, V, V, <floating *> NULL)
+        cr_ftz_end(fpmode)
 
 
 # ---- softmax cross-entropy ---------------------------------------------------------
