@@ -145,6 +145,54 @@ static void cr_amx_store(const float *T, float *C, ptrdiff_t ldc, int mr, int nr
     }
 }
 
+/* Load the tile configuration every product here uses: palette 1, tiles 0-3 the C
+ * accumulators, 4-5 A, 6-7 B, all 16 rows x 64 bytes. */
+static void cr_amx_begin(void)
+{
+    cr_amx_config cfg __attribute__((aligned(64)));
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    _tile_loadconfig(&cfg);
+}
+
+/* T := the 16 x 32 (two = 0) or 32 x 32 block of A's rows at a (rows of kq pairs) times
+ * a panel of 32 columns, over kq pairs of k: chunk q of the panel at B + q * 32 while
+ * q + 16 <= kfull, else at tail (the panel's last chunk, zero-padded). T as cr_amx_store
+ * reads it (tiles 0-3 at T, T + 256, T + 512, T + 768). */
+static void cr_amx_block(const uint32_t *a, ptrdiff_t kq, const uint32_t *B, ptrdiff_t kfull,
+                         const uint32_t *tail, int two, float *T)
+{
+    _tile_zero(0);
+    _tile_zero(1);
+    if (two) {
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    for (ptrdiff_t q = 0; q < kq; q += 16) {
+        const uint32_t *b = q + 16 <= kfull ? B + q * 32 : tail;
+        _tile_loadd(6, b, 128);
+        _tile_loadd(7, b + 16, 128);
+        _tile_loadd(4, a + q, kq * 4);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        if (two) {
+            _tile_loadd(5, a + 16 * kq + q, kq * 4);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+        }
+    }
+    _tile_stored(0, T, 64);
+    _tile_stored(1, T + 256, 64);
+    if (two) {
+        _tile_stored(2, T + 512, 64);
+        _tile_stored(3, T + 768, 64);
+    }
+}
+
 /* The driver. Returns 0 (and does nothing) if AMX is not in use, or for K = 0, so that the
  * caller runs the VDPBF16PS kernel instead; Bp is a native bf16 pack of the avx512 tier (NR = 32)
  * that the caller has checked. */
@@ -162,14 +210,7 @@ static int cr_sgemm_amx_run(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
     uint32_t Bt[16 * 32];                                /* a last chunk of k, 2 KiB */
     float T[4 * 256];                                    /* four stored tiles, 4 KiB */
     float bias[32];
-    cr_amx_config cfg __attribute__((aligned(64)));
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) {   /* 0-3 C, 4-5 A, 6-7 B: all 16 rows x 64 bytes */
-        cfg.colsb[t] = 64;
-        cfg.rows[t] = 16;
-    }
-    _tile_loadconfig(&cfg);
+    cr_amx_begin();
     for (ptrdiff_t ib = 0; ib < M; ib += CR_AMX_MC) {
         const ptrdiff_t mc = M - ib < CR_AMX_MC ? M - ib : CR_AMX_MC;
         const ptrdiff_t mpad = (mc + 15) / 16 * 16;
@@ -194,32 +235,7 @@ static int cr_sgemm_amx_run(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                 }
                 for (ptrdiff_t i0 = 0; i0 < mpad; i0 += 32) {
                     const int two = mpad - i0 >= 32;
-                    const uint32_t *a = Ab + i0 * kq;
-                    _tile_zero(0);
-                    _tile_zero(1);
-                    if (two) {
-                        _tile_zero(2);
-                        _tile_zero(3);
-                    }
-                    for (ptrdiff_t q = 0; q < kq; q += 16) {
-                        const uint32_t *b = q + 16 <= kp ? Bj + q * 32 : tail;
-                        _tile_loadd(6, b, 128);
-                        _tile_loadd(7, b + 16, 128);
-                        _tile_loadd(4, a + q, kq * 4);
-                        _tile_dpbf16ps(0, 4, 6);
-                        _tile_dpbf16ps(1, 4, 7);
-                        if (two) {
-                            _tile_loadd(5, a + 16 * kq + q, kq * 4);
-                            _tile_dpbf16ps(2, 5, 6);
-                            _tile_dpbf16ps(3, 5, 7);
-                        }
-                    }
-                    _tile_stored(0, T, 64);
-                    _tile_stored(1, T + 256, 64);
-                    if (two) {
-                        _tile_stored(2, T + 512, 64);
-                        _tile_stored(3, T + 768, 64);
-                    }
+                    cr_amx_block(Ab + i0 * kq, kq, Bj, kp, tail, two, T);
                     const ptrdiff_t left = mc - i0;
                     const int mr = left < (two ? 32 : 16) ? (int)left : (two ? 32 : 16);
                     cr_amx_store(T, C + (ib + i0) * ldc + j0, ldc, mr, nr, acc, bp);
@@ -342,14 +358,7 @@ static int cr_sgemm_tn_amx(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t l
     uint32_t Bt[(CR_AMX_TN_KC / 2) * 32];              /* 8 KiB */
     float T[4 * 256];
     float rs[CR_AMX_TN_MC];
-    cr_amx_config cfg __attribute__((aligned(64)));
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        cfg.colsb[t] = 64;
-        cfg.rows[t] = 16;
-    }
-    _tile_loadconfig(&cfg);
+    cr_amx_begin();
     for (ptrdiff_t ib = 0; ib < M; ib += CR_AMX_TN_MC) {
         const ptrdiff_t mc = M - ib < CR_AMX_TN_MC ? M - ib : CR_AMX_TN_MC;
         const ptrdiff_t mpad = (mc + 15) / 16 * 16;
@@ -364,31 +373,7 @@ static int cr_sgemm_tn_amx(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t l
                     cr_amx_pair_b(out[o].B, out[o].ldb, pc, kc, kq, j0, nr, Bt);
                     for (ptrdiff_t i0 = 0; i0 < mpad; i0 += 32) {
                         const int two = mpad - i0 >= 32;
-                        const uint32_t *a = Ab + i0 * kq;
-                        _tile_zero(0);
-                        _tile_zero(1);
-                        if (two) {
-                            _tile_zero(2);
-                            _tile_zero(3);
-                        }
-                        for (ptrdiff_t q = 0; q < kq; q += 16) {
-                            _tile_loadd(6, Bt + q * 32, 128);
-                            _tile_loadd(7, Bt + q * 32 + 16, 128);
-                            _tile_loadd(4, a + q, kq * 4);
-                            _tile_dpbf16ps(0, 4, 6);
-                            _tile_dpbf16ps(1, 4, 7);
-                            if (two) {
-                                _tile_loadd(5, a + 16 * kq + q, kq * 4);
-                                _tile_dpbf16ps(2, 5, 6);
-                                _tile_dpbf16ps(3, 5, 7);
-                            }
-                        }
-                        _tile_stored(0, T, 64);
-                        _tile_stored(1, T + 256, 64);
-                        if (two) {
-                            _tile_stored(2, T + 512, 64);
-                            _tile_stored(3, T + 768, 64);
-                        }
+                        cr_amx_block(Ab + i0 * kq, kq, Bt, kq, NULL, two, T);
                         const ptrdiff_t left = mc - i0;
                         const int mr = left < (two ? 32 : 16) ? (int)left : (two ? 32 : 16);
                         cr_amx_store(T, out[o].C + (ib + i0) * out[o].ldc + j0, out[o].ldc, mr,
