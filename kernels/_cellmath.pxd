@@ -41,7 +41,7 @@ cdef extern from "cellmath.h" nogil:
 from cython cimport floating
 from libc.stdint cimport uint8_t
 from libc.string cimport memcpy, memset
-from _blas cimport gemm, mm, cr_sgemm_packed_size, cr_sgemm_packed_ok, cr_sgemm, cr_sgemm_tn, cr_sgemm_tn_for
+from _blas cimport gemm, mm, cr_sgemm_packed_size, cr_sgemm_packed_ok, cr_sgemm, cr_sgemm_tn_for
 
 cdef inline void fill_bias(floating *out, const floating *b1, const floating *b2,
                            Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:

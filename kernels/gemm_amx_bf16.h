@@ -95,20 +95,10 @@ static void cr_amx_copy_a(int trans_a, const float *A, ptrdiff_t lda, ptrdiff_t 
     for (ptrdiff_t r = 0; r < mpad; r++) {
         uint32_t *row = Ab + r * kq;
         ptrdiff_t p = 0;
-        if (r < mc && !trans_a) {
-            const float *a = A + (i0 + r) * lda + pc;
-            for (; 2 * p + 1 < kc; p++) row[p] = cr_bf16_pair(a[2 * p], a[2 * p + 1]);
-            if (p < kp) {
-                row[p] = cr_bf16_pair(a[2 * p], 0.0f);
-                p++;
-            }
-        } else if (r < mc) {                                 /* A stored (K, M): column i */
-            const float *a = A + pc * lda + i0 + r;
-            for (; 2 * p + 1 < kc; p++) row[p] = cr_bf16_pair(a[2 * p * lda], a[(2 * p + 1) * lda]);
-            if (p < kp) {
-                row[p] = cr_bf16_pair(a[2 * p * lda], 0.0f);
-                p++;
-            }
+        if (r < mc) {                    /* a row in place, or a column of A stored (K, M) */
+            cr_bf16_row_pairs(trans_a ? A + pc * lda + i0 + r : A + (i0 + r) * lda + pc,
+                              trans_a ? lda : 1, kc, row, 1);
+            p = kp;
         }
         for (; p < kq; p++) row[p] = 0;
     }

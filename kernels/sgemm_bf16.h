@@ -159,6 +159,17 @@ static inline int cr_is_bf16_pack(const float *Bp, size_t n)
     return n >= CR_PACK_HDR && cr_get_i32(Bp) == CR_PACK_MAGIC_BF16;
 }
 
+/* kc elements a[0], a[step], a[2 step], ... rounded into ceil(kc/2) pairs, out[p * ostride]
+ * (the second of a last odd pair zero): one row of op(A), in place (step 1) or a column
+ * of A stored (K, M) (step lda), as the micro-kernels' tiles and AMX's rows take it. */
+static inline void cr_bf16_row_pairs(const float *a, ptrdiff_t step, ptrdiff_t kc,
+                                     uint32_t *out, ptrdiff_t ostride)
+{
+    ptrdiff_t p = 0;
+    for (; 2 * p + 1 < kc; p++) out[p * ostride] = cr_bf16_pair(a[2 * p * step], a[(2 * p + 1) * step]);
+    if (2 * p < kc) out[p * ostride] = cr_bf16_pair(a[2 * p * step], 0.0f);
+}
+
 /* Rows [i0, i0 + mc) and k [pc, pc + kc) of op(A) rounded into tiles of MR rows at Ap:
  * tile t at Ap + t * MR * kp, (kp, MR) pairs; rows past mc and the k past kc zero. */
 static void cr_bf16_copy_a(int trans_a, const float *A, ptrdiff_t lda, ptrdiff_t i0,
@@ -172,16 +183,9 @@ static void cr_bf16_copy_a(int trans_a, const float *A, ptrdiff_t lda, ptrdiff_t
             if (t0 + r >= mc) {                              /* padding rows */
                 for (ptrdiff_t p = 0; p < kp; p++) T[p * MR + r] = 0;
             } else if (!trans_a) {                           /* row i in place, k along it */
-                const float *a = A + i * lda + pc;
-                ptrdiff_t p = 0;
-                for (; 2 * p + 1 < kc; p++) T[p * MR + r] = cr_bf16_pair(a[2 * p], a[2 * p + 1]);
-                if (p < kp) T[p * MR + r] = cr_bf16_pair(a[2 * p], 0.0f);
+                cr_bf16_row_pairs(A + i * lda + pc, 1, kc, T + r, MR);
             } else {                                         /* A stored (K, M): column i */
-                const float *a = A + pc * lda + i;
-                ptrdiff_t p = 0;
-                for (; 2 * p + 1 < kc; p++)
-                    T[p * MR + r] = cr_bf16_pair(a[2 * p * lda], a[(2 * p + 1) * lda]);
-                if (p < kp) T[p * MR + r] = cr_bf16_pair(a[2 * p * lda], 0.0f);
+                cr_bf16_row_pairs(A + pc * lda + i, lda, kc, T + r, MR);
             }
         }
     }

@@ -172,7 +172,7 @@ def resolve(name, resumed=False):
 
 def native_is_faster():
     """True unless the native kernel is x86's VDPBF16PS on an Intel CPU, where it is slower
-    than float32 (it issues on one port, float32 FMAs on two: 94 against 159 GFLOP/s per
+    than float32 (it issues on one port, float32 FMAs on two: 99 against 192 GFLOP/s per
     core on a Sapphire Rapids-class Xeon, bench/peak_bf16.py). AMX, AMD's VDPBF16PS and
     Arm's BFDOT count as faster."""
     from charrnn import _isa

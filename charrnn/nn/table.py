@@ -69,7 +69,6 @@ def backward_weights(lk, dGx, dGh, hs, W_ih, Wp_ih, dE, dW_ih, dW_hh, db_ih, db_
     dP.fill(0)
     ids = lk.ids.reshape(-1)
     flat = dGx.reshape(-1, G)
-    own = Wp_ih.size > 0
 
     def per_gates(g0, g1):
         _table.gather_add_rows(ids, flat, dP, g0, g1)
