@@ -1,6 +1,7 @@
 """Score G2P models on a test TSV (issue 32): WER and PER with and without stress.
 
     python bench/g2p_eval.py RUN_OR_FILE [...] --test DIR/test.tsv [--beam 4] [--out F.json]
+    python bench/g2p_eval.py RUN_A RUN_B --ensemble --test DIR/test.tsv
 
 For each model: word and phoneme (token) error rates of greedy decoding and of beam
 search (--beam), as `charrnn eval` computes them (charrnn.training.seq2seq_score: a word
@@ -12,6 +13,8 @@ outputs is a reference (what a user choosing among the n best could reach).
 --length-penalty A,B,...: also the beam's n best re-ranked by GNMT's length penalty (Wu
 et al. 2016: log-probability / ((5 + length) / 6)^alpha, length counting the end), one
 row per alpha: does length normalisation, which charrnn's beam search lacks, pay?
+--ensemble: also all the models as one (charrnn.training.seq2seq_ensemble: each proposes
+its best outputs, all score them), one more row, its oracle over the union of proposals.
 The test TSV is bench/g2p.py --tsv's test.tsv (source<TAB>pronunciation lines).
 """
 import argparse
@@ -23,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from charrnn.training.seq2seq import load_transducer  # noqa: E402
+from charrnn.training.seq2seq_ensemble import Ensemble  # noqa: E402
 from charrnn.training.seq2seq_score import error_rates  # noqa: E402
 from common import emit  # noqa: E402
 
@@ -54,15 +58,23 @@ def penalised(lst, alpha):
     return max(lst, key=lambda o: o[1] / ((5 + len(o[0].split()) + 1) / 6) ** alpha)[0]
 
 
-def evaluate(path, refs, beam, alphas=()):
-    t = load_transducer(path)
+def evaluate(path, refs, beam, alphas=(), threads=1):
+    """path: a model, or a list of them (an ensemble)."""
+    if isinstance(path, list):
+        t = Ensemble([load_transducer(p) for p in path])
+        row = {"model": "ensemble of " + ", ".join(map(str, path)),
+               "parameters": sum(int(m.model.flat.size) for m in t.members),
+               "info": [m.info for m in t.members]}
+    else:
+        t = load_transducer(path)
+        row = {"model": str(path), "parameters": int(t.model.flat.size), "info": t.info}
     words = list(refs)
-    row = {"model": str(path), "parameters": int(t.model.flat.size), "info": t.info}
     t0 = time.perf_counter()
-    row["greedy"] = rates(refs, dict(zip(words, map(str.split, t.transduce(words)))))
+    row["greedy"] = rates(refs, dict(zip(words, map(str.split, t.transduce(words,
+                                                                           threads=threads)))))
     row["greedy"]["seconds"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
-    lists = t.nbest(words, beam)
+    lists = t.nbest(words, beam, threads=threads)
     row[f"beam{beam}"] = rates(refs, {w: lst[0][0].split() for w, lst in zip(words, lists)})
     row[f"beam{beam}"]["seconds"] = round(time.perf_counter() - t0, 1)
     miss = sum(not any(o.split() in refs[w] for o, _ in lst) for w, lst in zip(words, lists))
@@ -80,11 +92,15 @@ def main():
     ap.add_argument("--beam", type=int, default=4)
     ap.add_argument("--length-penalty", default="",
                     help="comma-separated alphas: re-rank the n best (see above)")
+    ap.add_argument("--ensemble", action="store_true", help="also the models as one")
+    ap.add_argument("--threads", type=int, default=1, help="decoding threads")
     ap.add_argument("--out")
     a = ap.parse_args()
     refs = read_refs(a.test)
     alphas = [float(x) for x in a.length_penalty.split(",") if x]
-    rows = [evaluate(m, refs, a.beam, alphas) for m in a.models]
+    rows = [evaluate(m, refs, a.beam, alphas, a.threads) for m in a.models]
+    if a.ensemble:
+        rows.append(evaluate(a.models, refs, a.beam, alphas, a.threads))
     emit({"bench": "g2p test scores (bench/g2p_eval.py)", "test": a.test,
           "words": len(refs), "models": rows}, a.out)
 

@@ -56,6 +56,7 @@ from charrnn.version import __version__  # noqa: F401  (charrnn.__version__)
 # The public API, imported on first use: name -> the module that defines it.
 _LAZY = {"CharRNN": "charrnn.model", "load": "charrnn.model", "load_classifier": "charrnn.classifier",
          "load_transducer": "charrnn.training.seq2seq", "Transducer": "charrnn.training.seq2seq",
+         "Ensemble": "charrnn.training.seq2seq_ensemble",
          "TextClassifier": "charrnn.classifier", "evaluate": "charrnn.model",
          "train": "charrnn.training.loop", "TrainConfig": "charrnn.training.options",
          "ModelConfig": "charrnn.nn.network", "runs": "charrnn.inspect.runs",
@@ -76,7 +77,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'charrnn' has no attribute {name!r}")
 
 
-__all__ = ["CharRNN", "load", "load_classifier", "TextClassifier", "load_transducer", "Transducer", "evaluate", "train", "runs", "ModelConfig", "TrainConfig",
+__all__ = ["CharRNN", "load", "load_classifier", "TextClassifier", "load_transducer", "Transducer", "Ensemble", "evaluate", "train", "runs", "ModelConfig", "TrainConfig",
            "export_onnx", "export_c", "export_html", "export_web", "info", "longest_repeat",
            "cells", "reference",
            "CharRNNError", "CheckpointError", "ConfigError", "CorpusError",

@@ -3,7 +3,8 @@ import sys
 
 import click
 
-from charrnn.cli.common import all_cores, call, finite, load_model, quiet_broken_pipe
+from charrnn.cli.common import call, finite, load_model, quiet_broken_pipe
+from charrnn.cli.transduce import ENSEMBLE, eval_seq2seq
 from charrnn.nn.precision import SAMPLE_DEFAULT, SAMPLE_HELP, SAMPLE_PRECISIONS
 
 
@@ -322,15 +323,17 @@ def _write_samples(out, pieces, K, labels, report, prime):
               "(1: greedy).")
 @click.option("--threads", type=click.IntRange(min=1), help="For a transducer: batches "
               "decoded at once, one per thread (default: all cores; the result does not change).")
+@ENSEMBLE
 def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, docs, beam,
-          threads):
+          threads, ensemble):
     """Loss of a model on a text file, in nats/char and bits/char. A run directory
     gives its best.safetensors; --latest its newest weights. Any text is scored (one
     repeated character too). For a classifier (--task classify), FILE holds
     label<TAB>text lines: accuracy, loss (nats per text) and the count per label.
     For a transducer (--task seq2seq), FILE holds source<TAB>target lines: word error
     rate (a source is right when its output matches any of its targets), token error
-    rate (edit distance over reference length) and loss (nats per target token).
+    rate (edit distance over reference length) and loss (nats per target token);
+    --ensemble adds more transducers, scored as one (see charrnn transduce).
 
     \b
     Example:
@@ -339,11 +342,13 @@ def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, do
     """
     from charrnn.classifier import run_kind
     kind = call(run_kind, checkpoint, best=not latest)
+    if ensemble and kind != "seq2seq":
+        raise click.UsageError("--ensemble is for transducers (--task seq2seq)")
     if kind == "classifier":
         return _eval_classifier(checkpoint, file, latest, encoding, encoding_errors)
     if kind == "seq2seq":
-        return _eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam,
-                             threads)
+        return eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam,
+                            threads, ensemble)
     from charrnn.model import evaluate
     model = load_model(checkpoint, latest, best)
     r = call(evaluate, model, file, encoding=encoding, encoding_errors=encoding_errors,
@@ -353,21 +358,6 @@ def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, do
                f"character{'s' * (r['chars'] != 1)}" + (
                    f" ({skipped:,} character{'s' * (skipped != 1)} the model never saw "
                    "skipped)" if skipped else ""))
-
-
-def _eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam, threads):
-    from charrnn.training.seq2seq import load_transducer
-    tr = call(load_transducer, checkpoint, best=not latest)
-    r = call(tr.evaluate, file, encoding or "utf-8", encoding_errors, beam, all_cores(threads))
-    loss = "-" if r["loss"] is None else f"{r['loss']:.4f}"
-    from charrnn.errors import plural
-    click.echo(f"word error rate {r['wer']:.4f} ({r['word_errors']:,} of "
-               f"{plural(r['words'], 'word')} wrong), token error rate {r['ter']:.4f} "
-               f"({plural(r['token_errors'], 'edit')} over {plural(r['tokens'], 'token')}), "
-               f"loss {loss} nats/token ({plural(r['pairs'], 'pair')})")
-    if r["unknown_targets"]:
-        click.echo(f"  ({plural(r['unknown_targets'], 'target')} with tokens the model does "
-                   "not know: counted in the error rates, not in the loss)")
 
 
 def _eval_classifier(checkpoint, file, latest, encoding, encoding_errors):

@@ -7,6 +7,40 @@ from charrnn.cli.common import all_cores, call, quiet_broken_pipe, text_batches
 
 CHUNK = 256   # texts per batch and thread when reading standard input (Transducer's BATCH)
 
+ENSEMBLE = click.option(
+    "--ensemble", "ensemble", multiple=True, metavar="RUN", type=click.Path(path_type=str),
+    help="Another transducer (a run or its .safetensors file; repeat for more) to decode "
+    "with RUN as one: each proposes its --beam best outputs, all score them all, and the "
+    "best mean log-probability wins. Models trained with other --seed values make a better "
+    "ensemble than one model.")
+
+
+def load(run, ensemble=(), latest=False):
+    """The Transducer in run, or with --ensemble runs an Ensemble of them all."""
+    from charrnn.training.seq2seq import load_transducer
+    tr = call(load_transducer, run, best=not latest)
+    if not ensemble:
+        return tr
+    from charrnn.training.seq2seq_ensemble import Ensemble
+    return call(Ensemble, [tr] + [call(load_transducer, r, best=not latest) for r in ensemble])
+
+
+def eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam, threads,
+                 ensemble=()):
+    """`charrnn eval` of a transducer (or, with ensemble, of several as one)."""
+    from charrnn.errors import plural
+    tr = load(checkpoint, ensemble, latest)
+    r = call(tr.evaluate, file, encoding or "utf-8", encoding_errors, beam, all_cores(threads))
+    loss = "-" if r["loss"] is None else f"{r['loss']:.4f}"
+    click.echo(f"word error rate {r['wer']:.4f} ({r['word_errors']:,} of "
+               f"{plural(r['words'], 'word')} wrong), token error rate {r['ter']:.4f} "
+               f"({plural(r['token_errors'], 'edit')} over {plural(r['tokens'], 'token')}), "
+               f"loss {loss} nats/token ({plural(r['pairs'], 'pair')})"
+               + (f", an ensemble of {len(ensemble) + 1} models" if ensemble else ""))
+    if r["unknown_targets"]:
+        click.echo(f"  ({plural(r['unknown_targets'], 'target')} with tokens the model does "
+                   "not know: counted in the error rates, not in the loss)")
+
 
 @click.command()
 @click.argument("run", metavar="RUN", type=click.Path(path_type=str))
@@ -24,7 +58,8 @@ CHUNK = 256   # texts per batch and thread when reading standard input (Transduc
               "of best.safetensors (the best validation loss, the default).")
 @click.option("--threads", type=click.IntRange(min=1), help="Batches of texts decoded at "
               "once, one per thread (default: all cores). The outputs do not change.")
-def transduce(run, texts, beam, nbest, max_len, as_json, latest, threads):
+@ENSEMBLE
+def transduce(run, texts, beam, nbest, max_len, as_json, latest, threads, ensemble):
     """Map each TEXT (or, without any, each line of standard input; empty lines are
     skipped) to its output with the transducer in RUN (a run of `charrnn train --task
     seq2seq`, or its .safetensors file). One line per text: TEXT<TAB>OUTPUT; with
@@ -36,11 +71,11 @@ def transduce(run, texts, beam, nbest, max_len, as_json, latest, threads):
       charrnn transduce runs/g2p hello --beam 5 --json
       charrnn transduce runs/g2p read --nbest 3
       cut -f1 test.tsv | charrnn transduce runs/g2p
+      charrnn transduce runs/g2p --ensemble runs/g2p-seed2 --beam 4 hello
     """
     import json
-    from charrnn.training.seq2seq import load_transducer
 
-    tr = call(load_transducer, run, best=not latest)
+    tr = load(run, ensemble, latest)
     threads = all_cores(threads)
 
     def show(batch):

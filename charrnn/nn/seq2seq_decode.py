@@ -95,3 +95,22 @@ def beam_search(model, src_ids, beam, max_len):
     src = np.asarray(src_ids).reshape(-1, 1)
     outs, scores = beam_search_batch(model, src, [src.shape[0]], beam, max_len)
     return outs[0], float(scores[0])
+
+
+def score_targets(model, src, src_len, tgt, tgt_len):
+    """(N,) float64: the log-probability the decoder gives each row's target (tgt (T+1, N)
+    from BOS, tgt_len (N,) counting EOS, as forward_backward takes them), summed over its
+    tokens and EOS: what greedy and beam search score a hypothesis that ends with EOS.
+    Teacher-forced, so one decoder pass scores any outputs: another model's n best (an
+    ensemble re-ranks its members' candidates by their summed scores)."""
+    src, src_len, tgt, tgt_len = model.check(src, src_len, tgt, tgt_len)
+    T, N = tgt.shape[0] - 1, tgt.shape[1]
+    E, K, _ = model.encode(src, src_len)                               # (N, S, C), (N, S, A)
+    sv = model._decode_forward(np.ascontiguousarray(tgt[:T]), E, K, src_len)
+    feats = np.concatenate([sv["hs"][1:], sv["ctxs"][1:]], axis=2)    # (T, N, Hd + C)
+    z = model.logits(feats.reshape(T * N, -1)).astype(np.float64)     # (T*N, Vt)
+    z -= z.max(1, keepdims=True)
+    lp = z - np.log(np.exp(z).sum(1, keepdims=True))                  # log softmax
+    picked = lp[np.arange(T * N), tgt[1:].reshape(-1)].reshape(T, N)  # (T, N)
+    valid = np.arange(T)[:, None] < tgt_len[None, :]                  # padding not scored
+    return np.where(valid, picked, 0.0).sum(0)
