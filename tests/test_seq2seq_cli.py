@@ -196,10 +196,13 @@ def test_threads_decode_batches_at_once_with_the_same_outputs(runner, trained, t
     texts = ["".join(rng.choice(list("abcde"), rng.integers(1, 7))) for _ in range(700)]
     t = charrnn.load_transducer(trained)
     want = t.transduce(texts)
-    idents, real = set(), seq2seq.greedy
-    monkeypatch.setattr(seq2seq, "greedy", lambda *a: idents.add(threading.get_ident())
-                        or real(*a))
-    assert t.transduce(texts, threads=3) == want and len(idents) == 3   # 3 batches of 256
+    # 3 batches of 256, each call waiting until all 3 have started: they run at once, on
+    # 3 threads (a thread that took two batches in turn would time the barrier out)
+    idents, real, barrier = set(), seq2seq.greedy, threading.Barrier(3, timeout=60)
+    with monkeypatch.context() as patch:
+        patch.setattr(seq2seq, "greedy", lambda *a: (barrier.wait(), idents.add(
+            threading.get_ident()), real(*a))[-1])
+        assert t.transduce(texts, threads=3) == want and len(idents) == 3
     assert t.nbest(texts[:600], 2, threads=2) == t.nbest(texts[:600], 2)
     with pytest.raises(ConfigError, match="threads must be a positive integer"):
         t.transduce(texts, threads=0)

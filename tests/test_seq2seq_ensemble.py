@@ -6,7 +6,7 @@ CLI as users meet it."""
 import numpy as np
 import pytest
 
-from charrnn.errors import ConfigError
+from charrnn.errors import ConfigError, ShapeError
 from charrnn.nn import reference_seq2seq as rs
 from charrnn.nn.seq2seq import BOS, EOS
 from charrnn.nn.seq2seq_decode import greedy, nbest_batch, score_targets
@@ -73,6 +73,11 @@ def test_scores_equal_what_decoding_gave_its_outputs(members, k, max_len):
     lens = [len(o) + d for (_, o, _), d in zip(pairs, done)]
     got = score_targets(m, src[:, cols], src_len[cols], tgt, lens)
     np.testing.assert_allclose(got, [s for _, _, s in pairs], atol=1e-4)
+    # each source encoded once for all its outputs: the same scores
+    np.testing.assert_allclose(score_targets(m, src, src_len, tgt, lens, of=cols), got,
+                               rtol=1e-6, atol=1e-6)
+    with pytest.raises(ShapeError, match="of must be"):
+        score_targets(m, src, src_len, tgt, lens, of=[len(WORDS)] * len(pairs))
 
 
 @pytest.mark.parametrize("beam", [1, 3])

@@ -16,7 +16,7 @@ keeps the n best finished hypotheses (nbest_batch), or the best one.
 import numpy as np
 
 from charrnn import _attn, _decode
-from charrnn.errors import ConfigError
+from charrnn.errors import ConfigError, ShapeError
 from charrnn.nn import cells
 
 
@@ -97,20 +97,35 @@ def beam_search(model, src_ids, beam, max_len):
     return outs[0], float(scores[0])
 
 
-def score_targets(model, src, src_len, tgt, tgt_len):
+def score_targets(model, src, src_len, tgt, tgt_len, of=None):
     """(N,) float64: the log-probability the decoder gives each row's target (tgt (T+1, N)
     from BOS, tgt_len (N,) counting EOS, as forward_backward takes them), summed over its
     tokens and EOS: what greedy and beam search score a hypothesis that ends with EOS.
     Teacher-forced, so one decoder pass scores any outputs: another model's n best (an
-    ensemble re-ranks its members' candidates by their summed scores)."""
-    src, src_len, tgt, tgt_len = model.check(src, src_len, tgt, tgt_len)
+    ensemble re-ranks its members' candidates by their summed scores). of (N,): target
+    row n is of source column of[n] (each source encoded once for all its targets);
+    None: column n."""
+    src, src_len = model.check(src, src_len)[:2]
+    of = np.arange(src.shape[1]) if of is None else np.asarray(of, np.int64)
+    if of.ndim != 1 or (of.size and not 0 <= of.min() <= of.max() < src.shape[1]):
+        raise ShapeError(f"of must be (N,) source columns in 0..{src.shape[1] - 1}")
+    E, K, _ = model.encode(src, src_len)                               # (U, S, C), (U, S, A)
+    # rows longest target first, as training sorts them: decoder step s then runs only
+    # the prefix of rows still inside their target (active[s]), not their padding
+    tgt, tgt_len = model.check(src[:, of], src_len[of], tgt, tgt_len)[2:]
+    order = np.argsort(-tgt_len, kind="stable")
+    tgt, tgt_len, of = np.ascontiguousarray(tgt[:, order]), tgt_len[order], of[order]
     T, N = tgt.shape[0] - 1, tgt.shape[1]
-    E, K, _ = model.encode(src, src_len)                               # (N, S, C), (N, S, A)
-    sv = model._decode_forward(np.ascontiguousarray(tgt[:T]), E, K, src_len)
+    active = (tgt_len[None, :] > np.arange(T)[:, None]).sum(1).astype(np.int64)   # (T,)
+    sv = model._decode_forward(np.ascontiguousarray(tgt[:T]), np.ascontiguousarray(E[of]),
+                               np.ascontiguousarray(K[of]), src_len[of], active)
+    valid = np.arange(T)[:, None] < tgt_len[None, :]                  # (T, N)
     feats = np.concatenate([sv["hs"][1:], sv["ctxs"][1:]], axis=2)    # (T, N, Hd + C)
-    z = model.logits(feats.reshape(T * N, -1)).astype(np.float64)     # (T*N, Vt)
+    z = model.logits(feats[valid]).astype(np.float64)                 # (M, Vt) scored steps
     z -= z.max(1, keepdims=True)
     lp = z - np.log(np.exp(z).sum(1, keepdims=True))                  # log softmax
-    picked = lp[np.arange(T * N), tgt[1:].reshape(-1)].reshape(T, N)  # (T, N)
-    valid = np.arange(T)[:, None] < tgt_len[None, :]                  # padding not scored
-    return np.where(valid, picked, 0.0).sum(0)
+    picked = np.zeros((T, N))
+    picked[valid] = lp[np.arange(len(z)), tgt[1:][valid]]
+    out = np.empty(N)
+    out[order] = picked.sum(0)
+    return out
