@@ -110,6 +110,27 @@ def test_the_ensemble_picks_the_best_mean_score_of_all_proposals(members, beam):
     assert e.transduce(WORDS, beam) == [lst[0][0] for lst in got]
 
 
+@pytest.mark.parametrize("max_len", [2, None])
+def test_own_search_scores_stand_in_for_teacher_forced_ones(members, max_len):
+    # the members' own scores of their finished proposals are reused; those cut at
+    # max_len (scored without EOS by the search) are scored again, with EOS
+    e = Ensemble(members[:2])
+    got = e.nbest(WORDS, 3, 3, max_len=max_len)
+    flat = [(w, o, sc) for w, lst in zip(WORDS, got) for o, sc in lst]
+    cut = [len(o.split()) == (max_len or e.max_len) for _, o, _ in flat]
+    assert any(cut) if max_len == 2 else not any(cut)
+    fresh = e.logprobs([w for w, _, _ in flat], [o for _, o, _ in flat]).mean(0)
+    np.testing.assert_allclose([sc for _, _, sc in flat], fresh, atol=1e-4)
+    known = np.full((2, len(flat)), np.nan)
+    known[1, 0] = 123.0
+    kept = e.logprobs([w for w, _, _ in flat], [o for _, o, _ in flat], known=known)
+    assert kept[1, 0] == 123.0 and np.isnan(known[0, 0])   # kept; the argument not written
+    np.testing.assert_allclose(kept[0], e.logprobs([w for w, _, _ in flat],
+                                                   [o for _, o, _ in flat])[0])
+    with pytest.raises(ConfigError, match="known must have shape"):
+        e.logprobs(["ab"], ["B A"], known=np.zeros((3, 1)))
+
+
 def test_threads_keep_the_result(members):
     e = Ensemble(members)
     assert e.nbest(WORDS * 40, 3, threads=2) == e.nbest(WORDS * 40, 3)

@@ -14,7 +14,8 @@ of one model on both cores, and as one they beat it by about a point of WER (doc
 How (n-best re-ranking): every member proposes its `beam` best outputs of a source (its
 greedy output when beam is 1); every member then scores every proposal, teacher-forced
 (charrnn.nn.seq2seq_decode.score_targets: the log-probability of its tokens and EOS, the
-score its own search gives a finished hypothesis); the ensemble's score of a proposal is
+score its own search gives a finished hypothesis, which is taken from the search for the
+member's own proposals); the ensemble's score of a proposal is
 the mean of its members' (the log of their probabilities' geometric mean: a log-linear
 combination). The best proposal wins; ties go to the earlier proposal (members in the
 order given, each member's list best first). A proposal with a token some member never
@@ -53,20 +54,27 @@ class Ensemble:
         self.max_len = max(m.max_len for m in members)
         self.split, self.join = members[0].split, members[0].join
 
-    def logprobs(self, sources, outputs, threads=1):
+    def logprobs(self, sources, outputs, threads=1, known=None):
         """(members, pairs) float64: each member's log-probability of each output (a
         string, as transduce returns) given its source, EOS included; -inf where the
-        output has a token the member does not know. threads > 1: members scored
-        at once, one per thread (each has its own weights and workspaces)."""
-        out = np.full((len(self.members), len(sources)), -np.inf)
+        output has a token the member does not know. known: None, or (members, pairs)
+        scores already known, kept where not NaN (a member's own search scored its
+        proposals). threads > 1: members scored at once, one per thread (each has its
+        own weights and workspaces)."""
+        shape = (len(self.members), len(sources))
+        out = np.full(shape, np.nan) if known is None else np.array(known, np.float64)
+        if out.shape != shape:
+            raise ConfigError(f"known must have shape {shape}, got {out.shape}")
 
         def one(k):
             m = self.members[k]
-            known = set(m.tgt_vocab)
+            vocab = set(m.tgt_vocab)
             by_source = {}   # source -> the pairs that need its encoding
-            for i, o in enumerate(outputs):
-                if set(m.split(o)) <= known:
+            for i in np.flatnonzero(np.isnan(out[k])):
+                if set(m.split(outputs[i])) <= vocab:
                     by_source.setdefault(sources[i], []).append(i)
+                else:
+                    out[k, i] = -np.inf
             texts = sorted(by_source, key=len)   # less padding per batch
             lo = 0
             while lo < len(texts):   # sources whose pairs make up to ROWS decoder rows
@@ -91,15 +99,23 @@ class Ensemble:
         return out
 
     def _proposals(self, texts, beam, max_len, threads):
-        """Per text, its distinct proposals in order of first appearance."""
-        if beam == 1:
-            lists = [[[o] for o in m.transduce(texts, 1, max_len, threads)]
-                     for m in self.members]
-        else:
-            lists = [[[o for o, _ in lst] for lst in m.nbest(texts, beam, beam, max_len, threads)]
-                     for m in self.members]
-        return [list(dict.fromkeys(o for member in lists for o in member[i]))
-                for i in range(len(texts))]
+        """Per text, its distinct proposals in order of first appearance, each with the
+        scores its proposers' searches gave it: {output: {member: score}}. Only finished
+        hypotheses' scores are kept (a hypothesis cut at max_len is scored without EOS,
+        teacher-forced scores with it); greedy decoding gives none."""
+        props = [{} for _ in texts]
+        for k, m in enumerate(self.members):
+            cut = m.max_len if max_len is None else max_len
+            if beam == 1:
+                lists = [[(o, None)] for o in m.transduce(texts, 1, max_len, threads)]
+            else:
+                lists = m.nbest(texts, beam, beam, max_len, threads)
+            for p, lst in zip(props, lists):
+                for o, score in lst:
+                    mine = p.setdefault(o, {})
+                    if score is not None and len(m.split(o)) < cut:
+                        mine[k] = score
+        return props
 
     def nbest(self, texts, n, beam=None, max_len=None, threads=1):
         """Per text, up to n proposals (see the module docstring; beam: n unless wider)
@@ -111,14 +127,18 @@ class Ensemble:
         props = self._proposals(texts, beam, max_len, threads)
         flat_src = [t for t, ps in zip(texts, props) for _ in ps]
         flat_out = [o for ps in props for o in ps]
-        mean = (self.logprobs(flat_src, flat_out, threads).mean(0) if flat_out
+        known = np.full((len(self.members), len(flat_out)), np.nan)
+        for j, scores in enumerate(s for ps in props for s in ps.values()):
+            for k, v in scores.items():
+                known[k, j] = v
+        mean = (self.logprobs(flat_src, flat_out, threads, known).mean(0) if flat_out
                 else np.empty(0))
         result, at = [], 0
         for ps in props:
-            scores = mean[at:at + len(ps)]
+            outs, scores = list(ps), mean[at:at + len(ps)]
             at += len(ps)
             order = sorted(range(len(ps)), key=lambda j: -scores[j])   # stable: ties keep order
-            result.append([(ps[j], float(scores[j])) for j in order[:n]])
+            result.append([(outs[j], float(scores[j])) for j in order[:n]])
         return result
 
     def transduce(self, texts, beam=1, max_len=None, threads=1):
