@@ -11,8 +11,7 @@ ENSEMBLE = click.option(
     "--ensemble", "ensemble", multiple=True, metavar="RUN", type=click.Path(path_type=str),
     help="Another transducer (a run or its .safetensors file; repeat for more) to decode "
     "with RUN as one: each proposes its --beam best outputs, all score them all, and the "
-    "best mean log-probability wins. Models trained with other --seed values make a better "
-    "ensemble than one model.")
+    "best mean log-probability wins. Train the members with different --seed values.")
 
 
 def load(run, ensemble=(), latest=False):
@@ -48,7 +47,8 @@ def eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam, thre
 @click.option("--beam", default=1, show_default=True, type=click.IntRange(min=1),
               help="Beam search with K hypotheses (1: greedy decoding).")
 @click.option("--nbest", type=click.IntRange(min=1), help="Print the N best outputs of each "
-              "text, best first, each with its log-probability (beam search of at least N).")
+              "text, best first, each with its log-probability (beam search of at least N; with "
+              "--ensemble, the members' mean).")
 @click.option("--max-len", type=click.IntRange(min=1), help="Longest output, in tokens "
               "(default: twice the longest training target, plus 2).")
 @click.option("--json", "as_json", is_flag=True,
