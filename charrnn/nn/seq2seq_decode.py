@@ -25,6 +25,13 @@ def _check_len(max_len):
         raise ConfigError(f"max_len must be a positive integer, got {max_len!r}")
 
 
+def check_counts(**counts):
+    """A one-line ConfigError unless every count (beam=..., n=...) is a positive integer."""
+    for name, k in counts.items():
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {k!r}")
+
+
 def _weights(model):
     # the decoder's arguments after (cell, kind): embedding, cell weights with their packs
     # (as the training loop's: empty for float64 or BLAS), then the attention's W_q, v
@@ -70,9 +77,7 @@ def nbest_batch(model, src, src_len, beam, max_len, n):
     """Per source, the n <= beam best finished hypotheses of beam_search_batch's search,
     best first, as [(target ids, score), ...]: fewer when fewer finished."""
     _check_len(max_len)
-    for name, k in (("beam", beam), ("n", n)):
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {k!r}")
+    check_counts(beam=beam, n=n)
     if n > beam:
         raise ConfigError(f"n ({n}) can be at most the beam ({beam}): a beam keeps that many")
     src, src_len, _, _ = model.check(src, src_len)

@@ -32,7 +32,7 @@ from charrnn.nn.network import StreamMasks
 from charrnn.nn.parallel import Parallel
 from charrnn.nn.seq2seq import BOS, EOS, Seq2Seq
 from charrnn.nn.seq2seq_decode import beam_search_batch, greedy, nbest_batch
-from charrnn.training.seq2seq_score import error_rates, group_references
+from charrnn.training.seq2seq_score import decoded_error_rates
 
 TOKENS = ("chars", "words")
 BATCH = 256   # sources per decoding call (greedy or beam) or loss pass
@@ -149,10 +149,7 @@ class Transducer:
         threads), and the mean loss per target token (EOS included) over the pairs whose
         tokens the model knows (the others: `unknown_targets`, counted in the error rates
         only)."""
-        refs = group_references(sources, targets, self.split)
-        words = list(refs)
-        hyps = dict(zip(words, map(self.split, self.transduce(words, beam, threads=threads))))
-        r = error_rates(refs, hyps)
+        r = decoded_error_rates(self, sources, targets, beam, threads)
         known = set(self.tgt_vocab)
         ok = [(s, t) for s, t in zip(sources, targets) if set(self.split(t)) <= known]
         total = count = 0.0

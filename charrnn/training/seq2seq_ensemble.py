@@ -33,9 +33,9 @@ vocabularies may differ (each encodes sources with its own).
 import numpy as np
 
 from charrnn.errors import ConfigError
-from charrnn.data.pairs import read_pairs
-from charrnn.nn.seq2seq_decode import score_targets
-from charrnn.training.seq2seq_score import error_rates, group_references
+from charrnn.nn.seq2seq_decode import check_counts, score_targets
+from charrnn.training.seq2seq import Transducer
+from charrnn.training.seq2seq_score import decoded_error_rates
 
 ROWS = 512   # decoder rows (proposals) per teacher-forced scoring pass
 
@@ -121,9 +121,7 @@ class Ensemble:
         """Per text, up to n proposals (see the module docstring; beam: n unless wider)
         best first by the members' mean log-probability: [(output, score), ...]."""
         beam = n if beam is None else beam
-        for name, k in (("beam", beam), ("n", n)):
-            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {k!r}")
+        check_counts(beam=beam, n=n)
         props = self._proposals(texts, beam, max_len, threads)
         flat_src = [t for t, ps in zip(texts, props) for _ in ps]
         flat_out = [o for ps in props for o in ps]
@@ -149,10 +147,7 @@ class Ensemble:
         """Transducer.score's error rates for the ensemble's outputs, and its loss: the
         mean over the known pairs' tokens (EOS included) of the negative mean log-probability
         the members give them."""
-        refs = group_references(sources, targets, self.split)
-        words = list(refs)
-        hyps = dict(zip(words, map(self.split, self.transduce(words, beam, threads=threads))))
-        r = error_rates(refs, hyps)
+        r = decoded_error_rates(self, sources, targets, beam, threads)
         lp = self.logprobs(list(sources), list(targets), threads).mean(0)
         ok = np.isfinite(lp)
         count = sum(len(self.split(t)) + 1 for t, k in zip(targets, ok) if k)
@@ -160,7 +155,4 @@ class Ensemble:
                  unknown_targets=int((~ok).sum()), members=len(self.members))
         return r
 
-    def evaluate(self, path, encoding="utf-8", errors="strict", beam=1, threads=1):
-        """score() on a source<TAB>target file (charrnn.data.pairs.read_pairs)."""
-        pairs = read_pairs(path, encoding, errors, names=("source", "target"))
-        return self.score(pairs.left, pairs.right, beam, threads)
+    evaluate = Transducer.evaluate   # score() on a source<TAB>target file

@@ -5,6 +5,8 @@ where one source may have several (CMUdict lists some words more than once).
     error_rates(refs, hyps)                      refs: {source: [reference token lists]},
                                                  hyps: {source: hypothesis token list}
         -> {"words", "word_errors", "wer", "token_errors", "tokens", "ter"}
+    decoded_error_rates(t, sources, targets)     error_rates of what t (a Transducer or an
+                                                 Ensemble) decodes for the sources
 
 A word (a distinct source) is right when its hypothesis equals ANY of its references.
 Token errors: the edit distance to the nearest reference (the first of equals), over
@@ -46,3 +48,12 @@ def group_references(sources, targets, split):
     for s, t in zip(sources, targets):
         refs.setdefault(s, []).append(split(t))
     return refs
+
+
+def decoded_error_rates(t, sources, targets, beam=1, threads=1):
+    """error_rates of the outputs t (a Transducer or an Ensemble: its split and
+    transduce) decodes for each distinct source, against all of that source's targets."""
+    refs = group_references(sources, targets, t.split)
+    words = list(refs)
+    return error_rates(refs, dict(zip(words, map(t.split, t.transduce(words, beam,
+                                                                      threads=threads)))))
