@@ -9,7 +9,8 @@
 Why: models trained from different seeds err on different words, and the published
 CMUdict figures that lead (Toshniwal and Livescu 2016, 20.24% WER) are ensembles. Two
 models trained side by side on a 2-core machine, one thread each, train 1.35x the pairs
-of one model on both cores, and as one they beat it by about a point of WER (docs/seq2seq.md).
+of one model on both cores, and as one they beat it by about a point of WER
+(docs/seq2seq-ensembles.md).
 
 How (n-best re-ranking): every member proposes its `beam` best outputs of a source (its
 greedy output when beam is 1); every member then scores every proposal, teacher-forced
