@@ -116,7 +116,9 @@ static inline size_t cr_sgemm_bf16_packed_size_nr(ptrdiff_t K, ptrdiff_t N, int 
 
 /* Pack B (K, N), or B stored (N, K) if trans_b, rounded to bf16, for tile width NR and
  * kernel kind (0 portable, 1 native). Bp has cr_sgemm_bf16_packed_size_nr floats. Plain
- * C: it runs once per pass, not per step. */
+ * C: it runs once per pass, not per step; like cr_sgemm_pack_nr it keeps its loops free
+ * of tests (a zero column or k past the matrix is written apart) and copies a transposed
+ * W CR_PACK_KB values of k (CR_PACK_KB / 2 pair rows) at a time. */
 static void cr_sgemm_pack_bf16_nr(int trans_b, ptrdiff_t K, ptrdiff_t N, const float *B,
                                   ptrdiff_t ldb, float *Bp, int NR, int kind)
 {
@@ -127,20 +129,35 @@ static void cr_sgemm_pack_bf16_nr(int trans_b, ptrdiff_t K, ptrdiff_t N, const f
     cr_put_i32(Bp + 3, (int32_t)N);
     cr_put_i32(Bp + 4, kind);
     uint32_t *P = (uint32_t *)(Bp + CR_PACK_HDR);
-    const ptrdiff_t KP = (K + 1) / 2;
+    const ptrdiff_t KP = (K + 1) / 2, KF = K / 2;       /* pairs; pairs without a zero */
     for (ptrdiff_t j0 = 0; j0 < N; j0 += NR) {
+        const ptrdiff_t nr = N - j0 < NR ? N - j0 : NR;
         uint32_t *panel = P + (j0 / NR) * NR * KP;            /* (KP, NR) pairs */
-        for (ptrdiff_t p = 0; p < KP; p++)
-            for (ptrdiff_t j = 0; j < NR; j++) {
-                float b0 = 0.0f, b1 = 0.0f;
-                if (j0 + j < N) {
-                    ptrdiff_t k = 2 * p, col = j0 + j;
-                    b0 = trans_b ? B[col * ldb + k] : B[k * ldb + col];
-                    if (k + 1 < K)
-                        b1 = trans_b ? B[col * ldb + k + 1] : B[(k + 1) * ldb + col];
-                }
-                panel[p * NR + j] = cr_bf16_pair(b0, b1);
+        if (!trans_b) {
+            for (ptrdiff_t p = 0; p < KF; p++) {
+                const float *r0 = B + 2 * p * ldb + j0, *r1 = r0 + ldb;
+                uint32_t *out = panel + p * NR;
+                for (ptrdiff_t j = 0; j < nr; j++)
+                    out[j] = cr_bf16_pair(r0[j], r1[j]);
             }
+            if (KF < KP)                                       /* K odd: k = K-1 and a zero */
+                for (ptrdiff_t j = 0; j < nr; j++)
+                    panel[KF * NR + j] = cr_bf16_pair(B[(K - 1) * ldb + j0 + j], 0.0f);
+        } else {
+            for (ptrdiff_t p0 = 0; p0 < KF; p0 += CR_PACK_KB / 2) {
+                const ptrdiff_t pb = KF - p0 < CR_PACK_KB / 2 ? KF - p0 : CR_PACK_KB / 2;
+                for (ptrdiff_t j = 0; j < nr; j++) {
+                    const float *src = B + (j0 + j) * ldb + 2 * p0;   /* row j0+j of (N, K) */
+                    for (ptrdiff_t p = 0; p < pb; p++)
+                        panel[(p0 + p) * NR + j] = cr_bf16_pair(src[2 * p], src[2 * p + 1]);
+                }
+            }
+            if (KF < KP)
+                for (ptrdiff_t j = 0; j < nr; j++)
+                    panel[KF * NR + j] = cr_bf16_pair(B[(j0 + j) * ldb + K - 1], 0.0f);
+        }
+        for (ptrdiff_t p = 0; p < KP && nr < NR; p++)         /* columns past N: zeros */
+            memset(panel + p * NR + nr, 0, (size_t)(NR - nr) * sizeof(uint32_t));
     }
 }
 

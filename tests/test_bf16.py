@@ -106,6 +106,29 @@ def test_gemm_against_float64(tier, kind, M, N, K, trans_a, trans_b):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("K,N", [(0, 5), (1, 1), (2, 33), (3, 16), (17, 31), (32, 64),
+                                 (33, 65), (130, 40), (577, 100)])
+def test_pack_layout(tier, kind, K, N):
+    """The packed bytes, read back by the layout sgemm_bf16.h documents (a header, then
+    column panels of NR, each ceil(K/2) rows of NR pairs, zeros past K and N), from B and
+    from B^T alike: every edge of the blocked copy (K odd, k blocks of 16, N past NR)."""
+    if kind != "portable" and not precision.native():
+        return
+    B = np.random.default_rng(K * 100 + N).standard_normal((K, N)).astype(np.float32)
+    Bp = bf16_pack(B, kind)
+    np.testing.assert_array_equal(Bp.view(np.uint32), bf16_pack(B, kind, True).view(np.uint32))
+    hdr = Bp[:16].view(np.int32)
+    NR = int(hdr[1])
+    assert list(hdr[2:5]) == [K, N, kind != "portable"]
+    KP, panels = (K + 1) // 2, -(-N // NR)
+    bits = bf16(B).view(np.uint32) >> 16                      # (K, N) bf16 bit patterns
+    full = np.zeros((2 * KP, panels * NR), np.uint32)
+    full[:K, :N] = bits
+    want = (full[0::2] | (full[1::2] << 16)).reshape(KP, panels, NR).transpose(1, 0, 2)
+    np.testing.assert_array_equal(Bp[16:].view(np.uint32), want.ravel())
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_rounding_of_both_operands_is_nearest_even(kind):
     """Through the whole path (packing B, copying A into the tiles): times the identity,
     each operand comes back rounded to bf16, ties to even, NaN still NaN (Arm's BFDOT

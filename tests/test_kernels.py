@@ -304,6 +304,24 @@ def test_row_major_gemm(ta, tb, dtype):
     np.testing.assert_allclose(C, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+@pytest.mark.parametrize("K,N", [(1, 1), (3, 16), (17, 31), (33, 65), (130, 40), (577, 100)])
+def test_sgemm_pack_layout(K, N, tier):
+    """The float32 pack, read back by the layout sgemm.h documents (a header, then column
+    panels of NR, each K rows of NR floats, zeros past N), from B and from B^T alike:
+    every edge of the transposed copy's k blocks of 16."""
+    B = np.random.default_rng(K * 100 + N).standard_normal((K, N)).astype(np.float32)
+    Bp = np.full(_ops.sgemm_packed_size(K, N), np.nan, np.float32)
+    _ops.sgemm_pack(False, B, Bp)
+    Bt = np.full_like(Bp, np.nan)
+    _ops.sgemm_pack(True, np.ascontiguousarray(B.T), Bt)
+    np.testing.assert_array_equal(Bp, Bt)
+    NR = int(Bp[:16].view(np.int32)[1])
+    panels = -(-N // NR)
+    full = np.zeros((K, panels * NR), np.float32)
+    full[:, :N] = B
+    np.testing.assert_array_equal(Bp[16:], full.reshape(K, panels, NR).transpose(1, 0, 2).ravel())
+
+
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("packed", [False, True])
 @pytest.mark.parametrize("M,N,K", [(1, 1, 1), (8, 32, 16), (7, 33, 5), (9, 31, 300), (33, 65, 257),
