@@ -31,7 +31,8 @@ def export(run, fmt, output, int8, prefix, latest, best):
     onnx: inputs tokens (T, B) int64, h0 (L, B, H) [and c0 for an LSTM];
           outputs logits (T, B, V), hn [and cn]; vocabulary in the metadata.
     c:    static const weights, no malloc; -DCHARRNN_MAIN makes it a program
-          taking --length N --temp T --seed S --prime TEXT.
+          taking --length N --temp T --seed S --prime TEXT. A transducer's
+          (--task seq2seq) decodes greedily: ./model [--scores] [TEXT]...
     html: one page (WebAssembly inside), opens from disk with no network.
     web:  DIR/charrnn.js (ml5.js CharRNN's API), charrnn.wasm, model.bin, index.html.
 
@@ -40,6 +41,7 @@ def export(run, fmt, output, int8, prefix, latest, best):
       charrnn export charrnn-runs/tinyshakespeare-20260101-120000 --format onnx -o model.onnx
       charrnn export RUN --format c -o model.c --int8
       cc -std=c99 -O2 -DCHARRNN_MAIN model.c -lm -o model && ./model --prime "ROMEO:" --seed 1
+      charrnn export runs/g2p --format c -o g2p.c && cc -O2 -DCHARRNN_MAIN g2p.c -lm -o g2p
       charrnn export RUN --format html -o model.html --int8
       charrnn export RUN --format web -o site/model
     """
@@ -48,6 +50,19 @@ def export(run, fmt, output, int8, prefix, latest, best):
         raise click.UsageError("--int8 applies to --format c, html and web, not onnx")
     if fmt != "c" and prefix != "charrnn":
         raise click.UsageError("--prefix applies to --format c only")
+    from charrnn.classifier import run_kind
+    from charrnn.io.rundir import latest_run
+    target = run or latest_run()
+    kind = call(run_kind, target, best=not latest) if target else "lm"   # lm: load_model explains
+    if kind == "classifier":
+        raise click.UsageError(f"{target} is a classifier: classifiers cannot be exported yet "
+                               "(language models and transducers can)")
+    if kind == "seq2seq":
+        if fmt != "c":
+            raise click.UsageError(f"{target} is a transducer: it exports to C only (--format c)")
+        call(api.export_c, target, output, int8=int8, prefix=prefix, best=not latest)
+        click.echo(f"charrnn: wrote {output}", err=True)
+        return
     model = load_model(run, latest, best)
     if fmt == "onnx":
         call(api.export_onnx, model, output)

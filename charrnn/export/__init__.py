@@ -2,7 +2,7 @@
 with a C compiler (microcontrollers included), a web page or a folder for the browser.
 
     charrnn.export_onnx(model, "model.onnx")        # onnx_graph.py
-    charrnn.export_c(model, "model.c", int8=False)  # c_source.py
+    charrnn.export_c(model, "model.c", int8=False)  # c_source.py; a transducer: c_seq2seq.py
     export_html(model, "model.html", int8=False)    # web_page.py (WebAssembly, webrt/)
     export_web(model, "site/model/", int8=False)    # the same runtime as files
 
@@ -47,14 +47,32 @@ def export_onnx(model, path):
     return path
 
 
-def export_c(model, path, int8=False, prefix="charrnn"):
+def export_c(model, path, int8=False, prefix="charrnn", best=False):
     """Write `model` to `path` as one self-contained C99 file; returns path.
 
+    `model` may also be a transducer (a charrnn.training.seq2seq.Transducer, or the run
+    or .safetensors file of `charrnn train --task seq2seq`; best.safetensors unless not
+    best): its file decodes greedily (c_seq2seq.py).
     int8: per-row int8 weights with a float scale per row (about 4x smaller), state and
     accumulation in float. prefix: the prefix of every public symbol (`charrnn_step`...).
     """
-    from charrnn.export.c_source import c_source
-    write_output(path, c_source(as_model(model), int8=int8, prefix=prefix).encode("utf-8"))
+    from charrnn.training.seq2seq import Transducer
+    if isinstance(model, (str, os.PathLike)):
+        from charrnn.classifier import run_kind
+        kind = run_kind(model, best=best)
+        if kind == "seq2seq":
+            from charrnn.training.seq2seq import load_transducer
+            model = load_transducer(model, best=best)
+        elif kind == "classifier":
+            raise ExportError("a classifier cannot be exported yet (language models and "
+                              "transducers can)")
+    if isinstance(model, Transducer):
+        from charrnn.export.c_seq2seq import c_seq2seq_source
+        src = c_seq2seq_source(model, int8=int8, prefix=prefix)
+    else:
+        from charrnn.export.c_source import c_source
+        src = c_source(as_model(model, best=best), int8=int8, prefix=prefix)
+    write_output(path, src.encode("utf-8"))
     return path
 
 

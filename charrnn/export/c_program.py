@@ -1,5 +1,6 @@
 """The optional program in an exported C file (compiled with -DCHARRNN_MAIN): charrnn
-sample's options on top of the library API, and --eval for a text file's loss.
+sample's options on top of the library API, and --eval for a text file's loss; for a
+transducer (S2S_MAIN), each TEXT or line of standard input and its output.
 
 It reads the prime as charrnn.generate.sampler does: its last character is the first input, the
 others only warm the state up, an empty prime starts on CHARRNN_START, and the output is
@@ -7,8 +8,7 @@ the prime, the generated characters and a newline. Errors are one line on stderr
 status 2 (bad arguments) or 1 (files).
 """
 
-MAIN = r"""
-#ifdef CHARRNN_MAIN
+HEAD = r"""
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -42,7 +42,10 @@ static long cr_utf8(const unsigned char **p)
     *p = s + n + 1;
     return c;
 }
+"""
 
+# The language model's program: HEAD, then sampling and --eval.
+MAIN = "\n#ifdef CHARRNN_MAIN" + HEAD + r"""
 static void cr_put(int id)
 {
     uint32_t c = charrnn_vocab[id];
@@ -168,6 +171,79 @@ int main(int argc, char **argv)
     }
     putchar('\n');
     return fflush(stdout) == 0 ? 0 : 1;
+}
+#endif
+"""
+
+
+# A transducer's program (c_seq2seq.py): HEAD, then one output per text.
+S2S_MAIN = "\n#ifdef CHARRNN_MAIN" + HEAD + r"""
+/* One text: its output on a line (text, tab, tokens[, tab, log-probability]); 0 if
+ * the text cannot be read (not UTF-8, or longer than CHARRNN_MAX_SOURCE). */
+static int cr_line(charrnn_s2s *ws, const char *text, int scores)
+{
+    static int src[CHARRNN_MAX_SOURCE], out[CHARRNN_MAX_OUTPUT];
+    const unsigned char *p = (const unsigned char *)text;
+    double lp;
+    int n = 0, k, i;
+    while (*p) {
+        long code = cr_utf8(&p);
+        if (code < 0) { fprintf(stderr, "%s: not valid UTF-8: %s\n", cr_prog, text); return 0; }
+        if (n == CHARRNN_MAX_SOURCE) {
+            fprintf(stderr, "%s: longer than %d characters (compile with a larger "
+                    "-DCHARRNN_MAX_SOURCE): %s\n", cr_prog, CHARRNN_MAX_SOURCE, text);
+            return 0;
+        }
+        src[n++] = charrnn_source_id((uint32_t)code);
+    }
+    k = charrnn_transduce(ws, src, n, out, CHARRNN_MAX_OUTPUT, &lp);
+    fputs(text, stdout);
+    putchar('\t');
+    for (i = 0; i < k; i++) {
+        if (i && CHARRNN_TARGET_WORDS) putchar(' ');
+        fputs(charrnn_target_tokens[out[i]], stdout);
+    }
+    if (scores) printf("\t%.6f", lp);
+    putchar('\n');
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    static charrnn_s2s ws;
+    static char buf[8 * CHARRNN_MAX_SOURCE + 8];
+    int i, scores = 0, texts = 0, ok = 1;
+    cr_prog = argv[0];
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: %s [--scores] [TEXT]...\n  each TEXT (or each line of standard "
+                   "input) and its output, tab-separated\n  --scores: and the output's "
+                   "log-probability\n", cr_prog);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--scores")) scores = 1;
+        else if (argv[i][0] == '-' && argv[i][1] == '-') cr_die(2, "unknown option: ", argv[i]);
+    }
+    for (i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--scores")) {
+            texts++;
+            if (!*argv[i]) cr_die(2, "an empty TEXT", NULL);
+            ok &= cr_line(&ws, argv[i], scores);
+        }
+    while (!texts && fgets(buf, sizeof buf, stdin)) {
+        size_t len = strlen(buf);
+        if (len + 1 == sizeof buf && buf[len - 1] != '\n') {
+            int ch;
+            fprintf(stderr, "%s: a line longer than %d characters (compile with a larger "
+                    "-DCHARRNN_MAX_SOURCE)\n", cr_prog, CHARRNN_MAX_SOURCE);
+            while ((ch = getchar()) != EOF && ch != '\n') {}
+            ok = 0;
+            continue;
+        }
+        while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) buf[--len] = 0;
+        if (len) ok &= cr_line(&ws, buf, scores);
+    }
+    return fflush(stdout) == 0 && ok ? 0 : 1;
 }
 #endif
 """
