@@ -169,6 +169,8 @@ def test_cli_exports_a_transducer_run_and_refuses_other_formats(tmp_path):
     exe = build(tmp_path / "t.c", tmp_path / "t", "-DCHARRNN_MAIN")
     got = outputs(exe, TEXTS)
     assert [o for o, _ in got] == load_transducer(tmp_path / "t.safetensors").transduce(TEXTS)
+    with pytest.raises(charrnn.errors.ExportError, match="is a transducer: pass charrnn.load_transducer"):
+        charrnn.export_c(tmp_path / "t.safetensors", tmp_path / "u.c")
     for fmt in ("onnx", "html", "web"):
         r = CliRunner().invoke(main, ["export", str(tmp_path / "t.safetensors"), "--format",
                                       fmt, "-o", str(tmp_path / "x")])

@@ -60,7 +60,9 @@ def export(run, fmt, output, int8, prefix, latest, best):
     if kind == "seq2seq":
         if fmt != "c":
             raise click.UsageError(f"{target} is a transducer: it exports to C only (--format c)")
-        call(api.export_c, target, output, int8=int8, prefix=prefix, best=not latest)
+        from charrnn.training.seq2seq import load_transducer
+        call(api.export_c, call(load_transducer, target, best=not latest), output, int8=int8,
+             prefix=prefix)
         click.echo(f"charrnn: wrote {output}", err=True)
         return
     model = load_model(run, latest, best)

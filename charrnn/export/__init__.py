@@ -12,7 +12,7 @@ failed export never leaves half a file behind.
 """
 import os
 
-from charrnn.errors import ExportError
+from charrnn.errors import CheckpointError, ExportError
 
 
 def as_model(model, best=False):
@@ -21,6 +21,14 @@ def as_model(model, best=False):
     if isinstance(model, CharRNN):
         return model
     if isinstance(model, (str, os.PathLike)):
+        from charrnn.classifier import run_kind
+        try:
+            kind = run_kind(model, best=best)
+        except CheckpointError:
+            kind = None                                  # load() says what is wrong
+        if kind == "seq2seq":
+            raise ExportError(f"{model} is a transducer: pass charrnn.load_transducer"
+                              f"({str(model)!r}) (charrnn export RUN --format c loads it)")
         return load(model, best=best)
     raise ExportError(f"expected a CharRNN, a run directory or a .safetensors path, not "
                       f"{type(model).__name__}")
@@ -47,31 +55,20 @@ def export_onnx(model, path):
     return path
 
 
-def export_c(model, path, int8=False, prefix="charrnn", best=False):
+def export_c(model, path, int8=False, prefix="charrnn"):
     """Write `model` to `path` as one self-contained C99 file; returns path.
 
-    `model` may also be a transducer (a charrnn.training.seq2seq.Transducer, or the run
-    or .safetensors file of `charrnn train --task seq2seq`; best.safetensors unless not
-    best): its file decodes greedily (c_seq2seq.py).
+    `model` may also be a transducer (charrnn.load_transducer's): its file decodes
+    greedily (c_seq2seq.py).
     int8: per-row int8 weights with a float scale per row (about 4x smaller), state and
     accumulation in float. prefix: the prefix of every public symbol (`charrnn_step`...).
     """
-    from charrnn.training.seq2seq import Transducer
-    if isinstance(model, (str, os.PathLike)):
-        from charrnn.classifier import run_kind
-        kind = run_kind(model, best=best)
-        if kind == "seq2seq":
-            from charrnn.training.seq2seq import load_transducer
-            model = load_transducer(model, best=best)
-        elif kind == "classifier":
-            raise ExportError("a classifier cannot be exported yet (language models and "
-                              "transducers can)")
-    if isinstance(model, Transducer):
+    if hasattr(model, "tgt_vocab") and hasattr(model, "transduce"):   # a Transducer
         from charrnn.export.c_seq2seq import c_seq2seq_source
         src = c_seq2seq_source(model, int8=int8, prefix=prefix)
     else:
         from charrnn.export.c_source import c_source
-        src = c_source(as_model(model, best=best), int8=int8, prefix=prefix)
+        src = c_source(as_model(model), int8=int8, prefix=prefix)
     write_output(path, src.encode("utf-8"))
     return path
 
