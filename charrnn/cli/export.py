@@ -32,7 +32,8 @@ def export(run, fmt, output, int8, prefix, latest, best):
           outputs logits (T, B, V), hn [and cn]; vocabulary in the metadata.
     c:    static const weights, no malloc; -DCHARRNN_MAIN makes it a program
           taking --length N --temp T --seed S --prime TEXT. A transducer's
-          (--task seq2seq) decodes greedily: ./model [--scores] [TEXT]...
+          (--task seq2seq) decodes greedily: ./model [--scores] [TEXT]...;
+          a classifier's labels: ./model [--all] [TEXT]...
     html: one page (WebAssembly inside), opens from disk with no network.
     web:  DIR/charrnn.js (ml5.js CharRNN's API), charrnn.wasm, model.bin, index.html.
 
@@ -42,6 +43,7 @@ def export(run, fmt, output, int8, prefix, latest, best):
       charrnn export RUN --format c -o model.c --int8
       cc -std=c99 -O2 -DCHARRNN_MAIN model.c -lm -o model && ./model --prime "ROMEO:" --seed 1
       charrnn export runs/g2p --format c -o g2p.c && cc -O2 -DCHARRNN_MAIN g2p.c -lm -o g2p
+      charrnn export runs/lang --format c -o lang.c --int8
       charrnn export RUN --format html -o model.html --int8
       charrnn export RUN --format web -o site/model
     """
@@ -54,14 +56,15 @@ def export(run, fmt, output, int8, prefix, latest, best):
     from charrnn.io.rundir import latest_run
     target = run or latest_run()
     kind = call(run_kind, target, best=not latest) if target else "lm"   # lm: load_model explains
-    if kind == "classifier":
-        raise click.UsageError(f"{target} is a classifier: classifiers cannot be exported yet "
-                               "(language models and transducers can)")
-    if kind == "seq2seq":
+    if kind in ("classifier", "seq2seq"):
+        what = "a classifier" if kind == "classifier" else "a transducer"
         if fmt != "c":
-            raise click.UsageError(f"{target} is a transducer: it exports to C only (--format c)")
-        from charrnn.training.seq2seq import load_transducer
-        call(api.export_c, call(load_transducer, target, best=not latest), output, int8=int8,
+            raise click.UsageError(f"{target} is {what}: it exports to C only (--format c)")
+        if kind == "classifier":
+            from charrnn.classifier import load_classifier as load
+        else:
+            from charrnn.training.seq2seq import load_transducer as load
+        call(api.export_c, call(load, target, best=not latest), output, int8=int8,
              prefix=prefix)
         click.echo(f"charrnn: wrote {output}", err=True)
         return

@@ -2,7 +2,7 @@
 with a C compiler (microcontrollers included), a web page or a folder for the browser.
 
     charrnn.export_onnx(model, "model.onnx")        # onnx_graph.py
-    charrnn.export_c(model, "model.c", int8=False)  # c_source.py; a transducer: c_seq2seq.py
+    charrnn.export_c(model, "model.c", int8=False)  # c_source.py; c_seq2seq.py, c_classifier.py
     export_html(model, "model.html", int8=False)    # web_page.py (WebAssembly, webrt/)
     export_web(model, "site/model/", int8=False)    # the same runtime as files
 
@@ -21,17 +21,24 @@ def as_model(model, best=False):
     if isinstance(model, CharRNN):
         return model
     if isinstance(model, (str, os.PathLike)):
-        from charrnn.classifier import run_kind
-        try:
-            kind = run_kind(model, best=best)
-        except CheckpointError:
-            kind = None                                  # load() says what is wrong
+        kind = _kind(model, best)
+        if kind == "classifier":
+            raise ExportError(f"{model} is a classifier: it exports to C only (export_c)")
         if kind == "seq2seq":
             raise ExportError(f"{model} is a transducer: pass charrnn.load_transducer"
                               f"({str(model)!r}) (charrnn export RUN --format c loads it)")
         return load(model, best=best)
     raise ExportError(f"expected a CharRNN, a run directory or a .safetensors path, not "
                       f"{type(model).__name__}")
+
+
+def _kind(path, best=True):
+    """"lm", "classifier", "seq2seq", or None when path holds no model (load() says why)."""
+    from charrnn.classifier import run_kind
+    try:
+        return run_kind(path, best=best)
+    except CheckpointError:
+        return None
 
 
 def write_output(path, data):
@@ -59,13 +66,20 @@ def export_c(model, path, int8=False, prefix="charrnn"):
     """Write `model` to `path` as one self-contained C99 file; returns path.
 
     `model` may also be a transducer (charrnn.load_transducer's): its file decodes
-    greedily (c_seq2seq.py).
+    greedily (c_seq2seq.py); or a classifier (charrnn.load_classifier's, or its run):
+    its file gives the label probabilities (c_classifier.py).
     int8: per-row int8 weights with a float scale per row (about 4x smaller), state and
     accumulation in float. prefix: the prefix of every public symbol (`charrnn_step`...).
     """
+    if isinstance(model, (str, os.PathLike)) and _kind(model) == "classifier":
+        from charrnn.classifier import load_classifier
+        model = load_classifier(model)
     if hasattr(model, "tgt_vocab") and hasattr(model, "transduce"):   # a Transducer
         from charrnn.export.c_seq2seq import c_seq2seq_source
         src = c_seq2seq_source(model, int8=int8, prefix=prefix)
+    elif hasattr(model, "labels") and hasattr(model, "predict_proba"):   # a TextClassifier
+        from charrnn.export.c_classifier import c_classifier_source
+        src = c_classifier_source(model, int8=int8, prefix=prefix)
     else:
         from charrnn.export.c_source import c_source
         src = c_source(as_model(model), int8=int8, prefix=prefix)

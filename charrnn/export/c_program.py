@@ -1,6 +1,7 @@
 """The optional program in an exported C file (compiled with -DCHARRNN_MAIN): charrnn
 sample's options on top of the library API, and --eval for a text file's loss; for a
-transducer (S2S_MAIN), each TEXT or line of standard input and its output.
+transducer (S2S_MAIN) or a classifier (CLF_MAIN), each TEXT or line of standard input
+and its output or label.
 
 It reads the prime as charrnn.generate.sampler does: its last character is the first input, the
 others only warm the state up, an empty prime starts on CHARRNN_START, and the output is
@@ -176,59 +177,52 @@ int main(int argc, char **argv)
 """
 
 
-# A transducer's program (c_seq2seq.py): HEAD, then one output per text.
-S2S_MAIN = "\n#ifdef CHARRNN_MAIN" + HEAD + r"""
-/* One text: its output on a line (text, tab, tokens[, tab, log-probability]); 0 if
- * the text cannot be read (not UTF-8, or longer than CHARRNN_MAX_SOURCE). */
-static int cr_line(charrnn_s2s *ws, const char *text, int scores)
+# A transducer's or a classifier's program: HEAD, then cr_read (a text to source ids),
+# the model's cr_text (one text's line), then TEXTS_MAIN (TEXTs or standard input's lines).
+# Placeholders: @WS@ the workspace type, @FLAG@ the option cr_text's flag is set by,
+# @USAGE@ what a line holds, @FLAGHELP@ what the option adds.
+READ = r"""
+/* src[0..*n) of text; 0 (one line on stderr) if it is not UTF-8 or longer than
+ * CHARRNN_MAX_SOURCE characters. */
+static int cr_read(const char *text, int *src, int *n)
 {
-    static int src[CHARRNN_MAX_SOURCE], out[CHARRNN_MAX_OUTPUT];
     const unsigned char *p = (const unsigned char *)text;
-    double lp;
-    int n = 0, k, i;
+    *n = 0;
     while (*p) {
         long code = cr_utf8(&p);
         if (code < 0) { fprintf(stderr, "%s: not valid UTF-8: %s\n", cr_prog, text); return 0; }
-        if (n == CHARRNN_MAX_SOURCE) {
+        if (*n == CHARRNN_MAX_SOURCE) {
             fprintf(stderr, "%s: longer than %d characters (compile with a larger "
                     "-DCHARRNN_MAX_SOURCE): %s\n", cr_prog, CHARRNN_MAX_SOURCE, text);
             return 0;
         }
-        src[n++] = charrnn_source_id((uint32_t)code);
+        src[(*n)++] = charrnn_source_id((uint32_t)code);
     }
-    k = charrnn_transduce(ws, src, n, out, CHARRNN_MAX_OUTPUT, &lp);
-    fputs(text, stdout);
-    putchar('\t');
-    for (i = 0; i < k; i++) {
-        if (i && CHARRNN_TARGET_WORDS) putchar(' ');
-        fputs(charrnn_target_tokens[out[i]], stdout);
-    }
-    if (scores) printf("\t%.6f", lp);
-    putchar('\n');
     return 1;
 }
+"""
 
+TEXTS_MAIN = r"""
 int main(int argc, char **argv)
 {
-    static charrnn_s2s ws;
+    static @WS@ ws;
     static char buf[8 * CHARRNN_MAX_SOURCE + 8];
-    int i, scores = 0, texts = 0, ok = 1;
+    int i, flag = 0, texts = 0, ok = 1;
     cr_prog = argv[0];
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: %s [--scores] [TEXT]...\n  each TEXT (or each line of standard "
-                   "input) and its output, tab-separated\n  --scores: and the output's "
-                   "log-probability\n", cr_prog);
+            printf("usage: %s [@FLAG@] [TEXT]...\n  each TEXT (or each line of standard "
+                   "input): @USAGE@\n  @FLAG@: @FLAGHELP@\n", cr_prog);
             return 0;
         }
-        if (!strcmp(argv[i], "--scores")) scores = 1;
+        if (!strcmp(argv[i], "@FLAG@")) flag = 1;
         else if (argv[i][0] == '-' && argv[i][1] == '-') cr_die(2, "unknown option: ", argv[i]);
     }
     for (i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--scores")) {
+        if (strcmp(argv[i], "@FLAG@")) {
             texts++;
             if (!*argv[i]) cr_die(2, "an empty TEXT", NULL);
-            ok &= cr_line(&ws, argv[i], scores);
+            ok &= cr_text(&ws, argv[i], flag);
         }
     while (!texts && fgets(buf, sizeof buf, stdin)) {
         size_t len = strlen(buf);
@@ -241,9 +235,58 @@ int main(int argc, char **argv)
             continue;
         }
         while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) buf[--len] = 0;
-        if (len) ok &= cr_line(&ws, buf, scores);
+        if (len) ok &= cr_text(&ws, buf, flag);
     }
     return fflush(stdout) == 0 && ok ? 0 : 1;
 }
 #endif
 """
+
+S2S_MAIN = "\n#ifdef CHARRNN_MAIN" + HEAD + READ + r"""
+/* TEXT<TAB>OUTPUT[<TAB>LOG-PROBABILITY] */
+static int cr_text(charrnn_s2s *ws, const char *text, int scores)
+{
+    static int src[CHARRNN_MAX_SOURCE], out[CHARRNN_MAX_OUTPUT];
+    double lp;
+    int n, k, i;
+    if (!cr_read(text, src, &n)) return 0;
+    k = charrnn_transduce(ws, src, n, out, CHARRNN_MAX_OUTPUT, &lp);
+    fputs(text, stdout);
+    putchar('\t');
+    for (i = 0; i < k; i++) {
+        if (i && CHARRNN_TARGET_WORDS) putchar(' ');
+        fputs(charrnn_target_tokens[out[i]], stdout);
+    }
+    if (scores) printf("\t%.6f", lp);
+    putchar('\n');
+    return 1;
+}
+""" + TEXTS_MAIN.replace("@WS@", "charrnn_s2s").replace("@FLAG@", "--scores").replace(
+    "@USAGE@", "it and its output, tab-separated").replace(
+    "@FLAGHELP@", "and the output's log-probability")
+
+CLF_MAIN = "\n#ifdef CHARRNN_MAIN" + HEAD + READ + r"""
+/* LABEL<TAB>PROBABILITY<TAB>TEXT, as charrnn classify; with --all every label, best first */
+static int cr_text(charrnn_clf *ws, const char *text, int all)
+{
+    static int src[CHARRNN_MAX_SOURCE];
+    static double p[CHARRNN_CLASSES];
+    static char used[CHARRNN_CLASSES];
+    int n, i, k, shown;
+    if (!cr_read(text, src, &n)) return 0;
+    k = charrnn_classify(ws, src, n, p);
+    memset(used, 0, sizeof used);
+    for (shown = 0; shown < (all ? CHARRNN_CLASSES : 1); shown++) {
+        if (shown) {   /* the next best: the first of equals, as a stable sort */
+            for (k = -1, i = 0; i < CHARRNN_CLASSES; i++)
+                if (!used[i] && (k < 0 || p[i] > p[k])) k = i;
+        }
+        used[k] = 1;
+        printf("%s%s\t%.6f", shown ? "\t" : "", charrnn_labels[k], p[k]);
+    }
+    printf("\t%s\n", text);
+    return 1;
+}
+""" + TEXTS_MAIN.replace("@WS@", "charrnn_clf").replace("@FLAG@", "--all").replace(
+    "@USAGE@", "its label, the label's probability and it, tab-separated").replace(
+    "@FLAGHELP@", "every label with its probability, best first")

@@ -21,35 +21,14 @@ import numpy as np
 
 from charrnn.errors import ConfigError, ExportError
 from charrnn.export import c_program, c_runtime as rt
+from charrnn.export.c_bidir import CELL, ENCODE, MAX_SOURCE, c_string, encoder_tables
 from charrnn.export.c_source import _IDENT, _Emitter, _array, _comment
-
-MAX_SOURCE = 64   # default CHARRNN_MAX_SOURCE: CMUdict's longest word has 34 letters
-
-
-def _c_string(s):
-    """A C string literal of s's UTF-8 bytes (octal escapes beyond printable ASCII)."""
-    out = []
-    for b in s.encode("utf-8"):
-        ch = chr(b)
-        out.append(ch if 0x20 <= b < 0x7f and ch not in '"\\?' else f"\\{b:03o}")
-    return '"' + "".join(out) + '"'
-
 
 def _weights(tr, em):
     """Emit every weight; -> the C initialisers of the tables the code indexes."""
     m, c = tr.model, tr.model.config
     p = {k: np.asarray(v, np.float32) for k, v in m.params.items()}
     lstm = c["cell"] == "lstm"
-    wi, wr, bi, br = [], [], [], []
-    for k in range(c["layers"]):
-        for d, sfx in enumerate(("", "_reverse")):
-            n = f"l{k}{sfx}"
-            wi.append(em.matrix(f"enc_wi{k}_{d}", p[f"enc.weight_ih_{n}"], f"encoder {n} W_ih"))
-            wr.append(em.matrix(f"enc_wr{k}_{d}", p[f"enc.weight_hh_{n}"], f"encoder {n} W_hh"))
-            b_i, b_h = p[f"enc.bias_ih_{n}"], p[f"enc.bias_hh_{n}"]
-            # LSTM: both biases add before the cell; GRU: b_hn is scaled by r, kept apart
-            bi.append(em.vector(f"enc_bi{k}_{d}", b_i + b_h if lstm else b_i, f"encoder {n} bias"))
-            br.append("0" if lstm else em.vector(f"enc_br{k}_{d}", b_h, f"encoder {n} b_hh"))
     dec_bi = p["dec.bias_ih"] + p["dec.bias_hh"] if lstm else p["dec.bias_ih"]
     names = {
         "src_emb": em.matrix("src_emb", p["src_embed"], "source embedding"),
@@ -65,10 +44,7 @@ def _weights(tr, em):
     if c["attention"] == "bahdanau":
         names["wq"] = em.matrix("wq", p["attn.W_q"].T.copy(), "attention query W_q^T (A, Hd)")
         names["v"] = em.vector("v", p["attn.v"], "attention v")
-    tables = [f"static const cr_mat cr_enc_wi[2 * L_] = {{{', '.join(wi)}}};",
-              f"static const cr_mat cr_enc_wr[2 * L_] = {{{', '.join(wr)}}};",
-              f"static const float *const cr_enc_bi[2 * L_] = {{{', '.join(bi)}}};",
-              f"static const float *const cr_enc_br[2 * L_] = {{{', '.join(br)}}};"]
+    tables = encoder_tables(em, p, "enc.", c["cell"], c["layers"])
     tables += [f"static const {'float *const' if k in ('dec_bi', 'dec_br', 'v', 'out_b') else 'cr_mat'}"
                f" cr_{k} = {v};" for k, v in names.items()]
     return "\n".join(tables)
@@ -102,12 +78,13 @@ def c_seq2seq_source(tr, int8=False, prefix="charrnn"):
     src += "\n/* ---- weights " + "-" * 70 + " */\n\n" + "\n".join(em.parts) + "\n" + tables + "\n"
     src += _array("uint32_t", "cr_src_codes", [str(ord(ch)) for ch in tr.src_vocab] or ["0"],
                   "the source characters: code point of ids 1, 2, ...", 12)
-    toks = ['""', '""'] + [_c_string(t) for t in tr.tgt_vocab]
+    toks = ['""', '""'] + [c_string(t) for t in tr.tgt_vocab]
     src += _array("char *", "charrnn_target_tokens_", toks,
                   "the target tokens by id (BOS and EOS: empty)", 8).replace(
         "static const char *", "static const char *const ")
     src += "const char *const *const charrnn_target_tokens = charrnn_target_tokens_;\n"
-    src += CELL[c["cell"]] + BODY.replace("@ATTEND@", ATTEND[c["attention"]])
+    src += "\ntypedef charrnn_s2s cr_ws;\n" + CELL[c["cell"]] + ENCODE
+    src += BODY.replace("@ATTEND@", ATTEND[c["attention"]])
     src += c_program.S2S_MAIN + "\n#endif /* CHARRNN_DECLARATIONS_ONLY */\n"
     if prefix != "charrnn":
         src = re.sub(r"\bcharrnn_", prefix + "_", src)
@@ -196,42 +173,6 @@ DEFINES = """
 #define VT_ CHARRNN_TGT_VOCAB
 """
 
-# The cells with their width as an argument (the encoder's and the decoder's differ);
-# the element-wise math is c_runtime's CELLS, operation for operation.
-CELL = {
-    "lstm": r"""
-/* a (4H) = x W_ih^T + h W_hh^T + b_ih + b_hh, blocks i f g o; c, h (H) updated in place. */
-static void cr_step(float *a, const float *g, float *c, float *h, int H)
-{
-    int j;
-    (void)g;
-    for (j = 0; j < 2 * H; j++) a[j] = cr_sigmoid(a[j]);
-    for (j = 2 * H; j < 3 * H; j++) a[j] = cr_tanh(a[j]);
-    for (j = 3 * H; j < 4 * H; j++) a[j] = cr_sigmoid(a[j]);
-    for (j = 0; j < H; j++) {
-        float cv = a[H + j] * c[j] + a[j] * a[2 * H + j];
-        c[j] = cv;
-        h[j] = a[3 * H + j] * cr_tanh(cv);
-    }
-}
-#define CR_LSTM 1
-""",
-    "gru": r"""
-/* a (3H) = x W_ih^T + b_ih, g (3H) = h W_hh^T + b_hh, blocks r z n; h (H) in place. */
-static void cr_step(float *a, const float *g, float *c, float *h, int H)
-{
-    int j;
-    (void)c;
-    for (j = 0; j < 2 * H; j++) a[j] = cr_sigmoid(a[j] + g[j]);
-    for (j = 0; j < H; j++) {
-        float n = cr_tanh(a[2 * H + j] + a[j] * g[2 * H + j]), z = a[H + j];
-        h[j] = (1 - z) * n + z * h[j];
-    }
-}
-#define CR_LSTM 0
-""",
-}
-
 # score_j of the decoder state h (ws->feat[0..HD_)) against position j's key
 ATTEND = {
     "luong": """\
@@ -251,59 +192,6 @@ ATTEND = {
 }
 
 BODY = r"""
-int charrnn_source_id(uint32_t code)
-{
-    int i;
-    for (i = 0; i + 1 < VS_; i++)
-        if (cr_src_codes[i] == code) return i + 1;
-    return 0;
-}
-
-/* One cell step of width H: a = b_i + W_i x, g = b_r + W_r h (GRU; the LSTM adds
- * W_r h into a), then the cell. */
-static void cr_cell(charrnn_s2s *ws, cr_mat Wi, cr_mat Wr, const float *bi, const float *br,
-                    const float *x, int D, float *c, float *h, int H)
-{
-    memcpy(ws->a, bi, (size_t)(G_ * H) * sizeof(float));
-    cr_mv(ws->a, Wi, x, G_ * H, D);
-    if (CR_LSTM) {
-        cr_mv(ws->a, Wr, h, G_ * H, H);
-    } else {
-        memcpy(ws->g, br, (size_t)(G_ * H) * sizeof(float));
-        cr_mv(ws->g, Wr, h, G_ * H, H);
-    }
-    cr_step(ws->a, ws->g, c, h, H);
-}
-
-/* The bidirectional encoder over src[0..n): its last layer's outputs in ws->enc[(L-1)%2]. */
-static const float (*cr_encode(charrnn_s2s *ws, const int *src, int n))[C_]
-{
-    int k, d, i;
-    for (k = 0; k < L_; k++) {
-        float (*out)[C_] = ws->enc[k % 2], (*in)[C_] = k ? ws->enc[(k + 1) % 2] : NULL;
-        for (d = 0; d < 2; d++) {   /* forward, then reverse: each from a zero state */
-            float *c = NULL;
-#if CR_LSTM
-            c = ws->ec;
-            memset(ws->ec, 0, sizeof ws->ec);
-#endif
-            memset(ws->eh, 0, sizeof ws->eh);
-            for (i = 0; i < n; i++) {
-                int t = d ? n - 1 - i : i, id = src[t] < 0 || src[t] >= VS_ ? 0 : src[t];
-                const float *x = ws->x;
-                if (k == 0)
-                    cr_row(ws->x, cr_src_emb, id, E_);
-                else
-                    x = in[t];
-                cr_cell(ws, cr_enc_wi[2 * k + d], cr_enc_wr[2 * k + d], cr_enc_bi[2 * k + d],
-                        cr_enc_br[2 * k + d], x, k == 0 ? E_ : C_, c, ws->eh, HE_);
-                memcpy(out[t] + d * HE_, ws->eh, sizeof ws->eh);
-            }
-        }
-    }
-    return (const float (*)[C_])ws->enc[(L_ - 1) % 2];
-}
-
 int charrnn_transduce(charrnn_s2s *ws, const int *src, int n, int *out, int max_out,
                       double *logprob)
 {

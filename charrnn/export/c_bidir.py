@@ -1,0 +1,156 @@
+"""What a transducer's and a classifier's C files share (c_seq2seq.py, c_classifier.py):
+the bidirectional encoder over a string's characters, as charrnn.nn.reference_bidir
+specifies it, one character at a time with c_runtime's float32 math.
+
+    encoder_tables(em, params, prefix, cell, layers)   its weights, emitted; -> C tables
+    CELL[cell]          cr_step: one cell of width H (an argument: sizes differ)
+    ENCODE              charrnn_source_id, cr_cell, cr_encode; expects the macros L_, HE_,
+                        C_, E_, G_, VS_, the tables, cr_src_emb, cr_src_codes and a
+                        workspace type cr_ws with enc, x, a, g, eh (and ec for an LSTM)
+    c_string(s)         a C string literal of s (UTF-8, escaped)
+
+The encoder runs each layer forwards, then backwards, each from a zero state, into one of
+two (CHARRNN_MAX_SOURCE, C) buffers that alternate between layers (one for one layer).
+"""
+import numpy as np
+
+MAX_SOURCE = 64   # default CHARRNN_MAX_SOURCE: CMUdict's longest word has 34 letters
+
+
+def c_string(s):
+    """A C string literal of s's UTF-8 bytes (octal escapes beyond printable ASCII)."""
+    out = []
+    for b in s.encode("utf-8"):
+        ch = chr(b)
+        out.append(ch if 0x20 <= b < 0x7f and ch not in '"\\?' else f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def encoder_tables(em, params, prefix, cell, layers):
+    """Emit the stack's weights (PyTorch names under `prefix`: "enc." or "rnn."); -> the
+    C lines of the tables cr_encode indexes. LSTM and RNN: both biases summed (they add
+    before the cell); GRU: b_hh kept apart (r scales b_hn)."""
+    fused = cell != "gru"
+    wi, wr, bi, br = [], [], [], []
+    for k in range(layers):
+        for d, sfx in enumerate(("", "_reverse")):
+            n = f"l{k}{sfx}"
+            p = {w: np.asarray(params[f"{prefix}{w}_{n}"], np.float32)
+                 for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+            wi.append(em.matrix(f"enc_wi{k}_{d}", p["weight_ih"], f"encoder {n} W_ih"))
+            wr.append(em.matrix(f"enc_wr{k}_{d}", p["weight_hh"], f"encoder {n} W_hh"))
+            bi.append(em.vector(f"enc_bi{k}_{d}", p["bias_ih"] + p["bias_hh"] if fused
+                                else p["bias_ih"], f"encoder {n} bias"))
+            br.append("0" if fused else em.vector(f"enc_br{k}_{d}", p["bias_hh"],
+                                                  f"encoder {n} b_hh"))
+    return [f"static const cr_mat cr_enc_wi[2 * L_] = {{{', '.join(wi)}}};",
+            f"static const cr_mat cr_enc_wr[2 * L_] = {{{', '.join(wr)}}};",
+            f"static const float *const cr_enc_bi[2 * L_] = {{{', '.join(bi)}}};",
+            f"static const float *const cr_enc_br[2 * L_] = {{{', '.join(br)}}};"]
+
+
+# The cells with their width as an argument (a transducer's encoder and decoder differ);
+# the element-wise math is c_runtime's CELLS, operation for operation.
+CELL = {
+    "lstm": r"""
+/* a (4H) = x W_ih^T + h W_hh^T + b_ih + b_hh, blocks i f g o; c, h (H) updated in place. */
+static void cr_step(float *a, const float *g, float *c, float *h, int H)
+{
+    int j;
+    (void)g;
+    for (j = 0; j < 2 * H; j++) a[j] = cr_sigmoid(a[j]);
+    for (j = 2 * H; j < 3 * H; j++) a[j] = cr_tanh(a[j]);
+    for (j = 3 * H; j < 4 * H; j++) a[j] = cr_sigmoid(a[j]);
+    for (j = 0; j < H; j++) {
+        float cv = a[H + j] * c[j] + a[j] * a[2 * H + j];
+        c[j] = cv;
+        h[j] = a[3 * H + j] * cr_tanh(cv);
+    }
+}
+#define CR_FUSED 1   /* W_hh h is added into a; both biases folded */
+#define CR_LSTM 1
+""",
+    "gru": r"""
+/* a (3H) = x W_ih^T + b_ih, g (3H) = h W_hh^T + b_hh, blocks r z n; h (H) in place. */
+static void cr_step(float *a, const float *g, float *c, float *h, int H)
+{
+    int j;
+    (void)c;
+    for (j = 0; j < 2 * H; j++) a[j] = cr_sigmoid(a[j] + g[j]);
+    for (j = 0; j < H; j++) {
+        float n = cr_tanh(a[2 * H + j] + a[j] * g[2 * H + j]), z = a[H + j];
+        h[j] = (1 - z) * n + z * h[j];
+    }
+}
+#define CR_FUSED 0   /* h W_hh^T + b_hh apart, in g */
+#define CR_LSTM 0
+""",
+    "rnn": r"""
+/* a (H) = x W_ih^T + h W_hh^T + b_ih + b_hh; h = tanh(a) in place. */
+static void cr_step(float *a, const float *g, float *c, float *h, int H)
+{
+    int j;
+    (void)g;
+    (void)c;
+    for (j = 0; j < H; j++) h[j] = cr_tanh(a[j]);
+}
+#define CR_FUSED 1
+#define CR_LSTM 0
+""",
+}
+
+ENCODE = r"""
+int charrnn_source_id(uint32_t code)
+{
+    int i;
+    for (i = 0; i + 1 < VS_; i++)
+        if (cr_src_codes[i] == code) return i + 1;
+    return 0;
+}
+
+/* One cell step of width H: a = b_i + W_i x, g = b_r + W_r h (GRU; the LSTM and the
+ * RNN add W_r h into a), then the cell. */
+static void cr_cell(cr_ws *ws, cr_mat Wi, cr_mat Wr, const float *bi, const float *br,
+                    const float *x, int D, float *c, float *h, int H)
+{
+    memcpy(ws->a, bi, (size_t)(G_ * H) * sizeof(float));
+    cr_mv(ws->a, Wi, x, G_ * H, D);
+    if (CR_FUSED) {
+        cr_mv(ws->a, Wr, h, G_ * H, H);
+    } else {
+        memcpy(ws->g, br, (size_t)(G_ * H) * sizeof(float));
+        cr_mv(ws->g, Wr, h, G_ * H, H);
+    }
+    cr_step(ws->a, ws->g, c, h, H);
+}
+
+/* The bidirectional encoder over src[0..n): its last layer's outputs in ws->enc[(L-1)%2]. */
+static const float (*cr_encode(cr_ws *ws, const int *src, int n))[C_]
+{
+    int k, d, i;
+    for (k = 0; k < L_; k++) {
+        float (*out)[C_] = ws->enc[k % 2], (*in)[C_] = k ? ws->enc[(k + 1) % 2] : NULL;
+        for (d = 0; d < 2; d++) {   /* forward, then reverse: each from a zero state */
+            float *c = NULL;
+#if CR_LSTM
+            c = ws->ec;
+            memset(ws->ec, 0, sizeof ws->ec);
+#endif
+            memset(ws->eh, 0, sizeof ws->eh);
+            for (i = 0; i < n; i++) {
+                int t = d ? n - 1 - i : i, id = src[t] < 0 || src[t] >= VS_ ? 0 : src[t];
+                const float *x = ws->x;
+                if (k == 0)
+                    cr_row(ws->x, cr_src_emb, id, E_);
+                else
+                    x = in[t];
+                cr_cell(ws, cr_enc_wi[2 * k + d], cr_enc_wr[2 * k + d], cr_enc_bi[2 * k + d],
+                        cr_enc_br[2 * k + d], x, k == 0 ? E_ : C_, c, ws->eh, HE_);
+                memcpy(out[t] + d * HE_, ws->eh, sizeof ws->eh);
+            }
+        }
+    }
+    return (const float (*)[C_])ws->enc[(L_ - 1) % 2];
+}
+
+"""
