@@ -7,12 +7,18 @@ specifies it, one character at a time with c_runtime's float32 math.
     ENCODE              charrnn_source_id, cr_cell, cr_encode; expects the macros L_, HE_,
                         C_, E_, G_, VS_, the tables, cr_src_emb, cr_src_codes and a
                         workspace type cr_ws with enc, x, a, g, eh (and ec for an LSTM)
-    c_string(s)         a C string literal of s (UTF-8, escaped)
+    c_string(s)         a C string literal of s (UTF-8, escaped); strings(...) a table
+    renamed(src, prefix)   the public names under another prefix
 
 The encoder runs each layer forwards, then backwards, each from a zero state, into one of
 two (CHARRNN_MAX_SOURCE, C) buffers that alternate between layers (one for one layer).
 """
+import re
+
 import numpy as np
+
+from charrnn.export import c_runtime as rt
+from charrnn.export.c_source import _array
 
 MAX_SOURCE = 64   # default CHARRNN_MAX_SOURCE: CMUdict's longest word has 34 letters
 
@@ -24,6 +30,21 @@ def c_string(s):
         ch = chr(b)
         out.append(ch if 0x20 <= b < 0x7f and ch not in '"\\?' else f"\\{b:03o}")
     return '"' + "".join(out) + '"'
+
+
+def strings(name, values, comment):
+    """A public table of C strings (UTF-8): static storage and `name`, a pointer to it."""
+    return (_array("char *", f"{name}_", [c_string(v) for v in values], comment, 8)
+            .replace("static const char *", "static const char *const ")
+            + f"const char *const *const {name} = {name}_;\n")
+
+
+def renamed(src, prefix):
+    """src with charrnn_ / CHARRNN_ (-DCHARRNN_ included) as prefix_ / PREFIX_."""
+    if prefix == "charrnn":
+        return src
+    src = re.sub(r"\bcharrnn_", prefix + "_", src)
+    return re.sub(r"(\b|(?<=-D))CHARRNN_", prefix.upper() + "_", src)
 
 
 def encoder_tables(em, params, prefix, cell, layers):
@@ -49,55 +70,22 @@ def encoder_tables(em, params, prefix, cell, layers):
             f"static const float *const cr_enc_br[2 * L_] = {{{', '.join(br)}}};"]
 
 
-# The cells with their width as an argument (a transducer's encoder and decoder differ);
-# the element-wise math is c_runtime's CELLS, operation for operation.
-CELL = {
-    "lstm": r"""
-/* a (4H) = x W_ih^T + h W_hh^T + b_ih + b_hh, blocks i f g o; c, h (H) updated in place. */
-static void cr_step(float *a, const float *g, float *c, float *h, int H)
-{
-    int j;
-    (void)g;
-    for (j = 0; j < 2 * H; j++) a[j] = cr_sigmoid(a[j]);
-    for (j = 2 * H; j < 3 * H; j++) a[j] = cr_tanh(a[j]);
-    for (j = 3 * H; j < 4 * H; j++) a[j] = cr_sigmoid(a[j]);
-    for (j = 0; j < H; j++) {
-        float cv = a[H + j] * c[j] + a[j] * a[2 * H + j];
-        c[j] = cv;
-        h[j] = a[3 * H + j] * cr_tanh(cv);
-    }
-}
-#define CR_FUSED 1   /* W_hh h is added into a; both biases folded */
-#define CR_LSTM 1
-""",
-    "gru": r"""
-/* a (3H) = x W_ih^T + b_ih, g (3H) = h W_hh^T + b_hh, blocks r z n; h (H) in place. */
-static void cr_step(float *a, const float *g, float *c, float *h, int H)
-{
-    int j;
-    (void)c;
-    for (j = 0; j < 2 * H; j++) a[j] = cr_sigmoid(a[j] + g[j]);
-    for (j = 0; j < H; j++) {
-        float n = cr_tanh(a[2 * H + j] + a[j] * g[2 * H + j]), z = a[H + j];
-        h[j] = (1 - z) * n + z * h[j];
-    }
-}
-#define CR_FUSED 0   /* h W_hh^T + b_hh apart, in g */
-#define CR_LSTM 0
-""",
-    "rnn": r"""
-/* a (H) = x W_ih^T + h W_hh^T + b_ih + b_hh; h = tanh(a) in place. */
-static void cr_step(float *a, const float *g, float *c, float *h, int H)
-{
-    int j;
-    (void)g;
-    (void)c;
-    for (j = 0; j < H; j++) h[j] = cr_tanh(a[j]);
-}
-#define CR_FUSED 1
-#define CR_LSTM 0
-""",
-}
+def _with_width(cell):
+    """c_runtime's cell of width H_ as cr_step(a, g, c, h, H): the width an argument (a
+    transducer's encoder and decoder differ), the arguments a cell does not read unused;
+    the element-wise math is c_runtime's, operation for operation, by construction."""
+    src = re.sub(r"static void cr_cell\([^)]*\)\n\{\n    int j;\n",
+                 "static void cr_step(float *a, const float *g, float *c, float *h, int H)\n"
+                 "{\n    int j;\n" + "".join(f"    (void){v};\n" for v in UNUSED[cell]),
+                 rt.CELLS[cell])
+    return re.sub(r"\bH_\b", "H", src)
+
+
+UNUSED = {"lstm": "g", "gru": "c", "rnn": "gc"}
+# CR_FUSED: W_hh h is added into a and both biases folded (LSTM, RNN); the GRU keeps
+# h W_hh^T + b_hh apart, in g (r scales b_hn)
+CELL = {cell: _with_width(cell) + f"#define CR_FUSED {int(cell != 'gru')}\n"
+        f"#define CR_LSTM {int(cell == 'lstm')}\n" for cell in ("lstm", "gru", "rnn")}
 
 ENCODE = r"""
 int charrnn_source_id(uint32_t code)

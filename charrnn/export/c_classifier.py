@@ -9,11 +9,10 @@ state after the first; "mean": the mean of its outputs), a linear layer and a so
 i + 1 its character i. int8 as c_source.py.
 """
 import json
-import re
 
 from charrnn.errors import ConfigError
 from charrnn.export import c_program, c_runtime as rt
-from charrnn.export.c_bidir import CELL, ENCODE, MAX_SOURCE, c_string, encoder_tables
+from charrnn.export.c_bidir import CELL, ENCODE, MAX_SOURCE, encoder_tables, renamed, strings
 from charrnn.export.c_source import _IDENT, _Emitter, _array, _comment
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -47,16 +46,10 @@ def c_classifier_source(clf, int8=False, prefix="charrnn"):
     src += "\n".join(tables) + "\n"
     src += _array("uint32_t", "cr_src_codes", [str(ord(ch)) for ch in clf.vocab] or ["0"],
                   "the characters: code point of ids 1, 2, ...", 12)
-    src += _array("char *", "charrnn_labels_", [c_string(str(lb)) for lb in clf.labels],
-                  "the labels by class", 8).replace("static const char *",
-                                                    "static const char *const ")
-    src += "const char *const *const charrnn_labels = charrnn_labels_;\n"
+    src += strings("charrnn_labels", [str(lb) for lb in clf.labels], "the labels by class")
     src += "\ntypedef charrnn_clf cr_ws;\n" + CELL[c.cell] + ENCODE + BODY
     src += c_program.CLF_MAIN + "\n#endif /* CHARRNN_DECLARATIONS_ONLY */\n"
-    if prefix != "charrnn":
-        src = re.sub(r"\bcharrnn_", prefix + "_", src)
-        src = re.sub(r"(\b|(?<=-D))CHARRNN_", prefix.upper() + "_", src)
-    return src
+    return renamed(src, prefix)
 
 
 HEADER = """\

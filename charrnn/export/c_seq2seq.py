@@ -15,13 +15,12 @@ products read them: attn.W_k and attn.W_q (stored input-major) are transposed he
 int8: every matrix row as round(W[r] / s_r), s_r = max|W[r]| / 127, as c_source does.
 """
 import json
-import re
 
 import numpy as np
 
 from charrnn.errors import ConfigError, ExportError
 from charrnn.export import c_program, c_runtime as rt
-from charrnn.export.c_bidir import CELL, ENCODE, MAX_SOURCE, c_string, encoder_tables
+from charrnn.export.c_bidir import CELL, ENCODE, MAX_SOURCE, encoder_tables, renamed, strings
 from charrnn.export.c_source import _IDENT, _Emitter, _array, _comment
 
 def _weights(tr, em):
@@ -78,18 +77,12 @@ def c_seq2seq_source(tr, int8=False, prefix="charrnn"):
     src += "\n/* ---- weights " + "-" * 70 + " */\n\n" + "\n".join(em.parts) + "\n" + tables + "\n"
     src += _array("uint32_t", "cr_src_codes", [str(ord(ch)) for ch in tr.src_vocab] or ["0"],
                   "the source characters: code point of ids 1, 2, ...", 12)
-    toks = ['""', '""'] + [c_string(t) for t in tr.tgt_vocab]
-    src += _array("char *", "charrnn_target_tokens_", toks,
-                  "the target tokens by id (BOS and EOS: empty)", 8).replace(
-        "static const char *", "static const char *const ")
-    src += "const char *const *const charrnn_target_tokens = charrnn_target_tokens_;\n"
+    src += strings("charrnn_target_tokens", ["", ""] + list(tr.tgt_vocab),
+                   "the target tokens by id (BOS and EOS: empty)")
     src += "\ntypedef charrnn_s2s cr_ws;\n" + CELL[c["cell"]] + ENCODE
     src += BODY.replace("@ATTEND@", ATTEND[c["attention"]])
     src += c_program.S2S_MAIN + "\n#endif /* CHARRNN_DECLARATIONS_ONLY */\n"
-    if prefix != "charrnn":
-        src = re.sub(r"\bcharrnn_", prefix + "_", src)
-        src = re.sub(r"(\b|(?<=-D))CHARRNN_", prefix.upper() + "_", src)
-    return src
+    return renamed(src, prefix)
 
 
 HEADER = """\
