@@ -15,13 +15,17 @@ import os
 from charrnn.errors import CheckpointError, ExportError
 
 
-def as_model(model, best=False):
-    """A CharRNN: `model` itself, or loaded from a run directory / .safetensors path."""
+def as_model(model, best=False, classifiers=False):
+    """A CharRNN: `model` itself, or loaded from a run directory / .safetensors path;
+    with classifiers, a classifier's path gives its TextClassifier (export_c)."""
     from charrnn.model import CharRNN, load
     if isinstance(model, CharRNN):
         return model
     if isinstance(model, (str, os.PathLike)):
         kind = _kind(model, best)
+        if kind == "classifier" and classifiers:
+            from charrnn.classifier import load_classifier
+            return load_classifier(model)   # best.safetensors, as charrnn classify reads
         if kind == "classifier":
             raise ExportError(f"{model} is a classifier: it exports to C only (export_c)")
         if kind == "seq2seq":
@@ -71,9 +75,8 @@ def export_c(model, path, int8=False, prefix="charrnn"):
     int8: per-row int8 weights with a float scale per row (about 4x smaller), state and
     accumulation in float. prefix: the prefix of every public symbol (`charrnn_step`...).
     """
-    if isinstance(model, (str, os.PathLike)) and _kind(model) == "classifier":
-        from charrnn.classifier import load_classifier
-        model = load_classifier(model)
+    if isinstance(model, (str, os.PathLike)):
+        model = as_model(model, classifiers=True)
     if hasattr(model, "tgt_vocab") and hasattr(model, "transduce"):   # a Transducer
         from charrnn.export.c_seq2seq import c_seq2seq_source
         src = c_seq2seq_source(model, int8=int8, prefix=prefix)
@@ -82,7 +85,7 @@ def export_c(model, path, int8=False, prefix="charrnn"):
         src = c_classifier_source(model, int8=int8, prefix=prefix)
     else:
         from charrnn.export.c_source import c_source
-        src = c_source(as_model(model), int8=int8, prefix=prefix)
+        src = c_source(as_model(model), int8=int8, prefix=prefix)   # or says what it is not
     write_output(path, src.encode("utf-8"))
     return path
 

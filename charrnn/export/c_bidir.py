@@ -7,8 +7,8 @@ specifies it, one character at a time with c_runtime's float32 math.
     ENCODE              charrnn_source_id, cr_cell, cr_encode; expects the macros L_, HE_,
                         C_, E_, G_, VS_, the tables, cr_src_emb, cr_src_codes and a
                         workspace type cr_ws with enc, x, a, g, eh (and ec for an LSTM)
+    implementation(...) the file's text from the weights to the source characters
     c_string(s)         a C string literal of s (UTF-8, escaped); strings(...) a table
-    renamed(src, prefix)   the public names under another prefix
 
 The encoder runs each layer forwards, then backwards, each from a zero state, into one of
 two (CHARRNN_MAX_SOURCE, C) buffers that alternate between layers (one for one layer).
@@ -39,12 +39,17 @@ def strings(name, values, comment):
             + f"const char *const *const {name} = {name}_;\n")
 
 
-def renamed(src, prefix):
-    """src with charrnn_ / CHARRNN_ (-DCHARRNN_ included) as prefix_ / PREFIX_."""
-    if prefix == "charrnn":
-        return src
-    src = re.sub(r"\bcharrnn_", prefix + "_", src)
-    return re.sub(r"(\b|(?<=-D))CHARRNN_", prefix.upper() + "_", src)
+def implementation(defines, cell, int8, em, tables, vocab):
+    """A file's text from `#ifndef CHARRNN_DECLARATIONS_ONLY` through its source
+    characters' table: the math (without the sigmoid for an RNN, which reads none), the
+    matrix-vector products, the weights em emitted, the C tables, vocab's code points."""
+    math = rt.MATH if cell != "rnn" else rt.MATH.replace(rt.SIGMOID, "")
+    return ("\n#ifndef CHARRNN_DECLARATIONS_ONLY\n#include <math.h>\n#include <string.h>\n"
+            + defines + math + (rt.MATVEC_I8 if int8 else rt.MATVEC_F32)
+            + "\n/* ---- weights " + "-" * 70 + " */\n\n" + "\n".join(em.parts) + "\n"
+            + "\n".join(tables) + "\n"
+            + _array("uint32_t", "cr_src_codes", [str(ord(ch)) for ch in vocab] or ["0"],
+                     "the source characters: code point of ids 1, 2, ...", 12))
 
 
 def encoder_tables(em, params, prefix, cell, layers):

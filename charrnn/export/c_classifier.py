@@ -10,19 +10,16 @@ i + 1 its character i. int8 as c_source.py.
 """
 import json
 
-from charrnn.errors import ConfigError
-from charrnn.export import c_program, c_runtime as rt
-from charrnn.export.c_bidir import CELL, ENCODE, MAX_SOURCE, encoder_tables, renamed, strings
-from charrnn.export.c_source import _IDENT, _Emitter, _array, _comment
-
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+from charrnn.export import c_program
+from charrnn.export.c_bidir import CELL, ENCODE, MAX_SOURCE, encoder_tables, implementation, strings
+from charrnn.export.c_source import _Emitter, _comment, check_prefix, renamed
+from charrnn.nn.shapes import GATES
 
 
 def c_classifier_source(clf, int8=False, prefix="charrnn"):
     """The C99 text of `clf` (a charrnn.classifier.TextClassifier)."""
     from charrnn.version import __version__
-    if not isinstance(prefix, str) or not _IDENT.match(prefix):
-        raise ConfigError(f"prefix must be a C identifier (letters, digits, _), got {prefix!r}")
+    check_prefix(prefix)
     c, p = clf.model.cfg, clf.model.params
     em = _Emitter(int8)
     tables = encoder_tables(em, p, "rnn.", c.cell, c.layers)
@@ -39,13 +36,7 @@ def c_classifier_source(clf, int8=False, prefix="charrnn"):
         H=c.hidden, E=c.embed, G=GATES[c.cell], V=c.vocab_size, C=c.classes, int8=int(int8),
         max_source=MAX_SOURCE, mean=int(c.pool == "mean"),
         state_c="    float ec[CHARRNN_HIDDEN];   /* the LSTM's cell */\n" if c.cell == "lstm" else "")
-    src += "\n#ifndef CHARRNN_DECLARATIONS_ONLY\n#include <math.h>\n#include <string.h>\n"
-    math = rt.MATH if c.cell != "rnn" else rt.MATH.replace(rt.SIGMOID, "")   # tanh only
-    src += DEFINES + math + (rt.MATVEC_I8 if int8 else rt.MATVEC_F32)
-    src += "\n/* ---- weights " + "-" * 70 + " */\n\n" + "\n".join(em.parts) + "\n"
-    src += "\n".join(tables) + "\n"
-    src += _array("uint32_t", "cr_src_codes", [str(ord(ch)) for ch in clf.vocab] or ["0"],
-                  "the characters: code point of ids 1, 2, ...", 12)
+    src += implementation(DEFINES, c.cell, int8, em, tables, clf.vocab)
     src += strings("charrnn_labels", [str(lb) for lb in clf.labels], "the labels by class")
     src += "\ntypedef charrnn_clf cr_ws;\n" + CELL[c.cell] + ENCODE + BODY
     src += c_program.CLF_MAIN + "\n#endif /* CHARRNN_DECLARATIONS_ONLY */\n"

@@ -18,13 +18,14 @@ import json
 
 import numpy as np
 
-from charrnn.errors import ConfigError, ExportError
-from charrnn.export import c_program, c_runtime as rt
-from charrnn.export.c_bidir import CELL, ENCODE, MAX_SOURCE, encoder_tables, renamed, strings
-from charrnn.export.c_source import _IDENT, _Emitter, _array, _comment
+from charrnn.errors import ExportError
+from charrnn.export import c_program
+from charrnn.export.c_bidir import CELL, ENCODE, MAX_SOURCE, encoder_tables, implementation, strings
+from charrnn.export.c_source import _Emitter, _comment, check_prefix, renamed
+from charrnn.nn.shapes import GATES
 
 def _weights(tr, em):
-    """Emit every weight; -> the C initialisers of the tables the code indexes."""
+    """Emit every weight; -> the C lines of the tables the code indexes."""
     m, c = tr.model, tr.model.config
     p = {k: np.asarray(v, np.float32) for k, v in m.params.items()}
     lstm = c["cell"] == "lstm"
@@ -46,19 +47,18 @@ def _weights(tr, em):
     tables = encoder_tables(em, p, "enc.", c["cell"], c["layers"])
     tables += [f"static const {'float *const' if k in ('dec_bi', 'dec_br', 'v', 'out_b') else 'cr_mat'}"
                f" cr_{k} = {v};" for k, v in names.items()]
-    return "\n".join(tables)
+    return tables
 
 
 def c_seq2seq_source(tr, int8=False, prefix="charrnn"):
     """The C99 text of `tr` (a charrnn.training.seq2seq.Transducer)."""
     from charrnn.version import __version__
-    if not isinstance(prefix, str) or not _IDENT.match(prefix):
-        raise ConfigError(f"prefix must be a C identifier (letters, digits, _), got {prefix!r}")
+    check_prefix(prefix)
     c = tr.model.config
     if any(len(ch) != 1 for ch in tr.src_vocab):
         raise ExportError("the C export reads sources as characters; this transducer's "
                           "source vocabulary is not one of characters")
-    G = 4 if c["cell"] == "lstm" else 3
+    G = GATES[c["cell"]]
     He, Hd, E, L = c["hidden"], c["decoder"], c["embed"], c["layers"]
     A = c["attn"] if c["attention"] == "bahdanau" else Hd
     em = _Emitter(int8)
@@ -72,11 +72,7 @@ def c_seq2seq_source(tr, int8=False, prefix="charrnn"):
         words=int(tr.tokens == "words"), max_source=MAX_SOURCE, int8=int(int8),
         state_c=("    float ec[CHARRNN_ENC_HIDDEN], dc[CHARRNN_DEC_HIDDEN];   /* LSTM cells */\n"
                  if c["cell"] == "lstm" else ""))
-    src += "\n#ifndef CHARRNN_DECLARATIONS_ONLY\n#include <math.h>\n#include <string.h>\n"
-    src += DEFINES + rt.MATH + (rt.MATVEC_I8 if int8 else rt.MATVEC_F32)
-    src += "\n/* ---- weights " + "-" * 70 + " */\n\n" + "\n".join(em.parts) + "\n" + tables + "\n"
-    src += _array("uint32_t", "cr_src_codes", [str(ord(ch)) for ch in tr.src_vocab] or ["0"],
-                  "the source characters: code point of ids 1, 2, ...", 12)
+    src += implementation(DEFINES, c["cell"], int8, em, tables, tr.src_vocab)
     src += strings("charrnn_target_tokens", ["", ""] + list(tr.tgt_vocab),
                    "the target tokens by id (BOS and EOS: empty)")
     src += "\ntypedef charrnn_s2s cr_ws;\n" + CELL[c["cell"]] + ENCODE

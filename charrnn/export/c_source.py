@@ -126,11 +126,25 @@ def _step_code(cell, use_table):
     return "\n".join(out)
 
 
+def check_prefix(prefix):
+    """ConfigError unless prefix can begin the public C names (every exporter's --prefix)."""
+    if not isinstance(prefix, str) or not _IDENT.match(prefix):
+        raise ConfigError(f"prefix must be a C identifier (letters, digits, _), got {prefix!r}")
+
+
+def renamed(src, prefix):
+    """src with charrnn_ / CHARRNN_ as prefix_ / PREFIX_ (check_prefix's prefix)."""
+    if prefix == "charrnn":
+        return src
+    src = re.sub(r"\bcharrnn_", prefix + "_", src)
+    # -DCHARRNN_MAIN in the header comment too (no word boundary after -D)
+    return re.sub(r"(\b|(?<=-D))CHARRNN_", prefix.upper() + "_", src)
+
+
 def c_source(model, int8=False, prefix="charrnn"):
     """The C99 text of `model` (a CharRNN). See the header comment it begins with."""
     from charrnn.version import __version__
-    if not isinstance(prefix, str) or not _IDENT.match(prefix):
-        raise ConfigError(f"prefix must be a C identifier (letters, digits, _), got {prefix!r}")
+    check_prefix(prefix)
     c = model.cfg
     cell, L, H, E, V = c.cell, c.layers, c.hidden, c.embed, c.vocab_size
     G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
@@ -191,11 +205,7 @@ def c_source(model, int8=False, prefix="charrnn"):
     src += rt.CELLS[cell]
     src += BODY.format(step=_step_code(cell, table is not None))
     src += rt.SAMPLER + _c_program.MAIN + "\n#endif /* CHARRNN_DECLARATIONS_ONLY */\n"
-    if prefix != "charrnn":
-        src = re.sub(r"\bcharrnn_", prefix + "_", src)
-        # -DCHARRNN_MAIN in the header comment too (no word boundary after -D)
-        src = re.sub(r"(\b|(?<=-D))CHARRNN_", prefix.upper() + "_", src)
-    return src
+    return renamed(src, prefix)
 
 
 def _comment(text):
