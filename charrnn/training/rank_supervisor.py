@@ -91,7 +91,11 @@ def _watch(pid, r, rank, signal):
             break
         except InterruptedError:
             continue
+    for s in (signal.SIGINT, signal.SIGTERM):   # the pid is free now: nothing to forward
+        signal.signal(s, signal.SIG_DFL)
     if os.WIFEXITED(status):
+        if os.WEXITSTATUS(status):
+            _release_pmi(time)
         os._exit(os.WEXITSTATUS(status))
     signum = os.WTERMSIG(status)
     try:
@@ -105,4 +109,24 @@ def _watch(pid, r, rank, signal):
     sys.stderr.write(f"charrnn: rank {rank} (pid {pid} on {socket.gethostname()}) was killed "
                      f"by {name}: ending the job{where}\n")
     sys.stderr.flush()
+    _release_pmi(time)
     os._exit(128 + signum)
+
+
+def _release_pmi(time):
+    """Close this process's copy of the rank's PMI connection, then give the launcher a
+    moment. Hydra ends a job when a rank's PMI connection closes before MPI_Finalize:
+    that is what stops the other ranks, which may be waiting in a collective for the dead
+    one. When this process exited with the connection still open, Hydra saw the
+    connection, the pipes and the exit all at once and, about one time in fifty, handled
+    the exit first and never ended the job: the other ranks spun in MPI_Gather for ever.
+    Closed while we still live, the connection's end comes first; Hydra's SIGKILL (to
+    every rank on the node, this one too) usually arrives within the second."""
+    fd = os.environ.get("PMI_FD", "")
+    if not fd.isdigit():
+        return
+    try:
+        os.close(int(fd))
+    except OSError:
+        return
+    time.sleep(1.0)
