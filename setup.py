@@ -44,7 +44,7 @@ def extensions():
     # Longest compile first (GCC 12 -O3: the cells ~5-6 s, _copylen ~1 s), so that the
     # parallel jobs end together.
     names = ["_lstm", "_gru", "_rnn", "_ops", "_isa", "_sample", "_table", "_dropout", "_twins",
-             "_copylen", "_batch", "_bidir", "_attn", "_decoder", "_decode"]
+             "_copylen", "_batch", "_bidir", "_attn", "_decoder", "_decode", "_align"]
     common = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     common += [("CHARRNN_DEBUG_BUILD", "1")] if DEBUG else []
     common += [("CHARRNN_NO_AVX512", "1")] if NO_AVX512 else []

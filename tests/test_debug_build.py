@@ -18,9 +18,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # what the tests below import
 EXTENSIONS = ["_isa", "_ops", "_twins", "_lstm", "_gru", "_rnn", "_table", "_sample", "_dropout",
-              "_bidir", "_attn", "_decoder", "_decode"]
+              "_bidir", "_attn", "_decoder", "_decode", "_align"]
 TESTS = ["test_kernels.py", "test_reference.py", "test_kernels_hypothesis.py", "test_lookup.py",
-         "test_bidirectional.py", "test_seq2seq.py", "test_seq2seq_decode.py"]
+         "test_bidirectional.py", "test_seq2seq.py", "test_seq2seq_decode.py",
+         "test_graphones.py"]
 TIMEOUT = 900  # seconds, for the build and for the test run
 
 # Runs in the subprocess: makes sure it tests the debug copy, then runs pytest.

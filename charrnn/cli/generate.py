@@ -4,7 +4,7 @@ import sys
 import click
 
 from charrnn.cli.common import call, finite, load_model, quiet_broken_pipe
-from charrnn.cli.transduce import ENSEMBLE, eval_seq2seq
+from charrnn.cli.transduce import ENSEMBLE, NO_JOINT, eval_seq2seq
 from charrnn.nn.precision import SAMPLE_DEFAULT, SAMPLE_HELP, SAMPLE_PRECISIONS
 
 
@@ -323,9 +323,10 @@ def _write_samples(out, pieces, K, labels, report, prime):
               "(1: greedy).")
 @click.option("--threads", type=click.IntRange(min=1), help="For a transducer: batches "
               "decoded at once, one per thread (default: all cores; the result does not change).")
+@NO_JOINT
 @ENSEMBLE
 def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, docs, beam,
-          threads, ensemble):
+          threads, no_joint, ensemble):
     """Loss of a model on a text file, in nats/char and bits/char. A run directory
     gives its best.safetensors; --latest its newest weights. Any text is scored (one
     repeated character too). For a classifier (--task classify), FILE holds
@@ -348,7 +349,7 @@ def eval_(checkpoint, file, latest, best, encoding, encoding_errors, unknown, do
         return _eval_classifier(checkpoint, file, latest, encoding, encoding_errors)
     if kind == "seq2seq":
         return eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam,
-                            threads, ensemble)
+                            threads, ensemble, no_joint)
     from charrnn.model import evaluate
     model = load_model(checkpoint, latest, best)
     r = call(evaluate, model, file, encoding=encoding, encoding_errors=encoding_errors,

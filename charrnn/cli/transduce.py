@@ -14,28 +14,39 @@ ENSEMBLE = click.option(
     "best mean log-probability wins. Train the members with different --seed values.")
 
 
-def load(run, ensemble=(), latest=False):
-    """The Transducer in run, or with --ensemble runs an Ensemble of them all."""
+NO_JOINT = click.option(
+    "--no-joint", is_flag=True, help="Beam search's best as the transducer scores it, not "
+    "re-ranked by the run's joint graphone model (joint.safetensors, which `charrnn train "
+    "--task seq2seq` builds; it re-ranks whenever --beam is above 1; with --ensemble, RUN's).")
+
+
+def load(run, ensemble=(), latest=False, joint=True):
+    """The Transducer in run (with its joint model unless not joint), or with --ensemble
+    runs an Ensemble of them all (re-ranked by run's joint model, if any)."""
     from charrnn.training.seq2seq import load_transducer
-    tr = call(load_transducer, run, best=not latest)
+    tr = call(load_transducer, run, best=not latest, joint=joint)
     if not ensemble:
         return tr
     from charrnn.training.seq2seq_ensemble import Ensemble
-    return call(Ensemble, [tr] + [call(load_transducer, r, best=not latest) for r in ensemble])
+    return call(Ensemble, [tr] + [call(load_transducer, r, best=not latest, joint=False)
+                                  for r in ensemble])
 
 
 def eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam, threads,
-                 ensemble=()):
+                 ensemble=(), no_joint=False):
     """`charrnn eval` of a transducer (or, with ensemble, of several as one)."""
     from charrnn.errors import plural
-    tr = load(checkpoint, ensemble, latest)
+    tr = load(checkpoint, ensemble, latest, not no_joint)
+    joint = getattr(tr, "joint", None) if beam > 1 else None
     r = call(tr.evaluate, file, encoding or "utf-8", encoding_errors, beam, all_cores(threads))
     loss = "-" if r["loss"] is None else f"{r['loss']:.4f}"
     click.echo(f"word error rate {r['wer']:.4f} ({r['word_errors']:,} of "
                f"{plural(r['words'], 'word')} wrong), token error rate {r['ter']:.4f} "
                f"({plural(r['token_errors'], 'edit')} over {plural(r['tokens'], 'token')}), "
                f"loss {loss} nats/token ({plural(r['pairs'], 'pair')})"
-               + (f", an ensemble of {len(ensemble) + 1} models" if ensemble else ""))
+               + (f", an ensemble of {len(ensemble) + 1} models" if ensemble else "")
+               + (f", beam {beam} re-ranked by the joint model (weight {joint.weight:g})"
+                  if joint is not None else ""))
     if r["unknown_targets"]:
         click.echo(f"  ({plural(r['unknown_targets'], 'target')} with tokens the model does "
                    "not know: counted in the error rates, not in the loss)")
@@ -58,16 +69,20 @@ def eval_seq2seq(checkpoint, file, latest, encoding, encoding_errors, beam, thre
               "of best.safetensors (the best validation loss, the default).")
 @click.option("--threads", type=click.IntRange(min=1), help="Batches of texts decoded at "
               "once, one per thread (default: all cores). The outputs do not change.")
+@NO_JOINT
 @ENSEMBLE
-def transduce(run, texts, beam, nbest, max_len, as_json, latest, threads, ensemble):
+def transduce(run, texts, beam, nbest, max_len, as_json, latest, threads, no_joint, ensemble):
     """Map each TEXT (or, without any, each line of standard input; empty lines are
     skipped) to its output with the transducer in RUN (a run of `charrnn train --task
     seq2seq`, or its .safetensors file). One line per text: TEXT<TAB>OUTPUT; with
-    --nbest, one line per output: TEXT<TAB>OUTPUT<TAB>LOG-PROBABILITY.
+    --nbest, one line per output: TEXT<TAB>OUTPUT<TAB>LOG-PROBABILITY (the
+    transducer's, in its order). With --beam above 1, the run's joint graphone model
+    re-ranks the beam's outputs: the most accurate setting is --beam 8.
 
     \b
     Example:
       charrnn transduce runs/g2p hello world
+      charrnn transduce runs/g2p hello world --beam 8
       charrnn transduce runs/g2p hello --beam 5 --json
       charrnn transduce runs/g2p read --nbest 3
       cut -f1 test.tsv | charrnn transduce runs/g2p
@@ -75,7 +90,7 @@ def transduce(run, texts, beam, nbest, max_len, as_json, latest, threads, ensemb
     """
     import json
 
-    tr = load(run, ensemble, latest)
+    tr = load(run, ensemble, latest, not no_joint)
     threads = all_cores(threads)
 
     def show(batch):

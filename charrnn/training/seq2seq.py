@@ -26,6 +26,7 @@ from charrnn.errors import CheckpointError, ConfigError, CorpusError
 from charrnn.data.pairs import read_pairs
 from charrnn.io import rundir
 from charrnn.io import safetensors_file as sf
+from charrnn.io.joint_file import joint_path, load_joint, save_joint
 from charrnn.nn import optim
 from charrnn.nn.classifier import pad_batch
 from charrnn.nn.network import StreamMasks
@@ -48,6 +49,7 @@ class Transducer:
     max_len: int          # default output limit: twice the longest training target + 2
     history: list = field(default_factory=list)   # (step, mean training loss per token)
     info: dict = None     # what a run's checkpoint says (step, val_loss, ...), when loaded
+    joint: object = None  # charrnn.nn.graphones.JointModel: re-ranks beam search's n best
 
     def split(self, target):
         return list(target) if self.tokens == "chars" else target.split()
@@ -82,7 +84,12 @@ class Transducer:
 
     def transduce(self, texts, beam=1, max_len=None, threads=1):
         """The output string of each text: greedy with beam=1, else beam search; BATCH
-        texts per compiled decoding call, `threads` calls at a time."""
+        texts per compiled decoding call, `threads` calls at a time. With a joint model
+        (self.joint) and beam > 1, the beam's `beam` best are re-ranked by it."""
+        if beam > 1 and self.joint is not None:
+            lists = self.nbest(texts, beam, beam, max_len, threads)
+            return self.joint.pick(texts, lists, self.split)
+
         def run(src, src_len, max_len):
             if beam == 1:
                 return greedy(self.model, src, src_len, max_len)[0]
@@ -136,6 +143,8 @@ class Transducer:
                 "tgt_vocab": json.dumps(self.tgt_vocab, ensure_ascii=False),
                 "tokens": self.tokens, "max_len": str(self.max_len)}
         sf.write(path, dict(self.model.params), meta)
+        if self.joint is not None:
+            save_joint(self.joint, joint_path(path), getattr(self.joint, "info", None))
 
     def loss(self, pairs):
         """Mean cross-entropy per target token (EOS included) over (source, target) pairs."""
@@ -224,10 +233,11 @@ def train_seq2seq(pairs, tokens="chars", cell="lstm", attention="luong", embed=3
     return tr
 
 
-def load_transducer(path, best=True):
+def load_transducer(path, best=True, joint=True):
     """A Transducer from a run directory of `charrnn train --task seq2seq`
     (best.safetensors; model.safetensors when not best) or a file Transducer.save wrote
-    (float32); a one-line CheckpointError if it is not one."""
+    (float32); a one-line CheckpointError if it is not one. With joint, its joint model
+    too when there is one (charrnn.io.joint_file.joint_path)."""
     path = rundir.find_checkpoint(path, best=best)
     def check(meta):
         if meta.get("format") == "charrnn":
@@ -253,6 +263,8 @@ def load_transducer(path, best=True):
         if a.shape != p.shape:
             raise CheckpointError(f"cannot load {path}: {name} is {a.shape}, expected {p.shape}")
         p[...] = a
+    jp = joint_path(path)
     return Transducer(model, json.loads(meta["src_vocab"]), json.loads(meta["tgt_vocab"]),
                       meta["tokens"], int(meta["max_len"]),
-                      info=json.loads(meta.get("info") or "{}"))
+                      info=json.loads(meta.get("info") or "{}"),
+                      joint=load_joint(jp) if joint and jp.is_file() else None)

@@ -140,8 +140,18 @@ class Ensemble:
             result.append([(outs[j], float(scores[j])) for j in order[:n]])
         return result
 
+    @property
+    def joint(self):
+        """The first member's joint model (charrnn.nn.graphones), if it has one."""
+        return self.members[0].joint
+
     def transduce(self, texts, beam=1, max_len=None, threads=1):
-        """The ensemble's output for each text: the best of the members' proposals."""
+        """The ensemble's output for each text: the best of the members' proposals, by
+        their mean log-probability, plus the first member's joint model's weighted one
+        when it has a joint model and beam > 1 (as Transducer.transduce)."""
+        if beam > 1 and self.joint is not None:
+            every = self.nbest(texts, beam * len(self.members), beam, max_len, threads)
+            return self.joint.pick(texts, every, self.split)
         return [lst[0][0] if lst else "" for lst in self.nbest(texts, 1, beam, max_len, threads)]
 
     def score(self, sources, targets, beam=1, threads=1):

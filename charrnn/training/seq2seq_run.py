@@ -102,6 +102,7 @@ class Seq2SeqTrainer(ClassifierTrainer):
                      for i in rows])
         self.train_x, self.train_t = enc(tr)
         self.val_x, self.val_t = enc(va)
+        self.pairs = [[(pairs.left[i], pairs.right[i]) for i in rows] for rows in (tr, va)]
         self.val_refs = dict(list(group_references(
             [pairs.left[i] for i in va], [pairs.right[i] for i in va], split).items())[:EVAL_SAMPLE])
         sample = np.random.default_rng([cfg.seed, 0x5A]).permutation(len(va))[:EVAL_PAIRS]
@@ -162,6 +163,24 @@ class Seq2SeqTrainer(ClassifierTrainer):
 
     def _write_model(self, path, info):
         self.transducer.save(path, info)
+
+    def _finish(self, stop):
+        """The joint model, then the closing lines: built on the training pairs, its
+        weight tuned with the run's best model on the held-out ones."""
+        from charrnn.io.joint_file import NAME, save_joint
+        from charrnn.training.seq2seq import load_transducer
+        from charrnn.training.seq2seq_joint import build_joint
+        best = load_transducer(self.run_dir, best=len(self.val_x) > 0, joint=False)
+        joint = build_joint(best, *self.pairs)
+        save_joint(joint, self.run_dir / NAME, joint.info)
+        i = joint.info
+        tuned = (f"weight {joint.weight:g}: held-out WER {100 * i['held_out_wer_without']:.1f}% "
+                 f"-> {100 * i['held_out_wer_with']:.1f}% at --beam {i['beam']}"
+                 if "weight" in i else f"weight {joint.weight:g} (no held-out pairs to tune it)")
+        self.log(f"charrnn: joint graphone model ({i['graphones']:,} graphones, order "
+                 f"{i['order']}, {i['train_seconds']:g} s) in {NAME}; it re-ranks beam "
+                 f"search's outputs, {tuned}")
+        return super()._finish(stop)
 
 
 def check_options(options):
