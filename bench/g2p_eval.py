@@ -15,6 +15,8 @@ et al. 2016: log-probability / ((5 + length) / 6)^alpha, length counting the end
 row per alpha: does length normalisation, which charrnn's beam search lacks, pay?
 --ensemble: also all the models as one (charrnn.training.seq2seq_ensemble: each proposes
 its best outputs, all score them), one more row, its oracle over the union of proposals.
+A model (or an ensemble's first) with a joint graphone model (joint.safetensors) also
+gets a beam{K}_joint row: beam search re-ranked by it, as charrnn transduce --beam K.
 The test TSV is bench/g2p.py --tsv's test.tsv (source<TAB>pronunciation lines).
 """
 import argparse
@@ -79,6 +81,12 @@ def evaluate(path, refs, beam, alphas=(), threads=1):
     row[f"beam{beam}"]["seconds"] = round(time.perf_counter() - t0, 1)
     miss = sum(not any(o.split() in refs[w] for o, _ in lst) for w, lst in zip(words, lists))
     row[f"oracle_wer_{beam}_best"] = round(miss / len(words), 4)
+    if getattr(t, "joint", None) is not None and beam > 1:   # charrnn.nn.graphones re-ranks
+        t0 = time.perf_counter()
+        outs = t.transduce(words, beam, threads=threads)
+        row[f"beam{beam}_joint"] = rates(refs, dict(zip(words, map(str.split, outs))))
+        row[f"beam{beam}_joint"].update(seconds=round(time.perf_counter() - t0, 1),
+                                        weight=t.joint.weight)
     for a in alphas:
         row[f"beam{beam}_length_penalty_{a:g}"] = rates(
             refs, {w: penalised(lst, a).split() for w, lst in zip(words, lists)})

@@ -10,8 +10,8 @@ paths of every pair (forward-backward: one EM step, Jiang and Bisani & Ney's
 joint-sequence models start so), and `viterbi` writes each pair's best path.
 
 Codes: source symbols are 1..A, target tokens 1..B (0 is "none"). A source chunk's code
-is x1 * (A + 1) + x2 with x2 = 0 for a chunk of one; a target chunk's y1 * (B + 1) + y2,
-0 for the empty chunk. So the table is dense, (A + 1)^max_x by (B + 1)^max_y, and no
+is x1 * (A + 1) + x2 with x2 = 0 for a chunk of one (x1 where max_x is 1); a target
+chunk's y1 * (B + 1) + y2 (y1 where max_y is 1), 0 for the empty chunk. So the table is dense, (A + 1)^max_x by (B + 1)^max_y, and no
 hashing runs inside the loops. Every array is checked before the GIL is released.
 """
 import numpy as np
@@ -52,13 +52,17 @@ def _check(xs, xoff, ys, yoff, table, int nx, int ny, int max_x, int max_y):
     return n, lx, ly
 
 
-cdef inline i64 xcode(const i32* x, int i, int a, int nx) nogil:
+cdef inline i64 xcode(const i32* x, int i, int a, int nx, int max_x) nogil:
+    if max_x == 1:          # chunks of one: the symbol is the code
+        return x[i]
     return x[i] * nx + (x[i + 1] if a == 2 else 0)
 
 
-cdef inline i64 ycode(const i32* y, int j, int b, int ny) nogil:
+cdef inline i64 ycode(const i32* y, int j, int b, int ny, int max_y) nogil:
     if b == 0:
         return 0
+    if max_y == 1:
+        return y[j]
     return y[j] * ny + (y[j + 1] if b == 2 else 0)
 
 
@@ -114,7 +118,7 @@ def em_counts(xs, xoff, ys, yoff, table, counts, int nx, int ny, int max_x=2, in
                             if j + b > m or (a == 2 and b == 2 and not many_to_many):
                                 break
                             alpha[(i + a) * w + j + b] += alpha[i * w + j] * \
-                                P[xcode(x, i, a, nx), ycode(y, j, b, ny)]
+                                P[xcode(x, i, a, nx, max_x), ycode(y, j, b, ny, max_y)]
             z = alpha[l * w + m]
             if not z > 0.0:
                 dead += 1
@@ -132,7 +136,7 @@ def em_counts(xs, xoff, ys, yoff, table, counts, int nx, int ny, int max_x=2, in
                         for b in range(0, max_y + 1):
                             if j + b > m or (a == 2 and b == 2 and not many_to_many):
                                 break
-                            beta[i * w + j] += P[xcode(x, i, a, nx), ycode(y, j, b, ny)] * \
+                            beta[i * w + j] += P[xcode(x, i, a, nx, max_x), ycode(y, j, b, ny, max_y)] * \
                                 beta[(i + a) * w + j + b]
             for i in range(l):
                 for j in range(m + 1):
@@ -144,10 +148,10 @@ def em_counts(xs, xoff, ys, yoff, table, counts, int nx, int ny, int max_x=2, in
                         for b in range(0, max_y + 1):
                             if j + b > m or (a == 2 and b == 2 and not many_to_many):
                                 break
-                            post = alpha[i * w + j] * P[xcode(x, i, a, nx), ycode(y, j, b, ny)] \
+                            post = alpha[i * w + j] * P[xcode(x, i, a, nx, max_x), ycode(y, j, b, ny, max_y)] \
                                 * beta[(i + a) * w + j + b] / z
                             if post > 0.0:
-                                C[xcode(x, i, a, nx), ycode(y, j, b, ny)] += post
+                                C[xcode(x, i, a, nx, max_x), ycode(y, j, b, ny, max_y)] += post
     free(alpha)
     free(beta)
     return ll, dead
@@ -208,7 +212,7 @@ def viterbi(xs, xoff, ys, yoff, logtable, int nx, int ny, int max_x=2, int max_y
                         for b in range(0, max_y + 1):
                             if j + b > m or (a == 2 and b == 2 and not many_to_many):
                                 break
-                            v = best[i * w + j] + P[xcode(x, i, a, nx), ycode(y, j, b, ny)]
+                            v = best[i * w + j] + P[xcode(x, i, a, nx, max_x), ycode(y, j, b, ny, max_y)]
                             if v > best[(i + a) * w + j + b]:   # ties: the first path found
                                 best[(i + a) * w + j + b] = v
                                 back[(i + a) * w + j + b] = a * 4 + b
@@ -232,8 +236,8 @@ def viterbi(xs, xoff, ys, yoff, logtable, int nx, int ny, int max_x=2, int max_y
                 i -= a
                 j -= b
                 at -= 1
-                GX[at] = xcode(x, i, a, nx)
-                GY[at] = ycode(y, j, b, ny)
+                GX[at] = xcode(x, i, a, nx, max_x)
+                GY[at] = ycode(y, j, b, ny, max_y)
             out += steps
             GO[k + 1] = out
     free(best)

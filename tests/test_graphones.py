@@ -17,24 +17,24 @@ from charrnn.nn.ngram import NGram
 
 # ---- the alignment kernel ---------------------------------------------------------------
 
-def cuts(l, m, both):
-    """Every path from (0, 0) to (l, m): steps (a, b), a in 1..2 source symbols, b in 0..2
-    target tokens, (2, 2) only with both."""
+def cuts(l, m, both, max_x=2, max_y=2):
+    """Every path from (0, 0) to (l, m): steps (a, b), a in 1..max_x source symbols, b in
+    0..max_y target tokens, (2, 2) only with both."""
     if l == 0:
         return [[]] if m == 0 else []
     out = []
-    for a in (1, 2):
-        for b in (0, 1, 2):
+    for a in range(1, max_x + 1):
+        for b in range(max_y + 1):
             if a <= l and b <= m and (both or (a, b) != (2, 2)):
-                out += [[(a, b)] + rest for rest in cuts(l - a, m - b, both)]
+                out += [[(a, b)] + rest for rest in cuts(l - a, m - b, both, max_x, max_y)]
     return out
 
 
-def codes(x, y, path, nx, ny):
+def codes(x, y, path, nx, ny, max_x=2, max_y=2):
     i = j = 0
     for a, b in path:
-        cx = x[i] * nx + (x[i + 1] if a == 2 else 0)
-        cy = 0 if b == 0 else y[j] * ny + (y[j + 1] if b == 2 else 0)
+        cx = x[i] if max_x == 1 else x[i] * nx + (x[i + 1] if a == 2 else 0)
+        cy = 0 if b == 0 else y[j] if max_y == 1 else y[j] * ny + (y[j + 1] if b == 2 else 0)
         yield cx, cy
         i, j = i + a, j + b
 
@@ -90,6 +90,30 @@ def test_viterbi_is_the_best_cut(both):
         assert score[k] == pytest.approx(best, rel=1e-12)
         got = list(zip(gx[goff[k]:goff[k + 1]], gy[goff[k]:goff[k + 1]]))
         assert got == list(codes(x, y, path, nx, ny))
+
+
+@pytest.mark.parametrize("max_x,max_y", [(1, 2), (2, 1), (1, 1)])
+def test_chunks_of_one_on_a_side(max_x, max_y):
+    nx = ny = 4
+    rng = np.random.default_rng(2)
+    table = rng.random((nx ** max_x, ny ** max_y))
+    counts = np.zeros_like(table)
+    _align.em_counts(*arrays(PAIRS), table, counts, nx, ny, max_x, max_y)
+    gx, gy, goff, score = _align.viterbi(*arrays(PAIRS), np.log(table), nx, ny, max_x, max_y)
+    want = np.zeros_like(table)
+    for k, (x, y) in enumerate(PAIRS):
+        paths = [list(codes(x, y, p, nx, ny, max_x, max_y))
+                 for p in cuts(len(x), len(y), False, max_x, max_y)]
+        probs = [math.prod(table[g] for g in c) for c in paths]
+        if not paths:
+            assert score[k] == -np.inf
+            continue
+        for c, p in zip(paths, probs):
+            for g in c:
+                want[g] += p / sum(probs)
+        got = [tuple(map(int, g)) for g in zip(gx[goff[k]:goff[k + 1]], gy[goff[k]:goff[k + 1]])]
+        assert got in paths and score[k] == pytest.approx(math.log(max(probs)), rel=1e-12)
+    np.testing.assert_allclose(counts, want, rtol=1e-12, atol=1e-15)
 
 
 def test_kernel_refuses_bad_arrays():
@@ -230,3 +254,16 @@ def test_joint_file_round_trip(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"\x10" + b"\0" * 7 + b'{"a": 1}' * 2)
     with pytest.raises(CheckpointError, match="cannot load"):
         load_joint(tmp_path / "bad.safetensors")
+
+
+def test_large_alphabets_cut_in_smaller_chunks(monkeypatch):
+    from charrnn.nn import graphones
+    assert graphones.chunk_sizes(27, 70) == (2, 2)                   # CMUdict: 3.6M cells
+    assert graphones.chunk_sizes(200, 40) == (1, 2)                  # 200 * 40^2 = 320k
+    assert graphones.chunk_sizes(40, 200) == (2, 1)
+    assert graphones.chunk_sizes(5000, 5000) == (1, 1)
+    monkeypatch.setattr(graphones, "MAX_TABLE", 9 * 7 * 7)   # 8 letters, 6 phonemes: (1, 2) fits
+    j = JointModel.train([(w, p.split()) for w, p in WORDS], order=3)
+    assert (j.max_x, j.max_y) == (1, 2)
+    lp = j.logprobs(["cat", "cat"], [["K", "AE", "T"], ["K", "EY", "T"]])
+    assert np.isfinite(lp[0]) and lp[0] > lp[1]

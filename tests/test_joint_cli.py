@@ -131,3 +131,18 @@ def test_an_ensemble_is_reranked_by_its_first_members_joint_model(run, tmp_path)
                                   "--ensemble", str(path)])
     tuned = charrnn.Ensemble([charrnn.load_transducer(path), other])
     assert [l.split("\t")[1] for l in r.output.splitlines()] == tuned.transduce(texts[:4], 4)
+
+
+def test_resuming_a_finished_run_without_one_builds_it(run, tmp_path):
+    import shutil
+    path, _ = run
+    copy = tmp_path / "old"
+    shutil.copytree(path, copy)
+    (copy / "joint.safetensors").unlink()          # as a run from before joint models
+    r = CliRunner().invoke(main, ["train", "--out", str(copy), "--resume"])
+    assert r.exit_code == 0, r.output
+    assert "already finished" in r.output and "joint graphone model" in r.output
+    j, k = load_joint(copy / "joint.safetensors"), load_joint(path / "joint.safetensors")
+    assert j.weight == k.weight and np.array_equal(j.cells, k.cells)
+    r = CliRunner().invoke(main, ["train", "--out", str(copy), "--resume"])
+    assert "joint graphone model" not in r.output   # there now: not built again

@@ -21,10 +21,21 @@ from charrnn.nn.ngram import NGram
 
 ORDER = 6        # n-gram order (Phonetisaurus's recipe: 8; see docs/internals/seq2seq.md)
 EM_STEPS = 8
-MAX_TABLE = 1 << 25   # cells of the dense unigram table; larger alphabets use chunks of 1
+MAX_TABLE = 1 << 23   # cells of the dense tables (8 bytes each, two of them): larger
+# alphabets cut in chunks of one on one side, or both (see chunk_sizes)
 SEEN = 1e-10          # a graphone EM gave less probability than this is not kept
 UNSEEN_LOGP = np.log(1e-12)   # the cut model's log-probability of a graphone not kept
 MARGIN = 5.0          # a pair with no cut at all ranks this far below the worst that has one
+
+
+def chunk_sizes(nx, ny):
+    """(max_x, max_y): 2 and 2 where the tables fit MAX_TABLE cells, else the side with
+    the smaller alphabet keeps chunks of two (a target longer than twice its source can
+    then still be cut when that is the target side), else 1 and 1."""
+    for mx, my in ((2, 2), (1, 2), (2, 1)) if ny <= nx else ((2, 2), (2, 1), (1, 2)):
+        if nx ** mx * ny ** my <= MAX_TABLE:
+            return mx, my
+    return 1, 1
 
 
 class JointModel:
@@ -53,7 +64,7 @@ class JointModel:
         src_vocab = sorted({c for s, _ in pairs for c in s})
         tgt_vocab = sorted({t for _, y in pairs for t in y})
         nx, ny = len(src_vocab) + 1, len(tgt_vocab) + 1
-        max_x = max_y = 2 if nx * nx * ny * ny <= MAX_TABLE else 1
+        max_x, max_y = chunk_sizes(nx, ny)
         model = cls(src_vocab, tgt_vocab, max_x, max_y, [], [], None)
         arrays = model._encode([s for s, _ in pairs], [y for _, y in pairs])
         table = np.ones((nx ** max_x, ny ** max_y))   # every cut equally likely at first

@@ -164,9 +164,20 @@ class Seq2SeqTrainer(ClassifierTrainer):
     def _write_model(self, path, info):
         self.transducer.save(path, info)
 
+    def run(self, sig):
+        summary = super().run(sig)
+        from charrnn.io.joint_file import NAME
+        if not (self.run_dir / NAME).is_file():   # a finished run from before joint models
+            self._build_joint()
+        return summary
+
     def _finish(self, stop):
-        """The joint model, then the closing lines: built on the training pairs, its
-        weight tuned with the run's best model on the held-out ones."""
+        self._build_joint()   # the model changed: its joint model's weight must follow
+        return super()._finish(stop)
+
+    def _build_joint(self):
+        """The joint model, built on the training pairs, its weight tuned with the run's
+        best model on the held-out ones (charrnn.training.seq2seq_joint)."""
         from charrnn.io.joint_file import NAME, save_joint
         from charrnn.training.seq2seq import load_transducer
         from charrnn.training.seq2seq_joint import build_joint
@@ -180,7 +191,6 @@ class Seq2SeqTrainer(ClassifierTrainer):
         self.log(f"charrnn: joint graphone model ({i['graphones']:,} graphones, order "
                  f"{i['order']}, {i['train_seconds']:g} s) in {NAME}; it re-ranks beam "
                  f"search's outputs, {tuned}")
-        return super()._finish(stop)
 
 
 def check_options(options):
