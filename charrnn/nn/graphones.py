@@ -19,7 +19,7 @@ import numpy as np
 from charrnn import _align
 from charrnn.nn.ngram import NGram
 
-ORDER = 6        # n-gram order (Phonetisaurus's recipe: 8; see docs/internals/seq2seq.md)
+ORDER = 6        # n-gram order (Phonetisaurus: 8, which scored the same: docs/internals/graphones.md)
 EM_STEPS = 8
 MAX_TABLE = 1 << 23   # cells of the dense tables (8 bytes each, two of them): larger
 # alphabets cut in chunks of one on one side, or both (see chunk_sizes)
