@@ -44,16 +44,21 @@ _L = Limits()
                                                 "debug"]), default="info", show_default=True)
 def serve(runs, host, port, api_key, latest, watch, watch_interval, unknown, max_batch,
           max_queue, max_tokens, max_prompt, max_n, max_body, no_batching, log_level):
-    """Serve trained models over HTTP: OpenAI's /v1/completions (streaming too), a
-    playground page at /, /health. RUNS: run directories or .safetensors files (default:
-    the most recent run); several runs are several models, chosen by the request's
-    "model" (the run's directory name). Stop with Ctrl-C: streams end cleanly, exit 0.
+    """Serve trained models over HTTP: OpenAI's /v1/completions (streaming too) for
+    language models, /v1/transduce for transducers (--task seq2seq runs), /v1/classify
+    for classifiers (--task classify), a playground page at /, /health. RUNS: run
+    directories or .safetensors files of any kind (default: the most recent run);
+    several runs are several models, chosen by the request's "model" (the run's
+    directory name). Stop with Ctrl-C: streams end cleanly, exit 0.
 
     \b
     Example:
       charrnn serve charrnn-runs/shakespeare-20260101-120000 --watch
       curl localhost:8000/v1/completions -H 'Content-Type: application/json' \\
            -d '{"prompt": "ROMEO:", "max_tokens": 200, "seed": 1}'
+      charrnn serve runs/g2p
+      curl localhost:8000/v1/transduce -H 'Content-Type: application/json' \\
+           -d '{"input": ["hello", "world"], "beam": 8}'
     """
     try:
         import uvicorn
@@ -77,10 +82,12 @@ def serve(runs, host, port, api_key, latest, watch, watch_interval, unknown, max
     asgi = call(app, models, api_key=api_key, limits=limits, batching=not no_batching,
                 unknown=unknown, watch=watch_interval if watch else 0.0)
     base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    what = {"lm": "completions", "seq2seq": "transduce", "classifier": "classify"}
     for m in models:
-        click.echo(f"charrnn: model {m.name!r} from {m.checkpoint()}", err=True)
-    click.echo(f"charrnn: playground {base}/   API {base}/v1 (OpenAI completions)"
-               + ("   key required" if api_key else ""), err=True)
+        click.echo(f"charrnn: model {m.name!r} from {m.checkpoint()}: POST "
+                   f"{base}/v1/{what[m.kind]}", err=True)
+    click.echo(f"charrnn: playground {base}/   API {base}/v1 (OpenAI completions; "
+               "transduce, classify)" + ("   key required" if api_key else ""), err=True)
     if host not in LOCAL:
         click.echo(f"charrnn: note: listening on {host}, so other machines can connect"
                    + ("" if api_key else "; anyone who can reach it can use it: consider "

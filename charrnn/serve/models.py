@@ -2,6 +2,7 @@
 
     served = ServedModel.from_source("charrnn-runs/shakespeare-...")   # or a CharRNN
     served.newer()        # True when the run's checkpoint changed on disk (--watch)
+    served.kind           # "lm", "seq2seq" (a Transducer) or "classifier" (a TextClassifier)
 
 A model's id is its run directory's name (a .safetensors file: the file's stem), or the
 key given to charrnn.serve.app({"name": model}). Watching compares the checkpoint's
@@ -14,10 +15,30 @@ import os
 from pathlib import Path
 
 from charrnn.errors import CharRNNError
-from charrnn.model import CharRNN, load
+from charrnn.model import load
 
 BEST = "best.safetensors"
 LATEST = "model.safetensors"
+
+
+def _load(path, latest):
+    """(kind, model) of a run directory or a model file of any of the three kinds."""
+    from charrnn.classifier import load_classifier, run_kind
+    kind = run_kind(str(path), best=not latest)
+    if kind == "seq2seq":
+        from charrnn.training.seq2seq import load_transducer
+        return kind, load_transducer(str(path), best=not latest)
+    if kind == "classifier":
+        return kind, load_classifier(str(path), best=not latest)
+    return "lm", load(str(path), best=not latest)
+
+
+def _kind(model):
+    from charrnn.classifier import TextClassifier
+    from charrnn.training.seq2seq import Transducer
+    if isinstance(model, Transducer):
+        return "seq2seq"
+    return "classifier" if isinstance(model, TextClassifier) else "lm"
 
 
 class ServedModel:
@@ -25,15 +46,16 @@ class ServedModel:
 
     def __init__(self, name, model, path=None, latest=False):
         self.name, self.model, self.path, self.latest = name, model, path, latest
+        self.kind = _kind(model)
         self.version = 0
         self.stamp = self._stamp()
 
     @classmethod
     def from_source(cls, source, name=None, latest=False):
-        if isinstance(source, CharRNN):
+        if not isinstance(source, (str, os.PathLike)):   # a model object of any kind
             return cls(name or "model", source)
         path = Path(source)
-        model = load(str(path), best=not latest)
+        _, model = _load(path, latest)
         if name is None:
             name = path.stem if path.suffix == ".safetensors" else path.resolve().name
         return cls(name, model, path, latest)
@@ -64,22 +86,35 @@ class ServedModel:
         if stamp is None or stamp == self.stamp:
             return None
         try:
-            model = load(str(self.path), best=not self.latest)
+            kind, model = _load(self.path, self.latest)
         except (CharRNNError, OSError, ValueError):
+            return None
+        if kind != self.kind:    # another kind of model now: keep serving the old one
             return None
         self.stamp, self.model = stamp, model
         self.version += 1
         return model
 
     def describe(self):
-        c = self.model.config
+        m = self.model
+        common = {"kind": self.kind, "checkpoint": str(self.checkpoint() or ""),
+                  "version": self.version}
+        if self.kind == "seq2seq":
+            c = m.model.config
+            about = {"cell": c["cell"], "layers": c["layers"], "hidden": c["hidden"],
+                     "tokens": m.tokens, "source_characters": len(m.src_vocab),
+                     "target_tokens": len(m.tgt_vocab), "joint": m.joint is not None,
+                     "endpoint": "/v1/transduce"}
+        elif self.kind == "classifier":
+            about = {"labels": list(m.labels), "characters": len(m.vocab),
+                     "endpoint": "/v1/classify"}
+        else:
+            c = m.config
+            about = {"cell": c["cell"], "layers": c["layers"], "hidden": c["hidden"],
+                     "vocab_size": c["vocab_size"], "encoding": c.get("encoding", "utf-8"),
+                     "endpoint": "/v1/completions"}
         return {"id": self.name, "object": "model", "created": int(self.stamp[0] // 10**9)
-                if self.stamp else 0, "owned_by": "charrnn",
-                "charrnn": {"cell": c["cell"], "layers": c["layers"], "hidden": c["hidden"],
-                            "vocab_size": c["vocab_size"],
-                            "encoding": c.get("encoding", "utf-8"),
-                            "checkpoint": str(self.checkpoint() or ""),
-                            "version": self.version}}
+                if self.stamp else 0, "owned_by": "charrnn", "charrnn": {**about, **common}}
 
 
 def unique_names(sources):

@@ -7,7 +7,9 @@
     GET  /                 the playground page (one file, no network)
     GET  /health           {"status": "ok", ...}, no key needed
     GET  /v1/models        the served models;  GET /v1/models/{id}
-    POST /v1/completions   see charrnn.serve.protocol
+    POST /v1/completions   see charrnn.serve.protocol (language models)
+    POST /v1/transduce     see charrnn.serve.tasks (transducers: --task seq2seq runs)
+    POST /v1/classify      see charrnn.serve.tasks (classifiers: --task classify runs)
 
 Starlette (routing, streaming responses, lifespan) on any ASGI server; the command runs
 uvicorn. Every error is OpenAI's JSON shape with its status: 400 bad request, 401 key,
@@ -32,6 +34,7 @@ from starlette.routing import Route
 from charrnn.data.text import encode_text
 from charrnn.errors import ConfigError
 from charrnn.serve import protocol as P
+from charrnn.serve import tasks
 from charrnn.serve.batcher import Engine, Job, Scheduler
 from charrnn.serve.models import ServedModel
 
@@ -47,7 +50,9 @@ class State:
         self.capacity = limits.max_batch if batching else 1
         self.scheduler = Scheduler()
         for m in models:
-            self.scheduler.add(Engine(m.model, self.capacity, m.name, m.version))
+            if m.kind == "lm":   # transducers and classifiers: charrnn.serve.tasks
+                self.scheduler.add(Engine(m.model, self.capacity, m.name, m.version))
+        self.task_locks, self.task_waiting = {}, {}
 
 
 def _served(models):
@@ -81,7 +86,9 @@ def app(models, *, api_key=None, limits=None, batching=True, unknown="error", wa
 
     routes = [Route("/", playground), Route("/health", health),
               Route("/v1/models", list_models), Route("/v1/models/{name:path}", get_model),
-              Route("/v1/completions", completions, methods=["POST"])]
+              Route("/v1/completions", completions, methods=["POST"]),
+              Route("/v1/transduce", transduce, methods=["POST"]),
+              Route("/v1/classify", classify, methods=["POST"])]
     handlers = {HTTPException: _http_error, P.APIError: _api_error}
     application = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     application.state.charrnn = state
@@ -115,16 +122,30 @@ async def get_model(request):
     return JSONResponse(s.models[name].describe())
 
 
+async def transduce(request):
+    s = _auth(request)
+    return JSONResponse(await tasks.transduce(s, await _body(request, s.limits)))
+
+
+async def classify(request):
+    s = _auth(request)
+    return JSONResponse(await tasks.classify(s, await _body(request, s.limits)))
+
+
 async def completions(request):
     s = _auth(request)
     req = P.parse_completion(await _body(request, s.limits), s.limits, s.models)
+    if s.models[req.model].kind != "lm":
+        kind = s.models[req.model].kind
+        raise P.APIError(400, f"the model {req.model!r} is {tasks.WHAT[kind]}, not a language "
+                         f"model: use {tasks.ENDPOINT[kind]}", "model", "wrong_model_kind")
     if s.scheduler.error is not None:
         raise P.APIError(500, f"the batch thread failed ({s.scheduler.error!r}); restart the "
                          "server", code="internal_error")
     engine = s.scheduler.newest(req.model)
     prompts = [_encode(engine, p, s.unknown) for p in req.prompts]
     choices = len(prompts) * req.n
-    room = s.capacity * len(s.models) + s.limits.max_queue
+    room = s.capacity * sum(m.kind == "lm" for m in s.models.values()) + s.limits.max_queue
     if s.scheduler.in_flight() + choices > room:
         raise P.APIError(429, f"the server is busy ({room} generations in flight at most); "
                          "retry shortly", code="too_many_requests", headers={"Retry-After": "1"})
@@ -317,7 +338,10 @@ async def _watch(state):
         await asyncio.sleep(state.watch)
         for served in state.models.values():
             model = await asyncio.to_thread(served.newer)
-            if model is not None:
+            if model is not None and served.kind != "lm":   # swapped in by newer()
+                log.warning("charrnn: reloaded %s from %s (version %d)", served.name,
+                            served.checkpoint(), served.version)
+            elif model is not None:
                 engine = await asyncio.to_thread(Engine, model, state.capacity, served.name,
                                                  served.version)
                 state.scheduler.swap(engine)
