@@ -34,7 +34,8 @@ def _check(xs, xoff, ys, yoff, table, int nx, int ny, int max_x, int max_y):
             raise ValueError(f"{name} must be a 1-d {np.dtype(dt).name} array")
     if len(xoff) != len(yoff) or len(xoff) < 1:
         raise ValueError("xoff and yoff must have the same length, at least 1")
-    if xoff[0] != 0 or yoff[0] != 0 or xoff[-1] != len(xs) or yoff[-1] != len(ys):
+    if xoff[0] != 0 or yoff[0] != 0 or xoff[len(xoff) - 1] != len(xs) \
+            or yoff[len(yoff) - 1] != len(ys):
         raise ValueError("offsets must start at 0 and end at the arrays' lengths")
     if len(xoff) > 1 and (np.any(np.diff(xoff) < 1) or np.any(np.diff(yoff) < 0)):
         raise ValueError("every source must have a symbol; offsets must not decrease")
@@ -66,94 +67,106 @@ cdef inline i64 ycode(const i32* y, int j, int b, int ny, int max_y) nogil:
     return y[j] * ny + (y[j + 1] if b == 2 else 0)
 
 
+cdef struct Edge:
+    int src, dst       # lattice cells i * w + j
+    i64 cx, cy         # the graphone's table row and column
+
+
+cdef int edges(Edge* e, const i32* x, const i32* y, int l, int m, int w, int nx, int ny,
+               int max_x, int max_y, bint many_to_many) noexcept nogil:
+    """Every step of the pair's lattice, from cell (i, j) to (i + a, j + b), in order of
+    i, j, a, b: each step comes after every step into its start. Returns their count."""
+    cdef int i, j, a, b, k = 0
+    for i in range(l):
+        for j in range(m + 1):
+            for a in range(1, max_x + 1):
+                if i + a > l:
+                    break
+                for b in range(max_y + 1):
+                    if j + b > m or (a == 2 and b == 2 and not many_to_many):
+                        break
+                    e[k].src, e[k].dst = i * w + j, (i + a) * w + j + b
+                    e[k].cx, e[k].cy = xcode(x, i, a, nx, max_x), ycode(y, j, b, ny, max_y)
+                    k += 1
+    return k
+
+
+cdef class _Pairs:
+    """The checked arrays of a batch of pairs, and scratch for one pair's lattice."""
+    cdef const i32[::1] X
+    cdef const i32[::1] Y
+    cdef const i64[::1] XO
+    cdef const i64[::1] YO
+    cdef int n, w, cells, nx, ny, max_x, max_y
+    cdef bint many
+    cdef Edge* e
+    cdef double* f
+    cdef double* g
+
+    def __cinit__(self, xs, xoff, ys, yoff, table, int nx, int ny, int max_x, int max_y,
+                  bint many_to_many):
+        n, lx, ly = _check(xs, xoff, ys, yoff, table, nx, ny, max_x, max_y)
+        self.X, self.XO, self.YO = xs, xoff, yoff
+        self.Y = ys if len(ys) else np.zeros(1, np.int32)   # a valid pointer all the same
+        self.n, self.w, self.cells = n, ly + 1, (lx + 1) * (ly + 1)
+        self.nx, self.ny, self.max_x, self.max_y, self.many = nx, ny, max_x, max_y, many_to_many
+        self.e = <Edge*>malloc(sizeof(Edge) * self.cells * 6)
+        self.f = <double*>malloc(sizeof(double) * self.cells)
+        self.g = <double*>malloc(sizeof(double) * self.cells)
+        if self.e == NULL or self.f == NULL or self.g == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.e)
+        free(self.f)
+        free(self.g)
+
+    cdef int lattice(self, int k, int* l, int* m) noexcept nogil:
+        """Pair k's edges into self.e (their count); l, m: its lengths."""
+        l[0] = <int>(self.XO[k + 1] - self.XO[k])
+        m[0] = <int>(self.YO[k + 1] - self.YO[k])
+        return edges(self.e, &self.X[0] + self.XO[k], &self.Y[0] + self.YO[k], l[0], m[0],
+                     self.w, self.nx, self.ny, self.max_x, self.max_y, self.many)
+
+
 def em_counts(xs, xoff, ys, yoff, table, counts, int nx, int ny, int max_x=2, int max_y=2,
               bint many_to_many=False):
     """Adds to counts (table's shape, float64) every graphone's posterior count over all
     paths of every pair under the joint unigram `table` of probabilities. Returns
     (log-likelihood of the pairs that have a path, pairs without one). nx, ny: A + 1, B + 1;
     many_to_many: graphones of two symbols with two tokens too."""
-    cdef int n, lx, ly
-    n, lx, ly = _check(xs, xoff, ys, yoff, table, nx, ny, max_x, max_y)
+    cdef _Pairs p = _Pairs(xs, xoff, ys, yoff, table, nx, ny, max_x, max_y, many_to_many)
     if not isinstance(counts, np.ndarray) or counts.dtype != np.float64 \
             or counts.shape != table.shape or not counts.flags.c_contiguous:
         raise ValueError("counts must be a C-contiguous float64 array of table's shape")
-    if len(ys) == 0:   # no target tokens at all: a pointer to something all the same
-        ys = np.zeros(1, np.int32)
-    cdef const i32[::1] X = xs
-    cdef const i32[::1] Y = ys
-    cdef const i64[::1] XO = xoff
-    cdef const i64[::1] YO = yoff
     cdef const double[:, ::1] P = table
     cdef double[:, ::1] C = counts
-    cdef int w = ly + 1
-    cdef double* alpha = <double*>malloc(sizeof(double) * (lx + 1) * w)
-    cdef double* beta = <double*>malloc(sizeof(double) * (lx + 1) * w)
-    if alpha == NULL or beta == NULL:
-        free(alpha)
-        free(beta)
-        raise MemoryError()
+    cdef double* alpha = p.f     # alpha[c]: the paths' probability from (0, 0) to cell c
+    cdef double* beta = p.g      # beta[c]: from cell c to (l, m)
     cdef double ll = 0.0, z, post
-    cdef int dead = 0, k, i, j, a, b, m, l
-    cdef const i32* x
-    cdef const i32* y
+    cdef int dead = 0, k, t, count, l, m
+    cdef Edge* e = p.e
     with nogil:
-        for k in range(n):
-            x = &X[0] + XO[k]
-            y = &Y[0] + YO[k]
-            l = <int>(XO[k + 1] - XO[k])
-            m = <int>(YO[k + 1] - YO[k])
-            # alpha[i, j]: total probability of the paths from (0, 0) to (i, j)
-            for i in range((l + 1) * w):
-                alpha[i] = 0.0
-                beta[i] = 0.0
+        for k in range(p.n):
+            count = p.lattice(k, &l, &m)
+            for t in range(p.cells):
+                alpha[t] = 0.0
+                beta[t] = 0.0
             alpha[0] = 1.0
-            for i in range(l + 1):
-                for j in range(m + 1):
-                    if alpha[i * w + j] == 0.0:
-                        continue
-                    for a in range(1, max_x + 1):
-                        if i + a > l:
-                            break
-                        for b in range(0, max_y + 1):
-                            if j + b > m or (a == 2 and b == 2 and not many_to_many):
-                                break
-                            alpha[(i + a) * w + j + b] += alpha[i * w + j] * \
-                                P[xcode(x, i, a, nx, max_x), ycode(y, j, b, ny, max_y)]
-            z = alpha[l * w + m]
+            for t in range(count):
+                alpha[e[t].dst] += alpha[e[t].src] * P[e[t].cx, e[t].cy]
+            z = alpha[l * p.w + m]
             if not z > 0.0:
                 dead += 1
                 continue
             ll += log(z)
-            # beta[i, j]: total probability of the paths from (i, j) to (l, m)
-            beta[l * w + m] = 1.0
-            for i in range(l, -1, -1):
-                for j in range(m, -1, -1):
-                    if i == l and j == m:
-                        continue
-                    for a in range(1, max_x + 1):
-                        if i + a > l:
-                            break
-                        for b in range(0, max_y + 1):
-                            if j + b > m or (a == 2 and b == 2 and not many_to_many):
-                                break
-                            beta[i * w + j] += P[xcode(x, i, a, nx, max_x), ycode(y, j, b, ny, max_y)] * \
-                                beta[(i + a) * w + j + b]
-            for i in range(l):
-                for j in range(m + 1):
-                    if alpha[i * w + j] == 0.0:
-                        continue
-                    for a in range(1, max_x + 1):
-                        if i + a > l:
-                            break
-                        for b in range(0, max_y + 1):
-                            if j + b > m or (a == 2 and b == 2 and not many_to_many):
-                                break
-                            post = alpha[i * w + j] * P[xcode(x, i, a, nx, max_x), ycode(y, j, b, ny, max_y)] \
-                                * beta[(i + a) * w + j + b] / z
-                            if post > 0.0:
-                                C[xcode(x, i, a, nx, max_x), ycode(y, j, b, ny, max_y)] += post
-    free(alpha)
-    free(beta)
+            beta[l * p.w + m] = 1.0
+            for t in range(count - 1, -1, -1):   # every step out of a cell before it
+                beta[e[t].src] += P[e[t].cx, e[t].cy] * beta[e[t].dst]
+            for t in range(count):
+                post = alpha[e[t].src] * P[e[t].cx, e[t].cy] * beta[e[t].dst] / z
+                if post > 0.0:
+                    C[e[t].cx, e[t].cy] += post
     return ll, dead
 
 
@@ -163,83 +176,53 @@ def viterbi(xs, xoff, ys, yoff, logtable, int nx, int ny, int max_x=2, int max_y
     Returns (gx, gy, goff, score): the path's source and target chunk codes, pair k's at
     goff[k]:goff[k + 1] (empty where no path exists), and each path's log-probability
     (-inf where none)."""
-    cdef int n, lx, ly
-    n, lx, ly = _check(xs, xoff, ys, yoff, logtable, nx, ny, max_x, max_y)
-    if len(ys) == 0:
-        ys = np.zeros(1, np.int32)
-    cdef const i32[::1] X = xs
-    cdef const i32[::1] Y = ys
-    cdef const i64[::1] XO = xoff
-    cdef const i64[::1] YO = yoff
+    cdef _Pairs p = _Pairs(xs, xoff, ys, yoff, logtable, nx, ny, max_x, max_y, many_to_many)
     cdef const double[:, ::1] P = logtable
     gx_a = np.zeros(len(xs), np.int64)    # a path has at most one graphone per source symbol
     gy_a = np.zeros(len(xs), np.int64)
-    goff_a = np.zeros(n + 1, np.int64)
-    score_a = np.full(n, -np.inf)
+    goff_a = np.zeros(p.n + 1, np.int64)
+    score_a = np.full(p.n, -np.inf)
     cdef i64[::1] GX = gx_a
     cdef i64[::1] GY = gy_a
     cdef i64[::1] GO = goff_a
     cdef double[::1] S = score_a
-    cdef int w = ly + 1
-    cdef double* best = <double*>malloc(sizeof(double) * (lx + 1) * w)
-    cdef int* back = <int*>malloc(sizeof(int) * (lx + 1) * w)   # a * 4 + b of the last step
-    if best == NULL or back == NULL:
-        free(best)
-        free(back)
-        raise MemoryError()
-    cdef int k, i, j, a, b, m, l, steps, at, t
+    cdef double* best = p.f
+    cdef int* back = <int*>p.g      # the edge into each cell on its best path (cells <= doubles)
+    cdef int k, t, c, count, l, m, steps, at
     cdef i64 out = 0
     cdef double v, ninf = -np.inf
-    cdef const i32* x
-    cdef const i32* y
+    cdef Edge* e = p.e
     with nogil:
-        for k in range(n):
-            x = &X[0] + XO[k]
-            y = &Y[0] + YO[k]
-            l = <int>(XO[k + 1] - XO[k])
-            m = <int>(YO[k + 1] - YO[k])
-            for i in range((l + 1) * w):
-                best[i] = ninf
-                back[i] = -1
+        for k in range(p.n):
+            count = p.lattice(k, &l, &m)
+            for t in range(p.cells):
+                best[t] = ninf
+                back[t] = -1
             best[0] = 0.0
-            for i in range(l + 1):
-                for j in range(m + 1):
-                    if best[i * w + j] == ninf:
-                        continue
-                    for a in range(1, max_x + 1):
-                        if i + a > l:
-                            break
-                        for b in range(0, max_y + 1):
-                            if j + b > m or (a == 2 and b == 2 and not many_to_many):
-                                break
-                            v = best[i * w + j] + P[xcode(x, i, a, nx, max_x), ycode(y, j, b, ny, max_y)]
-                            if v > best[(i + a) * w + j + b]:   # ties: the first path found
-                                best[(i + a) * w + j + b] = v
-                                back[(i + a) * w + j + b] = a * 4 + b
+            for t in range(count):
+                if best[e[t].src] == ninf:
+                    continue
+                v = best[e[t].src] + P[e[t].cx, e[t].cy]
+                if v > best[e[t].dst]:   # ties: the first path found
+                    best[e[t].dst] = v
+                    back[e[t].dst] = t
             GO[k] = out
-            if best[l * w + m] == ninf:
+            c = l * p.w + m
+            if best[c] == ninf:
                 GO[k + 1] = out
                 continue
-            S[k] = best[l * w + m]
+            S[k] = best[c]
             steps = 0                     # count the path's steps, then write them in order
-            i, j = l, m
-            while i > 0 or j > 0:
-                t = back[i * w + j]
-                i -= t // 4
-                j -= t % 4
+            while c != 0:
+                c = e[back[c]].src
                 steps += 1
             at = <int>out + steps
-            i, j = l, m
-            while i > 0 or j > 0:
-                t = back[i * w + j]
-                a, b = t // 4, t % 4
-                i -= a
-                j -= b
+            c = l * p.w + m
+            while c != 0:
+                t = back[c]
                 at -= 1
-                GX[at] = xcode(x, i, a, nx, max_x)
-                GY[at] = ycode(y, j, b, ny, max_y)
+                GX[at], GY[at] = e[t].cx, e[t].cy
+                c = e[t].src
             out += steps
             GO[k + 1] = out
-    free(best)
-    free(back)
     return gx_a[:out].copy(), gy_a[:out].copy(), goff_a, score_a

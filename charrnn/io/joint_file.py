@@ -51,14 +51,8 @@ def save_joint(joint, path, info=None):
 
 def load_joint(path):
     """A JointModel from `path`; a one-line CheckpointError if it is not one."""
-    def check(meta):
-        if meta.get("format") != FORMAT:
-            raise sf.Corrupt(f"not a charrnn joint model (format {meta.get('format')!r})")
-        if meta.get("version") != VERSION:
-            raise sf.Corrupt(f"joint model version {meta.get('version')!r}; this charrnn "
-                             f"reads version {VERSION}: upgrade charrnn")
     try:
-        t, meta = sf.read(str(path), check)
+        t, meta = sf.read(str(path), lambda m: sf.check_format(m, FORMAT, VERSION, "joint"))
         order = int(meta["order"])
         arr = {k: a for k, (a, _) in t.items()}
         g = NGram(order, int(meta["vocab"]),

@@ -96,6 +96,16 @@ def digest(tensors, metadata):
     return h.hexdigest()
 
 
+def check_format(meta, fmt, version, name):
+    """Corrupt unless the metadata says format `fmt` at `version` (name: what the file
+    holds, "seq2seq" or "joint", for the messages)."""
+    if meta.get("format") != fmt:
+        raise Corrupt(f"not a charrnn {name} model (format {meta.get('format')!r})")
+    if meta.get("version") != version:
+        raise Corrupt(f"{name} file version {meta.get('version')!r}; this charrnn reads "
+                      f"version {version}: upgrade charrnn")
+
+
 def read(path, check_meta):
     """Open, bound, parse and verify a safetensors file -> ({name: (little-endian array,
     dtype code)}, metadata). check_meta(metadata) runs once the header is known good,

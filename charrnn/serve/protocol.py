@@ -119,20 +119,27 @@ def _bool(body, name):
     return v
 
 
-def parse_completion(raw: bytes, limits: Limits, model_ids) -> CompletionRequest:
-    """Check a request body; APIError (400 or 404) saying what is wrong and where."""
+def json_object(raw: bytes, known, said):
+    """The request body as a dict, or a 400: not JSON, not an object, or a field outside
+    `known` (the message lists them after `said`)."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise APIError(400, f"the body is not valid JSON ({e})", code="invalid_json") from None
     if not isinstance(body, dict):
         _bad("the body must be a JSON object", None, "invalid_type")
-    known = {"model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "n", "stop",
-             "seed", "stream", "logprobs", "echo"} | set(_IGNORED_IF)
     unknown = sorted(k for k in body if k not in known)
     if unknown:
-        _bad(f"unknown field {unknown[0]!r} (charrnn serves: {', '.join(sorted(known))})",
+        _bad(f"unknown field {unknown[0]!r} ({said}: {', '.join(sorted(known))})",
              unknown[0], "unknown_parameter")
+    return body
+
+
+def parse_completion(raw: bytes, limits: Limits, model_ids) -> CompletionRequest:
+    """Check a request body; APIError (400 or 404) saying what is wrong and where."""
+    known = {"model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "n", "stop",
+             "seed", "stream", "logprobs", "echo"} | set(_IGNORED_IF)
+    body = json_object(raw, known, "charrnn serves")
     for name, neutral in _IGNORED_IF.items():
         v = body.get(name)
         if v is None or name == "user" and isinstance(v, str):

@@ -21,10 +21,9 @@ for completions: 400 for a bad field (naming it), 404 for an unknown model.
 from __future__ import annotations
 
 import asyncio
-import json
 
 from charrnn.errors import CharRNNError
-from charrnn.serve.protocol import APIError, _bad, _bool, _int
+from charrnn.serve.protocol import APIError, _bad, _bool, _int, json_object
 
 MAX_INPUTS = 1024   # texts per request
 MAX_BEAM = 64
@@ -34,17 +33,7 @@ WHAT = {"lm": "a language model", "seq2seq": "a transducer", "classifier": "a cl
 
 def _parse(raw, limits, models, kind, fields):
     """(served model, texts, body) of a request for an endpoint of `kind` models."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise APIError(400, f"the body is not valid JSON ({e})", code="invalid_json") from None
-    if not isinstance(body, dict):
-        _bad("the body must be a JSON object", None, "invalid_type")
-    known = {"model", "input"} | set(fields)
-    unknown = sorted(k for k in body if k not in known)
-    if unknown:
-        _bad(f"unknown field {unknown[0]!r} (this endpoint takes: {', '.join(sorted(known))})",
-             unknown[0], "unknown_parameter")
+    body = json_object(raw, {"model", "input"} | set(fields), "this endpoint takes")
     name = body.get("model")
     mine = [n for n, m in models.items() if m.kind == kind]
     if name is None and len(mine) == 1:

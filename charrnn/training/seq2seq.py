@@ -246,11 +246,7 @@ def load_transducer(path, best=True, joint=True):
         if meta.get("format") == "charrnn-classifier":
             raise sf.Corrupt("it is a classifier, not a transducer: use charrnn classify "
                              "(train one with --task seq2seq)")
-        if meta.get("format") != FORMAT:
-            raise sf.Corrupt(f"not a charrnn seq2seq model (format {meta.get('format')!r})")
-        if meta.get("version") != VERSION:
-            raise sf.Corrupt(f"seq2seq file version {meta.get('version')!r}; this charrnn "
-                             f"reads version {VERSION}: upgrade charrnn")
+        sf.check_format(meta, FORMAT, VERSION, "seq2seq")
     try:
         tensors, meta = sf.read(path, check)
     except sf.Corrupt as e:
