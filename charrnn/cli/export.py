@@ -30,6 +30,8 @@ def export(run, fmt, output, int8, prefix, latest, best):
     \b
     onnx: inputs tokens (T, B) int64, h0 (L, B, H) [and c0 for an LSTM];
           outputs logits (T, B, V), hn [and cn]; vocabulary in the metadata.
+          A classifier's: inputs ids (T, B) int64, lengths (B,) int32; outputs
+          probabilities (B, C), logits; vocabulary and labels in the metadata.
     c:    static const weights, no malloc; -DCHARRNN_MAIN makes it a program
           taking --length N --temp T --seed S --prime TEXT. A transducer's
           (--task seq2seq) decodes greedily: ./model [--scores] [TEXT]...;
@@ -44,6 +46,7 @@ def export(run, fmt, output, int8, prefix, latest, best):
       cc -std=c99 -O2 -DCHARRNN_MAIN model.c -lm -o model && ./model --prime "ROMEO:" --seed 1
       charrnn export runs/g2p --format c -o g2p.c && cc -O2 -DCHARRNN_MAIN g2p.c -lm -o g2p
       charrnn export runs/lang --format c -o lang.c --int8
+      charrnn export runs/lang --format onnx -o lang.onnx
       charrnn export RUN --format html -o model.html --int8
       charrnn export RUN --format web -o site/model
     """
@@ -57,15 +60,21 @@ def export(run, fmt, output, int8, prefix, latest, best):
     target = run or latest_run()
     kind = call(run_kind, target, best=not latest) if target else "lm"   # lm: load_model explains
     if kind in ("classifier", "seq2seq"):
-        what = "a classifier" if kind == "classifier" else "a transducer"
-        if fmt != "c":
-            raise click.UsageError(f"{target} is {what}: it exports to C only (--format c)")
+        if kind == "seq2seq" and fmt != "c":
+            raise click.UsageError(f"{target} is a transducer: it exports to C only "
+                                   "(--format c)")
+        if kind == "classifier" and fmt not in ("c", "onnx"):
+            raise click.UsageError(f"{target} is a classifier: it exports to C or ONNX "
+                                   "(--format c, --format onnx)")
         if kind == "classifier":
             from charrnn.classifier import load_classifier as load
         else:
             from charrnn.training.seq2seq import load_transducer as load
-        call(api.export_c, call(load, target, best=not latest), output, int8=int8,
-             prefix=prefix)
+        loaded = call(load, target, best=not latest)
+        if fmt == "onnx":
+            call(api.export_onnx, loaded, output)
+        else:
+            call(api.export_c, loaded, output, int8=int8, prefix=prefix)
         click.echo(f"charrnn: wrote {output}", err=True)
         return
     model = load_model(run, latest, best)

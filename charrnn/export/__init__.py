@@ -27,7 +27,8 @@ def as_model(model, best=False, classifiers=False):
             from charrnn.classifier import load_classifier
             return load_classifier(model)   # best.safetensors, as charrnn classify reads
         if kind == "classifier":
-            raise ExportError(f"{model} is a classifier: it exports to C only (export_c)")
+            raise ExportError(f"{model} is a classifier: it exports to C or ONNX only "
+                              "(export_c, export_onnx)")
         if kind == "seq2seq":
             raise ExportError(f"{model} is a transducer: pass charrnn.load_transducer"
                               f"({str(model)!r}) (charrnn export RUN --format c loads it)")
@@ -59,7 +60,15 @@ def export_onnx(model, path):
     Inputs tokens (T, B) int64, h0 (L, B, H) and for the LSTM c0; outputs logits
     (T, B, V), hn and cn. The vocabulary, config and charrnn version are in the
     model's metadata_props. Needs the optional dependency onnx (`charrnn-fast[onnx]`).
+    A classifier (charrnn.load_classifier's, or its run): inputs ids (T, B) int64 and
+    lengths (B,) int32, outputs probabilities and logits (B, C) (onnx_classifier.py).
     """
+    if isinstance(model, (str, os.PathLike)):
+        model = as_model(model, classifiers=True)
+    if hasattr(model, "labels") and hasattr(model, "predict_proba"):   # a TextClassifier
+        from charrnn.export.onnx_classifier import build_classifier_onnx
+        write_output(path, build_classifier_onnx(model).SerializeToString())
+        return path
     from charrnn.export.onnx_graph import build_onnx
     m = build_onnx(as_model(model))
     write_output(path, m.SerializeToString())
