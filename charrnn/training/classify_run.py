@@ -235,6 +235,7 @@ class ClassifierTrainer:
 
     SHOWN = "val acc"   # task: the bar's name for the metric
     USE = "classify"    # task: the command that uses the run
+    USE_TAIL = ""       # task: what to add to that command
 
     def _describe(self):
         """task: the first log line."""
@@ -388,5 +389,5 @@ class ClassifierTrainer:
         if stop == "patience":
             self.log(f"charrnn: stopped early: no better validation loss in "
                      f"{plural(self.cfg.patience, 'evaluation')} (--patience)")
-        self.log(f"charrnn: {self.USE} with: charrnn {self.USE} {self.run_dir} TEXT")
+        self.log(f"charrnn: {self.USE} with: charrnn {self.USE} {self.run_dir} TEXT{self.USE_TAIL}")
         return s

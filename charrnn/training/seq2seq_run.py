@@ -58,6 +58,7 @@ class Seq2SeqTrainer(ClassifierTrainer):
     METRIC = ("val_ter", "token error rate")
     SHOWN = "val TER"
     USE = "transduce"
+    USE_TAIL = " --beam 8   (re-ranked by the joint model; without --beam: greedy, faster)"
 
     def __init__(self, cfg, path, run_dir, saved, log, quiet, progress):
         self.run_dir, self.log, self.quiet, self.progress = Path(run_dir), log, quiet, progress
