@@ -32,6 +32,8 @@ def export(run, fmt, output, int8, prefix, latest, best):
           outputs logits (T, B, V), hn [and cn]; vocabulary in the metadata.
           A classifier's: inputs ids (T, B) int64, lengths (B,) int32; outputs
           probabilities (B, C), logits; vocabulary and labels in the metadata.
+          A transducer's: the folder -o DIR with encode.onnx and step.onnx (the
+          decoding loop is the caller's; docs/export.md shows one).
     c:    static const weights, no malloc; -DCHARRNN_MAIN makes it a program
           taking --length N --temp T --seed S --prime TEXT. A transducer's
           (--task seq2seq) decodes greedily: ./model [--scores] [TEXT]...;
@@ -47,6 +49,7 @@ def export(run, fmt, output, int8, prefix, latest, best):
       charrnn export runs/g2p --format c -o g2p.c && cc -O2 -DCHARRNN_MAIN g2p.c -lm -o g2p
       charrnn export runs/lang --format c -o lang.c --int8
       charrnn export runs/lang --format onnx -o lang.onnx
+      charrnn export runs/g2p --format onnx -o g2p-onnx
       charrnn export RUN --format html -o model.html --int8
       charrnn export RUN --format web -o site/model
     """
@@ -60,11 +63,9 @@ def export(run, fmt, output, int8, prefix, latest, best):
     target = run or latest_run()
     kind = call(run_kind, target, best=not latest) if target else "lm"   # lm: load_model explains
     if kind in ("classifier", "seq2seq"):
-        if kind == "seq2seq" and fmt != "c":
-            raise click.UsageError(f"{target} is a transducer: it exports to C only "
-                                   "(--format c)")
-        if kind == "classifier" and fmt not in ("c", "onnx"):
-            raise click.UsageError(f"{target} is a classifier: it exports to C or ONNX "
+        if fmt not in ("c", "onnx"):
+            what = "a classifier" if kind == "classifier" else "a transducer"
+            raise click.UsageError(f"{target} is {what}: it exports to C or ONNX "
                                    "(--format c, --format onnx)")
         if kind == "classifier":
             from charrnn.classifier import load_classifier as load

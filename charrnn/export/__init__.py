@@ -31,7 +31,8 @@ def as_model(model, best=False, classifiers=False):
                               "(export_c, export_onnx)")
         if kind == "seq2seq":
             raise ExportError(f"{model} is a transducer: pass charrnn.load_transducer"
-                              f"({str(model)!r}) (charrnn export RUN --format c loads it)")
+                              f"({str(model)!r}) (charrnn export RUN --format c or onnx "
+                              "loads it)")
         return load(model, best=best)
     raise ExportError(f"expected a CharRNN, a run directory or a .safetensors path, not "
                       f"{type(model).__name__}")
@@ -62,12 +63,22 @@ def export_onnx(model, path):
     model's metadata_props. Needs the optional dependency onnx (`charrnn-fast[onnx]`).
     A classifier (charrnn.load_classifier's, or its run): inputs ids (T, B) int64 and
     lengths (B,) int32, outputs probabilities and logits (B, C) (onnx_classifier.py).
+    A transducer (charrnn.load_transducer's): `path` is a folder (made if missing) that
+    gets encode.onnx and step.onnx, the encoder and one decoder step (onnx_seq2seq.py).
     """
     if isinstance(model, (str, os.PathLike)):
         model = as_model(model, classifiers=True)
     if hasattr(model, "labels") and hasattr(model, "predict_proba"):   # a TextClassifier
         from charrnn.export.onnx_classifier import build_classifier_onnx
         write_output(path, build_classifier_onnx(model).SerializeToString())
+        return path
+    if hasattr(model, "tgt_vocab") and hasattr(model, "transduce"):     # a Transducer
+        from charrnn.export.onnx_seq2seq import build_seq2seq_onnx
+        from charrnn.export.web_page import check_folder
+        encode, step = build_seq2seq_onnx(model)
+        check_folder(path, "a transducer's ONNX export")
+        write_output(os.path.join(path, "encode.onnx"), encode.SerializeToString())
+        write_output(os.path.join(path, "step.onnx"), step.SerializeToString())
         return path
     from charrnn.export.onnx_graph import build_onnx
     m = build_onnx(as_model(model))

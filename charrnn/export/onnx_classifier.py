@@ -22,9 +22,31 @@ import json
 
 import numpy as np
 
-from charrnn.errors import ExportError
-from charrnn.export.onnx_graph import (IR_VERSION, ONNX_OP, OPSET, PROTOBUF_LIMIT,
-                                       _require_onnx, reorder_gates)
+from charrnn.export.onnx_graph import GraphBuilder, ONNX_OP, check_size, reorder_gates
+
+
+def bidirectional_stack(node, const, p, prefix, cell, H, L, x, lengths):
+    """Nodes of an L-layer bidirectional stack over x (T, B, D) with per-row lengths,
+    weights p[f"{prefix}.weight_ih_l{k}[_reverse]"] etc. (PyTorch's names); returns the
+    top layer's output (T, B, 2H). Layer k's final states are "hn{k}" (2, B, H)."""
+    f32 = np.float32
+    const("shape_tb2h", np.array([0, 0, 2 * H], np.int64))
+    for k in range(L):
+        def both(kind):   # forward then reverse, each in ONNX's gate order: (2, GH, ...)
+            return np.stack([reorder_gates(p[f"{prefix}.{kind}_l{k}{s}"], cell, H)
+                             for s in ("", "_reverse")])
+        const(f"W{k}", both("weight_ih").astype(f32))
+        const(f"R{k}", both("weight_hh").astype(f32))
+        const(f"B{k}", np.concatenate([both("bias_ih"), both("bias_hh")], axis=1).astype(f32))
+        extra = {"linear_before_reset": 1} if cell == "gru" else {}
+        if cell == "rnn":
+            extra["activations"] = ["Tanh", "Tanh"]
+        node(ONNX_OP[cell], [x, f"W{k}", f"R{k}", f"B{k}", lengths], [f"y{k}", f"hn{k}"],
+             name=f"{cell}{k}", hidden_size=H, direction="bidirectional", **extra)
+        node("Transpose", [f"y{k}"], [f"yt{k}"], perm=[0, 2, 1, 3])          # (T, B, 2, H)
+        node("Reshape", [f"yt{k}", "shape_tb2h"], [f"x{k + 1}"])             # (T, B, 2H)
+        x = f"x{k + 1}"
+    return x
 
 
 def metadata(clf):
@@ -37,43 +59,18 @@ def metadata(clf):
 
 def build_classifier_onnx(clf):
     """The onnx.ModelProto of a TextClassifier, checked by onnx.checker."""
-    onnx, helper, numpy_helper = _require_onnx()
+    g = GraphBuilder()
+    helper, const, node = g.helper, g.const, g.node
     from onnx import TensorProto
     m = clf.model
     cfg, p = m.cfg, m.params
     cell, H, L, C = cfg.cell, cfg.hidden, cfg.layers, len(clf.labels)
     f32 = np.float32
-    if m.flat.size * 4 > PROTOBUF_LIMIT:
-        raise ExportError(f"the model has {m.flat.size:,} parameters: too large for one "
-                          f"ONNX file (protobuf's 2 GB limit)")
-    inits, nodes = [], []
-
-    def const(name, array):
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
-
-    def node(op, ins, outs, **attrs):
-        nodes.append(helper.make_node(op, ins, outs, **attrs))
+    check_size(m.flat.size)
 
     const("encoder.weight", p["encoder.weight"].astype(f32))                # (V, E)
     node("Gather", ["encoder.weight", "ids"], ["x0"], axis=0)
-    const("shape_tb2h", np.array([0, 0, 2 * H], np.int64))
-    x = "x0"
-    for k in range(L):
-        def both(kind):   # forward then reverse, each in ONNX's gate order: (2, GH, ...)
-            return np.stack([reorder_gates(p[f"rnn.{kind}_l{k}{s}"], cell, H)
-                             for s in ("", "_reverse")])
-        const(f"W{k}", both("weight_ih").astype(f32))
-        const(f"R{k}", both("weight_hh").astype(f32))
-        const(f"B{k}", np.concatenate([both("bias_ih"), both("bias_hh")], axis=1).astype(f32))
-        extra = {"linear_before_reset": 1} if cell == "gru" else {}
-        if cell == "rnn":
-            extra["activations"] = ["Tanh", "Tanh"]
-        node(ONNX_OP[cell], [x, f"W{k}", f"R{k}", f"B{k}", "lengths"], [f"y{k}", f"hn{k}"],
-             name=f"{cell}{k}", hidden_size=H, direction="bidirectional", **extra)
-        node("Transpose", [f"y{k}"], [f"yt{k}"], perm=[0, 2, 1, 3])          # (T, B, 2, H)
-        node("Reshape", [f"yt{k}", "shape_tb2h"], [f"x{k + 1}"])             # (T, B, 2H)
-        x = f"x{k + 1}"
+    x = bidirectional_stack(node, const, p, "rnn", cell, H, L, "x0", "lengths")
     top = L - 1
     if cfg.pool == "final":
         node("Transpose", [f"hn{top}"], ["hnt"], perm=[1, 0, 2])             # (B, 2, H)
@@ -112,12 +109,4 @@ def build_classifier_onnx(clf):
     doc = (f"charrnn classifier, bidirectional {cell} {L}x{H}, {cfg.pool} pooling: ids "
            f"(T, B) int64 (vocab[i] is id i + 1, 0 any other character; metadata 'vocab'), "
            f"lengths (B,) int32 -> probabilities (B, C) over the metadata's 'labels'.")
-    graph = helper.make_graph(nodes, f"charrnn_classifier_{cell}", inputs, outputs,
-                              initializer=inits, doc_string=doc)
-    model = helper.make_model(graph, producer_name="charrnn", ir_version=IR_VERSION,
-                              opset_imports=[helper.make_opsetid("", OPSET)], doc_string=doc)
-    meta = metadata(clf)
-    model.producer_version = meta["charrnn_version"]
-    helper.set_model_props(model, meta)
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return g.model(f"charrnn_classifier_{cell}", inputs, outputs, doc, metadata(clf))

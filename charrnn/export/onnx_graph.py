@@ -46,6 +46,39 @@ def _require_onnx():
     return onnx, helper, numpy_helper
 
 
+class GraphBuilder:
+    """One graph's initializers and nodes, added in order, then a checked model."""
+
+    def __init__(self):
+        self.onnx, self.helper, self.numpy_helper = _require_onnx()
+        self.inits, self.nodes = [], []
+
+    def const(self, name, array):
+        self.inits.append(self.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def node(self, op, ins, outs, **attrs):
+        self.nodes.append(self.helper.make_node(op, ins, outs, **attrs))
+
+    def model(self, name, inputs, outputs, doc, meta):
+        """The ModelProto (opset OPSET, IR IR_VERSION, meta as metadata_props), checked."""
+        h = self.helper
+        graph = h.make_graph(self.nodes, name, inputs, outputs, initializer=self.inits,
+                             doc_string=doc)
+        m = h.make_model(graph, producer_name="charrnn", ir_version=IR_VERSION,
+                         opset_imports=[h.make_opsetid("", OPSET)], doc_string=doc)
+        m.producer_version = meta["charrnn_version"]
+        h.set_model_props(m, meta)
+        self.onnx.checker.check_model(m, full_check=True)
+        return m
+
+
+def check_size(parameters):
+    if parameters * 4 > PROTOBUF_LIMIT:
+        raise ExportError(f"the model has {parameters:,} parameters: too large for one "
+                          f"ONNX file (protobuf's 2 GB limit)")
+
+
 def reorder_gates(a, cell, H):
     """Rows (or entries) of a PyTorch (G*H, ...) array in ONNX's gate order."""
     blocks = [a[g * H:(g + 1) * H] for g in range(len(GATE_ORDER[cell]))]
@@ -63,20 +96,15 @@ def metadata(model):
 
 def build_onnx(model):
     """The onnx.ModelProto of `model` (a CharRNN), checked by onnx.checker."""
-    onnx, helper, numpy_helper = _require_onnx()
+    g = GraphBuilder()
+    helper, const = g.helper, g.const
     from onnx import TensorProto
     cfg, p = model.cfg, model.params
     cell, H, L, V = cfg.cell, cfg.hidden, cfg.layers, cfg.vocab_size
     lstm = cell == "lstm"
     f32 = np.float32
-    if model.flat.size * 4 > PROTOBUF_LIMIT:
-        raise ExportError(f"the model has {model.flat.size:,} parameters: too large for one "
-                          f"ONNX file (protobuf's 2 GB limit)")
-    inits, nodes = [], []
-
-    def const(name, array):
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
+    check_size(model.flat.size)
+    nodes = g.nodes
 
     const("encoder.weight", p["encoder.weight"].astype(f32))                # (V, E)
     nodes.append(helper.make_node("Gather", ["encoder.weight", "tokens"], ["x0"], axis=0))
@@ -131,11 +159,4 @@ def build_onnx(model):
            f"(metadata 'vocab'), h0{' and c0' if lstm else ''} (L, B, H) the state "
            f"(zeros to start) -> logits (T, B, V) for the character after each token, "
            f"and the state after the last one.")
-    graph = helper.make_graph(nodes, f"charrnn_{cell}", inputs, outputs, initializer=inits,
-                              doc_string=doc)
-    m = helper.make_model(graph, producer_name="charrnn", ir_version=IR_VERSION,
-                          opset_imports=[helper.make_opsetid("", OPSET)], doc_string=doc)
-    m.producer_version = metadata(model)["charrnn_version"]
-    helper.set_model_props(m, metadata(model))
-    onnx.checker.check_model(m, full_check=True)
-    return m
+    return g.model(f"charrnn_{cell}", inputs, outputs, doc, metadata(model))

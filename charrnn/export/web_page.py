@@ -108,12 +108,12 @@ def web_folder(model, out_dir, int8=False, info=None):
             "index.html": index.encode("utf-8")}
 
 
-def check_folder(out_dir):
-    """The output folder of --format web: made if missing (its parent must exist)."""
+def check_folder(out_dir, what="--format web"):
+    """The output folder of --format web (what: the export, for the message): made if
+    missing (its parent must exist)."""
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ExportError(f"cannot write {out_dir}: it is a file; --format web writes a "
-                          "folder")
+        raise ExportError(f"cannot write {out_dir}: it is a file; {what} writes a folder")
     parent = os.path.dirname(os.path.abspath(out_dir))
     if not os.path.isdir(parent):
         raise ExportError(f"cannot write {out_dir}: {parent} is not a directory")
