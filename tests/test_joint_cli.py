@@ -146,3 +146,17 @@ def test_resuming_a_finished_run_without_one_builds_it(run, tmp_path):
     assert j.weight == k.weight and np.array_equal(j.cells, k.cells)
     r = CliRunner().invoke(main, ["train", "--out", str(copy), "--resume"])
     assert "joint graphone model" not in r.output   # there now: not built again
+
+
+def test_the_time_budget_keeps_room_for_the_joint_model(tmp_path, monkeypatch):
+    from charrnn.training import seq2seq_run
+    assert seq2seq_run.joint_reserve(116_646, 30) == pytest.approx(10.5, abs=0.01)
+    assert seq2seq_run.joint_reserve(116_646, 0.5) == 3.0      # a tenth of the budget at most
+    assert seq2seq_run.joint_reserve(116_646, 0) == 0.0       # no budget, no reserve
+    monkeypatch.setattr(seq2seq_run, "JOINT_SECONDS", 100.0)  # as if it took for ever
+    tsv = tmp_path / "toy.tsv"
+    tsv.write_text("".join(f"{w}\t{spell(w)}\n" for w in words(200, 6) if spell(w)))
+    r = CliRunner().invoke(main, ["train", str(tsv), "--out", str(tmp_path / "run"),
+                                  "--max-minutes", "0.05", *TINY[:-4], "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert charrnn.load_transducer(tmp_path / "run").info["step"] > 0   # it still trained
