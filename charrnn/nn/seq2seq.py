@@ -13,21 +13,17 @@ How, per batch:
   their target (active[s]), skipping the padded steps of the shorter targets;
 - encoder: embedding gather (_ops) -> charrnn.nn.bidirectional (compiled cells over the
   padded batch) -> batch-major E (N, S, C) -> keys K = E W_k (_attn.keys_forward), once;
-- decoder, s = 1..T, in training: one compiled call runs every step (kernels/_decoder.pyx,
-  nogil): the cell's step maths (cellmath.h, as the LSTM / GRU kernels) on
-  [embedding ; ctx_{s-1}], then the attention step (kernels/_attn_core.pxi); backward is
-  one call too, then one GEMM per weight gradient (_decoder.weight_grads). Decoding
-  (charrnn.nn.seq2seq_decode): one compiled call per batch too (kernels/_decode.pyx),
-  after encode();
-- output layer and cross-entropy over the valid steps only, as one (M, Hd + C) GEMM
-  (_ops.linear_forward / softmax_xent): padded steps are never scored, so nothing flows
-  back from them;
+- decoder, s = 1..T: one compiled call runs every step (kernels/_decoder.pyx, nogil):
+  the cell's step maths (cellmath.h) on [embedding ; ctx_{s-1}], then the attention step
+  (kernels/_attn_core.pxi); backward is one call too, then one GEMM per weight gradient.
+  Decoding (charrnn.nn.seq2seq_decode): one call per batch (kernels/_decode.pyx);
+- output layer and cross-entropy over the valid steps only, one (M, Hd + C) GEMM:
+  padded steps are never scored, so nothing flows back from them;
 - threads (self.parallel, as --threads sets it): the encoder's two directions at once,
   the decoder's loop cut by rows (rows never meet; Bahdanau's dW_q and dv, which sum
   over them, take one accumulator per range) and its weight gradients by gate rows;
   float32 results are bit-identical to one thread (Bahdanau's dW_q, dv: to rounding).
-Backward runs the same pieces in reverse, the gradient of ctx_{s-1} coming back from
-step s's cell input; everything reaches the encoder through dK and dE.
+Backward runs them in reverse; everything reaches the encoder through dK and dE.
 
 Parameters live in one flat buffer (self.flat, named views self.params) so that
 charrnn.nn.optim's optimizers work unchanged (float32); float64 for the tests.
@@ -92,9 +88,8 @@ class Seq2Seq:
                                    cfg.embed, cfg.hidden, cfg.decoder, cfg.attn, cfg.layers)
         self.flat, self.grad_flat, self.params, self.grads = flat.allocate(self.shapes, self.dtype)
         self._init(np.random.default_rng(seed))
-        # a cells.Parallel (set by the training loop): its threads run the encoder's two
-        # directions at once and cut the decoder's loop by rows (Luong) and its weight
-        # gradients by gate rows; every cut gives the serial result exactly
+        # a cells.Parallel (the training loop's): the encoder's directions at once, the
+        # decoder's loop cut by rows, its weight gradients by gate rows (see the top)
         self.parallel = None
         self._ws = cells.Workspace()   # the decoder's packed weights, reused across batches
 
@@ -203,19 +198,15 @@ class Seq2Seq:
         smoothing: label smoothing (smoothed_xent): the loss and gradients are then the
         smoothed objective's."""
         src, src_len, tgt, tgt_len = self.check(src, src_len, tgt, tgt_len)
-        # rows sorted by target length, longest first (the loss and the gradients do not
-        # depend on the order): step s of the decoder then runs the rows n < active[s]
-        # only, a prefix, and skips the ~20% of steps that pad a bucketed batch's targets
+        # rows sorted by target length, longest first (nothing depends on the order): decoder
+        # step s then runs a prefix of rows, skipping a bucketed batch's ~20% padded steps
         order = np.argsort(-tgt_len, kind="stable")
         src, src_len = np.ascontiguousarray(src[:, order]), src_len[order]
         tgt, tgt_len = np.ascontiguousarray(tgt[:, order]), tgt_len[order]
-        T = tgt.shape[0] - 1
-        active = (tgt_len[None, :] > np.arange(T)[:, None]).sum(1).astype(np.int64)   # (T,)
         drop = Drop(rng, self.cfg.dropout, self.dtype) if grad and rng is not None else None
         E, K, bcache = self.encode(src, src_len, drop)
-        sv = self._decode_forward(np.ascontiguousarray(tgt[:T]), E, K, src_len, active, drop)
-        feats = np.concatenate([sv["hs"][1:], sv["ctxs"][1:]], axis=2)  # (T, N, Hd + C)
-        valid = np.arange(T)[:, None] < tgt_len[None, :]               # (T, N)
+        sv, feats, valid, active = self.teacher_forced(tgt, tgt_len, E, K, src_len, drop)
+        T = tgt.shape[0] - 1
         rows = np.ascontiguousarray(feats[valid])                      # (M, Hd + C)
         if drop:   # the scored steps' part of the mask, which backward reads
             drop.masks[2] = drop.mask(2, T, feats.shape[1], feats.shape[2])[valid.reshape(-1)]
@@ -228,6 +219,15 @@ class Seq2Seq:
         if grad:
             self._backward(z, rows, valid, tgt, src, src_len, E, K, bcache, sv, active, drop)
         return total / M
+
+    def teacher_forced(self, tgt, tgt_len, E, K, src_len, drop=None):
+        """Decoder over targets sorted longest first -> (saved, feats (T, N, Hd + C), valid
+        (T, N), active (T,)): forward_backward's and seq2seq_decode.score_targets'."""
+        T = tgt.shape[0] - 1
+        active = (tgt_len[None, :] > np.arange(T)[:, None]).sum(1).astype(np.int64)   # (T,)
+        sv = self._decode_forward(np.ascontiguousarray(tgt[:T]), E, K, src_len, active, drop)
+        feats = np.concatenate([sv["hs"][1:], sv["ctxs"][1:]], axis=2)
+        return sv, feats, np.arange(T)[:, None] < tgt_len[None, :], active
 
     def _attn_weights(self, grads=False):
         # (W_q, v) for Bahdanau, or empty stand-ins for Luong (the kernels ignore them)

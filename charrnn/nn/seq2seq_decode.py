@@ -121,11 +121,8 @@ def score_targets(model, src, src_len, tgt, tgt_len, of=None):
     order = np.argsort(-tgt_len, kind="stable")
     tgt, tgt_len, of = np.ascontiguousarray(tgt[:, order]), tgt_len[order], of[order]
     T, N = tgt.shape[0] - 1, tgt.shape[1]
-    active = (tgt_len[None, :] > np.arange(T)[:, None]).sum(1).astype(np.int64)   # (T,)
-    sv = model._decode_forward(np.ascontiguousarray(tgt[:T]), np.ascontiguousarray(E[of]),
-                               np.ascontiguousarray(K[of]), src_len[of], active)
-    valid = np.arange(T)[:, None] < tgt_len[None, :]                  # (T, N)
-    feats = np.concatenate([sv["hs"][1:], sv["ctxs"][1:]], axis=2)    # (T, N, Hd + C)
+    _, feats, valid, _ = model.teacher_forced(tgt, tgt_len, np.ascontiguousarray(E[of]),
+                                              np.ascontiguousarray(K[of]), src_len[of])
     z = model.logits(feats[valid]).astype(np.float64)                 # (M, Vt) scored steps
     z -= z.max(1, keepdims=True)
     lp = z - np.log(np.exp(z).sum(1, keepdims=True))                  # log softmax
