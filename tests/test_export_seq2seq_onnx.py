@@ -118,3 +118,22 @@ def test_cli_writes_the_folder_and_refuses_a_file(tmp_path):
     r = CliRunner().invoke(main, ["export", str(tmp_path / "t.safetensors"), "--format", "html",
                                   "-o", str(tmp_path / "x.html")])
     assert r.exit_code == 2 and "exports to C or ONNX" in r.output
+
+
+def test_the_export_pages_onnx_examples_run(tmp_path, capsys):
+    """docs/export.md's Python for the two ONNX exports, run as written (paths aside)."""
+    import re
+    from pathlib import Path
+    from test_export_classifier_c import classifier
+    page = (Path(__file__).resolve().parent.parent / "docs" / "export.md").read_text("utf-8")
+
+    def example(section):
+        return re.search(r"```python\n(.*?)```", page[page.index(section):], re.S).group(1)
+    tr = transducer()
+    charrnn.export_onnx(tr, tmp_path / "g2p-onnx")
+    exec(example("## Transducers (ONNX)").replace('"g2p-onnx/', f'"{tmp_path}/g2p-onnx/'), {})
+    assert capsys.readouterr().out.strip() == tr.transduce(["charrnn"])[0]
+    clf = classifier("gru", "final")
+    charrnn.export_onnx(clf, tmp_path / "lang.onnx")
+    exec(example("## Classifiers (ONNX)").replace('"lang.onnx"', f'"{tmp_path}/lang.onnx"'), {})
+    assert capsys.readouterr().out.strip() == str(clf.predict(["Müller", "Rossi"]))

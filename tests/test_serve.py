@@ -482,6 +482,8 @@ def test_serving_page_examples_run(model):
                     .replace("shakespeare-20260101-120000", "tiny"))
 
         for block in re.findall(r"```bash\n(curl .*?)```", page, re.S):
+            if "/v1/completions" not in block:   # transduce, classify: test_serve_tasks.py
+                continue
             out = subprocess.run(["bash", "-c", local(block)], capture_output=True, text=True,
                                  timeout=60, check=True).stdout
             assert '"text_completion"' in out and "error" not in out

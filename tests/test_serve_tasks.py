@@ -188,3 +188,19 @@ def test_the_command_serves_a_transducer_and_stops_on_sigterm(g2p):
             p.wait()
     err = p.stderr.read()
     assert "/v1/transduce" in err and "Traceback" not in err
+
+
+def test_serving_page_examples_of_these_endpoints_run(g2p, lang):
+    import re
+    from test_serve import ROOT
+    page = (ROOT / "docs" / "serving.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```bash\n(curl .*?)```", page, re.S)
+              if "/v1/transduce" in b or "/v1/classify" in b]
+    assert len(blocks) == 2
+    with Served({"g2p": str(g2p), "names": str(lang)}) as s:
+        for block in blocks:
+            out = subprocess.run(["bash", "-c", block.replace("http://127.0.0.1:8000", s.url)],
+                                 capture_output=True, text=True, timeout=60, check=True).stdout
+            d = json.loads(out)
+            assert d["object"] in ("transduction", "classification") and "error" not in d
+            assert d["data"] and all(x["input"] for x in d["data"])
