@@ -33,7 +33,7 @@ def build(run, trainval):
     tr, va = split_by_source(pairs.left, cfg["val_frac"], cfg["seed"])
     joint = build_joint(load_transducer(run, joint=False),
                         *[[(pairs.left[i], pairs.right[i]) for i in rows] for rows in (tr, va)])
-    save_joint(joint, os.path.join(run, NAME), joint.info)
+    save_joint(joint, os.path.join(run, NAME))
     return joint.info
 
 

@@ -9,8 +9,10 @@ import pytest
 
 from test_debug_build import REPO, _copy_source_tree, _environment, _run
 
-EXTENSIONS = ["_isa", "_ops", "_twins", "_lstm", "_gru", "_rnn", "_table", "_sample", "_dropout"]
-TESTS = ["test_kernels.py", "test_isa.py", "test_lookup.py", "test_sample.py", "test_reference.py"]
+EXTENSIONS = ["_isa", "_ops", "_twins", "_lstm", "_gru", "_rnn", "_table", "_sample", "_dropout",
+              "_align"]
+TESTS = ["test_kernels.py", "test_isa.py", "test_lookup.py", "test_sample.py", "test_reference.py",
+         "test_graphones.py"]
 
 CHECK_AND_TEST = """
 import sys

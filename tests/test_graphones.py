@@ -242,9 +242,9 @@ def test_pick_reranks_by_the_weighted_sum():
 
 def test_joint_file_round_trip(tmp_path):
     j = joint()
-    j.weight = 0.7
+    j.weight, j.info = 0.7, {"note": "x"}
     path = tmp_path / "g2p.joint.safetensors"
-    save_joint(j, path, {"note": "x"})
+    save_joint(j, path)
     k = load_joint(path)
     assert k.weight == 0.7 and k.info == {"note": "x"}
     srcs, tgts = [w for w, _ in WORDS] + ["cab"], [p.split() for _, p in WORDS] + [["K"]]

@@ -38,6 +38,14 @@ def as_model(model, best=False, classifiers=False):
                       f"{type(model).__name__}")
 
 
+def _what(model):
+    """"seq2seq" for a Transducer, "classifier" for a TextClassifier, else "lm"."""
+    if hasattr(model, "tgt_vocab") and hasattr(model, "transduce"):
+        return "seq2seq"
+    return "classifier" if hasattr(model, "labels") and hasattr(model, "predict_proba") \
+        else "lm"
+
+
 def _kind(path, best=True):
     """"lm", "classifier", "seq2seq", or None when path holds no model (load() says why)."""
     from charrnn.classifier import run_kind
@@ -68,11 +76,11 @@ def export_onnx(model, path):
     """
     if isinstance(model, (str, os.PathLike)):
         model = as_model(model, classifiers=True)
-    if hasattr(model, "labels") and hasattr(model, "predict_proba"):   # a TextClassifier
+    if _what(model) == "classifier":
         from charrnn.export.onnx_classifier import build_classifier_onnx
         write_output(path, build_classifier_onnx(model).SerializeToString())
         return path
-    if hasattr(model, "tgt_vocab") and hasattr(model, "transduce"):     # a Transducer
+    if _what(model) == "seq2seq":
         from charrnn.export.onnx_seq2seq import build_seq2seq_onnx
         from charrnn.export.web_page import check_folder
         encode, step = build_seq2seq_onnx(model)
@@ -97,10 +105,10 @@ def export_c(model, path, int8=False, prefix="charrnn"):
     """
     if isinstance(model, (str, os.PathLike)):
         model = as_model(model, classifiers=True)
-    if hasattr(model, "tgt_vocab") and hasattr(model, "transduce"):   # a Transducer
+    if _what(model) == "seq2seq":
         from charrnn.export.c_seq2seq import c_seq2seq_source
         src = c_seq2seq_source(model, int8=int8, prefix=prefix)
-    elif hasattr(model, "labels") and hasattr(model, "predict_proba"):   # a TextClassifier
+    elif _what(model) == "classifier":
         from charrnn.export.c_classifier import c_classifier_source
         src = c_classifier_source(model, int8=int8, prefix=prefix)
     else:

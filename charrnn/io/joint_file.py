@@ -31,7 +31,8 @@ def joint_path(checkpoint):
     return p.with_name(p.stem + ".joint.safetensors")
 
 
-def save_joint(joint, path, info=None):
+def save_joint(joint, path):
+    """Write `joint` (with its .weight and .info) to path."""
     g = joint.ngram
     tensors = {"cells": joint.cells, "logp": joint.logp}
     for k in range(1, g.order + 1):
@@ -45,7 +46,7 @@ def save_joint(joint, path, info=None):
             "tgt_vocab": json.dumps(joint.tgt_vocab, ensure_ascii=False),
             "max_x": str(joint.max_x), "max_y": str(joint.max_y), "order": str(g.order),
             "vocab": str(g.vocab), "unk_logp": repr(g.unk_logp), "weight": repr(joint.weight),
-            "info": json.dumps(info or {})}
+            "info": json.dumps(joint.info or {})}
     sf.write(str(path), {k: np.ascontiguousarray(v) for k, v in tensors.items()}, meta)
 
 

@@ -38,14 +38,41 @@ def chunk_sizes(nx, ny):
     return 1, 1
 
 
+def _index(vocab):
+    return {c: i + 1 for i, c in enumerate(vocab)}
+
+
+def _encode(src, tgt, sources, targets):
+    """The kernels' arrays of the pairs (src, tgt: symbol -> id); a symbol missing from
+    them becomes 0, which the kernels refuse (callers filter first)."""
+    xs = [np.array([src.get(c, 0) for c in s], np.int32) for s in sources]
+    ys = [np.array([tgt.get(t, 0) for t in y], np.int32) for y in targets]
+    xoff = np.cumsum([0] + [len(x) for x in xs]).astype(np.int64)
+    yoff = np.cumsum([0] + [len(y) for y in ys]).astype(np.int64)
+    cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int32)  # noqa: E731
+    return cat(xs), xoff, cat(ys), yoff
+
+
+def rerank(lists, joint, weight):
+    """The place in its list of each n-best list's output that maximises log-probability
+    + weight * joint (joint: one score per output, the lists' outputs in order; -1 for an
+    empty list; the first of equals)."""
+    best, at = [], 0
+    for lst in lists:
+        s = [lp + weight * j for (_, lp), j in zip(lst, joint[at:at + len(lst)])]
+        best.append(int(np.argmax(s)) if s else -1)
+        at += len(lst)
+    return best
+
+
 class JointModel:
     weight = 0.5   # of the joint log-probability beside the transducer's (seq2seq_joint tunes it)
+    info = None    # how it was built and tuned (seq2seq_joint), saved with it
 
     def __init__(self, src_vocab, tgt_vocab, max_x, max_y, cells, logp, ngram):
         self.src_vocab, self.tgt_vocab = list(src_vocab), list(tgt_vocab)
         self.max_x, self.max_y = int(max_x), int(max_y)
-        self._src = {c: i + 1 for i, c in enumerate(self.src_vocab)}
-        self._tgt = {t: i + 1 for i, t in enumerate(self.tgt_vocab)}
+        self._src, self._tgt = _index(self.src_vocab), _index(self.tgt_vocab)
         self.nx, self.ny = len(self.src_vocab) + 1, len(self.tgt_vocab) + 1
         shape = (self.nx ** self.max_x, self.ny ** self.max_y)
         # the cut model: log-probability of each graphone; one never seen in training can
@@ -65,8 +92,8 @@ class JointModel:
         tgt_vocab = sorted({t for _, y in pairs for t in y})
         nx, ny = len(src_vocab) + 1, len(tgt_vocab) + 1
         max_x, max_y = chunk_sizes(nx, ny)
-        model = cls(src_vocab, tgt_vocab, max_x, max_y, [], [], None)
-        arrays = model._encode([s for s, _ in pairs], [y for _, y in pairs])
+        arrays = _encode(_index(src_vocab), _index(tgt_vocab), [s for s, _ in pairs],
+                         [y for _, y in pairs])
         table = np.ones((nx ** max_x, ny ** max_y))   # every cut equally likely at first
         for _ in range(em_steps):
             counts = np.zeros_like(table)
@@ -79,15 +106,6 @@ class JointModel:
         seqs = model._cuts(arrays)
         model.ngram = NGram.train([s for s in seqs if s is not None], len(cells), order)
         return model
-
-    def _encode(self, sources, targets):
-        """The kernels' arrays; a symbol this model never saw becomes 0 (caught below)."""
-        xs = [np.array([self._src.get(c, 0) for c in s], np.int32) for s in sources]
-        ys = [np.array([self._tgt.get(t, 0) for t in y], np.int32) for y in targets]
-        xoff = np.cumsum([0] + [len(x) for x in xs]).astype(np.int64)
-        yoff = np.cumsum([0] + [len(y) for y in ys]).astype(np.int64)
-        cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int32)  # noqa: E731
-        return cat(xs), xoff, cat(ys), yoff
 
     def _cuts(self, arrays):
         """Each pair's best graphone sequence (ids 1..), or None where none exists."""
@@ -105,7 +123,8 @@ class JointModel:
               if s and all(c in self._src for c in s) and all(t in self._tgt for t in y)]
         if not ok:
             return out
-        seqs = self._cuts(self._encode([sources[k] for k in ok], [targets[k] for k in ok]))
+        seqs = self._cuts(_encode(self._src, self._tgt, [sources[k] for k in ok],
+                                  [targets[k] for k in ok]))
         some = [k for k, s in zip(ok, seqs) if s is not None]
         if some:
             out[some] = self.ngram.logprobs([s for s in seqs if s is not None])
@@ -123,16 +142,9 @@ class JointModel:
 
     def pick(self, sources, lists, split):
         """The output of each source's n-best list [(output, log-probability), ...] that
-        maximises log-probability + weight * log P_joint(source, output); split turns an
-        output into its tokens. An empty list gives ""."""
-        flat = [(k, o, lp) for k, lst in enumerate(lists) for o, lp in lst]
-        if not flat:
-            return [""] * len(lists)
-        joint = self.ranking_scores([sources[k] for k, _, _ in flat],
-                                    [split(o) for _, o, _ in flat])
-        best = [("", -np.inf)] * len(lists)
-        for (k, o, lp), j in zip(flat, joint):
-            s = lp + self.weight * j
-            if s > best[k][1]:
-                best[k] = (o, s)
-        return [o for o, _ in best]
+        maximises log-probability + weight * log P_joint(source, output) (rerank); split
+        turns an output into its tokens. An empty list gives ""."""
+        joint = self.ranking_scores([s for s, lst in zip(sources, lists) for _ in lst],
+                                    [split(o) for lst in lists for o, _ in lst])
+        return [lst[b][0] if b >= 0 else "" for lst, b in
+                zip(lists, rerank(lists, joint, self.weight))]

@@ -38,9 +38,19 @@ def _hashes(padded, ends, k):
         return _mix(h + np.uint64(k))
 
 
+def _lookup(keys, values, h):
+    """(the value of each hash of h in the sorted array keys, 0 where absent; found)."""
+    if not len(keys):
+        return np.zeros(len(h)), np.zeros(len(h), bool)
+    i = np.minimum(np.searchsorted(keys, h), len(keys) - 1)
+    found = keys[i] == h
+    return np.where(found, values[i], 0.0), found
+
+
 def _layout(seqs, order):
     """All sequences in one array, each after order - 1 BOS and followed by EOS; returns
-    (padded, ends): the indices of the scored tokens (every token and each EOS)."""
+    (padded, ends, eos_at): the indices of the scored tokens (every token and each EOS),
+    and of each EOS."""
     seqs = [np.asarray(s, np.int64) for s in seqs]
     pad = order - 1
     lens = np.array([len(s) + 1 for s in seqs], np.int64)    # tokens + EOS
@@ -82,7 +92,7 @@ class NGram:
         padded, ends, eos_at = _layout(seqs, order)
         padded[eos_at] = eos
         keys, logp, ctx, logbow = [], [], [], []
-        # counts[k]: (sorted unique hashes of k-grams, their KN counts, first index)
+        # level[k]: (sorted unique hashes of k-grams, their KN counts, first index)
         level = {}
         for k in range(order, 0, -1):
             h = _hashes(padded, ends, k)
@@ -138,19 +148,10 @@ class NGram:
         bad = (padded[ends] < 1) | (padded[ends] > self.vocab + 1)
         padded[ends[bad]] = self.vocab + 2                       # one unknown token
         r = np.full(len(ends), self.unk_logp)
-        h = _hashes(padded, ends, 1)
-        i = np.minimum(np.searchsorted(self.keys[0], h), len(self.keys[0]) - 1)
-        hit = self.keys[0][i] == h
-        r[hit] = self.logp[0][i[hit]]
-        for k in range(2, self.order + 1):
-            keys, lp = self.keys[k - 1], self.logp[k - 1]
-            h = _hashes(padded, ends, k)
-            i = np.minimum(np.searchsorted(keys, h), max(len(keys) - 1, 0))
-            hit = (keys[i] == h) if len(keys) else np.zeros(len(h), bool)
-            hc = _hashes(padded, ends - 1, k - 1)
-            cx, bw = self.ctx[k - 2], self.logbow[k - 2]
-            j = np.minimum(np.searchsorted(cx, hc), max(len(cx) - 1, 0))
-            seen = (cx[j] == hc) if len(cx) else np.zeros(len(h), bool)
-            r = np.where(hit, lp[i] if len(keys) else 0.0,
-                         r + np.where(seen, bw[j] if len(cx) else 0.0, 0.0))
+        for k in range(1, self.order + 1):   # r: log p(w | the last k - 1 tokens)
+            lp, hit = _lookup(self.keys[k - 1], self.logp[k - 1], _hashes(padded, ends, k))
+            if k > 1:   # an unseen k-gram backs off: its context's weight (0 if unseen)
+                r = r + _lookup(self.ctx[k - 2], self.logbow[k - 2],
+                                _hashes(padded, ends - 1, k - 1))[0]
+            r = np.where(hit, lp, r)
         return r

@@ -21,12 +21,15 @@ for completions: 400 for a bad field (naming it), 404 for an unknown model.
 from __future__ import annotations
 
 import asyncio
+import os
+from dataclasses import replace
 
 from charrnn.errors import CharRNNError
 from charrnn.serve.protocol import APIError, _bad, _bool, _int, json_object
 
 MAX_INPUTS = 1024   # texts per request
 MAX_BEAM = 64
+THREADS = os.cpu_count() or 1
 ENDPOINT = {"lm": "/v1/completions", "seq2seq": "/v1/transduce", "classifier": "/v1/classify"}
 WHAT = {"lm": "a language model", "seq2seq": "a transducer", "classifier": "a classifier"}
 
@@ -90,15 +93,12 @@ async def transduce(state, raw):
     beam = _int(body, "beam", 1, 1, MAX_BEAM)
     nbest = _int(body, "nbest", None, 1, MAX_BEAM)
     joint = True if body.get("joint") is None else _bool(body, "joint")
-    t = served.model
+    t = served.model if joint else replace(served.model, joint=None)
 
-    def work():
+    def work():   # batches on every core, as charrnn transduce decodes them
         if nbest:
-            return t.nbest(texts, nbest, max(beam, nbest), threads=2)
-        if joint or t.joint is None:
-            return t.transduce(texts, beam, threads=2)
-        from dataclasses import replace
-        return replace(t, joint=None).transduce(texts, beam, threads=2)
+            return t.nbest(texts, nbest, max(beam, nbest), threads=THREADS)
+        return t.transduce(texts, beam, threads=THREADS)
     result = await _run(state, served, work)
     data = []
     for i, (text, r) in enumerate(zip(texts, result)):

@@ -144,7 +144,7 @@ class Transducer:
                 "tokens": self.tokens, "max_len": str(self.max_len)}
         sf.write(path, dict(self.model.params), meta)
         if self.joint is not None:
-            save_joint(self.joint, joint_path(path), getattr(self.joint, "info", None))
+            save_joint(self.joint, joint_path(path))
 
     def loss(self, pairs):
         """Mean cross-entropy per target token (EOS included) over (source, target) pairs."""

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from charrnn.nn.graphones import ORDER, JointModel
+from charrnn.nn.graphones import ORDER, JointModel, rerank
 from charrnn.training.seq2seq_score import group_references
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0)   # tried on the held-out sources (0: off)
@@ -22,18 +22,11 @@ TUNE_SOURCES = 2000     # held-out sources decoded to tune the weight (the first
 DEFAULT_WEIGHT = 0.5    # without held-out sources: CMUdict's held-out choice
 
 
-def threads_here():
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:   # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def build_joint(transducer, train_pairs, held_pairs, order=ORDER, threads=None):
     """A JointModel of train_pairs ((source, target string), ...) whose .weight is the
     one of WEIGHTS that re-ranks the held-out sources' TUNE_BEAM best with the fewest
     word errors (ties: the smaller), and whose .info says how it was chosen."""
-    threads = threads or threads_here()
+    threads = threads or os.cpu_count() or 1   # all cores, as charrnn transduce uses
     t0 = time.perf_counter()
     joint = JointModel.train([(s, transducer.split(t)) for s, t in train_pairs], order)
     info = {"order": order, "train_pairs": len(train_pairs), "graphones": len(joint.cells),
@@ -45,19 +38,13 @@ def build_joint(transducer, train_pairs, held_pairs, order=ORDER, threads=None):
     if words:
         t0 = time.perf_counter()
         lists = transducer.nbest(words, TUNE_BEAM, TUNE_BEAM, threads=threads)
-        flat = [(k, o, lp) for k, lst in enumerate(lists) for o, lp in lst]
-        scores = joint.ranking_scores([words[k] for k, _, _ in flat],
-                                      [transducer.split(o) for _, o, _ in flat])
-        neural = np.array([lp for _, _, lp in flat])
-        right = np.array([transducer.split(o) in refs[words[k]] for k, o, _ in flat])
-        owner = np.array([k for k, _, _ in flat])
+        scores = joint.ranking_scores([w for w, lst in zip(words, lists) for _ in lst],
+                                      [transducer.split(o) for lst in lists for o, _ in lst])
 
-        def wer(weight):
-            s = neural + weight * scores
-            best = {}
-            for i in np.argsort(-s, kind="stable"):   # the first of each source is its best
-                best.setdefault(owner[i], right[i])
-            return 1 - sum(best.values()) / len(words)
+        def wer(weight):   # what joint.pick would choose with this weight, scored once
+            picked = rerank(lists, scores, weight)
+            return 1 - sum(b >= 0 and transducer.split(lst[b][0]) in refs[w]
+                           for w, lst, b in zip(words, lists, picked)) / len(words)
         errors = [wer(w) for w in WEIGHTS]
         joint.weight = WEIGHTS[int(np.argmin(errors))]
         info.update(tuned_on=len(words), beam=TUNE_BEAM, weight=joint.weight,

@@ -199,7 +199,7 @@ class Seq2SeqTrainer(ClassifierTrainer):
         from charrnn.training.seq2seq_joint import build_joint
         best = load_transducer(self.run_dir, best=len(self.val_x) > 0, joint=False)
         joint = build_joint(best, *self.pairs)
-        save_joint(joint, self.run_dir / NAME, joint.info)
+        save_joint(joint, self.run_dir / NAME)
         i = joint.info
         tuned = (f"weight {joint.weight:g}: held-out WER {100 * i['held_out_wer_without']:.1f}% "
                  f"-> {100 * i['held_out_wer_with']:.1f}% at --beam {i['beam']}"
